@@ -1,0 +1,126 @@
+"""The ``iso15118`` command line.
+
+    iso15118 exi decode --schema iso2 [--xml] [--fragment] HEX   (HEX may be - for stdin)
+    iso15118 exi encode --schema iso2 [--fragment] < message.json
+    iso15118 exi schemas
+
+Bad input (hex, JSON, or bytes/objects the codec rejects) gives one ``error: ...`` line on
+stderr and exit code 2, as do usage errors. The codec is imported only when a command needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+def read_hex(text: str) -> bytes:
+    """Bytes from a hex string that may contain whitespace; ``-`` reads the hex from stdin."""
+    if text == "-":
+        text = sys.stdin.read()
+    digits = "".join(text.split())
+    try:
+        data = bytes.fromhex(digits)
+    except ValueError as exc:
+        raise ValueError(f"invalid hex input: {exc}") from exc
+    if not data:
+        raise ValueError("no input bytes")
+    return data
+
+
+def read_json_object(text: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON input: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _check_schema(schemas: tuple[str, ...], schema: str) -> None:
+    if schema not in schemas:
+        raise ValueError(f"unknown schema {schema!r} (choose from {', '.join(schemas)})")
+
+
+def _exi_decode(args: argparse.Namespace) -> None:
+    data = read_hex(args.hex)
+    from iso15118 import exi
+
+    _check_schema(exi.SCHEMAS, args.schema)
+    decode = exi.decode_fragment if args.fragment else exi.decode
+    message = decode(args.schema, data)
+    print(exi.to_xml(message) if args.xml else json.dumps(exi.to_json(message), indent=2))
+
+
+def _exi_encode(args: argparse.Namespace) -> None:
+    obj = read_json_object(sys.stdin.read())
+    from iso15118 import exi
+
+    _check_schema(exi.SCHEMAS, args.schema)
+    if args.fragment:
+        data = exi.encode_fragment(args.schema, exi.from_json_fragment(args.schema, obj))
+    else:
+        data = exi.encode(args.schema, exi.from_json(args.schema, obj))
+    print(data.hex())
+
+
+def _exi_schemas(args: argparse.Namespace) -> None:
+    from iso15118 import exi
+
+    print("\n".join(exi.SCHEMAS))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iso15118", description="ISO 15118 protocol tools.")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    exi = commands.add_parser("exi", help="EXI codec", description="Encode and decode EXI.")
+    exi_commands = exi.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    schema_help = "grammar to use; `iso15118 exi schemas` lists them (e.g. appHand, din, iso2)"
+    fragment_help = "an EXI fragment (as digested for XML signatures), not a whole document"
+
+    decode = exi_commands.add_parser("decode", help="decode an EXI stream given as hex")
+    decode.add_argument("--schema", required=True, help=schema_help)
+    decode.add_argument("--xml", action="store_true", help="print XML instead of JSON")
+    decode.add_argument("--fragment", action="store_true", help=fragment_help)
+    decode.add_argument("hex", metavar="HEX", help="the EXI bytes in hex, or - to read stdin")
+    decode.set_defaults(run=_exi_decode)
+
+    encode = exi_commands.add_parser("encode", help="encode a JSON message read from stdin")
+    encode.add_argument("--schema", required=True, help=schema_help)
+    encode.add_argument("--fragment", action="store_true", help=fragment_help)
+    encode.set_defaults(run=_exi_encode)
+
+    schemas = exi_commands.add_parser("schemas", help="list the schema names")
+    schemas.set_defaults(run=_exi_schemas)
+    return parser
+
+
+def _is_input_error(exc: Exception) -> bool:
+    """Bad hex or JSON (ValueError), or anything the codec rejects (``ExiError``)."""
+    if isinstance(exc, ValueError):
+        return True
+    exi = sys.modules.get("iso15118.exi")  # only set once a command has imported the codec
+    return exi is not None and isinstance(exc, exi.ExiError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error or the help text
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        args.run(args)
+    except Exception as exc:
+        if not _is_input_error(exc):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
