@@ -1,0 +1,240 @@
+"""Schema-informed EXI for ISO 15118 (EXI 1.0 with the V2G profile).
+
+    >>> from iso15118 import exi
+    >>> message = exi.decode("iso2", data)
+    >>> exi.encode("iso2", message) == data
+    True
+
+Schemas: appHand, din, iso2, iso20-common, iso20-ac, iso20-dc, iso20-wpt, iso20-acdp, and
+xmldsig (for SignedInfo fragments).  Messages are the generated dataclasses of
+`exi_schemas`; a root element whose type does not name it uniquely comes as `Element`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from ._bits import BitReader, BitWriter
+from ._json import from_json_element, to_json_value, to_xml_element
+from .errors import ExiDecodeError, ExiEncodeError, ExiError
+
+__all__ = [
+    "SCHEMAS",
+    "Element",
+    "ExiDecodeError",
+    "ExiEncodeError",
+    "ExiError",
+    "decode",
+    "decode_fragment",
+    "encode",
+    "encode_fragment",
+    "from_json",
+    "from_json_fragment",
+    "to_json",
+    "to_xml",
+]
+
+SCHEMAS: tuple[str, ...] = (
+    "appHand",
+    "din",
+    "iso2",
+    "iso20-common",
+    "iso20-ac",
+    "iso20-dc",
+    "iso20-wpt",
+    "iso20-acdp",
+    "xmldsig",
+)
+
+EXI_HEADER = 0x80  # distinguishing bits 10, no options, format version 1
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """A root element whose name the value's class does not tell (a simple-typed element,
+    or a type shared by several elements)."""
+
+    namespace: str
+    name: str
+    value: Any
+
+
+class _Codec:
+    """The generated codec of one schema set, with name lookups built once."""
+
+    def __init__(self, schema: str) -> None:
+        from exi_schemas import SCHEMA_CODECS
+
+        module: ModuleType = importlib.import_module("exi_schemas." + SCHEMA_CODECS[schema])
+        self.schema = schema
+        self.document = module.DOCUMENT
+        self.fragment = module.FRAGMENT
+        self.document_width: int = module.DOCUMENT_WIDTH
+        self.fragment_width: int = module.FRAGMENT_WIDTH
+        self.document_index = {(ns, n): i for i, (ns, n, *_rest) in enumerate(self.document)}
+        self.fragment_index = {(ns, n): i for i, (ns, n, *_rest) in enumerate(self.fragment)}
+        self.document_by_local = _by_local(self.document)
+        self.fragment_by_local = _by_local(self.fragment)
+
+
+def _by_local(table: Any) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, (_ns, name, *_rest) in enumerate(table):
+        out.setdefault(name, []).append(i)
+    return out
+
+
+_CODECS: dict[str, _Codec] = {}
+
+
+def _codec(schema: str) -> _Codec:
+    codec = _CODECS.get(schema)
+    if codec is None:
+        if schema not in SCHEMAS:
+            raise ValueError(f"unknown schema {schema!r}; choose from {', '.join(SCHEMAS)}")
+        codec = _CODECS[schema] = _Codec(schema)
+    return codec
+
+
+def _wrap(namespace: str, name: str, value: Any) -> Any:
+    element = getattr(type(value), "_exi_element_", None)
+    if element == (namespace, name):
+        return value
+    return Element(namespace, name, value)
+
+
+def _root_of(message: Any) -> tuple[tuple[str, str], Any]:
+    if isinstance(message, Element):
+        return (message.namespace, message.name), message.value
+    element = getattr(type(message), "_exi_element_", None)
+    if element is None:
+        raise ExiEncodeError(
+            f"{type(message).__name__} is not the type of exactly one global element; "
+            "wrap it in exi.Element(namespace, name, value)"
+        )
+    return element, message
+
+
+def decode(schema: str, data: bytes) -> Any:
+    """Decode one EXI document (the V2GTP payload, starting with the 0x80 header)."""
+    codec = _codec(schema)
+    r = BitReader(data)
+    try:
+        if r.bits(8) != EXI_HEADER:
+            r.pos = 0
+            raise r.fail("header", "not an EXI stream with header 0x80 (no options, version 1)")
+        code = r.bits(codec.document_width)
+        if code >= len(codec.document):
+            raise r.fail("document", f"event code {code} is not a known global element")
+        namespace, name, decoder, *_rest = codec.document[code]
+        value = decoder(r)
+        r.finish(f"after {name}")  # DocEnd: ED has a 0-bit event code
+    except ExiDecodeError:
+        raise
+    except (IndexError, ValueError, TypeError, KeyError, RecursionError) as exc:
+        raise ExiDecodeError(f"malformed stream ({exc})", bit_offset=r.pos) from None
+    return _wrap(namespace, name, value)
+
+
+def encode(schema: str, message: Any, *, strict: bool = True) -> bytes:
+    """Encode a message (or an `Element`) as an EXI document with header 0x80.
+
+    Every facet is enforced; with `strict=False` values shorter than their minLength or
+    length facet are let through (to re-encode exactly what a peer sent)."""
+    codec = _codec(schema)
+    qname, value = _root_of(message)
+    index = codec.document_index.get(qname)
+    if index is None:
+        raise ExiEncodeError(f"{qname[1]} is not a global element of schema {schema}")
+    w = BitWriter(strict)
+    w.bits(EXI_HEADER, 8)
+    w.bits(index, codec.document_width)
+    _run_encoder(codec.document[index][3], w, value, qname[1])
+    return w.getvalue()
+
+
+def decode_fragment(schema: str, data: bytes) -> Any:
+    """Decode an EXI fragment holding one element, as XML signatures digest them."""
+    codec = _codec(schema)
+    r = BitReader(data)
+    end = len(codec.fragment) + 1  # SE(*) comes before ED
+    try:
+        if r.bits(8) != EXI_HEADER:
+            r.pos = 0
+            raise r.fail("header", "not an EXI stream with header 0x80")
+        code = r.bits(codec.fragment_width)
+        if code >= len(codec.fragment):
+            raise r.fail("fragment", f"event code {code} is not a declared element")
+        namespace, name, decoder, *_rest = codec.fragment[code]
+        value = decoder(r)
+        if r.bits(codec.fragment_width) != end:
+            raise r.fail("fragment", "expected the end of the fragment (one element only)")
+        r.finish(f"after {name}")
+    except ExiDecodeError:
+        raise
+    except (IndexError, ValueError, TypeError, KeyError, RecursionError) as exc:
+        raise ExiDecodeError(f"malformed stream ({exc})", bit_offset=r.pos) from None
+    return _wrap(namespace, name, value)
+
+
+def encode_fragment(schema: str, message: Any, *, strict: bool = True) -> bytes:
+    """Encode one element as an EXI fragment (for signature digests)."""
+    codec = _codec(schema)
+    qname, value = _root_of(message)
+    index = codec.fragment_index.get(qname)
+    if index is None:
+        raise ExiEncodeError(f"{qname[1]} is not an element of schema {schema}")
+    w = BitWriter(strict)
+    w.bits(EXI_HEADER, 8)
+    w.bits(index, codec.fragment_width)
+    _run_encoder(codec.fragment[index][3], w, value, qname[1])
+    w.bits(len(codec.fragment) + 1, codec.fragment_width)
+    return w.getvalue()
+
+
+def _run_encoder(encoder: Any, w: BitWriter, value: Any, name: str) -> None:
+    try:
+        encoder(w, value)
+    except ExiEncodeError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ExiEncodeError(f"{name}: invalid value ({exc!r})") from None
+
+
+def to_json(message: Any) -> dict[str, Any]:
+    """The message as the corpus JSON shape: {root element name: content}."""
+    qname, value = _root_of(message)
+    return {qname[1]: to_json_value(value)}
+
+
+def to_xml(message: Any) -> str:
+    """The message as indented XML, for people."""
+    qname, value = _root_of(message)
+    return to_xml_element(qname, value)
+
+
+def _from_json(table: Any, by_local: dict[str, list[int]], schema: str, obj: Any) -> Any:
+    if not isinstance(obj, dict) or len(obj) != 1:
+        raise ExiEncodeError("expected a JSON object with exactly one root element")
+    ((name, content),) = obj.items()
+    candidates = by_local.get(name, [])
+    if len(candidates) != 1:
+        raise ExiEncodeError(f"{name!r} is not an unambiguous element of schema {schema}")
+    namespace, _name, _decoder, _encoder, kind = table[candidates[0]]
+    value = from_json_element(kind, content, name)
+    return _wrap(namespace, name, value)
+
+
+def from_json(schema: str, obj: Any) -> Any:
+    """Build a message from the corpus JSON shape (inverse of `to_json`)."""
+    codec = _codec(schema)
+    return _from_json(codec.document, codec.document_by_local, schema, obj)
+
+
+def from_json_fragment(schema: str, obj: Any) -> Any:
+    """Like `from_json` for any element the fragment grammar knows (local ones included)."""
+    codec = _codec(schema)
+    return _from_json(codec.fragment, codec.fragment_by_local, schema, obj)
