@@ -4,13 +4,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
-
-FieldTable = tuple[tuple[str, str, str, bool, object], ...]
-"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""
+from iso15118.exi.fields import Field
 
 
 class responseCodeType(StrEnum):
@@ -25,7 +23,7 @@ class responseCodeType(StrEnum):
 class AppProtocolType:
     """XSD type AppProtocolType (urn:iso:15118:2:2010:AppProtocol)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ProtocolNamespace: str  # length 0..100
     VersionNumberMajor: int  # 0..4294967295
@@ -38,7 +36,7 @@ class AppProtocolType:
 class supportedAppProtocolReq:
     """XSD type supportedAppProtocolReq (urn:iso:15118:2:2010:AppProtocol), element supportedAppProtocolReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     AppProtocol: list[AppProtocolType]  # 1..20 entries
 
@@ -47,26 +45,26 @@ class supportedAppProtocolReq:
 class supportedAppProtocolRes:
     """XSD type supportedAppProtocolRes (urn:iso:15118:2:2010:AppProtocol), element supportedAppProtocolRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     SchemaID: int | None = None  # 0..255
 
 
 AppProtocolType._exi_fields_ = (
-    ('ProtocolNamespace', 'ProtocolNamespace', '', False, 'str'),
-    ('VersionNumberMajor', 'VersionNumberMajor', '', False, 'int'),
-    ('VersionNumberMinor', 'VersionNumberMinor', '', False, 'int'),
-    ('SchemaID', 'SchemaID', '', False, 'int'),
-    ('Priority', 'Priority', '', False, 'int'),
+    Field('ProtocolNamespace', 'ProtocolNamespace', '', False, 'str', 1, 1, None, 100, None),
+    Field('VersionNumberMajor', 'VersionNumberMajor', '', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('VersionNumberMinor', 'VersionNumberMinor', '', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('SchemaID', 'SchemaID', '', False, 'int', 1, 1, 0, 255, None),
+    Field('Priority', 'Priority', '', False, 'int', 1, 1, 1, 20, None),
 )
 AppProtocolType._exi_element_ = None
 supportedAppProtocolReq._exi_fields_ = (
-    ('AppProtocol', 'AppProtocol', '', True, AppProtocolType),
+    Field('AppProtocol', 'AppProtocol', '', True, AppProtocolType, 1, 20, None, None, None),
 )
 supportedAppProtocolReq._exi_element_ = ('urn:iso:15118:2:2010:AppProtocol', 'supportedAppProtocolReq')
 supportedAppProtocolRes._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', '', False, responseCodeType),
-    ('SchemaID', 'SchemaID', '', False, 'int'),
+    Field('ResponseCode', 'ResponseCode', '', False, responseCodeType, 1, 1, None, None, None),
+    Field('SchemaID', 'SchemaID', '', False, 'int', 0, 1, 0, 255, None),
 )
 supportedAppProtocolRes._exi_element_ = ('urn:iso:15118:2:2010:AppProtocol', 'supportedAppProtocolRes')

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
 from exi_schemas import apphand as _apphand
+from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -31,48 +31,46 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
         raise r.fail('AppProtocolType[0]', 'expected SE(ProtocolNamespace)')
     if r.bits(1):
         raise r.fail('AppProtocolType.ProtocolNamespace', 'expected CH')
-    v = r.string(100)
+    f_ProtocolNamespace = r.string(100)
     if r.bits(1):
         raise r.fail('AppProtocolType.ProtocolNamespace', 'expected EE')
-    f_ProtocolNamespace = v
     if r.bits(1):
         raise r.fail('AppProtocolType[1]', 'expected SE(VersionNumberMajor)')
     if r.bits(1):
         raise r.fail('AppProtocolType.VersionNumberMajor', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('AppProtocolType.VersionNumberMajor', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('AppProtocolType.VersionNumberMajor', f'value {iv} outside 0..4294967295')
+    f_VersionNumberMajor = iv
     if r.bits(1):
         raise r.fail('AppProtocolType.VersionNumberMajor', 'expected EE')
-    f_VersionNumberMajor = v
     if r.bits(1):
         raise r.fail('AppProtocolType[2]', 'expected SE(VersionNumberMinor)')
     if r.bits(1):
         raise r.fail('AppProtocolType.VersionNumberMinor', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('AppProtocolType.VersionNumberMinor', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('AppProtocolType.VersionNumberMinor', f'value {iv} outside 0..4294967295')
+    f_VersionNumberMinor = iv
     if r.bits(1):
         raise r.fail('AppProtocolType.VersionNumberMinor', 'expected EE')
-    f_VersionNumberMinor = v
     if r.bits(1):
         raise r.fail('AppProtocolType[3]', 'expected SE(SchemaID)')
     if r.bits(1):
         raise r.fail('AppProtocolType.SchemaID', 'expected CH')
-    v = r.bits(8)
+    f_SchemaID = r.bits(8)
     if r.bits(1):
         raise r.fail('AppProtocolType.SchemaID', 'expected EE')
-    f_SchemaID = v
     if r.bits(1):
         raise r.fail('AppProtocolType[4]', 'expected SE(Priority)')
     if r.bits(1):
         raise r.fail('AppProtocolType.Priority', 'expected CH')
-    v = r.bits(5) + 1
-    if v > 20:
-        raise r.fail('AppProtocolType.Priority', f'value {v} outside 1..20')
+    iv = r.bits(5) + 1
+    if iv > 20:
+        raise r.fail('AppProtocolType.Priority', f'value {iv} outside 1..20')
+    f_Priority = iv
     if r.bits(1):
         raise r.fail('AppProtocolType.Priority', 'expected EE')
-    f_Priority = v
     if r.bits(1):
         raise r.fail('AppProtocolType[5]', 'expected EE')
     pass
@@ -160,9 +158,9 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
     s = 0
     if i_AppProtocol < len(o.AppProtocol):
         w.bits(0, 1)
-        x = o.AppProtocol[i_AppProtocol]
+        x_AppProtocol = o.AppProtocol[i_AppProtocol]
         i_AppProtocol += 1
-        _e_apphand_AppProtocolType(w, x)
+        _e_apphand_AppProtocolType(w, x_AppProtocol)
         s = 1
     else:
         raise encode_error('supportedAppProtocolReq', 'missing SE(AppProtocol)')
@@ -170,9 +168,9 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
     while True:
         if i_AppProtocol < len(o.AppProtocol):
             w.bits(0, 2)
-            x = o.AppProtocol[i_AppProtocol]
+            x_AppProtocol = o.AppProtocol[i_AppProtocol]
             i_AppProtocol += 1
-            _e_apphand_AppProtocolType(w, x)
+            _e_apphand_AppProtocolType(w, x_AppProtocol)
             n += 1
             if n == 19:
                 s = 20
@@ -196,22 +194,20 @@ def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppPro
         raise r.fail('supportedAppProtocolRes[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('supportedAppProtocolRes.ResponseCode', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('supportedAppProtocolRes.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_apphand_responseCodeType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('supportedAppProtocolRes.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_apphand_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('supportedAppProtocolRes.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('supportedAppProtocolRes.SchemaID', 'expected CH')
-        v = r.bits(8)
+        f_SchemaID = r.bits(8)
         if r.bits(1):
             raise r.fail('supportedAppProtocolRes.SchemaID', 'expected EE')
-        f_SchemaID = v
         s = 2
     elif ec == 1:
         s = -1
@@ -252,10 +248,10 @@ def _e_apphand_supportedAppProtocolRes(w: BitWriter, o: _apphand.supportedAppPro
 def _d_v0(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(5) + 1
-    if v > 20:
-        raise r.fail('value', f'value {v} outside 1..20')
-
+    iv = r.bits(5) + 1
+    if iv > 20:
+        raise r.fail('value', f'value {iv} outside 1..20')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -285,10 +281,10 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_apphand_responseCodeType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_apphand_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -316,10 +312,10 @@ def _e_v3(w: BitWriter, o: Any) -> None:
 def _d_v4(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('value', f'value {v} outside 0..4294967295')
-
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 0..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
 from exi_schemas import din as _din
 from exi_schemas import xmldsig as _xmldsig
+from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -89,26 +89,23 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected CH')
-        v = r.binary(None)
+        f_P = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected EE')
-        f_P = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected CH')
-        v = r.binary(None)
+        f_G = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected EE')
-        f_G = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
@@ -117,28 +114,25 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected CH')
-        v = r.binary(None)
+        f_Q = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected EE')
-        f_Q = v
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected CH')
-            v = r.binary(None)
+            f_G = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected EE')
-            f_G = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected CH')
-            v = r.binary(None)
+            f_Y = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected EE')
-            f_Y = v
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
@@ -147,27 +141,24 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected CH')
-        v = r.binary(None)
+        f_J = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected EE')
-        f_J = v
         s = 5
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-        v = r.binary(None)
+        f_Seed = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-        f_Seed = v
         s = 6
     elif ec == 2:
         s = -1
@@ -178,10 +169,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-            v = r.binary(None)
+            f_Seed = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-            f_Seed = v
             s = 6
         elif ec == 1:
             s = -1
@@ -192,10 +182,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
-        v = r.binary(None)
+        f_PgenCounter = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
-        f_PgenCounter = v
         s = 7
     if s == 7:
         if r.bits(1):
@@ -342,10 +331,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected CH')
-        v = r.string(None)
+        f_KeyName.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected EE')
-        f_KeyName.append(v)
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -365,10 +353,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 7:
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-        v = r.string(None)
+        f_MgmtData.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-        f_MgmtData.append(v)
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -382,10 +369,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected CH')
-                v = r.string(None)
+                f_KeyName.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected EE')
-                f_KeyName.append(v)
                 s = 2
                 break
             elif ec == 1:
@@ -411,10 +397,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             elif ec == 6:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-                v = r.string(None)
+                f_MgmtData.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-                f_MgmtData.append(v)
                 s = 2
                 break
             elif ec == 7:
@@ -428,10 +413,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected CH')
-            v = r.string(None)
+            f_KeyName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected EE')
-            f_KeyName.append(v)
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -445,10 +429,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-            v = r.string(None)
+            f_MgmtData.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-            f_MgmtData.append(v)
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -475,48 +458,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         s = 1
     elif i_KeyName < len(o.KeyName):
         w.bits(1, 4)
-        x = o.KeyName[i_KeyName]
+        x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_KeyName)
         w.bits(0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
         w.bits(2, 4)
-        x = o.KeyValue[i_KeyValue]
+        x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
-        _e_xmldsig_KeyValueType(w, x)
+        _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
         w.bits(3, 4)
-        x = o.RetrievalMethod[i_RetrievalMethod]
+        x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
-        _e_xmldsig_RetrievalMethodType(w, x)
+        _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
         w.bits(4, 4)
-        x = o.X509Data[i_X509Data]
+        x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
-        _e_xmldsig_X509DataType(w, x)
+        _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
         w.bits(5, 4)
-        x = o.PGPData[i_PGPData]
+        x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
-        _e_xmldsig_PGPDataType(w, x)
+        _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
         w.bits(6, 4)
-        x = o.SPKIData[i_SPKIData]
+        x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
-        _e_xmldsig_SPKIDataType(w, x)
+        _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         w.bits(7, 4)
-        x = o.MgmtData[i_MgmtData]
+        x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_MgmtData)
         w.bits(0, 1)
         s = 2
     else:
@@ -524,48 +507,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     if s == 1:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
             s = 2
         else:
@@ -573,42 +556,42 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     while True:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
         else:
             w.bits(8, 4)
@@ -696,27 +679,27 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         s = 1
     elif i_Reference < len(o.Reference):
         w.bits(1, 2)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
             w.bits(0, 1)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -838,18 +821,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyID = r.binary(None)
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
-        f_PGPKeyID = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-        f_PGPKeyPacket.append(v)
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -858,10 +839,9 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-            v = r.binary(None)
+            f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-            f_PGPKeyPacket.append(v)
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -902,10 +882,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         w.bits(1, 2)
-        x = o.PGPKeyPacket[i_PGPKeyPacket]
+        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_PGPKeyPacket)
         w.bits(0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -915,10 +895,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             w.bits(0, 2)
-            x = o.PGPKeyPacket[i_PGPKeyPacket]
+            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_PGPKeyPacket)
             w.bits(0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -942,18 +922,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
-    v = r.binary(None)
+    f_Modulus = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    f_Modulus = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
-    v = r.binary(None)
+    f_Exponent = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[2]', 'expected EE')
     pass
@@ -1052,10 +1030,9 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected CH')
-    v = r.binary(None)
+    f_DigestValue = r.binary(None)
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected EE')
-    f_DigestValue = v
     s = 6
     if r.bits(1):
         raise r.fail('ReferenceType[6]', 'expected EE')
@@ -1247,10 +1224,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-            v = r.binary(None)
+            f_SPKISexp.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-            f_SPKISexp.append(v)
             s = 1
         if s == 1:
             while True:
@@ -1258,10 +1234,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 if ec == 0:
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                    v = r.binary(None)
+                    f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                    f_SPKISexp.append(v)
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1274,10 +1249,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                v = r.binary(None)
+                f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                f_SPKISexp.append(v)
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1292,10 +1266,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 1)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1304,10 +1278,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
                     w.bits(0, 2)
-                    x = o.SPKISexp[i_SPKISexp]
+                    x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
                     w.bits(0, 1)
-                    w.binary(x)
+                    w.binary(x_SPKISexp)
                     w.bits(0, 1)
                 else:
                     w.bits(2, 2)
@@ -1316,10 +1290,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 2)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1339,10 +1313,9 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            v = r.integer()
+            f_HMACOutputLength = r.integer()
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
-            f_HMACOutputLength = v
             s = 2
             break
         elif ec == 1:
@@ -1428,27 +1401,27 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
         w.bits(1, 2)
-        x = o.SignatureProperty[i_SignatureProperty]
+        x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
-        _e_xmldsig_SignaturePropertyType(w, x)
+        _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 1)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     while True:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 2)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         else:
             w.bits(1, 2)
             s = -1
@@ -1598,9 +1571,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         s = 4
     elif i_Object < len(o.Object):
         w.bits(1, 2)
-        x = o.Object[i_Object]
+        x_Object = o.Object[i_Object]
         i_Object += 1
-        _e_xmldsig_ObjectType(w, x)
+        _e_xmldsig_ObjectType(w, x_Object)
         s = 4
     else:
         w.bits(2, 2)
@@ -1609,9 +1582,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         while True:
             if i_Object < len(o.Object):
                 w.bits(0, 2)
-                x = o.Object[i_Object]
+                x_Object = o.Object[i_Object]
                 i_Object += 1
-                _e_xmldsig_ObjectType(w, x)
+                _e_xmldsig_ObjectType(w, x_Object)
             else:
                 w.bits(1, 2)
                 s = -1
@@ -1730,18 +1703,18 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
     if i_Reference < len(o.Reference):
         w.bits(0, 1)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -1758,10 +1731,9 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected CH')
-            v = r.string(None)
+            f_XPath.append(r.string(None))
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected EE')
-            f_XPath.append(v)
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
@@ -1783,10 +1755,10 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     while True:
         if i_XPath < len(o.XPath):
             w.bits(0, 3)
-            x = o.XPath[i_XPath]
+            x_XPath = o.XPath[i_XPath]
             i_XPath += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_XPath)
             w.bits(0, 1)
         else:
             w.bits(2, 3)
@@ -1813,17 +1785,17 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     if i_Transform < len(o.Transform):
         w.bits(0, 1)
-        x = o.Transform[i_Transform]
+        x_Transform = o.Transform[i_Transform]
         i_Transform += 1
-        _e_xmldsig_TransformType(w, x)
+        _e_xmldsig_TransformType(w, x_Transform)
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     while True:
         if i_Transform < len(o.Transform):
             w.bits(0, 2)
-            x = o.Transform[i_Transform]
+            x_Transform = o.Transform[i_Transform]
             i_Transform += 1
-            _e_xmldsig_TransformType(w, x)
+            _e_xmldsig_TransformType(w, x_Transform)
         else:
             w.bits(1, 2)
             pass
@@ -1841,31 +1813,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected CH')
-        v = r.binary(None)
+        f_X509SKI.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected EE')
-        f_X509SKI.append(v)
     elif ec == 2:
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-        v = r.string(None)
+        f_X509SubjectName.append(r.string(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-        f_X509SubjectName.append(v)
     elif ec == 3:
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected CH')
-        v = r.binary(None)
+        f_X509Certificate.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected EE')
-        f_X509Certificate.append(v)
     elif ec == 4:
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected CH')
-        v = r.binary(None)
+        f_X509CRL.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected EE')
-        f_X509CRL.append(v)
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -1877,31 +1845,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected CH')
-            v = r.binary(None)
+            f_X509SKI.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected EE')
-            f_X509SKI.append(v)
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-            v = r.string(None)
+            f_X509SubjectName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-            f_X509SubjectName.append(v)
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected CH')
-            v = r.binary(None)
+            f_X509Certificate.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected EE')
-            f_X509Certificate.append(v)
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected CH')
-            v = r.binary(None)
+            f_X509CRL.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected EE')
-            f_X509CRL.append(v)
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
@@ -1919,72 +1883,72 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
         w.bits(0, 3)
-        x = o.X509IssuerSerial[i_X509IssuerSerial]
+        x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
         w.bits(1, 3)
-        x = o.X509SKI[i_X509SKI]
+        x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509SKI)
         w.bits(0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
         w.bits(2, 3)
-        x = o.X509SubjectName[i_X509SubjectName]
+        x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_X509SubjectName)
         w.bits(0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
         w.bits(3, 3)
-        x = o.X509Certificate[i_X509Certificate]
+        x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509Certificate)
         w.bits(0, 1)
     elif i_X509CRL < len(o.X509CRL):
         w.bits(4, 3)
-        x = o.X509CRL[i_X509CRL]
+        x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509CRL)
         w.bits(0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
             w.bits(0, 3)
-            x = o.X509IssuerSerial[i_X509IssuerSerial]
+            x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
             w.bits(1, 3)
-            x = o.X509SKI[i_X509SKI]
+            x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509SKI)
             w.bits(0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
             w.bits(2, 3)
-            x = o.X509SubjectName[i_X509SubjectName]
+            x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_X509SubjectName)
             w.bits(0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
             w.bits(3, 3)
-            x = o.X509Certificate[i_X509Certificate]
+            x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509Certificate)
             w.bits(0, 1)
         elif i_X509CRL < len(o.X509CRL):
             w.bits(4, 3)
-            x = o.X509CRL[i_X509CRL]
+            x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509CRL)
             w.bits(0, 1)
         else:
             w.bits(6, 3)
@@ -1998,18 +1962,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
-    v = r.string(None)
+    f_X509IssuerName = r.string(None)
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    f_X509IssuerName = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    v = r.integer()
+    f_X509SerialNumber = r.integer()
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    f_X509SerialNumber = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[2]', 'expected EE')
     pass
@@ -2062,13 +2024,12 @@ def _d_din_CableCheckResType(r: BitReader) -> _din.CableCheckResType:
         raise r.fail('CableCheckResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('CableCheckResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('CableCheckResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('CableCheckResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('CableCheckResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('CableCheckResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
@@ -2076,10 +2037,9 @@ def _d_din_CableCheckResType(r: BitReader) -> _din.CableCheckResType:
         raise r.fail('CableCheckResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('CableCheckResType.EVSEProcessing', 'expected CH')
-    v = _E_din_EVSEProcessingType[r.bits(1)]
+    f_EVSEProcessing = _E_din_EVSEProcessingType[r.bits(1)]
     if r.bits(1):
         raise r.fail('CableCheckResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     if r.bits(1):
         raise r.fail('CableCheckResType[3]', 'expected EE')
     pass
@@ -2122,10 +2082,9 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
     elif ec == 1:
         if r.bits(1):
             raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected CH')
-        v = r.binary(1200)
+        f_OEMProvisioningCert = r.binary(1200)
         if r.bits(1):
             raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected EE')
-        f_OEMProvisioningCert = v
         s = 2
     else:
         raise r.fail('CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
@@ -2134,10 +2093,9 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
             raise r.fail('CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCert)')
         if r.bits(1):
             raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected CH')
-        v = r.binary(1200)
+        f_OEMProvisioningCert = r.binary(1200)
         if r.bits(1):
             raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected EE')
-        f_OEMProvisioningCert = v
         s = 2
     if r.bits(1):
         raise r.fail('CertificateInstallationReqType[2]', 'expected SE(ListOfRootCertificateIDs)')
@@ -2147,10 +2105,9 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
         raise r.fail('CertificateInstallationReqType[3]', 'expected SE(DHParams)')
     if r.bits(1):
         raise r.fail('CertificateInstallationReqType.DHParams', 'expected CH')
-    v = r.binary(256)
+    f_DHParams = r.binary(256)
     if r.bits(1):
         raise r.fail('CertificateInstallationReqType.DHParams', 'expected EE')
-    f_DHParams = v
     s = 4
     if r.bits(1):
         raise r.fail('CertificateInstallationReqType[4]', 'expected EE')
@@ -2218,13 +2175,12 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
         raise r.fail('CertificateInstallationResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('CertificateInstallationResType[2]', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
@@ -2232,26 +2188,23 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
         raise r.fail('CertificateInstallationResType[3]', 'expected SE(ContractSignatureEncryptedPrivateKey)')
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'expected CH')
-    v = r.binary(128)
+    f_ContractSignatureEncryptedPrivateKey = r.binary(128)
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'expected EE')
-    f_ContractSignatureEncryptedPrivateKey = v
     if r.bits(1):
         raise r.fail('CertificateInstallationResType[4]', 'expected SE(DHParams)')
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.DHParams', 'expected CH')
-    v = r.binary(256)
+    f_DHParams = r.binary(256)
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.DHParams', 'expected EE')
-    f_DHParams = v
     if r.bits(1):
         raise r.fail('CertificateInstallationResType[5]', 'expected SE(ContractID)')
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.ContractID', 'expected CH')
-    v = r.string(24)
+    f_ContractID = r.string(24)
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.ContractID', 'expected EE')
-    f_ContractID = v
     if r.bits(1):
         raise r.fail('CertificateInstallationResType[6]', 'expected EE')
     pass
@@ -2331,10 +2284,9 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
         raise r.fail('CertificateUpdateReqType[2]', 'expected SE(ContractID)')
     if r.bits(1):
         raise r.fail('CertificateUpdateReqType.ContractID', 'expected CH')
-    v = r.string(24)
+    f_ContractID = r.string(24)
     if r.bits(1):
         raise r.fail('CertificateUpdateReqType.ContractID', 'expected EE')
-    f_ContractID = v
     s = 3
     if r.bits(1):
         raise r.fail('CertificateUpdateReqType[3]', 'expected SE(ListOfRootCertificateIDs)')
@@ -2344,10 +2296,9 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
         raise r.fail('CertificateUpdateReqType[4]', 'expected SE(DHParams)')
     if r.bits(1):
         raise r.fail('CertificateUpdateReqType.DHParams', 'expected CH')
-    v = r.binary(256)
+    f_DHParams = r.binary(256)
     if r.bits(1):
         raise r.fail('CertificateUpdateReqType.DHParams', 'expected EE')
-    f_DHParams = v
     s = 5
     if r.bits(1):
         raise r.fail('CertificateUpdateReqType[5]', 'expected EE')
@@ -2418,13 +2369,12 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
         raise r.fail('CertificateUpdateResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('CertificateUpdateResType[2]', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
@@ -2432,36 +2382,33 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
         raise r.fail('CertificateUpdateResType[3]', 'expected SE(ContractSignatureEncryptedPrivateKey)')
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'expected CH')
-    v = r.binary(128)
+    f_ContractSignatureEncryptedPrivateKey = r.binary(128)
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'expected EE')
-    f_ContractSignatureEncryptedPrivateKey = v
     if r.bits(1):
         raise r.fail('CertificateUpdateResType[4]', 'expected SE(DHParams)')
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.DHParams', 'expected CH')
-    v = r.binary(256)
+    f_DHParams = r.binary(256)
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.DHParams', 'expected EE')
-    f_DHParams = v
     if r.bits(1):
         raise r.fail('CertificateUpdateResType[5]', 'expected SE(ContractID)')
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.ContractID', 'expected CH')
-    v = r.string(24)
+    f_ContractID = r.string(24)
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.ContractID', 'expected EE')
-    f_ContractID = v
     if r.bits(1):
         raise r.fail('CertificateUpdateResType[6]', 'expected SE(RetryCounter)')
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.RetryCounter', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('CertificateUpdateResType.RetryCounter', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('CertificateUpdateResType.RetryCounter', f'value {iv} outside -32768..32767')
+    f_RetryCounter = iv
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.RetryCounter', 'expected EE')
-    f_RetryCounter = v
     if r.bits(1):
         raise r.fail('CertificateUpdateResType[7]', 'expected EE')
     pass
@@ -2534,13 +2481,12 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
         raise r.fail('ChargeParameterDiscoveryReqType[0]', 'expected SE(EVRequestedEnergyTransferType)')
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {v} out of range')
-    v = _E_din_EVRequestedEnergyTransferType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv} out of range')
+    f_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', 'expected EE')
-    f_EVRequestedEnergyTransferType = v
     ec = r.bits(2)
     if ec == 0:
         f_AC_EVChargeParameter = _d_din_AC_EVChargeParameterType(r)
@@ -2596,21 +2542,19 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
         raise r.fail('ChargeParameterDiscoveryResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', 'expected CH')
-    v = _E_din_EVSEProcessingType[r.bits(1)]
+    f_EVSEProcessing = _E_din_EVSEProcessingType[r.bits(1)]
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     ec = r.bits(2)
     if ec == 0:
         f_SAScheduleList = _d_din_SAScheduleListType(r)
@@ -2702,33 +2646,31 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
         raise r.fail('ChargingStatusResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargingStatusResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargingStatusResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('ChargingStatusResType[1]', 'expected SE(EVSEID)')
     if r.bits(1):
         raise r.fail('ChargingStatusResType.EVSEID', 'expected CH')
-    v = r.binary(32)
+    f_EVSEID = r.binary(32)
     if r.bits(1):
         raise r.fail('ChargingStatusResType.EVSEID', 'expected EE')
-    f_EVSEID = v
     s = 2
     if r.bits(1):
         raise r.fail('ChargingStatusResType[2]', 'expected SE(SAScheduleTupleID)')
     if r.bits(1):
         raise r.fail('ChargingStatusResType.SAScheduleTupleID', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('ChargingStatusResType.SAScheduleTupleID', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('ChargingStatusResType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
+    f_SAScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('ChargingStatusResType.SAScheduleTupleID', 'expected EE')
-    f_SAScheduleTupleID = v
     s = 3
     ec = r.bits(2)
     if ec == 0:
@@ -2740,10 +2682,9 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     elif ec == 2:
         if r.bits(1):
             raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-        v = r.bits(1) == 1
+        f_ReceiptRequired = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
-        f_ReceiptRequired = v
         s = 6
     else:
         raise r.fail('ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
@@ -2755,10 +2696,9 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-            v = r.bits(1) == 1
+            f_ReceiptRequired = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
-            f_ReceiptRequired = v
             s = 6
         else:
             raise r.fail('ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired)')
@@ -2767,10 +2707,9 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
             raise r.fail('ChargingStatusResType[5]', 'expected SE(ReceiptRequired)')
         if r.bits(1):
             raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-        v = r.bits(1) == 1
+        f_ReceiptRequired = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
-        f_ReceiptRequired = v
         s = 6
     if r.bits(1):
         raise r.fail('ChargingStatusResType[6]', 'expected SE(AC_EVSEStatus)')
@@ -2870,10 +2809,9 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ContractAuthenticationReqType.GenChallenge', 'expected CH')
-        v = r.string(None)
+        f_GenChallenge = r.string(None)
         if r.bits(1):
             raise r.fail('ContractAuthenticationReqType.GenChallenge', 'expected EE')
-        f_GenChallenge = v
         s = 2
     elif ec == 2:
         s = -1
@@ -2884,10 +2822,9 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
         if ec == 0:
             if r.bits(1):
                 raise r.fail('ContractAuthenticationReqType.GenChallenge', 'expected CH')
-            v = r.string(None)
+            f_GenChallenge = r.string(None)
             if r.bits(1):
                 raise r.fail('ContractAuthenticationReqType.GenChallenge', 'expected EE')
-            f_GenChallenge = v
             s = 2
         elif ec == 1:
             s = -1
@@ -2936,21 +2873,19 @@ def _d_din_ContractAuthenticationResType(r: BitReader) -> _din.ContractAuthentic
         raise r.fail('ContractAuthenticationResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ContractAuthenticationResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('ContractAuthenticationResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('ContractAuthenticationResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ContractAuthenticationResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ContractAuthenticationResType[1]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('ContractAuthenticationResType.EVSEProcessing', 'expected CH')
-    v = _E_din_EVSEProcessingType[r.bits(1)]
+    f_EVSEProcessing = _E_din_EVSEProcessingType[r.bits(1)]
     if r.bits(1):
         raise r.fail('ContractAuthenticationResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     if r.bits(1):
         raise r.fail('ContractAuthenticationResType[2]', 'expected EE')
     pass
@@ -3008,18 +2943,16 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
     elif ec == 3:
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_BulkChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
-        f_BulkChargingComplete = v
         s = 6
     elif ec == 4:
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 7
     else:
         raise r.fail('CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -3034,18 +2967,16 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_BulkChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
-            f_BulkChargingComplete = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -3057,18 +2988,16 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_BulkChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
-            f_BulkChargingComplete = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -3077,18 +3006,16 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_BulkChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
-            f_BulkChargingComplete = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -3097,10 +3024,9 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             raise r.fail('CurrentDemandReqType[6]', 'expected SE(ChargingComplete)')
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 7
     ec = r.bits(2)
     if ec == 0:
@@ -3292,13 +3218,12 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
         raise r.fail('CurrentDemandResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('CurrentDemandResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('CurrentDemandResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('CurrentDemandResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('CurrentDemandResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('CurrentDemandResType[1]', 'expected SE(DC_EVSEStatus)')
@@ -3316,28 +3241,25 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
         raise r.fail('CurrentDemandResType[4]', 'expected SE(EVSECurrentLimitAchieved)')
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSECurrentLimitAchieved', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSECurrentLimitAchieved = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSECurrentLimitAchieved', 'expected EE')
-    f_EVSECurrentLimitAchieved = v
     s = 5
     if r.bits(1):
         raise r.fail('CurrentDemandResType[5]', 'expected SE(EVSEVoltageLimitAchieved)')
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSEVoltageLimitAchieved', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEVoltageLimitAchieved = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSEVoltageLimitAchieved', 'expected EE')
-    f_EVSEVoltageLimitAchieved = v
     s = 6
     if r.bits(1):
         raise r.fail('CurrentDemandResType[6]', 'expected SE(EVSEPowerLimitAchieved)')
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSEPowerLimitAchieved', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEPowerLimitAchieved = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSEPowerLimitAchieved', 'expected EE')
-    f_EVSEPowerLimitAchieved = v
     s = 7
     ec = r.bits(3)
     if ec == 0:
@@ -3485,10 +3407,9 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SessionID', 'expected CH')
-        v = r.binary(8)
+        f_SessionID = r.binary(8)
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SessionID', 'expected EE')
-        f_SessionID = v
         s = 2
     else:
         raise r.fail('MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
@@ -3497,21 +3418,20 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
             raise r.fail('MeteringReceiptReqType[1]', 'expected SE(SessionID)')
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SessionID', 'expected CH')
-        v = r.binary(8)
+        f_SessionID = r.binary(8)
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SessionID', 'expected EE')
-        f_SessionID = v
         s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
+        f_SAScheduleTupleID = iv
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', 'expected EE')
-        f_SAScheduleTupleID = v
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_din_MeterInfoType(r)
@@ -3587,13 +3507,12 @@ def _d_din_MeteringReceiptResType(r: BitReader) -> _din.MeteringReceiptResType:
         raise r.fail('MeteringReceiptResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('MeteringReceiptResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('MeteringReceiptResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('MeteringReceiptResType[1]', 'expected SE(AC_EVSEStatus)')
     f_AC_EVSEStatus = _d_din_AC_EVSEStatusType(r)
@@ -3626,10 +3545,9 @@ def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
         raise r.fail('PaymentDetailsReqType[0]', 'expected SE(ContractID)')
     if r.bits(1):
         raise r.fail('PaymentDetailsReqType.ContractID', 'expected CH')
-    v = r.string(24)
+    f_ContractID = r.string(24)
     if r.bits(1):
         raise r.fail('PaymentDetailsReqType.ContractID', 'expected EE')
-    f_ContractID = v
     if r.bits(1):
         raise r.fail('PaymentDetailsReqType[1]', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
@@ -3665,31 +3583,29 @@ def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
         raise r.fail('PaymentDetailsResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('PaymentDetailsResType[1]', 'expected SE(GenChallenge)')
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.GenChallenge', 'expected CH')
-    v = r.string(None)
+    f_GenChallenge = r.string(None)
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.GenChallenge', 'expected EE')
-    f_GenChallenge = v
     if r.bits(1):
         raise r.fail('PaymentDetailsResType[2]', 'expected SE(DateTimeNow)')
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.DateTimeNow', 'expected CH')
-    v = r.integer()
-    if v < -9223372036854775808 or v > 9223372036854775807:
-        raise r.fail('PaymentDetailsResType.DateTimeNow', f'value {v} outside -9223372036854775808..9223372036854775807')
+    iv = r.integer()
+    if iv < -9223372036854775808 or iv > 9223372036854775807:
+        raise r.fail('PaymentDetailsResType.DateTimeNow', f'value {iv} outside -9223372036854775808..9223372036854775807')
+    f_DateTimeNow = iv
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.DateTimeNow', 'expected EE')
-    f_DateTimeNow = v
     if r.bits(1):
         raise r.fail('PaymentDetailsResType[3]', 'expected EE')
     pass
@@ -3733,10 +3649,9 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
         raise r.fail('PowerDeliveryReqType[0]', 'expected SE(ReadyToChargeState)')
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType.ReadyToChargeState', 'expected CH')
-    v = r.bits(1) == 1
+    f_ReadyToChargeState = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType.ReadyToChargeState', 'expected EE')
-    f_ReadyToChargeState = v
     s = 1
     ec = r.bits(3)
     if ec == 0:
@@ -3825,13 +3740,12 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
         raise r.fail('PowerDeliveryResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('PowerDeliveryResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('PowerDeliveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     ec = r.bits(2)
     if ec == 0:
         f_AC_EVSEStatus = _d_din_AC_EVSEStatusType(r)
@@ -3921,13 +3835,12 @@ def _d_din_PreChargeResType(r: BitReader) -> _din.PreChargeResType:
         raise r.fail('PreChargeResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('PreChargeResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('PreChargeResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('PreChargeResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
@@ -3967,12 +3880,12 @@ def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
         raise r.fail('ServiceDetailReqType[0]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ServiceDetailReqType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ServiceDetailReqType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ServiceDetailReqType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('ServiceDetailReqType.ServiceID', 'expected EE')
-    f_ServiceID = v
     if r.bits(1):
         raise r.fail('ServiceDetailReqType[1]', 'expected EE')
     pass
@@ -4001,24 +3914,23 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
         raise r.fail('ServiceDetailResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('ServiceDetailResType[1]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ServiceDetailResType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ServiceDetailResType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ServiceID', 'expected EE')
-    f_ServiceID = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -4074,18 +3986,16 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
     if ec == 0:
         if r.bits(1):
             raise r.fail('ServiceDiscoveryReqType.ServiceScope', 'expected CH')
-        v = r.string(32)
+        f_ServiceScope = r.string(32)
         if r.bits(1):
             raise r.fail('ServiceDiscoveryReqType.ServiceScope', 'expected EE')
-        f_ServiceScope = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected CH')
-        v = _E_din_serviceCategoryType[r.bits(2)]
+        f_ServiceCategory = _E_din_serviceCategoryType[r.bits(2)]
         if r.bits(1):
             raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected EE')
-        f_ServiceCategory = v
         s = 2
     elif ec == 2:
         s = -1
@@ -4096,10 +4006,9 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
         if ec == 0:
             if r.bits(1):
                 raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected CH')
-            v = _E_din_serviceCategoryType[r.bits(2)]
+            f_ServiceCategory = _E_din_serviceCategoryType[r.bits(2)]
             if r.bits(1):
                 raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected EE')
-            f_ServiceCategory = v
             s = 2
         elif ec == 1:
             s = -1
@@ -4155,13 +4064,12 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
         raise r.fail('ServiceDiscoveryResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType[1]', 'expected SE(PaymentOptions)')
@@ -4226,10 +4134,9 @@ def _d_din_ServicePaymentSelectionReqType(r: BitReader) -> _din.ServicePaymentSe
         raise r.fail('ServicePaymentSelectionReqType[0]', 'expected SE(SelectedPaymentOption)')
     if r.bits(1):
         raise r.fail('ServicePaymentSelectionReqType.SelectedPaymentOption', 'expected CH')
-    v = _E_din_paymentOptionType[r.bits(1)]
+    f_SelectedPaymentOption = _E_din_paymentOptionType[r.bits(1)]
     if r.bits(1):
         raise r.fail('ServicePaymentSelectionReqType.SelectedPaymentOption', 'expected EE')
-    f_SelectedPaymentOption = v
     if r.bits(1):
         raise r.fail('ServicePaymentSelectionReqType[1]', 'expected SE(SelectedServiceList)')
     f_SelectedServiceList = _d_din_SelectedServiceListType(r)
@@ -4261,13 +4168,12 @@ def _d_din_ServicePaymentSelectionResType(r: BitReader) -> _din.ServicePaymentSe
         raise r.fail('ServicePaymentSelectionResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ServicePaymentSelectionResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('ServicePaymentSelectionResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ServicePaymentSelectionResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ServicePaymentSelectionResType[1]', 'expected EE')
     pass
@@ -4291,10 +4197,9 @@ def _d_din_SessionSetupReqType(r: BitReader) -> _din.SessionSetupReqType:
         raise r.fail('SessionSetupReqType[0]', 'expected SE(EVCCID)')
     if r.bits(1):
         raise r.fail('SessionSetupReqType.EVCCID', 'expected CH')
-    v = r.binary(8)
+    f_EVCCID = r.binary(8)
     if r.bits(1):
         raise r.fail('SessionSetupReqType.EVCCID', 'expected EE')
-    f_EVCCID = v
     if r.bits(1):
         raise r.fail('SessionSetupReqType[1]', 'expected EE')
     pass
@@ -4323,33 +4228,31 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
         raise r.fail('SessionSetupResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('SessionSetupResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('SessionSetupResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('SessionSetupResType[1]', 'expected SE(EVSEID)')
     if r.bits(1):
         raise r.fail('SessionSetupResType.EVSEID', 'expected CH')
-    v = r.binary(32)
+    f_EVSEID = r.binary(32)
     if r.bits(1):
         raise r.fail('SessionSetupResType.EVSEID', 'expected EE')
-    f_EVSEID = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('SessionSetupResType.DateTimeNow', 'expected CH')
-        v = r.integer()
-        if v < -9223372036854775808 or v > 9223372036854775807:
-            raise r.fail('SessionSetupResType.DateTimeNow', f'value {v} outside -9223372036854775808..9223372036854775807')
+        iv = r.integer()
+        if iv < -9223372036854775808 or iv > 9223372036854775807:
+            raise r.fail('SessionSetupResType.DateTimeNow', f'value {iv} outside -9223372036854775808..9223372036854775807')
+        f_DateTimeNow = iv
         if r.bits(1):
             raise r.fail('SessionSetupResType.DateTimeNow', 'expected EE')
-        f_DateTimeNow = v
         s = 3
     elif ec == 1:
         s = -1
@@ -4403,13 +4306,12 @@ def _d_din_SessionStopResType(r: BitReader) -> _din.SessionStopResType:
         raise r.fail('SessionStopResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('SessionStopResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('SessionStopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('SessionStopResType[1]', 'expected EE')
     pass
@@ -4466,13 +4368,12 @@ def _d_din_WeldingDetectionResType(r: BitReader) -> _din.WeldingDetectionResType
         raise r.fail('WeldingDetectionResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('WeldingDetectionResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('WeldingDetectionResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('WeldingDetectionResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
@@ -4516,12 +4417,12 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
         raise r.fail('AC_EVChargeParameterType[0]', 'expected SE(DepartureTime)')
     if r.bits(1):
         raise r.fail('AC_EVChargeParameterType.DepartureTime', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('AC_EVChargeParameterType.DepartureTime', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('AC_EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
+    f_DepartureTime = iv
     if r.bits(1):
         raise r.fail('AC_EVChargeParameterType.DepartureTime', 'expected EE')
-    f_DepartureTime = v
     if r.bits(1):
         raise r.fail('AC_EVChargeParameterType[1]', 'expected SE(EAmount)')
     f_EAmount = _d_din_PhysicalValueType(r)
@@ -4629,39 +4530,36 @@ def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
         raise r.fail('AC_EVSEStatusType[0]', 'expected SE(PowerSwitchClosed)')
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.PowerSwitchClosed', 'expected CH')
-    v = r.bits(1) == 1
+    f_PowerSwitchClosed = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.PowerSwitchClosed', 'expected EE')
-    f_PowerSwitchClosed = v
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType[1]', 'expected SE(RCD)')
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.RCD', 'expected CH')
-    v = r.bits(1) == 1
+    f_RCD = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.RCD', 'expected EE')
-    f_RCD = v
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType[2]', 'expected SE(NotificationMaxDelay)')
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..4294967295')
+    f_NotificationMaxDelay = iv
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    f_NotificationMaxDelay = v
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType[3]', 'expected SE(EVSENotification)')
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.EVSENotification', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {v} out of range')
-    v = _E_din_EVSENotificationType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+    f_EVSENotification = _E_din_EVSENotificationType[iv]
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.EVSENotification', 'expected EE')
-    f_EVSENotification = v
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType[4]', 'expected EE')
     pass
@@ -4710,10 +4608,9 @@ def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
         raise r.fail('CertificateChainType[0]', 'expected SE(Certificate)')
     if r.bits(1):
         raise r.fail('CertificateChainType.Certificate', 'expected CH')
-    v = r.binary(1200)
+    f_Certificate = r.binary(1200)
     if r.bits(1):
         raise r.fail('CertificateChainType.Certificate', 'expected EE')
-    f_Certificate = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
@@ -4760,12 +4657,12 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
         raise r.fail('ChargingProfileType[0]', 'expected SE(SAScheduleTupleID)')
     if r.bits(1):
         raise r.fail('ChargingProfileType.SAScheduleTupleID', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('ChargingProfileType.SAScheduleTupleID', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('ChargingProfileType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
+    f_SAScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('ChargingProfileType.SAScheduleTupleID', 'expected EE')
-    f_SAScheduleTupleID = v
     if r.bits(1):
         raise r.fail('ChargingProfileType[1]', 'expected SE(ProfileEntry)')
     f_ProfileEntry.append(_d_din_ProfileEntryType(r))
@@ -4793,17 +4690,17 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         raise encode_error('ChargingProfileType', 'missing SE(SAScheduleTupleID)')
     if i_ProfileEntry < len(o.ProfileEntry):
         w.bits(0, 1)
-        x = o.ProfileEntry[i_ProfileEntry]
+        x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
-        _e_din_ProfileEntryType(w, x)
+        _e_din_ProfileEntryType(w, x_ProfileEntry)
     else:
         raise encode_error('ChargingProfileType', 'missing SE(ProfileEntry)')
     while True:
         if i_ProfileEntry < len(o.ProfileEntry):
             w.bits(0, 2)
-            x = o.ProfileEntry[i_ProfileEntry]
+            x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
             i_ProfileEntry += 1
-            _e_din_ProfileEntryType(w, x)
+            _e_din_ProfileEntryType(w, x_ProfileEntry)
         else:
             w.bits(1, 2)
             pass
@@ -4816,12 +4713,12 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
         raise r.fail('ConsumptionCostType[0]', 'expected SE(startValue)')
     if r.bits(1):
         raise r.fail('ConsumptionCostType.startValue', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('ConsumptionCostType.startValue', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('ConsumptionCostType.startValue', f'value {iv} outside 0..4294967295')
+    f_startValue = iv
     if r.bits(1):
         raise r.fail('ConsumptionCostType.startValue', 'expected EE')
-    f_startValue = v
     while True:
         ec = r.bits(2)
         if ec == 0:
@@ -4847,9 +4744,9 @@ def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> Non
     while True:
         if i_Cost < len(o.Cost):
             w.bits(0, 2)
-            x = o.Cost[i_Cost]
+            x_Cost = o.Cost[i_Cost]
             i_Cost += 1
-            _e_din_CostType(w, x)
+            _e_din_CostType(w, x_Cost)
         else:
             w.bits(1, 2)
             pass
@@ -4864,35 +4761,34 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
         raise r.fail('CostType[0]', 'expected SE(costKind)')
     if r.bits(1):
         raise r.fail('CostType.costKind', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('CostType.costKind', f'enumeration index {v} out of range')
-    v = _E_din_costKindType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('CostType.costKind', f'enumeration index {iv} out of range')
+    f_costKind = _E_din_costKindType[iv]
     if r.bits(1):
         raise r.fail('CostType.costKind', 'expected EE')
-    f_costKind = v
     s = 1
     if r.bits(1):
         raise r.fail('CostType[1]', 'expected SE(amount)')
     if r.bits(1):
         raise r.fail('CostType.amount', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('CostType.amount', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('CostType.amount', f'value {iv} outside 0..4294967295')
+    f_amount = iv
     if r.bits(1):
         raise r.fail('CostType.amount', 'expected EE')
-    f_amount = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('CostType.amountMultiplier', 'expected CH')
-        v = r.bits(3) + -3
-        if v > 3:
-            raise r.fail('CostType.amountMultiplier', f'value {v} outside -3..3')
+        iv = r.bits(3) + -3
+        if iv > 3:
+            raise r.fail('CostType.amountMultiplier', f'value {iv} outside -3..3')
+        f_amountMultiplier = iv
         if r.bits(1):
             raise r.fail('CostType.amountMultiplier', 'expected EE')
-        f_amountMultiplier = v
         s = 3
     elif ec == 1:
         s = -1
@@ -4982,22 +4878,22 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
+        f_FullSOC = iv
         if r.bits(1):
             raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
-        f_FullSOC = v
         s = 7
     elif ec == 3:
         if r.bits(1):
             raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
+        f_BulkSOC = iv
         if r.bits(1):
             raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
-        f_BulkSOC = v
         s = 8
     elif ec == 4:
         s = -1
@@ -5011,22 +4907,22 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
+            f_FullSOC = iv
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
-            f_FullSOC = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
+            f_BulkSOC = iv
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
-            f_BulkSOC = v
             s = 8
         elif ec == 3:
             s = -1
@@ -5037,22 +4933,22 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
+            f_FullSOC = iv
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
-            f_FullSOC = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
+            f_BulkSOC = iv
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
-            f_BulkSOC = v
             s = 8
         elif ec == 2:
             s = -1
@@ -5063,12 +4959,12 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
+            f_BulkSOC = iv
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
-            f_BulkSOC = v
             s = 8
         elif ec == 1:
             s = -1
@@ -5212,18 +5108,16 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliv
     if ec == 0:
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.BulkChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_BulkChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.BulkChargingComplete', 'expected EE')
-        f_BulkChargingComplete = v
         s = 2
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 3
     else:
         raise r.fail('DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -5232,10 +5126,9 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliv
             raise r.fail('DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete)')
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 3
     if r.bits(1):
         raise r.fail('DC_EVPowerDeliveryParameterType[3]', 'expected EE')
@@ -5428,21 +5321,19 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', 'expected CH')
-        v = _E_din_isolationLevelType[r.bits(2)]
+        f_EVSEIsolationStatus = _E_din_isolationLevelType[r.bits(2)]
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', 'expected EE')
-        f_EVSEIsolationStatus = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected CH')
-        v = r.bits(4)
-        if v >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {v} out of range')
-        v = _E_din_DC_EVSEStatusCodeType[v]
+        iv = r.bits(4)
+        if iv >= 12:
+            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv} out of range')
+        f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected EE')
-        f_EVSEStatusCode = v
         s = 2
     else:
         raise r.fail('DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
@@ -5451,36 +5342,34 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
             raise r.fail('DC_EVSEStatusType[1]', 'expected SE(EVSEStatusCode)')
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected CH')
-        v = r.bits(4)
-        if v >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {v} out of range')
-        v = _E_din_DC_EVSEStatusCodeType[v]
+        iv = r.bits(4)
+        if iv >= 12:
+            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv} out of range')
+        f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected EE')
-        f_EVSEStatusCode = v
         s = 2
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType[2]', 'expected SE(NotificationMaxDelay)')
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..4294967295')
+    f_NotificationMaxDelay = iv
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    f_NotificationMaxDelay = v
     s = 3
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType[3]', 'expected SE(EVSENotification)')
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType.EVSENotification', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('DC_EVSEStatusType.EVSENotification', f'enumeration index {v} out of range')
-    v = _E_din_EVSENotificationType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('DC_EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+    f_EVSENotification = _E_din_EVSENotificationType[iv]
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType.EVSENotification', 'expected EE')
-    f_EVSENotification = v
     s = 4
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType[4]', 'expected EE')
@@ -5545,38 +5434,34 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
         raise r.fail('DC_EVStatusType[0]', 'expected SE(EVReady)')
     if r.bits(1):
         raise r.fail('DC_EVStatusType.EVReady', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVReady = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('DC_EVStatusType.EVReady', 'expected EE')
-    f_EVReady = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('DC_EVStatusType.EVCabinConditioning', 'expected CH')
-        v = r.bits(1) == 1
+        f_EVCabinConditioning = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DC_EVStatusType.EVCabinConditioning', 'expected EE')
-        f_EVCabinConditioning = v
         s = 2
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DC_EVStatusType.EVRESSConditioning', 'expected CH')
-        v = r.bits(1) == 1
+        f_EVRESSConditioning = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DC_EVStatusType.EVRESSConditioning', 'expected EE')
-        f_EVRESSConditioning = v
         s = 3
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DC_EVStatusType.EVErrorCode', 'expected CH')
-        v = r.bits(4)
-        if v >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {v} out of range')
-        v = _E_din_DC_EVErrorCodeType[v]
+        iv = r.bits(4)
+        if iv >= 12:
+            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+        f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
         if r.bits(1):
             raise r.fail('DC_EVStatusType.EVErrorCode', 'expected EE')
-        f_EVErrorCode = v
         s = 4
     else:
         raise r.fail('DC_EVStatusType[1]', f'event code {ec}, expected SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
@@ -5585,21 +5470,19 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DC_EVStatusType.EVRESSConditioning', 'expected CH')
-            v = r.bits(1) == 1
+            f_EVRESSConditioning = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DC_EVStatusType.EVRESSConditioning', 'expected EE')
-            f_EVRESSConditioning = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DC_EVStatusType.EVErrorCode', 'expected CH')
-            v = r.bits(4)
-            if v >= 12:
-                raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {v} out of range')
-            v = _E_din_DC_EVErrorCodeType[v]
+            iv = r.bits(4)
+            if iv >= 12:
+                raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+            f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
             if r.bits(1):
                 raise r.fail('DC_EVStatusType.EVErrorCode', 'expected EE')
-            f_EVErrorCode = v
             s = 4
         else:
             raise r.fail('DC_EVStatusType[2]', f'event code {ec}, expected SE(EVRESSConditioning), SE(EVErrorCode)')
@@ -5608,24 +5491,23 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
             raise r.fail('DC_EVStatusType[3]', 'expected SE(EVErrorCode)')
         if r.bits(1):
             raise r.fail('DC_EVStatusType.EVErrorCode', 'expected CH')
-        v = r.bits(4)
-        if v >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {v} out of range')
-        v = _E_din_DC_EVErrorCodeType[v]
+        iv = r.bits(4)
+        if iv >= 12:
+            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+        f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
         if r.bits(1):
             raise r.fail('DC_EVStatusType.EVErrorCode', 'expected EE')
-        f_EVErrorCode = v
         s = 4
     if r.bits(1):
         raise r.fail('DC_EVStatusType[4]', 'expected SE(EVRESSSOC)')
     if r.bits(1):
         raise r.fail('DC_EVStatusType.EVRESSSOC', 'expected CH')
-    v = r.bits(7)
-    if v > 100:
-        raise r.fail('DC_EVStatusType.EVRESSSOC', f'value {v} outside 0..100')
+    iv = r.bits(7)
+    if iv > 100:
+        raise r.fail('DC_EVStatusType.EVRESSSOC', f'value {iv} outside 0..100')
+    f_EVRESSSOC = iv
     if r.bits(1):
         raise r.fail('DC_EVStatusType.EVRESSSOC', 'expected EE')
-    f_EVRESSSOC = v
     s = 5
     if r.bits(1):
         raise r.fail('DC_EVStatusType[5]', 'expected EE')
@@ -5802,19 +5684,17 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertific
         raise r.fail('ListOfRootCertificateIDsType[0]', 'expected SE(RootCertificateID)')
     if r.bits(1):
         raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected CH')
-    v = r.string(40)
+    f_RootCertificateID.append(r.string(40))
     if r.bits(1):
         raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected EE')
-    f_RootCertificateID.append(v)
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected CH')
-            v = r.string(40)
+            f_RootCertificateID.append(r.string(40))
             if r.bits(1):
                 raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected EE')
-            f_RootCertificateID.append(v)
         elif ec == 1:
             pass
             break
@@ -5826,24 +5706,24 @@ def _e_din_ListOfRootCertificateIDsType(w: BitWriter, o: _din.ListOfRootCertific
     i_RootCertificateID = 0
     if i_RootCertificateID < len(o.RootCertificateID):
         w.bits(0, 1)
-        x = o.RootCertificateID[i_RootCertificateID]
+        x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         w.bits(0, 1)
-        if len(x) > 40:
-            raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x)} outside 0..40')
-        w.string(x)
+        if len(x_RootCertificateID) > 40:
+            raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x_RootCertificateID)} outside 0..40')
+        w.string(x_RootCertificateID)
         w.bits(0, 1)
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
             w.bits(0, 2)
-            x = o.RootCertificateID[i_RootCertificateID]
+            x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             w.bits(0, 1)
-            if len(x) > 40:
-                raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x)} outside 0..40')
-            w.string(x)
+            if len(x_RootCertificateID) > 40:
+                raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x_RootCertificateID)} outside 0..40')
+            w.string(x_RootCertificateID)
             w.bits(0, 1)
         else:
             w.bits(1, 2)
@@ -5861,10 +5741,9 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected CH')
-    v = r.string(32)
+    f_MeterID = r.string(32)
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected EE')
-    f_MeterID = v
     s = 1
     ec = r.bits(3)
     if ec == 0:
@@ -5873,30 +5752,29 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('MeterInfoType.SigMeterReading', 'expected CH')
-        v = r.binary(32)
+        f_SigMeterReading = r.binary(32)
         if r.bits(1):
             raise r.fail('MeterInfoType.SigMeterReading', 'expected EE')
-        f_SigMeterReading = v
         s = 3
     elif ec == 2:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+        f_MeterStatus = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-        f_MeterStatus = v
         s = 4
     elif ec == 3:
         if r.bits(1):
             raise r.fail('MeterInfoType.TMeter', 'expected CH')
-        v = r.integer()
-        if v < -9223372036854775808 or v > 9223372036854775807:
-            raise r.fail('MeterInfoType.TMeter', f'value {v} outside -9223372036854775808..9223372036854775807')
+        iv = r.integer()
+        if iv < -9223372036854775808 or iv > 9223372036854775807:
+            raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
+        f_TMeter = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.TMeter', 'expected EE')
-        f_TMeter = v
         s = 5
     elif ec == 4:
         s = -1
@@ -5907,30 +5785,29 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.SigMeterReading', 'expected CH')
-            v = r.binary(32)
+            f_SigMeterReading = r.binary(32)
             if r.bits(1):
                 raise r.fail('MeterInfoType.SigMeterReading', 'expected EE')
-            f_SigMeterReading = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            v = r.integer()
-            if v < -9223372036854775808 or v > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {v} outside -9223372036854775808..9223372036854775807')
+            iv = r.integer()
+            if iv < -9223372036854775808 or iv > 9223372036854775807:
+                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
+            f_TMeter = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected EE')
-            f_TMeter = v
             s = 5
         elif ec == 3:
             s = -1
@@ -5941,22 +5818,22 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            v = r.integer()
-            if v < -9223372036854775808 or v > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {v} outside -9223372036854775808..9223372036854775807')
+            iv = r.integer()
+            if iv < -9223372036854775808 or iv > 9223372036854775807:
+                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
+            f_TMeter = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected EE')
-            f_TMeter = v
             s = 5
         elif ec == 2:
             s = -1
@@ -5967,12 +5844,12 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            v = r.integer()
-            if v < -9223372036854775808 or v > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {v} outside -9223372036854775808..9223372036854775807')
+            iv = r.integer()
+            if iv < -9223372036854775808 or iv > 9223372036854775807:
+                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
+            f_TMeter = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected EE')
-            f_TMeter = v
             s = 5
         elif ec == 1:
             s = -1
@@ -6100,22 +5977,20 @@ def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
         raise r.fail('NotificationType[0]', 'expected SE(FaultCode)')
     if r.bits(1):
         raise r.fail('NotificationType.FaultCode', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('NotificationType.FaultCode', f'enumeration index {v} out of range')
-    v = _E_din_faultCodeType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('NotificationType.FaultCode', f'enumeration index {iv} out of range')
+    f_FaultCode = _E_din_faultCodeType[iv]
     if r.bits(1):
         raise r.fail('NotificationType.FaultCode', 'expected EE')
-    f_FaultCode = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('NotificationType.FaultMsg', 'expected CH')
-        v = r.string(64)
+        f_FaultMsg = r.string(64)
         if r.bits(1):
             raise r.fail('NotificationType.FaultMsg', 'expected EE')
-        f_FaultMsg = v
         s = 2
     elif ec == 1:
         s = -1
@@ -6168,12 +6043,12 @@ def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
         raise r.fail('PMaxScheduleEntryType[1]', 'expected SE(PMax)')
     if r.bits(1):
         raise r.fail('PMaxScheduleEntryType.PMax', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('PMaxScheduleEntryType.PMax', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('PMaxScheduleEntryType.PMax', f'value {iv} outside -32768..32767')
+    f_PMax = iv
     if r.bits(1):
         raise r.fail('PMaxScheduleEntryType.PMax', 'expected EE')
-    f_PMax = v
     if r.bits(1):
         raise r.fail('PMaxScheduleEntryType[2]', 'expected EE')
     pass
@@ -6210,12 +6085,12 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
         raise r.fail('PMaxScheduleType[0]', 'expected SE(PMaxScheduleID)')
     if r.bits(1):
         raise r.fail('PMaxScheduleType.PMaxScheduleID', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('PMaxScheduleType.PMaxScheduleID', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('PMaxScheduleType.PMaxScheduleID', f'value {iv} outside -32768..32767')
+    f_PMaxScheduleID = iv
     if r.bits(1):
         raise r.fail('PMaxScheduleType.PMaxScheduleID', 'expected EE')
-    f_PMaxScheduleID = v
     if r.bits(1):
         raise r.fail('PMaxScheduleType[1]', 'expected SE(PMaxScheduleEntry)')
     f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
@@ -6243,17 +6118,17 @@ def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
         raise encode_error('PMaxScheduleType', 'missing SE(PMaxScheduleID)')
     if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
         w.bits(0, 1)
-        x = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
+        x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
         i_PMaxScheduleEntry += 1
-        _e_din_PMaxScheduleEntryType(w, x)
+        _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
     else:
         raise encode_error('PMaxScheduleType', 'missing SE(PMaxScheduleEntry)')
     while True:
         if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
             w.bits(0, 2)
-            x = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
+            x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
             i_PMaxScheduleEntry += 1
-            _e_din_PMaxScheduleEntryType(w, x)
+            _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
         else:
             w.bits(1, 2)
             pass
@@ -6266,12 +6141,12 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
         raise r.fail('ParameterSetType[0]', 'expected SE(ParameterSetID)')
     if r.bits(1):
         raise r.fail('ParameterSetType.ParameterSetID', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('ParameterSetType.ParameterSetID', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('ParameterSetType.ParameterSetID', f'value {iv} outside -32768..32767')
+    f_ParameterSetID = iv
     if r.bits(1):
         raise r.fail('ParameterSetType.ParameterSetID', 'expected EE')
-    f_ParameterSetID = v
     if r.bits(1):
         raise r.fail('ParameterSetType[1]', 'expected SE(Parameter)')
     f_Parameter.append(_d_din_ParameterType(r))
@@ -6299,17 +6174,17 @@ def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
         raise encode_error('ParameterSetType', 'missing SE(ParameterSetID)')
     if i_Parameter < len(o.Parameter):
         w.bits(0, 1)
-        x = o.Parameter[i_Parameter]
+        x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
-        _e_din_ParameterType(w, x)
+        _e_din_ParameterType(w, x_Parameter)
     else:
         raise encode_error('ParameterSetType', 'missing SE(Parameter)')
     while True:
         if i_Parameter < len(o.Parameter):
             w.bits(0, 2)
-            x = o.Parameter[i_Parameter]
+            x_Parameter = o.Parameter[i_Parameter]
             i_Parameter += 1
-            _e_din_ParameterType(w, x)
+            _e_din_ParameterType(w, x_Parameter)
         else:
             w.bits(1, 2)
             pass
@@ -6329,52 +6204,49 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
     f_Name = r.string(None)
     if r.bits(1):
         raise r.fail('ParameterType[1]', 'expected AT(ValueType)')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('ParameterType.ValueType', f'enumeration index {v} out of range')
-    f_ValueType = _E_din_valueType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('ParameterType.ValueType', f'enumeration index {iv} out of range')
+    f_ValueType = _E_din_valueType[iv]
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('ParameterType.boolValue', 'expected CH')
-        v = r.bits(1) == 1
+        f_boolValue = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ParameterType.boolValue', 'expected EE')
-        f_boolValue = v
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ParameterType.byteValue', 'expected CH')
-        v = r.bits(8) + -128
+        f_byteValue = r.bits(8) + -128
         if r.bits(1):
             raise r.fail('ParameterType.byteValue', 'expected EE')
-        f_byteValue = v
     elif ec == 2:
         if r.bits(1):
             raise r.fail('ParameterType.shortValue', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('ParameterType.shortValue', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('ParameterType.shortValue', f'value {iv} outside -32768..32767')
+        f_shortValue = iv
         if r.bits(1):
             raise r.fail('ParameterType.shortValue', 'expected EE')
-        f_shortValue = v
     elif ec == 3:
         if r.bits(1):
             raise r.fail('ParameterType.intValue', 'expected CH')
-        v = r.integer()
-        if v < -2147483648 or v > 2147483647:
-            raise r.fail('ParameterType.intValue', f'value {v} outside -2147483648..2147483647')
+        iv = r.integer()
+        if iv < -2147483648 or iv > 2147483647:
+            raise r.fail('ParameterType.intValue', f'value {iv} outside -2147483648..2147483647')
+        f_intValue = iv
         if r.bits(1):
             raise r.fail('ParameterType.intValue', 'expected EE')
-        f_intValue = v
     elif ec == 4:
         f_physicalValue = _d_din_PhysicalValueType(r)
     elif ec == 5:
         if r.bits(1):
             raise r.fail('ParameterType.stringValue', 'expected CH')
-        v = r.string(None)
+        f_stringValue = r.string(None)
         if r.bits(1):
             raise r.fail('ParameterType.stringValue', 'expected EE')
-        f_stringValue = v
     else:
         raise r.fail('ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     if r.bits(1):
@@ -6469,19 +6341,17 @@ def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
         raise r.fail('PaymentOptionsType[0]', 'expected SE(PaymentOption)')
     if r.bits(1):
         raise r.fail('PaymentOptionsType.PaymentOption', 'expected CH')
-    v = _E_din_paymentOptionType[r.bits(1)]
+    f_PaymentOption.append(_E_din_paymentOptionType[r.bits(1)])
     if r.bits(1):
         raise r.fail('PaymentOptionsType.PaymentOption', 'expected EE')
-    f_PaymentOption.append(v)
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PaymentOptionsType.PaymentOption', 'expected CH')
-            v = _E_din_paymentOptionType[r.bits(1)]
+            f_PaymentOption.append(_E_din_paymentOptionType[r.bits(1)])
             if r.bits(1):
                 raise r.fail('PaymentOptionsType.PaymentOption', 'expected EE')
-            f_PaymentOption.append(v)
         elif ec == 1:
             pass
             break
@@ -6493,20 +6363,20 @@ def _e_din_PaymentOptionsType(w: BitWriter, o: _din.PaymentOptionsType) -> None:
     i_PaymentOption = 0
     if i_PaymentOption < len(o.PaymentOption):
         w.bits(0, 1)
-        x = o.PaymentOption[i_PaymentOption]
+        x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
         w.bits(0, 1)
-        w.bits(_I_din_paymentOptionType[x], 1)
+        w.bits(_I_din_paymentOptionType[x_PaymentOption], 1)
         w.bits(0, 1)
     else:
         raise encode_error('PaymentOptionsType', 'missing SE(PaymentOption)')
     while True:
         if i_PaymentOption < len(o.PaymentOption):
             w.bits(0, 2)
-            x = o.PaymentOption[i_PaymentOption]
+            x_PaymentOption = o.PaymentOption[i_PaymentOption]
             i_PaymentOption += 1
             w.bits(0, 1)
-            w.bits(_I_din_paymentOptionType[x], 1)
+            w.bits(_I_din_paymentOptionType[x_PaymentOption], 1)
             w.bits(0, 1)
         else:
             w.bits(1, 2)
@@ -6522,34 +6392,33 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
         raise r.fail('PhysicalValueType[0]', 'expected SE(Multiplier)')
     if r.bits(1):
         raise r.fail('PhysicalValueType.Multiplier', 'expected CH')
-    v = r.bits(3) + -3
-    if v > 3:
-        raise r.fail('PhysicalValueType.Multiplier', f'value {v} outside -3..3')
+    iv = r.bits(3) + -3
+    if iv > 3:
+        raise r.fail('PhysicalValueType.Multiplier', f'value {iv} outside -3..3')
+    f_Multiplier = iv
     if r.bits(1):
         raise r.fail('PhysicalValueType.Multiplier', 'expected EE')
-    f_Multiplier = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('PhysicalValueType.Unit', 'expected CH')
-        v = r.bits(4)
-        if v >= 10:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {v} out of range')
-        v = _E_din_unitSymbolType[v]
+        iv = r.bits(4)
+        if iv >= 10:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv} out of range')
+        f_Unit = _E_din_unitSymbolType[iv]
         if r.bits(1):
             raise r.fail('PhysicalValueType.Unit', 'expected EE')
-        f_Unit = v
         s = 2
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PhysicalValueType.Value', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('PhysicalValueType.Value', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('PhysicalValueType.Value', f'value {iv} outside -32768..32767')
+        f_Value = iv
         if r.bits(1):
             raise r.fail('PhysicalValueType.Value', 'expected EE')
-        f_Value = v
         s = 3
     else:
         raise r.fail('PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
@@ -6558,12 +6427,12 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
             raise r.fail('PhysicalValueType[2]', 'expected SE(Value)')
         if r.bits(1):
             raise r.fail('PhysicalValueType.Value', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('PhysicalValueType.Value', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('PhysicalValueType.Value', f'value {iv} outside -32768..32767')
+        f_Value = iv
         if r.bits(1):
             raise r.fail('PhysicalValueType.Value', 'expected EE')
-        f_Value = v
         s = 3
     if r.bits(1):
         raise r.fail('PhysicalValueType[3]', 'expected EE')
@@ -6620,22 +6489,22 @@ def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
         raise r.fail('ProfileEntryType[0]', 'expected SE(ChargingProfileEntryStart)')
     if r.bits(1):
         raise r.fail('ProfileEntryType.ChargingProfileEntryStart', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('ProfileEntryType.ChargingProfileEntryStart', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('ProfileEntryType.ChargingProfileEntryStart', f'value {iv} outside 0..4294967295')
+    f_ChargingProfileEntryStart = iv
     if r.bits(1):
         raise r.fail('ProfileEntryType.ChargingProfileEntryStart', 'expected EE')
-    f_ChargingProfileEntryStart = v
     if r.bits(1):
         raise r.fail('ProfileEntryType[1]', 'expected SE(ChargingProfileEntryMaxPower)')
     if r.bits(1):
         raise r.fail('ProfileEntryType.ChargingProfileEntryMaxPower', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('ProfileEntryType.ChargingProfileEntryMaxPower', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('ProfileEntryType.ChargingProfileEntryMaxPower', f'value {iv} outside -32768..32767')
+    f_ChargingProfileEntryMaxPower = iv
     if r.bits(1):
         raise r.fail('ProfileEntryType.ChargingProfileEntryMaxPower', 'expected EE')
-    f_ChargingProfileEntryMaxPower = v
     if r.bits(1):
         raise r.fail('ProfileEntryType[2]', 'expected EE')
     pass
@@ -6672,23 +6541,23 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
         raise r.fail('RelativeTimeIntervalType[0]', 'expected SE(start)')
     if r.bits(1):
         raise r.fail('RelativeTimeIntervalType.start', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('RelativeTimeIntervalType.start', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('RelativeTimeIntervalType.start', f'value {iv} outside 0..4294967295')
+    f_start = iv
     if r.bits(1):
         raise r.fail('RelativeTimeIntervalType.start', 'expected EE')
-    f_start = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('RelativeTimeIntervalType.duration', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('RelativeTimeIntervalType.duration', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('RelativeTimeIntervalType.duration', f'value {iv} outside 0..4294967295')
+        f_duration = iv
         if r.bits(1):
             raise r.fail('RelativeTimeIntervalType.duration', 'expected EE')
-        f_duration = v
         s = 2
     elif ec == 1:
         s = -1
@@ -6748,17 +6617,17 @@ def _e_din_SAScheduleListType(w: BitWriter, o: _din.SAScheduleListType) -> None:
     i_SAScheduleTuple = 0
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
         w.bits(0, 1)
-        x = o.SAScheduleTuple[i_SAScheduleTuple]
+        x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
-        _e_din_SAScheduleTupleType(w, x)
+        _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
     else:
         raise encode_error('SAScheduleListType', 'missing SE(SAScheduleTuple)')
     while True:
         if i_SAScheduleTuple < len(o.SAScheduleTuple):
             w.bits(0, 2)
-            x = o.SAScheduleTuple[i_SAScheduleTuple]
+            x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
             i_SAScheduleTuple += 1
-            _e_din_SAScheduleTupleType(w, x)
+            _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
         else:
             w.bits(1, 2)
             pass
@@ -6773,12 +6642,12 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
         raise r.fail('SAScheduleTupleType[0]', 'expected SE(SAScheduleTupleID)')
     if r.bits(1):
         raise r.fail('SAScheduleTupleType.SAScheduleTupleID', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('SAScheduleTupleType.SAScheduleTupleID', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('SAScheduleTupleType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
+    f_SAScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('SAScheduleTupleType.SAScheduleTupleID', 'expected EE')
-    f_SAScheduleTupleID = v
     s = 1
     if r.bits(1):
         raise r.fail('SAScheduleTupleType[1]', 'expected SE(PMaxSchedule)')
@@ -6855,10 +6724,9 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
         raise r.fail('SalesTariffEntryType[1]', 'expected SE(EPriceLevel)')
     if r.bits(1):
         raise r.fail('SalesTariffEntryType.EPriceLevel', 'expected CH')
-    v = r.bits(8)
+    f_EPriceLevel = r.bits(8)
     if r.bits(1):
         raise r.fail('SalesTariffEntryType.EPriceLevel', 'expected EE')
-    f_EPriceLevel = v
     while True:
         ec = r.bits(2)
         if ec == 0:
@@ -6894,9 +6762,9 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
     while True:
         if i_ConsumptionCost < len(o.ConsumptionCost):
             w.bits(0, 2)
-            x = o.ConsumptionCost[i_ConsumptionCost]
+            x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
             i_ConsumptionCost += 1
-            _e_din_ConsumptionCostType(w, x)
+            _e_din_ConsumptionCostType(w, x_ConsumptionCost)
         else:
             w.bits(1, 2)
             pass
@@ -6917,29 +6785,27 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
         raise r.fail('SalesTariffType[1]', 'expected SE(SalesTariffID)')
     if r.bits(1):
         raise r.fail('SalesTariffType.SalesTariffID', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('SalesTariffType.SalesTariffID', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('SalesTariffType.SalesTariffID', f'value {iv} outside -32768..32767')
+    f_SalesTariffID = iv
     if r.bits(1):
         raise r.fail('SalesTariffType.SalesTariffID', 'expected EE')
-    f_SalesTariffID = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('SalesTariffType.SalesTariffDescription', 'expected CH')
-        v = r.string(32)
+        f_SalesTariffDescription = r.string(32)
         if r.bits(1):
             raise r.fail('SalesTariffType.SalesTariffDescription', 'expected EE')
-        f_SalesTariffDescription = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('SalesTariffType.NumEPriceLevels', 'expected CH')
-        v = r.bits(8)
+        f_NumEPriceLevels = r.bits(8)
         if r.bits(1):
             raise r.fail('SalesTariffType.NumEPriceLevels', 'expected EE')
-        f_NumEPriceLevels = v
         s = 4
     else:
         raise r.fail('SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels)')
@@ -6948,10 +6814,9 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
             raise r.fail('SalesTariffType[3]', 'expected SE(NumEPriceLevels)')
         if r.bits(1):
             raise r.fail('SalesTariffType.NumEPriceLevels', 'expected CH')
-        v = r.bits(8)
+        f_NumEPriceLevels = r.bits(8)
         if r.bits(1):
             raise r.fail('SalesTariffType.NumEPriceLevels', 'expected EE')
-        f_NumEPriceLevels = v
         s = 4
     if r.bits(1):
         raise r.fail('SalesTariffType[4]', 'expected SE(SalesTariffEntry)')
@@ -7018,18 +6883,18 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
             raise encode_error('SalesTariffType', 'missing SE(NumEPriceLevels)')
     if i_SalesTariffEntry < len(o.SalesTariffEntry):
         w.bits(0, 1)
-        x = o.SalesTariffEntry[i_SalesTariffEntry]
+        x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
         i_SalesTariffEntry += 1
-        _e_din_SalesTariffEntryType(w, x)
+        _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
         s = 5
     else:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffEntry)')
     while True:
         if i_SalesTariffEntry < len(o.SalesTariffEntry):
             w.bits(0, 2)
-            x = o.SalesTariffEntry[i_SalesTariffEntry]
+            x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
             i_SalesTariffEntry += 1
-            _e_din_SalesTariffEntryType(w, x)
+            _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
         else:
             w.bits(1, 2)
             s = -1
@@ -7055,17 +6920,17 @@ def _e_din_SelectedServiceListType(w: BitWriter, o: _din.SelectedServiceListType
     i_SelectedService = 0
     if i_SelectedService < len(o.SelectedService):
         w.bits(0, 1)
-        x = o.SelectedService[i_SelectedService]
+        x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
-        _e_din_SelectedServiceType(w, x)
+        _e_din_SelectedServiceType(w, x_SelectedService)
     else:
         raise encode_error('SelectedServiceListType', 'missing SE(SelectedService)')
     while True:
         if i_SelectedService < len(o.SelectedService):
             w.bits(0, 2)
-            x = o.SelectedService[i_SelectedService]
+            x_SelectedService = o.SelectedService[i_SelectedService]
             i_SelectedService += 1
-            _e_din_SelectedServiceType(w, x)
+            _e_din_SelectedServiceType(w, x_SelectedService)
         else:
             w.bits(1, 2)
             pass
@@ -7079,23 +6944,23 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
         raise r.fail('SelectedServiceType[0]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('SelectedServiceType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('SelectedServiceType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('SelectedServiceType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('SelectedServiceType.ServiceID', 'expected EE')
-    f_ServiceID = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('SelectedServiceType.ParameterSetID', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('SelectedServiceType.ParameterSetID', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('SelectedServiceType.ParameterSetID', f'value {iv} outside -32768..32767')
+        f_ParameterSetID = iv
         if r.bits(1):
             raise r.fail('SelectedServiceType.ParameterSetID', 'expected EE')
-        f_ParameterSetID = v
         s = 2
     elif ec == 1:
         s = -1
@@ -7146,21 +7011,19 @@ def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
         raise r.fail('ServiceChargeType[1]', 'expected SE(FreeService)')
     if r.bits(1):
         raise r.fail('ServiceChargeType.FreeService', 'expected CH')
-    v = r.bits(1) == 1
+    f_FreeService = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ServiceChargeType.FreeService', 'expected EE')
-    f_FreeService = v
     if r.bits(1):
         raise r.fail('ServiceChargeType[2]', 'expected SE(EnergyTransferType)')
     if r.bits(1):
         raise r.fail('ServiceChargeType.EnergyTransferType', 'expected CH')
-    v = r.bits(4)
-    if v >= 10:
-        raise r.fail('ServiceChargeType.EnergyTransferType', f'enumeration index {v} out of range')
-    v = _E_din_EVSESupportedEnergyTransferType[v]
+    iv = r.bits(4)
+    if iv >= 10:
+        raise r.fail('ServiceChargeType.EnergyTransferType', f'enumeration index {iv} out of range')
+    f_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
     if r.bits(1):
         raise r.fail('ServiceChargeType.EnergyTransferType', 'expected EE')
-    f_EnergyTransferType = v
     if r.bits(1):
         raise r.fail('ServiceChargeType[3]', 'expected EE')
     pass
@@ -7210,17 +7073,17 @@ def _e_din_ServiceParameterListType(w: BitWriter, o: _din.ServiceParameterListTy
     i_ParameterSet = 0
     if i_ParameterSet < len(o.ParameterSet):
         w.bits(0, 1)
-        x = o.ParameterSet[i_ParameterSet]
+        x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
-        _e_din_ParameterSetType(w, x)
+        _e_din_ParameterSetType(w, x_ParameterSet)
     else:
         raise encode_error('ServiceParameterListType', 'missing SE(ParameterSet)')
     while True:
         if i_ParameterSet < len(o.ParameterSet):
             w.bits(0, 2)
-            x = o.ParameterSet[i_ParameterSet]
+            x_ParameterSet = o.ParameterSet[i_ParameterSet]
             i_ParameterSet += 1
-            _e_din_ParameterSetType(w, x)
+            _e_din_ParameterSetType(w, x_ParameterSet)
         else:
             w.bits(1, 2)
             pass
@@ -7246,17 +7109,17 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
     i_Service = 0
     if i_Service < len(o.Service):
         w.bits(0, 1)
-        x = o.Service[i_Service]
+        x_Service = o.Service[i_Service]
         i_Service += 1
-        _e_din_ServiceType(w, x)
+        _e_din_ServiceType(w, x_Service)
     else:
         raise encode_error('ServiceTagListType', 'missing SE(Service)')
     while True:
         if i_Service < len(o.Service):
             w.bits(0, 2)
-            x = o.Service[i_Service]
+            x_Service = o.Service[i_Service]
             i_Service += 1
-            _e_din_ServiceType(w, x)
+            _e_din_ServiceType(w, x_Service)
         else:
             w.bits(1, 2)
             pass
@@ -7272,29 +7135,27 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
         raise r.fail('ServiceTagType[0]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ServiceTagType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ServiceTagType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ServiceTagType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('ServiceTagType.ServiceID', 'expected EE')
-    f_ServiceID = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('ServiceTagType.ServiceName', 'expected CH')
-        v = r.string(32)
+        f_ServiceName = r.string(32)
         if r.bits(1):
             raise r.fail('ServiceTagType.ServiceName', 'expected EE')
-        f_ServiceName = v
         s = 2
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ServiceTagType.ServiceCategory', 'expected CH')
-        v = _E_din_serviceCategoryType[r.bits(2)]
+        f_ServiceCategory = _E_din_serviceCategoryType[r.bits(2)]
         if r.bits(1):
             raise r.fail('ServiceTagType.ServiceCategory', 'expected EE')
-        f_ServiceCategory = v
         s = 3
     else:
         raise r.fail('ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
@@ -7303,19 +7164,17 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
             raise r.fail('ServiceTagType[2]', 'expected SE(ServiceCategory)')
         if r.bits(1):
             raise r.fail('ServiceTagType.ServiceCategory', 'expected CH')
-        v = _E_din_serviceCategoryType[r.bits(2)]
+        f_ServiceCategory = _E_din_serviceCategoryType[r.bits(2)]
         if r.bits(1):
             raise r.fail('ServiceTagType.ServiceCategory', 'expected EE')
-        f_ServiceCategory = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('ServiceTagType.ServiceScope', 'expected CH')
-        v = r.string(32)
+        f_ServiceScope = r.string(32)
         if r.bits(1):
             raise r.fail('ServiceTagType.ServiceScope', 'expected EE')
-        f_ServiceScope = v
         s = 4
     elif ec == 1:
         s = -1
@@ -7390,10 +7249,9 @@ def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
         raise r.fail('ServiceType[1]', 'expected SE(FreeService)')
     if r.bits(1):
         raise r.fail('ServiceType.FreeService', 'expected CH')
-    v = r.bits(1) == 1
+    f_FreeService = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ServiceType.FreeService', 'expected EE')
-    f_FreeService = v
     if r.bits(1):
         raise r.fail('ServiceType[2]', 'expected EE')
     pass
@@ -7422,19 +7280,17 @@ def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
         raise r.fail('SubCertificatesType[0]', 'expected SE(Certificate)')
     if r.bits(1):
         raise r.fail('SubCertificatesType.Certificate', 'expected CH')
-    v = r.binary(1200)
+    f_Certificate.append(r.binary(1200))
     if r.bits(1):
         raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-    f_Certificate.append(v)
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SubCertificatesType.Certificate', 'expected CH')
-            v = r.binary(1200)
+            f_Certificate.append(r.binary(1200))
             if r.bits(1):
                 raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-            f_Certificate.append(v)
         elif ec == 1:
             pass
             break
@@ -7446,24 +7302,24 @@ def _e_din_SubCertificatesType(w: BitWriter, o: _din.SubCertificatesType) -> Non
     i_Certificate = 0
     if i_Certificate < len(o.Certificate):
         w.bits(0, 1)
-        x = o.Certificate[i_Certificate]
+        x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
         w.bits(0, 1)
-        if len(x) > 1200:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x)} outside 0..1200')
-        w.binary(x)
+        if len(x_Certificate) > 1200:
+            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1200')
+        w.binary(x_Certificate)
         w.bits(0, 1)
     else:
         raise encode_error('SubCertificatesType', 'missing SE(Certificate)')
     while True:
         if i_Certificate < len(o.Certificate):
             w.bits(0, 2)
-            x = o.Certificate[i_Certificate]
+            x_Certificate = o.Certificate[i_Certificate]
             i_Certificate += 1
             w.bits(0, 1)
-            if len(x) > 1200:
-                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x)} outside 0..1200')
-            w.binary(x)
+            if len(x_Certificate) > 1200:
+                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1200')
+            w.binary(x_Certificate)
             w.bits(0, 1)
         else:
             w.bits(1, 2)
@@ -9012,10 +8868,9 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
         raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected CH')
-    v = r.binary(8)
+    f_SessionID = r.binary(8)
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected EE')
-    f_SessionID = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
@@ -9121,10 +8976,10 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(7)
-    if v > 100:
-        raise r.fail('value', f'value {v} outside 0..100')
-
+    iv = r.bits(7)
+    if iv > 100:
+        raise r.fail('value', f'value {iv} outside 0..100')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9154,10 +9009,10 @@ def _e_v4(w: BitWriter, o: Any) -> None:
 def _d_v5(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9172,10 +9027,10 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('value', f'value {v} outside 0..4294967295')
-
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 0..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9235,10 +9090,10 @@ def _e_v9(w: BitWriter, o: Any) -> None:
 def _d_v10(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -9223372036854775808 or v > 9223372036854775807:
-        raise r.fail('value', f'value {v} outside -9223372036854775808..9223372036854775807')
-
+    iv = r.integer()
+    if iv < -9223372036854775808 or iv > 9223372036854775807:
+        raise r.fail('value', f'value {iv} outside -9223372036854775808..9223372036854775807')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9283,10 +9138,10 @@ def _e_v12(w: BitWriter, o: Any) -> None:
 def _d_v13(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(4)
-    if v >= 12:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_din_DC_EVErrorCodeType[v]
+    iv = r.bits(4)
+    if iv >= 12:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_din_DC_EVErrorCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9299,10 +9154,10 @@ def _e_v13(w: BitWriter, o: Any) -> None:
 def _d_v14(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_din_EVRequestedEnergyTransferType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_din_EVRequestedEnergyTransferType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9343,10 +9198,10 @@ def _e_v16(w: BitWriter, o: Any) -> None:
 def _d_v17(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_din_EVSENotificationType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_din_EVSENotificationType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9372,10 +9227,10 @@ def _e_v18(w: BitWriter, o: Any) -> None:
 def _d_v19(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(4)
-    if v >= 12:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_din_DC_EVSEStatusCodeType[v]
+    iv = r.bits(4)
+    if iv >= 12:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_din_DC_EVSEStatusCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9388,10 +9243,10 @@ def _e_v19(w: BitWriter, o: Any) -> None:
 def _d_v20(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(4)
-    if v >= 10:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_din_EVSESupportedEnergyTransferType[v]
+    iv = r.bits(4)
+    if iv >= 10:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_din_EVSESupportedEnergyTransferType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9417,10 +9272,10 @@ def _e_v21(w: BitWriter, o: Any) -> None:
 def _d_v22(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_din_faultCodeType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_din_faultCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9489,10 +9344,10 @@ def _e_v26(w: BitWriter, o: Any) -> None:
 def _d_v27(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9507,10 +9362,10 @@ def _e_v27(w: BitWriter, o: Any) -> None:
 def _d_v28(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3) + -3
-    if v > 3:
-        raise r.fail('value', f'value {v} outside -3..3')
-
+    iv = r.bits(3) + -3
+    if iv > 3:
+        raise r.fail('value', f'value {iv} outside -3..3')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9538,10 +9393,10 @@ def _e_v29(w: BitWriter, o: Any) -> None:
 def _d_v30(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9556,10 +9411,10 @@ def _e_v30(w: BitWriter, o: Any) -> None:
 def _d_v31(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9587,10 +9442,10 @@ def _e_v32(w: BitWriter, o: Any) -> None:
 def _d_v33(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(5)
-    if v >= 23:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_din_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 23:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_din_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9646,10 +9501,10 @@ def _e_v36(w: BitWriter, o: Any) -> None:
 def _d_v37(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('value', f'value {v} outside 0..65535')
-
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('value', f'value {iv} outside 0..65535')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9724,10 +9579,10 @@ def _e_v41(w: BitWriter, o: Any) -> None:
 def _d_v42(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(4)
-    if v >= 10:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_din_unitSymbolType[v]
+    iv = r.bits(4)
+    if iv >= 10:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_din_unitSymbolType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9768,10 +9623,10 @@ def _e_v44(w: BitWriter, o: Any) -> None:
 def _d_v45(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_din_costKindType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_din_costKindType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -9784,10 +9639,10 @@ def _e_v45(w: BitWriter, o: Any) -> None:
 def _d_v46(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -2147483648 or v > 2147483647:
-        raise r.fail('value', f'value {v} outside -2147483648..2147483647')
-
+    iv = r.integer()
+    if iv < -2147483648 or iv > 2147483647:
+        raise r.fail('value', f'value {iv} outside -2147483648..2147483647')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
 from exi_schemas import iso2 as _iso2
 from exi_schemas import xmldsig as _xmldsig
+from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -89,26 +89,23 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected CH')
-        v = r.binary(None)
+        f_P = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected EE')
-        f_P = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected CH')
-        v = r.binary(None)
+        f_G = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected EE')
-        f_G = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
@@ -117,28 +114,25 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected CH')
-        v = r.binary(None)
+        f_Q = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected EE')
-        f_Q = v
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected CH')
-            v = r.binary(None)
+            f_G = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected EE')
-            f_G = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected CH')
-            v = r.binary(None)
+            f_Y = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected EE')
-            f_Y = v
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
@@ -147,27 +141,24 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected CH')
-        v = r.binary(None)
+        f_J = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected EE')
-        f_J = v
         s = 5
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-        v = r.binary(None)
+        f_Seed = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-        f_Seed = v
         s = 6
     elif ec == 2:
         s = -1
@@ -178,10 +169,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-            v = r.binary(None)
+            f_Seed = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-            f_Seed = v
             s = 6
         elif ec == 1:
             s = -1
@@ -192,10 +182,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
-        v = r.binary(None)
+        f_PgenCounter = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
-        f_PgenCounter = v
         s = 7
     if s == 7:
         if r.bits(1):
@@ -342,10 +331,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected CH')
-        v = r.string(None)
+        f_KeyName.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected EE')
-        f_KeyName.append(v)
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -365,10 +353,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 7:
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-        v = r.string(None)
+        f_MgmtData.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-        f_MgmtData.append(v)
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -382,10 +369,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected CH')
-                v = r.string(None)
+                f_KeyName.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected EE')
-                f_KeyName.append(v)
                 s = 2
                 break
             elif ec == 1:
@@ -411,10 +397,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             elif ec == 6:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-                v = r.string(None)
+                f_MgmtData.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-                f_MgmtData.append(v)
                 s = 2
                 break
             elif ec == 7:
@@ -428,10 +413,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected CH')
-            v = r.string(None)
+            f_KeyName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected EE')
-            f_KeyName.append(v)
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -445,10 +429,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-            v = r.string(None)
+            f_MgmtData.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-            f_MgmtData.append(v)
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -475,48 +458,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         s = 1
     elif i_KeyName < len(o.KeyName):
         w.bits(1, 4)
-        x = o.KeyName[i_KeyName]
+        x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_KeyName)
         w.bits(0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
         w.bits(2, 4)
-        x = o.KeyValue[i_KeyValue]
+        x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
-        _e_xmldsig_KeyValueType(w, x)
+        _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
         w.bits(3, 4)
-        x = o.RetrievalMethod[i_RetrievalMethod]
+        x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
-        _e_xmldsig_RetrievalMethodType(w, x)
+        _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
         w.bits(4, 4)
-        x = o.X509Data[i_X509Data]
+        x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
-        _e_xmldsig_X509DataType(w, x)
+        _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
         w.bits(5, 4)
-        x = o.PGPData[i_PGPData]
+        x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
-        _e_xmldsig_PGPDataType(w, x)
+        _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
         w.bits(6, 4)
-        x = o.SPKIData[i_SPKIData]
+        x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
-        _e_xmldsig_SPKIDataType(w, x)
+        _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         w.bits(7, 4)
-        x = o.MgmtData[i_MgmtData]
+        x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_MgmtData)
         w.bits(0, 1)
         s = 2
     else:
@@ -524,48 +507,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     if s == 1:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
             s = 2
         else:
@@ -573,42 +556,42 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     while True:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
         else:
             w.bits(8, 4)
@@ -696,27 +679,27 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         s = 1
     elif i_Reference < len(o.Reference):
         w.bits(1, 2)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
             w.bits(0, 1)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -838,18 +821,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyID = r.binary(None)
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
-        f_PGPKeyID = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-        f_PGPKeyPacket.append(v)
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -858,10 +839,9 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-            v = r.binary(None)
+            f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-            f_PGPKeyPacket.append(v)
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -902,10 +882,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         w.bits(1, 2)
-        x = o.PGPKeyPacket[i_PGPKeyPacket]
+        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_PGPKeyPacket)
         w.bits(0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -915,10 +895,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             w.bits(0, 2)
-            x = o.PGPKeyPacket[i_PGPKeyPacket]
+            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_PGPKeyPacket)
             w.bits(0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -942,18 +922,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
-    v = r.binary(None)
+    f_Modulus = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    f_Modulus = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
-    v = r.binary(None)
+    f_Exponent = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[2]', 'expected EE')
     pass
@@ -1052,10 +1030,9 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected CH')
-    v = r.binary(None)
+    f_DigestValue = r.binary(None)
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected EE')
-    f_DigestValue = v
     s = 6
     if r.bits(1):
         raise r.fail('ReferenceType[6]', 'expected EE')
@@ -1247,10 +1224,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-            v = r.binary(None)
+            f_SPKISexp.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-            f_SPKISexp.append(v)
             s = 1
         if s == 1:
             while True:
@@ -1258,10 +1234,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 if ec == 0:
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                    v = r.binary(None)
+                    f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                    f_SPKISexp.append(v)
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1274,10 +1249,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                v = r.binary(None)
+                f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                f_SPKISexp.append(v)
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1292,10 +1266,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 1)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1304,10 +1278,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
                     w.bits(0, 2)
-                    x = o.SPKISexp[i_SPKISexp]
+                    x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
                     w.bits(0, 1)
-                    w.binary(x)
+                    w.binary(x_SPKISexp)
                     w.bits(0, 1)
                 else:
                     w.bits(2, 2)
@@ -1316,10 +1290,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 2)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1339,10 +1313,9 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            v = r.integer()
+            f_HMACOutputLength = r.integer()
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
-            f_HMACOutputLength = v
             s = 2
             break
         elif ec == 1:
@@ -1428,27 +1401,27 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
         w.bits(1, 2)
-        x = o.SignatureProperty[i_SignatureProperty]
+        x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
-        _e_xmldsig_SignaturePropertyType(w, x)
+        _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 1)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     while True:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 2)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         else:
             w.bits(1, 2)
             s = -1
@@ -1598,9 +1571,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         s = 4
     elif i_Object < len(o.Object):
         w.bits(1, 2)
-        x = o.Object[i_Object]
+        x_Object = o.Object[i_Object]
         i_Object += 1
-        _e_xmldsig_ObjectType(w, x)
+        _e_xmldsig_ObjectType(w, x_Object)
         s = 4
     else:
         w.bits(2, 2)
@@ -1609,9 +1582,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         while True:
             if i_Object < len(o.Object):
                 w.bits(0, 2)
-                x = o.Object[i_Object]
+                x_Object = o.Object[i_Object]
                 i_Object += 1
-                _e_xmldsig_ObjectType(w, x)
+                _e_xmldsig_ObjectType(w, x_Object)
             else:
                 w.bits(1, 2)
                 s = -1
@@ -1730,18 +1703,18 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
     if i_Reference < len(o.Reference):
         w.bits(0, 1)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -1758,10 +1731,9 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected CH')
-            v = r.string(None)
+            f_XPath.append(r.string(None))
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected EE')
-            f_XPath.append(v)
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
@@ -1783,10 +1755,10 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     while True:
         if i_XPath < len(o.XPath):
             w.bits(0, 3)
-            x = o.XPath[i_XPath]
+            x_XPath = o.XPath[i_XPath]
             i_XPath += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_XPath)
             w.bits(0, 1)
         else:
             w.bits(2, 3)
@@ -1813,17 +1785,17 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     if i_Transform < len(o.Transform):
         w.bits(0, 1)
-        x = o.Transform[i_Transform]
+        x_Transform = o.Transform[i_Transform]
         i_Transform += 1
-        _e_xmldsig_TransformType(w, x)
+        _e_xmldsig_TransformType(w, x_Transform)
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     while True:
         if i_Transform < len(o.Transform):
             w.bits(0, 2)
-            x = o.Transform[i_Transform]
+            x_Transform = o.Transform[i_Transform]
             i_Transform += 1
-            _e_xmldsig_TransformType(w, x)
+            _e_xmldsig_TransformType(w, x_Transform)
         else:
             w.bits(1, 2)
             pass
@@ -1841,31 +1813,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected CH')
-        v = r.binary(None)
+        f_X509SKI.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected EE')
-        f_X509SKI.append(v)
     elif ec == 2:
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-        v = r.string(None)
+        f_X509SubjectName.append(r.string(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-        f_X509SubjectName.append(v)
     elif ec == 3:
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected CH')
-        v = r.binary(None)
+        f_X509Certificate.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected EE')
-        f_X509Certificate.append(v)
     elif ec == 4:
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected CH')
-        v = r.binary(None)
+        f_X509CRL.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected EE')
-        f_X509CRL.append(v)
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -1877,31 +1845,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected CH')
-            v = r.binary(None)
+            f_X509SKI.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected EE')
-            f_X509SKI.append(v)
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-            v = r.string(None)
+            f_X509SubjectName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-            f_X509SubjectName.append(v)
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected CH')
-            v = r.binary(None)
+            f_X509Certificate.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected EE')
-            f_X509Certificate.append(v)
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected CH')
-            v = r.binary(None)
+            f_X509CRL.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected EE')
-            f_X509CRL.append(v)
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
@@ -1919,72 +1883,72 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
         w.bits(0, 3)
-        x = o.X509IssuerSerial[i_X509IssuerSerial]
+        x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
         w.bits(1, 3)
-        x = o.X509SKI[i_X509SKI]
+        x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509SKI)
         w.bits(0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
         w.bits(2, 3)
-        x = o.X509SubjectName[i_X509SubjectName]
+        x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_X509SubjectName)
         w.bits(0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
         w.bits(3, 3)
-        x = o.X509Certificate[i_X509Certificate]
+        x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509Certificate)
         w.bits(0, 1)
     elif i_X509CRL < len(o.X509CRL):
         w.bits(4, 3)
-        x = o.X509CRL[i_X509CRL]
+        x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509CRL)
         w.bits(0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
             w.bits(0, 3)
-            x = o.X509IssuerSerial[i_X509IssuerSerial]
+            x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
             w.bits(1, 3)
-            x = o.X509SKI[i_X509SKI]
+            x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509SKI)
             w.bits(0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
             w.bits(2, 3)
-            x = o.X509SubjectName[i_X509SubjectName]
+            x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_X509SubjectName)
             w.bits(0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
             w.bits(3, 3)
-            x = o.X509Certificate[i_X509Certificate]
+            x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509Certificate)
             w.bits(0, 1)
         elif i_X509CRL < len(o.X509CRL):
             w.bits(4, 3)
-            x = o.X509CRL[i_X509CRL]
+            x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509CRL)
             w.bits(0, 1)
         else:
             w.bits(6, 3)
@@ -1998,18 +1962,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
-    v = r.string(None)
+    f_X509IssuerName = r.string(None)
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    f_X509IssuerName = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    v = r.integer()
+    f_X509SerialNumber = r.integer()
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    f_X509SerialNumber = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[2]', 'expected EE')
     pass
@@ -2045,10 +2007,9 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('AuthorizationReqType.GenChallenge', 'expected CH')
-        v = r.binary(16)
+        f_GenChallenge = r.binary(16)
         if r.bits(1):
             raise r.fail('AuthorizationReqType.GenChallenge', 'expected EE')
-        f_GenChallenge = v
         s = 2
     elif ec == 2:
         s = -1
@@ -2059,10 +2020,9 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('AuthorizationReqType.GenChallenge', 'expected CH')
-            v = r.binary(16)
+            f_GenChallenge = r.binary(16)
             if r.bits(1):
                 raise r.fail('AuthorizationReqType.GenChallenge', 'expected EE')
-            f_GenChallenge = v
             s = 2
         elif ec == 1:
             s = -1
@@ -2115,24 +2075,22 @@ def _d_iso2_AuthorizationResType(r: BitReader) -> _iso2.AuthorizationResType:
         raise r.fail('AuthorizationResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('AuthorizationResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('AuthorizationResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('AuthorizationResType[1]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('AuthorizationResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso2_EVSEProcessingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
     if r.bits(1):
         raise r.fail('AuthorizationResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     if r.bits(1):
         raise r.fail('AuthorizationResType[2]', 'expected EE')
     pass
@@ -3689,13 +3647,12 @@ def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
         raise r.fail('CableCheckResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('CableCheckResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('CableCheckResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('CableCheckResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('CableCheckResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('CableCheckResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
@@ -3703,13 +3660,12 @@ def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
         raise r.fail('CableCheckResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('CableCheckResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('CableCheckResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso2_EVSEProcessingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('CableCheckResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
     if r.bits(1):
         raise r.fail('CableCheckResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     if r.bits(1):
         raise r.fail('CableCheckResType[3]', 'expected EE')
     pass
@@ -3750,10 +3706,9 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateIns
         raise r.fail('CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCert)')
     if r.bits(1):
         raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected CH')
-    v = r.binary(800)
+    f_OEMProvisioningCert = r.binary(800)
     if r.bits(1):
         raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected EE')
-    f_OEMProvisioningCert = v
     if r.bits(1):
         raise r.fail('CertificateInstallationReqType[2]', 'expected SE(ListOfRootCertificateIDs)')
     f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
@@ -3797,13 +3752,12 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         raise r.fail('CertificateInstallationResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('CertificateInstallationResType[1]', 'expected SE(SAProvisioningCertificateChain)')
     f_SAProvisioningCertificateChain = _d_iso2_CertificateChainType(r)
@@ -3876,10 +3830,9 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
         raise r.fail('CertificateUpdateReqType[2]', 'expected SE(eMAID)')
     if r.bits(1):
         raise r.fail('CertificateUpdateReqType.eMAID', 'expected CH')
-    v = r.string(15)
+    f_eMAID = r.string(15)
     if r.bits(1):
         raise r.fail('CertificateUpdateReqType.eMAID', 'expected EE')
-    f_eMAID = v
     if r.bits(1):
         raise r.fail('CertificateUpdateReqType[3]', 'expected SE(ListOfRootCertificateIDs)')
     f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
@@ -3930,13 +3883,12 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         raise r.fail('CertificateUpdateResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('CertificateUpdateResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('CertificateUpdateResType[1]', 'expected SE(SAProvisioningCertificateChain)')
@@ -3962,12 +3914,12 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if ec == 0:
         if r.bits(1):
             raise r.fail('CertificateUpdateResType.RetryCounter', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('CertificateUpdateResType.RetryCounter', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('CertificateUpdateResType.RetryCounter', f'value {iv} outside -32768..32767')
+        f_RetryCounter = iv
         if r.bits(1):
             raise r.fail('CertificateUpdateResType.RetryCounter', 'expected EE')
-        f_RetryCounter = v
         s = 7
     elif ec == 1:
         s = -1
@@ -4046,23 +3998,22 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     if ec == 0:
         if r.bits(1):
             raise r.fail('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', f'value {iv} outside 0..65535')
+        f_MaxEntriesSAScheduleTuple = iv
         if r.bits(1):
             raise r.fail('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', 'expected EE')
-        f_MaxEntriesSAScheduleTuple = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', 'expected CH')
-        v = r.bits(3)
-        if v >= 6:
-            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {v} out of range')
-        v = _E_iso2_EnergyTransferModeType[v]
+        iv = r.bits(3)
+        if iv >= 6:
+            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv} out of range')
+        f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
         if r.bits(1):
             raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', 'expected EE')
-        f_RequestedEnergyTransferMode = v
         s = 2
     else:
         raise r.fail('ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
@@ -4071,13 +4022,12 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
             raise r.fail('ChargeParameterDiscoveryReqType[1]', 'expected SE(RequestedEnergyTransferMode)')
         if r.bits(1):
             raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', 'expected CH')
-        v = r.bits(3)
-        if v >= 6:
-            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {v} out of range')
-        v = _E_iso2_EnergyTransferModeType[v]
+        iv = r.bits(3)
+        if iv >= 6:
+            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv} out of range')
+        f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
         if r.bits(1):
             raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', 'expected EE')
-        f_RequestedEnergyTransferMode = v
         s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -4160,25 +4110,23 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         raise r.fail('ChargeParameterDiscoveryResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso2_EVSEProcessingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
@@ -4313,33 +4261,31 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
         raise r.fail('ChargingStatusResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargingStatusResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargingStatusResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('ChargingStatusResType[1]', 'expected SE(EVSEID)')
     if r.bits(1):
         raise r.fail('ChargingStatusResType.EVSEID', 'expected CH')
-    v = r.string(37)
+    f_EVSEID = r.string(37)
     if r.bits(1):
         raise r.fail('ChargingStatusResType.EVSEID', 'expected EE')
-    f_EVSEID = v
     s = 2
     if r.bits(1):
         raise r.fail('ChargingStatusResType[2]', 'expected SE(SAScheduleTupleID)')
     if r.bits(1):
         raise r.fail('ChargingStatusResType.SAScheduleTupleID', 'expected CH')
-    v = r.bits(8) + 1
-    if v > 255:
-        raise r.fail('ChargingStatusResType.SAScheduleTupleID', f'value {v} outside 1..255')
+    iv = r.bits(8) + 1
+    if iv > 255:
+        raise r.fail('ChargingStatusResType.SAScheduleTupleID', f'value {iv} outside 1..255')
+    f_SAScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('ChargingStatusResType.SAScheduleTupleID', 'expected EE')
-    f_SAScheduleTupleID = v
     s = 3
     ec = r.bits(3)
     if ec == 0:
@@ -4351,10 +4297,9 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     elif ec == 2:
         if r.bits(1):
             raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-        v = r.bits(1) == 1
+        f_ReceiptRequired = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
-        f_ReceiptRequired = v
         s = 6
     elif ec == 3:
         f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
@@ -4369,10 +4314,9 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-            v = r.bits(1) == 1
+            f_ReceiptRequired = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
-            f_ReceiptRequired = v
             s = 6
         elif ec == 2:
             f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
@@ -4384,10 +4328,9 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-            v = r.bits(1) == 1
+            f_ReceiptRequired = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
-            f_ReceiptRequired = v
             s = 6
         elif ec == 1:
             f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
@@ -4528,18 +4471,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     elif ec == 3:
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_BulkChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
-        f_BulkChargingComplete = v
         s = 6
     elif ec == 4:
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 7
     else:
         raise r.fail('CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -4554,18 +4495,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_BulkChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
-            f_BulkChargingComplete = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -4577,18 +4516,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_BulkChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
-            f_BulkChargingComplete = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -4597,18 +4534,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_BulkChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
-            f_BulkChargingComplete = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -4617,10 +4552,9 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             raise r.fail('CurrentDemandReqType[6]', 'expected SE(ChargingComplete)')
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 7
     ec = r.bits(2)
     if ec == 0:
@@ -4816,13 +4750,12 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         raise r.fail('CurrentDemandResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('CurrentDemandResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('CurrentDemandResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('CurrentDemandResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('CurrentDemandResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('CurrentDemandResType[1]', 'expected SE(DC_EVSEStatus)')
@@ -4840,28 +4773,25 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         raise r.fail('CurrentDemandResType[4]', 'expected SE(EVSECurrentLimitAchieved)')
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSECurrentLimitAchieved', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSECurrentLimitAchieved = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSECurrentLimitAchieved', 'expected EE')
-    f_EVSECurrentLimitAchieved = v
     s = 5
     if r.bits(1):
         raise r.fail('CurrentDemandResType[5]', 'expected SE(EVSEVoltageLimitAchieved)')
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSEVoltageLimitAchieved', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEVoltageLimitAchieved = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSEVoltageLimitAchieved', 'expected EE')
-    f_EVSEVoltageLimitAchieved = v
     s = 6
     if r.bits(1):
         raise r.fail('CurrentDemandResType[6]', 'expected SE(EVSEPowerLimitAchieved)')
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSEPowerLimitAchieved', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEPowerLimitAchieved = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('CurrentDemandResType.EVSEPowerLimitAchieved', 'expected EE')
-    f_EVSEPowerLimitAchieved = v
     s = 7
     ec = r.bits(3)
     if ec == 0:
@@ -4876,10 +4806,9 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     elif ec == 3:
         if r.bits(1):
             raise r.fail('CurrentDemandResType.EVSEID', 'expected CH')
-        v = r.string(37)
+        f_EVSEID = r.string(37)
         if r.bits(1):
             raise r.fail('CurrentDemandResType.EVSEID', 'expected EE')
-        f_EVSEID = v
         s = 11
     else:
         raise r.fail('CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
@@ -4894,10 +4823,9 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('CurrentDemandResType.EVSEID', 'expected CH')
-            v = r.string(37)
+            f_EVSEID = r.string(37)
             if r.bits(1):
                 raise r.fail('CurrentDemandResType.EVSEID', 'expected EE')
-            f_EVSEID = v
             s = 11
         else:
             raise r.fail('CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
@@ -4909,10 +4837,9 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('CurrentDemandResType.EVSEID', 'expected CH')
-            v = r.string(37)
+            f_EVSEID = r.string(37)
             if r.bits(1):
                 raise r.fail('CurrentDemandResType.EVSEID', 'expected EE')
-            f_EVSEID = v
             s = 11
         else:
             raise r.fail('CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEID)')
@@ -4921,21 +4848,20 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             raise r.fail('CurrentDemandResType[10]', 'expected SE(EVSEID)')
         if r.bits(1):
             raise r.fail('CurrentDemandResType.EVSEID', 'expected CH')
-        v = r.string(37)
+        f_EVSEID = r.string(37)
         if r.bits(1):
             raise r.fail('CurrentDemandResType.EVSEID', 'expected EE')
-        f_EVSEID = v
         s = 11
     if r.bits(1):
         raise r.fail('CurrentDemandResType[11]', 'expected SE(SAScheduleTupleID)')
     if r.bits(1):
         raise r.fail('CurrentDemandResType.SAScheduleTupleID', 'expected CH')
-    v = r.bits(8) + 1
-    if v > 255:
-        raise r.fail('CurrentDemandResType.SAScheduleTupleID', f'value {v} outside 1..255')
+    iv = r.bits(8) + 1
+    if iv > 255:
+        raise r.fail('CurrentDemandResType.SAScheduleTupleID', f'value {iv} outside 1..255')
+    f_SAScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('CurrentDemandResType.SAScheduleTupleID', 'expected EE')
-    f_SAScheduleTupleID = v
     s = 12
     ec = r.bits(2)
     if ec == 0:
@@ -4944,10 +4870,9 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('CurrentDemandResType.ReceiptRequired', 'expected CH')
-        v = r.bits(1) == 1
+        f_ReceiptRequired = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('CurrentDemandResType.ReceiptRequired', 'expected EE')
-        f_ReceiptRequired = v
         s = 14
     elif ec == 2:
         s = -1
@@ -4958,10 +4883,9 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('CurrentDemandResType.ReceiptRequired', 'expected CH')
-            v = r.bits(1) == 1
+            f_ReceiptRequired = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('CurrentDemandResType.ReceiptRequired', 'expected EE')
-            f_ReceiptRequired = v
             s = 14
         elif ec == 1:
             s = -1
@@ -5143,10 +5067,9 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
     elif ec == 1:
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SessionID', 'expected CH')
-        v = r.binary(8)
+        f_SessionID = r.binary(8)
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SessionID', 'expected EE')
-        f_SessionID = v
         s = 2
     else:
         raise r.fail('MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
@@ -5155,21 +5078,20 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
             raise r.fail('MeteringReceiptReqType[1]', 'expected SE(SessionID)')
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SessionID', 'expected CH')
-        v = r.binary(8)
+        f_SessionID = r.binary(8)
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SessionID', 'expected EE')
-        f_SessionID = v
         s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', 'expected CH')
-        v = r.bits(8) + 1
-        if v > 255:
-            raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', f'value {v} outside 1..255')
+        iv = r.bits(8) + 1
+        if iv > 255:
+            raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', f'value {iv} outside 1..255')
+        f_SAScheduleTupleID = iv
         if r.bits(1):
             raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', 'expected EE')
-        f_SAScheduleTupleID = v
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_iso2_MeterInfoType(r)
@@ -5247,13 +5169,12 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
         raise r.fail('MeteringReceiptResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('MeteringReceiptResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('MeteringReceiptResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     ec = r.bits(2)
     if ec == 0:
         f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
@@ -5304,10 +5225,9 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
         raise r.fail('PaymentDetailsReqType[0]', 'expected SE(eMAID)')
     if r.bits(1):
         raise r.fail('PaymentDetailsReqType.eMAID', 'expected CH')
-    v = r.string(15)
+    f_eMAID = r.string(15)
     if r.bits(1):
         raise r.fail('PaymentDetailsReqType.eMAID', 'expected EE')
-    f_eMAID = v
     if r.bits(1):
         raise r.fail('PaymentDetailsReqType[1]', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
@@ -5343,31 +5263,29 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
         raise r.fail('PaymentDetailsResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('PaymentDetailsResType[1]', 'expected SE(GenChallenge)')
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.GenChallenge', 'expected CH')
-    v = r.binary(16)
+    f_GenChallenge = r.binary(16)
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.GenChallenge', 'expected EE')
-    f_GenChallenge = v
     if r.bits(1):
         raise r.fail('PaymentDetailsResType[2]', 'expected SE(EVSETimeStamp)')
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.EVSETimeStamp', 'expected CH')
-    v = r.integer()
-    if v < -9223372036854775808 or v > 9223372036854775807:
-        raise r.fail('PaymentDetailsResType.EVSETimeStamp', f'value {v} outside -9223372036854775808..9223372036854775807')
+    iv = r.integer()
+    if iv < -9223372036854775808 or iv > 9223372036854775807:
+        raise r.fail('PaymentDetailsResType.EVSETimeStamp', f'value {iv} outside -9223372036854775808..9223372036854775807')
+    f_EVSETimeStamp = iv
     if r.bits(1):
         raise r.fail('PaymentDetailsResType.EVSETimeStamp', 'expected EE')
-    f_EVSETimeStamp = v
     if r.bits(1):
         raise r.fail('PaymentDetailsResType[3]', 'expected EE')
     pass
@@ -5410,10 +5328,9 @@ def _d_iso2_PaymentServiceSelectionReqType(r: BitReader) -> _iso2.PaymentService
         raise r.fail('PaymentServiceSelectionReqType[0]', 'expected SE(SelectedPaymentOption)')
     if r.bits(1):
         raise r.fail('PaymentServiceSelectionReqType.SelectedPaymentOption', 'expected CH')
-    v = _E_iso2_paymentOptionType[r.bits(1)]
+    f_SelectedPaymentOption = _E_iso2_paymentOptionType[r.bits(1)]
     if r.bits(1):
         raise r.fail('PaymentServiceSelectionReqType.SelectedPaymentOption', 'expected EE')
-    f_SelectedPaymentOption = v
     if r.bits(1):
         raise r.fail('PaymentServiceSelectionReqType[1]', 'expected SE(SelectedServiceList)')
     f_SelectedServiceList = _d_iso2_SelectedServiceListType(r)
@@ -5445,13 +5362,12 @@ def _d_iso2_PaymentServiceSelectionResType(r: BitReader) -> _iso2.PaymentService
         raise r.fail('PaymentServiceSelectionResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('PaymentServiceSelectionResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('PaymentServiceSelectionResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('PaymentServiceSelectionResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('PaymentServiceSelectionResType[1]', 'expected EE')
     pass
@@ -5480,24 +5396,23 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
         raise r.fail('PowerDeliveryReqType[0]', 'expected SE(ChargeProgress)')
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType.ChargeProgress', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('PowerDeliveryReqType.ChargeProgress', f'enumeration index {v} out of range')
-    v = _E_iso2_chargeProgressType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('PowerDeliveryReqType.ChargeProgress', f'enumeration index {iv} out of range')
+    f_ChargeProgress = _E_iso2_chargeProgressType[iv]
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType.ChargeProgress', 'expected EE')
-    f_ChargeProgress = v
     s = 1
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType[1]', 'expected SE(SAScheduleTupleID)')
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType.SAScheduleTupleID', 'expected CH')
-    v = r.bits(8) + 1
-    if v > 255:
-        raise r.fail('PowerDeliveryReqType.SAScheduleTupleID', f'value {v} outside 1..255')
+    iv = r.bits(8) + 1
+    if iv > 255:
+        raise r.fail('PowerDeliveryReqType.SAScheduleTupleID', f'value {iv} outside 1..255')
+    f_SAScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType.SAScheduleTupleID', 'expected EE')
-    f_SAScheduleTupleID = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
@@ -5596,13 +5511,12 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
         raise r.fail('PowerDeliveryResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('PowerDeliveryResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('PowerDeliveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     ec = r.bits(2)
     if ec == 0:
         f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
@@ -5692,13 +5606,12 @@ def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
         raise r.fail('PreChargeResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('PreChargeResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('PreChargeResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('PreChargeResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
@@ -5738,12 +5651,12 @@ def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
         raise r.fail('ServiceDetailReqType[0]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ServiceDetailReqType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ServiceDetailReqType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ServiceDetailReqType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('ServiceDetailReqType.ServiceID', 'expected EE')
-    f_ServiceID = v
     if r.bits(1):
         raise r.fail('ServiceDetailReqType[1]', 'expected EE')
     pass
@@ -5772,24 +5685,23 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
         raise r.fail('ServiceDetailResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('ServiceDetailResType[1]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ServiceDetailResType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ServiceDetailResType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ServiceID', 'expected EE')
-    f_ServiceID = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -5845,18 +5757,16 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
     if ec == 0:
         if r.bits(1):
             raise r.fail('ServiceDiscoveryReqType.ServiceScope', 'expected CH')
-        v = r.string(64)
+        f_ServiceScope = r.string(64)
         if r.bits(1):
             raise r.fail('ServiceDiscoveryReqType.ServiceScope', 'expected EE')
-        f_ServiceScope = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected CH')
-        v = _E_iso2_serviceCategoryType[r.bits(2)]
+        f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
         if r.bits(1):
             raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected EE')
-        f_ServiceCategory = v
         s = 2
     elif ec == 2:
         s = -1
@@ -5867,10 +5777,9 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
         if ec == 0:
             if r.bits(1):
                 raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected CH')
-            v = _E_iso2_serviceCategoryType[r.bits(2)]
+            f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
             if r.bits(1):
                 raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected EE')
-            f_ServiceCategory = v
             s = 2
         elif ec == 1:
             s = -1
@@ -5926,13 +5835,12 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
         raise r.fail('ServiceDiscoveryResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType[1]', 'expected SE(PaymentOptionList)')
@@ -5996,10 +5904,9 @@ def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
         raise r.fail('SessionSetupReqType[0]', 'expected SE(EVCCID)')
     if r.bits(1):
         raise r.fail('SessionSetupReqType.EVCCID', 'expected CH')
-    v = r.binary(6)
+    f_EVCCID = r.binary(6)
     if r.bits(1):
         raise r.fail('SessionSetupReqType.EVCCID', 'expected EE')
-    f_EVCCID = v
     if r.bits(1):
         raise r.fail('SessionSetupReqType[1]', 'expected EE')
     pass
@@ -6028,33 +5935,31 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
         raise r.fail('SessionSetupResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('SessionSetupResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('SessionSetupResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 1
     if r.bits(1):
         raise r.fail('SessionSetupResType[1]', 'expected SE(EVSEID)')
     if r.bits(1):
         raise r.fail('SessionSetupResType.EVSEID', 'expected CH')
-    v = r.string(37)
+    f_EVSEID = r.string(37)
     if r.bits(1):
         raise r.fail('SessionSetupResType.EVSEID', 'expected EE')
-    f_EVSEID = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('SessionSetupResType.EVSETimeStamp', 'expected CH')
-        v = r.integer()
-        if v < -9223372036854775808 or v > 9223372036854775807:
-            raise r.fail('SessionSetupResType.EVSETimeStamp', f'value {v} outside -9223372036854775808..9223372036854775807')
+        iv = r.integer()
+        if iv < -9223372036854775808 or iv > 9223372036854775807:
+            raise r.fail('SessionSetupResType.EVSETimeStamp', f'value {iv} outside -9223372036854775808..9223372036854775807')
+        f_EVSETimeStamp = iv
         if r.bits(1):
             raise r.fail('SessionSetupResType.EVSETimeStamp', 'expected EE')
-        f_EVSETimeStamp = v
         s = 3
     elif ec == 1:
         s = -1
@@ -6108,10 +6013,9 @@ def _d_iso2_SessionStopReqType(r: BitReader) -> _iso2.SessionStopReqType:
         raise r.fail('SessionStopReqType[0]', 'expected SE(ChargingSession)')
     if r.bits(1):
         raise r.fail('SessionStopReqType.ChargingSession', 'expected CH')
-    v = _E_iso2_chargingSessionType[r.bits(1)]
+    f_ChargingSession = _E_iso2_chargingSessionType[r.bits(1)]
     if r.bits(1):
         raise r.fail('SessionStopReqType.ChargingSession', 'expected EE')
-    f_ChargingSession = v
     if r.bits(1):
         raise r.fail('SessionStopReqType[1]', 'expected EE')
     pass
@@ -6135,13 +6039,12 @@ def _d_iso2_SessionStopResType(r: BitReader) -> _iso2.SessionStopResType:
         raise r.fail('SessionStopResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('SessionStopResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('SessionStopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('SessionStopResType[1]', 'expected EE')
     pass
@@ -6187,13 +6090,12 @@ def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResTy
         raise r.fail('WeldingDetectionResType[0]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('WeldingDetectionResType.ResponseCode', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('WeldingDetectionResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('WeldingDetectionResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
@@ -6238,12 +6140,12 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     if ec == 0:
         if r.bits(1):
             raise r.fail('AC_EVChargeParameterType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('AC_EVChargeParameterType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('AC_EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('AC_EVChargeParameterType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EAmount = _d_iso2_PhysicalValueType(r)
@@ -6363,31 +6265,29 @@ def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
         raise r.fail('AC_EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
+    f_NotificationMaxDelay = iv
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    f_NotificationMaxDelay = v
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType[1]', 'expected SE(EVSENotification)')
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.EVSENotification', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {v} out of range')
-    v = _E_iso2_EVSENotificationType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+    f_EVSENotification = _E_iso2_EVSENotificationType[iv]
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.EVSENotification', 'expected EE')
-    f_EVSENotification = v
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType[2]', 'expected SE(RCD)')
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.RCD', 'expected CH')
-    v = r.bits(1) == 1
+    f_RCD = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType.RCD', 'expected EE')
-    f_RCD = v
     if r.bits(1):
         raise r.fail('AC_EVSEStatusType[3]', 'expected EE')
     pass
@@ -6433,10 +6333,9 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('CertificateChainType.Certificate', 'expected CH')
-        v = r.binary(800)
+        f_Certificate = r.binary(800)
         if r.bits(1):
             raise r.fail('CertificateChainType.Certificate', 'expected EE')
-        f_Certificate = v
         s = 2
     else:
         raise r.fail('CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
@@ -6445,10 +6344,9 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
             raise r.fail('CertificateChainType[1]', 'expected SE(Certificate)')
         if r.bits(1):
             raise r.fail('CertificateChainType.Certificate', 'expected CH')
-        v = r.binary(800)
+        f_Certificate = r.binary(800)
         if r.bits(1):
             raise r.fail('CertificateChainType.Certificate', 'expected EE')
-        f_Certificate = v
         s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -6515,29 +6413,27 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
         raise r.fail('ChargeServiceType[0]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ChargeServiceType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ChargeServiceType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ChargeServiceType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('ChargeServiceType.ServiceID', 'expected EE')
-    f_ServiceID = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('ChargeServiceType.ServiceName', 'expected CH')
-        v = r.string(32)
+        f_ServiceName = r.string(32)
         if r.bits(1):
             raise r.fail('ChargeServiceType.ServiceName', 'expected EE')
-        f_ServiceName = v
         s = 2
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ChargeServiceType.ServiceCategory', 'expected CH')
-        v = _E_iso2_serviceCategoryType[r.bits(2)]
+        f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
         if r.bits(1):
             raise r.fail('ChargeServiceType.ServiceCategory', 'expected EE')
-        f_ServiceCategory = v
         s = 3
     else:
         raise r.fail('ChargeServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
@@ -6546,27 +6442,24 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
             raise r.fail('ChargeServiceType[2]', 'expected SE(ServiceCategory)')
         if r.bits(1):
             raise r.fail('ChargeServiceType.ServiceCategory', 'expected CH')
-        v = _E_iso2_serviceCategoryType[r.bits(2)]
+        f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
         if r.bits(1):
             raise r.fail('ChargeServiceType.ServiceCategory', 'expected EE')
-        f_ServiceCategory = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('ChargeServiceType.ServiceScope', 'expected CH')
-        v = r.string(64)
+        f_ServiceScope = r.string(64)
         if r.bits(1):
             raise r.fail('ChargeServiceType.ServiceScope', 'expected EE')
-        f_ServiceScope = v
         s = 4
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ChargeServiceType.FreeService', 'expected CH')
-        v = r.bits(1) == 1
+        f_FreeService = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeServiceType.FreeService', 'expected EE')
-        f_FreeService = v
         s = 5
     else:
         raise r.fail('ChargeServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
@@ -6575,10 +6468,9 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
             raise r.fail('ChargeServiceType[4]', 'expected SE(FreeService)')
         if r.bits(1):
             raise r.fail('ChargeServiceType.FreeService', 'expected CH')
-        v = r.bits(1) == 1
+        f_FreeService = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeServiceType.FreeService', 'expected EE')
-        f_FreeService = v
         s = 5
     if r.bits(1):
         raise r.fail('ChargeServiceType[5]', 'expected SE(SupportedEnergyTransferMode)')
@@ -6693,9 +6585,9 @@ def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> N
     s = 0
     if i_ProfileEntry < len(o.ProfileEntry):
         w.bits(0, 1)
-        x = o.ProfileEntry[i_ProfileEntry]
+        x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
-        _e_iso2_ProfileEntryType(w, x)
+        _e_iso2_ProfileEntryType(w, x_ProfileEntry)
         s = 1
     else:
         raise encode_error('ChargingProfileType', 'missing SE(ProfileEntry)')
@@ -6703,9 +6595,9 @@ def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> N
     while True:
         if i_ProfileEntry < len(o.ProfileEntry):
             w.bits(0, 2)
-            x = o.ProfileEntry[i_ProfileEntry]
+            x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
             i_ProfileEntry += 1
-            _e_iso2_ProfileEntryType(w, x)
+            _e_iso2_ProfileEntryType(w, x_ProfileEntry)
             n += 1
             if n == 23:
                 s = 24
@@ -6767,17 +6659,17 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
         raise encode_error('ConsumptionCostType', 'missing SE(startValue)')
     if i_Cost < len(o.Cost):
         w.bits(0, 1)
-        x = o.Cost[i_Cost]
+        x_Cost = o.Cost[i_Cost]
         i_Cost += 1
-        _e_iso2_CostType(w, x)
+        _e_iso2_CostType(w, x_Cost)
         s = 2
     else:
         raise encode_error('ConsumptionCostType', 'missing SE(Cost)')
     if i_Cost < len(o.Cost):
         w.bits(0, 2)
-        x = o.Cost[i_Cost]
+        x_Cost = o.Cost[i_Cost]
         i_Cost += 1
-        _e_iso2_CostType(w, x)
+        _e_iso2_CostType(w, x_Cost)
         s = 3
     else:
         w.bits(1, 2)
@@ -6785,9 +6677,9 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
     if s == 3:
         if i_Cost < len(o.Cost):
             w.bits(0, 2)
-            x = o.Cost[i_Cost]
+            x_Cost = o.Cost[i_Cost]
             i_Cost += 1
-            _e_iso2_CostType(w, x)
+            _e_iso2_CostType(w, x_Cost)
             if i_Cost < len(o.Cost):
                 raise encode_error('ConsumptionCostType.Cost', 'too many entries')
             s = 4
@@ -6839,35 +6731,34 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
         raise r.fail('CostType[0]', 'expected SE(costKind)')
     if r.bits(1):
         raise r.fail('CostType.costKind', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('CostType.costKind', f'enumeration index {v} out of range')
-    v = _E_iso2_costKindType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('CostType.costKind', f'enumeration index {iv} out of range')
+    f_costKind = _E_iso2_costKindType[iv]
     if r.bits(1):
         raise r.fail('CostType.costKind', 'expected EE')
-    f_costKind = v
     s = 1
     if r.bits(1):
         raise r.fail('CostType[1]', 'expected SE(amount)')
     if r.bits(1):
         raise r.fail('CostType.amount', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('CostType.amount', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('CostType.amount', f'value {iv} outside 0..4294967295')
+    f_amount = iv
     if r.bits(1):
         raise r.fail('CostType.amount', 'expected EE')
-    f_amount = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('CostType.amountMultiplier', 'expected CH')
-        v = r.bits(3) + -3
-        if v > 3:
-            raise r.fail('CostType.amountMultiplier', f'value {v} outside -3..3')
+        iv = r.bits(3) + -3
+        if iv > 3:
+            raise r.fail('CostType.amountMultiplier', f'value {iv} outside -3..3')
+        f_amountMultiplier = iv
         if r.bits(1):
             raise r.fail('CostType.amountMultiplier', 'expected EE')
-        f_amountMultiplier = v
         s = 3
     elif ec == 1:
         s = -1
@@ -6930,12 +6821,12 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     if ec == 0:
         if r.bits(1):
             raise r.fail('DC_EVChargeParameterType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DC_EVChargeParameterType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DC_EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('DC_EVChargeParameterType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
@@ -6975,22 +6866,22 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
+        f_FullSOC = iv
         if r.bits(1):
             raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
-        f_FullSOC = v
         s = 8
     elif ec == 3:
         if r.bits(1):
             raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
+        f_BulkSOC = iv
         if r.bits(1):
             raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
-        f_BulkSOC = v
         s = 9
     elif ec == 4:
         s = -1
@@ -7004,22 +6895,22 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
+            f_FullSOC = iv
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
-            f_FullSOC = v
             s = 8
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
+            f_BulkSOC = iv
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
-            f_BulkSOC = v
             s = 9
         elif ec == 3:
             s = -1
@@ -7030,22 +6921,22 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
+            f_FullSOC = iv
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
-            f_FullSOC = v
             s = 8
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
+            f_BulkSOC = iv
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
-            f_BulkSOC = v
             s = 9
         elif ec == 2:
             s = -1
@@ -7056,12 +6947,12 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
+            f_BulkSOC = iv
             if r.bits(1):
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
-            f_BulkSOC = v
             s = 9
         elif ec == 1:
             s = -1
@@ -7220,18 +7111,16 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
     if ec == 0:
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.BulkChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_BulkChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.BulkChargingComplete', 'expected EE')
-        f_BulkChargingComplete = v
         s = 2
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 3
     else:
         raise r.fail('DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -7240,10 +7129,9 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
             raise r.fail('DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete)')
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 3
     if r.bits(1):
         raise r.fail('DC_EVPowerDeliveryParameterType[3]', 'expected EE')
@@ -7425,47 +7313,44 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
         raise r.fail('DC_EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
+    f_NotificationMaxDelay = iv
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    f_NotificationMaxDelay = v
     s = 1
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType[1]', 'expected SE(EVSENotification)')
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType.EVSENotification', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('DC_EVSEStatusType.EVSENotification', f'enumeration index {v} out of range')
-    v = _E_iso2_EVSENotificationType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('DC_EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+    f_EVSENotification = _E_iso2_EVSENotificationType[iv]
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType.EVSENotification', 'expected EE')
-    f_EVSENotification = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', 'expected CH')
-        v = r.bits(3)
-        if v >= 5:
-            raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {v} out of range')
-        v = _E_iso2_isolationLevelType[v]
+        iv = r.bits(3)
+        if iv >= 5:
+            raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv} out of range')
+        f_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', 'expected EE')
-        f_EVSEIsolationStatus = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected CH')
-        v = r.bits(4)
-        if v >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {v} out of range')
-        v = _E_iso2_DC_EVSEStatusCodeType[v]
+        iv = r.bits(4)
+        if iv >= 12:
+            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv} out of range')
+        f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected EE')
-        f_EVSEStatusCode = v
         s = 4
     else:
         raise r.fail('DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
@@ -7474,13 +7359,12 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
             raise r.fail('DC_EVSEStatusType[3]', 'expected SE(EVSEStatusCode)')
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected CH')
-        v = r.bits(4)
-        if v >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {v} out of range')
-        v = _E_iso2_DC_EVSEStatusCodeType[v]
+        iv = r.bits(4)
+        if iv >= 12:
+            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv} out of range')
+        f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
         if r.bits(1):
             raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected EE')
-        f_EVSEStatusCode = v
         s = 4
     if r.bits(1):
         raise r.fail('DC_EVSEStatusType[4]', 'expected EE')
@@ -7542,31 +7426,29 @@ def _d_iso2_DC_EVStatusType(r: BitReader) -> _iso2.DC_EVStatusType:
         raise r.fail('DC_EVStatusType[0]', 'expected SE(EVReady)')
     if r.bits(1):
         raise r.fail('DC_EVStatusType.EVReady', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVReady = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('DC_EVStatusType.EVReady', 'expected EE')
-    f_EVReady = v
     if r.bits(1):
         raise r.fail('DC_EVStatusType[1]', 'expected SE(EVErrorCode)')
     if r.bits(1):
         raise r.fail('DC_EVStatusType.EVErrorCode', 'expected CH')
-    v = r.bits(4)
-    if v >= 12:
-        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {v} out of range')
-    v = _E_iso2_DC_EVErrorCodeType[v]
+    iv = r.bits(4)
+    if iv >= 12:
+        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+    f_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     if r.bits(1):
         raise r.fail('DC_EVStatusType.EVErrorCode', 'expected EE')
-    f_EVErrorCode = v
     if r.bits(1):
         raise r.fail('DC_EVStatusType[2]', 'expected SE(EVRESSSOC)')
     if r.bits(1):
         raise r.fail('DC_EVStatusType.EVRESSSOC', 'expected CH')
-    v = r.bits(7)
-    if v > 100:
-        raise r.fail('DC_EVStatusType.EVRESSSOC', f'value {v} outside 0..100')
+    iv = r.bits(7)
+    if iv > 100:
+        raise r.fail('DC_EVStatusType.EVRESSSOC', f'value {iv} outside 0..100')
+    f_EVRESSSOC = iv
     if r.bits(1):
         raise r.fail('DC_EVStatusType.EVRESSSOC', 'expected EE')
-    f_EVRESSSOC = v
     if r.bits(1):
         raise r.fail('DC_EVStatusType[3]', 'expected EE')
     pass
@@ -7669,12 +7551,12 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('EVChargeParameterType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('EVChargeParameterType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('EVChargeParameterType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         s = -1
@@ -7733,23 +7615,22 @@ def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
         raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
+    f_NotificationMaxDelay = iv
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    f_NotificationMaxDelay = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {v} out of range')
-    v = _E_iso2_EVSENotificationType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+    f_EVSENotification = _E_iso2_EVSENotificationType[iv]
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    f_EVSENotification = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[2]', 'expected EE')
     pass
@@ -7860,9 +7741,9 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
         w.bits(0, 1)
-        x = o.RootCertificateID[i_RootCertificateID]
+        x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -7870,9 +7751,9 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
             w.bits(0, 2)
-            x = o.RootCertificateID[i_RootCertificateID]
+            x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
             n += 1
             if n == 19:
                 s = 20
@@ -7899,49 +7780,47 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected CH')
-    v = r.string(32)
+    f_MeterID = r.string(32)
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected EE')
-    f_MeterID = v
     s = 1
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterReading', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterReading', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.MeterReading', f'value {iv} outside 0..18446744073709551615')
+        f_MeterReading = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterReading', 'expected EE')
-        f_MeterReading = v
         s = 2
     elif ec == 1:
         if r.bits(1):
             raise r.fail('MeterInfoType.SigMeterReading', 'expected CH')
-        v = r.binary(64)
+        f_SigMeterReading = r.binary(64)
         if r.bits(1):
             raise r.fail('MeterInfoType.SigMeterReading', 'expected EE')
-        f_SigMeterReading = v
         s = 3
     elif ec == 2:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+        f_MeterStatus = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-        f_MeterStatus = v
         s = 4
     elif ec == 3:
         if r.bits(1):
             raise r.fail('MeterInfoType.TMeter', 'expected CH')
-        v = r.integer()
-        if v < -9223372036854775808 or v > 9223372036854775807:
-            raise r.fail('MeterInfoType.TMeter', f'value {v} outside -9223372036854775808..9223372036854775807')
+        iv = r.integer()
+        if iv < -9223372036854775808 or iv > 9223372036854775807:
+            raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
+        f_TMeter = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.TMeter', 'expected EE')
-        f_TMeter = v
         s = 5
     elif ec == 4:
         s = -1
@@ -7952,30 +7831,29 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.SigMeterReading', 'expected CH')
-            v = r.binary(64)
+            f_SigMeterReading = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.SigMeterReading', 'expected EE')
-            f_SigMeterReading = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            v = r.integer()
-            if v < -9223372036854775808 or v > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {v} outside -9223372036854775808..9223372036854775807')
+            iv = r.integer()
+            if iv < -9223372036854775808 or iv > 9223372036854775807:
+                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
+            f_TMeter = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected EE')
-            f_TMeter = v
             s = 5
         elif ec == 3:
             s = -1
@@ -7986,22 +7864,22 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            v = r.integer()
-            if v < -9223372036854775808 or v > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {v} outside -9223372036854775808..9223372036854775807')
+            iv = r.integer()
+            if iv < -9223372036854775808 or iv > 9223372036854775807:
+                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
+            f_TMeter = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected EE')
-            f_TMeter = v
             s = 5
         elif ec == 2:
             s = -1
@@ -8012,12 +7890,12 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            v = r.integer()
-            if v < -9223372036854775808 or v > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {v} outside -9223372036854775808..9223372036854775807')
+            iv = r.integer()
+            if iv < -9223372036854775808 or iv > 9223372036854775807:
+                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
+            f_TMeter = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.TMeter', 'expected EE')
-            f_TMeter = v
             s = 5
         elif ec == 1:
             s = -1
@@ -8149,22 +8027,20 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
         raise r.fail('NotificationType[0]', 'expected SE(FaultCode)')
     if r.bits(1):
         raise r.fail('NotificationType.FaultCode', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('NotificationType.FaultCode', f'enumeration index {v} out of range')
-    v = _E_iso2_faultCodeType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('NotificationType.FaultCode', f'enumeration index {iv} out of range')
+    f_FaultCode = _E_iso2_faultCodeType[iv]
     if r.bits(1):
         raise r.fail('NotificationType.FaultCode', 'expected EE')
-    f_FaultCode = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('NotificationType.FaultMsg', 'expected CH')
-        v = r.string(64)
+        f_FaultMsg = r.string(64)
         if r.bits(1):
             raise r.fail('NotificationType.FaultMsg', 'expected EE')
-        f_FaultMsg = v
         s = 2
     elif ec == 1:
         s = -1
@@ -8273,9 +8149,9 @@ def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
     s = 0
     if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
         w.bits(0, 1)
-        x = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
+        x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
         i_PMaxScheduleEntry += 1
-        _e_iso2_PMaxScheduleEntryType(w, x)
+        _e_iso2_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
         s = 1
     else:
         raise encode_error('PMaxScheduleType', 'missing SE(PMaxScheduleEntry)')
@@ -8283,9 +8159,9 @@ def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
     while True:
         if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
             w.bits(0, 2)
-            x = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
+            x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
             i_PMaxScheduleEntry += 1
-            _e_iso2_PMaxScheduleEntryType(w, x)
+            _e_iso2_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
             n += 1
             if n == 1023:
                 s = 1024
@@ -8309,12 +8185,12 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
         raise r.fail('ParameterSetType[0]', 'expected SE(ParameterSetID)')
     if r.bits(1):
         raise r.fail('ParameterSetType.ParameterSetID', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('ParameterSetType.ParameterSetID', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('ParameterSetType.ParameterSetID', f'value {iv} outside -32768..32767')
+    f_ParameterSetID = iv
     if r.bits(1):
         raise r.fail('ParameterSetType.ParameterSetID', 'expected EE')
-    f_ParameterSetID = v
     s = 1
     if r.bits(1):
         raise r.fail('ParameterSetType[1]', 'expected SE(Parameter)')
@@ -8355,9 +8231,9 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
         raise encode_error('ParameterSetType', 'missing SE(ParameterSetID)')
     if i_Parameter < len(o.Parameter):
         w.bits(0, 1)
-        x = o.Parameter[i_Parameter]
+        x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
-        _e_iso2_ParameterType(w, x)
+        _e_iso2_ParameterType(w, x_Parameter)
         s = 2
     else:
         raise encode_error('ParameterSetType', 'missing SE(Parameter)')
@@ -8365,9 +8241,9 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
     while True:
         if i_Parameter < len(o.Parameter):
             w.bits(0, 2)
-            x = o.Parameter[i_Parameter]
+            x_Parameter = o.Parameter[i_Parameter]
             i_Parameter += 1
-            _e_iso2_ParameterType(w, x)
+            _e_iso2_ParameterType(w, x_Parameter)
             n += 1
             if n == 15:
                 s = 17
@@ -8398,44 +8274,41 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('ParameterType.boolValue', 'expected CH')
-        v = r.bits(1) == 1
+        f_boolValue = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ParameterType.boolValue', 'expected EE')
-        f_boolValue = v
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ParameterType.byteValue', 'expected CH')
-        v = r.bits(8) + -128
+        f_byteValue = r.bits(8) + -128
         if r.bits(1):
             raise r.fail('ParameterType.byteValue', 'expected EE')
-        f_byteValue = v
     elif ec == 2:
         if r.bits(1):
             raise r.fail('ParameterType.shortValue', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('ParameterType.shortValue', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('ParameterType.shortValue', f'value {iv} outside -32768..32767')
+        f_shortValue = iv
         if r.bits(1):
             raise r.fail('ParameterType.shortValue', 'expected EE')
-        f_shortValue = v
     elif ec == 3:
         if r.bits(1):
             raise r.fail('ParameterType.intValue', 'expected CH')
-        v = r.integer()
-        if v < -2147483648 or v > 2147483647:
-            raise r.fail('ParameterType.intValue', f'value {v} outside -2147483648..2147483647')
+        iv = r.integer()
+        if iv < -2147483648 or iv > 2147483647:
+            raise r.fail('ParameterType.intValue', f'value {iv} outside -2147483648..2147483647')
+        f_intValue = iv
         if r.bits(1):
             raise r.fail('ParameterType.intValue', 'expected EE')
-        f_intValue = v
     elif ec == 4:
         f_physicalValue = _d_iso2_PhysicalValueType(r)
     elif ec == 5:
         if r.bits(1):
             raise r.fail('ParameterType.stringValue', 'expected CH')
-        v = r.string(None)
+        f_stringValue = r.string(None)
         if r.bits(1):
             raise r.fail('ParameterType.stringValue', 'expected EE')
-        f_stringValue = v
     else:
         raise r.fail('ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     if r.bits(1):
@@ -8526,19 +8399,17 @@ def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
         raise r.fail('PaymentOptionListType[0]', 'expected SE(PaymentOption)')
     if r.bits(1):
         raise r.fail('PaymentOptionListType.PaymentOption', 'expected CH')
-    v = _E_iso2_paymentOptionType[r.bits(1)]
+    f_PaymentOption.append(_E_iso2_paymentOptionType[r.bits(1)])
     if r.bits(1):
         raise r.fail('PaymentOptionListType.PaymentOption', 'expected EE')
-    f_PaymentOption.append(v)
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('PaymentOptionListType.PaymentOption', 'expected CH')
-        v = _E_iso2_paymentOptionType[r.bits(1)]
+        f_PaymentOption.append(_E_iso2_paymentOptionType[r.bits(1)])
         if r.bits(1):
             raise r.fail('PaymentOptionListType.PaymentOption', 'expected EE')
-        f_PaymentOption.append(v)
         s = 2
     elif ec == 1:
         s = -1
@@ -8555,20 +8426,20 @@ def _e_iso2_PaymentOptionListType(w: BitWriter, o: _iso2.PaymentOptionListType) 
     s = 0
     if i_PaymentOption < len(o.PaymentOption):
         w.bits(0, 1)
-        x = o.PaymentOption[i_PaymentOption]
+        x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
         w.bits(0, 1)
-        w.bits(_I_iso2_paymentOptionType[x], 1)
+        w.bits(_I_iso2_paymentOptionType[x_PaymentOption], 1)
         w.bits(0, 1)
         s = 1
     else:
         raise encode_error('PaymentOptionListType', 'missing SE(PaymentOption)')
     if i_PaymentOption < len(o.PaymentOption):
         w.bits(0, 2)
-        x = o.PaymentOption[i_PaymentOption]
+        x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
         w.bits(0, 1)
-        w.bits(_I_iso2_paymentOptionType[x], 1)
+        w.bits(_I_iso2_paymentOptionType[x_PaymentOption], 1)
         w.bits(0, 1)
         if i_PaymentOption < len(o.PaymentOption):
             raise encode_error('PaymentOptionListType.PaymentOption', 'too many entries')
@@ -8589,33 +8460,32 @@ def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
         raise r.fail('PhysicalValueType[0]', 'expected SE(Multiplier)')
     if r.bits(1):
         raise r.fail('PhysicalValueType.Multiplier', 'expected CH')
-    v = r.bits(3) + -3
-    if v > 3:
-        raise r.fail('PhysicalValueType.Multiplier', f'value {v} outside -3..3')
+    iv = r.bits(3) + -3
+    if iv > 3:
+        raise r.fail('PhysicalValueType.Multiplier', f'value {iv} outside -3..3')
+    f_Multiplier = iv
     if r.bits(1):
         raise r.fail('PhysicalValueType.Multiplier', 'expected EE')
-    f_Multiplier = v
     if r.bits(1):
         raise r.fail('PhysicalValueType[1]', 'expected SE(Unit)')
     if r.bits(1):
         raise r.fail('PhysicalValueType.Unit', 'expected CH')
-    v = r.bits(3)
-    if v >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {v} out of range')
-    v = _E_iso2_unitSymbolType[v]
+    iv = r.bits(3)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv} out of range')
+    f_Unit = _E_iso2_unitSymbolType[iv]
     if r.bits(1):
         raise r.fail('PhysicalValueType.Unit', 'expected EE')
-    f_Unit = v
     if r.bits(1):
         raise r.fail('PhysicalValueType[2]', 'expected SE(Value)')
     if r.bits(1):
         raise r.fail('PhysicalValueType.Value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('PhysicalValueType.Value', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('PhysicalValueType.Value', f'value {iv} outside -32768..32767')
+    f_Value = iv
     if r.bits(1):
         raise r.fail('PhysicalValueType.Value', 'expected EE')
-    f_Value = v
     if r.bits(1):
         raise r.fail('PhysicalValueType[3]', 'expected EE')
     pass
@@ -8660,12 +8530,12 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
         raise r.fail('ProfileEntryType[0]', 'expected SE(ChargingProfileEntryStart)')
     if r.bits(1):
         raise r.fail('ProfileEntryType.ChargingProfileEntryStart', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('ProfileEntryType.ChargingProfileEntryStart', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('ProfileEntryType.ChargingProfileEntryStart', f'value {iv} outside 0..4294967295')
+    f_ChargingProfileEntryStart = iv
     if r.bits(1):
         raise r.fail('ProfileEntryType.ChargingProfileEntryStart', 'expected EE')
-    f_ChargingProfileEntryStart = v
     s = 1
     if r.bits(1):
         raise r.fail('ProfileEntryType[1]', 'expected SE(ChargingProfileEntryMaxPower)')
@@ -8675,12 +8545,12 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', 'expected CH')
-        v = r.bits(2) + 1
-        if v > 3:
-            raise r.fail('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'value {v} outside 1..3')
+        iv = r.bits(2) + 1
+        if iv > 3:
+            raise r.fail('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'value {iv} outside 1..3')
+        f_ChargingProfileEntryMaxNumberOfPhasesInUse = iv
         if r.bits(1):
             raise r.fail('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', 'expected EE')
-        f_ChargingProfileEntryMaxNumberOfPhasesInUse = v
         s = 3
     elif ec == 1:
         s = -1
@@ -8734,23 +8604,23 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
         raise r.fail('RelativeTimeIntervalType[0]', 'expected SE(start)')
     if r.bits(1):
         raise r.fail('RelativeTimeIntervalType.start', 'expected CH')
-    v = r.uint()
-    if v > 16777214:
-        raise r.fail('RelativeTimeIntervalType.start', f'value {v} outside 0..16777214')
+    iv = r.uint()
+    if iv > 16777214:
+        raise r.fail('RelativeTimeIntervalType.start', f'value {iv} outside 0..16777214')
+    f_start = iv
     if r.bits(1):
         raise r.fail('RelativeTimeIntervalType.start', 'expected EE')
-    f_start = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('RelativeTimeIntervalType.duration', 'expected CH')
-        v = r.uint()
-        if v > 86400:
-            raise r.fail('RelativeTimeIntervalType.duration', f'value {v} outside 0..86400')
+        iv = r.uint()
+        if iv > 86400:
+            raise r.fail('RelativeTimeIntervalType.duration', f'value {iv} outside 0..86400')
+        f_duration = iv
         if r.bits(1):
             raise r.fail('RelativeTimeIntervalType.duration', 'expected EE')
-        f_duration = v
         s = 2
     elif ec == 1:
         s = -1
@@ -8825,17 +8695,17 @@ def _e_iso2_SAScheduleListType(w: BitWriter, o: _iso2.SAScheduleListType) -> Non
     s = 0
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
         w.bits(0, 1)
-        x = o.SAScheduleTuple[i_SAScheduleTuple]
+        x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
-        _e_iso2_SAScheduleTupleType(w, x)
+        _e_iso2_SAScheduleTupleType(w, x_SAScheduleTuple)
         s = 1
     else:
         raise encode_error('SAScheduleListType', 'missing SE(SAScheduleTuple)')
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
         w.bits(0, 2)
-        x = o.SAScheduleTuple[i_SAScheduleTuple]
+        x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
-        _e_iso2_SAScheduleTupleType(w, x)
+        _e_iso2_SAScheduleTupleType(w, x_SAScheduleTuple)
         s = 2
     else:
         w.bits(1, 2)
@@ -8843,9 +8713,9 @@ def _e_iso2_SAScheduleListType(w: BitWriter, o: _iso2.SAScheduleListType) -> Non
     if s == 2:
         if i_SAScheduleTuple < len(o.SAScheduleTuple):
             w.bits(0, 2)
-            x = o.SAScheduleTuple[i_SAScheduleTuple]
+            x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
             i_SAScheduleTuple += 1
-            _e_iso2_SAScheduleTupleType(w, x)
+            _e_iso2_SAScheduleTupleType(w, x_SAScheduleTuple)
             if i_SAScheduleTuple < len(o.SAScheduleTuple):
                 raise encode_error('SAScheduleListType.SAScheduleTuple', 'too many entries')
             s = 3
@@ -8866,12 +8736,12 @@ def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
         raise r.fail('SAScheduleTupleType[0]', 'expected SE(SAScheduleTupleID)')
     if r.bits(1):
         raise r.fail('SAScheduleTupleType.SAScheduleTupleID', 'expected CH')
-    v = r.bits(8) + 1
-    if v > 255:
-        raise r.fail('SAScheduleTupleType.SAScheduleTupleID', f'value {v} outside 1..255')
+    iv = r.bits(8) + 1
+    if iv > 255:
+        raise r.fail('SAScheduleTupleType.SAScheduleTupleID', f'value {iv} outside 1..255')
+    f_SAScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('SAScheduleTupleType.SAScheduleTupleID', 'expected EE')
-    f_SAScheduleTupleID = v
     s = 1
     if r.bits(1):
         raise r.fail('SAScheduleTupleType[1]', 'expected SE(PMaxSchedule)')
@@ -8951,10 +8821,9 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('SalesTariffEntryType.EPriceLevel', 'expected CH')
-        v = r.bits(8)
+        f_EPriceLevel = r.bits(8)
         if r.bits(1):
             raise r.fail('SalesTariffEntryType.EPriceLevel', 'expected EE')
-        f_EPriceLevel = v
         s = 2
     elif ec == 1:
         f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
@@ -9021,9 +8890,9 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
         s = 2
     elif i_ConsumptionCost < len(o.ConsumptionCost):
         w.bits(1, 2)
-        x = o.ConsumptionCost[i_ConsumptionCost]
+        x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
         i_ConsumptionCost += 1
-        _e_iso2_ConsumptionCostType(w, x)
+        _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
         s = 3
     else:
         w.bits(2, 2)
@@ -9031,9 +8900,9 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
     if s == 2:
         if i_ConsumptionCost < len(o.ConsumptionCost):
             w.bits(0, 2)
-            x = o.ConsumptionCost[i_ConsumptionCost]
+            x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
             i_ConsumptionCost += 1
-            _e_iso2_ConsumptionCostType(w, x)
+            _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
             s = 3
         else:
             w.bits(1, 2)
@@ -9041,9 +8910,9 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
     if s == 3:
         if i_ConsumptionCost < len(o.ConsumptionCost):
             w.bits(0, 2)
-            x = o.ConsumptionCost[i_ConsumptionCost]
+            x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
             i_ConsumptionCost += 1
-            _e_iso2_ConsumptionCostType(w, x)
+            _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
             s = 4
         else:
             w.bits(1, 2)
@@ -9051,9 +8920,9 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
     if s == 4:
         if i_ConsumptionCost < len(o.ConsumptionCost):
             w.bits(0, 2)
-            x = o.ConsumptionCost[i_ConsumptionCost]
+            x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
             i_ConsumptionCost += 1
-            _e_iso2_ConsumptionCostType(w, x)
+            _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
             if i_ConsumptionCost < len(o.ConsumptionCost):
                 raise encode_error('SalesTariffEntryType.ConsumptionCost', 'too many entries')
             s = 5
@@ -9079,12 +8948,12 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('SalesTariffType.SalesTariffID', 'expected CH')
-        v = r.bits(8) + 1
-        if v > 255:
-            raise r.fail('SalesTariffType.SalesTariffID', f'value {v} outside 1..255')
+        iv = r.bits(8) + 1
+        if iv > 255:
+            raise r.fail('SalesTariffType.SalesTariffID', f'value {iv} outside 1..255')
+        f_SalesTariffID = iv
         if r.bits(1):
             raise r.fail('SalesTariffType.SalesTariffID', 'expected EE')
-        f_SalesTariffID = v
         s = 2
     else:
         raise r.fail('SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
@@ -9093,29 +8962,27 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
             raise r.fail('SalesTariffType[1]', 'expected SE(SalesTariffID)')
         if r.bits(1):
             raise r.fail('SalesTariffType.SalesTariffID', 'expected CH')
-        v = r.bits(8) + 1
-        if v > 255:
-            raise r.fail('SalesTariffType.SalesTariffID', f'value {v} outside 1..255')
+        iv = r.bits(8) + 1
+        if iv > 255:
+            raise r.fail('SalesTariffType.SalesTariffID', f'value {iv} outside 1..255')
+        f_SalesTariffID = iv
         if r.bits(1):
             raise r.fail('SalesTariffType.SalesTariffID', 'expected EE')
-        f_SalesTariffID = v
         s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('SalesTariffType.SalesTariffDescription', 'expected CH')
-        v = r.string(32)
+        f_SalesTariffDescription = r.string(32)
         if r.bits(1):
             raise r.fail('SalesTariffType.SalesTariffDescription', 'expected EE')
-        f_SalesTariffDescription = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('SalesTariffType.NumEPriceLevels', 'expected CH')
-        v = r.bits(8)
+        f_NumEPriceLevels = r.bits(8)
         if r.bits(1):
             raise r.fail('SalesTariffType.NumEPriceLevels', 'expected EE')
-        f_NumEPriceLevels = v
         s = 4
     elif ec == 2:
         f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
@@ -9127,10 +8994,9 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SalesTariffType.NumEPriceLevels', 'expected CH')
-            v = r.bits(8)
+            f_NumEPriceLevels = r.bits(8)
             if r.bits(1):
                 raise r.fail('SalesTariffType.NumEPriceLevels', 'expected EE')
-            f_NumEPriceLevels = v
             s = 4
         elif ec == 1:
             f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
@@ -9208,9 +9074,9 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         s = 4
     elif i_SalesTariffEntry < len(o.SalesTariffEntry):
         w.bits(2, 2)
-        x = o.SalesTariffEntry[i_SalesTariffEntry]
+        x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
         i_SalesTariffEntry += 1
-        _e_iso2_SalesTariffEntryType(w, x)
+        _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
         s = 5
     else:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
@@ -9225,18 +9091,18 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
             s = 4
         elif i_SalesTariffEntry < len(o.SalesTariffEntry):
             w.bits(1, 2)
-            x = o.SalesTariffEntry[i_SalesTariffEntry]
+            x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
             i_SalesTariffEntry += 1
-            _e_iso2_SalesTariffEntryType(w, x)
+            _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
             s = 5
         else:
             raise encode_error('SalesTariffType', 'missing SE(NumEPriceLevels), SE(SalesTariffEntry)')
     if s == 4:
         if i_SalesTariffEntry < len(o.SalesTariffEntry):
             w.bits(0, 1)
-            x = o.SalesTariffEntry[i_SalesTariffEntry]
+            x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
             i_SalesTariffEntry += 1
-            _e_iso2_SalesTariffEntryType(w, x)
+            _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
             s = 5
         else:
             raise encode_error('SalesTariffType', 'missing SE(SalesTariffEntry)')
@@ -9244,9 +9110,9 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
     while True:
         if i_SalesTariffEntry < len(o.SalesTariffEntry):
             w.bits(0, 2)
-            x = o.SalesTariffEntry[i_SalesTariffEntry]
+            x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
             i_SalesTariffEntry += 1
-            _e_iso2_SalesTariffEntryType(w, x)
+            _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
             n += 1
             if n == 1023:
                 s = 1028
@@ -9294,9 +9160,9 @@ def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListTy
     s = 0
     if i_SelectedService < len(o.SelectedService):
         w.bits(0, 1)
-        x = o.SelectedService[i_SelectedService]
+        x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
-        _e_iso2_SelectedServiceType(w, x)
+        _e_iso2_SelectedServiceType(w, x_SelectedService)
         s = 1
     else:
         raise encode_error('SelectedServiceListType', 'missing SE(SelectedService)')
@@ -9304,9 +9170,9 @@ def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListTy
     while True:
         if i_SelectedService < len(o.SelectedService):
             w.bits(0, 2)
-            x = o.SelectedService[i_SelectedService]
+            x_SelectedService = o.SelectedService[i_SelectedService]
             i_SelectedService += 1
-            _e_iso2_SelectedServiceType(w, x)
+            _e_iso2_SelectedServiceType(w, x_SelectedService)
             n += 1
             if n == 15:
                 s = 16
@@ -9330,23 +9196,23 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
         raise r.fail('SelectedServiceType[0]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('SelectedServiceType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('SelectedServiceType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('SelectedServiceType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('SelectedServiceType.ServiceID', 'expected EE')
-    f_ServiceID = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('SelectedServiceType.ParameterSetID', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('SelectedServiceType.ParameterSetID', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('SelectedServiceType.ParameterSetID', f'value {iv} outside -32768..32767')
+        f_ParameterSetID = iv
         if r.bits(1):
             raise r.fail('SelectedServiceType.ParameterSetID', 'expected EE')
-        f_ParameterSetID = v
         s = 2
     elif ec == 1:
         s = -1
@@ -9418,9 +9284,9 @@ def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
     s = 0
     if i_Service < len(o.Service):
         w.bits(0, 1)
-        x = o.Service[i_Service]
+        x_Service = o.Service[i_Service]
         i_Service += 1
-        _e_iso2_ServiceType(w, x)
+        _e_iso2_ServiceType(w, x_Service)
         s = 1
     else:
         raise encode_error('ServiceListType', 'missing SE(Service)')
@@ -9428,9 +9294,9 @@ def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
     while True:
         if i_Service < len(o.Service):
             w.bits(0, 2)
-            x = o.Service[i_Service]
+            x_Service = o.Service[i_Service]
             i_Service += 1
-            _e_iso2_ServiceType(w, x)
+            _e_iso2_ServiceType(w, x_Service)
             n += 1
             if n == 7:
                 s = 8
@@ -9478,9 +9344,9 @@ def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterList
     s = 0
     if i_ParameterSet < len(o.ParameterSet):
         w.bits(0, 1)
-        x = o.ParameterSet[i_ParameterSet]
+        x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
-        _e_iso2_ParameterSetType(w, x)
+        _e_iso2_ParameterSetType(w, x_ParameterSet)
         s = 1
     else:
         raise encode_error('ServiceParameterListType', 'missing SE(ParameterSet)')
@@ -9488,9 +9354,9 @@ def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterList
     while True:
         if i_ParameterSet < len(o.ParameterSet):
             w.bits(0, 2)
-            x = o.ParameterSet[i_ParameterSet]
+            x_ParameterSet = o.ParameterSet[i_ParameterSet]
             i_ParameterSet += 1
-            _e_iso2_ParameterSetType(w, x)
+            _e_iso2_ParameterSetType(w, x_ParameterSet)
             n += 1
             if n == 254:
                 s = 255
@@ -9517,29 +9383,27 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
         raise r.fail('ServiceType[0]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ServiceType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ServiceType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ServiceType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('ServiceType.ServiceID', 'expected EE')
-    f_ServiceID = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('ServiceType.ServiceName', 'expected CH')
-        v = r.string(32)
+        f_ServiceName = r.string(32)
         if r.bits(1):
             raise r.fail('ServiceType.ServiceName', 'expected EE')
-        f_ServiceName = v
         s = 2
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ServiceType.ServiceCategory', 'expected CH')
-        v = _E_iso2_serviceCategoryType[r.bits(2)]
+        f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
         if r.bits(1):
             raise r.fail('ServiceType.ServiceCategory', 'expected EE')
-        f_ServiceCategory = v
         s = 3
     else:
         raise r.fail('ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
@@ -9548,27 +9412,24 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
             raise r.fail('ServiceType[2]', 'expected SE(ServiceCategory)')
         if r.bits(1):
             raise r.fail('ServiceType.ServiceCategory', 'expected CH')
-        v = _E_iso2_serviceCategoryType[r.bits(2)]
+        f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
         if r.bits(1):
             raise r.fail('ServiceType.ServiceCategory', 'expected EE')
-        f_ServiceCategory = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('ServiceType.ServiceScope', 'expected CH')
-        v = r.string(64)
+        f_ServiceScope = r.string(64)
         if r.bits(1):
             raise r.fail('ServiceType.ServiceScope', 'expected EE')
-        f_ServiceScope = v
         s = 4
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ServiceType.FreeService', 'expected CH')
-        v = r.bits(1) == 1
+        f_FreeService = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ServiceType.FreeService', 'expected EE')
-        f_FreeService = v
         s = 5
     else:
         raise r.fail('ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
@@ -9577,10 +9438,9 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
             raise r.fail('ServiceType[4]', 'expected SE(FreeService)')
         if r.bits(1):
             raise r.fail('ServiceType.FreeService', 'expected CH')
-        v = r.bits(1) == 1
+        f_FreeService = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ServiceType.FreeService', 'expected EE')
-        f_FreeService = v
         s = 5
     if r.bits(1):
         raise r.fail('ServiceType[5]', 'expected EE')
@@ -9660,19 +9520,17 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
         raise r.fail('SubCertificatesType[0]', 'expected SE(Certificate)')
     if r.bits(1):
         raise r.fail('SubCertificatesType.Certificate', 'expected CH')
-    v = r.binary(800)
+    f_Certificate.append(r.binary(800))
     if r.bits(1):
         raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-    f_Certificate.append(v)
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('SubCertificatesType.Certificate', 'expected CH')
-        v = r.binary(800)
+        f_Certificate.append(r.binary(800))
         if r.bits(1):
             raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-        f_Certificate.append(v)
         s = 2
     elif ec == 1:
         s = -1
@@ -9683,10 +9541,9 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SubCertificatesType.Certificate', 'expected CH')
-            v = r.binary(800)
+            f_Certificate.append(r.binary(800))
             if r.bits(1):
                 raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-            f_Certificate.append(v)
             s = 3
         elif ec == 1:
             s = -1
@@ -9697,10 +9554,9 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SubCertificatesType.Certificate', 'expected CH')
-            v = r.binary(800)
+            f_Certificate.append(r.binary(800))
             if r.bits(1):
                 raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-            f_Certificate.append(v)
             s = 4
         elif ec == 1:
             s = -1
@@ -9717,24 +9573,24 @@ def _e_iso2_SubCertificatesType(w: BitWriter, o: _iso2.SubCertificatesType) -> N
     s = 0
     if i_Certificate < len(o.Certificate):
         w.bits(0, 1)
-        x = o.Certificate[i_Certificate]
+        x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
         w.bits(0, 1)
-        if len(x) > 800:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x)} outside 0..800')
-        w.binary(x)
+        if len(x_Certificate) > 800:
+            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..800')
+        w.binary(x_Certificate)
         w.bits(0, 1)
         s = 1
     else:
         raise encode_error('SubCertificatesType', 'missing SE(Certificate)')
     if i_Certificate < len(o.Certificate):
         w.bits(0, 2)
-        x = o.Certificate[i_Certificate]
+        x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
         w.bits(0, 1)
-        if len(x) > 800:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x)} outside 0..800')
-        w.binary(x)
+        if len(x_Certificate) > 800:
+            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..800')
+        w.binary(x_Certificate)
         w.bits(0, 1)
         s = 2
     else:
@@ -9743,12 +9599,12 @@ def _e_iso2_SubCertificatesType(w: BitWriter, o: _iso2.SubCertificatesType) -> N
     if s == 2:
         if i_Certificate < len(o.Certificate):
             w.bits(0, 2)
-            x = o.Certificate[i_Certificate]
+            x_Certificate = o.Certificate[i_Certificate]
             i_Certificate += 1
             w.bits(0, 1)
-            if len(x) > 800:
-                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x)} outside 0..800')
-            w.binary(x)
+            if len(x_Certificate) > 800:
+                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..800')
+            w.binary(x_Certificate)
             w.bits(0, 1)
             s = 3
         else:
@@ -9757,12 +9613,12 @@ def _e_iso2_SubCertificatesType(w: BitWriter, o: _iso2.SubCertificatesType) -> N
     if s == 3:
         if i_Certificate < len(o.Certificate):
             w.bits(0, 2)
-            x = o.Certificate[i_Certificate]
+            x_Certificate = o.Certificate[i_Certificate]
             i_Certificate += 1
             w.bits(0, 1)
-            if len(x) > 800:
-                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x)} outside 0..800')
-            w.binary(x)
+            if len(x_Certificate) > 800:
+                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..800')
+            w.binary(x_Certificate)
             w.bits(0, 1)
             if i_Certificate < len(o.Certificate):
                 raise encode_error('SubCertificatesType.Certificate', 'too many entries')
@@ -9782,13 +9638,12 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEner
         raise r.fail('SupportedEnergyTransferModeType[0]', 'expected SE(EnergyTransferMode)')
     if r.bits(1):
         raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {v} out of range')
-    v = _E_iso2_EnergyTransferModeType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv} out of range')
+    f_EnergyTransferMode.append(_E_iso2_EnergyTransferModeType[iv])
     if r.bits(1):
         raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', 'expected EE')
-    f_EnergyTransferMode.append(v)
     s = 1
     n = 0
     while True:
@@ -9796,13 +9651,12 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEner
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', 'expected CH')
-            v = r.bits(3)
-            if v >= 6:
-                raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {v} out of range')
-            v = _E_iso2_EnergyTransferModeType[v]
+            iv = r.bits(3)
+            if iv >= 6:
+                raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv} out of range')
+            f_EnergyTransferMode.append(_E_iso2_EnergyTransferModeType[iv])
             if r.bits(1):
                 raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', 'expected EE')
-            f_EnergyTransferMode.append(v)
             n += 1
             if n == 5:
                 s = 6
@@ -9823,10 +9677,10 @@ def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEner
     s = 0
     if i_EnergyTransferMode < len(o.EnergyTransferMode):
         w.bits(0, 1)
-        x = o.EnergyTransferMode[i_EnergyTransferMode]
+        x_EnergyTransferMode = o.EnergyTransferMode[i_EnergyTransferMode]
         i_EnergyTransferMode += 1
         w.bits(0, 1)
-        w.bits(_I_iso2_EnergyTransferModeType[x], 3)
+        w.bits(_I_iso2_EnergyTransferModeType[x_EnergyTransferMode], 3)
         w.bits(0, 1)
         s = 1
     else:
@@ -9835,10 +9689,10 @@ def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEner
     while True:
         if i_EnergyTransferMode < len(o.EnergyTransferMode):
             w.bits(0, 2)
-            x = o.EnergyTransferMode[i_EnergyTransferMode]
+            x_EnergyTransferMode = o.EnergyTransferMode[i_EnergyTransferMode]
             i_EnergyTransferMode += 1
             w.bits(0, 1)
-            w.bits(_I_iso2_EnergyTransferModeType[x], 3)
+            w.bits(_I_iso2_EnergyTransferModeType[x_EnergyTransferMode], 3)
             w.bits(0, 1)
             n += 1
             if n == 5:
@@ -9893,10 +9747,9 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
         raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected CH')
-    v = r.binary(8)
+    f_SessionID = r.binary(8)
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected EE')
-    f_SessionID = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
@@ -10002,10 +9855,10 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(7)
-    if v > 100:
-        raise r.fail('value', f'value {v} outside 0..100')
-
+    iv = r.bits(7)
+    if iv > 100:
+        raise r.fail('value', f'value {iv} outside 0..100')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10035,10 +9888,10 @@ def _e_v4(w: BitWriter, o: Any) -> None:
 def _d_v5(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_chargeProgressType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_chargeProgressType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10051,10 +9904,10 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2) + 1
-    if v > 3:
-        raise r.fail('value', f'value {v} outside 1..3')
-
+    iv = r.bits(2) + 1
+    if iv > 3:
+        raise r.fail('value', f'value {iv} outside 1..3')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10069,10 +9922,10 @@ def _e_v6(w: BitWriter, o: Any) -> None:
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('value', f'value {v} outside 0..4294967295')
-
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 0..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10130,10 +9983,10 @@ def _e_v10(w: BitWriter, o: Any) -> None:
 def _d_v11(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(4)
-    if v >= 12:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_DC_EVErrorCodeType[v]
+    iv = r.bits(4)
+    if iv >= 12:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_DC_EVErrorCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10161,10 +10014,10 @@ def _e_v12(w: BitWriter, o: Any) -> None:
 def _d_v13(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 5:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_isolationLevelType[v]
+    iv = r.bits(3)
+    if iv >= 5:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_isolationLevelType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10177,10 +10030,10 @@ def _e_v13(w: BitWriter, o: Any) -> None:
 def _d_v14(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_EVSENotificationType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_EVSENotificationType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10193,10 +10046,10 @@ def _e_v14(w: BitWriter, o: Any) -> None:
 def _d_v15(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_EVSEProcessingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_EVSEProcessingType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10209,10 +10062,10 @@ def _e_v15(w: BitWriter, o: Any) -> None:
 def _d_v16(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(4)
-    if v >= 12:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_DC_EVSEStatusCodeType[v]
+    iv = r.bits(4)
+    if iv >= 12:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_DC_EVSEStatusCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10225,10 +10078,10 @@ def _e_v16(w: BitWriter, o: Any) -> None:
 def _d_v17(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -9223372036854775808 or v > 9223372036854775807:
-        raise r.fail('value', f'value {v} outside -9223372036854775808..9223372036854775807')
-
+    iv = r.integer()
+    if iv < -9223372036854775808 or iv > 9223372036854775807:
+        raise r.fail('value', f'value {iv} outside -9223372036854775808..9223372036854775807')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10243,10 +10096,10 @@ def _e_v17(w: BitWriter, o: Any) -> None:
 def _d_v18(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_EnergyTransferModeType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_EnergyTransferModeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10272,10 +10125,10 @@ def _e_v19(w: BitWriter, o: Any) -> None:
 def _d_v20(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_faultCodeType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_faultCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10331,10 +10184,10 @@ def _e_v23(w: BitWriter, o: Any) -> None:
 def _d_v24(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('value', f'value {v} outside 0..65535')
-
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('value', f'value {iv} outside 0..65535')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10364,10 +10217,10 @@ def _e_v25(w: BitWriter, o: Any) -> None:
 def _d_v26(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('value', f'value {v} outside 0..18446744073709551615')
-
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10382,10 +10235,10 @@ def _e_v26(w: BitWriter, o: Any) -> None:
 def _d_v27(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10400,10 +10253,10 @@ def _e_v27(w: BitWriter, o: Any) -> None:
 def _d_v28(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3) + -3
-    if v > 3:
-        raise r.fail('value', f'value {v} outside -3..3')
-
+    iv = r.bits(3) + -3
+    if iv > 3:
+        raise r.fail('value', f'value {iv} outside -3..3')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10431,10 +10284,10 @@ def _e_v29(w: BitWriter, o: Any) -> None:
 def _d_v30(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10462,10 +10315,10 @@ def _e_v31(w: BitWriter, o: Any) -> None:
 def _d_v32(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(5)
-    if v >= 26:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_responseCodeType[v]
+    iv = r.bits(5)
+    if iv >= 26:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10478,10 +10331,10 @@ def _e_v32(w: BitWriter, o: Any) -> None:
 def _d_v33(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(8) + 1
-    if v > 255:
-        raise r.fail('value', f'value {v} outside 1..255')
-
+    iv = r.bits(8) + 1
+    if iv > 255:
+        raise r.fail('value', f'value {iv} outside 1..255')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10524,10 +10377,10 @@ def _e_v35(w: BitWriter, o: Any) -> None:
 def _d_v36(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('value', f'value {v} outside 0..65535')
-
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('value', f'value {iv} outside 0..65535')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10602,10 +10455,10 @@ def _e_v40(w: BitWriter, o: Any) -> None:
 def _d_v41(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 7:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_unitSymbolType[v]
+    iv = r.bits(3)
+    if iv >= 7:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_unitSymbolType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10646,10 +10499,10 @@ def _e_v43(w: BitWriter, o: Any) -> None:
 def _d_v44(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso2_costKindType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso2_costKindType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10662,10 +10515,10 @@ def _e_v44(w: BitWriter, o: Any) -> None:
 def _d_v45(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 86400:
-        raise r.fail('value', f'value {v} outside 0..86400')
-
+    iv = r.uint()
+    if iv > 86400:
+        raise r.fail('value', f'value {iv} outside 0..86400')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10680,10 +10533,10 @@ def _e_v45(w: BitWriter, o: Any) -> None:
 def _d_v46(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -2147483648 or v > 2147483647:
-        raise r.fail('value', f'value {v} outside -2147483648..2147483647')
-
+    iv = r.integer()
+    if iv < -2147483648 or iv > 2147483647:
+        raise r.fail('value', f'value {iv} outside -2147483648..2147483647')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -10698,10 +10551,10 @@ def _e_v46(w: BitWriter, o: Any) -> None:
 def _d_v47(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 16777214:
-        raise r.fail('value', f'value {v} outside 0..16777214')
-
+    iv = r.uint()
+    if iv > 16777214:
+        raise r.fail('value', f'value {iv} outside 0..16777214')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
 from exi_schemas import iso20_ac as _iso20_ac
 from exi_schemas import iso20_common_types as _iso20_common_types
 from exi_schemas import xmldsig as _xmldsig
+from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -66,26 +66,23 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected CH')
-        v = r.binary(None)
+        f_P = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected EE')
-        f_P = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected CH')
-        v = r.binary(None)
+        f_G = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected EE')
-        f_G = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
@@ -94,28 +91,25 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected CH')
-        v = r.binary(None)
+        f_Q = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected EE')
-        f_Q = v
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected CH')
-            v = r.binary(None)
+            f_G = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected EE')
-            f_G = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected CH')
-            v = r.binary(None)
+            f_Y = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected EE')
-            f_Y = v
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
@@ -124,27 +118,24 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected CH')
-        v = r.binary(None)
+        f_J = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected EE')
-        f_J = v
         s = 5
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-        v = r.binary(None)
+        f_Seed = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-        f_Seed = v
         s = 6
     elif ec == 2:
         s = -1
@@ -155,10 +146,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-            v = r.binary(None)
+            f_Seed = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-            f_Seed = v
             s = 6
         elif ec == 1:
             s = -1
@@ -169,10 +159,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
-        v = r.binary(None)
+        f_PgenCounter = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
-        f_PgenCounter = v
         s = 7
     if s == 7:
         if r.bits(1):
@@ -319,10 +308,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected CH')
-        v = r.string(None)
+        f_KeyName.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected EE')
-        f_KeyName.append(v)
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -342,10 +330,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 7:
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-        v = r.string(None)
+        f_MgmtData.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-        f_MgmtData.append(v)
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -359,10 +346,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected CH')
-                v = r.string(None)
+                f_KeyName.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected EE')
-                f_KeyName.append(v)
                 s = 2
                 break
             elif ec == 1:
@@ -388,10 +374,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             elif ec == 6:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-                v = r.string(None)
+                f_MgmtData.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-                f_MgmtData.append(v)
                 s = 2
                 break
             elif ec == 7:
@@ -405,10 +390,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected CH')
-            v = r.string(None)
+            f_KeyName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected EE')
-            f_KeyName.append(v)
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -422,10 +406,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-            v = r.string(None)
+            f_MgmtData.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-            f_MgmtData.append(v)
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -452,48 +435,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         s = 1
     elif i_KeyName < len(o.KeyName):
         w.bits(1, 4)
-        x = o.KeyName[i_KeyName]
+        x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_KeyName)
         w.bits(0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
         w.bits(2, 4)
-        x = o.KeyValue[i_KeyValue]
+        x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
-        _e_xmldsig_KeyValueType(w, x)
+        _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
         w.bits(3, 4)
-        x = o.RetrievalMethod[i_RetrievalMethod]
+        x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
-        _e_xmldsig_RetrievalMethodType(w, x)
+        _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
         w.bits(4, 4)
-        x = o.X509Data[i_X509Data]
+        x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
-        _e_xmldsig_X509DataType(w, x)
+        _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
         w.bits(5, 4)
-        x = o.PGPData[i_PGPData]
+        x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
-        _e_xmldsig_PGPDataType(w, x)
+        _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
         w.bits(6, 4)
-        x = o.SPKIData[i_SPKIData]
+        x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
-        _e_xmldsig_SPKIDataType(w, x)
+        _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         w.bits(7, 4)
-        x = o.MgmtData[i_MgmtData]
+        x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_MgmtData)
         w.bits(0, 1)
         s = 2
     else:
@@ -501,48 +484,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     if s == 1:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
             s = 2
         else:
@@ -550,42 +533,42 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     while True:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
         else:
             w.bits(8, 4)
@@ -673,27 +656,27 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         s = 1
     elif i_Reference < len(o.Reference):
         w.bits(1, 2)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
             w.bits(0, 1)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -815,18 +798,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyID = r.binary(None)
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
-        f_PGPKeyID = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-        f_PGPKeyPacket.append(v)
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -835,10 +816,9 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-            v = r.binary(None)
+            f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-            f_PGPKeyPacket.append(v)
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -879,10 +859,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         w.bits(1, 2)
-        x = o.PGPKeyPacket[i_PGPKeyPacket]
+        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_PGPKeyPacket)
         w.bits(0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -892,10 +872,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             w.bits(0, 2)
-            x = o.PGPKeyPacket[i_PGPKeyPacket]
+            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_PGPKeyPacket)
             w.bits(0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -919,18 +899,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
-    v = r.binary(None)
+    f_Modulus = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    f_Modulus = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
-    v = r.binary(None)
+    f_Exponent = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[2]', 'expected EE')
     pass
@@ -1029,10 +1007,9 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected CH')
-    v = r.binary(None)
+    f_DigestValue = r.binary(None)
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected EE')
-    f_DigestValue = v
     s = 6
     if r.bits(1):
         raise r.fail('ReferenceType[6]', 'expected EE')
@@ -1224,10 +1201,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-            v = r.binary(None)
+            f_SPKISexp.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-            f_SPKISexp.append(v)
             s = 1
         if s == 1:
             while True:
@@ -1235,10 +1211,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 if ec == 0:
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                    v = r.binary(None)
+                    f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                    f_SPKISexp.append(v)
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1251,10 +1226,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                v = r.binary(None)
+                f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                f_SPKISexp.append(v)
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1269,10 +1243,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 1)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1281,10 +1255,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
                     w.bits(0, 2)
-                    x = o.SPKISexp[i_SPKISexp]
+                    x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
                     w.bits(0, 1)
-                    w.binary(x)
+                    w.binary(x_SPKISexp)
                     w.bits(0, 1)
                 else:
                     w.bits(2, 2)
@@ -1293,10 +1267,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 2)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1316,10 +1290,9 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            v = r.integer()
+            f_HMACOutputLength = r.integer()
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
-            f_HMACOutputLength = v
             s = 2
             break
         elif ec == 1:
@@ -1405,27 +1378,27 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
         w.bits(1, 2)
-        x = o.SignatureProperty[i_SignatureProperty]
+        x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
-        _e_xmldsig_SignaturePropertyType(w, x)
+        _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 1)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     while True:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 2)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         else:
             w.bits(1, 2)
             s = -1
@@ -1575,9 +1548,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         s = 4
     elif i_Object < len(o.Object):
         w.bits(1, 2)
-        x = o.Object[i_Object]
+        x_Object = o.Object[i_Object]
         i_Object += 1
-        _e_xmldsig_ObjectType(w, x)
+        _e_xmldsig_ObjectType(w, x_Object)
         s = 4
     else:
         w.bits(2, 2)
@@ -1586,9 +1559,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         while True:
             if i_Object < len(o.Object):
                 w.bits(0, 2)
-                x = o.Object[i_Object]
+                x_Object = o.Object[i_Object]
                 i_Object += 1
-                _e_xmldsig_ObjectType(w, x)
+                _e_xmldsig_ObjectType(w, x_Object)
             else:
                 w.bits(1, 2)
                 s = -1
@@ -1707,18 +1680,18 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
     if i_Reference < len(o.Reference):
         w.bits(0, 1)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -1735,10 +1708,9 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected CH')
-            v = r.string(None)
+            f_XPath.append(r.string(None))
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected EE')
-            f_XPath.append(v)
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
@@ -1760,10 +1732,10 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     while True:
         if i_XPath < len(o.XPath):
             w.bits(0, 3)
-            x = o.XPath[i_XPath]
+            x_XPath = o.XPath[i_XPath]
             i_XPath += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_XPath)
             w.bits(0, 1)
         else:
             w.bits(2, 3)
@@ -1790,17 +1762,17 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     if i_Transform < len(o.Transform):
         w.bits(0, 1)
-        x = o.Transform[i_Transform]
+        x_Transform = o.Transform[i_Transform]
         i_Transform += 1
-        _e_xmldsig_TransformType(w, x)
+        _e_xmldsig_TransformType(w, x_Transform)
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     while True:
         if i_Transform < len(o.Transform):
             w.bits(0, 2)
-            x = o.Transform[i_Transform]
+            x_Transform = o.Transform[i_Transform]
             i_Transform += 1
-            _e_xmldsig_TransformType(w, x)
+            _e_xmldsig_TransformType(w, x_Transform)
         else:
             w.bits(1, 2)
             pass
@@ -1818,31 +1790,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected CH')
-        v = r.binary(None)
+        f_X509SKI.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected EE')
-        f_X509SKI.append(v)
     elif ec == 2:
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-        v = r.string(None)
+        f_X509SubjectName.append(r.string(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-        f_X509SubjectName.append(v)
     elif ec == 3:
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected CH')
-        v = r.binary(None)
+        f_X509Certificate.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected EE')
-        f_X509Certificate.append(v)
     elif ec == 4:
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected CH')
-        v = r.binary(None)
+        f_X509CRL.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected EE')
-        f_X509CRL.append(v)
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -1854,31 +1822,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected CH')
-            v = r.binary(None)
+            f_X509SKI.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected EE')
-            f_X509SKI.append(v)
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-            v = r.string(None)
+            f_X509SubjectName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-            f_X509SubjectName.append(v)
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected CH')
-            v = r.binary(None)
+            f_X509Certificate.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected EE')
-            f_X509Certificate.append(v)
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected CH')
-            v = r.binary(None)
+            f_X509CRL.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected EE')
-            f_X509CRL.append(v)
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
@@ -1896,72 +1860,72 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
         w.bits(0, 3)
-        x = o.X509IssuerSerial[i_X509IssuerSerial]
+        x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
         w.bits(1, 3)
-        x = o.X509SKI[i_X509SKI]
+        x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509SKI)
         w.bits(0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
         w.bits(2, 3)
-        x = o.X509SubjectName[i_X509SubjectName]
+        x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_X509SubjectName)
         w.bits(0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
         w.bits(3, 3)
-        x = o.X509Certificate[i_X509Certificate]
+        x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509Certificate)
         w.bits(0, 1)
     elif i_X509CRL < len(o.X509CRL):
         w.bits(4, 3)
-        x = o.X509CRL[i_X509CRL]
+        x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509CRL)
         w.bits(0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
             w.bits(0, 3)
-            x = o.X509IssuerSerial[i_X509IssuerSerial]
+            x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
             w.bits(1, 3)
-            x = o.X509SKI[i_X509SKI]
+            x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509SKI)
             w.bits(0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
             w.bits(2, 3)
-            x = o.X509SubjectName[i_X509SubjectName]
+            x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_X509SubjectName)
             w.bits(0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
             w.bits(3, 3)
-            x = o.X509Certificate[i_X509Certificate]
+            x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509Certificate)
             w.bits(0, 1)
         elif i_X509CRL < len(o.X509CRL):
             w.bits(4, 3)
-            x = o.X509CRL[i_X509CRL]
+            x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509CRL)
             w.bits(0, 1)
         else:
             w.bits(6, 3)
@@ -1975,18 +1939,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
-    v = r.string(None)
+    f_X509IssuerName = r.string(None)
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    f_X509IssuerName = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    v = r.integer()
+    f_X509SerialNumber = r.integer()
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    f_X509SerialNumber = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[2]', 'expected EE')
     pass
@@ -2469,10 +2431,9 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
     elif ec == 1:
         if r.bits(1):
             raise r.fail('AC_ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('AC_ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     else:
         raise r.fail('AC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
@@ -2481,10 +2442,9 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
             raise r.fail('AC_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
         if r.bits(1):
             raise r.fail('AC_ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('AC_ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     ec = r.bits(3)
     if ec == 0:
@@ -2605,13 +2565,12 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         raise r.fail('AC_ChargeLoopResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('AC_ChargeLoopResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('AC_ChargeLoopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('AC_ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('AC_ChargeLoopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     ec = r.bits(4)
     if ec == 0:
@@ -3067,13 +3026,12 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_ac.AC
         raise r.fail('AC_ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('AC_ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('AC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('AC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('AC_ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     ec = r.bits(2)
     if ec == 0:
         f_AC_CPDResEnergyTransferMode = _d_iso20_ac_AC_CPDResEnergyTransferModeType(r)
@@ -3840,12 +3798,12 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
     if ec == 0:
         if r.bits(1):
             raise r.fail('BPT_Dynamic_AC_CLReqControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('BPT_Dynamic_AC_CLReqControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -4343,42 +4301,42 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
     if ec == 0:
         if r.bits(1):
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+        f_AckMaxDelay = iv
         if r.bits(1):
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
-        f_AckMaxDelay = v
         s = 4
     elif ec == 4:
         f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -4390,32 +4348,32 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         if ec == 0:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 3:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -4427,22 +4385,22 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         if ec == 0:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 2:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -4454,12 +4412,12 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         if ec == 0:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 1:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -6434,12 +6392,12 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_AC_CLReqControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_AC_CLReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_AC_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_AC_CLReqControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -6750,42 +6708,42 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_AC_CLResControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_AC_CLResControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_AC_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_AC_CLResControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+        f_AckMaxDelay = iv
         if r.bits(1):
             raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
-        f_AckMaxDelay = v
         s = 4
     elif ec == 4:
         f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -6797,32 +6755,32 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 3:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -6834,22 +6792,22 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 2:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -6861,12 +6819,12 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 1:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -8434,10 +8392,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     else:
         raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
@@ -8446,10 +8403,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
             raise r.fail('ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     if r.bits(1):
         raise r.fail('ChargeLoopReqType[3]', 'expected EE')
@@ -8504,13 +8460,12 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         raise r.fail('ChargeLoopResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeLoopResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeLoopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
@@ -8639,13 +8594,12 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
         raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType[2]', 'expected EE')
     pass
@@ -8704,12 +8658,12 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         raise r.fail('DetailedTaxType[0]', 'expected SE(TaxRuleID)')
     if r.bits(1):
         raise r.fail('DetailedTaxType.TaxRuleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('DetailedTaxType.TaxRuleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
+    f_TaxRuleID = iv
     if r.bits(1):
         raise r.fail('DetailedTaxType.TaxRuleID', 'expected EE')
-    f_TaxRuleID = v
     if r.bits(1):
         raise r.fail('DetailedTaxType[1]', 'expected SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
@@ -8753,80 +8707,79 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if ec == 0:
         if r.bits(1):
             raise r.fail('DisplayParametersType.PresentSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.PresentSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
+        f_PresentSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.PresentSOC', 'expected EE')
-        f_PresentSOC = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+        f_MaximumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-        f_MaximumSOC = v
         s = 4
     elif ec == 4:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToMinimumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-        f_RemainingTimeToMinimumSOC = v
         s = 5
     elif ec == 5:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToTargetSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-        f_RemainingTimeToTargetSOC = v
         s = 6
     elif ec == 6:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToMaximumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-        f_RemainingTimeToMaximumSOC = v
         s = 7
     elif ec == 7:
         if r.bits(1):
             raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 8
     elif ec == 8:
         f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -8834,10 +8787,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     elif ec == 9:
         if r.bits(1):
             raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-        v = r.bits(1) == 1
+        f_InletHot = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-        f_InletHot = v
         s = 10
     elif ec == 10:
         s = -1
@@ -8848,70 +8800,69 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 7:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -8919,10 +8870,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 8:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 9:
             s = -1
@@ -8933,60 +8883,59 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 6:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -8994,10 +8943,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 7:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 8:
             s = -1
@@ -9008,50 +8956,49 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 5:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9059,10 +9006,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 7:
             s = -1
@@ -9073,40 +9019,39 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 4:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9114,10 +9059,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 6:
             s = -1
@@ -9128,30 +9072,29 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 3:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9159,10 +9102,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 5:
             s = -1
@@ -9173,20 +9115,19 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 2:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9194,10 +9135,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 4:
             s = -1
@@ -9208,10 +9148,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 1:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9219,10 +9158,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 3:
             s = -1
@@ -9236,10 +9174,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 2:
             s = -1
@@ -9250,10 +9187,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 1:
             s = -1
@@ -9689,12 +9625,12 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -9768,42 +9704,42 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+        f_AckMaxDelay = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-        f_AckMaxDelay = v
         s = 4
     elif ec == 4:
         s = -1
@@ -9814,32 +9750,32 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 3:
             s = -1
@@ -9850,22 +9786,22 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 2:
             s = -1
@@ -9876,12 +9812,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 1:
             s = -1
@@ -10002,23 +9938,22 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
+    f_NotificationMaxDelay = iv
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    f_NotificationMaxDelay = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_evseNotificationType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+    f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    f_EVSENotification = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[2]', 'expected EE')
     pass
@@ -10077,9 +10012,9 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
         w.bits(0, 1)
-        x = o.RootCertificateID[i_RootCertificateID]
+        x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -10087,9 +10022,9 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
             w.bits(0, 2)
-            x = o.RootCertificateID[i_RootCertificateID]
+            x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
             n += 1
             if n == 19:
                 s = 20
@@ -10114,21 +10049,20 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected CH')
-    v = r.binary(8)
+    f_SessionID = r.binary(8)
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected EE')
-    f_SessionID = v
     s = 1
     if r.bits(1):
         raise r.fail('MessageHeaderType[1]', 'expected SE(TimeStamp)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.TimeStamp', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('MessageHeaderType.TimeStamp', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
+    f_TimeStamp = iv
     if r.bits(1):
         raise r.fail('MessageHeaderType.TimeStamp', 'expected EE')
-    f_TimeStamp = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -10192,80 +10126,78 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected CH')
-    v = r.string(32)
+    f_MeterID = r.string(32)
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected EE')
-    f_MeterID = v
     s = 1
     if r.bits(1):
         raise r.fail('MeterInfoType[1]', 'expected SE(ChargedEnergyReadingWh)')
     if r.bits(1):
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
+    f_ChargedEnergyReadingWh = iv
     if r.bits(1):
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected EE')
-    f_ChargedEnergyReadingWh = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
+        f_BPT_DischargedEnergyReadingWh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected EE')
-        f_BPT_DischargedEnergyReadingWh = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+        f_CapacitiveEnergyReadingVARh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
-        f_CapacitiveEnergyReadingVARh = v
         s = 4
     elif ec == 2:
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+        f_BPT_InductiveEnergyReadingVARh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-        f_BPT_InductiveEnergyReadingVARh = v
         s = 5
     elif ec == 3:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-        v = r.binary(64)
+        f_MeterSignature = r.binary(64)
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-        f_MeterSignature = v
         s = 6
     elif ec == 4:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+        f_MeterStatus = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-        f_MeterStatus = v
         s = 7
     elif ec == 5:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+        f_MeterTimestamp = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-        f_MeterTimestamp = v
         s = 8
     elif ec == 6:
         s = -1
@@ -10276,50 +10208,49 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_CapacitiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
-            f_CapacitiveEnergyReadingVARh = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-            f_BPT_InductiveEnergyReadingVARh = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 5:
             s = -1
@@ -10330,40 +10261,39 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-            f_BPT_InductiveEnergyReadingVARh = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 4:
             s = -1
@@ -10374,30 +10304,29 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 3:
             s = -1
@@ -10408,22 +10337,22 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 2:
             s = -1
@@ -10434,12 +10363,12 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 1:
             s = -1
@@ -10676,20 +10605,19 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         raise r.fail('RationalNumberType[0]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RationalNumberType.Exponent', 'expected CH')
-    v = r.bits(8) + -128
+    f_Exponent = r.bits(8) + -128
     if r.bits(1):
         raise r.fail('RationalNumberType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RationalNumberType[1]', 'expected SE(Value)')
     if r.bits(1):
         raise r.fail('RationalNumberType.Value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('RationalNumberType.Value', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
+    f_Value = iv
     if r.bits(1):
         raise r.fail('RationalNumberType.Value', 'expected EE')
-    f_Value = v
     if r.bits(1):
         raise r.fail('RationalNumberType[2]', 'expected EE')
     pass
@@ -10730,12 +10658,12 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         raise r.fail('ReceiptType[0]', 'expected SE(TimeAnchor)')
     if r.bits(1):
         raise r.fail('ReceiptType.TimeAnchor', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('ReceiptType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+    f_TimeAnchor = iv
     if r.bits(1):
         raise r.fail('ReceiptType.TimeAnchor', 'expected EE')
-    f_TimeAnchor = v
     s = 1
     ec = r.bits(3)
     if ec == 0:
@@ -10863,9 +10791,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
         w.bits(4, 3)
-        x = o.TaxCosts[i_TaxCosts]
+        x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        _e_iso20_common_types_DetailedTaxType(w, x)
+        _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
         s = 6
     else:
         w.bits(5, 3)
@@ -10885,9 +10813,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(3, 3)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(4, 3)
@@ -10903,9 +10831,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(2, 3)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(3, 3)
@@ -10917,9 +10845,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(1, 2)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(2, 2)
@@ -10927,9 +10855,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
             w.bits(0, 2)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(1, 2)
@@ -10939,9 +10867,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         while True:
             if i_TaxCosts < len(o.TaxCosts):
                 w.bits(0, 2)
-                x = o.TaxCosts[i_TaxCosts]
+                x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                _e_iso20_common_types_DetailedTaxType(w, x)
+                _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
                 n += 1
                 if n == 9:
                     s = 15
@@ -11106,13 +11034,12 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
         raise r.fail('V2GResponseType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('V2GResponseType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('V2GResponseType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('V2GResponseType[2]', 'expected EE')
     pass
@@ -11164,10 +11091,10 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('value', f'value {v} outside 0..65535')
-
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('value', f'value {iv} outside 0..65535')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11182,10 +11109,10 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('value', f'value {v} outside 0..18446744073709551615')
-
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11213,10 +11140,10 @@ def _e_v4(w: BitWriter, o: Any) -> None:
 def _d_v5(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('value', f'value {v} outside 0..4294967295')
-
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 0..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11231,10 +11158,10 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_evseNotificationType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_evseNotificationType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11288,10 +11215,10 @@ def _e_v9(w: BitWriter, o: Any) -> None:
 def _d_v10(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(7)
-    if v > 100:
-        raise r.fail('value', f'value {v} outside 0..100')
-
+    iv = r.bits(7)
+    if iv > 100:
+        raise r.fail('value', f'value {iv} outside 0..100')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11336,10 +11263,10 @@ def _e_v12(w: BitWriter, o: Any) -> None:
 def _d_v13(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11367,10 +11294,10 @@ def _e_v14(w: BitWriter, o: Any) -> None:
 def _d_v15(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11398,10 +11325,10 @@ def _e_v16(w: BitWriter, o: Any) -> None:
 def _d_v17(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('value', f'value {v} outside 1..4294967295')
-
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 1..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
 from exi_schemas import iso20_acdp as _iso20_acdp
 from exi_schemas import iso20_common_types as _iso20_common_types
 from exi_schemas import xmldsig as _xmldsig
+from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -78,26 +78,23 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected CH')
-        v = r.binary(None)
+        f_P = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected EE')
-        f_P = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected CH')
-        v = r.binary(None)
+        f_G = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected EE')
-        f_G = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
@@ -106,28 +103,25 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected CH')
-        v = r.binary(None)
+        f_Q = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected EE')
-        f_Q = v
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected CH')
-            v = r.binary(None)
+            f_G = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected EE')
-            f_G = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected CH')
-            v = r.binary(None)
+            f_Y = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected EE')
-            f_Y = v
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
@@ -136,27 +130,24 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected CH')
-        v = r.binary(None)
+        f_J = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected EE')
-        f_J = v
         s = 5
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-        v = r.binary(None)
+        f_Seed = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-        f_Seed = v
         s = 6
     elif ec == 2:
         s = -1
@@ -167,10 +158,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-            v = r.binary(None)
+            f_Seed = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-            f_Seed = v
             s = 6
         elif ec == 1:
             s = -1
@@ -181,10 +171,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
-        v = r.binary(None)
+        f_PgenCounter = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
-        f_PgenCounter = v
         s = 7
     if s == 7:
         if r.bits(1):
@@ -331,10 +320,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected CH')
-        v = r.string(None)
+        f_KeyName.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected EE')
-        f_KeyName.append(v)
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -354,10 +342,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 7:
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-        v = r.string(None)
+        f_MgmtData.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-        f_MgmtData.append(v)
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -371,10 +358,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected CH')
-                v = r.string(None)
+                f_KeyName.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected EE')
-                f_KeyName.append(v)
                 s = 2
                 break
             elif ec == 1:
@@ -400,10 +386,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             elif ec == 6:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-                v = r.string(None)
+                f_MgmtData.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-                f_MgmtData.append(v)
                 s = 2
                 break
             elif ec == 7:
@@ -417,10 +402,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected CH')
-            v = r.string(None)
+            f_KeyName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected EE')
-            f_KeyName.append(v)
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -434,10 +418,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-            v = r.string(None)
+            f_MgmtData.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-            f_MgmtData.append(v)
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -464,48 +447,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         s = 1
     elif i_KeyName < len(o.KeyName):
         w.bits(1, 4)
-        x = o.KeyName[i_KeyName]
+        x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_KeyName)
         w.bits(0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
         w.bits(2, 4)
-        x = o.KeyValue[i_KeyValue]
+        x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
-        _e_xmldsig_KeyValueType(w, x)
+        _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
         w.bits(3, 4)
-        x = o.RetrievalMethod[i_RetrievalMethod]
+        x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
-        _e_xmldsig_RetrievalMethodType(w, x)
+        _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
         w.bits(4, 4)
-        x = o.X509Data[i_X509Data]
+        x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
-        _e_xmldsig_X509DataType(w, x)
+        _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
         w.bits(5, 4)
-        x = o.PGPData[i_PGPData]
+        x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
-        _e_xmldsig_PGPDataType(w, x)
+        _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
         w.bits(6, 4)
-        x = o.SPKIData[i_SPKIData]
+        x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
-        _e_xmldsig_SPKIDataType(w, x)
+        _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         w.bits(7, 4)
-        x = o.MgmtData[i_MgmtData]
+        x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_MgmtData)
         w.bits(0, 1)
         s = 2
     else:
@@ -513,48 +496,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     if s == 1:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
             s = 2
         else:
@@ -562,42 +545,42 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     while True:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
         else:
             w.bits(8, 4)
@@ -685,27 +668,27 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         s = 1
     elif i_Reference < len(o.Reference):
         w.bits(1, 2)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
             w.bits(0, 1)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -827,18 +810,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyID = r.binary(None)
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
-        f_PGPKeyID = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-        f_PGPKeyPacket.append(v)
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -847,10 +828,9 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-            v = r.binary(None)
+            f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-            f_PGPKeyPacket.append(v)
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -891,10 +871,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         w.bits(1, 2)
-        x = o.PGPKeyPacket[i_PGPKeyPacket]
+        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_PGPKeyPacket)
         w.bits(0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -904,10 +884,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             w.bits(0, 2)
-            x = o.PGPKeyPacket[i_PGPKeyPacket]
+            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_PGPKeyPacket)
             w.bits(0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -931,18 +911,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
-    v = r.binary(None)
+    f_Modulus = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    f_Modulus = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
-    v = r.binary(None)
+    f_Exponent = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[2]', 'expected EE')
     pass
@@ -1041,10 +1019,9 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected CH')
-    v = r.binary(None)
+    f_DigestValue = r.binary(None)
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected EE')
-    f_DigestValue = v
     s = 6
     if r.bits(1):
         raise r.fail('ReferenceType[6]', 'expected EE')
@@ -1236,10 +1213,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-            v = r.binary(None)
+            f_SPKISexp.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-            f_SPKISexp.append(v)
             s = 1
         if s == 1:
             while True:
@@ -1247,10 +1223,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 if ec == 0:
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                    v = r.binary(None)
+                    f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                    f_SPKISexp.append(v)
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1263,10 +1238,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                v = r.binary(None)
+                f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                f_SPKISexp.append(v)
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1281,10 +1255,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 1)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1293,10 +1267,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
                     w.bits(0, 2)
-                    x = o.SPKISexp[i_SPKISexp]
+                    x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
                     w.bits(0, 1)
-                    w.binary(x)
+                    w.binary(x_SPKISexp)
                     w.bits(0, 1)
                 else:
                     w.bits(2, 2)
@@ -1305,10 +1279,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 2)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1328,10 +1302,9 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            v = r.integer()
+            f_HMACOutputLength = r.integer()
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
-            f_HMACOutputLength = v
             s = 2
             break
         elif ec == 1:
@@ -1417,27 +1390,27 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
         w.bits(1, 2)
-        x = o.SignatureProperty[i_SignatureProperty]
+        x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
-        _e_xmldsig_SignaturePropertyType(w, x)
+        _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 1)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     while True:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 2)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         else:
             w.bits(1, 2)
             s = -1
@@ -1587,9 +1560,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         s = 4
     elif i_Object < len(o.Object):
         w.bits(1, 2)
-        x = o.Object[i_Object]
+        x_Object = o.Object[i_Object]
         i_Object += 1
-        _e_xmldsig_ObjectType(w, x)
+        _e_xmldsig_ObjectType(w, x_Object)
         s = 4
     else:
         w.bits(2, 2)
@@ -1598,9 +1571,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         while True:
             if i_Object < len(o.Object):
                 w.bits(0, 2)
-                x = o.Object[i_Object]
+                x_Object = o.Object[i_Object]
                 i_Object += 1
-                _e_xmldsig_ObjectType(w, x)
+                _e_xmldsig_ObjectType(w, x_Object)
             else:
                 w.bits(1, 2)
                 s = -1
@@ -1719,18 +1692,18 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
     if i_Reference < len(o.Reference):
         w.bits(0, 1)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -1747,10 +1720,9 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected CH')
-            v = r.string(None)
+            f_XPath.append(r.string(None))
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected EE')
-            f_XPath.append(v)
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
@@ -1772,10 +1744,10 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     while True:
         if i_XPath < len(o.XPath):
             w.bits(0, 3)
-            x = o.XPath[i_XPath]
+            x_XPath = o.XPath[i_XPath]
             i_XPath += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_XPath)
             w.bits(0, 1)
         else:
             w.bits(2, 3)
@@ -1802,17 +1774,17 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     if i_Transform < len(o.Transform):
         w.bits(0, 1)
-        x = o.Transform[i_Transform]
+        x_Transform = o.Transform[i_Transform]
         i_Transform += 1
-        _e_xmldsig_TransformType(w, x)
+        _e_xmldsig_TransformType(w, x_Transform)
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     while True:
         if i_Transform < len(o.Transform):
             w.bits(0, 2)
-            x = o.Transform[i_Transform]
+            x_Transform = o.Transform[i_Transform]
             i_Transform += 1
-            _e_xmldsig_TransformType(w, x)
+            _e_xmldsig_TransformType(w, x_Transform)
         else:
             w.bits(1, 2)
             pass
@@ -1830,31 +1802,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected CH')
-        v = r.binary(None)
+        f_X509SKI.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected EE')
-        f_X509SKI.append(v)
     elif ec == 2:
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-        v = r.string(None)
+        f_X509SubjectName.append(r.string(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-        f_X509SubjectName.append(v)
     elif ec == 3:
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected CH')
-        v = r.binary(None)
+        f_X509Certificate.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected EE')
-        f_X509Certificate.append(v)
     elif ec == 4:
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected CH')
-        v = r.binary(None)
+        f_X509CRL.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected EE')
-        f_X509CRL.append(v)
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -1866,31 +1834,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected CH')
-            v = r.binary(None)
+            f_X509SKI.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected EE')
-            f_X509SKI.append(v)
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-            v = r.string(None)
+            f_X509SubjectName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-            f_X509SubjectName.append(v)
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected CH')
-            v = r.binary(None)
+            f_X509Certificate.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected EE')
-            f_X509Certificate.append(v)
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected CH')
-            v = r.binary(None)
+            f_X509CRL.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected EE')
-            f_X509CRL.append(v)
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
@@ -1908,72 +1872,72 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
         w.bits(0, 3)
-        x = o.X509IssuerSerial[i_X509IssuerSerial]
+        x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
         w.bits(1, 3)
-        x = o.X509SKI[i_X509SKI]
+        x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509SKI)
         w.bits(0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
         w.bits(2, 3)
-        x = o.X509SubjectName[i_X509SubjectName]
+        x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_X509SubjectName)
         w.bits(0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
         w.bits(3, 3)
-        x = o.X509Certificate[i_X509Certificate]
+        x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509Certificate)
         w.bits(0, 1)
     elif i_X509CRL < len(o.X509CRL):
         w.bits(4, 3)
-        x = o.X509CRL[i_X509CRL]
+        x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509CRL)
         w.bits(0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
             w.bits(0, 3)
-            x = o.X509IssuerSerial[i_X509IssuerSerial]
+            x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
             w.bits(1, 3)
-            x = o.X509SKI[i_X509SKI]
+            x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509SKI)
             w.bits(0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
             w.bits(2, 3)
-            x = o.X509SubjectName[i_X509SubjectName]
+            x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_X509SubjectName)
             w.bits(0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
             w.bits(3, 3)
-            x = o.X509Certificate[i_X509Certificate]
+            x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509Certificate)
             w.bits(0, 1)
         elif i_X509CRL < len(o.X509CRL):
             w.bits(4, 3)
-            x = o.X509CRL[i_X509CRL]
+            x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509CRL)
             w.bits(0, 1)
         else:
             w.bits(6, 3)
@@ -1987,18 +1951,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
-    v = r.string(None)
+    f_X509IssuerName = r.string(None)
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    f_X509IssuerName = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    v = r.integer()
+    f_X509SerialNumber = r.integer()
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    f_X509SerialNumber = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[2]', 'expected EE')
     pass
@@ -2033,10 +1995,9 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
         raise r.fail('ACDP_ConnectReqType[1]', 'expected SE(EVElectricalChargingDeviceStatus)')
     if r.bits(1):
         raise r.fail('ACDP_ConnectReqType.EVElectricalChargingDeviceStatus', 'expected CH')
-    v = _E_iso20_acdp_electricalChargingDeviceStatusType[r.bits(2)]
+    f_EVElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[r.bits(2)]
     if r.bits(1):
         raise r.fail('ACDP_ConnectReqType.EVElectricalChargingDeviceStatus', 'expected EE')
-    f_EVElectricalChargingDeviceStatus = v
     if r.bits(1):
         raise r.fail('ACDP_ConnectReqType[2]', 'expected EE')
     pass
@@ -2072,43 +2033,39 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
         raise r.fail('ACDP_ConnectResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ACDP_ConnectResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ACDP_ConnectResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('ACDP_ConnectResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('ACDP_ConnectResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType[3]', 'expected SE(EVSEElectricalChargingDeviceStatus)')
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType.EVSEElectricalChargingDeviceStatus', 'expected CH')
-    v = _E_iso20_acdp_electricalChargingDeviceStatusType[r.bits(2)]
+    f_EVSEElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[r.bits(2)]
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType.EVSEElectricalChargingDeviceStatus', 'expected EE')
-    f_EVSEElectricalChargingDeviceStatus = v
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType[4]', 'expected SE(EVSEMechanicalChargingDeviceStatus)')
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {v} out of range')
-    v = _E_iso20_acdp_mechanicalChargingDeviceStatusType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {iv} out of range')
+    f_EVSEMechanicalChargingDeviceStatus = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', 'expected EE')
-    f_EVSEMechanicalChargingDeviceStatus = v
     if r.bits(1):
         raise r.fail('ACDP_ConnectResType[5]', 'expected EE')
     pass
@@ -2200,88 +2157,78 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
         raise r.fail('ACDP_SystemStatusResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ACDP_SystemStatusResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ACDP_SystemStatusResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType[2]', 'expected SE(EVSEMechanicalChargingDeviceStatus)')
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEMechanicalChargingDeviceStatus', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('ACDP_SystemStatusResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {v} out of range')
-    v = _E_iso20_acdp_mechanicalChargingDeviceStatusType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('ACDP_SystemStatusResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {iv} out of range')
+    f_EVSEMechanicalChargingDeviceStatus = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEMechanicalChargingDeviceStatus', 'expected EE')
-    f_EVSEMechanicalChargingDeviceStatus = v
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType[3]', 'expected SE(EVSEReadyToCharge)')
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEReadyToCharge', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEReadyToCharge = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEReadyToCharge', 'expected EE')
-    f_EVSEReadyToCharge = v
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType[4]', 'expected SE(EVSEIsolationStatus)')
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEIsolationStatus', 'expected CH')
-    v = _E_iso20_acdp_isolationStatusType[r.bits(2)]
+    f_EVSEIsolationStatus = _E_iso20_acdp_isolationStatusType[r.bits(2)]
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEIsolationStatus', 'expected EE')
-    f_EVSEIsolationStatus = v
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType[5]', 'expected SE(EVSEDisabled)')
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEDisabled', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEDisabled = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEDisabled', 'expected EE')
-    f_EVSEDisabled = v
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType[6]', 'expected SE(EVSEUtilityInterruptEvent)')
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEUtilityInterruptEvent', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEUtilityInterruptEvent = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEUtilityInterruptEvent', 'expected EE')
-    f_EVSEUtilityInterruptEvent = v
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType[7]', 'expected SE(EVSEEmergencyShutdown)')
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEEmergencyShutdown', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEEmergencyShutdown = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEEmergencyShutdown', 'expected EE')
-    f_EVSEEmergencyShutdown = v
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType[8]', 'expected SE(EVSEMalfunction)')
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEMalfunction', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEMalfunction = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVSEMalfunction', 'expected EE')
-    f_EVSEMalfunction = v
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType[9]', 'expected SE(EVInChargePosition)')
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVInChargePosition', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVInChargePosition = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVInChargePosition', 'expected EE')
-    f_EVInChargePosition = v
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType[10]', 'expected SE(EVAssociationStatus)')
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVAssociationStatus', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVAssociationStatus = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType.EVAssociationStatus', 'expected EE')
-    f_EVAssociationStatus = v
     if r.bits(1):
         raise r.fail('ACDP_SystemStatusResType[11]', 'expected EE')
     pass
@@ -2378,18 +2325,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.AC
         raise r.fail('ACDP_VehiclePositioningReqType[1]', 'expected SE(EVMobilityStatus)')
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningReqType.EVMobilityStatus', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVMobilityStatus = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningReqType.EVMobilityStatus', 'expected EE')
-    f_EVMobilityStatus = v
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningReqType[2]', 'expected SE(EVPositioningSupport)')
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningReqType.EVPositioningSupport', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVPositioningSupport = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningReqType.EVPositioningSupport', 'expected EE')
-    f_EVPositioningSupport = v
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningReqType[3]', 'expected EE')
     pass
@@ -2436,80 +2381,76 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
         raise r.fail('ACDP_VehiclePositioningResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ACDP_VehiclePositioningResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ACDP_VehiclePositioningResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('ACDP_VehiclePositioningResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('ACDP_VehiclePositioningResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType[3]', 'expected SE(EVSEPositioningSupport)')
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.EVSEPositioningSupport', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEPositioningSupport = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.EVSEPositioningSupport', 'expected EE')
-    f_EVSEPositioningSupport = v
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType[4]', 'expected SE(EVRelativeXDeviation)')
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'value {iv} outside -32768..32767')
+    f_EVRelativeXDeviation = iv
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'expected EE')
-    f_EVRelativeXDeviation = v
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType[5]', 'expected SE(EVRelativeYDeviation)')
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'value {iv} outside -32768..32767')
+    f_EVRelativeYDeviation = iv
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'expected EE')
-    f_EVRelativeYDeviation = v
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType[6]', 'expected SE(ContactWindowXc)')
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.ContactWindowXc', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('ACDP_VehiclePositioningResType.ContactWindowXc', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('ACDP_VehiclePositioningResType.ContactWindowXc', f'value {iv} outside -32768..32767')
+    f_ContactWindowXc = iv
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.ContactWindowXc', 'expected EE')
-    f_ContactWindowXc = v
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType[7]', 'expected SE(ContactWindowYc)')
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.ContactWindowYc', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('ACDP_VehiclePositioningResType.ContactWindowYc', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('ACDP_VehiclePositioningResType.ContactWindowYc', f'value {iv} outside -32768..32767')
+    f_ContactWindowYc = iv
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.ContactWindowYc', 'expected EE')
-    f_ContactWindowYc = v
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType[8]', 'expected SE(EVInChargePosition)')
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.EVInChargePosition', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVInChargePosition = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType.EVInChargePosition', 'expected EE')
-    f_EVInChargePosition = v
     if r.bits(1):
         raise r.fail('ACDP_VehiclePositioningResType[9]', 'expected EE')
     pass
@@ -2603,28 +2544,25 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         raise r.fail('EVTechnicalStatusType[0]', 'expected SE(EVReadyToCharge)')
     if r.bits(1):
         raise r.fail('EVTechnicalStatusType.EVReadyToCharge', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVReadyToCharge = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('EVTechnicalStatusType.EVReadyToCharge', 'expected EE')
-    f_EVReadyToCharge = v
     s = 1
     if r.bits(1):
         raise r.fail('EVTechnicalStatusType[1]', 'expected SE(EVImmobilizationRequest)')
     if r.bits(1):
         raise r.fail('EVTechnicalStatusType.EVImmobilizationRequest', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVImmobilizationRequest = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('EVTechnicalStatusType.EVImmobilizationRequest', 'expected EE')
-    f_EVImmobilizationRequest = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('EVTechnicalStatusType.EVImmobilized', 'expected CH')
-        v = r.bits(1) == 1
+        f_EVImmobilized = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('EVTechnicalStatusType.EVImmobilized', 'expected EE')
-        f_EVImmobilized = v
         s = 3
     elif ec == 1:
         f_EVWLANStrength = _d_iso20_common_types_RationalNumberType(r)
@@ -2632,42 +2570,39 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
     elif ec == 2:
         if r.bits(1):
             raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected CH')
-        v = r.bits(3)
-        if v >= 5:
-            raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {v} out of range')
-        v = _E_iso20_acdp_cpStatusType[v]
+        iv = r.bits(3)
+        if iv >= 5:
+            raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv} out of range')
+        f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
         if r.bits(1):
             raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected EE')
-        f_EVCPStatus = v
         s = 5
     elif ec == 3:
         if r.bits(1):
             raise r.fail('EVTechnicalStatusType.EVSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('EVTechnicalStatusType.EVSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
+        f_EVSOC = iv
         if r.bits(1):
             raise r.fail('EVTechnicalStatusType.EVSOC', 'expected EE')
-        f_EVSOC = v
         s = 6
     elif ec == 4:
         if r.bits(1):
             raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected CH')
-        v = r.bits(4)
-        if v >= 10:
-            raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {v} out of range')
-        v = _E_iso20_acdp_errorCodeType[v]
+        iv = r.bits(4)
+        if iv >= 10:
+            raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+        f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
         if r.bits(1):
             raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected EE')
-        f_EVErrorCode = v
         s = 7
     elif ec == 5:
         if r.bits(1):
             raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-        v = r.bits(1) == 1
+        f_EVTimeout = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
-        f_EVTimeout = v
         s = 8
     elif ec == 6:
         s = -1
@@ -2681,42 +2616,39 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected CH')
-            v = r.bits(3)
-            if v >= 5:
-                raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {v} out of range')
-            v = _E_iso20_acdp_cpStatusType[v]
+            iv = r.bits(3)
+            if iv >= 5:
+                raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv} out of range')
+            f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected EE')
-            f_EVCPStatus = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('EVTechnicalStatusType.EVSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
+            f_EVSOC = iv
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVSOC', 'expected EE')
-            f_EVSOC = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected CH')
-            v = r.bits(4)
-            if v >= 10:
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {v} out of range')
-            v = _E_iso20_acdp_errorCodeType[v]
+            iv = r.bits(4)
+            if iv >= 10:
+                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+            f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected EE')
-            f_EVErrorCode = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-            v = r.bits(1) == 1
+            f_EVTimeout = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
-            f_EVTimeout = v
             s = 8
         elif ec == 5:
             s = -1
@@ -2727,42 +2659,39 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         if ec == 0:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected CH')
-            v = r.bits(3)
-            if v >= 5:
-                raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {v} out of range')
-            v = _E_iso20_acdp_cpStatusType[v]
+            iv = r.bits(3)
+            if iv >= 5:
+                raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv} out of range')
+            f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected EE')
-            f_EVCPStatus = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('EVTechnicalStatusType.EVSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
+            f_EVSOC = iv
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVSOC', 'expected EE')
-            f_EVSOC = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected CH')
-            v = r.bits(4)
-            if v >= 10:
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {v} out of range')
-            v = _E_iso20_acdp_errorCodeType[v]
+            iv = r.bits(4)
+            if iv >= 10:
+                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+            f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected EE')
-            f_EVErrorCode = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-            v = r.bits(1) == 1
+            f_EVTimeout = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
-            f_EVTimeout = v
             s = 8
         elif ec == 4:
             s = -1
@@ -2773,31 +2702,29 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         if ec == 0:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('EVTechnicalStatusType.EVSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
+            f_EVSOC = iv
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVSOC', 'expected EE')
-            f_EVSOC = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected CH')
-            v = r.bits(4)
-            if v >= 10:
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {v} out of range')
-            v = _E_iso20_acdp_errorCodeType[v]
+            iv = r.bits(4)
+            if iv >= 10:
+                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+            f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected EE')
-            f_EVErrorCode = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-            v = r.bits(1) == 1
+            f_EVTimeout = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
-            f_EVTimeout = v
             s = 8
         elif ec == 3:
             s = -1
@@ -2808,21 +2735,19 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         if ec == 0:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected CH')
-            v = r.bits(4)
-            if v >= 10:
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {v} out of range')
-            v = _E_iso20_acdp_errorCodeType[v]
+            iv = r.bits(4)
+            if iv >= 10:
+                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+            f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected EE')
-            f_EVErrorCode = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-            v = r.bits(1) == 1
+            f_EVTimeout = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
-            f_EVTimeout = v
             s = 8
         elif ec == 2:
             s = -1
@@ -2833,10 +2758,9 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         if ec == 0:
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-            v = r.bits(1) == 1
+            f_EVTimeout = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
-            f_EVTimeout = v
             s = 8
         elif ec == 1:
             s = -1
@@ -3062,10 +2986,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     else:
         raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
@@ -3074,10 +2997,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
             raise r.fail('ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     if r.bits(1):
         raise r.fail('ChargeLoopReqType[3]', 'expected EE')
@@ -3132,13 +3054,12 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         raise r.fail('ChargeLoopResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeLoopResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeLoopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
@@ -3267,13 +3188,12 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
         raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType[2]', 'expected EE')
     pass
@@ -3332,12 +3252,12 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         raise r.fail('DetailedTaxType[0]', 'expected SE(TaxRuleID)')
     if r.bits(1):
         raise r.fail('DetailedTaxType.TaxRuleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('DetailedTaxType.TaxRuleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
+    f_TaxRuleID = iv
     if r.bits(1):
         raise r.fail('DetailedTaxType.TaxRuleID', 'expected EE')
-    f_TaxRuleID = v
     if r.bits(1):
         raise r.fail('DetailedTaxType[1]', 'expected SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
@@ -3381,80 +3301,79 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if ec == 0:
         if r.bits(1):
             raise r.fail('DisplayParametersType.PresentSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.PresentSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
+        f_PresentSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.PresentSOC', 'expected EE')
-        f_PresentSOC = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+        f_MaximumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-        f_MaximumSOC = v
         s = 4
     elif ec == 4:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToMinimumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-        f_RemainingTimeToMinimumSOC = v
         s = 5
     elif ec == 5:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToTargetSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-        f_RemainingTimeToTargetSOC = v
         s = 6
     elif ec == 6:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToMaximumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-        f_RemainingTimeToMaximumSOC = v
         s = 7
     elif ec == 7:
         if r.bits(1):
             raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 8
     elif ec == 8:
         f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -3462,10 +3381,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     elif ec == 9:
         if r.bits(1):
             raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-        v = r.bits(1) == 1
+        f_InletHot = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-        f_InletHot = v
         s = 10
     elif ec == 10:
         s = -1
@@ -3476,70 +3394,69 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 7:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -3547,10 +3464,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 8:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 9:
             s = -1
@@ -3561,60 +3477,59 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 6:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -3622,10 +3537,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 7:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 8:
             s = -1
@@ -3636,50 +3550,49 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 5:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -3687,10 +3600,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 7:
             s = -1
@@ -3701,40 +3613,39 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 4:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -3742,10 +3653,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 6:
             s = -1
@@ -3756,30 +3666,29 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 3:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -3787,10 +3696,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 5:
             s = -1
@@ -3801,20 +3709,19 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 2:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -3822,10 +3729,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 4:
             s = -1
@@ -3836,10 +3742,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 1:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -3847,10 +3752,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 3:
             s = -1
@@ -3864,10 +3768,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 2:
             s = -1
@@ -3878,10 +3781,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 1:
             s = -1
@@ -4317,12 +4219,12 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -4396,42 +4298,42 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+        f_AckMaxDelay = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-        f_AckMaxDelay = v
         s = 4
     elif ec == 4:
         s = -1
@@ -4442,32 +4344,32 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 3:
             s = -1
@@ -4478,22 +4380,22 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 2:
             s = -1
@@ -4504,12 +4406,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 1:
             s = -1
@@ -4630,23 +4532,22 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
+    f_NotificationMaxDelay = iv
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    f_NotificationMaxDelay = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_evseNotificationType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+    f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    f_EVSENotification = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[2]', 'expected EE')
     pass
@@ -4705,9 +4606,9 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
         w.bits(0, 1)
-        x = o.RootCertificateID[i_RootCertificateID]
+        x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -4715,9 +4616,9 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
             w.bits(0, 2)
-            x = o.RootCertificateID[i_RootCertificateID]
+            x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
             n += 1
             if n == 19:
                 s = 20
@@ -4742,21 +4643,20 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected CH')
-    v = r.binary(8)
+    f_SessionID = r.binary(8)
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected EE')
-    f_SessionID = v
     s = 1
     if r.bits(1):
         raise r.fail('MessageHeaderType[1]', 'expected SE(TimeStamp)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.TimeStamp', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('MessageHeaderType.TimeStamp', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
+    f_TimeStamp = iv
     if r.bits(1):
         raise r.fail('MessageHeaderType.TimeStamp', 'expected EE')
-    f_TimeStamp = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -4820,80 +4720,78 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected CH')
-    v = r.string(32)
+    f_MeterID = r.string(32)
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected EE')
-    f_MeterID = v
     s = 1
     if r.bits(1):
         raise r.fail('MeterInfoType[1]', 'expected SE(ChargedEnergyReadingWh)')
     if r.bits(1):
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
+    f_ChargedEnergyReadingWh = iv
     if r.bits(1):
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected EE')
-    f_ChargedEnergyReadingWh = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
+        f_BPT_DischargedEnergyReadingWh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected EE')
-        f_BPT_DischargedEnergyReadingWh = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+        f_CapacitiveEnergyReadingVARh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
-        f_CapacitiveEnergyReadingVARh = v
         s = 4
     elif ec == 2:
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+        f_BPT_InductiveEnergyReadingVARh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-        f_BPT_InductiveEnergyReadingVARh = v
         s = 5
     elif ec == 3:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-        v = r.binary(64)
+        f_MeterSignature = r.binary(64)
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-        f_MeterSignature = v
         s = 6
     elif ec == 4:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+        f_MeterStatus = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-        f_MeterStatus = v
         s = 7
     elif ec == 5:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+        f_MeterTimestamp = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-        f_MeterTimestamp = v
         s = 8
     elif ec == 6:
         s = -1
@@ -4904,50 +4802,49 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_CapacitiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
-            f_CapacitiveEnergyReadingVARh = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-            f_BPT_InductiveEnergyReadingVARh = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 5:
             s = -1
@@ -4958,40 +4855,39 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-            f_BPT_InductiveEnergyReadingVARh = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 4:
             s = -1
@@ -5002,30 +4898,29 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 3:
             s = -1
@@ -5036,22 +4931,22 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 2:
             s = -1
@@ -5062,12 +4957,12 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 1:
             s = -1
@@ -5304,20 +5199,19 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         raise r.fail('RationalNumberType[0]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RationalNumberType.Exponent', 'expected CH')
-    v = r.bits(8) + -128
+    f_Exponent = r.bits(8) + -128
     if r.bits(1):
         raise r.fail('RationalNumberType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RationalNumberType[1]', 'expected SE(Value)')
     if r.bits(1):
         raise r.fail('RationalNumberType.Value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('RationalNumberType.Value', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
+    f_Value = iv
     if r.bits(1):
         raise r.fail('RationalNumberType.Value', 'expected EE')
-    f_Value = v
     if r.bits(1):
         raise r.fail('RationalNumberType[2]', 'expected EE')
     pass
@@ -5358,12 +5252,12 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         raise r.fail('ReceiptType[0]', 'expected SE(TimeAnchor)')
     if r.bits(1):
         raise r.fail('ReceiptType.TimeAnchor', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('ReceiptType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+    f_TimeAnchor = iv
     if r.bits(1):
         raise r.fail('ReceiptType.TimeAnchor', 'expected EE')
-    f_TimeAnchor = v
     s = 1
     ec = r.bits(3)
     if ec == 0:
@@ -5491,9 +5385,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
         w.bits(4, 3)
-        x = o.TaxCosts[i_TaxCosts]
+        x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        _e_iso20_common_types_DetailedTaxType(w, x)
+        _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
         s = 6
     else:
         w.bits(5, 3)
@@ -5513,9 +5407,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(3, 3)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(4, 3)
@@ -5531,9 +5425,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(2, 3)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(3, 3)
@@ -5545,9 +5439,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(1, 2)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(2, 2)
@@ -5555,9 +5449,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
             w.bits(0, 2)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(1, 2)
@@ -5567,9 +5461,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         while True:
             if i_TaxCosts < len(o.TaxCosts):
                 w.bits(0, 2)
-                x = o.TaxCosts[i_TaxCosts]
+                x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                _e_iso20_common_types_DetailedTaxType(w, x)
+                _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
                 n += 1
                 if n == 9:
                     s = 15
@@ -5734,13 +5628,12 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
         raise r.fail('V2GResponseType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('V2GResponseType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('V2GResponseType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('V2GResponseType[2]', 'expected EE')
     pass
@@ -5792,10 +5685,10 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('value', f'value {v} outside 0..65535')
-
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('value', f'value {iv} outside 0..65535')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -5810,10 +5703,10 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('value', f'value {v} outside 0..18446744073709551615')
-
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -5841,10 +5734,10 @@ def _e_v4(w: BitWriter, o: Any) -> None:
 def _d_v5(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -5859,10 +5752,10 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('value', f'value {v} outside 0..4294967295')
-
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 0..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -5877,10 +5770,10 @@ def _e_v6(w: BitWriter, o: Any) -> None:
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 5:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_acdp_cpStatusType[v]
+    iv = r.bits(3)
+    if iv >= 5:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_acdp_cpStatusType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -5906,10 +5799,10 @@ def _e_v8(w: BitWriter, o: Any) -> None:
 def _d_v9(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(4)
-    if v >= 10:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_acdp_errorCodeType[v]
+    iv = r.bits(4)
+    if iv >= 10:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_acdp_errorCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -5935,10 +5828,10 @@ def _e_v10(w: BitWriter, o: Any) -> None:
 def _d_v11(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_acdp_mechanicalChargingDeviceStatusType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -5951,10 +5844,10 @@ def _e_v11(w: BitWriter, o: Any) -> None:
 def _d_v12(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_evseNotificationType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_evseNotificationType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -5967,10 +5860,10 @@ def _e_v12(w: BitWriter, o: Any) -> None:
 def _d_v13(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -5983,10 +5876,10 @@ def _e_v13(w: BitWriter, o: Any) -> None:
 def _d_v14(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(7)
-    if v > 100:
-        raise r.fail('value', f'value {v} outside 0..100')
-
+    iv = r.bits(7)
+    if iv > 100:
+        raise r.fail('value', f'value {iv} outside 0..100')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -6085,10 +5978,10 @@ def _e_v20(w: BitWriter, o: Any) -> None:
 def _d_v21(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -6116,10 +6009,10 @@ def _e_v22(w: BitWriter, o: Any) -> None:
 def _d_v23(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('value', f'value {v} outside 1..4294967295')
-
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 1..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
 from exi_schemas import iso20_common_messages as _iso20_common_messages
 from exi_schemas import iso20_common_types as _iso20_common_types
 from exi_schemas import xmldsig as _xmldsig
+from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -88,26 +88,23 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected CH')
-        v = r.binary(None)
+        f_P = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected EE')
-        f_P = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected CH')
-        v = r.binary(None)
+        f_G = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected EE')
-        f_G = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
@@ -116,28 +113,25 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected CH')
-        v = r.binary(None)
+        f_Q = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected EE')
-        f_Q = v
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected CH')
-            v = r.binary(None)
+            f_G = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected EE')
-            f_G = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected CH')
-            v = r.binary(None)
+            f_Y = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected EE')
-            f_Y = v
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
@@ -146,27 +140,24 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected CH')
-        v = r.binary(None)
+        f_J = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected EE')
-        f_J = v
         s = 5
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-        v = r.binary(None)
+        f_Seed = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-        f_Seed = v
         s = 6
     elif ec == 2:
         s = -1
@@ -177,10 +168,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-            v = r.binary(None)
+            f_Seed = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-            f_Seed = v
             s = 6
         elif ec == 1:
             s = -1
@@ -191,10 +181,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
-        v = r.binary(None)
+        f_PgenCounter = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
-        f_PgenCounter = v
         s = 7
     if s == 7:
         if r.bits(1):
@@ -341,10 +330,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected CH')
-        v = r.string(None)
+        f_KeyName.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected EE')
-        f_KeyName.append(v)
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -364,10 +352,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 7:
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-        v = r.string(None)
+        f_MgmtData.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-        f_MgmtData.append(v)
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -381,10 +368,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected CH')
-                v = r.string(None)
+                f_KeyName.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected EE')
-                f_KeyName.append(v)
                 s = 2
                 break
             elif ec == 1:
@@ -410,10 +396,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             elif ec == 6:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-                v = r.string(None)
+                f_MgmtData.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-                f_MgmtData.append(v)
                 s = 2
                 break
             elif ec == 7:
@@ -427,10 +412,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected CH')
-            v = r.string(None)
+            f_KeyName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected EE')
-            f_KeyName.append(v)
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -444,10 +428,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-            v = r.string(None)
+            f_MgmtData.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-            f_MgmtData.append(v)
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -474,48 +457,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         s = 1
     elif i_KeyName < len(o.KeyName):
         w.bits(1, 4)
-        x = o.KeyName[i_KeyName]
+        x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_KeyName)
         w.bits(0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
         w.bits(2, 4)
-        x = o.KeyValue[i_KeyValue]
+        x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
-        _e_xmldsig_KeyValueType(w, x)
+        _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
         w.bits(3, 4)
-        x = o.RetrievalMethod[i_RetrievalMethod]
+        x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
-        _e_xmldsig_RetrievalMethodType(w, x)
+        _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
         w.bits(4, 4)
-        x = o.X509Data[i_X509Data]
+        x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
-        _e_xmldsig_X509DataType(w, x)
+        _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
         w.bits(5, 4)
-        x = o.PGPData[i_PGPData]
+        x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
-        _e_xmldsig_PGPDataType(w, x)
+        _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
         w.bits(6, 4)
-        x = o.SPKIData[i_SPKIData]
+        x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
-        _e_xmldsig_SPKIDataType(w, x)
+        _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         w.bits(7, 4)
-        x = o.MgmtData[i_MgmtData]
+        x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_MgmtData)
         w.bits(0, 1)
         s = 2
     else:
@@ -523,48 +506,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     if s == 1:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
             s = 2
         else:
@@ -572,42 +555,42 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     while True:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
         else:
             w.bits(8, 4)
@@ -695,27 +678,27 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         s = 1
     elif i_Reference < len(o.Reference):
         w.bits(1, 2)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
             w.bits(0, 1)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -837,18 +820,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyID = r.binary(None)
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
-        f_PGPKeyID = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-        f_PGPKeyPacket.append(v)
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -857,10 +838,9 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-            v = r.binary(None)
+            f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-            f_PGPKeyPacket.append(v)
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -901,10 +881,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         w.bits(1, 2)
-        x = o.PGPKeyPacket[i_PGPKeyPacket]
+        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_PGPKeyPacket)
         w.bits(0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -914,10 +894,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             w.bits(0, 2)
-            x = o.PGPKeyPacket[i_PGPKeyPacket]
+            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_PGPKeyPacket)
             w.bits(0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -941,18 +921,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
-    v = r.binary(None)
+    f_Modulus = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    f_Modulus = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
-    v = r.binary(None)
+    f_Exponent = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[2]', 'expected EE')
     pass
@@ -1051,10 +1029,9 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected CH')
-    v = r.binary(None)
+    f_DigestValue = r.binary(None)
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected EE')
-    f_DigestValue = v
     s = 6
     if r.bits(1):
         raise r.fail('ReferenceType[6]', 'expected EE')
@@ -1246,10 +1223,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-            v = r.binary(None)
+            f_SPKISexp.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-            f_SPKISexp.append(v)
             s = 1
         if s == 1:
             while True:
@@ -1257,10 +1233,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 if ec == 0:
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                    v = r.binary(None)
+                    f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                    f_SPKISexp.append(v)
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1273,10 +1248,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                v = r.binary(None)
+                f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                f_SPKISexp.append(v)
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1291,10 +1265,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 1)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1303,10 +1277,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
                     w.bits(0, 2)
-                    x = o.SPKISexp[i_SPKISexp]
+                    x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
                     w.bits(0, 1)
-                    w.binary(x)
+                    w.binary(x_SPKISexp)
                     w.bits(0, 1)
                 else:
                     w.bits(2, 2)
@@ -1315,10 +1289,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 2)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1338,10 +1312,9 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            v = r.integer()
+            f_HMACOutputLength = r.integer()
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
-            f_HMACOutputLength = v
             s = 2
             break
         elif ec == 1:
@@ -1427,27 +1400,27 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
         w.bits(1, 2)
-        x = o.SignatureProperty[i_SignatureProperty]
+        x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
-        _e_xmldsig_SignaturePropertyType(w, x)
+        _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 1)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     while True:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 2)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         else:
             w.bits(1, 2)
             s = -1
@@ -1597,9 +1570,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         s = 4
     elif i_Object < len(o.Object):
         w.bits(1, 2)
-        x = o.Object[i_Object]
+        x_Object = o.Object[i_Object]
         i_Object += 1
-        _e_xmldsig_ObjectType(w, x)
+        _e_xmldsig_ObjectType(w, x_Object)
         s = 4
     else:
         w.bits(2, 2)
@@ -1608,9 +1581,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         while True:
             if i_Object < len(o.Object):
                 w.bits(0, 2)
-                x = o.Object[i_Object]
+                x_Object = o.Object[i_Object]
                 i_Object += 1
-                _e_xmldsig_ObjectType(w, x)
+                _e_xmldsig_ObjectType(w, x_Object)
             else:
                 w.bits(1, 2)
                 s = -1
@@ -1729,18 +1702,18 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
     if i_Reference < len(o.Reference):
         w.bits(0, 1)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -1757,10 +1730,9 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected CH')
-            v = r.string(None)
+            f_XPath.append(r.string(None))
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected EE')
-            f_XPath.append(v)
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
@@ -1782,10 +1754,10 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     while True:
         if i_XPath < len(o.XPath):
             w.bits(0, 3)
-            x = o.XPath[i_XPath]
+            x_XPath = o.XPath[i_XPath]
             i_XPath += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_XPath)
             w.bits(0, 1)
         else:
             w.bits(2, 3)
@@ -1812,17 +1784,17 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     if i_Transform < len(o.Transform):
         w.bits(0, 1)
-        x = o.Transform[i_Transform]
+        x_Transform = o.Transform[i_Transform]
         i_Transform += 1
-        _e_xmldsig_TransformType(w, x)
+        _e_xmldsig_TransformType(w, x_Transform)
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     while True:
         if i_Transform < len(o.Transform):
             w.bits(0, 2)
-            x = o.Transform[i_Transform]
+            x_Transform = o.Transform[i_Transform]
             i_Transform += 1
-            _e_xmldsig_TransformType(w, x)
+            _e_xmldsig_TransformType(w, x_Transform)
         else:
             w.bits(1, 2)
             pass
@@ -1840,31 +1812,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected CH')
-        v = r.binary(None)
+        f_X509SKI.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected EE')
-        f_X509SKI.append(v)
     elif ec == 2:
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-        v = r.string(None)
+        f_X509SubjectName.append(r.string(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-        f_X509SubjectName.append(v)
     elif ec == 3:
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected CH')
-        v = r.binary(None)
+        f_X509Certificate.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected EE')
-        f_X509Certificate.append(v)
     elif ec == 4:
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected CH')
-        v = r.binary(None)
+        f_X509CRL.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected EE')
-        f_X509CRL.append(v)
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -1876,31 +1844,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected CH')
-            v = r.binary(None)
+            f_X509SKI.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected EE')
-            f_X509SKI.append(v)
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-            v = r.string(None)
+            f_X509SubjectName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-            f_X509SubjectName.append(v)
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected CH')
-            v = r.binary(None)
+            f_X509Certificate.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected EE')
-            f_X509Certificate.append(v)
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected CH')
-            v = r.binary(None)
+            f_X509CRL.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected EE')
-            f_X509CRL.append(v)
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
@@ -1918,72 +1882,72 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
         w.bits(0, 3)
-        x = o.X509IssuerSerial[i_X509IssuerSerial]
+        x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
         w.bits(1, 3)
-        x = o.X509SKI[i_X509SKI]
+        x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509SKI)
         w.bits(0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
         w.bits(2, 3)
-        x = o.X509SubjectName[i_X509SubjectName]
+        x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_X509SubjectName)
         w.bits(0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
         w.bits(3, 3)
-        x = o.X509Certificate[i_X509Certificate]
+        x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509Certificate)
         w.bits(0, 1)
     elif i_X509CRL < len(o.X509CRL):
         w.bits(4, 3)
-        x = o.X509CRL[i_X509CRL]
+        x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509CRL)
         w.bits(0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
             w.bits(0, 3)
-            x = o.X509IssuerSerial[i_X509IssuerSerial]
+            x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
             w.bits(1, 3)
-            x = o.X509SKI[i_X509SKI]
+            x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509SKI)
             w.bits(0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
             w.bits(2, 3)
-            x = o.X509SubjectName[i_X509SubjectName]
+            x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_X509SubjectName)
             w.bits(0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
             w.bits(3, 3)
-            x = o.X509Certificate[i_X509Certificate]
+            x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509Certificate)
             w.bits(0, 1)
         elif i_X509CRL < len(o.X509CRL):
             w.bits(4, 3)
-            x = o.X509CRL[i_X509CRL]
+            x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509CRL)
             w.bits(0, 1)
         else:
             w.bits(6, 3)
@@ -1997,18 +1961,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
-    v = r.string(None)
+    f_X509IssuerName = r.string(None)
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    f_X509IssuerName = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    v = r.integer()
+    f_X509SerialNumber = r.integer()
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    f_X509SerialNumber = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[2]', 'expected EE')
     pass
@@ -2055,12 +2017,12 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
     elif ec == 1:
         if r.bits(1):
             raise r.fail('AbsolutePriceScheduleType.TimeAnchor', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('AbsolutePriceScheduleType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('AbsolutePriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+        f_TimeAnchor = iv
         if r.bits(1):
             raise r.fail('AbsolutePriceScheduleType.TimeAnchor', 'expected EE')
-        f_TimeAnchor = v
         s = 2
     else:
         raise r.fail('AbsolutePriceScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
@@ -2069,40 +2031,38 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             raise r.fail('AbsolutePriceScheduleType[1]', 'expected SE(TimeAnchor)')
         if r.bits(1):
             raise r.fail('AbsolutePriceScheduleType.TimeAnchor', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('AbsolutePriceScheduleType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('AbsolutePriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+        f_TimeAnchor = iv
         if r.bits(1):
             raise r.fail('AbsolutePriceScheduleType.TimeAnchor', 'expected EE')
-        f_TimeAnchor = v
         s = 2
     if r.bits(1):
         raise r.fail('AbsolutePriceScheduleType[2]', 'expected SE(PriceScheduleID)')
     if r.bits(1):
         raise r.fail('AbsolutePriceScheduleType.PriceScheduleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('AbsolutePriceScheduleType.PriceScheduleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('AbsolutePriceScheduleType.PriceScheduleID', f'value {iv} outside 1..4294967295')
+    f_PriceScheduleID = iv
     if r.bits(1):
         raise r.fail('AbsolutePriceScheduleType.PriceScheduleID', 'expected EE')
-    f_PriceScheduleID = v
     s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('AbsolutePriceScheduleType.PriceScheduleDescription', 'expected CH')
-        v = r.string(160)
+        f_PriceScheduleDescription = r.string(160)
         if r.bits(1):
             raise r.fail('AbsolutePriceScheduleType.PriceScheduleDescription', 'expected EE')
-        f_PriceScheduleDescription = v
         s = 4
     elif ec == 1:
         if r.bits(1):
             raise r.fail('AbsolutePriceScheduleType.Currency', 'expected CH')
-        v = r.string(3)
+        f_Currency = r.string(3)
         if r.bits(1):
             raise r.fail('AbsolutePriceScheduleType.Currency', 'expected EE')
-        f_Currency = v
         s = 5
     else:
         raise r.fail('AbsolutePriceScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(Currency)')
@@ -2111,28 +2071,25 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             raise r.fail('AbsolutePriceScheduleType[4]', 'expected SE(Currency)')
         if r.bits(1):
             raise r.fail('AbsolutePriceScheduleType.Currency', 'expected CH')
-        v = r.string(3)
+        f_Currency = r.string(3)
         if r.bits(1):
             raise r.fail('AbsolutePriceScheduleType.Currency', 'expected EE')
-        f_Currency = v
         s = 5
     if r.bits(1):
         raise r.fail('AbsolutePriceScheduleType[5]', 'expected SE(Language)')
     if r.bits(1):
         raise r.fail('AbsolutePriceScheduleType.Language', 'expected CH')
-    v = r.string(3)
+    f_Language = r.string(3)
     if r.bits(1):
         raise r.fail('AbsolutePriceScheduleType.Language', 'expected EE')
-    f_Language = v
     s = 6
     if r.bits(1):
         raise r.fail('AbsolutePriceScheduleType[6]', 'expected SE(PriceAlgorithm)')
     if r.bits(1):
         raise r.fail('AbsolutePriceScheduleType.PriceAlgorithm', 'expected CH')
-    v = r.string(255)
+    f_PriceAlgorithm = r.string(255)
     if r.bits(1):
         raise r.fail('AbsolutePriceScheduleType.PriceAlgorithm', 'expected EE')
-    f_PriceAlgorithm = v
     s = 7
     ec = r.bits(3)
     if ec == 0:
@@ -2396,9 +2353,9 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
     s = 0
     if i_AdditionalService < len(o.AdditionalService):
         w.bits(0, 1)
-        x = o.AdditionalService[i_AdditionalService]
+        x_AdditionalService = o.AdditionalService[i_AdditionalService]
         i_AdditionalService += 1
-        _e_iso20_common_messages_AdditionalServiceType(w, x)
+        _e_iso20_common_messages_AdditionalServiceType(w, x_AdditionalService)
         s = 1
     else:
         raise encode_error('AdditionalServiceListType', 'missing SE(AdditionalService)')
@@ -2406,9 +2363,9 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
     while True:
         if i_AdditionalService < len(o.AdditionalService):
             w.bits(0, 2)
-            x = o.AdditionalService[i_AdditionalService]
+            x_AdditionalService = o.AdditionalService[i_AdditionalService]
             i_AdditionalService += 1
-            _e_iso20_common_messages_AdditionalServiceType(w, x)
+            _e_iso20_common_messages_AdditionalServiceType(w, x_AdditionalService)
             n += 1
             if n == 4:
                 s = 5
@@ -2431,10 +2388,9 @@ def _d_iso20_common_messages_AdditionalServiceType(r: BitReader) -> _iso20_commo
         raise r.fail('AdditionalServiceType[0]', 'expected SE(ServiceName)')
     if r.bits(1):
         raise r.fail('AdditionalServiceType.ServiceName', 'expected CH')
-    v = r.string(80)
+    f_ServiceName = r.string(80)
     if r.bits(1):
         raise r.fail('AdditionalServiceType.ServiceName', 'expected EE')
-    f_ServiceName = v
     if r.bits(1):
         raise r.fail('AdditionalServiceType[1]', 'expected SE(ServiceFee)')
     f_ServiceFee = _d_iso20_common_types_RationalNumberType(r)
@@ -2474,10 +2430,9 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
         raise r.fail('AuthorizationReqType[1]', 'expected SE(SelectedAuthorizationService)')
     if r.bits(1):
         raise r.fail('AuthorizationReqType.SelectedAuthorizationService', 'expected CH')
-    v = _E_iso20_common_messages_authorizationType[r.bits(1)]
+    f_SelectedAuthorizationService = _E_iso20_common_messages_authorizationType[r.bits(1)]
     if r.bits(1):
         raise r.fail('AuthorizationReqType.SelectedAuthorizationService', 'expected EE')
-    f_SelectedAuthorizationService = v
     ec = r.bits(2)
     if ec == 0:
         f_EIM_AReqAuthorizationMode = _d_iso20_common_messages_EIM_AReqAuthorizationModeType(r)
@@ -2528,24 +2483,22 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader) -> _iso20_common
         raise r.fail('AuthorizationResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('AuthorizationResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('AuthorizationResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('AuthorizationResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('AuthorizationResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('AuthorizationResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     if r.bits(1):
         raise r.fail('AuthorizationResType[3]', 'expected EE')
     pass
@@ -2611,39 +2564,35 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
         raise r.fail('AuthorizationSetupResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('AuthorizationSetupResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('AuthorizationSetupResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('AuthorizationSetupResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('AuthorizationSetupResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     if r.bits(1):
         raise r.fail('AuthorizationSetupResType[2]', 'expected SE(AuthorizationServices)')
     if r.bits(1):
         raise r.fail('AuthorizationSetupResType.AuthorizationServices', 'expected CH')
-    v = _E_iso20_common_messages_authorizationType[r.bits(1)]
+    f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[r.bits(1)])
     if r.bits(1):
         raise r.fail('AuthorizationSetupResType.AuthorizationServices', 'expected EE')
-    f_AuthorizationServices.append(v)
     s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('AuthorizationSetupResType.AuthorizationServices', 'expected CH')
-        v = _E_iso20_common_messages_authorizationType[r.bits(1)]
+        f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[r.bits(1)])
         if r.bits(1):
             raise r.fail('AuthorizationSetupResType.AuthorizationServices', 'expected EE')
-        f_AuthorizationServices.append(v)
         s = 4
     elif ec == 1:
         if r.bits(1):
             raise r.fail('AuthorizationSetupResType.CertificateInstallationService', 'expected CH')
-        v = r.bits(1) == 1
+        f_CertificateInstallationService = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('AuthorizationSetupResType.CertificateInstallationService', 'expected EE')
-        f_CertificateInstallationService = v
         s = 5
     else:
         raise r.fail('AuthorizationSetupResType[3]', f'event code {ec}, expected SE(AuthorizationServices), SE(CertificateInstallationService)')
@@ -2652,10 +2601,9 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
             raise r.fail('AuthorizationSetupResType[4]', 'expected SE(CertificateInstallationService)')
         if r.bits(1):
             raise r.fail('AuthorizationSetupResType.CertificateInstallationService', 'expected CH')
-        v = r.bits(1) == 1
+        f_CertificateInstallationService = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('AuthorizationSetupResType.CertificateInstallationService', 'expected EE')
-        f_CertificateInstallationService = v
         s = 5
     ec = r.bits(2)
     if ec == 0:
@@ -2690,20 +2638,20 @@ def _e_iso20_common_messages_AuthorizationSetupResType(w: BitWriter, o: _iso20_c
         raise encode_error('AuthorizationSetupResType', 'missing SE(ResponseCode)')
     if i_AuthorizationServices < len(o.AuthorizationServices):
         w.bits(0, 1)
-        x = o.AuthorizationServices[i_AuthorizationServices]
+        x_AuthorizationServices = o.AuthorizationServices[i_AuthorizationServices]
         i_AuthorizationServices += 1
         w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_authorizationType[x], 1)
+        w.bits(_I_iso20_common_messages_authorizationType[x_AuthorizationServices], 1)
         w.bits(0, 1)
         s = 3
     else:
         raise encode_error('AuthorizationSetupResType', 'missing SE(AuthorizationServices)')
     if i_AuthorizationServices < len(o.AuthorizationServices):
         w.bits(0, 2)
-        x = o.AuthorizationServices[i_AuthorizationServices]
+        x_AuthorizationServices = o.AuthorizationServices[i_AuthorizationServices]
         i_AuthorizationServices += 1
         w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_authorizationType[x], 1)
+        w.bits(_I_iso20_common_messages_authorizationType[x_AuthorizationServices], 1)
         w.bits(0, 1)
         if i_AuthorizationServices < len(o.AuthorizationServices):
             raise encode_error('AuthorizationSetupResType.AuthorizationServices', 'too many entries')
@@ -2749,10 +2697,9 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common
         raise r.fail('CertificateChainType[0]', 'expected SE(Certificate)')
     if r.bits(1):
         raise r.fail('CertificateChainType.Certificate', 'expected CH')
-    v = r.binary(1600)
+    f_Certificate = r.binary(1600)
     if r.bits(1):
         raise r.fail('CertificateChainType.Certificate', 'expected EE')
-    f_Certificate = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
@@ -2815,10 +2762,9 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _is
         raise r.fail('CertificateInstallationReqType[3]', 'expected SE(MaximumContractCertificateChains)')
     if r.bits(1):
         raise r.fail('CertificateInstallationReqType.MaximumContractCertificateChains', 'expected CH')
-    v = r.bits(8)
+    f_MaximumContractCertificateChains = r.bits(8)
     if r.bits(1):
         raise r.fail('CertificateInstallationReqType.MaximumContractCertificateChains', 'expected EE')
-    f_MaximumContractCertificateChains = v
     s = 4
     ec = r.bits(2)
     if ec == 0:
@@ -2890,24 +2836,22 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader) -> _is
         raise r.fail('CertificateInstallationResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('CertificateInstallationResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('CertificateInstallationResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('CertificateInstallationResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     if r.bits(1):
         raise r.fail('CertificateInstallationResType[3]', 'expected SE(CPSCertificateChain)')
     f_CPSCertificateChain = _d_iso20_common_messages_CertificateChainType(r)
@@ -2918,10 +2862,9 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader) -> _is
         raise r.fail('CertificateInstallationResType[5]', 'expected SE(RemainingContractCertificateChains)')
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.RemainingContractCertificateChains', 'expected CH')
-    v = r.bits(8)
+    f_RemainingContractCertificateChains = r.bits(8)
     if r.bits(1):
         raise r.fail('CertificateInstallationResType.RemainingContractCertificateChains', 'expected EE')
-    f_RemainingContractCertificateChains = v
     if r.bits(1):
         raise r.fail('CertificateInstallationResType[6]', 'expected EE')
     pass
@@ -3029,10 +2972,9 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader) -> _iso2
         raise r.fail('ContractCertificateChainType[0]', 'expected SE(Certificate)')
     if r.bits(1):
         raise r.fail('ContractCertificateChainType.Certificate', 'expected CH')
-    v = r.binary(1600)
+    f_Certificate = r.binary(1600)
     if r.bits(1):
         raise r.fail('ContractCertificateChainType.Certificate', 'expected EE')
-    f_Certificate = v
     if r.bits(1):
         raise r.fail('ContractCertificateChainType[1]', 'expected SE(SubCertificates)')
     f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
@@ -3085,33 +3027,33 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         raise r.fail('Dynamic_SEReqControlModeType[0]', 'expected SE(DepartureTime)')
     if r.bits(1):
         raise r.fail('Dynamic_SEReqControlModeType.DepartureTime', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('Dynamic_SEReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('Dynamic_SEReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+    f_DepartureTime = iv
     if r.bits(1):
         raise r.fail('Dynamic_SEReqControlModeType.DepartureTime', 'expected EE')
-    f_DepartureTime = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_SEReqControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_SEReqControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_SEReqControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_SEReqControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 1:
         if r.bits(1):
             raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 2:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -3123,12 +3065,12 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -3277,32 +3219,32 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_SEResControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_SEResControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_SEResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_SEResControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
@@ -3319,22 +3261,22 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
@@ -3351,12 +3293,12 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
@@ -3536,10 +3478,9 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messag
         raise r.fail('EMAIDListType[0]', 'expected SE(EMAID)')
     if r.bits(1):
         raise r.fail('EMAIDListType.EMAID', 'expected CH')
-    v = r.string(255)
+    f_EMAID.append(r.string(255))
     if r.bits(1):
         raise r.fail('EMAIDListType.EMAID', 'expected EE')
-    f_EMAID.append(v)
     s = 1
     n = 0
     while True:
@@ -3547,10 +3488,9 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messag
         if ec == 0:
             if r.bits(1):
                 raise r.fail('EMAIDListType.EMAID', 'expected CH')
-            v = r.string(255)
+            f_EMAID.append(r.string(255))
             if r.bits(1):
                 raise r.fail('EMAIDListType.EMAID', 'expected EE')
-            f_EMAID.append(v)
             n += 1
             if n == 7:
                 s = 8
@@ -3571,12 +3511,12 @@ def _e_iso20_common_messages_EMAIDListType(w: BitWriter, o: _iso20_common_messag
     s = 0
     if i_EMAID < len(o.EMAID):
         w.bits(0, 1)
-        x = o.EMAID[i_EMAID]
+        x_EMAID = o.EMAID[i_EMAID]
         i_EMAID += 1
         w.bits(0, 1)
-        if len(x) > 255:
-            raise encode_error('EMAIDListType.EMAID', f'value length {len(x)} outside 0..255')
-        w.string(x)
+        if len(x_EMAID) > 255:
+            raise encode_error('EMAIDListType.EMAID', f'value length {len(x_EMAID)} outside 0..255')
+        w.string(x_EMAID)
         w.bits(0, 1)
         s = 1
     else:
@@ -3585,12 +3525,12 @@ def _e_iso20_common_messages_EMAIDListType(w: BitWriter, o: _iso20_common_messag
     while True:
         if i_EMAID < len(o.EMAID):
             w.bits(0, 2)
-            x = o.EMAID[i_EMAID]
+            x_EMAID = o.EMAID[i_EMAID]
             i_EMAID += 1
             w.bits(0, 1)
-            if len(x) > 255:
-                raise encode_error('EMAIDListType.EMAID', f'value length {len(x)} outside 0..255')
-            w.string(x)
+            if len(x_EMAID) > 255:
+                raise encode_error('EMAIDListType.EMAID', f'value length {len(x_EMAID)} outside 0..255')
+            w.string(x_EMAID)
             w.bits(0, 1)
             n += 1
             if n == 7:
@@ -3616,28 +3556,26 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20
         raise r.fail('EVAbsolutePriceScheduleType[0]', 'expected SE(TimeAnchor)')
     if r.bits(1):
         raise r.fail('EVAbsolutePriceScheduleType.TimeAnchor', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('EVAbsolutePriceScheduleType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('EVAbsolutePriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+    f_TimeAnchor = iv
     if r.bits(1):
         raise r.fail('EVAbsolutePriceScheduleType.TimeAnchor', 'expected EE')
-    f_TimeAnchor = v
     if r.bits(1):
         raise r.fail('EVAbsolutePriceScheduleType[1]', 'expected SE(Currency)')
     if r.bits(1):
         raise r.fail('EVAbsolutePriceScheduleType.Currency', 'expected CH')
-    v = r.string(3)
+    f_Currency = r.string(3)
     if r.bits(1):
         raise r.fail('EVAbsolutePriceScheduleType.Currency', 'expected EE')
-    f_Currency = v
     if r.bits(1):
         raise r.fail('EVAbsolutePriceScheduleType[2]', 'expected SE(PriceAlgorithm)')
     if r.bits(1):
         raise r.fail('EVAbsolutePriceScheduleType.PriceAlgorithm', 'expected CH')
-    v = r.string(255)
+    f_PriceAlgorithm = r.string(255)
     if r.bits(1):
         raise r.fail('EVAbsolutePriceScheduleType.PriceAlgorithm', 'expected EE')
-    f_PriceAlgorithm = v
     if r.bits(1):
         raise r.fail('EVAbsolutePriceScheduleType[3]', 'expected SE(EVPriceRuleStacks)')
     f_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
@@ -3744,9 +3682,9 @@ def _e_iso20_common_messages_EVPowerProfileEntryListType(w: BitWriter, o: _iso20
     s = 0
     if i_EVPowerProfileEntry < len(o.EVPowerProfileEntry):
         w.bits(0, 1)
-        x = o.EVPowerProfileEntry[i_EVPowerProfileEntry]
+        x_EVPowerProfileEntry = o.EVPowerProfileEntry[i_EVPowerProfileEntry]
         i_EVPowerProfileEntry += 1
-        _e_iso20_common_messages_PowerScheduleEntryType(w, x)
+        _e_iso20_common_messages_PowerScheduleEntryType(w, x_EVPowerProfileEntry)
         s = 1
     else:
         raise encode_error('EVPowerProfileEntryListType', 'missing SE(EVPowerProfileEntry)')
@@ -3754,9 +3692,9 @@ def _e_iso20_common_messages_EVPowerProfileEntryListType(w: BitWriter, o: _iso20
     while True:
         if i_EVPowerProfileEntry < len(o.EVPowerProfileEntry):
             w.bits(0, 2)
-            x = o.EVPowerProfileEntry[i_EVPowerProfileEntry]
+            x_EVPowerProfileEntry = o.EVPowerProfileEntry[i_EVPowerProfileEntry]
             i_EVPowerProfileEntry += 1
-            _e_iso20_common_messages_PowerScheduleEntryType(w, x)
+            _e_iso20_common_messages_PowerScheduleEntryType(w, x_EVPowerProfileEntry)
             n += 1
             if n == 2047:
                 s = 2048
@@ -3781,12 +3719,12 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_m
         raise r.fail('EVPowerProfileType[0]', 'expected SE(TimeAnchor)')
     if r.bits(1):
         raise r.fail('EVPowerProfileType.TimeAnchor', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('EVPowerProfileType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('EVPowerProfileType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+    f_TimeAnchor = iv
     if r.bits(1):
         raise r.fail('EVPowerProfileType.TimeAnchor', 'expected EE')
-    f_TimeAnchor = v
     ec = r.bits(2)
     if ec == 0:
         f_Dynamic_EVPPTControlMode = _d_iso20_common_messages_Dynamic_EVPPTControlModeType(r)
@@ -3863,9 +3801,9 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
     s = 0
     if i_EVPowerScheduleEntry < len(o.EVPowerScheduleEntry):
         w.bits(0, 1)
-        x = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
+        x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
         i_EVPowerScheduleEntry += 1
-        _e_iso20_common_messages_EVPowerScheduleEntryType(w, x)
+        _e_iso20_common_messages_EVPowerScheduleEntryType(w, x_EVPowerScheduleEntry)
         s = 1
     else:
         raise encode_error('EVPowerScheduleEntryListType', 'missing SE(EVPowerScheduleEntry)')
@@ -3873,9 +3811,9 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
     while True:
         if i_EVPowerScheduleEntry < len(o.EVPowerScheduleEntry):
             w.bits(0, 2)
-            x = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
+            x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
             i_EVPowerScheduleEntry += 1
-            _e_iso20_common_messages_EVPowerScheduleEntryType(w, x)
+            _e_iso20_common_messages_EVPowerScheduleEntryType(w, x_EVPowerScheduleEntry)
             n += 1
             if n == 1023:
                 s = 1024
@@ -3898,12 +3836,12 @@ def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader) -> _iso20_co
         raise r.fail('EVPowerScheduleEntryType[0]', 'expected SE(Duration)')
     if r.bits(1):
         raise r.fail('EVPowerScheduleEntryType.Duration', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('EVPowerScheduleEntryType.Duration', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('EVPowerScheduleEntryType.Duration', f'value {iv} outside 0..4294967295')
+    f_Duration = iv
     if r.bits(1):
         raise r.fail('EVPowerScheduleEntryType.Duration', 'expected EE')
-    f_Duration = v
     if r.bits(1):
         raise r.fail('EVPowerScheduleEntryType[1]', 'expected SE(Power)')
     f_Power = _d_iso20_common_types_RationalNumberType(r)
@@ -3938,12 +3876,12 @@ def _d_iso20_common_messages_EVPowerScheduleType(r: BitReader) -> _iso20_common_
         raise r.fail('EVPowerScheduleType[0]', 'expected SE(TimeAnchor)')
     if r.bits(1):
         raise r.fail('EVPowerScheduleType.TimeAnchor', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('EVPowerScheduleType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('EVPowerScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+    f_TimeAnchor = iv
     if r.bits(1):
         raise r.fail('EVPowerScheduleType.TimeAnchor', 'expected EE')
-    f_TimeAnchor = v
     if r.bits(1):
         raise r.fail('EVPowerScheduleType[1]', 'expected SE(EVPowerScheduleEntries)')
     f_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
@@ -4003,9 +3941,9 @@ def _e_iso20_common_messages_EVPriceRuleStackListType(w: BitWriter, o: _iso20_co
     s = 0
     if i_EVPriceRuleStack < len(o.EVPriceRuleStack):
         w.bits(0, 1)
-        x = o.EVPriceRuleStack[i_EVPriceRuleStack]
+        x_EVPriceRuleStack = o.EVPriceRuleStack[i_EVPriceRuleStack]
         i_EVPriceRuleStack += 1
-        _e_iso20_common_messages_EVPriceRuleStackType(w, x)
+        _e_iso20_common_messages_EVPriceRuleStackType(w, x_EVPriceRuleStack)
         s = 1
     else:
         raise encode_error('EVPriceRuleStackListType', 'missing SE(EVPriceRuleStack)')
@@ -4013,9 +3951,9 @@ def _e_iso20_common_messages_EVPriceRuleStackListType(w: BitWriter, o: _iso20_co
     while True:
         if i_EVPriceRuleStack < len(o.EVPriceRuleStack):
             w.bits(0, 2)
-            x = o.EVPriceRuleStack[i_EVPriceRuleStack]
+            x_EVPriceRuleStack = o.EVPriceRuleStack[i_EVPriceRuleStack]
             i_EVPriceRuleStack += 1
-            _e_iso20_common_messages_EVPriceRuleStackType(w, x)
+            _e_iso20_common_messages_EVPriceRuleStackType(w, x_EVPriceRuleStack)
             n += 1
             if n == 1023:
                 s = 1024
@@ -4039,12 +3977,12 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
         raise r.fail('EVPriceRuleStackType[0]', 'expected SE(Duration)')
     if r.bits(1):
         raise r.fail('EVPriceRuleStackType.Duration', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('EVPriceRuleStackType.Duration', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('EVPriceRuleStackType.Duration', f'value {iv} outside 0..4294967295')
+    f_Duration = iv
     if r.bits(1):
         raise r.fail('EVPriceRuleStackType.Duration', 'expected EE')
-    f_Duration = v
     s = 1
     if r.bits(1):
         raise r.fail('EVPriceRuleStackType[1]', 'expected SE(EVPriceRule)')
@@ -4085,9 +4023,9 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
         raise encode_error('EVPriceRuleStackType', 'missing SE(Duration)')
     if i_EVPriceRule < len(o.EVPriceRule):
         w.bits(0, 1)
-        x = o.EVPriceRule[i_EVPriceRule]
+        x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
         i_EVPriceRule += 1
-        _e_iso20_common_messages_EVPriceRuleType(w, x)
+        _e_iso20_common_messages_EVPriceRuleType(w, x_EVPriceRule)
         s = 2
     else:
         raise encode_error('EVPriceRuleStackType', 'missing SE(EVPriceRule)')
@@ -4095,9 +4033,9 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
     while True:
         if i_EVPriceRule < len(o.EVPriceRule):
             w.bits(0, 2)
-            x = o.EVPriceRule[i_EVPriceRule]
+            x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
             i_EVPriceRule += 1
-            _e_iso20_common_messages_EVPriceRuleType(w, x)
+            _e_iso20_common_messages_EVPriceRuleType(w, x_EVPriceRule)
             n += 1
             if n == 7:
                 s = 9
@@ -4181,13 +4119,12 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader) -> _iso20
         raise r.fail('MeteringConfirmationResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('MeteringConfirmationResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('MeteringConfirmationResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('MeteringConfirmationResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('MeteringConfirmationResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('MeteringConfirmationResType[2]', 'expected EE')
     pass
@@ -4219,12 +4156,12 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
     if ec == 0:
         if r.bits(1):
             raise r.fail('OverstayRuleListType.OverstayTimeThreshold', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('OverstayRuleListType.OverstayTimeThreshold', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('OverstayRuleListType.OverstayTimeThreshold', f'value {iv} outside 0..4294967295')
+        f_OverstayTimeThreshold = iv
         if r.bits(1):
             raise r.fail('OverstayRuleListType.OverstayTimeThreshold', 'expected EE')
-        f_OverstayTimeThreshold = v
         s = 1
     elif ec == 1:
         f_OverstayPowerThreshold = _d_iso20_common_types_RationalNumberType(r)
@@ -4286,9 +4223,9 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
         s = 2
     elif i_OverstayRule < len(o.OverstayRule):
         w.bits(2, 2)
-        x = o.OverstayRule[i_OverstayRule]
+        x_OverstayRule = o.OverstayRule[i_OverstayRule]
         i_OverstayRule += 1
-        _e_iso20_common_messages_OverstayRuleType(w, x)
+        _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
         s = 3
     else:
         raise encode_error('OverstayRuleListType', 'missing SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
@@ -4299,18 +4236,18 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
             s = 2
         elif i_OverstayRule < len(o.OverstayRule):
             w.bits(1, 2)
-            x = o.OverstayRule[i_OverstayRule]
+            x_OverstayRule = o.OverstayRule[i_OverstayRule]
             i_OverstayRule += 1
-            _e_iso20_common_messages_OverstayRuleType(w, x)
+            _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
             s = 3
         else:
             raise encode_error('OverstayRuleListType', 'missing SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 2:
         if i_OverstayRule < len(o.OverstayRule):
             w.bits(0, 1)
-            x = o.OverstayRule[i_OverstayRule]
+            x_OverstayRule = o.OverstayRule[i_OverstayRule]
             i_OverstayRule += 1
-            _e_iso20_common_messages_OverstayRuleType(w, x)
+            _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
             s = 3
         else:
             raise encode_error('OverstayRuleListType', 'missing SE(OverstayRule)')
@@ -4318,9 +4255,9 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
     while True:
         if i_OverstayRule < len(o.OverstayRule):
             w.bits(0, 2)
-            x = o.OverstayRule[i_OverstayRule]
+            x_OverstayRule = o.OverstayRule[i_OverstayRule]
             i_OverstayRule += 1
-            _e_iso20_common_messages_OverstayRuleType(w, x)
+            _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
             n += 1
             if n == 4:
                 s = 7
@@ -4346,20 +4283,19 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     if ec == 0:
         if r.bits(1):
             raise r.fail('OverstayRuleType.OverstayRuleDescription', 'expected CH')
-        v = r.string(160)
+        f_OverstayRuleDescription = r.string(160)
         if r.bits(1):
             raise r.fail('OverstayRuleType.OverstayRuleDescription', 'expected EE')
-        f_OverstayRuleDescription = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('OverstayRuleType.StartTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('OverstayRuleType.StartTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('OverstayRuleType.StartTime', f'value {iv} outside 0..4294967295')
+        f_StartTime = iv
         if r.bits(1):
             raise r.fail('OverstayRuleType.StartTime', 'expected EE')
-        f_StartTime = v
         s = 2
     else:
         raise r.fail('OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
@@ -4368,12 +4304,12 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
             raise r.fail('OverstayRuleType[1]', 'expected SE(StartTime)')
         if r.bits(1):
             raise r.fail('OverstayRuleType.StartTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('OverstayRuleType.StartTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('OverstayRuleType.StartTime', f'value {iv} outside 0..4294967295')
+        f_StartTime = iv
         if r.bits(1):
             raise r.fail('OverstayRuleType.StartTime', 'expected EE')
-        f_StartTime = v
         s = 2
     if r.bits(1):
         raise r.fail('OverstayRuleType[2]', 'expected SE(OverstayFee)')
@@ -4383,12 +4319,12 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
         raise r.fail('OverstayRuleType[3]', 'expected SE(OverstayFeePeriod)')
     if r.bits(1):
         raise r.fail('OverstayRuleType.OverstayFeePeriod', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('OverstayRuleType.OverstayFeePeriod', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('OverstayRuleType.OverstayFeePeriod', f'value {iv} outside 0..4294967295')
+    f_OverstayFeePeriod = iv
     if r.bits(1):
         raise r.fail('OverstayRuleType.OverstayFeePeriod', 'expected EE')
-    f_OverstayFeePeriod = v
     s = 4
     if r.bits(1):
         raise r.fail('OverstayRuleType[4]', 'expected EE')
@@ -4454,12 +4390,12 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_mes
         raise r.fail('ParameterSetType[0]', 'expected SE(ParameterSetID)')
     if r.bits(1):
         raise r.fail('ParameterSetType.ParameterSetID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ParameterSetType.ParameterSetID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ParameterSetType.ParameterSetID', f'value {iv} outside 0..65535')
+    f_ParameterSetID = iv
     if r.bits(1):
         raise r.fail('ParameterSetType.ParameterSetID', 'expected EE')
-    f_ParameterSetID = v
     s = 1
     if r.bits(1):
         raise r.fail('ParameterSetType[1]', 'expected SE(Parameter)')
@@ -4500,9 +4436,9 @@ def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_mes
         raise encode_error('ParameterSetType', 'missing SE(ParameterSetID)')
     if i_Parameter < len(o.Parameter):
         w.bits(0, 1)
-        x = o.Parameter[i_Parameter]
+        x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
-        _e_iso20_common_messages_ParameterType(w, x)
+        _e_iso20_common_messages_ParameterType(w, x_Parameter)
         s = 2
     else:
         raise encode_error('ParameterSetType', 'missing SE(Parameter)')
@@ -4510,9 +4446,9 @@ def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_mes
     while True:
         if i_Parameter < len(o.Parameter):
             w.bits(0, 2)
-            x = o.Parameter[i_Parameter]
+            x_Parameter = o.Parameter[i_Parameter]
             i_Parameter += 1
-            _e_iso20_common_messages_ParameterType(w, x)
+            _e_iso20_common_messages_ParameterType(w, x_Parameter)
             n += 1
             if n == 31:
                 s = 33
@@ -4543,44 +4479,41 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
     if ec == 0:
         if r.bits(1):
             raise r.fail('ParameterType.boolValue', 'expected CH')
-        v = r.bits(1) == 1
+        f_boolValue = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ParameterType.boolValue', 'expected EE')
-        f_boolValue = v
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ParameterType.byteValue', 'expected CH')
-        v = r.bits(8) + -128
+        f_byteValue = r.bits(8) + -128
         if r.bits(1):
             raise r.fail('ParameterType.byteValue', 'expected EE')
-        f_byteValue = v
     elif ec == 2:
         if r.bits(1):
             raise r.fail('ParameterType.shortValue', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('ParameterType.shortValue', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('ParameterType.shortValue', f'value {iv} outside -32768..32767')
+        f_shortValue = iv
         if r.bits(1):
             raise r.fail('ParameterType.shortValue', 'expected EE')
-        f_shortValue = v
     elif ec == 3:
         if r.bits(1):
             raise r.fail('ParameterType.intValue', 'expected CH')
-        v = r.integer()
-        if v < -2147483648 or v > 2147483647:
-            raise r.fail('ParameterType.intValue', f'value {v} outside -2147483648..2147483647')
+        iv = r.integer()
+        if iv < -2147483648 or iv > 2147483647:
+            raise r.fail('ParameterType.intValue', f'value {iv} outside -2147483648..2147483647')
+        f_intValue = iv
         if r.bits(1):
             raise r.fail('ParameterType.intValue', 'expected EE')
-        f_intValue = v
     elif ec == 4:
         f_rationalNumber = _d_iso20_common_types_RationalNumberType(r)
     elif ec == 5:
         if r.bits(1):
             raise r.fail('ParameterType.finiteString', 'expected CH')
-        v = r.string(80)
+        f_finiteString = r.string(80)
         if r.bits(1):
             raise r.fail('ParameterType.finiteString', 'expected EE')
-        f_finiteString = v
     else:
         raise r.fail('ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
     if r.bits(1):
@@ -4679,10 +4612,9 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso
         raise r.fail('PnC_AReqAuthorizationModeType[1]', 'expected SE(GenChallenge)')
     if r.bits(1):
         raise r.fail('PnC_AReqAuthorizationModeType.GenChallenge', 'expected CH')
-    v = r.binary(16)
+    f_GenChallenge = r.binary(16)
     if r.bits(1):
         raise r.fail('PnC_AReqAuthorizationModeType.GenChallenge', 'expected EE')
-    f_GenChallenge = v
     if r.bits(1):
         raise r.fail('PnC_AReqAuthorizationModeType[2]', 'expected SE(ContractCertificateChain)')
     f_ContractCertificateChain = _d_iso20_common_messages_ContractCertificateChainType(r)
@@ -4723,10 +4655,9 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _is
         raise r.fail('PnC_ASResAuthorizationModeType[0]', 'expected SE(GenChallenge)')
     if r.bits(1):
         raise r.fail('PnC_ASResAuthorizationModeType.GenChallenge', 'expected CH')
-    v = r.binary(16)
+    f_GenChallenge = r.binary(16)
     if r.bits(1):
         raise r.fail('PnC_ASResAuthorizationModeType.GenChallenge', 'expected EE')
-    f_GenChallenge = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
@@ -4781,22 +4712,20 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
         raise r.fail('PowerDeliveryReqType[1]', 'expected SE(EVProcessing)')
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType.EVProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('PowerDeliveryReqType.EVProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('PowerDeliveryReqType.EVProcessing', f'enumeration index {iv} out of range')
+    f_EVProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType.EVProcessing', 'expected EE')
-    f_EVProcessing = v
     s = 2
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType[2]', 'expected SE(ChargeProgress)')
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType.ChargeProgress', 'expected CH')
-    v = _E_iso20_common_messages_chargeProgressType[r.bits(2)]
+    f_ChargeProgress = _E_iso20_common_messages_chargeProgressType[r.bits(2)]
     if r.bits(1):
         raise r.fail('PowerDeliveryReqType.ChargeProgress', 'expected EE')
-    f_ChargeProgress = v
     s = 3
     ec = r.bits(2)
     if ec == 0:
@@ -4805,10 +4734,9 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PowerDeliveryReqType.BPT_ChannelSelection', 'expected CH')
-        v = _E_iso20_common_messages_channelSelectionType[r.bits(1)]
+        f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[r.bits(1)]
         if r.bits(1):
             raise r.fail('PowerDeliveryReqType.BPT_ChannelSelection', 'expected EE')
-        f_BPT_ChannelSelection = v
         s = 5
     elif ec == 2:
         s = -1
@@ -4819,10 +4747,9 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PowerDeliveryReqType.BPT_ChannelSelection', 'expected CH')
-            v = _E_iso20_common_messages_channelSelectionType[r.bits(1)]
+            f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[r.bits(1)]
             if r.bits(1):
                 raise r.fail('PowerDeliveryReqType.BPT_ChannelSelection', 'expected EE')
-            f_BPT_ChannelSelection = v
             s = 5
         elif ec == 1:
             s = -1
@@ -4899,13 +4826,12 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
         raise r.fail('PowerDeliveryResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('PowerDeliveryResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('PowerDeliveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -4981,9 +4907,9 @@ def _e_iso20_common_messages_PowerScheduleEntryListType(w: BitWriter, o: _iso20_
     s = 0
     if i_PowerScheduleEntry < len(o.PowerScheduleEntry):
         w.bits(0, 1)
-        x = o.PowerScheduleEntry[i_PowerScheduleEntry]
+        x_PowerScheduleEntry = o.PowerScheduleEntry[i_PowerScheduleEntry]
         i_PowerScheduleEntry += 1
-        _e_iso20_common_messages_PowerScheduleEntryType(w, x)
+        _e_iso20_common_messages_PowerScheduleEntryType(w, x_PowerScheduleEntry)
         s = 1
     else:
         raise encode_error('PowerScheduleEntryListType', 'missing SE(PowerScheduleEntry)')
@@ -4991,9 +4917,9 @@ def _e_iso20_common_messages_PowerScheduleEntryListType(w: BitWriter, o: _iso20_
     while True:
         if i_PowerScheduleEntry < len(o.PowerScheduleEntry):
             w.bits(0, 2)
-            x = o.PowerScheduleEntry[i_PowerScheduleEntry]
+            x_PowerScheduleEntry = o.PowerScheduleEntry[i_PowerScheduleEntry]
             i_PowerScheduleEntry += 1
-            _e_iso20_common_messages_PowerScheduleEntryType(w, x)
+            _e_iso20_common_messages_PowerScheduleEntryType(w, x_PowerScheduleEntry)
             n += 1
             if n == 1023:
                 s = 1024
@@ -5019,12 +4945,12 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
         raise r.fail('PowerScheduleEntryType[0]', 'expected SE(Duration)')
     if r.bits(1):
         raise r.fail('PowerScheduleEntryType.Duration', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('PowerScheduleEntryType.Duration', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('PowerScheduleEntryType.Duration', f'value {iv} outside 0..4294967295')
+    f_Duration = iv
     if r.bits(1):
         raise r.fail('PowerScheduleEntryType.Duration', 'expected EE')
-    f_Duration = v
     s = 1
     if r.bits(1):
         raise r.fail('PowerScheduleEntryType[1]', 'expected SE(Power)')
@@ -5108,12 +5034,12 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
         raise r.fail('PowerScheduleType[0]', 'expected SE(TimeAnchor)')
     if r.bits(1):
         raise r.fail('PowerScheduleType.TimeAnchor', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('PowerScheduleType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('PowerScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+    f_TimeAnchor = iv
     if r.bits(1):
         raise r.fail('PowerScheduleType.TimeAnchor', 'expected EE')
-    f_TimeAnchor = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
@@ -5227,9 +5153,9 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
     s = 0
     if i_PriceLevelScheduleEntry < len(o.PriceLevelScheduleEntry):
         w.bits(0, 1)
-        x = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
+        x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
         i_PriceLevelScheduleEntry += 1
-        _e_iso20_common_messages_PriceLevelScheduleEntryType(w, x)
+        _e_iso20_common_messages_PriceLevelScheduleEntryType(w, x_PriceLevelScheduleEntry)
         s = 1
     else:
         raise encode_error('PriceLevelScheduleEntryListType', 'missing SE(PriceLevelScheduleEntry)')
@@ -5237,9 +5163,9 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
     while True:
         if i_PriceLevelScheduleEntry < len(o.PriceLevelScheduleEntry):
             w.bits(0, 2)
-            x = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
+            x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
             i_PriceLevelScheduleEntry += 1
-            _e_iso20_common_messages_PriceLevelScheduleEntryType(w, x)
+            _e_iso20_common_messages_PriceLevelScheduleEntryType(w, x_PriceLevelScheduleEntry)
             n += 1
             if n == 1023:
                 s = 1024
@@ -5262,20 +5188,19 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader) -> _iso20
         raise r.fail('PriceLevelScheduleEntryType[0]', 'expected SE(Duration)')
     if r.bits(1):
         raise r.fail('PriceLevelScheduleEntryType.Duration', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('PriceLevelScheduleEntryType.Duration', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('PriceLevelScheduleEntryType.Duration', f'value {iv} outside 0..4294967295')
+    f_Duration = iv
     if r.bits(1):
         raise r.fail('PriceLevelScheduleEntryType.Duration', 'expected EE')
-    f_Duration = v
     if r.bits(1):
         raise r.fail('PriceLevelScheduleEntryType[1]', 'expected SE(PriceLevel)')
     if r.bits(1):
         raise r.fail('PriceLevelScheduleEntryType.PriceLevel', 'expected CH')
-    v = r.bits(8)
+    f_PriceLevel = r.bits(8)
     if r.bits(1):
         raise r.fail('PriceLevelScheduleEntryType.PriceLevel', 'expected EE')
-    f_PriceLevel = v
     if r.bits(1):
         raise r.fail('PriceLevelScheduleEntryType[2]', 'expected EE')
     pass
@@ -5319,12 +5244,12 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PriceLevelScheduleType.TimeAnchor', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('PriceLevelScheduleType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('PriceLevelScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+        f_TimeAnchor = iv
         if r.bits(1):
             raise r.fail('PriceLevelScheduleType.TimeAnchor', 'expected EE')
-        f_TimeAnchor = v
         s = 2
     else:
         raise r.fail('PriceLevelScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
@@ -5333,40 +5258,38 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
             raise r.fail('PriceLevelScheduleType[1]', 'expected SE(TimeAnchor)')
         if r.bits(1):
             raise r.fail('PriceLevelScheduleType.TimeAnchor', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('PriceLevelScheduleType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('PriceLevelScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+        f_TimeAnchor = iv
         if r.bits(1):
             raise r.fail('PriceLevelScheduleType.TimeAnchor', 'expected EE')
-        f_TimeAnchor = v
         s = 2
     if r.bits(1):
         raise r.fail('PriceLevelScheduleType[2]', 'expected SE(PriceScheduleID)')
     if r.bits(1):
         raise r.fail('PriceLevelScheduleType.PriceScheduleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('PriceLevelScheduleType.PriceScheduleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('PriceLevelScheduleType.PriceScheduleID', f'value {iv} outside 1..4294967295')
+    f_PriceScheduleID = iv
     if r.bits(1):
         raise r.fail('PriceLevelScheduleType.PriceScheduleID', 'expected EE')
-    f_PriceScheduleID = v
     s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('PriceLevelScheduleType.PriceScheduleDescription', 'expected CH')
-        v = r.string(160)
+        f_PriceScheduleDescription = r.string(160)
         if r.bits(1):
             raise r.fail('PriceLevelScheduleType.PriceScheduleDescription', 'expected EE')
-        f_PriceScheduleDescription = v
         s = 4
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PriceLevelScheduleType.NumberOfPriceLevels', 'expected CH')
-        v = r.bits(8)
+        f_NumberOfPriceLevels = r.bits(8)
         if r.bits(1):
             raise r.fail('PriceLevelScheduleType.NumberOfPriceLevels', 'expected EE')
-        f_NumberOfPriceLevels = v
         s = 5
     else:
         raise r.fail('PriceLevelScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
@@ -5375,10 +5298,9 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
             raise r.fail('PriceLevelScheduleType[4]', 'expected SE(NumberOfPriceLevels)')
         if r.bits(1):
             raise r.fail('PriceLevelScheduleType.NumberOfPriceLevels', 'expected CH')
-        v = r.bits(8)
+        f_NumberOfPriceLevels = r.bits(8)
         if r.bits(1):
             raise r.fail('PriceLevelScheduleType.NumberOfPriceLevels', 'expected EE')
-        f_NumberOfPriceLevels = v
         s = 5
     if r.bits(1):
         raise r.fail('PriceLevelScheduleType[5]', 'expected SE(PriceLevelScheduleEntries)')
@@ -5497,9 +5419,9 @@ def _e_iso20_common_messages_PriceRuleStackListType(w: BitWriter, o: _iso20_comm
     s = 0
     if i_PriceRuleStack < len(o.PriceRuleStack):
         w.bits(0, 1)
-        x = o.PriceRuleStack[i_PriceRuleStack]
+        x_PriceRuleStack = o.PriceRuleStack[i_PriceRuleStack]
         i_PriceRuleStack += 1
-        _e_iso20_common_messages_PriceRuleStackType(w, x)
+        _e_iso20_common_messages_PriceRuleStackType(w, x_PriceRuleStack)
         s = 1
     else:
         raise encode_error('PriceRuleStackListType', 'missing SE(PriceRuleStack)')
@@ -5507,9 +5429,9 @@ def _e_iso20_common_messages_PriceRuleStackListType(w: BitWriter, o: _iso20_comm
     while True:
         if i_PriceRuleStack < len(o.PriceRuleStack):
             w.bits(0, 2)
-            x = o.PriceRuleStack[i_PriceRuleStack]
+            x_PriceRuleStack = o.PriceRuleStack[i_PriceRuleStack]
             i_PriceRuleStack += 1
-            _e_iso20_common_messages_PriceRuleStackType(w, x)
+            _e_iso20_common_messages_PriceRuleStackType(w, x_PriceRuleStack)
             n += 1
             if n == 1023:
                 s = 1024
@@ -5533,12 +5455,12 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_m
         raise r.fail('PriceRuleStackType[0]', 'expected SE(Duration)')
     if r.bits(1):
         raise r.fail('PriceRuleStackType.Duration', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('PriceRuleStackType.Duration', f'value {v} outside 0..4294967295')
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('PriceRuleStackType.Duration', f'value {iv} outside 0..4294967295')
+    f_Duration = iv
     if r.bits(1):
         raise r.fail('PriceRuleStackType.Duration', 'expected EE')
-    f_Duration = v
     s = 1
     if r.bits(1):
         raise r.fail('PriceRuleStackType[1]', 'expected SE(PriceRule)')
@@ -5579,9 +5501,9 @@ def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_m
         raise encode_error('PriceRuleStackType', 'missing SE(Duration)')
     if i_PriceRule < len(o.PriceRule):
         w.bits(0, 1)
-        x = o.PriceRule[i_PriceRule]
+        x_PriceRule = o.PriceRule[i_PriceRule]
         i_PriceRule += 1
-        _e_iso20_common_messages_PriceRuleType(w, x)
+        _e_iso20_common_messages_PriceRuleType(w, x_PriceRule)
         s = 2
     else:
         raise encode_error('PriceRuleStackType', 'missing SE(PriceRule)')
@@ -5589,9 +5511,9 @@ def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_m
     while True:
         if i_PriceRule < len(o.PriceRule):
             w.bits(0, 2)
-            x = o.PriceRule[i_PriceRule]
+            x_PriceRule = o.PriceRule[i_PriceRule]
             i_PriceRule += 1
-            _e_iso20_common_messages_PriceRuleType(w, x)
+            _e_iso20_common_messages_PriceRuleType(w, x_PriceRule)
             n += 1
             if n == 7:
                 s = 9
@@ -5626,30 +5548,29 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PriceRuleType.ParkingFeePeriod', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('PriceRuleType.ParkingFeePeriod', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('PriceRuleType.ParkingFeePeriod', f'value {iv} outside 0..4294967295')
+        f_ParkingFeePeriod = iv
         if r.bits(1):
             raise r.fail('PriceRuleType.ParkingFeePeriod', 'expected EE')
-        f_ParkingFeePeriod = v
         s = 3
     elif ec == 2:
         if r.bits(1):
             raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {iv} outside 0..65535')
+        f_CarbonDioxideEmission = iv
         if r.bits(1):
             raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected EE')
-        f_CarbonDioxideEmission = v
         s = 4
     elif ec == 3:
         if r.bits(1):
             raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected CH')
-        v = r.bits(8)
+        f_RenewableGenerationPercentage = r.bits(8)
         if r.bits(1):
             raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected EE')
-        f_RenewableGenerationPercentage = v
         s = 5
     elif ec == 4:
         f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
@@ -5661,30 +5582,29 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PriceRuleType.ParkingFeePeriod', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('PriceRuleType.ParkingFeePeriod', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('PriceRuleType.ParkingFeePeriod', f'value {iv} outside 0..4294967295')
+            f_ParkingFeePeriod = iv
             if r.bits(1):
                 raise r.fail('PriceRuleType.ParkingFeePeriod', 'expected EE')
-            f_ParkingFeePeriod = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {iv} outside 0..65535')
+            f_CarbonDioxideEmission = iv
             if r.bits(1):
                 raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected EE')
-            f_CarbonDioxideEmission = v
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected CH')
-            v = r.bits(8)
+            f_RenewableGenerationPercentage = r.bits(8)
             if r.bits(1):
                 raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected EE')
-            f_RenewableGenerationPercentage = v
             s = 5
         elif ec == 3:
             f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
@@ -5696,20 +5616,19 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {iv} outside 0..65535')
+            f_CarbonDioxideEmission = iv
             if r.bits(1):
                 raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected EE')
-            f_CarbonDioxideEmission = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected CH')
-            v = r.bits(8)
+            f_RenewableGenerationPercentage = r.bits(8)
             if r.bits(1):
                 raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected EE')
-            f_RenewableGenerationPercentage = v
             s = 5
         elif ec == 2:
             f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
@@ -5721,10 +5640,9 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected CH')
-            v = r.bits(8)
+            f_RenewableGenerationPercentage = r.bits(8)
             if r.bits(1):
                 raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected EE')
-            f_RenewableGenerationPercentage = v
             s = 5
         elif ec == 1:
             f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
@@ -5872,32 +5790,31 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
         raise r.fail('PriceScheduleType[0]', 'expected SE(TimeAnchor)')
     if r.bits(1):
         raise r.fail('PriceScheduleType.TimeAnchor', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('PriceScheduleType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('PriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+    f_TimeAnchor = iv
     if r.bits(1):
         raise r.fail('PriceScheduleType.TimeAnchor', 'expected EE')
-    f_TimeAnchor = v
     s = 1
     if r.bits(1):
         raise r.fail('PriceScheduleType[1]', 'expected SE(PriceScheduleID)')
     if r.bits(1):
         raise r.fail('PriceScheduleType.PriceScheduleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('PriceScheduleType.PriceScheduleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('PriceScheduleType.PriceScheduleID', f'value {iv} outside 1..4294967295')
+    f_PriceScheduleID = iv
     if r.bits(1):
         raise r.fail('PriceScheduleType.PriceScheduleID', 'expected EE')
-    f_PriceScheduleID = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('PriceScheduleType.PriceScheduleDescription', 'expected CH')
-        v = r.string(160)
+        f_PriceScheduleDescription = r.string(160)
         if r.bits(1):
             raise r.fail('PriceScheduleType.PriceScheduleDescription', 'expected EE')
-        f_PriceScheduleDescription = v
         s = 3
     elif ec == 1:
         s = -1
@@ -5959,12 +5876,12 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_com
         raise r.fail('ScheduleExchangeReqType[1]', 'expected SE(MaximumSupportingPoints)')
     if r.bits(1):
         raise r.fail('ScheduleExchangeReqType.MaximumSupportingPoints', 'expected CH')
-    v = r.bits(10) + 12
-    if v > 1024:
-        raise r.fail('ScheduleExchangeReqType.MaximumSupportingPoints', f'value {v} outside 12..1024')
+    iv = r.bits(10) + 12
+    if iv > 1024:
+        raise r.fail('ScheduleExchangeReqType.MaximumSupportingPoints', f'value {iv} outside 12..1024')
+    f_MaximumSupportingPoints = iv
     if r.bits(1):
         raise r.fail('ScheduleExchangeReqType.MaximumSupportingPoints', 'expected EE')
-    f_MaximumSupportingPoints = v
     ec = r.bits(2)
     if ec == 0:
         f_Dynamic_SEReqControlMode = _d_iso20_common_messages_Dynamic_SEReqControlModeType(r)
@@ -6022,34 +5939,31 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
         raise r.fail('ScheduleExchangeResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ScheduleExchangeResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ScheduleExchangeResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ScheduleExchangeResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ScheduleExchangeResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     if r.bits(1):
         raise r.fail('ScheduleExchangeResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('ScheduleExchangeResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('ScheduleExchangeResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('ScheduleExchangeResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('ScheduleExchangeResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('ScheduleExchangeResType.GoToPause', 'expected CH')
-        v = r.bits(1) == 1
+        f_GoToPause = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ScheduleExchangeResType.GoToPause', 'expected EE')
-        f_GoToPause = v
         s = 4
     elif ec == 1:
         f_Dynamic_SEResControlMode = _d_iso20_common_messages_Dynamic_SEResControlModeType(r)
@@ -6142,12 +6056,12 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_me
         raise r.fail('ScheduleTupleType[0]', 'expected SE(ScheduleTupleID)')
     if r.bits(1):
         raise r.fail('ScheduleTupleType.ScheduleTupleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('ScheduleTupleType.ScheduleTupleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('ScheduleTupleType.ScheduleTupleID', f'value {iv} outside 1..4294967295')
+    f_ScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('ScheduleTupleType.ScheduleTupleID', 'expected EE')
-    f_ScheduleTupleID = v
     s = 1
     if r.bits(1):
         raise r.fail('ScheduleTupleType[1]', 'expected SE(ChargingSchedule)')
@@ -6205,21 +6119,20 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _is
         raise r.fail('Scheduled_EVPPTControlModeType[0]', 'expected SE(SelectedScheduleTupleID)')
     if r.bits(1):
         raise r.fail('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'value {iv} outside 1..4294967295')
+    f_SelectedScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', 'expected EE')
-    f_SelectedScheduleTupleID = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('Scheduled_EVPPTControlModeType.PowerToleranceAcceptance', 'expected CH')
-        v = _E_iso20_common_messages_powerToleranceAcceptanceType[r.bits(1)]
+        f_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[r.bits(1)]
         if r.bits(1):
             raise r.fail('Scheduled_EVPPTControlModeType.PowerToleranceAcceptance', 'expected EE')
-        f_PowerToleranceAcceptance = v
         s = 2
     elif ec == 1:
         s = -1
@@ -6268,12 +6181,12 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
     if ec == 0:
         if r.bits(1):
             raise r.fail('Scheduled_SEReqControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Scheduled_SEReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Scheduled_SEReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Scheduled_SEReqControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -6476,17 +6389,17 @@ def _e_iso20_common_messages_Scheduled_SEResControlModeType(w: BitWriter, o: _is
     s = 0
     if i_ScheduleTuple < len(o.ScheduleTuple):
         w.bits(0, 1)
-        x = o.ScheduleTuple[i_ScheduleTuple]
+        x_ScheduleTuple = o.ScheduleTuple[i_ScheduleTuple]
         i_ScheduleTuple += 1
-        _e_iso20_common_messages_ScheduleTupleType(w, x)
+        _e_iso20_common_messages_ScheduleTupleType(w, x_ScheduleTuple)
         s = 1
     else:
         raise encode_error('Scheduled_SEResControlModeType', 'missing SE(ScheduleTuple)')
     if i_ScheduleTuple < len(o.ScheduleTuple):
         w.bits(0, 2)
-        x = o.ScheduleTuple[i_ScheduleTuple]
+        x_ScheduleTuple = o.ScheduleTuple[i_ScheduleTuple]
         i_ScheduleTuple += 1
-        _e_iso20_common_messages_ScheduleTupleType(w, x)
+        _e_iso20_common_messages_ScheduleTupleType(w, x_ScheduleTuple)
         s = 2
     else:
         w.bits(1, 2)
@@ -6494,9 +6407,9 @@ def _e_iso20_common_messages_Scheduled_SEResControlModeType(w: BitWriter, o: _is
     if s == 2:
         if i_ScheduleTuple < len(o.ScheduleTuple):
             w.bits(0, 2)
-            x = o.ScheduleTuple[i_ScheduleTuple]
+            x_ScheduleTuple = o.ScheduleTuple[i_ScheduleTuple]
             i_ScheduleTuple += 1
-            _e_iso20_common_messages_ScheduleTupleType(w, x)
+            _e_iso20_common_messages_ScheduleTupleType(w, x_ScheduleTuple)
             if i_ScheduleTuple < len(o.ScheduleTuple):
                 raise encode_error('Scheduled_SEResControlModeType.ScheduleTuple', 'too many entries')
             s = 3
@@ -6514,12 +6427,12 @@ def _d_iso20_common_messages_Scheduled_SMDTControlModeType(r: BitReader) -> _iso
         raise r.fail('Scheduled_SMDTControlModeType[0]', 'expected SE(SelectedScheduleTupleID)')
     if r.bits(1):
         raise r.fail('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'value {iv} outside 1..4294967295')
+    f_SelectedScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'expected EE')
-    f_SelectedScheduleTupleID = v
     if r.bits(1):
         raise r.fail('Scheduled_SMDTControlModeType[1]', 'expected EE')
     pass
@@ -6571,9 +6484,9 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
     s = 0
     if i_SelectedService < len(o.SelectedService):
         w.bits(0, 1)
-        x = o.SelectedService[i_SelectedService]
+        x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
-        _e_iso20_common_messages_SelectedServiceType(w, x)
+        _e_iso20_common_messages_SelectedServiceType(w, x_SelectedService)
         s = 1
     else:
         raise encode_error('SelectedServiceListType', 'missing SE(SelectedService)')
@@ -6581,9 +6494,9 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
     while True:
         if i_SelectedService < len(o.SelectedService):
             w.bits(0, 2)
-            x = o.SelectedService[i_SelectedService]
+            x_SelectedService = o.SelectedService[i_SelectedService]
             i_SelectedService += 1
-            _e_iso20_common_messages_SelectedServiceType(w, x)
+            _e_iso20_common_messages_SelectedServiceType(w, x_SelectedService)
             n += 1
             if n == 15:
                 s = 16
@@ -6606,22 +6519,22 @@ def _d_iso20_common_messages_SelectedServiceType(r: BitReader) -> _iso20_common_
         raise r.fail('SelectedServiceType[0]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('SelectedServiceType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('SelectedServiceType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('SelectedServiceType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('SelectedServiceType.ServiceID', 'expected EE')
-    f_ServiceID = v
     if r.bits(1):
         raise r.fail('SelectedServiceType[1]', 'expected SE(ParameterSetID)')
     if r.bits(1):
         raise r.fail('SelectedServiceType.ParameterSetID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('SelectedServiceType.ParameterSetID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('SelectedServiceType.ParameterSetID', f'value {iv} outside 0..65535')
+    f_ParameterSetID = iv
     if r.bits(1):
         raise r.fail('SelectedServiceType.ParameterSetID', 'expected EE')
-    f_ParameterSetID = v
     if r.bits(1):
         raise r.fail('SelectedServiceType[2]', 'expected EE')
     pass
@@ -6660,12 +6573,12 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common
         raise r.fail('ServiceDetailReqType[1]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ServiceDetailReqType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ServiceDetailReqType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ServiceDetailReqType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('ServiceDetailReqType.ServiceID', 'expected EE')
-    f_ServiceID = v
     if r.bits(1):
         raise r.fail('ServiceDetailReqType[2]', 'expected EE')
     pass
@@ -6702,23 +6615,22 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common
         raise r.fail('ServiceDetailResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ServiceDetailResType[2]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ServiceDetailResType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ServiceDetailResType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('ServiceDetailResType.ServiceID', 'expected EE')
-    f_ServiceID = v
     if r.bits(1):
         raise r.fail('ServiceDetailResType[3]', 'expected SE(ServiceParameterList)')
     f_ServiceParameterList = _d_iso20_common_messages_ServiceParameterListType(r)
@@ -6815,22 +6727,20 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_com
         raise r.fail('ServiceDiscoveryResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType[2]', 'expected SE(ServiceRenegotiationSupported)')
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType.ServiceRenegotiationSupported', 'expected CH')
-    v = r.bits(1) == 1
+    f_ServiceRenegotiationSupported = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType.ServiceRenegotiationSupported', 'expected EE')
-    f_ServiceRenegotiationSupported = v
     s = 3
     if r.bits(1):
         raise r.fail('ServiceDiscoveryResType[3]', 'expected SE(EnergyTransferServiceList)')
@@ -6899,12 +6809,12 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
         raise r.fail('ServiceIDListType[0]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ServiceIDListType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ServiceIDListType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ServiceIDListType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID.append(iv)
     if r.bits(1):
         raise r.fail('ServiceIDListType.ServiceID', 'expected EE')
-    f_ServiceID.append(v)
     s = 1
     n = 0
     while True:
@@ -6912,12 +6822,12 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
         if ec == 0:
             if r.bits(1):
                 raise r.fail('ServiceIDListType.ServiceID', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('ServiceIDListType.ServiceID', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('ServiceIDListType.ServiceID', f'value {iv} outside 0..65535')
+            f_ServiceID.append(iv)
             if r.bits(1):
                 raise r.fail('ServiceIDListType.ServiceID', 'expected EE')
-            f_ServiceID.append(v)
             n += 1
             if n == 15:
                 s = 16
@@ -6938,12 +6848,12 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
     s = 0
     if i_ServiceID < len(o.ServiceID):
         w.bits(0, 1)
-        x = o.ServiceID[i_ServiceID]
+        x_ServiceID = o.ServiceID[i_ServiceID]
         i_ServiceID += 1
         w.bits(0, 1)
-        if not (0 <= x <= 65535):
-            raise encode_error('ServiceIDListType.ServiceID', f'{x!r} outside 0..65535')
-        w.uint(x)
+        if not (0 <= x_ServiceID <= 65535):
+            raise encode_error('ServiceIDListType.ServiceID', f'{x_ServiceID!r} outside 0..65535')
+        w.uint(x_ServiceID)
         w.bits(0, 1)
         s = 1
     else:
@@ -6952,12 +6862,12 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
     while True:
         if i_ServiceID < len(o.ServiceID):
             w.bits(0, 2)
-            x = o.ServiceID[i_ServiceID]
+            x_ServiceID = o.ServiceID[i_ServiceID]
             i_ServiceID += 1
             w.bits(0, 1)
-            if not (0 <= x <= 65535):
-                raise encode_error('ServiceIDListType.ServiceID', f'{x!r} outside 0..65535')
-            w.uint(x)
+            if not (0 <= x_ServiceID <= 65535):
+                raise encode_error('ServiceIDListType.ServiceID', f'{x_ServiceID!r} outside 0..65535')
+            w.uint(x_ServiceID)
             w.bits(0, 1)
             n += 1
             if n == 15:
@@ -7006,9 +6916,9 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
     s = 0
     if i_Service < len(o.Service):
         w.bits(0, 1)
-        x = o.Service[i_Service]
+        x_Service = o.Service[i_Service]
         i_Service += 1
-        _e_iso20_common_messages_ServiceType(w, x)
+        _e_iso20_common_messages_ServiceType(w, x_Service)
         s = 1
     else:
         raise encode_error('ServiceListType', 'missing SE(Service)')
@@ -7016,9 +6926,9 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
     while True:
         if i_Service < len(o.Service):
             w.bits(0, 2)
-            x = o.Service[i_Service]
+            x_Service = o.Service[i_Service]
             i_Service += 1
-            _e_iso20_common_messages_ServiceType(w, x)
+            _e_iso20_common_messages_ServiceType(w, x_Service)
             n += 1
             if n == 7:
                 s = 8
@@ -7066,9 +6976,9 @@ def _e_iso20_common_messages_ServiceParameterListType(w: BitWriter, o: _iso20_co
     s = 0
     if i_ParameterSet < len(o.ParameterSet):
         w.bits(0, 1)
-        x = o.ParameterSet[i_ParameterSet]
+        x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
-        _e_iso20_common_messages_ParameterSetType(w, x)
+        _e_iso20_common_messages_ParameterSetType(w, x_ParameterSet)
         s = 1
     else:
         raise encode_error('ServiceParameterListType', 'missing SE(ParameterSet)')
@@ -7076,9 +6986,9 @@ def _e_iso20_common_messages_ServiceParameterListType(w: BitWriter, o: _iso20_co
     while True:
         if i_ParameterSet < len(o.ParameterSet):
             w.bits(0, 2)
-            x = o.ParameterSet[i_ParameterSet]
+            x_ParameterSet = o.ParameterSet[i_ParameterSet]
             i_ParameterSet += 1
-            _e_iso20_common_messages_ParameterSetType(w, x)
+            _e_iso20_common_messages_ParameterSetType(w, x_ParameterSet)
             n += 1
             if n == 31:
                 s = 32
@@ -7157,13 +7067,12 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader) -> _iso20_com
         raise r.fail('ServiceSelectionResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ServiceSelectionResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ServiceSelectionResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ServiceSelectionResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ServiceSelectionResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ServiceSelectionResType[2]', 'expected EE')
     pass
@@ -7193,20 +7102,19 @@ def _d_iso20_common_messages_ServiceType(r: BitReader) -> _iso20_common_messages
         raise r.fail('ServiceType[0]', 'expected SE(ServiceID)')
     if r.bits(1):
         raise r.fail('ServiceType.ServiceID', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('ServiceType.ServiceID', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('ServiceType.ServiceID', f'value {iv} outside 0..65535')
+    f_ServiceID = iv
     if r.bits(1):
         raise r.fail('ServiceType.ServiceID', 'expected EE')
-    f_ServiceID = v
     if r.bits(1):
         raise r.fail('ServiceType[1]', 'expected SE(FreeService)')
     if r.bits(1):
         raise r.fail('ServiceType.FreeService', 'expected CH')
-    v = r.bits(1) == 1
+    f_FreeService = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('ServiceType.FreeService', 'expected EE')
-    f_FreeService = v
     if r.bits(1):
         raise r.fail('ServiceType[2]', 'expected EE')
     pass
@@ -7243,10 +7151,9 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader) -> _iso20_common_
         raise r.fail('SessionSetupReqType[1]', 'expected SE(EVCCID)')
     if r.bits(1):
         raise r.fail('SessionSetupReqType.EVCCID', 'expected CH')
-    v = r.string(255)
+    f_EVCCID = r.string(255)
     if r.bits(1):
         raise r.fail('SessionSetupReqType.EVCCID', 'expected EE')
-    f_EVCCID = v
     if r.bits(1):
         raise r.fail('SessionSetupReqType[2]', 'expected EE')
     pass
@@ -7282,21 +7189,19 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader) -> _iso20_common_
         raise r.fail('SessionSetupResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('SessionSetupResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('SessionSetupResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('SessionSetupResType[2]', 'expected SE(EVSEID)')
     if r.bits(1):
         raise r.fail('SessionSetupResType.EVSEID', 'expected CH')
-    v = r.string(255)
+    f_EVSEID = r.string(255)
     if r.bits(1):
         raise r.fail('SessionSetupResType.EVSEID', 'expected EE')
-    f_EVSEID = v
     if r.bits(1):
         raise r.fail('SessionSetupResType[3]', 'expected EE')
     pass
@@ -7342,30 +7247,27 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
         raise r.fail('SessionStopReqType[1]', 'expected SE(ChargingSession)')
     if r.bits(1):
         raise r.fail('SessionStopReqType.ChargingSession', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('SessionStopReqType.ChargingSession', f'enumeration index {v} out of range')
-    v = _E_iso20_common_messages_chargingSessionType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('SessionStopReqType.ChargingSession', f'enumeration index {iv} out of range')
+    f_ChargingSession = _E_iso20_common_messages_chargingSessionType[iv]
     if r.bits(1):
         raise r.fail('SessionStopReqType.ChargingSession', 'expected EE')
-    f_ChargingSession = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('SessionStopReqType.EVTerminationCode', 'expected CH')
-        v = r.string(80)
+        f_EVTerminationCode = r.string(80)
         if r.bits(1):
             raise r.fail('SessionStopReqType.EVTerminationCode', 'expected EE')
-        f_EVTerminationCode = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('SessionStopReqType.EVTerminationExplanation', 'expected CH')
-        v = r.string(160)
+        f_EVTerminationExplanation = r.string(160)
         if r.bits(1):
             raise r.fail('SessionStopReqType.EVTerminationExplanation', 'expected EE')
-        f_EVTerminationExplanation = v
         s = 4
     elif ec == 2:
         s = -1
@@ -7376,10 +7278,9 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SessionStopReqType.EVTerminationExplanation', 'expected CH')
-            v = r.string(160)
+            f_EVTerminationExplanation = r.string(160)
             if r.bits(1):
                 raise r.fail('SessionStopReqType.EVTerminationExplanation', 'expected EE')
-            f_EVTerminationExplanation = v
             s = 4
         elif ec == 1:
             s = -1
@@ -7453,13 +7354,12 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader) -> _iso20_common_m
         raise r.fail('SessionStopResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('SessionStopResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('SessionStopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('SessionStopResType[2]', 'expected EE')
     pass
@@ -7495,10 +7395,9 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
         raise r.fail('SignedCertificateChainType[1]', 'expected SE(Certificate)')
     if r.bits(1):
         raise r.fail('SignedCertificateChainType.Certificate', 'expected CH')
-    v = r.binary(1600)
+    f_Certificate = r.binary(1600)
     if r.bits(1):
         raise r.fail('SignedCertificateChainType.Certificate', 'expected EE')
-    f_Certificate = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -7562,40 +7461,35 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
         raise r.fail('SignedInstallationDataType[2]', 'expected SE(ECDHCurve)')
     if r.bits(1):
         raise r.fail('SignedInstallationDataType.ECDHCurve', 'expected CH')
-    v = _E_iso20_common_messages_ecdhCurveType[r.bits(1)]
+    f_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[r.bits(1)]
     if r.bits(1):
         raise r.fail('SignedInstallationDataType.ECDHCurve', 'expected EE')
-    f_ECDHCurve = v
     if r.bits(1):
         raise r.fail('SignedInstallationDataType[3]', 'expected SE(DHPublicKey)')
     if r.bits(1):
         raise r.fail('SignedInstallationDataType.DHPublicKey', 'expected CH')
-    v = r.binary(133)
+    f_DHPublicKey = r.binary(133)
     if r.bits(1):
         raise r.fail('SignedInstallationDataType.DHPublicKey', 'expected EE')
-    f_DHPublicKey = v
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('SignedInstallationDataType.SECP521_EncryptedPrivateKey', 'expected CH')
-        v = r.binary(94)
+        f_SECP521_EncryptedPrivateKey = r.binary(94)
         if r.bits(1):
             raise r.fail('SignedInstallationDataType.SECP521_EncryptedPrivateKey', 'expected EE')
-        f_SECP521_EncryptedPrivateKey = v
     elif ec == 1:
         if r.bits(1):
             raise r.fail('SignedInstallationDataType.X448_EncryptedPrivateKey', 'expected CH')
-        v = r.binary(84)
+        f_X448_EncryptedPrivateKey = r.binary(84)
         if r.bits(1):
             raise r.fail('SignedInstallationDataType.X448_EncryptedPrivateKey', 'expected EE')
-        f_X448_EncryptedPrivateKey = v
     elif ec == 2:
         if r.bits(1):
             raise r.fail('SignedInstallationDataType.TPM_EncryptedPrivateKey', 'expected CH')
-        v = r.binary(206)
+        f_TPM_EncryptedPrivateKey = r.binary(206)
         if r.bits(1):
             raise r.fail('SignedInstallationDataType.TPM_EncryptedPrivateKey', 'expected EE')
-        f_TPM_EncryptedPrivateKey = v
     else:
         raise r.fail('SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
     if r.bits(1):
@@ -7679,10 +7573,9 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
         raise r.fail('SignedMeteringDataType[1]', 'expected SE(SessionID)')
     if r.bits(1):
         raise r.fail('SignedMeteringDataType.SessionID', 'expected CH')
-    v = r.binary(8)
+    f_SessionID = r.binary(8)
     if r.bits(1):
         raise r.fail('SignedMeteringDataType.SessionID', 'expected EE')
-    f_SessionID = v
     s = 2
     if r.bits(1):
         raise r.fail('SignedMeteringDataType[2]', 'expected SE(MeterInfo)')
@@ -7779,19 +7672,17 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
         raise r.fail('SubCertificatesType[0]', 'expected SE(Certificate)')
     if r.bits(1):
         raise r.fail('SubCertificatesType.Certificate', 'expected CH')
-    v = r.binary(1600)
+    f_Certificate.append(r.binary(1600))
     if r.bits(1):
         raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-    f_Certificate.append(v)
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('SubCertificatesType.Certificate', 'expected CH')
-        v = r.binary(1600)
+        f_Certificate.append(r.binary(1600))
         if r.bits(1):
             raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-        f_Certificate.append(v)
         s = 2
     elif ec == 1:
         s = -1
@@ -7802,10 +7693,9 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SubCertificatesType.Certificate', 'expected CH')
-            v = r.binary(1600)
+            f_Certificate.append(r.binary(1600))
             if r.bits(1):
                 raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-            f_Certificate.append(v)
             s = 3
         elif ec == 1:
             s = -1
@@ -7822,24 +7712,24 @@ def _e_iso20_common_messages_SubCertificatesType(w: BitWriter, o: _iso20_common_
     s = 0
     if i_Certificate < len(o.Certificate):
         w.bits(0, 1)
-        x = o.Certificate[i_Certificate]
+        x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
         w.bits(0, 1)
-        if len(x) > 1600:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x)} outside 0..1600')
-        w.binary(x)
+        if len(x_Certificate) > 1600:
+            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1600')
+        w.binary(x_Certificate)
         w.bits(0, 1)
         s = 1
     else:
         raise encode_error('SubCertificatesType', 'missing SE(Certificate)')
     if i_Certificate < len(o.Certificate):
         w.bits(0, 2)
-        x = o.Certificate[i_Certificate]
+        x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
         w.bits(0, 1)
-        if len(x) > 1600:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x)} outside 0..1600')
-        w.binary(x)
+        if len(x_Certificate) > 1600:
+            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1600')
+        w.binary(x_Certificate)
         w.bits(0, 1)
         s = 2
     else:
@@ -7848,12 +7738,12 @@ def _e_iso20_common_messages_SubCertificatesType(w: BitWriter, o: _iso20_common_
     if s == 2:
         if i_Certificate < len(o.Certificate):
             w.bits(0, 2)
-            x = o.Certificate[i_Certificate]
+            x_Certificate = o.Certificate[i_Certificate]
             i_Certificate += 1
             w.bits(0, 1)
-            if len(x) > 1600:
-                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x)} outside 0..1600')
-            w.binary(x)
+            if len(x_Certificate) > 1600:
+                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1600')
+            w.binary(x_Certificate)
             w.bits(0, 1)
             if i_Certificate < len(o.Certificate):
                 raise encode_error('SubCertificatesType.Certificate', 'too many entries')
@@ -7873,10 +7763,9 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_
         raise r.fail('SupportedProvidersListType[0]', 'expected SE(ProviderID)')
     if r.bits(1):
         raise r.fail('SupportedProvidersListType.ProviderID', 'expected CH')
-    v = r.string(80)
+    f_ProviderID.append(r.string(80))
     if r.bits(1):
         raise r.fail('SupportedProvidersListType.ProviderID', 'expected EE')
-    f_ProviderID.append(v)
     s = 1
     n = 0
     while True:
@@ -7884,10 +7773,9 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SupportedProvidersListType.ProviderID', 'expected CH')
-            v = r.string(80)
+            f_ProviderID.append(r.string(80))
             if r.bits(1):
                 raise r.fail('SupportedProvidersListType.ProviderID', 'expected EE')
-            f_ProviderID.append(v)
             n += 1
             if n == 127:
                 s = 128
@@ -7908,12 +7796,12 @@ def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_
     s = 0
     if i_ProviderID < len(o.ProviderID):
         w.bits(0, 1)
-        x = o.ProviderID[i_ProviderID]
+        x_ProviderID = o.ProviderID[i_ProviderID]
         i_ProviderID += 1
         w.bits(0, 1)
-        if len(x) > 80:
-            raise encode_error('SupportedProvidersListType.ProviderID', f'value length {len(x)} outside 0..80')
-        w.string(x)
+        if len(x_ProviderID) > 80:
+            raise encode_error('SupportedProvidersListType.ProviderID', f'value length {len(x_ProviderID)} outside 0..80')
+        w.string(x_ProviderID)
         w.bits(0, 1)
         s = 1
     else:
@@ -7922,12 +7810,12 @@ def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_
     while True:
         if i_ProviderID < len(o.ProviderID):
             w.bits(0, 2)
-            x = o.ProviderID[i_ProviderID]
+            x_ProviderID = o.ProviderID[i_ProviderID]
             i_ProviderID += 1
             w.bits(0, 1)
-            if len(x) > 80:
-                raise encode_error('SupportedProvidersListType.ProviderID', f'value length {len(x)} outside 0..80')
-            w.string(x)
+            if len(x_ProviderID) > 80:
+                raise encode_error('SupportedProvidersListType.ProviderID', f'value length {len(x_ProviderID)} outside 0..80')
+            w.string(x_ProviderID)
             w.bits(0, 1)
             n += 1
             if n == 127:
@@ -7951,22 +7839,22 @@ def _d_iso20_common_messages_TargetPositionType(r: BitReader) -> _iso20_common_m
         raise r.fail('TargetPositionType[0]', 'expected SE(TargetOffsetX)')
     if r.bits(1):
         raise r.fail('TargetPositionType.TargetOffsetX', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('TargetPositionType.TargetOffsetX', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('TargetPositionType.TargetOffsetX', f'value {iv} outside 0..65535')
+    f_TargetOffsetX = iv
     if r.bits(1):
         raise r.fail('TargetPositionType.TargetOffsetX', 'expected EE')
-    f_TargetOffsetX = v
     if r.bits(1):
         raise r.fail('TargetPositionType[1]', 'expected SE(TargetOffsetY)')
     if r.bits(1):
         raise r.fail('TargetPositionType.TargetOffsetY', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('TargetPositionType.TargetOffsetY', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('TargetPositionType.TargetOffsetY', f'value {iv} outside 0..65535')
+    f_TargetOffsetY = iv
     if r.bits(1):
         raise r.fail('TargetPositionType.TargetOffsetY', 'expected EE')
-    f_TargetOffsetY = v
     if r.bits(1):
         raise r.fail('TargetPositionType[2]', 'expected EE')
     pass
@@ -8027,9 +7915,9 @@ def _e_iso20_common_messages_TaxRuleListType(w: BitWriter, o: _iso20_common_mess
     s = 0
     if i_TaxRule < len(o.TaxRule):
         w.bits(0, 1)
-        x = o.TaxRule[i_TaxRule]
+        x_TaxRule = o.TaxRule[i_TaxRule]
         i_TaxRule += 1
-        _e_iso20_common_messages_TaxRuleType(w, x)
+        _e_iso20_common_messages_TaxRuleType(w, x_TaxRule)
         s = 1
     else:
         raise encode_error('TaxRuleListType', 'missing SE(TaxRule)')
@@ -8037,9 +7925,9 @@ def _e_iso20_common_messages_TaxRuleListType(w: BitWriter, o: _iso20_common_mess
     while True:
         if i_TaxRule < len(o.TaxRule):
             w.bits(0, 2)
-            x = o.TaxRule[i_TaxRule]
+            x_TaxRule = o.TaxRule[i_TaxRule]
             i_TaxRule += 1
-            _e_iso20_common_messages_TaxRuleType(w, x)
+            _e_iso20_common_messages_TaxRuleType(w, x_TaxRule)
             n += 1
             if n == 9:
                 s = 10
@@ -8069,21 +7957,20 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
         raise r.fail('TaxRuleType[0]', 'expected SE(TaxRuleID)')
     if r.bits(1):
         raise r.fail('TaxRuleType.TaxRuleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('TaxRuleType.TaxRuleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('TaxRuleType.TaxRuleID', f'value {iv} outside 1..4294967295')
+    f_TaxRuleID = iv
     if r.bits(1):
         raise r.fail('TaxRuleType.TaxRuleID', 'expected EE')
-    f_TaxRuleID = v
     s = 1
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('TaxRuleType.TaxRuleName', 'expected CH')
-        v = r.string(80)
+        f_TaxRuleName = r.string(80)
         if r.bits(1):
             raise r.fail('TaxRuleType.TaxRuleName', 'expected EE')
-        f_TaxRuleName = v
         s = 2
     elif ec == 1:
         f_TaxRate = _d_iso20_common_types_RationalNumberType(r)
@@ -8099,18 +7986,16 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     if ec == 0:
         if r.bits(1):
             raise r.fail('TaxRuleType.TaxIncludedInPrice', 'expected CH')
-        v = r.bits(1) == 1
+        f_TaxIncludedInPrice = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('TaxRuleType.TaxIncludedInPrice', 'expected EE')
-        f_TaxIncludedInPrice = v
         s = 4
     elif ec == 1:
         if r.bits(1):
             raise r.fail('TaxRuleType.AppliesToEnergyFee', 'expected CH')
-        v = r.bits(1) == 1
+        f_AppliesToEnergyFee = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('TaxRuleType.AppliesToEnergyFee', 'expected EE')
-        f_AppliesToEnergyFee = v
         s = 5
     else:
         raise r.fail('TaxRuleType[3]', f'event code {ec}, expected SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
@@ -8119,37 +8004,33 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
             raise r.fail('TaxRuleType[4]', 'expected SE(AppliesToEnergyFee)')
         if r.bits(1):
             raise r.fail('TaxRuleType.AppliesToEnergyFee', 'expected CH')
-        v = r.bits(1) == 1
+        f_AppliesToEnergyFee = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('TaxRuleType.AppliesToEnergyFee', 'expected EE')
-        f_AppliesToEnergyFee = v
         s = 5
     if r.bits(1):
         raise r.fail('TaxRuleType[5]', 'expected SE(AppliesToParkingFee)')
     if r.bits(1):
         raise r.fail('TaxRuleType.AppliesToParkingFee', 'expected CH')
-    v = r.bits(1) == 1
+    f_AppliesToParkingFee = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('TaxRuleType.AppliesToParkingFee', 'expected EE')
-    f_AppliesToParkingFee = v
     s = 6
     if r.bits(1):
         raise r.fail('TaxRuleType[6]', 'expected SE(AppliesToOverstayFee)')
     if r.bits(1):
         raise r.fail('TaxRuleType.AppliesToOverstayFee', 'expected CH')
-    v = r.bits(1) == 1
+    f_AppliesToOverstayFee = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('TaxRuleType.AppliesToOverstayFee', 'expected EE')
-    f_AppliesToOverstayFee = v
     s = 7
     if r.bits(1):
         raise r.fail('TaxRuleType[7]', 'expected SE(AppliesMinimumMaximumCost)')
     if r.bits(1):
         raise r.fail('TaxRuleType.AppliesMinimumMaximumCost', 'expected CH')
-    v = r.bits(1) == 1
+    f_AppliesMinimumMaximumCost = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('TaxRuleType.AppliesMinimumMaximumCost', 'expected EE')
-    f_AppliesMinimumMaximumCost = v
     s = 8
     if r.bits(1):
         raise r.fail('TaxRuleType[8]', 'expected EE')
@@ -8256,56 +8137,54 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
         raise r.fail('VehicleCheckInReqType[1]', 'expected SE(EVCheckInStatus)')
     if r.bits(1):
         raise r.fail('VehicleCheckInReqType.EVCheckInStatus', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('VehicleCheckInReqType.EVCheckInStatus', f'enumeration index {v} out of range')
-    v = _E_iso20_common_messages_evCheckInStatusType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('VehicleCheckInReqType.EVCheckInStatus', f'enumeration index {iv} out of range')
+    f_EVCheckInStatus = _E_iso20_common_messages_evCheckInStatusType[iv]
     if r.bits(1):
         raise r.fail('VehicleCheckInReqType.EVCheckInStatus', 'expected EE')
-    f_EVCheckInStatus = v
     s = 2
     if r.bits(1):
         raise r.fail('VehicleCheckInReqType[2]', 'expected SE(ParkingMethod)')
     if r.bits(1):
         raise r.fail('VehicleCheckInReqType.ParkingMethod', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('VehicleCheckInReqType.ParkingMethod', f'enumeration index {v} out of range')
-    v = _E_iso20_common_messages_parkingMethodType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('VehicleCheckInReqType.ParkingMethod', f'enumeration index {iv} out of range')
+    f_ParkingMethod = _E_iso20_common_messages_parkingMethodType[iv]
     if r.bits(1):
         raise r.fail('VehicleCheckInReqType.ParkingMethod', 'expected EE')
-    f_ParkingMethod = v
     s = 3
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('VehicleCheckInReqType.VehicleFrame', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('VehicleCheckInReqType.VehicleFrame', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('VehicleCheckInReqType.VehicleFrame', f'value {iv} outside -32768..32767')
+        f_VehicleFrame = iv
         if r.bits(1):
             raise r.fail('VehicleCheckInReqType.VehicleFrame', 'expected EE')
-        f_VehicleFrame = v
         s = 4
     elif ec == 1:
         if r.bits(1):
             raise r.fail('VehicleCheckInReqType.DeviceOffset', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('VehicleCheckInReqType.DeviceOffset', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('VehicleCheckInReqType.DeviceOffset', f'value {iv} outside -32768..32767')
+        f_DeviceOffset = iv
         if r.bits(1):
             raise r.fail('VehicleCheckInReqType.DeviceOffset', 'expected EE')
-        f_DeviceOffset = v
         s = 5
     elif ec == 2:
         if r.bits(1):
             raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {iv} outside -32768..32767')
+        f_VehicleTravel = iv
         if r.bits(1):
             raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected EE')
-        f_VehicleTravel = v
         s = 6
     elif ec == 3:
         s = -1
@@ -8316,22 +8195,22 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
         if ec == 0:
             if r.bits(1):
                 raise r.fail('VehicleCheckInReqType.DeviceOffset', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('VehicleCheckInReqType.DeviceOffset', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('VehicleCheckInReqType.DeviceOffset', f'value {iv} outside -32768..32767')
+            f_DeviceOffset = iv
             if r.bits(1):
                 raise r.fail('VehicleCheckInReqType.DeviceOffset', 'expected EE')
-            f_DeviceOffset = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {iv} outside -32768..32767')
+            f_VehicleTravel = iv
             if r.bits(1):
                 raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected EE')
-            f_VehicleTravel = v
             s = 6
         elif ec == 2:
             s = -1
@@ -8342,12 +8221,12 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
         if ec == 0:
             if r.bits(1):
                 raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {iv} outside -32768..32767')
+            f_VehicleTravel = iv
             if r.bits(1):
                 raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected EE')
-            f_VehicleTravel = v
             s = 6
         elif ec == 1:
             s = -1
@@ -8462,44 +8341,43 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
         raise r.fail('VehicleCheckInResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('VehicleCheckInResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('VehicleCheckInResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('VehicleCheckInResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('VehicleCheckInResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('VehicleCheckInResType.ParkingSpace', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('VehicleCheckInResType.ParkingSpace', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('VehicleCheckInResType.ParkingSpace', f'value {iv} outside -32768..32767')
+        f_ParkingSpace = iv
         if r.bits(1):
             raise r.fail('VehicleCheckInResType.ParkingSpace', 'expected EE')
-        f_ParkingSpace = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('VehicleCheckInResType.DeviceLocation', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('VehicleCheckInResType.DeviceLocation', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('VehicleCheckInResType.DeviceLocation', f'value {iv} outside -32768..32767')
+        f_DeviceLocation = iv
         if r.bits(1):
             raise r.fail('VehicleCheckInResType.DeviceLocation', 'expected EE')
-        f_DeviceLocation = v
         s = 4
     elif ec == 2:
         if r.bits(1):
             raise r.fail('VehicleCheckInResType.TargetDistance', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('VehicleCheckInResType.TargetDistance', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('VehicleCheckInResType.TargetDistance', f'value {iv} outside -32768..32767')
+        f_TargetDistance = iv
         if r.bits(1):
             raise r.fail('VehicleCheckInResType.TargetDistance', 'expected EE')
-        f_TargetDistance = v
         s = 5
     elif ec == 3:
         s = -1
@@ -8510,22 +8388,22 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
         if ec == 0:
             if r.bits(1):
                 raise r.fail('VehicleCheckInResType.DeviceLocation', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('VehicleCheckInResType.DeviceLocation', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('VehicleCheckInResType.DeviceLocation', f'value {iv} outside -32768..32767')
+            f_DeviceLocation = iv
             if r.bits(1):
                 raise r.fail('VehicleCheckInResType.DeviceLocation', 'expected EE')
-            f_DeviceLocation = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('VehicleCheckInResType.TargetDistance', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('VehicleCheckInResType.TargetDistance', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('VehicleCheckInResType.TargetDistance', f'value {iv} outside -32768..32767')
+            f_TargetDistance = iv
             if r.bits(1):
                 raise r.fail('VehicleCheckInResType.TargetDistance', 'expected EE')
-            f_TargetDistance = v
             s = 5
         elif ec == 2:
             s = -1
@@ -8536,12 +8414,12 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
         if ec == 0:
             if r.bits(1):
                 raise r.fail('VehicleCheckInResType.TargetDistance', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('VehicleCheckInResType.TargetDistance', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('VehicleCheckInResType.TargetDistance', f'value {iv} outside -32768..32767')
+            f_TargetDistance = iv
             if r.bits(1):
                 raise r.fail('VehicleCheckInResType.TargetDistance', 'expected EE')
-            f_TargetDistance = v
             s = 5
         elif ec == 1:
             s = -1
@@ -8644,23 +8522,22 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_comm
         raise r.fail('VehicleCheckOutReqType[1]', 'expected SE(EVCheckOutStatus)')
     if r.bits(1):
         raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', f'enumeration index {v} out of range')
-    v = _E_iso20_common_messages_evCheckOutStatusType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', f'enumeration index {iv} out of range')
+    f_EVCheckOutStatus = _E_iso20_common_messages_evCheckOutStatusType[iv]
     if r.bits(1):
         raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', 'expected EE')
-    f_EVCheckOutStatus = v
     if r.bits(1):
         raise r.fail('VehicleCheckOutReqType[2]', 'expected SE(CheckOutTime)')
     if r.bits(1):
         raise r.fail('VehicleCheckOutReqType.CheckOutTime', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('VehicleCheckOutReqType.CheckOutTime', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('VehicleCheckOutReqType.CheckOutTime', f'value {iv} outside 0..18446744073709551615')
+    f_CheckOutTime = iv
     if r.bits(1):
         raise r.fail('VehicleCheckOutReqType.CheckOutTime', 'expected EE')
-    f_CheckOutTime = v
     if r.bits(1):
         raise r.fail('VehicleCheckOutReqType[3]', 'expected EE')
     pass
@@ -8703,21 +8580,19 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader) -> _iso20_comm
         raise r.fail('VehicleCheckOutResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('VehicleCheckOutResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('VehicleCheckOutResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('VehicleCheckOutResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('VehicleCheckOutResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('VehicleCheckOutResType[2]', 'expected SE(EVSECheckOutStatus)')
     if r.bits(1):
         raise r.fail('VehicleCheckOutResType.EVSECheckOutStatus', 'expected CH')
-    v = _E_iso20_common_messages_evseCheckOutStatusType[r.bits(1)]
+    f_EVSECheckOutStatus = _E_iso20_common_messages_evseCheckOutStatusType[r.bits(1)]
     if r.bits(1):
         raise r.fail('VehicleCheckOutResType.EVSECheckOutStatus', 'expected EE')
-    f_EVSECheckOutStatus = v
     if r.bits(1):
         raise r.fail('VehicleCheckOutResType[3]', 'expected EE')
     pass
@@ -8785,10 +8660,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     else:
         raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
@@ -8797,10 +8671,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
             raise r.fail('ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     if r.bits(1):
         raise r.fail('ChargeLoopReqType[3]', 'expected EE')
@@ -8855,13 +8728,12 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         raise r.fail('ChargeLoopResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeLoopResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeLoopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
@@ -8990,13 +8862,12 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
         raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType[2]', 'expected EE')
     pass
@@ -9055,12 +8926,12 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         raise r.fail('DetailedTaxType[0]', 'expected SE(TaxRuleID)')
     if r.bits(1):
         raise r.fail('DetailedTaxType.TaxRuleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('DetailedTaxType.TaxRuleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
+    f_TaxRuleID = iv
     if r.bits(1):
         raise r.fail('DetailedTaxType.TaxRuleID', 'expected EE')
-    f_TaxRuleID = v
     if r.bits(1):
         raise r.fail('DetailedTaxType[1]', 'expected SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
@@ -9104,80 +8975,79 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if ec == 0:
         if r.bits(1):
             raise r.fail('DisplayParametersType.PresentSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.PresentSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
+        f_PresentSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.PresentSOC', 'expected EE')
-        f_PresentSOC = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+        f_MaximumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-        f_MaximumSOC = v
         s = 4
     elif ec == 4:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToMinimumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-        f_RemainingTimeToMinimumSOC = v
         s = 5
     elif ec == 5:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToTargetSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-        f_RemainingTimeToTargetSOC = v
         s = 6
     elif ec == 6:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToMaximumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-        f_RemainingTimeToMaximumSOC = v
         s = 7
     elif ec == 7:
         if r.bits(1):
             raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 8
     elif ec == 8:
         f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9185,10 +9055,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     elif ec == 9:
         if r.bits(1):
             raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-        v = r.bits(1) == 1
+        f_InletHot = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-        f_InletHot = v
         s = 10
     elif ec == 10:
         s = -1
@@ -9199,70 +9068,69 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 7:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9270,10 +9138,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 8:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 9:
             s = -1
@@ -9284,60 +9151,59 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 6:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9345,10 +9211,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 7:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 8:
             s = -1
@@ -9359,50 +9224,49 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 5:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9410,10 +9274,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 7:
             s = -1
@@ -9424,40 +9287,39 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 4:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9465,10 +9327,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 6:
             s = -1
@@ -9479,30 +9340,29 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 3:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9510,10 +9370,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 5:
             s = -1
@@ -9524,20 +9383,19 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 2:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9545,10 +9403,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 4:
             s = -1
@@ -9559,10 +9416,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 1:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -9570,10 +9426,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 3:
             s = -1
@@ -9587,10 +9442,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 2:
             s = -1
@@ -9601,10 +9455,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 1:
             s = -1
@@ -10040,12 +9893,12 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -10119,42 +9972,42 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+        f_AckMaxDelay = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-        f_AckMaxDelay = v
         s = 4
     elif ec == 4:
         s = -1
@@ -10165,32 +10018,32 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 3:
             s = -1
@@ -10201,22 +10054,22 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 2:
             s = -1
@@ -10227,12 +10080,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 1:
             s = -1
@@ -10353,23 +10206,22 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
+    f_NotificationMaxDelay = iv
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    f_NotificationMaxDelay = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_evseNotificationType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+    f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    f_EVSENotification = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[2]', 'expected EE')
     pass
@@ -10428,9 +10280,9 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
         w.bits(0, 1)
-        x = o.RootCertificateID[i_RootCertificateID]
+        x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -10438,9 +10290,9 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
             w.bits(0, 2)
-            x = o.RootCertificateID[i_RootCertificateID]
+            x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
             n += 1
             if n == 19:
                 s = 20
@@ -10465,21 +10317,20 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected CH')
-    v = r.binary(8)
+    f_SessionID = r.binary(8)
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected EE')
-    f_SessionID = v
     s = 1
     if r.bits(1):
         raise r.fail('MessageHeaderType[1]', 'expected SE(TimeStamp)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.TimeStamp', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('MessageHeaderType.TimeStamp', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
+    f_TimeStamp = iv
     if r.bits(1):
         raise r.fail('MessageHeaderType.TimeStamp', 'expected EE')
-    f_TimeStamp = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -10543,80 +10394,78 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected CH')
-    v = r.string(32)
+    f_MeterID = r.string(32)
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected EE')
-    f_MeterID = v
     s = 1
     if r.bits(1):
         raise r.fail('MeterInfoType[1]', 'expected SE(ChargedEnergyReadingWh)')
     if r.bits(1):
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
+    f_ChargedEnergyReadingWh = iv
     if r.bits(1):
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected EE')
-    f_ChargedEnergyReadingWh = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
+        f_BPT_DischargedEnergyReadingWh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected EE')
-        f_BPT_DischargedEnergyReadingWh = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+        f_CapacitiveEnergyReadingVARh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
-        f_CapacitiveEnergyReadingVARh = v
         s = 4
     elif ec == 2:
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+        f_BPT_InductiveEnergyReadingVARh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-        f_BPT_InductiveEnergyReadingVARh = v
         s = 5
     elif ec == 3:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-        v = r.binary(64)
+        f_MeterSignature = r.binary(64)
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-        f_MeterSignature = v
         s = 6
     elif ec == 4:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+        f_MeterStatus = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-        f_MeterStatus = v
         s = 7
     elif ec == 5:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+        f_MeterTimestamp = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-        f_MeterTimestamp = v
         s = 8
     elif ec == 6:
         s = -1
@@ -10627,50 +10476,49 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_CapacitiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
-            f_CapacitiveEnergyReadingVARh = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-            f_BPT_InductiveEnergyReadingVARh = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 5:
             s = -1
@@ -10681,40 +10529,39 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-            f_BPT_InductiveEnergyReadingVARh = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 4:
             s = -1
@@ -10725,30 +10572,29 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 3:
             s = -1
@@ -10759,22 +10605,22 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 2:
             s = -1
@@ -10785,12 +10631,12 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 1:
             s = -1
@@ -11027,20 +10873,19 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         raise r.fail('RationalNumberType[0]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RationalNumberType.Exponent', 'expected CH')
-    v = r.bits(8) + -128
+    f_Exponent = r.bits(8) + -128
     if r.bits(1):
         raise r.fail('RationalNumberType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RationalNumberType[1]', 'expected SE(Value)')
     if r.bits(1):
         raise r.fail('RationalNumberType.Value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('RationalNumberType.Value', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
+    f_Value = iv
     if r.bits(1):
         raise r.fail('RationalNumberType.Value', 'expected EE')
-    f_Value = v
     if r.bits(1):
         raise r.fail('RationalNumberType[2]', 'expected EE')
     pass
@@ -11081,12 +10926,12 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         raise r.fail('ReceiptType[0]', 'expected SE(TimeAnchor)')
     if r.bits(1):
         raise r.fail('ReceiptType.TimeAnchor', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('ReceiptType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+    f_TimeAnchor = iv
     if r.bits(1):
         raise r.fail('ReceiptType.TimeAnchor', 'expected EE')
-    f_TimeAnchor = v
     s = 1
     ec = r.bits(3)
     if ec == 0:
@@ -11214,9 +11059,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
         w.bits(4, 3)
-        x = o.TaxCosts[i_TaxCosts]
+        x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        _e_iso20_common_types_DetailedTaxType(w, x)
+        _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
         s = 6
     else:
         w.bits(5, 3)
@@ -11236,9 +11081,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(3, 3)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(4, 3)
@@ -11254,9 +11099,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(2, 3)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(3, 3)
@@ -11268,9 +11113,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(1, 2)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(2, 2)
@@ -11278,9 +11123,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
             w.bits(0, 2)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(1, 2)
@@ -11290,9 +11135,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         while True:
             if i_TaxCosts < len(o.TaxCosts):
                 w.bits(0, 2)
-                x = o.TaxCosts[i_TaxCosts]
+                x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                _e_iso20_common_types_DetailedTaxType(w, x)
+                _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
                 n += 1
                 if n == 9:
                     s = 15
@@ -11457,13 +11302,12 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
         raise r.fail('V2GResponseType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('V2GResponseType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('V2GResponseType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('V2GResponseType[2]', 'expected EE')
     pass
@@ -11515,10 +11359,10 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('value', f'value {v} outside 0..65535')
-
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('value', f'value {iv} outside 0..65535')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11572,10 +11416,10 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('value', f'value {v} outside 0..18446744073709551615')
-
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11618,10 +11462,10 @@ def _e_v8(w: BitWriter, o: Any) -> None:
 def _d_v9(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_messages_chargingSessionType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_messages_chargingSessionType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11664,10 +11508,10 @@ def _e_v11(w: BitWriter, o: Any) -> None:
 def _d_v12(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('value', f'value {v} outside 0..4294967295')
-
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 0..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11682,10 +11526,10 @@ def _e_v12(w: BitWriter, o: Any) -> None:
 def _d_v13(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11728,10 +11572,10 @@ def _e_v15(w: BitWriter, o: Any) -> None:
 def _d_v16(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_messages_evCheckInStatusType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_messages_evCheckInStatusType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11744,10 +11588,10 @@ def _e_v16(w: BitWriter, o: Any) -> None:
 def _d_v17(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_messages_evCheckOutStatusType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_messages_evCheckOutStatusType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11760,10 +11604,10 @@ def _e_v17(w: BitWriter, o: Any) -> None:
 def _d_v18(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11789,10 +11633,10 @@ def _e_v19(w: BitWriter, o: Any) -> None:
 def _d_v20(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_evseNotificationType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_evseNotificationType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11921,10 +11765,10 @@ def _e_v28(w: BitWriter, o: Any) -> None:
 def _d_v29(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(7)
-    if v > 100:
-        raise r.fail('value', f'value {v} outside 0..100')
-
+    iv = r.bits(7)
+    if iv > 100:
+        raise r.fail('value', f'value {iv} outside 0..100')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -11939,10 +11783,10 @@ def _e_v29(w: BitWriter, o: Any) -> None:
 def _d_v30(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(10) + 12
-    if v > 1024:
-        raise r.fail('value', f'value {v} outside 12..1024')
-
+    iv = r.bits(10) + 12
+    if iv > 1024:
+        raise r.fail('value', f'value {iv} outside 12..1024')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -12000,10 +11844,10 @@ def _e_v33(w: BitWriter, o: Any) -> None:
 def _d_v34(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('value', f'value {v} outside 0..65535')
-
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('value', f'value {iv} outside 0..65535')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -12018,10 +11862,10 @@ def _e_v34(w: BitWriter, o: Any) -> None:
 def _d_v35(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_messages_parkingMethodType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_messages_parkingMethodType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -12047,10 +11891,10 @@ def _e_v36(w: BitWriter, o: Any) -> None:
 def _d_v37(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('value', f'value {v} outside 1..4294967295')
-
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 1..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -12065,10 +11909,10 @@ def _e_v37(w: BitWriter, o: Any) -> None:
 def _d_v38(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -12154,10 +11998,10 @@ def _e_v43(w: BitWriter, o: Any) -> None:
 def _d_v44(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -2147483648 or v > 2147483647:
-        raise r.fail('value', f'value {v} outside -2147483648..2147483647')
-
+    iv = r.integer()
+    if iv < -2147483648 or iv > 2147483647:
+        raise r.fail('value', f'value {iv} outside -2147483648..2147483647')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v

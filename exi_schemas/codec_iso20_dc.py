@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
 from exi_schemas import iso20_common_types as _iso20_common_types
 from exi_schemas import iso20_dc as _iso20_dc
 from exi_schemas import xmldsig as _xmldsig
+from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -68,26 +68,23 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected CH')
-        v = r.binary(None)
+        f_P = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected EE')
-        f_P = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected CH')
-        v = r.binary(None)
+        f_G = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected EE')
-        f_G = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
@@ -96,28 +93,25 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected CH')
-        v = r.binary(None)
+        f_Q = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected EE')
-        f_Q = v
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected CH')
-            v = r.binary(None)
+            f_G = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected EE')
-            f_G = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected CH')
-            v = r.binary(None)
+            f_Y = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected EE')
-            f_Y = v
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
@@ -126,27 +120,24 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected CH')
-        v = r.binary(None)
+        f_J = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected EE')
-        f_J = v
         s = 5
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-        v = r.binary(None)
+        f_Seed = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-        f_Seed = v
         s = 6
     elif ec == 2:
         s = -1
@@ -157,10 +148,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-            v = r.binary(None)
+            f_Seed = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-            f_Seed = v
             s = 6
         elif ec == 1:
             s = -1
@@ -171,10 +161,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
-        v = r.binary(None)
+        f_PgenCounter = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
-        f_PgenCounter = v
         s = 7
     if s == 7:
         if r.bits(1):
@@ -321,10 +310,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected CH')
-        v = r.string(None)
+        f_KeyName.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected EE')
-        f_KeyName.append(v)
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -344,10 +332,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 7:
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-        v = r.string(None)
+        f_MgmtData.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-        f_MgmtData.append(v)
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -361,10 +348,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected CH')
-                v = r.string(None)
+                f_KeyName.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected EE')
-                f_KeyName.append(v)
                 s = 2
                 break
             elif ec == 1:
@@ -390,10 +376,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             elif ec == 6:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-                v = r.string(None)
+                f_MgmtData.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-                f_MgmtData.append(v)
                 s = 2
                 break
             elif ec == 7:
@@ -407,10 +392,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected CH')
-            v = r.string(None)
+            f_KeyName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected EE')
-            f_KeyName.append(v)
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -424,10 +408,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-            v = r.string(None)
+            f_MgmtData.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-            f_MgmtData.append(v)
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -454,48 +437,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         s = 1
     elif i_KeyName < len(o.KeyName):
         w.bits(1, 4)
-        x = o.KeyName[i_KeyName]
+        x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_KeyName)
         w.bits(0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
         w.bits(2, 4)
-        x = o.KeyValue[i_KeyValue]
+        x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
-        _e_xmldsig_KeyValueType(w, x)
+        _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
         w.bits(3, 4)
-        x = o.RetrievalMethod[i_RetrievalMethod]
+        x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
-        _e_xmldsig_RetrievalMethodType(w, x)
+        _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
         w.bits(4, 4)
-        x = o.X509Data[i_X509Data]
+        x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
-        _e_xmldsig_X509DataType(w, x)
+        _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
         w.bits(5, 4)
-        x = o.PGPData[i_PGPData]
+        x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
-        _e_xmldsig_PGPDataType(w, x)
+        _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
         w.bits(6, 4)
-        x = o.SPKIData[i_SPKIData]
+        x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
-        _e_xmldsig_SPKIDataType(w, x)
+        _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         w.bits(7, 4)
-        x = o.MgmtData[i_MgmtData]
+        x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_MgmtData)
         w.bits(0, 1)
         s = 2
     else:
@@ -503,48 +486,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     if s == 1:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
             s = 2
         else:
@@ -552,42 +535,42 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     while True:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
         else:
             w.bits(8, 4)
@@ -675,27 +658,27 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         s = 1
     elif i_Reference < len(o.Reference):
         w.bits(1, 2)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
             w.bits(0, 1)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -817,18 +800,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyID = r.binary(None)
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
-        f_PGPKeyID = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-        f_PGPKeyPacket.append(v)
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -837,10 +818,9 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-            v = r.binary(None)
+            f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-            f_PGPKeyPacket.append(v)
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -881,10 +861,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         w.bits(1, 2)
-        x = o.PGPKeyPacket[i_PGPKeyPacket]
+        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_PGPKeyPacket)
         w.bits(0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -894,10 +874,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             w.bits(0, 2)
-            x = o.PGPKeyPacket[i_PGPKeyPacket]
+            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_PGPKeyPacket)
             w.bits(0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -921,18 +901,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
-    v = r.binary(None)
+    f_Modulus = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    f_Modulus = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
-    v = r.binary(None)
+    f_Exponent = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[2]', 'expected EE')
     pass
@@ -1031,10 +1009,9 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected CH')
-    v = r.binary(None)
+    f_DigestValue = r.binary(None)
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected EE')
-    f_DigestValue = v
     s = 6
     if r.bits(1):
         raise r.fail('ReferenceType[6]', 'expected EE')
@@ -1226,10 +1203,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-            v = r.binary(None)
+            f_SPKISexp.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-            f_SPKISexp.append(v)
             s = 1
         if s == 1:
             while True:
@@ -1237,10 +1213,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 if ec == 0:
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                    v = r.binary(None)
+                    f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                    f_SPKISexp.append(v)
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1253,10 +1228,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                v = r.binary(None)
+                f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                f_SPKISexp.append(v)
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1271,10 +1245,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 1)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1283,10 +1257,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
                     w.bits(0, 2)
-                    x = o.SPKISexp[i_SPKISexp]
+                    x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
                     w.bits(0, 1)
-                    w.binary(x)
+                    w.binary(x_SPKISexp)
                     w.bits(0, 1)
                 else:
                     w.bits(2, 2)
@@ -1295,10 +1269,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 2)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1318,10 +1292,9 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            v = r.integer()
+            f_HMACOutputLength = r.integer()
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
-            f_HMACOutputLength = v
             s = 2
             break
         elif ec == 1:
@@ -1407,27 +1380,27 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
         w.bits(1, 2)
-        x = o.SignatureProperty[i_SignatureProperty]
+        x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
-        _e_xmldsig_SignaturePropertyType(w, x)
+        _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 1)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     while True:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 2)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         else:
             w.bits(1, 2)
             s = -1
@@ -1577,9 +1550,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         s = 4
     elif i_Object < len(o.Object):
         w.bits(1, 2)
-        x = o.Object[i_Object]
+        x_Object = o.Object[i_Object]
         i_Object += 1
-        _e_xmldsig_ObjectType(w, x)
+        _e_xmldsig_ObjectType(w, x_Object)
         s = 4
     else:
         w.bits(2, 2)
@@ -1588,9 +1561,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         while True:
             if i_Object < len(o.Object):
                 w.bits(0, 2)
-                x = o.Object[i_Object]
+                x_Object = o.Object[i_Object]
                 i_Object += 1
-                _e_xmldsig_ObjectType(w, x)
+                _e_xmldsig_ObjectType(w, x_Object)
             else:
                 w.bits(1, 2)
                 s = -1
@@ -1709,18 +1682,18 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
     if i_Reference < len(o.Reference):
         w.bits(0, 1)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -1737,10 +1710,9 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected CH')
-            v = r.string(None)
+            f_XPath.append(r.string(None))
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected EE')
-            f_XPath.append(v)
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
@@ -1762,10 +1734,10 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     while True:
         if i_XPath < len(o.XPath):
             w.bits(0, 3)
-            x = o.XPath[i_XPath]
+            x_XPath = o.XPath[i_XPath]
             i_XPath += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_XPath)
             w.bits(0, 1)
         else:
             w.bits(2, 3)
@@ -1792,17 +1764,17 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     if i_Transform < len(o.Transform):
         w.bits(0, 1)
-        x = o.Transform[i_Transform]
+        x_Transform = o.Transform[i_Transform]
         i_Transform += 1
-        _e_xmldsig_TransformType(w, x)
+        _e_xmldsig_TransformType(w, x_Transform)
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     while True:
         if i_Transform < len(o.Transform):
             w.bits(0, 2)
-            x = o.Transform[i_Transform]
+            x_Transform = o.Transform[i_Transform]
             i_Transform += 1
-            _e_xmldsig_TransformType(w, x)
+            _e_xmldsig_TransformType(w, x_Transform)
         else:
             w.bits(1, 2)
             pass
@@ -1820,31 +1792,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected CH')
-        v = r.binary(None)
+        f_X509SKI.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected EE')
-        f_X509SKI.append(v)
     elif ec == 2:
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-        v = r.string(None)
+        f_X509SubjectName.append(r.string(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-        f_X509SubjectName.append(v)
     elif ec == 3:
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected CH')
-        v = r.binary(None)
+        f_X509Certificate.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected EE')
-        f_X509Certificate.append(v)
     elif ec == 4:
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected CH')
-        v = r.binary(None)
+        f_X509CRL.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected EE')
-        f_X509CRL.append(v)
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -1856,31 +1824,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected CH')
-            v = r.binary(None)
+            f_X509SKI.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected EE')
-            f_X509SKI.append(v)
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-            v = r.string(None)
+            f_X509SubjectName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-            f_X509SubjectName.append(v)
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected CH')
-            v = r.binary(None)
+            f_X509Certificate.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected EE')
-            f_X509Certificate.append(v)
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected CH')
-            v = r.binary(None)
+            f_X509CRL.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected EE')
-            f_X509CRL.append(v)
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
@@ -1898,72 +1862,72 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
         w.bits(0, 3)
-        x = o.X509IssuerSerial[i_X509IssuerSerial]
+        x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
         w.bits(1, 3)
-        x = o.X509SKI[i_X509SKI]
+        x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509SKI)
         w.bits(0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
         w.bits(2, 3)
-        x = o.X509SubjectName[i_X509SubjectName]
+        x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_X509SubjectName)
         w.bits(0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
         w.bits(3, 3)
-        x = o.X509Certificate[i_X509Certificate]
+        x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509Certificate)
         w.bits(0, 1)
     elif i_X509CRL < len(o.X509CRL):
         w.bits(4, 3)
-        x = o.X509CRL[i_X509CRL]
+        x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509CRL)
         w.bits(0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
             w.bits(0, 3)
-            x = o.X509IssuerSerial[i_X509IssuerSerial]
+            x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
             w.bits(1, 3)
-            x = o.X509SKI[i_X509SKI]
+            x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509SKI)
             w.bits(0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
             w.bits(2, 3)
-            x = o.X509SubjectName[i_X509SubjectName]
+            x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_X509SubjectName)
             w.bits(0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
             w.bits(3, 3)
-            x = o.X509Certificate[i_X509Certificate]
+            x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509Certificate)
             w.bits(0, 1)
         elif i_X509CRL < len(o.X509CRL):
             w.bits(4, 3)
-            x = o.X509CRL[i_X509CRL]
+            x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509CRL)
             w.bits(0, 1)
         else:
             w.bits(6, 3)
@@ -1977,18 +1941,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
-    v = r.string(None)
+    f_X509IssuerName = r.string(None)
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    f_X509IssuerName = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    v = r.integer()
+    f_X509SerialNumber = r.integer()
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    f_X509SerialNumber = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[2]', 'expected EE')
     pass
@@ -2051,10 +2013,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     else:
         raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
@@ -2063,10 +2024,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
             raise r.fail('ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     if r.bits(1):
         raise r.fail('ChargeLoopReqType[3]', 'expected EE')
@@ -2121,13 +2081,12 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         raise r.fail('ChargeLoopResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeLoopResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeLoopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
@@ -2256,13 +2215,12 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
         raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType[2]', 'expected EE')
     pass
@@ -2321,12 +2279,12 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         raise r.fail('DetailedTaxType[0]', 'expected SE(TaxRuleID)')
     if r.bits(1):
         raise r.fail('DetailedTaxType.TaxRuleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('DetailedTaxType.TaxRuleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
+    f_TaxRuleID = iv
     if r.bits(1):
         raise r.fail('DetailedTaxType.TaxRuleID', 'expected EE')
-    f_TaxRuleID = v
     if r.bits(1):
         raise r.fail('DetailedTaxType[1]', 'expected SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
@@ -2370,80 +2328,79 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if ec == 0:
         if r.bits(1):
             raise r.fail('DisplayParametersType.PresentSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.PresentSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
+        f_PresentSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.PresentSOC', 'expected EE')
-        f_PresentSOC = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+        f_MaximumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-        f_MaximumSOC = v
         s = 4
     elif ec == 4:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToMinimumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-        f_RemainingTimeToMinimumSOC = v
         s = 5
     elif ec == 5:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToTargetSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-        f_RemainingTimeToTargetSOC = v
         s = 6
     elif ec == 6:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToMaximumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-        f_RemainingTimeToMaximumSOC = v
         s = 7
     elif ec == 7:
         if r.bits(1):
             raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 8
     elif ec == 8:
         f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2451,10 +2408,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     elif ec == 9:
         if r.bits(1):
             raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-        v = r.bits(1) == 1
+        f_InletHot = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-        f_InletHot = v
         s = 10
     elif ec == 10:
         s = -1
@@ -2465,70 +2421,69 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 7:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2536,10 +2491,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 8:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 9:
             s = -1
@@ -2550,60 +2504,59 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 6:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2611,10 +2564,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 7:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 8:
             s = -1
@@ -2625,50 +2577,49 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 5:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2676,10 +2627,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 7:
             s = -1
@@ -2690,40 +2640,39 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 4:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2731,10 +2680,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 6:
             s = -1
@@ -2745,30 +2693,29 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 3:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2776,10 +2723,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 5:
             s = -1
@@ -2790,20 +2736,19 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 2:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2811,10 +2756,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 4:
             s = -1
@@ -2825,10 +2769,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 1:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2836,10 +2779,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 3:
             s = -1
@@ -2853,10 +2795,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 2:
             s = -1
@@ -2867,10 +2808,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 1:
             s = -1
@@ -3306,12 +3246,12 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -3385,42 +3325,42 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+        f_AckMaxDelay = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-        f_AckMaxDelay = v
         s = 4
     elif ec == 4:
         s = -1
@@ -3431,32 +3371,32 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 3:
             s = -1
@@ -3467,22 +3407,22 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 2:
             s = -1
@@ -3493,12 +3433,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 1:
             s = -1
@@ -3619,23 +3559,22 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
+    f_NotificationMaxDelay = iv
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    f_NotificationMaxDelay = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_evseNotificationType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+    f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    f_EVSENotification = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[2]', 'expected EE')
     pass
@@ -3694,9 +3633,9 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
         w.bits(0, 1)
-        x = o.RootCertificateID[i_RootCertificateID]
+        x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -3704,9 +3643,9 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
             w.bits(0, 2)
-            x = o.RootCertificateID[i_RootCertificateID]
+            x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
             n += 1
             if n == 19:
                 s = 20
@@ -3731,21 +3670,20 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected CH')
-    v = r.binary(8)
+    f_SessionID = r.binary(8)
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected EE')
-    f_SessionID = v
     s = 1
     if r.bits(1):
         raise r.fail('MessageHeaderType[1]', 'expected SE(TimeStamp)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.TimeStamp', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('MessageHeaderType.TimeStamp', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
+    f_TimeStamp = iv
     if r.bits(1):
         raise r.fail('MessageHeaderType.TimeStamp', 'expected EE')
-    f_TimeStamp = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -3809,80 +3747,78 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected CH')
-    v = r.string(32)
+    f_MeterID = r.string(32)
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected EE')
-    f_MeterID = v
     s = 1
     if r.bits(1):
         raise r.fail('MeterInfoType[1]', 'expected SE(ChargedEnergyReadingWh)')
     if r.bits(1):
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
+    f_ChargedEnergyReadingWh = iv
     if r.bits(1):
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected EE')
-    f_ChargedEnergyReadingWh = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
+        f_BPT_DischargedEnergyReadingWh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected EE')
-        f_BPT_DischargedEnergyReadingWh = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+        f_CapacitiveEnergyReadingVARh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
-        f_CapacitiveEnergyReadingVARh = v
         s = 4
     elif ec == 2:
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+        f_BPT_InductiveEnergyReadingVARh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-        f_BPT_InductiveEnergyReadingVARh = v
         s = 5
     elif ec == 3:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-        v = r.binary(64)
+        f_MeterSignature = r.binary(64)
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-        f_MeterSignature = v
         s = 6
     elif ec == 4:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+        f_MeterStatus = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-        f_MeterStatus = v
         s = 7
     elif ec == 5:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+        f_MeterTimestamp = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-        f_MeterTimestamp = v
         s = 8
     elif ec == 6:
         s = -1
@@ -3893,50 +3829,49 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_CapacitiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
-            f_CapacitiveEnergyReadingVARh = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-            f_BPT_InductiveEnergyReadingVARh = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 5:
             s = -1
@@ -3947,40 +3882,39 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-            f_BPT_InductiveEnergyReadingVARh = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 4:
             s = -1
@@ -3991,30 +3925,29 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 3:
             s = -1
@@ -4025,22 +3958,22 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 2:
             s = -1
@@ -4051,12 +3984,12 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 1:
             s = -1
@@ -4293,20 +4226,19 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         raise r.fail('RationalNumberType[0]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RationalNumberType.Exponent', 'expected CH')
-    v = r.bits(8) + -128
+    f_Exponent = r.bits(8) + -128
     if r.bits(1):
         raise r.fail('RationalNumberType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RationalNumberType[1]', 'expected SE(Value)')
     if r.bits(1):
         raise r.fail('RationalNumberType.Value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('RationalNumberType.Value', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
+    f_Value = iv
     if r.bits(1):
         raise r.fail('RationalNumberType.Value', 'expected EE')
-    f_Value = v
     if r.bits(1):
         raise r.fail('RationalNumberType[2]', 'expected EE')
     pass
@@ -4347,12 +4279,12 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         raise r.fail('ReceiptType[0]', 'expected SE(TimeAnchor)')
     if r.bits(1):
         raise r.fail('ReceiptType.TimeAnchor', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('ReceiptType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+    f_TimeAnchor = iv
     if r.bits(1):
         raise r.fail('ReceiptType.TimeAnchor', 'expected EE')
-    f_TimeAnchor = v
     s = 1
     ec = r.bits(3)
     if ec == 0:
@@ -4480,9 +4412,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
         w.bits(4, 3)
-        x = o.TaxCosts[i_TaxCosts]
+        x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        _e_iso20_common_types_DetailedTaxType(w, x)
+        _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
         s = 6
     else:
         w.bits(5, 3)
@@ -4502,9 +4434,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(3, 3)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(4, 3)
@@ -4520,9 +4452,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(2, 3)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(3, 3)
@@ -4534,9 +4466,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(1, 2)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(2, 2)
@@ -4544,9 +4476,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
             w.bits(0, 2)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(1, 2)
@@ -4556,9 +4488,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         while True:
             if i_TaxCosts < len(o.TaxCosts):
                 w.bits(0, 2)
-                x = o.TaxCosts[i_TaxCosts]
+                x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                _e_iso20_common_types_DetailedTaxType(w, x)
+                _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
                 n += 1
                 if n == 9:
                     s = 15
@@ -4723,13 +4655,12 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
         raise r.fail('V2GResponseType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('V2GResponseType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('V2GResponseType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('V2GResponseType[2]', 'expected EE')
     pass
@@ -4793,12 +4724,12 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if ec == 0:
         if r.bits(1):
             raise r.fail('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 7
     elif ec == 1:
         f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
@@ -5073,12 +5004,12 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if ec == 0:
         if r.bits(1):
             raise r.fail('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -5281,42 +5212,42 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     if ec == 0:
         if r.bits(1):
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+        f_AckMaxDelay = iv
         if r.bits(1):
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected EE')
-        f_AckMaxDelay = v
         s = 4
     elif ec == 4:
         f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
@@ -5328,32 +5259,32 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         if ec == 0:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 3:
             f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
@@ -5365,22 +5296,22 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         if ec == 0:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 2:
             f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
@@ -5392,12 +5323,12 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         if ec == 0:
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 1:
             f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
@@ -6456,12 +6387,12 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if ec == 0:
         if r.bits(1):
             raise r.fail('DC_CPDReqEnergyTransferModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DC_CPDReqEnergyTransferModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DC_CPDReqEnergyTransferModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('DC_CPDReqEnergyTransferModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 7
     elif ec == 1:
         s = -1
@@ -6655,24 +6586,22 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckRes
         raise r.fail('DC_CableCheckResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('DC_CableCheckResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('DC_CableCheckResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('DC_CableCheckResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('DC_CableCheckResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('DC_CableCheckResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('DC_CableCheckResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('DC_CableCheckResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('DC_CableCheckResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('DC_CableCheckResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     if r.bits(1):
         raise r.fail('DC_CableCheckResType[3]', 'expected EE')
     pass
@@ -6724,10 +6653,9 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DC_ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DC_ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     else:
         raise r.fail('DC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
@@ -6736,10 +6664,9 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
             raise r.fail('DC_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
         if r.bits(1):
             raise r.fail('DC_ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DC_ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     if r.bits(1):
         raise r.fail('DC_ChargeLoopReqType[3]', 'expected SE(EVPresentVoltage)')
@@ -6874,13 +6801,12 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         raise r.fail('DC_ChargeLoopResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('DC_ChargeLoopResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('DC_ChargeLoopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('DC_ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('DC_ChargeLoopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
@@ -6933,28 +6859,25 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         raise r.fail('DC_ChargeLoopResType[7]', 'expected SE(EVSEPowerLimitAchieved)')
     if r.bits(1):
         raise r.fail('DC_ChargeLoopResType.EVSEPowerLimitAchieved', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEPowerLimitAchieved = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('DC_ChargeLoopResType.EVSEPowerLimitAchieved', 'expected EE')
-    f_EVSEPowerLimitAchieved = v
     s = 8
     if r.bits(1):
         raise r.fail('DC_ChargeLoopResType[8]', 'expected SE(EVSECurrentLimitAchieved)')
     if r.bits(1):
         raise r.fail('DC_ChargeLoopResType.EVSECurrentLimitAchieved', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSECurrentLimitAchieved = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('DC_ChargeLoopResType.EVSECurrentLimitAchieved', 'expected EE')
-    f_EVSECurrentLimitAchieved = v
     s = 9
     if r.bits(1):
         raise r.fail('DC_ChargeLoopResType[9]', 'expected SE(EVSEVoltageLimitAchieved)')
     if r.bits(1):
         raise r.fail('DC_ChargeLoopResType.EVSEVoltageLimitAchieved', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVSEVoltageLimitAchieved = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('DC_ChargeLoopResType.EVSEVoltageLimitAchieved', 'expected EE')
-    f_EVSEVoltageLimitAchieved = v
     s = 10
     ec = r.bits(3)
     if ec == 0:
@@ -7173,13 +7096,12 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
         raise r.fail('DC_ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('DC_ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('DC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('DC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('DC_ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     ec = r.bits(2)
     if ec == 0:
         f_BPT_DC_CPDResEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r)
@@ -7231,13 +7153,12 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
         raise r.fail('DC_PreChargeReqType[1]', 'expected SE(EVProcessing)')
     if r.bits(1):
         raise r.fail('DC_PreChargeReqType.EVProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('DC_PreChargeReqType.EVProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('DC_PreChargeReqType.EVProcessing', f'enumeration index {iv} out of range')
+    f_EVProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('DC_PreChargeReqType.EVProcessing', 'expected EE')
-    f_EVProcessing = v
     if r.bits(1):
         raise r.fail('DC_PreChargeReqType[2]', 'expected SE(EVPresentVoltage)')
     f_EVPresentVoltage = _d_iso20_common_types_RationalNumberType(r)
@@ -7287,13 +7208,12 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
         raise r.fail('DC_PreChargeResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('DC_PreChargeResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('DC_PreChargeResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('DC_PreChargeResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('DC_PreChargeResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('DC_PreChargeResType[2]', 'expected SE(EVSEPresentVoltage)')
     f_EVSEPresentVoltage = _d_iso20_common_types_RationalNumberType(r)
@@ -7334,13 +7254,12 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_Welding
         raise r.fail('DC_WeldingDetectionReqType[1]', 'expected SE(EVProcessing)')
     if r.bits(1):
         raise r.fail('DC_WeldingDetectionReqType.EVProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('DC_WeldingDetectionReqType.EVProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('DC_WeldingDetectionReqType.EVProcessing', f'enumeration index {iv} out of range')
+    f_EVProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('DC_WeldingDetectionReqType.EVProcessing', 'expected EE')
-    f_EVProcessing = v
     if r.bits(1):
         raise r.fail('DC_WeldingDetectionReqType[2]', 'expected EE')
     pass
@@ -7374,13 +7293,12 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
         raise r.fail('DC_WeldingDetectionResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('DC_WeldingDetectionResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('DC_WeldingDetectionResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('DC_WeldingDetectionResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('DC_WeldingDetectionResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('DC_WeldingDetectionResType[2]', 'expected SE(EVSEPresentVoltage)')
     f_EVSEPresentVoltage = _d_iso20_common_types_RationalNumberType(r)
@@ -7426,12 +7344,12 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_DC_CLReqControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_DC_CLReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_DC_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_DC_CLReqControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -7559,42 +7477,42 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_DC_CLResControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_DC_CLResControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_DC_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_DC_CLResControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('Dynamic_DC_CLResControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_DC_CLResControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+        f_AckMaxDelay = iv
         if r.bits(1):
             raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected EE')
-        f_AckMaxDelay = v
         s = 4
     elif ec == 4:
         f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
@@ -7606,32 +7524,32 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 3:
             f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
@@ -7643,22 +7561,22 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 2:
             f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
@@ -7670,12 +7588,12 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 1:
             f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
@@ -8280,10 +8198,10 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('value', f'value {v} outside 0..65535')
-
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('value', f'value {iv} outside 0..65535')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8298,10 +8216,10 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('value', f'value {v} outside 0..18446744073709551615')
-
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8329,10 +8247,10 @@ def _e_v4(w: BitWriter, o: Any) -> None:
 def _d_v5(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('value', f'value {v} outside 0..4294967295')
-
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 0..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8347,10 +8265,10 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8363,10 +8281,10 @@ def _e_v6(w: BitWriter, o: Any) -> None:
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_evseNotificationType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_evseNotificationType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8420,10 +8338,10 @@ def _e_v10(w: BitWriter, o: Any) -> None:
 def _d_v11(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(7)
-    if v > 100:
-        raise r.fail('value', f'value {v} outside 0..100')
-
+    iv = r.bits(7)
+    if iv > 100:
+        raise r.fail('value', f'value {iv} outside 0..100')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8468,10 +8386,10 @@ def _e_v13(w: BitWriter, o: Any) -> None:
 def _d_v14(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8499,10 +8417,10 @@ def _e_v15(w: BitWriter, o: Any) -> None:
 def _d_v16(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8530,10 +8448,10 @@ def _e_v17(w: BitWriter, o: Any) -> None:
 def _d_v18(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('value', f'value {v} outside 1..4294967295')
-
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 1..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
 from exi_schemas import iso20_common_types as _iso20_common_types
 from exi_schemas import iso20_wpt as _iso20_wpt
 from exi_schemas import xmldsig as _xmldsig
+from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -82,26 +82,23 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected CH')
-        v = r.binary(None)
+        f_P = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected EE')
-        f_P = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected CH')
-        v = r.binary(None)
+        f_G = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected EE')
-        f_G = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
@@ -110,28 +107,25 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected CH')
-        v = r.binary(None)
+        f_Q = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected EE')
-        f_Q = v
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected CH')
-            v = r.binary(None)
+            f_G = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected EE')
-            f_G = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected CH')
-            v = r.binary(None)
+            f_Y = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected EE')
-            f_Y = v
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
@@ -140,27 +134,24 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected CH')
-        v = r.binary(None)
+        f_J = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected EE')
-        f_J = v
         s = 5
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-        v = r.binary(None)
+        f_Seed = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-        f_Seed = v
         s = 6
     elif ec == 2:
         s = -1
@@ -171,10 +162,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-            v = r.binary(None)
+            f_Seed = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-            f_Seed = v
             s = 6
         elif ec == 1:
             s = -1
@@ -185,10 +175,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
-        v = r.binary(None)
+        f_PgenCounter = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
-        f_PgenCounter = v
         s = 7
     if s == 7:
         if r.bits(1):
@@ -335,10 +324,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected CH')
-        v = r.string(None)
+        f_KeyName.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected EE')
-        f_KeyName.append(v)
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -358,10 +346,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 7:
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-        v = r.string(None)
+        f_MgmtData.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-        f_MgmtData.append(v)
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -375,10 +362,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected CH')
-                v = r.string(None)
+                f_KeyName.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected EE')
-                f_KeyName.append(v)
                 s = 2
                 break
             elif ec == 1:
@@ -404,10 +390,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             elif ec == 6:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-                v = r.string(None)
+                f_MgmtData.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-                f_MgmtData.append(v)
                 s = 2
                 break
             elif ec == 7:
@@ -421,10 +406,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected CH')
-            v = r.string(None)
+            f_KeyName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected EE')
-            f_KeyName.append(v)
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -438,10 +422,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-            v = r.string(None)
+            f_MgmtData.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-            f_MgmtData.append(v)
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -468,48 +451,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         s = 1
     elif i_KeyName < len(o.KeyName):
         w.bits(1, 4)
-        x = o.KeyName[i_KeyName]
+        x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_KeyName)
         w.bits(0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
         w.bits(2, 4)
-        x = o.KeyValue[i_KeyValue]
+        x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
-        _e_xmldsig_KeyValueType(w, x)
+        _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
         w.bits(3, 4)
-        x = o.RetrievalMethod[i_RetrievalMethod]
+        x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
-        _e_xmldsig_RetrievalMethodType(w, x)
+        _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
         w.bits(4, 4)
-        x = o.X509Data[i_X509Data]
+        x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
-        _e_xmldsig_X509DataType(w, x)
+        _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
         w.bits(5, 4)
-        x = o.PGPData[i_PGPData]
+        x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
-        _e_xmldsig_PGPDataType(w, x)
+        _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
         w.bits(6, 4)
-        x = o.SPKIData[i_SPKIData]
+        x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
-        _e_xmldsig_SPKIDataType(w, x)
+        _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         w.bits(7, 4)
-        x = o.MgmtData[i_MgmtData]
+        x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_MgmtData)
         w.bits(0, 1)
         s = 2
     else:
@@ -517,48 +500,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     if s == 1:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
             s = 2
         else:
@@ -566,42 +549,42 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     while True:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
         else:
             w.bits(8, 4)
@@ -689,27 +672,27 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         s = 1
     elif i_Reference < len(o.Reference):
         w.bits(1, 2)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
             w.bits(0, 1)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -831,18 +814,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyID = r.binary(None)
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
-        f_PGPKeyID = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-        f_PGPKeyPacket.append(v)
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -851,10 +832,9 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-            v = r.binary(None)
+            f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-            f_PGPKeyPacket.append(v)
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -895,10 +875,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         w.bits(1, 2)
-        x = o.PGPKeyPacket[i_PGPKeyPacket]
+        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_PGPKeyPacket)
         w.bits(0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -908,10 +888,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             w.bits(0, 2)
-            x = o.PGPKeyPacket[i_PGPKeyPacket]
+            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_PGPKeyPacket)
             w.bits(0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -935,18 +915,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
-    v = r.binary(None)
+    f_Modulus = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    f_Modulus = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
-    v = r.binary(None)
+    f_Exponent = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[2]', 'expected EE')
     pass
@@ -1045,10 +1023,9 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected CH')
-    v = r.binary(None)
+    f_DigestValue = r.binary(None)
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected EE')
-    f_DigestValue = v
     s = 6
     if r.bits(1):
         raise r.fail('ReferenceType[6]', 'expected EE')
@@ -1240,10 +1217,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-            v = r.binary(None)
+            f_SPKISexp.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-            f_SPKISexp.append(v)
             s = 1
         if s == 1:
             while True:
@@ -1251,10 +1227,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 if ec == 0:
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                    v = r.binary(None)
+                    f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                    f_SPKISexp.append(v)
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1267,10 +1242,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                v = r.binary(None)
+                f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                f_SPKISexp.append(v)
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1285,10 +1259,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 1)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1297,10 +1271,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
                     w.bits(0, 2)
-                    x = o.SPKISexp[i_SPKISexp]
+                    x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
                     w.bits(0, 1)
-                    w.binary(x)
+                    w.binary(x_SPKISexp)
                     w.bits(0, 1)
                 else:
                     w.bits(2, 2)
@@ -1309,10 +1283,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 2)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1332,10 +1306,9 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            v = r.integer()
+            f_HMACOutputLength = r.integer()
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
-            f_HMACOutputLength = v
             s = 2
             break
         elif ec == 1:
@@ -1421,27 +1394,27 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
         w.bits(1, 2)
-        x = o.SignatureProperty[i_SignatureProperty]
+        x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
-        _e_xmldsig_SignaturePropertyType(w, x)
+        _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 1)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     while True:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 2)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         else:
             w.bits(1, 2)
             s = -1
@@ -1591,9 +1564,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         s = 4
     elif i_Object < len(o.Object):
         w.bits(1, 2)
-        x = o.Object[i_Object]
+        x_Object = o.Object[i_Object]
         i_Object += 1
-        _e_xmldsig_ObjectType(w, x)
+        _e_xmldsig_ObjectType(w, x_Object)
         s = 4
     else:
         w.bits(2, 2)
@@ -1602,9 +1575,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         while True:
             if i_Object < len(o.Object):
                 w.bits(0, 2)
-                x = o.Object[i_Object]
+                x_Object = o.Object[i_Object]
                 i_Object += 1
-                _e_xmldsig_ObjectType(w, x)
+                _e_xmldsig_ObjectType(w, x_Object)
             else:
                 w.bits(1, 2)
                 s = -1
@@ -1723,18 +1696,18 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
     if i_Reference < len(o.Reference):
         w.bits(0, 1)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -1751,10 +1724,9 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected CH')
-            v = r.string(None)
+            f_XPath.append(r.string(None))
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected EE')
-            f_XPath.append(v)
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
@@ -1776,10 +1748,10 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     while True:
         if i_XPath < len(o.XPath):
             w.bits(0, 3)
-            x = o.XPath[i_XPath]
+            x_XPath = o.XPath[i_XPath]
             i_XPath += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_XPath)
             w.bits(0, 1)
         else:
             w.bits(2, 3)
@@ -1806,17 +1778,17 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     if i_Transform < len(o.Transform):
         w.bits(0, 1)
-        x = o.Transform[i_Transform]
+        x_Transform = o.Transform[i_Transform]
         i_Transform += 1
-        _e_xmldsig_TransformType(w, x)
+        _e_xmldsig_TransformType(w, x_Transform)
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     while True:
         if i_Transform < len(o.Transform):
             w.bits(0, 2)
-            x = o.Transform[i_Transform]
+            x_Transform = o.Transform[i_Transform]
             i_Transform += 1
-            _e_xmldsig_TransformType(w, x)
+            _e_xmldsig_TransformType(w, x_Transform)
         else:
             w.bits(1, 2)
             pass
@@ -1834,31 +1806,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected CH')
-        v = r.binary(None)
+        f_X509SKI.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected EE')
-        f_X509SKI.append(v)
     elif ec == 2:
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-        v = r.string(None)
+        f_X509SubjectName.append(r.string(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-        f_X509SubjectName.append(v)
     elif ec == 3:
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected CH')
-        v = r.binary(None)
+        f_X509Certificate.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected EE')
-        f_X509Certificate.append(v)
     elif ec == 4:
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected CH')
-        v = r.binary(None)
+        f_X509CRL.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected EE')
-        f_X509CRL.append(v)
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -1870,31 +1838,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected CH')
-            v = r.binary(None)
+            f_X509SKI.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected EE')
-            f_X509SKI.append(v)
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-            v = r.string(None)
+            f_X509SubjectName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-            f_X509SubjectName.append(v)
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected CH')
-            v = r.binary(None)
+            f_X509Certificate.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected EE')
-            f_X509Certificate.append(v)
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected CH')
-            v = r.binary(None)
+            f_X509CRL.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected EE')
-            f_X509CRL.append(v)
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
@@ -1912,72 +1876,72 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
         w.bits(0, 3)
-        x = o.X509IssuerSerial[i_X509IssuerSerial]
+        x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
         w.bits(1, 3)
-        x = o.X509SKI[i_X509SKI]
+        x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509SKI)
         w.bits(0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
         w.bits(2, 3)
-        x = o.X509SubjectName[i_X509SubjectName]
+        x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_X509SubjectName)
         w.bits(0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
         w.bits(3, 3)
-        x = o.X509Certificate[i_X509Certificate]
+        x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509Certificate)
         w.bits(0, 1)
     elif i_X509CRL < len(o.X509CRL):
         w.bits(4, 3)
-        x = o.X509CRL[i_X509CRL]
+        x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509CRL)
         w.bits(0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
             w.bits(0, 3)
-            x = o.X509IssuerSerial[i_X509IssuerSerial]
+            x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
             w.bits(1, 3)
-            x = o.X509SKI[i_X509SKI]
+            x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509SKI)
             w.bits(0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
             w.bits(2, 3)
-            x = o.X509SubjectName[i_X509SubjectName]
+            x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_X509SubjectName)
             w.bits(0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
             w.bits(3, 3)
-            x = o.X509Certificate[i_X509Certificate]
+            x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509Certificate)
             w.bits(0, 1)
         elif i_X509CRL < len(o.X509CRL):
             w.bits(4, 3)
-            x = o.X509CRL[i_X509CRL]
+            x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509CRL)
             w.bits(0, 1)
         else:
             w.bits(6, 3)
@@ -1991,18 +1955,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
-    v = r.string(None)
+    f_X509IssuerName = r.string(None)
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    f_X509IssuerName = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    v = r.integer()
+    f_X509SerialNumber = r.integer()
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    f_X509SerialNumber = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[2]', 'expected EE')
     pass
@@ -2065,10 +2027,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     elif ec == 1:
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     else:
         raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
@@ -2077,10 +2038,9 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
             raise r.fail('ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     if r.bits(1):
         raise r.fail('ChargeLoopReqType[3]', 'expected EE')
@@ -2135,13 +2095,12 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         raise r.fail('ChargeLoopResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeLoopResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeLoopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
@@ -2270,13 +2229,12 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
         raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('ChargeParameterDiscoveryResType[2]', 'expected EE')
     pass
@@ -2335,12 +2293,12 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         raise r.fail('DetailedTaxType[0]', 'expected SE(TaxRuleID)')
     if r.bits(1):
         raise r.fail('DetailedTaxType.TaxRuleID', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('DetailedTaxType.TaxRuleID', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
+    f_TaxRuleID = iv
     if r.bits(1):
         raise r.fail('DetailedTaxType.TaxRuleID', 'expected EE')
-    f_TaxRuleID = v
     if r.bits(1):
         raise r.fail('DetailedTaxType[1]', 'expected SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
@@ -2384,80 +2342,79 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if ec == 0:
         if r.bits(1):
             raise r.fail('DisplayParametersType.PresentSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.PresentSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
+        f_PresentSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.PresentSOC', 'expected EE')
-        f_PresentSOC = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+        f_MaximumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-        f_MaximumSOC = v
         s = 4
     elif ec == 4:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToMinimumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-        f_RemainingTimeToMinimumSOC = v
         s = 5
     elif ec == 5:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToTargetSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-        f_RemainingTimeToTargetSOC = v
         s = 6
     elif ec == 6:
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+        f_RemainingTimeToMaximumSOC = iv
         if r.bits(1):
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-        f_RemainingTimeToMaximumSOC = v
         s = 7
     elif ec == 7:
         if r.bits(1):
             raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-        v = r.bits(1) == 1
+        f_ChargingComplete = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-        f_ChargingComplete = v
         s = 8
     elif ec == 8:
         f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2465,10 +2422,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     elif ec == 9:
         if r.bits(1):
             raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-        v = r.bits(1) == 1
+        f_InletHot = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-        f_InletHot = v
         s = 10
     elif ec == 10:
         s = -1
@@ -2479,70 +2435,69 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 7:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2550,10 +2505,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 8:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 9:
             s = -1
@@ -2564,60 +2518,59 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 6:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2625,10 +2578,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 7:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 8:
             s = -1
@@ -2639,50 +2591,49 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
+            f_MaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
-            f_MaximumSOC = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 5:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2690,10 +2641,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 7:
             s = -1
@@ -2704,40 +2654,39 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
-            f_RemainingTimeToMinimumSOC = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 4:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2745,10 +2694,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 5:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 6:
             s = -1
@@ -2759,30 +2707,29 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
-            f_RemainingTimeToTargetSOC = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 3:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2790,10 +2737,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 5:
             s = -1
@@ -2804,20 +2750,19 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
-            v = r.uint()
-            if v > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {v} outside 0..4294967295')
+            iv = r.uint()
+            if iv > 4294967295:
+                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
+            f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
-            f_RemainingTimeToMaximumSOC = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 2:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2825,10 +2770,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 4:
             s = -1
@@ -2839,10 +2783,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            v = r.bits(1) == 1
+            f_ChargingComplete = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
-            f_ChargingComplete = v
             s = 8
         elif ec == 1:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
@@ -2850,10 +2793,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 3:
             s = -1
@@ -2867,10 +2809,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 2:
             s = -1
@@ -2881,10 +2822,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            v = r.bits(1) == 1
+            f_InletHot = r.bits(1) == 1
             if r.bits(1):
                 raise r.fail('DisplayParametersType.InletHot', 'expected EE')
-            f_InletHot = v
             s = 10
         elif ec == 1:
             s = -1
@@ -3320,12 +3260,12 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -3399,42 +3339,42 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected CH')
-        v = r.uint()
-        if v > 4294967295:
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {v} outside 0..4294967295')
+        iv = r.uint()
+        if iv > 4294967295:
+            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
+        f_DepartureTime = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected EE')
-        f_DepartureTime = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+        f_MinimumSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
-        f_MinimumSOC = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-        v = r.bits(7)
-        if v > 100:
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+        iv = r.bits(7)
+        if iv > 100:
+            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+        f_TargetSOC = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-        f_TargetSOC = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+        f_AckMaxDelay = iv
         if r.bits(1):
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-        f_AckMaxDelay = v
         s = 4
     elif ec == 4:
         s = -1
@@ -3445,32 +3385,32 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
+            f_MinimumSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
-            f_MinimumSOC = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 3:
             s = -1
@@ -3481,22 +3421,22 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            v = r.bits(7)
-            if v > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {v} outside 0..100')
+            iv = r.bits(7)
+            if iv > 100:
+                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
+            f_TargetSOC = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
-            f_TargetSOC = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 2:
             s = -1
@@ -3507,12 +3447,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
+            f_AckMaxDelay = iv
             if r.bits(1):
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
-            f_AckMaxDelay = v
             s = 4
         elif ec == 1:
             s = -1
@@ -3633,23 +3573,22 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
+    f_NotificationMaxDelay = iv
     if r.bits(1):
         raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    f_NotificationMaxDelay = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_evseNotificationType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+    f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
     if r.bits(1):
         raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    f_EVSENotification = v
     if r.bits(1):
         raise r.fail('EVSEStatusType[2]', 'expected EE')
     pass
@@ -3708,9 +3647,9 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
         w.bits(0, 1)
-        x = o.RootCertificateID[i_RootCertificateID]
+        x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -3718,9 +3657,9 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
             w.bits(0, 2)
-            x = o.RootCertificateID[i_RootCertificateID]
+            x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
             n += 1
             if n == 19:
                 s = 20
@@ -3745,21 +3684,20 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected CH')
-    v = r.binary(8)
+    f_SessionID = r.binary(8)
     if r.bits(1):
         raise r.fail('MessageHeaderType.SessionID', 'expected EE')
-    f_SessionID = v
     s = 1
     if r.bits(1):
         raise r.fail('MessageHeaderType[1]', 'expected SE(TimeStamp)')
     if r.bits(1):
         raise r.fail('MessageHeaderType.TimeStamp', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('MessageHeaderType.TimeStamp', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
+    f_TimeStamp = iv
     if r.bits(1):
         raise r.fail('MessageHeaderType.TimeStamp', 'expected EE')
-    f_TimeStamp = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -3823,80 +3761,78 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected CH')
-    v = r.string(32)
+    f_MeterID = r.string(32)
     if r.bits(1):
         raise r.fail('MeterInfoType.MeterID', 'expected EE')
-    f_MeterID = v
     s = 1
     if r.bits(1):
         raise r.fail('MeterInfoType[1]', 'expected SE(ChargedEnergyReadingWh)')
     if r.bits(1):
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
+    f_ChargedEnergyReadingWh = iv
     if r.bits(1):
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected EE')
-    f_ChargedEnergyReadingWh = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
+        f_BPT_DischargedEnergyReadingWh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected EE')
-        f_BPT_DischargedEnergyReadingWh = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+        f_CapacitiveEnergyReadingVARh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
-        f_CapacitiveEnergyReadingVARh = v
         s = 4
     elif ec == 2:
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+        f_BPT_InductiveEnergyReadingVARh = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-        f_BPT_InductiveEnergyReadingVARh = v
         s = 5
     elif ec == 3:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-        v = r.binary(64)
+        f_MeterSignature = r.binary(64)
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-        f_MeterSignature = v
         s = 6
     elif ec == 4:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        v = r.integer()
-        if v < -32768 or v > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+        iv = r.integer()
+        if iv < -32768 or iv > 32767:
+            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+        f_MeterStatus = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-        f_MeterStatus = v
         s = 7
     elif ec == 5:
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-        v = r.uint()
-        if v > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+        iv = r.uint()
+        if iv > 18446744073709551615:
+            raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+        f_MeterTimestamp = iv
         if r.bits(1):
             raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-        f_MeterTimestamp = v
         s = 8
     elif ec == 6:
         s = -1
@@ -3907,50 +3843,49 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_CapacitiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
-            f_CapacitiveEnergyReadingVARh = v
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-            f_BPT_InductiveEnergyReadingVARh = v
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 5:
             s = -1
@@ -3961,40 +3896,39 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
+            f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
-            f_BPT_InductiveEnergyReadingVARh = v
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 4:
             s = -1
@@ -4005,30 +3939,29 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
-            v = r.binary(64)
+            f_MeterSignature = r.binary(64)
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
-            f_MeterSignature = v
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 3:
             s = -1
@@ -4039,22 +3972,22 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            v = r.integer()
-            if v < -32768 or v > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {v} outside -32768..32767')
+            iv = r.integer()
+            if iv < -32768 or iv > 32767:
+                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
+            f_MeterStatus = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
-            f_MeterStatus = v
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 2:
             s = -1
@@ -4065,12 +3998,12 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
-            v = r.uint()
-            if v > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {v} outside 0..18446744073709551615')
+            iv = r.uint()
+            if iv > 18446744073709551615:
+                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
+            f_MeterTimestamp = iv
             if r.bits(1):
                 raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
-            f_MeterTimestamp = v
             s = 8
         elif ec == 1:
             s = -1
@@ -4307,20 +4240,19 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         raise r.fail('RationalNumberType[0]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RationalNumberType.Exponent', 'expected CH')
-    v = r.bits(8) + -128
+    f_Exponent = r.bits(8) + -128
     if r.bits(1):
         raise r.fail('RationalNumberType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RationalNumberType[1]', 'expected SE(Value)')
     if r.bits(1):
         raise r.fail('RationalNumberType.Value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('RationalNumberType.Value', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
+    f_Value = iv
     if r.bits(1):
         raise r.fail('RationalNumberType.Value', 'expected EE')
-    f_Value = v
     if r.bits(1):
         raise r.fail('RationalNumberType[2]', 'expected EE')
     pass
@@ -4361,12 +4293,12 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         raise r.fail('ReceiptType[0]', 'expected SE(TimeAnchor)')
     if r.bits(1):
         raise r.fail('ReceiptType.TimeAnchor', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('ReceiptType.TimeAnchor', f'value {v} outside 0..18446744073709551615')
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
+    f_TimeAnchor = iv
     if r.bits(1):
         raise r.fail('ReceiptType.TimeAnchor', 'expected EE')
-    f_TimeAnchor = v
     s = 1
     ec = r.bits(3)
     if ec == 0:
@@ -4494,9 +4426,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
         w.bits(4, 3)
-        x = o.TaxCosts[i_TaxCosts]
+        x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        _e_iso20_common_types_DetailedTaxType(w, x)
+        _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
         s = 6
     else:
         w.bits(5, 3)
@@ -4516,9 +4448,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(3, 3)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(4, 3)
@@ -4534,9 +4466,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(2, 3)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(3, 3)
@@ -4548,9 +4480,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(1, 2)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(2, 2)
@@ -4558,9 +4490,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
             w.bits(0, 2)
-            x = o.TaxCosts[i_TaxCosts]
+            x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x)
+            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
             w.bits(1, 2)
@@ -4570,9 +4502,9 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         while True:
             if i_TaxCosts < len(o.TaxCosts):
                 w.bits(0, 2)
-                x = o.TaxCosts[i_TaxCosts]
+                x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                _e_iso20_common_types_DetailedTaxType(w, x)
+                _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
                 n += 1
                 if n == 9:
                     s = 15
@@ -4737,13 +4669,12 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
         raise r.fail('V2GResponseType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('V2GResponseType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('V2GResponseType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     if r.bits(1):
         raise r.fail('V2GResponseType[2]', 'expected EE')
     pass
@@ -4798,9 +4729,9 @@ def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.Alternative
     s = 0
     if i_AlternativeSECC < len(o.AlternativeSECC):
         w.bits(0, 1)
-        x = o.AlternativeSECC[i_AlternativeSECC]
+        x_AlternativeSECC = o.AlternativeSECC[i_AlternativeSECC]
         i_AlternativeSECC += 1
-        _e_iso20_wpt_AlternativeSECCType(w, x)
+        _e_iso20_wpt_AlternativeSECCType(w, x_AlternativeSECC)
         s = 1
     else:
         raise encode_error('AlternativeSECCListType', 'missing SE(AlternativeSECC)')
@@ -4808,9 +4739,9 @@ def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.Alternative
     while True:
         if i_AlternativeSECC < len(o.AlternativeSECC):
             w.bits(0, 2)
-            x = o.AlternativeSECC[i_AlternativeSECC]
+            x_AlternativeSECC = o.AlternativeSECC[i_AlternativeSECC]
             i_AlternativeSECC += 1
-            _e_iso20_wpt_AlternativeSECCType(w, x)
+            _e_iso20_wpt_AlternativeSECCType(w, x_AlternativeSECC)
             n += 1
             if n == 7:
                 s = 8
@@ -4836,36 +4767,33 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
     if ec == 0:
         if r.bits(1):
             raise r.fail('AlternativeSECCType.SSID', 'expected CH')
-        v = r.string(255)
+        f_SSID = r.string(255)
         if r.bits(1):
             raise r.fail('AlternativeSECCType.SSID', 'expected EE')
-        f_SSID = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('AlternativeSECCType.BSSID', 'expected CH')
-        v = r.string(12)
+        f_BSSID = r.string(12)
         if r.bits(1):
             raise r.fail('AlternativeSECCType.BSSID', 'expected EE')
-        f_BSSID = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('AlternativeSECCType.IPAddress', 'expected CH')
-        v = r.string(39)
+        f_IPAddress = r.string(39)
         if r.bits(1):
             raise r.fail('AlternativeSECCType.IPAddress', 'expected EE')
-        f_IPAddress = v
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail('AlternativeSECCType.Port', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('AlternativeSECCType.Port', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
+        f_Port = iv
         if r.bits(1):
             raise r.fail('AlternativeSECCType.Port', 'expected EE')
-        f_Port = v
         s = 4
     elif ec == 4:
         s = -1
@@ -4876,28 +4804,26 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         if ec == 0:
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.BSSID', 'expected CH')
-            v = r.string(12)
+            f_BSSID = r.string(12)
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.BSSID', 'expected EE')
-            f_BSSID = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.IPAddress', 'expected CH')
-            v = r.string(39)
+            f_IPAddress = r.string(39)
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.IPAddress', 'expected EE')
-            f_IPAddress = v
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.Port', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('AlternativeSECCType.Port', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
+            f_Port = iv
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.Port', 'expected EE')
-            f_Port = v
             s = 4
         elif ec == 3:
             s = -1
@@ -4908,20 +4834,19 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         if ec == 0:
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.IPAddress', 'expected CH')
-            v = r.string(39)
+            f_IPAddress = r.string(39)
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.IPAddress', 'expected EE')
-            f_IPAddress = v
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.Port', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('AlternativeSECCType.Port', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
+            f_Port = iv
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.Port', 'expected EE')
-            f_Port = v
             s = 4
         elif ec == 2:
             s = -1
@@ -4932,12 +4857,12 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         if ec == 0:
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.Port', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('AlternativeSECCType.Port', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
+            f_Port = iv
             if r.bits(1):
                 raise r.fail('AlternativeSECCType.Port', 'expected EE')
-            f_Port = v
             s = 4
         elif ec == 1:
             s = -1
@@ -5058,13 +4983,12 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WP
         raise r.fail('WPT_AlignmentCheckMethodListType[0]', 'expected SE(WPT_AlignmentCheckMethod)')
     if r.bits(1):
         raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {v} out of range')
-    v = _E_iso20_wpt_WPT_AlignmentCheckMethodType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv} out of range')
+    f_WPT_AlignmentCheckMethod.append(_E_iso20_wpt_WPT_AlignmentCheckMethodType[iv])
     if r.bits(1):
         raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', 'expected EE')
-    f_WPT_AlignmentCheckMethod.append(v)
     s = 1
     n = 0
     while True:
@@ -5072,13 +4996,12 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WP
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', 'expected CH')
-            v = r.bits(2)
-            if v >= 3:
-                raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {v} out of range')
-            v = _E_iso20_wpt_WPT_AlignmentCheckMethodType[v]
+            iv = r.bits(2)
+            if iv >= 3:
+                raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv} out of range')
+            f_WPT_AlignmentCheckMethod.append(_E_iso20_wpt_WPT_AlignmentCheckMethodType[iv])
             if r.bits(1):
                 raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', 'expected EE')
-            f_WPT_AlignmentCheckMethod.append(v)
             n += 1
             if n == 7:
                 s = 8
@@ -5099,10 +5022,10 @@ def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WP
     s = 0
     if i_WPT_AlignmentCheckMethod < len(o.WPT_AlignmentCheckMethod):
         w.bits(0, 1)
-        x = o.WPT_AlignmentCheckMethod[i_WPT_AlignmentCheckMethod]
+        x_WPT_AlignmentCheckMethod = o.WPT_AlignmentCheckMethod[i_WPT_AlignmentCheckMethod]
         i_WPT_AlignmentCheckMethod += 1
         w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_AlignmentCheckMethodType[x], 2)
+        w.bits(_I_iso20_wpt_WPT_AlignmentCheckMethodType[x_WPT_AlignmentCheckMethod], 2)
         w.bits(0, 1)
         s = 1
     else:
@@ -5111,10 +5034,10 @@ def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WP
     while True:
         if i_WPT_AlignmentCheckMethod < len(o.WPT_AlignmentCheckMethod):
             w.bits(0, 2)
-            x = o.WPT_AlignmentCheckMethod[i_WPT_AlignmentCheckMethod]
+            x_WPT_AlignmentCheckMethod = o.WPT_AlignmentCheckMethod[i_WPT_AlignmentCheckMethod]
             i_WPT_AlignmentCheckMethod += 1
             w.bits(0, 1)
-            w.bits(_I_iso20_wpt_WPT_AlignmentCheckMethodType[x], 2)
+            w.bits(_I_iso20_wpt_WPT_AlignmentCheckMethodType[x_WPT_AlignmentCheckMethod], 2)
             w.bits(0, 1)
             n += 1
             if n == 7:
@@ -5146,13 +5069,12 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
         raise r.fail('WPT_AlignmentCheckReqType[1]', 'expected SE(EVProcessing)')
     if r.bits(1):
         raise r.fail('WPT_AlignmentCheckReqType.EVProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {iv} out of range')
+    f_EVProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('WPT_AlignmentCheckReqType.EVProcessing', 'expected EE')
-    f_EVProcessing = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
@@ -5161,13 +5083,12 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
     elif ec == 1:
         if r.bits(1):
             raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', 'expected CH')
-        v = r.bits(2)
-        if v >= 3:
-            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {v} out of range')
-        v = _E_iso20_wpt_WPT_EVResultType[v]
+        iv = r.bits(2)
+        if iv >= 3:
+            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv} out of range')
+        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         if r.bits(1):
             raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', 'expected EE')
-        f_EVResultCode = v
         s = 4
     else:
         raise r.fail('WPT_AlignmentCheckReqType[2]', f'event code {ec}, expected SE(TargetCoilCurrent), SE(EVResultCode)')
@@ -5176,13 +5097,12 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
             raise r.fail('WPT_AlignmentCheckReqType[3]', 'expected SE(EVResultCode)')
         if r.bits(1):
             raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', 'expected CH')
-        v = r.bits(2)
-        if v >= 3:
-            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {v} out of range')
-        v = _E_iso20_wpt_WPT_EVResultType[v]
+        iv = r.bits(2)
+        if iv >= 3:
+            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv} out of range')
+        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         if r.bits(1):
             raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', 'expected EE')
-        f_EVResultCode = v
         s = 4
     n = 0
     while True:
@@ -5190,10 +5110,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             n += 1
             if n == 16:
                 s = 20
@@ -5251,12 +5170,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(0, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             n += 1
             if n == 16:
@@ -5289,25 +5208,23 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         raise r.fail('WPT_AlignmentCheckResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('WPT_AlignmentCheckResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('WPT_AlignmentCheckResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('WPT_AlignmentCheckResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('WPT_AlignmentCheckResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     if r.bits(1):
         raise r.fail('WPT_AlignmentCheckResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('WPT_AlignmentCheckResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('WPT_AlignmentCheckResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     s = 3
     ec = r.bits(3)
     if ec == 0:
@@ -5319,10 +5236,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     elif ec == 2:
         if r.bits(1):
             raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected CH')
-        v = r.binary(256)
+        f_VendorSpecificDataContainer.append(r.binary(256))
         if r.bits(1):
             raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected EE')
-        f_VendorSpecificDataContainer.append(v)
         s = 6
     elif ec == 3:
         s = -1
@@ -5336,10 +5252,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             s = 6
         elif ec == 2:
             s = -1
@@ -5350,10 +5265,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             s = 6
         elif ec == 1:
             s = -1
@@ -5366,10 +5280,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected CH')
-                v = r.binary(256)
+                f_VendorSpecificDataContainer.append(r.binary(256))
                 if r.bits(1):
                     raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected EE')
-                f_VendorSpecificDataContainer.append(v)
                 n += 1
                 if n == 15:
                     s = 21
@@ -5420,12 +5333,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         s = 5
     elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
         w.bits(2, 3)
-        x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+        x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
         i_VendorSpecificDataContainer += 1
         w.bits(0, 1)
-        if len(x) > 256:
-            raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-        w.binary(x)
+        if len(x_VendorSpecificDataContainer) > 256:
+            raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+        w.binary(x_VendorSpecificDataContainer)
         w.bits(0, 1)
         s = 6
     else:
@@ -5438,12 +5351,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
             s = 5
         elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(1, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             s = 6
         else:
@@ -5452,12 +5365,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
     if s == 5:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(0, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             s = 6
         else:
@@ -5468,12 +5381,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         while True:
             if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
                 w.bits(0, 2)
-                x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+                x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
                 i_VendorSpecificDataContainer += 1
                 w.bits(0, 1)
-                if len(x) > 256:
-                    raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-                w.binary(x)
+                if len(x_VendorSpecificDataContainer) > 256:
+                    raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                w.binary(x_VendorSpecificDataContainer)
                 w.bits(0, 1)
                 n += 1
                 if n == 15:
@@ -5512,10 +5425,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     elif ec == 1:
         if r.bits(1):
             raise r.fail('WPT_ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('WPT_ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     else:
         raise r.fail('WPT_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
@@ -5524,10 +5436,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail('WPT_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
         if r.bits(1):
             raise r.fail('WPT_ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        v = r.bits(1) == 1
+        f_MeterInfoRequested = r.bits(1) == 1
         if r.bits(1):
             raise r.fail('WPT_ChargeLoopReqType.MeterInfoRequested', 'expected EE')
-        f_MeterInfoRequested = v
         s = 3
     if r.bits(1):
         raise r.fail('WPT_ChargeLoopReqType[3]', 'expected SE(EVPCPowerRequest)')
@@ -5541,10 +5452,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail('WPT_ChargeLoopReqType[5]', 'expected SE(EVPCChargeDiagnostics)')
     if r.bits(1):
         raise r.fail('WPT_ChargeLoopReqType.EVPCChargeDiagnostics', 'expected CH')
-    v = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[r.bits(2)]
+    f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[r.bits(2)]
     if r.bits(1):
         raise r.fail('WPT_ChargeLoopReqType.EVPCChargeDiagnostics', 'expected EE')
-    f_EVPCChargeDiagnostics = v
     s = 6
     ec = r.bits(3)
     if ec == 0:
@@ -5556,10 +5466,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     elif ec == 2:
         if r.bits(1):
             raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected CH')
-        v = r.binary(256)
+        f_ManufacturerSpecificDataContainer.append(r.binary(256))
         if r.bits(1):
             raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected EE')
-        f_ManufacturerSpecificDataContainer.append(v)
         s = 9
     elif ec == 3:
         s = -1
@@ -5573,10 +5482,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_ManufacturerSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected EE')
-            f_ManufacturerSpecificDataContainer.append(v)
             s = 9
         elif ec == 2:
             s = -1
@@ -5587,10 +5495,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_ManufacturerSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected EE')
-            f_ManufacturerSpecificDataContainer.append(v)
             s = 9
         elif ec == 1:
             s = -1
@@ -5603,10 +5510,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected CH')
-                v = r.binary(256)
+                f_ManufacturerSpecificDataContainer.append(r.binary(256))
                 if r.bits(1):
                     raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected EE')
-                f_ManufacturerSpecificDataContainer.append(v)
                 n += 1
                 if n == 15:
                     s = 24
@@ -5682,12 +5588,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         s = 8
     elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
         w.bits(2, 3)
-        x = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
+        x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
         i_ManufacturerSpecificDataContainer += 1
         w.bits(0, 1)
-        if len(x) > 256:
-            raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x)} outside 0..256')
-        w.binary(x)
+        if len(x_ManufacturerSpecificDataContainer) > 256:
+            raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+        w.binary(x_ManufacturerSpecificDataContainer)
         w.bits(0, 1)
         s = 9
     else:
@@ -5700,12 +5606,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             s = 8
         elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             w.bits(1, 2)
-            x = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
+            x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_ManufacturerSpecificDataContainer) > 256:
+                raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+            w.binary(x_ManufacturerSpecificDataContainer)
             w.bits(0, 1)
             s = 9
         else:
@@ -5714,12 +5620,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     if s == 8:
         if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             w.bits(0, 2)
-            x = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
+            x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_ManufacturerSpecificDataContainer) > 256:
+                raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+            w.binary(x_ManufacturerSpecificDataContainer)
             w.bits(0, 1)
             s = 9
         else:
@@ -5730,12 +5636,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         while True:
             if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
                 w.bits(0, 2)
-                x = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
+                x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
                 i_ManufacturerSpecificDataContainer += 1
                 w.bits(0, 1)
-                if len(x) > 256:
-                    raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x)} outside 0..256')
-                w.binary(x)
+                if len(x_ManufacturerSpecificDataContainer) > 256:
+                    raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+                w.binary(x_ManufacturerSpecificDataContainer)
                 w.bits(0, 1)
                 n += 1
                 if n == 15:
@@ -5775,13 +5681,12 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail('WPT_ChargeLoopResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('WPT_ChargeLoopResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('WPT_ChargeLoopResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('WPT_ChargeLoopResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     ec = r.bits(3)
     if ec == 0:
@@ -5848,13 +5753,12 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail('WPT_ChargeLoopResType[9]', 'expected SE(SPCChargeDiagnostics)')
     if r.bits(1):
         raise r.fail('WPT_ChargeLoopResType.SPCChargeDiagnostics', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {v} out of range')
-    v = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv} out of range')
+    f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
     if r.bits(1):
         raise r.fail('WPT_ChargeLoopResType.SPCChargeDiagnostics', 'expected EE')
-    f_SPCChargeDiagnostics = v
     s = 10
     ec = r.bits(3)
     if ec == 0:
@@ -5866,10 +5770,9 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     elif ec == 2:
         if r.bits(1):
             raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected CH')
-        v = r.binary(256)
+        f_ManufacturerSpecificDataContainer.append(r.binary(256))
         if r.bits(1):
             raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected EE')
-        f_ManufacturerSpecificDataContainer.append(v)
         s = 13
     elif ec == 3:
         s = -1
@@ -5883,10 +5786,9 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_ManufacturerSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected EE')
-            f_ManufacturerSpecificDataContainer.append(v)
             s = 13
         elif ec == 2:
             s = -1
@@ -5897,10 +5799,9 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_ManufacturerSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected EE')
-            f_ManufacturerSpecificDataContainer.append(v)
             s = 13
         elif ec == 1:
             s = -1
@@ -5913,10 +5814,9 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected CH')
-                v = r.binary(256)
+                f_ManufacturerSpecificDataContainer.append(r.binary(256))
                 if r.bits(1):
                     raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected EE')
-                f_ManufacturerSpecificDataContainer.append(v)
                 n += 1
                 if n == 15:
                     s = 28
@@ -6041,12 +5941,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         s = 12
     elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
         w.bits(2, 3)
-        x = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
+        x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
         i_ManufacturerSpecificDataContainer += 1
         w.bits(0, 1)
-        if len(x) > 256:
-            raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x)} outside 0..256')
-        w.binary(x)
+        if len(x_ManufacturerSpecificDataContainer) > 256:
+            raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+        w.binary(x_ManufacturerSpecificDataContainer)
         w.bits(0, 1)
         s = 13
     else:
@@ -6059,12 +5959,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             s = 12
         elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             w.bits(1, 2)
-            x = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
+            x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_ManufacturerSpecificDataContainer) > 256:
+                raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+            w.binary(x_ManufacturerSpecificDataContainer)
             w.bits(0, 1)
             s = 13
         else:
@@ -6073,12 +5973,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     if s == 12:
         if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             w.bits(0, 2)
-            x = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
+            x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_ManufacturerSpecificDataContainer) > 256:
+                raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+            w.binary(x_ManufacturerSpecificDataContainer)
             w.bits(0, 1)
             s = 13
         else:
@@ -6089,12 +5989,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         while True:
             if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
                 w.bits(0, 2)
-                x = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
+                x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
                 i_ManufacturerSpecificDataContainer += 1
                 w.bits(0, 1)
-                if len(x) > 256:
-                    raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x)} outside 0..256')
-                w.binary(x)
+                if len(x_ManufacturerSpecificDataContainer) > 256:
+                    raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+                w.binary(x_ManufacturerSpecificDataContainer)
                 w.bits(0, 1)
                 n += 1
                 if n == 15:
@@ -6132,23 +6032,23 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
         raise r.fail('WPT_ChargeParameterDiscoveryReqType[2]', 'expected SE(SDMaxGroundClearence)')
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'value {iv} outside 0..65535')
+    f_SDMaxGroundClearence = iv
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'expected EE')
-    f_SDMaxGroundClearence = v
     s = 3
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryReqType[3]', 'expected SE(SDMinGroundClearence)')
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'value {iv} outside 0..65535')
+    f_SDMinGroundClearence = iv
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'expected EE')
-    f_SDMinGroundClearence = v
     s = 4
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryReqType[4]', 'expected SE(EVPCNaturalFrequency)')
@@ -6158,10 +6058,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
         raise r.fail('WPT_ChargeParameterDiscoveryReqType[5]', 'expected SE(EVPCDeviceLocalControl)')
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryReqType.EVPCDeviceLocalControl', 'expected CH')
-    v = r.bits(1) == 1
+    f_EVPCDeviceLocalControl = r.bits(1) == 1
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryReqType.EVPCDeviceLocalControl', 'expected EE')
-    f_EVPCDeviceLocalControl = v
     s = 6
     n = 0
     while True:
@@ -6169,10 +6068,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             n += 1
             if n == 16:
                 s = 22
@@ -6241,12 +6139,12 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(0, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             n += 1
             if n == 16:
@@ -6283,22 +6181,20 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
         raise r.fail('WPT_ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('WPT_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType[2]', 'expected SE(PDInputPowerClass)')
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType.PDInputPowerClass', 'expected CH')
-    v = _E_iso20_wpt_WPT_PowerClassType[r.bits(2)]
+    f_PDInputPowerClass = _E_iso20_wpt_WPT_PowerClassType[r.bits(2)]
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType.PDInputPowerClass', 'expected EE')
-    f_PDInputPowerClass = v
     s = 3
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType[3]', 'expected SE(SDMinOutputPower)')
@@ -6312,23 +6208,23 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
         raise r.fail('WPT_ChargeParameterDiscoveryResType[5]', 'expected SE(SDMaxGroundClearanceSupport)')
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'value {iv} outside 0..65535')
+    f_SDMaxGroundClearanceSupport = iv
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'expected EE')
-    f_SDMaxGroundClearanceSupport = v
     s = 6
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType[6]', 'expected SE(SDMinGroundClearanceSupport)')
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'value {iv} outside 0..65535')
+    f_SDMinGroundClearanceSupport = iv
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'expected EE')
-    f_SDMinGroundClearanceSupport = v
     s = 7
     if r.bits(1):
         raise r.fail('WPT_ChargeParameterDiscoveryResType[7]', 'expected SE(PDMinCoilCurrent)')
@@ -6344,10 +6240,9 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_SDManufacturerSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', 'expected EE')
-            f_SDManufacturerSpecificDataContainer.append(v)
             n += 1
             if n == 16:
                 s = 25
@@ -6436,12 +6331,12 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     while True:
         if i_SDManufacturerSpecificDataContainer < len(o.SDManufacturerSpecificDataContainer):
             w.bits(0, 2)
-            x = o.SDManufacturerSpecificDataContainer[i_SDManufacturerSpecificDataContainer]
+            x_SDManufacturerSpecificDataContainer = o.SDManufacturerSpecificDataContainer[i_SDManufacturerSpecificDataContainer]
             i_SDManufacturerSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_SDManufacturerSpecificDataContainer) > 256:
+                raise encode_error('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', f'value length {len(x_SDManufacturerSpecificDataContainer)} outside 0..256')
+            w.binary(x_SDManufacturerSpecificDataContainer)
             w.bits(0, 1)
             n += 1
             if n == 16:
@@ -6466,32 +6361,32 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_Coordinat
         raise r.fail('WPT_CoordinateXYZType[0]', 'expected SE(Coord_X)')
     if r.bits(1):
         raise r.fail('WPT_CoordinateXYZType.Coord_X', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('WPT_CoordinateXYZType.Coord_X', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('WPT_CoordinateXYZType.Coord_X', f'value {iv} outside -32768..32767')
+    f_Coord_X = iv
     if r.bits(1):
         raise r.fail('WPT_CoordinateXYZType.Coord_X', 'expected EE')
-    f_Coord_X = v
     if r.bits(1):
         raise r.fail('WPT_CoordinateXYZType[1]', 'expected SE(Coord_Y)')
     if r.bits(1):
         raise r.fail('WPT_CoordinateXYZType.Coord_Y', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('WPT_CoordinateXYZType.Coord_Y', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('WPT_CoordinateXYZType.Coord_Y', f'value {iv} outside -32768..32767')
+    f_Coord_Y = iv
     if r.bits(1):
         raise r.fail('WPT_CoordinateXYZType.Coord_Y', 'expected EE')
-    f_Coord_Y = v
     if r.bits(1):
         raise r.fail('WPT_CoordinateXYZType[2]', 'expected SE(Coord_Z)')
     if r.bits(1):
         raise r.fail('WPT_CoordinateXYZType.Coord_Z', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('WPT_CoordinateXYZType.Coord_Z', f'value {v} outside -32768..32767')
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('WPT_CoordinateXYZType.Coord_Z', f'value {iv} outside -32768..32767')
+    f_Coord_Z = iv
     if r.bits(1):
         raise r.fail('WPT_CoordinateXYZType.Coord_Z', 'expected EE')
-    f_Coord_Z = v
     if r.bits(1):
         raise r.fail('WPT_CoordinateXYZType[3]', 'expected EE')
     pass
@@ -6583,13 +6478,12 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.W
         raise r.fail('WPT_FinePositioningMethodListType[0]', 'expected SE(WPT_FinePositioningMethod)')
     if r.bits(1):
         raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', 'expected CH')
-    v = r.bits(3)
-    if v >= 5:
-        raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {v} out of range')
-    v = _E_iso20_wpt_WPT_FinePositioningMethodType[v]
+    iv = r.bits(3)
+    if iv >= 5:
+        raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv} out of range')
+    f_WPT_FinePositioningMethod.append(_E_iso20_wpt_WPT_FinePositioningMethodType[iv])
     if r.bits(1):
         raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', 'expected EE')
-    f_WPT_FinePositioningMethod.append(v)
     s = 1
     n = 0
     while True:
@@ -6597,13 +6491,12 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.W
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', 'expected CH')
-            v = r.bits(3)
-            if v >= 5:
-                raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {v} out of range')
-            v = _E_iso20_wpt_WPT_FinePositioningMethodType[v]
+            iv = r.bits(3)
+            if iv >= 5:
+                raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv} out of range')
+            f_WPT_FinePositioningMethod.append(_E_iso20_wpt_WPT_FinePositioningMethodType[iv])
             if r.bits(1):
                 raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', 'expected EE')
-            f_WPT_FinePositioningMethod.append(v)
             n += 1
             if n == 7:
                 s = 8
@@ -6624,10 +6517,10 @@ def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.W
     s = 0
     if i_WPT_FinePositioningMethod < len(o.WPT_FinePositioningMethod):
         w.bits(0, 1)
-        x = o.WPT_FinePositioningMethod[i_WPT_FinePositioningMethod]
+        x_WPT_FinePositioningMethod = o.WPT_FinePositioningMethod[i_WPT_FinePositioningMethod]
         i_WPT_FinePositioningMethod += 1
         w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_FinePositioningMethodType[x], 3)
+        w.bits(_I_iso20_wpt_WPT_FinePositioningMethodType[x_WPT_FinePositioningMethod], 3)
         w.bits(0, 1)
         s = 1
     else:
@@ -6636,10 +6529,10 @@ def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.W
     while True:
         if i_WPT_FinePositioningMethod < len(o.WPT_FinePositioningMethod):
             w.bits(0, 2)
-            x = o.WPT_FinePositioningMethod[i_WPT_FinePositioningMethod]
+            x_WPT_FinePositioningMethod = o.WPT_FinePositioningMethod[i_WPT_FinePositioningMethod]
             i_WPT_FinePositioningMethod += 1
             w.bits(0, 1)
-            w.bits(_I_iso20_wpt_WPT_FinePositioningMethodType[x], 3)
+            w.bits(_I_iso20_wpt_WPT_FinePositioningMethodType[x_WPT_FinePositioningMethod], 3)
             w.bits(0, 1)
             n += 1
             if n == 7:
@@ -6671,25 +6564,23 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
         raise r.fail('WPT_FinePositioningReqType[1]', 'expected SE(EVProcessing)')
     if r.bits(1):
         raise r.fail('WPT_FinePositioningReqType.EVProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('WPT_FinePositioningReqType.EVProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('WPT_FinePositioningReqType.EVProcessing', f'enumeration index {iv} out of range')
+    f_EVProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('WPT_FinePositioningReqType.EVProcessing', 'expected EE')
-    f_EVProcessing = v
     s = 2
     if r.bits(1):
         raise r.fail('WPT_FinePositioningReqType[2]', 'expected SE(EVResultCode)')
     if r.bits(1):
         raise r.fail('WPT_FinePositioningReqType.EVResultCode', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('WPT_FinePositioningReqType.EVResultCode', f'enumeration index {v} out of range')
-    v = _E_iso20_wpt_WPT_EVResultType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('WPT_FinePositioningReqType.EVResultCode', f'enumeration index {iv} out of range')
+    f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
     if r.bits(1):
         raise r.fail('WPT_FinePositioningReqType.EVResultCode', 'expected EE')
-    f_EVResultCode = v
     s = 3
     n = 0
     while True:
@@ -6697,10 +6588,9 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_FinePositioningReqType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_FinePositioningReqType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             n += 1
             if n == 16:
                 s = 20
@@ -6758,12 +6648,12 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(0, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_FinePositioningReqType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_FinePositioningReqType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             n += 1
             if n == 16:
@@ -6808,25 +6698,23 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
         raise r.fail('WPT_FinePositioningResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('WPT_FinePositioningResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('WPT_FinePositioningResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('WPT_FinePositioningResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('WPT_FinePositioningResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     if r.bits(1):
         raise r.fail('WPT_FinePositioningResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('WPT_FinePositioningResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('WPT_FinePositioningResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('WPT_FinePositioningResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('WPT_FinePositioningResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     s = 3
     n = 0
     while True:
@@ -6834,10 +6722,9 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_FinePositioningResType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_FinePositioningResType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             n += 1
             if n == 16:
                 s = 20
@@ -6895,12 +6782,12 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(0, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_FinePositioningResType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_FinePositioningResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             n += 1
             if n == 16:
@@ -6948,13 +6835,12 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
         raise r.fail('WPT_FinePositioningSetupReqType[1]', 'expected SE(EVProcessing)')
     if r.bits(1):
         raise r.fail('WPT_FinePositioningSetupReqType.EVProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv} out of range')
+    f_EVProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('WPT_FinePositioningSetupReqType.EVProcessing', 'expected EE')
-    f_EVProcessing = v
     s = 2
     if r.bits(1):
         raise r.fail('WPT_FinePositioningSetupReqType[2]', 'expected SE(EVDeviceFinePositioningMethodList)')
@@ -6972,12 +6858,12 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
         raise r.fail('WPT_FinePositioningSetupReqType[5]', 'expected SE(NaturalOffset)')
     if r.bits(1):
         raise r.fail('WPT_FinePositioningSetupReqType.NaturalOffset', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('WPT_FinePositioningSetupReqType.NaturalOffset', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('WPT_FinePositioningSetupReqType.NaturalOffset', f'value {iv} outside 0..65535')
+    f_NaturalOffset = iv
     if r.bits(1):
         raise r.fail('WPT_FinePositioningSetupReqType.NaturalOffset', 'expected EE')
-    f_NaturalOffset = v
     s = 6
     n = 0
     while True:
@@ -6985,10 +6871,9 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             n += 1
             if n == 16:
                 s = 23
@@ -7066,12 +6951,12 @@ def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(0, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             n += 1
             if n == 16:
@@ -7119,13 +7004,12 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
         raise r.fail('WPT_FinePositioningSetupResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('WPT_FinePositioningSetupResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('WPT_FinePositioningSetupResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     if r.bits(1):
         raise r.fail('WPT_FinePositioningSetupResType[2]', 'expected SE(PrimaryDeviceFinePositioningMethodList)')
@@ -7143,12 +7027,12 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
         raise r.fail('WPT_FinePositioningSetupResType[5]', 'expected SE(NaturalOffset)')
     if r.bits(1):
         raise r.fail('WPT_FinePositioningSetupResType.NaturalOffset', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('WPT_FinePositioningSetupResType.NaturalOffset', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('WPT_FinePositioningSetupResType.NaturalOffset', f'value {iv} outside 0..65535')
+    f_NaturalOffset = iv
     if r.bits(1):
         raise r.fail('WPT_FinePositioningSetupResType.NaturalOffset', 'expected EE')
-    f_NaturalOffset = v
     s = 6
     n = 0
     while True:
@@ -7156,10 +7040,9 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             n += 1
             if n == 16:
                 s = 23
@@ -7237,12 +7120,12 @@ def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(0, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             n += 1
             if n == 16:
@@ -7279,10 +7162,9 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_D
         raise r.fail('WPT_LF_DataPackageListType[0]', 'expected SE(NumPackages)')
     if r.bits(1):
         raise r.fail('WPT_LF_DataPackageListType.NumPackages', 'expected CH')
-    v = r.bits(8)
+    f_NumPackages = r.bits(8)
     if r.bits(1):
         raise r.fail('WPT_LF_DataPackageListType.NumPackages', 'expected EE')
-    f_NumPackages = v
     if r.bits(1):
         raise r.fail('WPT_LF_DataPackageListType[1]', 'expected SE(WPT_LF_DataPackage)')
     f_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
@@ -7318,10 +7200,9 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
         raise r.fail('WPT_LF_DataPackageType[0]', 'expected SE(PackageIndex)')
     if r.bits(1):
         raise r.fail('WPT_LF_DataPackageType.PackageIndex', 'expected CH')
-    v = r.bits(8)
+    f_PackageIndex = r.bits(8)
     if r.bits(1):
         raise r.fail('WPT_LF_DataPackageType.PackageIndex', 'expected EE')
-    f_PackageIndex = v
     ec = r.bits(2)
     if ec == 0:
         f_LF_TxData = _d_iso20_wpt_WPT_LF_TxDataListType(r)
@@ -7366,10 +7247,9 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
         raise r.fail('WPT_LF_ReceiverDataType[0]', 'expected SE(NumberOfReceivers)')
     if r.bits(1):
         raise r.fail('WPT_LF_ReceiverDataType.NumberOfReceivers', 'expected CH')
-    v = r.bits(8)
+    f_NumberOfReceivers = r.bits(8)
     if r.bits(1):
         raise r.fail('WPT_LF_ReceiverDataType.NumberOfReceivers', 'expected EE')
-    f_NumberOfReceivers = v
     s = 1
     if r.bits(1):
         raise r.fail('WPT_LF_ReceiverDataType[1]', 'expected SE(RxSpecData)')
@@ -7414,17 +7294,17 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(NumberOfReceivers)')
     if i_RxSpecData < len(o.RxSpecData):
         w.bits(0, 1)
-        x = o.RxSpecData[i_RxSpecData]
+        x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
-        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x)
+        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_RxSpecData)
         s = 2
     else:
         raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(RxSpecData)')
     if i_RxSpecData < len(o.RxSpecData):
         w.bits(0, 1)
-        x = o.RxSpecData[i_RxSpecData]
+        x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
-        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x)
+        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_RxSpecData)
         s = 3
     else:
         raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(RxSpecData)')
@@ -7432,9 +7312,9 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
     while True:
         if i_RxSpecData < len(o.RxSpecData):
             w.bits(0, 2)
-            x = o.RxSpecData[i_RxSpecData]
+            x_RxSpecData = o.RxSpecData[i_RxSpecData]
             i_RxSpecData += 1
-            _e_iso20_wpt_WPT_TxRxSpecDataType(w, x)
+            _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_RxSpecData)
             n += 1
             if n == 253:
                 s = 256
@@ -7477,12 +7357,12 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType
         raise r.fail('WPT_LF_RxDataType[0]', 'expected SE(RxIdentifier)')
     if r.bits(1):
         raise r.fail('WPT_LF_RxDataType.RxIdentifier', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('WPT_LF_RxDataType.RxIdentifier', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('WPT_LF_RxDataType.RxIdentifier', f'value {iv} outside 1..4294967295')
+    f_RxIdentifier = iv
     if r.bits(1):
         raise r.fail('WPT_LF_RxDataType.RxIdentifier', 'expected EE')
-    f_RxIdentifier = v
     if r.bits(1):
         raise r.fail('WPT_LF_RxDataType[1]', 'expected SE(RSSIData)')
     f_RSSIData = _d_iso20_wpt_WPT_LF_RxRSSIListType(r)
@@ -7537,12 +7417,12 @@ def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType
         raise r.fail('WPT_LF_RxRSSIType[0]', 'expected SE(TxIdentifier)')
     if r.bits(1):
         raise r.fail('WPT_LF_RxRSSIType.TxIdentifier', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('WPT_LF_RxRSSIType.TxIdentifier', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('WPT_LF_RxRSSIType.TxIdentifier', f'value {iv} outside 1..4294967295')
+    f_TxIdentifier = iv
     if r.bits(1):
         raise r.fail('WPT_LF_RxRSSIType.TxIdentifier', 'expected EE')
-    f_TxIdentifier = v
     if r.bits(1):
         raise r.fail('WPT_LF_RxRSSIType[1]', 'expected SE(RSSI)')
     f_RSSI = _d_iso20_common_types_RationalNumberType(r)
@@ -7610,10 +7490,9 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
         raise r.fail('WPT_LF_TransmitterDataType[0]', 'expected SE(NumberOfTransmitters)')
     if r.bits(1):
         raise r.fail('WPT_LF_TransmitterDataType.NumberOfTransmitters', 'expected CH')
-    v = r.bits(8)
+    f_NumberOfTransmitters = r.bits(8)
     if r.bits(1):
         raise r.fail('WPT_LF_TransmitterDataType.NumberOfTransmitters', 'expected EE')
-    f_NumberOfTransmitters = v
     s = 1
     if r.bits(1):
         raise r.fail('WPT_LF_TransmitterDataType[1]', 'expected SE(SignalFrequency)')
@@ -7681,17 +7560,17 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(SignalFrequency)')
     if i_TxSpecData < len(o.TxSpecData):
         w.bits(0, 1)
-        x = o.TxSpecData[i_TxSpecData]
+        x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
-        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x)
+        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_TxSpecData)
         s = 3
     else:
         raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(TxSpecData)')
     if i_TxSpecData < len(o.TxSpecData):
         w.bits(0, 1)
-        x = o.TxSpecData[i_TxSpecData]
+        x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
-        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x)
+        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_TxSpecData)
         s = 4
     else:
         raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(TxSpecData)')
@@ -7699,9 +7578,9 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
     while True:
         if i_TxSpecData < len(o.TxSpecData):
             w.bits(0, 2)
-            x = o.TxSpecData[i_TxSpecData]
+            x_TxSpecData = o.TxSpecData[i_TxSpecData]
             i_TxSpecData += 1
-            _e_iso20_wpt_WPT_TxRxSpecDataType(w, x)
+            _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_TxSpecData)
             n += 1
             if n == 253:
                 s = 258
@@ -7757,12 +7636,12 @@ def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType
         raise r.fail('WPT_LF_TxDataType[0]', 'expected SE(TxIdentifier)')
     if r.bits(1):
         raise r.fail('WPT_LF_TxDataType.TxIdentifier', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('WPT_LF_TxDataType.TxIdentifier', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('WPT_LF_TxDataType.TxIdentifier', f'value {iv} outside 1..4294967295')
+    f_TxIdentifier = iv
     if r.bits(1):
         raise r.fail('WPT_LF_TxDataType.TxIdentifier', 'expected EE')
-    f_TxIdentifier = v
     if r.bits(1):
         raise r.fail('WPT_LF_TxDataType[1]', 'expected SE(EIRP)')
     f_EIRP = _d_iso20_common_types_RationalNumberType(r)
@@ -7797,13 +7676,12 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_Pairi
         raise r.fail('WPT_PairingMethodListType[0]', 'expected SE(WPT_PairingMethod)')
     if r.bits(1):
         raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {v} out of range')
-    v = _E_iso20_wpt_WPT_PairingMethodType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv} out of range')
+    f_WPT_PairingMethod.append(_E_iso20_wpt_WPT_PairingMethodType[iv])
     if r.bits(1):
         raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', 'expected EE')
-    f_WPT_PairingMethod.append(v)
     s = 1
     n = 0
     while True:
@@ -7811,13 +7689,12 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_Pairi
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', 'expected CH')
-            v = r.bits(3)
-            if v >= 6:
-                raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {v} out of range')
-            v = _E_iso20_wpt_WPT_PairingMethodType[v]
+            iv = r.bits(3)
+            if iv >= 6:
+                raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv} out of range')
+            f_WPT_PairingMethod.append(_E_iso20_wpt_WPT_PairingMethodType[iv])
             if r.bits(1):
                 raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', 'expected EE')
-            f_WPT_PairingMethod.append(v)
             n += 1
             if n == 7:
                 s = 8
@@ -7838,10 +7715,10 @@ def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_Pairi
     s = 0
     if i_WPT_PairingMethod < len(o.WPT_PairingMethod):
         w.bits(0, 1)
-        x = o.WPT_PairingMethod[i_WPT_PairingMethod]
+        x_WPT_PairingMethod = o.WPT_PairingMethod[i_WPT_PairingMethod]
         i_WPT_PairingMethod += 1
         w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_PairingMethodType[x], 3)
+        w.bits(_I_iso20_wpt_WPT_PairingMethodType[x_WPT_PairingMethod], 3)
         w.bits(0, 1)
         s = 1
     else:
@@ -7850,10 +7727,10 @@ def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_Pairi
     while True:
         if i_WPT_PairingMethod < len(o.WPT_PairingMethod):
             w.bits(0, 2)
-            x = o.WPT_PairingMethod[i_WPT_PairingMethod]
+            x_WPT_PairingMethod = o.WPT_PairingMethod[i_WPT_PairingMethod]
             i_WPT_PairingMethod += 1
             w.bits(0, 1)
-            w.bits(_I_iso20_wpt_WPT_PairingMethodType[x], 3)
+            w.bits(_I_iso20_wpt_WPT_PairingMethodType[x_WPT_PairingMethod], 3)
             w.bits(0, 1)
             n += 1
             if n == 7:
@@ -7885,35 +7762,33 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
         raise r.fail('WPT_PairingReqType[1]', 'expected SE(EVProcessing)')
     if r.bits(1):
         raise r.fail('WPT_PairingReqType.EVProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('WPT_PairingReqType.EVProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('WPT_PairingReqType.EVProcessing', f'enumeration index {iv} out of range')
+    f_EVProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('WPT_PairingReqType.EVProcessing', 'expected EE')
-    f_EVProcessing = v
     s = 2
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('WPT_PairingReqType.ObservedIDCode', 'expected CH')
-        v = r.uint()
-        if v < 1 or v > 4294967295:
-            raise r.fail('WPT_PairingReqType.ObservedIDCode', f'value {v} outside 1..4294967295')
+        iv = r.uint()
+        if iv < 1 or iv > 4294967295:
+            raise r.fail('WPT_PairingReqType.ObservedIDCode', f'value {iv} outside 1..4294967295')
+        f_ObservedIDCode = iv
         if r.bits(1):
             raise r.fail('WPT_PairingReqType.ObservedIDCode', 'expected EE')
-        f_ObservedIDCode = v
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail('WPT_PairingReqType.EVResultCode', 'expected CH')
-        v = r.bits(2)
-        if v >= 3:
-            raise r.fail('WPT_PairingReqType.EVResultCode', f'enumeration index {v} out of range')
-        v = _E_iso20_wpt_WPT_EVResultType[v]
+        iv = r.bits(2)
+        if iv >= 3:
+            raise r.fail('WPT_PairingReqType.EVResultCode', f'enumeration index {iv} out of range')
+        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         if r.bits(1):
             raise r.fail('WPT_PairingReqType.EVResultCode', 'expected EE')
-        f_EVResultCode = v
         s = 4
     else:
         raise r.fail('WPT_PairingReqType[2]', f'event code {ec}, expected SE(ObservedIDCode), SE(EVResultCode)')
@@ -7922,13 +7797,12 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
             raise r.fail('WPT_PairingReqType[3]', 'expected SE(EVResultCode)')
         if r.bits(1):
             raise r.fail('WPT_PairingReqType.EVResultCode', 'expected CH')
-        v = r.bits(2)
-        if v >= 3:
-            raise r.fail('WPT_PairingReqType.EVResultCode', f'enumeration index {v} out of range')
-        v = _E_iso20_wpt_WPT_EVResultType[v]
+        iv = r.bits(2)
+        if iv >= 3:
+            raise r.fail('WPT_PairingReqType.EVResultCode', f'enumeration index {iv} out of range')
+        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         if r.bits(1):
             raise r.fail('WPT_PairingReqType.EVResultCode', 'expected EE')
-        f_EVResultCode = v
         s = 4
     n = 0
     while True:
@@ -7936,10 +7810,9 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_PairingReqType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_PairingReqType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             n += 1
             if n == 16:
                 s = 20
@@ -8001,12 +7874,12 @@ def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqTy
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(0, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_PairingReqType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_PairingReqType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             n += 1
             if n == 16:
@@ -8039,36 +7912,34 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         raise r.fail('WPT_PairingResType[1]', 'expected SE(ResponseCode)')
     if r.bits(1):
         raise r.fail('WPT_PairingResType.ResponseCode', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('WPT_PairingResType.ResponseCode', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('WPT_PairingResType.ResponseCode', f'enumeration index {iv} out of range')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('WPT_PairingResType.ResponseCode', 'expected EE')
-    f_ResponseCode = v
     s = 2
     if r.bits(1):
         raise r.fail('WPT_PairingResType[2]', 'expected SE(EVSEProcessing)')
     if r.bits(1):
         raise r.fail('WPT_PairingResType.EVSEProcessing', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('WPT_PairingResType.EVSEProcessing', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('WPT_PairingResType.EVSEProcessing', f'enumeration index {iv} out of range')
+    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('WPT_PairingResType.EVSEProcessing', 'expected EE')
-    f_EVSEProcessing = v
     s = 3
     ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
             raise r.fail('WPT_PairingResType.ObservedIDCode', 'expected CH')
-        v = r.uint()
-        if v < 1 or v > 4294967295:
-            raise r.fail('WPT_PairingResType.ObservedIDCode', f'value {v} outside 1..4294967295')
+        iv = r.uint()
+        if iv < 1 or iv > 4294967295:
+            raise r.fail('WPT_PairingResType.ObservedIDCode', f'value {iv} outside 1..4294967295')
+        f_ObservedIDCode = iv
         if r.bits(1):
             raise r.fail('WPT_PairingResType.ObservedIDCode', 'expected EE')
-        f_ObservedIDCode = v
         s = 4
     elif ec == 1:
         f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
@@ -8076,10 +7947,9 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     elif ec == 2:
         if r.bits(1):
             raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected CH')
-        v = r.binary(256)
+        f_VendorSpecificDataContainer.append(r.binary(256))
         if r.bits(1):
             raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected EE')
-        f_VendorSpecificDataContainer.append(v)
         s = 6
     elif ec == 3:
         s = -1
@@ -8093,10 +7963,9 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             s = 6
         elif ec == 2:
             s = -1
@@ -8107,10 +7976,9 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         if ec == 0:
             if r.bits(1):
                 raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected CH')
-            v = r.binary(256)
+            f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
                 raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected EE')
-            f_VendorSpecificDataContainer.append(v)
             s = 6
         elif ec == 1:
             s = -1
@@ -8123,10 +7991,9 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected CH')
-                v = r.binary(256)
+                f_VendorSpecificDataContainer.append(r.binary(256))
                 if r.bits(1):
                     raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected EE')
-                f_VendorSpecificDataContainer.append(v)
                 n += 1
                 if n == 15:
                     s = 21
@@ -8181,12 +8048,12 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
         s = 5
     elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
         w.bits(2, 3)
-        x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+        x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
         i_VendorSpecificDataContainer += 1
         w.bits(0, 1)
-        if len(x) > 256:
-            raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-        w.binary(x)
+        if len(x_VendorSpecificDataContainer) > 256:
+            raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+        w.binary(x_VendorSpecificDataContainer)
         w.bits(0, 1)
         s = 6
     else:
@@ -8199,12 +8066,12 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
             s = 5
         elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(1, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             s = 6
         else:
@@ -8213,12 +8080,12 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
     if s == 5:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             w.bits(0, 2)
-            x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+            x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
             w.bits(0, 1)
-            if len(x) > 256:
-                raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-            w.binary(x)
+            if len(x_VendorSpecificDataContainer) > 256:
+                raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.binary(x_VendorSpecificDataContainer)
             w.bits(0, 1)
             s = 6
         else:
@@ -8229,12 +8096,12 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
         while True:
             if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
                 w.bits(0, 2)
-                x = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
+                x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
                 i_VendorSpecificDataContainer += 1
                 w.bits(0, 1)
-                if len(x) > 256:
-                    raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x)} outside 0..256')
-                w.binary(x)
+                if len(x_VendorSpecificDataContainer) > 256:
+                    raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                w.binary(x_VendorSpecificDataContainer)
                 w.bits(0, 1)
                 n += 1
                 if n == 15:
@@ -8297,12 +8164,12 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'expected CH')
-            v = r.uint()
-            if v > 65535:
-                raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'value {v} outside 0..65535')
+            iv = r.uint()
+            if iv > 65535:
+                raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'value {iv} outside 0..65535')
+            f_PulseSeparationTime = iv
             if r.bits(1):
                 raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'expected EE')
-            f_PulseSeparationTime = v
             s = 4
             break
         else:
@@ -8312,34 +8179,34 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
             raise r.fail('WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime)')
         if r.bits(1):
             raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'expected CH')
-        v = r.uint()
-        if v > 65535:
-            raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'value {v} outside 0..65535')
+        iv = r.uint()
+        if iv > 65535:
+            raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'value {iv} outside 0..65535')
+        f_PulseSeparationTime = iv
         if r.bits(1):
             raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'expected EE')
-        f_PulseSeparationTime = v
         s = 4
     if r.bits(1):
         raise r.fail('WPT_TxRxPackageSpecDataType[4]', 'expected SE(PulseDuration)')
     if r.bits(1):
         raise r.fail('WPT_TxRxPackageSpecDataType.PulseDuration', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('WPT_TxRxPackageSpecDataType.PulseDuration', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('WPT_TxRxPackageSpecDataType.PulseDuration', f'value {iv} outside 0..65535')
+    f_PulseDuration = iv
     if r.bits(1):
         raise r.fail('WPT_TxRxPackageSpecDataType.PulseDuration', 'expected EE')
-    f_PulseDuration = v
     s = 6
     if r.bits(1):
         raise r.fail('WPT_TxRxPackageSpecDataType[6]', 'expected SE(PackageSeparationTime)')
     if r.bits(1):
         raise r.fail('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'value {iv} outside 0..65535')
+    f_PackageSeparationTime = iv
     if r.bits(1):
         raise r.fail('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'expected EE')
-    f_PackageSeparationTime = v
     s = 8
     if r.bits(1):
         raise r.fail('WPT_TxRxPackageSpecDataType[8]', 'expected EE')
@@ -8351,17 +8218,17 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     s = 0
     if i_PulseSequenceOrder < len(o.PulseSequenceOrder):
         w.bits(0, 1)
-        x = o.PulseSequenceOrder[i_PulseSequenceOrder]
+        x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
-        _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x)
+        _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x_PulseSequenceOrder)
         s = 1
     else:
         raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder)')
     if i_PulseSequenceOrder < len(o.PulseSequenceOrder):
         w.bits(0, 1)
-        x = o.PulseSequenceOrder[i_PulseSequenceOrder]
+        x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
-        _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x)
+        _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x_PulseSequenceOrder)
         s = 2
     else:
         raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder)')
@@ -8369,9 +8236,9 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     while True:
         if i_PulseSequenceOrder < len(o.PulseSequenceOrder):
             w.bits(0, 2)
-            x = o.PulseSequenceOrder[i_PulseSequenceOrder]
+            x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
             i_PulseSequenceOrder += 1
-            _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x)
+            _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x_PulseSequenceOrder)
             n += 1
             if n == 253:
                 s = 258
@@ -8431,22 +8298,22 @@ def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPuls
         raise r.fail('WPT_TxRxPulseOrderType[0]', 'expected SE(IndexNumber)')
     if r.bits(1):
         raise r.fail('WPT_TxRxPulseOrderType.IndexNumber', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('WPT_TxRxPulseOrderType.IndexNumber', f'value {v} outside 0..65535')
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('WPT_TxRxPulseOrderType.IndexNumber', f'value {iv} outside 0..65535')
+    f_IndexNumber = iv
     if r.bits(1):
         raise r.fail('WPT_TxRxPulseOrderType.IndexNumber', 'expected EE')
-    f_IndexNumber = v
     if r.bits(1):
         raise r.fail('WPT_TxRxPulseOrderType[1]', 'expected SE(TxRxIdentifier)')
     if r.bits(1):
         raise r.fail('WPT_TxRxPulseOrderType.TxRxIdentifier', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('WPT_TxRxPulseOrderType.TxRxIdentifier', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('WPT_TxRxPulseOrderType.TxRxIdentifier', f'value {iv} outside 1..4294967295')
+    f_TxRxIdentifier = iv
     if r.bits(1):
         raise r.fail('WPT_TxRxPulseOrderType.TxRxIdentifier', 'expected EE')
-    f_TxRxIdentifier = v
     if r.bits(1):
         raise r.fail('WPT_TxRxPulseOrderType[2]', 'expected EE')
     pass
@@ -8483,12 +8350,12 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
         raise r.fail('WPT_TxRxSpecDataType[0]', 'expected SE(TxRxIdentifier)')
     if r.bits(1):
         raise r.fail('WPT_TxRxSpecDataType.TxRxIdentifier', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('WPT_TxRxSpecDataType.TxRxIdentifier', f'value {v} outside 1..4294967295')
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('WPT_TxRxSpecDataType.TxRxIdentifier', f'value {iv} outside 1..4294967295')
+    f_TxRxIdentifier = iv
     if r.bits(1):
         raise r.fail('WPT_TxRxSpecDataType.TxRxIdentifier', 'expected EE')
-    f_TxRxIdentifier = v
     if r.bits(1):
         raise r.fail('WPT_TxRxSpecDataType[1]', 'expected SE(TxRxPosition)')
     f_TxRxPosition = _d_iso20_wpt_WPT_CoordinateXYZType(r)
@@ -8553,10 +8420,10 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 65535:
-        raise r.fail('value', f'value {v} outside 0..65535')
-
+    iv = r.uint()
+    if iv > 65535:
+        raise r.fail('value', f'value {iv} outside 0..65535')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8571,10 +8438,10 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 18446744073709551615:
-        raise r.fail('value', f'value {v} outside 0..18446744073709551615')
-
+    iv = r.uint()
+    if iv > 18446744073709551615:
+        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8617,10 +8484,10 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if v < -32768 or v > 32767:
-        raise r.fail('value', f'value {v} outside -32768..32767')
-
+    iv = r.integer()
+    if iv < -32768 or iv > 32767:
+        raise r.fail('value', f'value {iv} outside -32768..32767')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8635,10 +8502,10 @@ def _e_v6(w: BitWriter, o: Any) -> None:
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v > 4294967295:
-        raise r.fail('value', f'value {v} outside 0..4294967295')
-
+    iv = r.uint()
+    if iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 0..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8666,10 +8533,10 @@ def _e_v8(w: BitWriter, o: Any) -> None:
 def _d_v9(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_processingType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_processingType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8682,10 +8549,10 @@ def _e_v9(w: BitWriter, o: Any) -> None:
 def _d_v10(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_wpt_WPT_EVResultType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_wpt_WPT_EVResultType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8698,10 +8565,10 @@ def _e_v10(w: BitWriter, o: Any) -> None:
 def _d_v11(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_evseNotificationType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_evseNotificationType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8785,10 +8652,10 @@ def _e_v16(w: BitWriter, o: Any) -> None:
 def _d_v17(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(7)
-    if v > 100:
-        raise r.fail('value', f'value {v} outside 0..100')
-
+    iv = r.bits(7)
+    if iv > 100:
+        raise r.fail('value', f'value {iv} outside 0..100')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8848,10 +8715,10 @@ def _e_v20(w: BitWriter, o: Any) -> None:
 def _d_v21(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.uint()
-    if v < 1 or v > 4294967295:
-        raise r.fail('value', f'value {v} outside 1..4294967295')
-
+    iv = r.uint()
+    if iv < 1 or iv > 4294967295:
+        raise r.fail('value', f'value {iv} outside 1..4294967295')
+    v = iv
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8892,10 +8759,10 @@ def _e_v23(w: BitWriter, o: Any) -> None:
 def _d_v24(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(6)
-    if v >= 40:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_common_types_responseCodeType[v]
+    iv = r.bits(6)
+    if iv >= 40:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_common_types_responseCodeType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8908,10 +8775,10 @@ def _e_v24(w: BitWriter, o: Any) -> None:
 def _d_v25(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8954,10 +8821,10 @@ def _e_v27(w: BitWriter, o: Any) -> None:
 def _d_v28(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(2)
-    if v >= 3:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_wpt_WPT_AlignmentCheckMethodType[v]
+    iv = r.bits(2)
+    if iv >= 3:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_wpt_WPT_AlignmentCheckMethodType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8970,10 +8837,10 @@ def _e_v28(w: BitWriter, o: Any) -> None:
 def _d_v29(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 5:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_wpt_WPT_FinePositioningMethodType[v]
+    iv = r.bits(3)
+    if iv >= 5:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_wpt_WPT_FinePositioningMethodType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v
@@ -8986,10 +8853,10 @@ def _e_v29(w: BitWriter, o: Any) -> None:
 def _d_v30(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail('value', 'expected CH')
-    v = r.bits(3)
-    if v >= 6:
-        raise r.fail('value', f'enumeration index {v} out of range')
-    v = _E_iso20_wpt_WPT_PairingMethodType[v]
+    iv = r.bits(3)
+    if iv >= 6:
+        raise r.fail('value', f'enumeration index {iv} out of range')
+    v = _E_iso20_wpt_WPT_PairingMethodType[iv]
     if r.bits(1):
         raise r.fail('value', 'expected EE')
     return v

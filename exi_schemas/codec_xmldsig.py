@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from iso15118.exi._bits import BitReader, BitWriter, encode_error
 from exi_schemas import xmldsig as _xmldsig
+from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -60,26 +60,23 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected CH')
-        v = r.binary(None)
+        f_P = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.P', 'expected EE')
-        f_P = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected CH')
-        v = r.binary(None)
+        f_G = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.G', 'expected EE')
-        f_G = v
         s = 2
     elif ec == 2:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
@@ -88,28 +85,25 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected CH')
-        v = r.binary(None)
+        f_Q = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Q', 'expected EE')
-        f_Q = v
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected CH')
-            v = r.binary(None)
+            f_G = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.G', 'expected EE')
-            f_G = v
             s = 2
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected CH')
-            v = r.binary(None)
+            f_Y = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Y', 'expected EE')
-            f_Y = v
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
@@ -118,27 +112,24 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected CH')
-        v = r.binary(None)
+        f_Y = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Y', 'expected EE')
-        f_Y = v
         s = 3
     ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected CH')
-        v = r.binary(None)
+        f_J = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.J', 'expected EE')
-        f_J = v
         s = 5
     elif ec == 1:
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-        v = r.binary(None)
+        f_Seed = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-        f_Seed = v
         s = 6
     elif ec == 2:
         s = -1
@@ -149,10 +140,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected CH')
-            v = r.binary(None)
+            f_Seed = r.binary(None)
             if r.bits(1):
                 raise r.fail('DSAKeyValueType.Seed', 'expected EE')
-            f_Seed = v
             s = 6
         elif ec == 1:
             s = -1
@@ -163,10 +153,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
-        v = r.binary(None)
+        f_PgenCounter = r.binary(None)
         if r.bits(1):
             raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
-        f_PgenCounter = v
         s = 7
     if s == 7:
         if r.bits(1):
@@ -313,10 +302,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected CH')
-        v = r.string(None)
+        f_KeyName.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.KeyName', 'expected EE')
-        f_KeyName.append(v)
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -336,10 +324,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     elif ec == 7:
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-        v = r.string(None)
+        f_MgmtData.append(r.string(None))
         if r.bits(1):
             raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-        f_MgmtData.append(v)
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -353,10 +340,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected CH')
-                v = r.string(None)
+                f_KeyName.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.KeyName', 'expected EE')
-                f_KeyName.append(v)
                 s = 2
                 break
             elif ec == 1:
@@ -382,10 +368,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             elif ec == 6:
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-                v = r.string(None)
+                f_MgmtData.append(r.string(None))
                 if r.bits(1):
                     raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-                f_MgmtData.append(v)
                 s = 2
                 break
             elif ec == 7:
@@ -399,10 +384,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected CH')
-            v = r.string(None)
+            f_KeyName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.KeyName', 'expected EE')
-            f_KeyName.append(v)
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -416,10 +400,9 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 6:
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected CH')
-            v = r.string(None)
+            f_MgmtData.append(r.string(None))
             if r.bits(1):
                 raise r.fail('KeyInfoType.MgmtData', 'expected EE')
-            f_MgmtData.append(v)
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -446,48 +429,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         s = 1
     elif i_KeyName < len(o.KeyName):
         w.bits(1, 4)
-        x = o.KeyName[i_KeyName]
+        x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_KeyName)
         w.bits(0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
         w.bits(2, 4)
-        x = o.KeyValue[i_KeyValue]
+        x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
-        _e_xmldsig_KeyValueType(w, x)
+        _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
         w.bits(3, 4)
-        x = o.RetrievalMethod[i_RetrievalMethod]
+        x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
-        _e_xmldsig_RetrievalMethodType(w, x)
+        _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
         w.bits(4, 4)
-        x = o.X509Data[i_X509Data]
+        x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
-        _e_xmldsig_X509DataType(w, x)
+        _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
         w.bits(5, 4)
-        x = o.PGPData[i_PGPData]
+        x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
-        _e_xmldsig_PGPDataType(w, x)
+        _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
         w.bits(6, 4)
-        x = o.SPKIData[i_SPKIData]
+        x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
-        _e_xmldsig_SPKIDataType(w, x)
+        _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         w.bits(7, 4)
-        x = o.MgmtData[i_MgmtData]
+        x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_MgmtData)
         w.bits(0, 1)
         s = 2
     else:
@@ -495,48 +478,48 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     if s == 1:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
             s = 2
         else:
@@ -544,42 +527,42 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     while True:
         if i_KeyName < len(o.KeyName):
             w.bits(0, 4)
-            x = o.KeyName[i_KeyName]
+            x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_KeyName)
             w.bits(0, 1)
         elif i_KeyValue < len(o.KeyValue):
             w.bits(1, 4)
-            x = o.KeyValue[i_KeyValue]
+            x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
-            _e_xmldsig_KeyValueType(w, x)
+            _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
             w.bits(2, 4)
-            x = o.RetrievalMethod[i_RetrievalMethod]
+            x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
-            _e_xmldsig_RetrievalMethodType(w, x)
+            _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
             w.bits(3, 4)
-            x = o.X509Data[i_X509Data]
+            x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
-            _e_xmldsig_X509DataType(w, x)
+            _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
             w.bits(4, 4)
-            x = o.PGPData[i_PGPData]
+            x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
-            _e_xmldsig_PGPDataType(w, x)
+            _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
             w.bits(5, 4)
-            x = o.SPKIData[i_SPKIData]
+            x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
-            _e_xmldsig_SPKIDataType(w, x)
+            _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
             w.bits(6, 4)
-            x = o.MgmtData[i_MgmtData]
+            x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_MgmtData)
             w.bits(0, 1)
         else:
             w.bits(8, 4)
@@ -667,27 +650,27 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         s = 1
     elif i_Reference < len(o.Reference):
         w.bits(1, 2)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
             w.bits(0, 1)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -809,18 +792,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if ec == 0:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyID = r.binary(None)
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
-        f_PGPKeyID = v
         s = 1
     elif ec == 1:
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-        v = r.binary(None)
+        f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
             raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-        f_PGPKeyPacket.append(v)
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -829,10 +810,9 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
-            v = r.binary(None)
+            f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
-            f_PGPKeyPacket.append(v)
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -873,10 +853,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         w.bits(1, 2)
-        x = o.PGPKeyPacket[i_PGPKeyPacket]
+        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_PGPKeyPacket)
         w.bits(0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -886,10 +866,10 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             w.bits(0, 2)
-            x = o.PGPKeyPacket[i_PGPKeyPacket]
+            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_PGPKeyPacket)
             w.bits(0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
@@ -913,18 +893,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
-    v = r.binary(None)
+    f_Modulus = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    f_Modulus = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
-    v = r.binary(None)
+    f_Exponent = r.binary(None)
     if r.bits(1):
         raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    f_Exponent = v
     if r.bits(1):
         raise r.fail('RSAKeyValueType[2]', 'expected EE')
     pass
@@ -1023,10 +1001,9 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected CH')
-    v = r.binary(None)
+    f_DigestValue = r.binary(None)
     if r.bits(1):
         raise r.fail('ReferenceType.DigestValue', 'expected EE')
-    f_DigestValue = v
     s = 6
     if r.bits(1):
         raise r.fail('ReferenceType[6]', 'expected EE')
@@ -1218,10 +1195,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-            v = r.binary(None)
+            f_SPKISexp.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-            f_SPKISexp.append(v)
             s = 1
         if s == 1:
             while True:
@@ -1229,10 +1205,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 if ec == 0:
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                    v = r.binary(None)
+                    f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
                         raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                    f_SPKISexp.append(v)
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1245,10 +1220,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             if ec == 0:
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
-                v = r.binary(None)
+                f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
                     raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
-                f_SPKISexp.append(v)
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1263,10 +1237,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 1)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1275,10 +1249,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
                     w.bits(0, 2)
-                    x = o.SPKISexp[i_SPKISexp]
+                    x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
                     w.bits(0, 1)
-                    w.binary(x)
+                    w.binary(x_SPKISexp)
                     w.bits(0, 1)
                 else:
                     w.bits(2, 2)
@@ -1287,10 +1261,10 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 w.bits(0, 2)
-                x = o.SPKISexp[i_SPKISexp]
+                x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
                 w.bits(0, 1)
-                w.binary(x)
+                w.binary(x_SPKISexp)
                 w.bits(0, 1)
                 s = 1
             else:
@@ -1310,10 +1284,9 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         if ec == 0:
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            v = r.integer()
+            f_HMACOutputLength = r.integer()
             if r.bits(1):
                 raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
-            f_HMACOutputLength = v
             s = 2
             break
         elif ec == 1:
@@ -1399,27 +1372,27 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
         w.bits(1, 2)
-        x = o.SignatureProperty[i_SignatureProperty]
+        x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
-        _e_xmldsig_SignaturePropertyType(w, x)
+        _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 1)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     while True:
         if i_SignatureProperty < len(o.SignatureProperty):
             w.bits(0, 2)
-            x = o.SignatureProperty[i_SignatureProperty]
+            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x)
+            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         else:
             w.bits(1, 2)
             s = -1
@@ -1569,9 +1542,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         s = 4
     elif i_Object < len(o.Object):
         w.bits(1, 2)
-        x = o.Object[i_Object]
+        x_Object = o.Object[i_Object]
         i_Object += 1
-        _e_xmldsig_ObjectType(w, x)
+        _e_xmldsig_ObjectType(w, x_Object)
         s = 4
     else:
         w.bits(2, 2)
@@ -1580,9 +1553,9 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         while True:
             if i_Object < len(o.Object):
                 w.bits(0, 2)
-                x = o.Object[i_Object]
+                x_Object = o.Object[i_Object]
                 i_Object += 1
-                _e_xmldsig_ObjectType(w, x)
+                _e_xmldsig_ObjectType(w, x_Object)
             else:
                 w.bits(1, 2)
                 s = -1
@@ -1701,18 +1674,18 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
     if i_Reference < len(o.Reference):
         w.bits(0, 1)
-        x = o.Reference[i_Reference]
+        x_Reference = o.Reference[i_Reference]
         i_Reference += 1
-        _e_xmldsig_ReferenceType(w, x)
+        _e_xmldsig_ReferenceType(w, x_Reference)
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     while True:
         if i_Reference < len(o.Reference):
             w.bits(0, 2)
-            x = o.Reference[i_Reference]
+            x_Reference = o.Reference[i_Reference]
             i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x)
+            _e_xmldsig_ReferenceType(w, x_Reference)
         else:
             w.bits(1, 2)
             s = -1
@@ -1729,10 +1702,9 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         if ec == 0:
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected CH')
-            v = r.string(None)
+            f_XPath.append(r.string(None))
             if r.bits(1):
                 raise r.fail('TransformType.XPath', 'expected EE')
-            f_XPath.append(v)
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
@@ -1754,10 +1726,10 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     while True:
         if i_XPath < len(o.XPath):
             w.bits(0, 3)
-            x = o.XPath[i_XPath]
+            x_XPath = o.XPath[i_XPath]
             i_XPath += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_XPath)
             w.bits(0, 1)
         else:
             w.bits(2, 3)
@@ -1784,17 +1756,17 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     if i_Transform < len(o.Transform):
         w.bits(0, 1)
-        x = o.Transform[i_Transform]
+        x_Transform = o.Transform[i_Transform]
         i_Transform += 1
-        _e_xmldsig_TransformType(w, x)
+        _e_xmldsig_TransformType(w, x_Transform)
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     while True:
         if i_Transform < len(o.Transform):
             w.bits(0, 2)
-            x = o.Transform[i_Transform]
+            x_Transform = o.Transform[i_Transform]
             i_Transform += 1
-            _e_xmldsig_TransformType(w, x)
+            _e_xmldsig_TransformType(w, x_Transform)
         else:
             w.bits(1, 2)
             pass
@@ -1812,31 +1784,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     elif ec == 1:
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected CH')
-        v = r.binary(None)
+        f_X509SKI.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SKI', 'expected EE')
-        f_X509SKI.append(v)
     elif ec == 2:
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-        v = r.string(None)
+        f_X509SubjectName.append(r.string(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-        f_X509SubjectName.append(v)
     elif ec == 3:
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected CH')
-        v = r.binary(None)
+        f_X509Certificate.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509Certificate', 'expected EE')
-        f_X509Certificate.append(v)
     elif ec == 4:
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected CH')
-        v = r.binary(None)
+        f_X509CRL.append(r.binary(None))
         if r.bits(1):
             raise r.fail('X509DataType.X509CRL', 'expected EE')
-        f_X509CRL.append(v)
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -1848,31 +1816,27 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         elif ec == 1:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected CH')
-            v = r.binary(None)
+            f_X509SKI.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SKI', 'expected EE')
-            f_X509SKI.append(v)
         elif ec == 2:
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected CH')
-            v = r.string(None)
+            f_X509SubjectName.append(r.string(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509SubjectName', 'expected EE')
-            f_X509SubjectName.append(v)
         elif ec == 3:
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected CH')
-            v = r.binary(None)
+            f_X509Certificate.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509Certificate', 'expected EE')
-            f_X509Certificate.append(v)
         elif ec == 4:
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected CH')
-            v = r.binary(None)
+            f_X509CRL.append(r.binary(None))
             if r.bits(1):
                 raise r.fail('X509DataType.X509CRL', 'expected EE')
-            f_X509CRL.append(v)
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
@@ -1890,72 +1854,72 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
         w.bits(0, 3)
-        x = o.X509IssuerSerial[i_X509IssuerSerial]
+        x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x)
+        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
         w.bits(1, 3)
-        x = o.X509SKI[i_X509SKI]
+        x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509SKI)
         w.bits(0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
         w.bits(2, 3)
-        x = o.X509SubjectName[i_X509SubjectName]
+        x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
         w.bits(0, 1)
-        w.string(x)
+        w.string(x_X509SubjectName)
         w.bits(0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
         w.bits(3, 3)
-        x = o.X509Certificate[i_X509Certificate]
+        x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509Certificate)
         w.bits(0, 1)
     elif i_X509CRL < len(o.X509CRL):
         w.bits(4, 3)
-        x = o.X509CRL[i_X509CRL]
+        x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
         w.bits(0, 1)
-        w.binary(x)
+        w.binary(x_X509CRL)
         w.bits(0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
             w.bits(0, 3)
-            x = o.X509IssuerSerial[i_X509IssuerSerial]
+            x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x)
+            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
             w.bits(1, 3)
-            x = o.X509SKI[i_X509SKI]
+            x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509SKI)
             w.bits(0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
             w.bits(2, 3)
-            x = o.X509SubjectName[i_X509SubjectName]
+            x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
             w.bits(0, 1)
-            w.string(x)
+            w.string(x_X509SubjectName)
             w.bits(0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
             w.bits(3, 3)
-            x = o.X509Certificate[i_X509Certificate]
+            x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509Certificate)
             w.bits(0, 1)
         elif i_X509CRL < len(o.X509CRL):
             w.bits(4, 3)
-            x = o.X509CRL[i_X509CRL]
+            x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
             w.bits(0, 1)
-            w.binary(x)
+            w.binary(x_X509CRL)
             w.bits(0, 1)
         else:
             w.bits(6, 3)
@@ -1969,18 +1933,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
-    v = r.string(None)
+    f_X509IssuerName = r.string(None)
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    f_X509IssuerName = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    v = r.integer()
+    f_X509SerialNumber = r.integer()
     if r.bits(1):
         raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    f_X509SerialNumber = v
     if r.bits(1):
         raise r.fail('X509IssuerSerialType[2]', 'expected EE')
     pass

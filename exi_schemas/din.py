@@ -9,9 +9,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from exi_schemas import xmldsig as _xmldsig
-
-FieldTable = tuple[tuple[str, str, str, bool, object], ...]
-"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""
+from iso15118.exi.fields import Field
 
 
 class DC_EVErrorCodeType(StrEnum):
@@ -188,7 +186,7 @@ class valueType(StrEnum):
 class AC_EVChargeParameterType:
     """XSD type AC_EVChargeParameterType (urn:din:70121:2012:MsgDataTypes), element AC_EVChargeParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int  # 0..4294967295
     EAmount: PhysicalValueType
@@ -201,7 +199,7 @@ class AC_EVChargeParameterType:
 class AC_EVSEChargeParameterType:
     """XSD type AC_EVSEChargeParameterType (urn:din:70121:2012:MsgDataTypes), element AC_EVSEChargeParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     AC_EVSEStatus: AC_EVSEStatusType
     EVSEMaxVoltage: PhysicalValueType
@@ -213,7 +211,7 @@ class AC_EVSEChargeParameterType:
 class AC_EVSEStatusType:
     """XSD type AC_EVSEStatusType (urn:din:70121:2012:MsgDataTypes), element AC_EVSEStatus."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PowerSwitchClosed: bool
     RCD: bool
@@ -225,7 +223,7 @@ class AC_EVSEStatusType:
 class BodyBaseType:
     """XSD abstract type BodyBaseType (urn:din:70121:2012:MsgDef), element BodyElement."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -233,7 +231,7 @@ class BodyBaseType:
 class BodyType:
     """XSD type BodyType (urn:din:70121:2012:MsgDef)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     BodyElement: BodyBaseType | None = None
     CableCheckReq: CableCheckReqType | None = None
@@ -276,7 +274,7 @@ class BodyType:
 class CableCheckReqType:
     """XSD type CableCheckReqType (urn:din:70121:2012:MsgBody), element CableCheckReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
 
@@ -285,7 +283,7 @@ class CableCheckReqType:
 class CableCheckResType:
     """XSD type CableCheckResType (urn:din:70121:2012:MsgBody), element CableCheckRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatusType
@@ -296,7 +294,7 @@ class CableCheckResType:
 class CertificateChainType:
     """XSD type CertificateChainType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Certificate: bytes  # length 0..1200
     SubCertificates: SubCertificatesType | None = None
@@ -306,7 +304,7 @@ class CertificateChainType:
 class CertificateInstallationReqType:
     """XSD type CertificateInstallationReqType (urn:din:70121:2012:MsgBody), element CertificateInstallationReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     OEMProvisioningCert: bytes  # length 0..1200
@@ -318,7 +316,7 @@ class CertificateInstallationReqType:
 class CertificateInstallationResType:
     """XSD type CertificateInstallationResType (urn:din:70121:2012:MsgBody), element CertificateInstallationRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     ResponseCode: responseCodeType
@@ -332,7 +330,7 @@ class CertificateInstallationResType:
 class CertificateUpdateReqType:
     """XSD type CertificateUpdateReqType (urn:din:70121:2012:MsgBody), element CertificateUpdateReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     ContractSignatureCertChain: CertificateChainType
@@ -345,7 +343,7 @@ class CertificateUpdateReqType:
 class CertificateUpdateResType:
     """XSD type CertificateUpdateResType (urn:din:70121:2012:MsgBody), element CertificateUpdateRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     ResponseCode: responseCodeType
@@ -360,7 +358,7 @@ class CertificateUpdateResType:
 class ChargeParameterDiscoveryReqType:
     """XSD type ChargeParameterDiscoveryReqType (urn:din:70121:2012:MsgBody), element ChargeParameterDiscoveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVRequestedEnergyTransferType: EVRequestedEnergyTransferType
     AC_EVChargeParameter: AC_EVChargeParameterType | None = None
@@ -372,7 +370,7 @@ class ChargeParameterDiscoveryReqType:
 class ChargeParameterDiscoveryResType:
     """XSD type ChargeParameterDiscoveryResType (urn:din:70121:2012:MsgBody), element ChargeParameterDiscoveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     EVSEProcessing: EVSEProcessingType
@@ -387,7 +385,7 @@ class ChargeParameterDiscoveryResType:
 class ChargingProfileType:
     """XSD type ChargingProfileType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SAScheduleTupleID: int  # -32768..32767
     ProfileEntry: list[ProfileEntryType]  # 1..unbounded entries
@@ -397,7 +395,7 @@ class ChargingProfileType:
 class ChargingStatusReqType:
     """XSD type ChargingStatusReqType (urn:din:70121:2012:MsgBody), element ChargingStatusReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -405,7 +403,7 @@ class ChargingStatusReqType:
 class ChargingStatusResType:
     """XSD type ChargingStatusResType (urn:din:70121:2012:MsgBody), element ChargingStatusRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     EVSEID: bytes  # length 0..32
@@ -420,7 +418,7 @@ class ChargingStatusResType:
 class ConsumptionCostType:
     """XSD type ConsumptionCostType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     startValue: int  # 0..4294967295
     Cost: list[CostType] = field(default_factory=list)  # 0..unbounded entries
@@ -430,7 +428,7 @@ class ConsumptionCostType:
 class ContractAuthenticationReqType:
     """XSD type ContractAuthenticationReqType (urn:din:70121:2012:MsgBody), element ContractAuthenticationReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     GenChallenge: str | None = None
@@ -440,7 +438,7 @@ class ContractAuthenticationReqType:
 class ContractAuthenticationResType:
     """XSD type ContractAuthenticationResType (urn:din:70121:2012:MsgBody), element ContractAuthenticationRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     EVSEProcessing: EVSEProcessingType
@@ -450,7 +448,7 @@ class ContractAuthenticationResType:
 class CostType:
     """XSD type CostType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     costKind: costKindType
     amount: int  # 0..4294967295
@@ -461,7 +459,7 @@ class CostType:
 class CurrentDemandReqType:
     """XSD type CurrentDemandReqType (urn:din:70121:2012:MsgBody), element CurrentDemandReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
     EVTargetCurrent: PhysicalValueType
@@ -479,7 +477,7 @@ class CurrentDemandReqType:
 class CurrentDemandResType:
     """XSD type CurrentDemandResType (urn:din:70121:2012:MsgBody), element CurrentDemandRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatusType
@@ -497,7 +495,7 @@ class CurrentDemandResType:
 class DC_EVChargeParameterType:
     """XSD type DC_EVChargeParameterType (urn:din:70121:2012:MsgDataTypes), element DC_EVChargeParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
     EVMaximumCurrentLimit: PhysicalValueType
@@ -513,7 +511,7 @@ class DC_EVChargeParameterType:
 class DC_EVPowerDeliveryParameterType:
     """XSD type DC_EVPowerDeliveryParameterType (urn:din:70121:2012:MsgDataTypes), element DC_EVPowerDeliveryParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
     BulkChargingComplete: bool | None = None
@@ -524,7 +522,7 @@ class DC_EVPowerDeliveryParameterType:
 class DC_EVSEChargeParameterType:
     """XSD type DC_EVSEChargeParameterType (urn:din:70121:2012:MsgDataTypes), element DC_EVSEChargeParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVSEStatus: DC_EVSEStatusType
     EVSEMaximumCurrentLimit: PhysicalValueType
@@ -541,7 +539,7 @@ class DC_EVSEChargeParameterType:
 class DC_EVSEStatusType:
     """XSD type DC_EVSEStatusType (urn:din:70121:2012:MsgDataTypes), element DC_EVSEStatus."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVSEIsolationStatus: isolationLevelType | None = None
     EVSEStatusCode: DC_EVSEStatusCodeType
@@ -553,7 +551,7 @@ class DC_EVSEStatusType:
 class DC_EVStatusType:
     """XSD type DC_EVStatusType (urn:din:70121:2012:MsgDataTypes), element DC_EVStatus."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVReady: bool
     EVCabinConditioning: bool | None = None
@@ -566,7 +564,7 @@ class DC_EVStatusType:
 class EVChargeParameterType:
     """XSD abstract type EVChargeParameterType (urn:din:70121:2012:MsgDataTypes), element EVChargeParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -574,7 +572,7 @@ class EVChargeParameterType:
 class EVPowerDeliveryParameterType:
     """XSD abstract type EVPowerDeliveryParameterType (urn:din:70121:2012:MsgDataTypes), element EVPowerDeliveryParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -582,7 +580,7 @@ class EVPowerDeliveryParameterType:
 class EVSEChargeParameterType:
     """XSD abstract type EVSEChargeParameterType (urn:din:70121:2012:MsgDataTypes), element EVSEChargeParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -590,7 +588,7 @@ class EVSEChargeParameterType:
 class EVSEStatusType:
     """XSD abstract type EVSEStatusType (urn:din:70121:2012:MsgDataTypes), element EVSEStatus."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -598,7 +596,7 @@ class EVSEStatusType:
 class EVStatusType:
     """XSD abstract type EVStatusType (urn:din:70121:2012:MsgDataTypes), element EVStatus."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -606,7 +604,7 @@ class EVStatusType:
 class EntryType:
     """XSD abstract type EntryType (urn:din:70121:2012:MsgDataTypes), element Entry."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RelativeTimeInterval: RelativeTimeIntervalType | None = None
     TimeInterval: IntervalType | None = None
@@ -616,7 +614,7 @@ class EntryType:
 class IntervalType:
     """XSD abstract type IntervalType (urn:din:70121:2012:MsgDataTypes), element TimeInterval."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -624,7 +622,7 @@ class IntervalType:
 class ListOfRootCertificateIDsType:
     """XSD type ListOfRootCertificateIDsType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RootCertificateID: list[str]  # length 0..40; 1..unbounded entries
 
@@ -633,7 +631,7 @@ class ListOfRootCertificateIDsType:
 class MessageHeaderType:
     """XSD type MessageHeaderType (urn:din:70121:2012:MsgHeader)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SessionID: bytes  # length 0..8
     Notification: NotificationType | None = None
@@ -644,7 +642,7 @@ class MessageHeaderType:
 class MeterInfoType:
     """XSD type MeterInfoType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     MeterID: str  # length 0..32
     MeterReading: PhysicalValueType | None = None
@@ -657,7 +655,7 @@ class MeterInfoType:
 class MeteringReceiptReqType:
     """XSD type MeteringReceiptReqType (urn:din:70121:2012:MsgBody), element MeteringReceiptReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     SessionID: bytes  # length 0..8
@@ -669,7 +667,7 @@ class MeteringReceiptReqType:
 class MeteringReceiptResType:
     """XSD type MeteringReceiptResType (urn:din:70121:2012:MsgBody), element MeteringReceiptRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     AC_EVSEStatus: AC_EVSEStatusType
@@ -679,7 +677,7 @@ class MeteringReceiptResType:
 class NotificationType:
     """XSD type NotificationType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     FaultCode: faultCodeType
     FaultMsg: str | None = None  # length 0..64
@@ -689,7 +687,7 @@ class NotificationType:
 class PMaxScheduleEntryType:
     """XSD type PMaxScheduleEntryType (urn:din:70121:2012:MsgDataTypes), element PMaxScheduleEntry."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RelativeTimeInterval: RelativeTimeIntervalType | None = None
     TimeInterval: IntervalType | None = None
@@ -700,7 +698,7 @@ class PMaxScheduleEntryType:
 class PMaxScheduleType:
     """XSD type PMaxScheduleType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PMaxScheduleID: int  # -32768..32767
     PMaxScheduleEntry: list[PMaxScheduleEntryType]  # 1..unbounded entries
@@ -710,7 +708,7 @@ class PMaxScheduleType:
 class ParameterSetType:
     """XSD type ParameterSetType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ParameterSetID: int  # -32768..32767
     Parameter: list[ParameterType]  # 1..unbounded entries
@@ -720,7 +718,7 @@ class ParameterSetType:
 class ParameterType:
     """XSD type ParameterType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Name: str  # attribute
     ValueType: valueType  # attribute
@@ -736,7 +734,7 @@ class ParameterType:
 class PaymentDetailsReqType:
     """XSD type PaymentDetailsReqType (urn:din:70121:2012:MsgBody), element PaymentDetailsReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ContractID: str  # length 0..24
     ContractSignatureCertChain: CertificateChainType
@@ -746,7 +744,7 @@ class PaymentDetailsReqType:
 class PaymentDetailsResType:
     """XSD type PaymentDetailsResType (urn:din:70121:2012:MsgBody), element PaymentDetailsRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     GenChallenge: str
@@ -757,7 +755,7 @@ class PaymentDetailsResType:
 class PaymentOptionsType:
     """XSD type PaymentOptionsType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PaymentOption: list[paymentOptionType]  # 1..unbounded entries
 
@@ -766,7 +764,7 @@ class PaymentOptionsType:
 class PhysicalValueType:
     """XSD type PhysicalValueType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Multiplier: int  # -3..3
     Unit: unitSymbolType | None = None
@@ -777,7 +775,7 @@ class PhysicalValueType:
 class PowerDeliveryReqType:
     """XSD type PowerDeliveryReqType (urn:din:70121:2012:MsgBody), element PowerDeliveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ReadyToChargeState: bool
     ChargingProfile: ChargingProfileType | None = None
@@ -789,7 +787,7 @@ class PowerDeliveryReqType:
 class PowerDeliveryResType:
     """XSD type PowerDeliveryResType (urn:din:70121:2012:MsgBody), element PowerDeliveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     AC_EVSEStatus: AC_EVSEStatusType | None = None
@@ -801,7 +799,7 @@ class PowerDeliveryResType:
 class PreChargeReqType:
     """XSD type PreChargeReqType (urn:din:70121:2012:MsgBody), element PreChargeReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
     EVTargetVoltage: PhysicalValueType
@@ -812,7 +810,7 @@ class PreChargeReqType:
 class PreChargeResType:
     """XSD type PreChargeResType (urn:din:70121:2012:MsgBody), element PreChargeRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatusType
@@ -823,7 +821,7 @@ class PreChargeResType:
 class ProfileEntryType:
     """XSD type ProfileEntryType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ChargingProfileEntryStart: int  # 0..4294967295
     ChargingProfileEntryMaxPower: int  # -32768..32767
@@ -833,7 +831,7 @@ class ProfileEntryType:
 class RelativeTimeIntervalType:
     """XSD type RelativeTimeIntervalType (urn:din:70121:2012:MsgDataTypes), element RelativeTimeInterval."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     start: int  # 0..4294967295
     duration: int | None = None  # 0..4294967295
@@ -843,7 +841,7 @@ class RelativeTimeIntervalType:
 class SAScheduleListType:
     """XSD type SAScheduleListType (urn:din:70121:2012:MsgDataTypes), element SAScheduleList."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SAScheduleTuple: list[SAScheduleTupleType]  # 1..unbounded entries
 
@@ -852,7 +850,7 @@ class SAScheduleListType:
 class SAScheduleTupleType:
     """XSD type SAScheduleTupleType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SAScheduleTupleID: int  # -32768..32767
     PMaxSchedule: PMaxScheduleType
@@ -863,7 +861,7 @@ class SAScheduleTupleType:
 class SASchedulesType:
     """XSD abstract type SASchedulesType (urn:din:70121:2012:MsgDataTypes), element SASchedules."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -871,7 +869,7 @@ class SASchedulesType:
 class SalesTariffEntryType:
     """XSD type SalesTariffEntryType (urn:din:70121:2012:MsgDataTypes), element SalesTariffEntry."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RelativeTimeInterval: RelativeTimeIntervalType | None = None
     TimeInterval: IntervalType | None = None
@@ -883,7 +881,7 @@ class SalesTariffEntryType:
 class SalesTariffType:
     """XSD type SalesTariffType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     SalesTariffID: int  # -32768..32767
@@ -896,7 +894,7 @@ class SalesTariffType:
 class SelectedServiceListType:
     """XSD type SelectedServiceListType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SelectedService: list[SelectedServiceType]  # 1..unbounded entries
 
@@ -905,7 +903,7 @@ class SelectedServiceListType:
 class SelectedServiceType:
     """XSD type SelectedServiceType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceID: int  # 0..65535
     ParameterSetID: int | None = None  # -32768..32767
@@ -915,7 +913,7 @@ class SelectedServiceType:
 class ServiceChargeType:
     """XSD type ServiceChargeType (urn:din:70121:2012:MsgDataTypes), element ServiceCharge."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceTag: ServiceTagType
     FreeService: bool
@@ -926,7 +924,7 @@ class ServiceChargeType:
 class ServiceDetailReqType:
     """XSD type ServiceDetailReqType (urn:din:70121:2012:MsgBody), element ServiceDetailReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceID: int  # 0..65535
 
@@ -935,7 +933,7 @@ class ServiceDetailReqType:
 class ServiceDetailResType:
     """XSD type ServiceDetailResType (urn:din:70121:2012:MsgBody), element ServiceDetailRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     ServiceID: int  # 0..65535
@@ -946,7 +944,7 @@ class ServiceDetailResType:
 class ServiceDiscoveryReqType:
     """XSD type ServiceDiscoveryReqType (urn:din:70121:2012:MsgBody), element ServiceDiscoveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceScope: str | None = None  # length 0..32
     ServiceCategory: serviceCategoryType | None = None
@@ -956,7 +954,7 @@ class ServiceDiscoveryReqType:
 class ServiceDiscoveryResType:
     """XSD type ServiceDiscoveryResType (urn:din:70121:2012:MsgBody), element ServiceDiscoveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     PaymentOptions: PaymentOptionsType
@@ -968,7 +966,7 @@ class ServiceDiscoveryResType:
 class ServiceParameterListType:
     """XSD type ServiceParameterListType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ParameterSet: list[ParameterSetType]  # 1..unbounded entries
 
@@ -977,7 +975,7 @@ class ServiceParameterListType:
 class ServicePaymentSelectionReqType:
     """XSD type ServicePaymentSelectionReqType (urn:din:70121:2012:MsgBody), element ServicePaymentSelectionReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SelectedPaymentOption: paymentOptionType
     SelectedServiceList: SelectedServiceListType
@@ -987,7 +985,7 @@ class ServicePaymentSelectionReqType:
 class ServicePaymentSelectionResType:
     """XSD type ServicePaymentSelectionResType (urn:din:70121:2012:MsgBody), element ServicePaymentSelectionRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
 
@@ -996,7 +994,7 @@ class ServicePaymentSelectionResType:
 class ServiceTagListType:
     """XSD type ServiceTagListType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Service: list[ServiceType]  # 1..unbounded entries
 
@@ -1005,7 +1003,7 @@ class ServiceTagListType:
 class ServiceTagType:
     """XSD type ServiceTagType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceID: int  # 0..65535
     ServiceName: str | None = None  # length 0..32
@@ -1017,7 +1015,7 @@ class ServiceTagType:
 class ServiceType:
     """XSD type ServiceType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceTag: ServiceTagType
     FreeService: bool
@@ -1027,7 +1025,7 @@ class ServiceType:
 class SessionSetupReqType:
     """XSD type SessionSetupReqType (urn:din:70121:2012:MsgBody), element SessionSetupReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVCCID: bytes  # length 0..8
 
@@ -1036,7 +1034,7 @@ class SessionSetupReqType:
 class SessionSetupResType:
     """XSD type SessionSetupResType (urn:din:70121:2012:MsgBody), element SessionSetupRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     EVSEID: bytes  # length 0..32
@@ -1047,7 +1045,7 @@ class SessionSetupResType:
 class SessionStopResType:
     """XSD type SessionStopResType (urn:din:70121:2012:MsgBody), element SessionStopRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
 
@@ -1056,7 +1054,7 @@ class SessionStopResType:
 class SessionStopType:
     """XSD type SessionStopType (urn:din:70121:2012:MsgBody), element SessionStopReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -1064,7 +1062,7 @@ class SessionStopType:
 class SubCertificatesType:
     """XSD type SubCertificatesType (urn:din:70121:2012:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Certificate: list[bytes]  # length 0..1200; 1..unbounded entries
 
@@ -1073,7 +1071,7 @@ class SubCertificatesType:
 class V2G_Message:
     """XSD type V2G_Message (urn:din:70121:2012:MsgDef), element V2G_Message."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: MessageHeaderType
     Body: BodyType
@@ -1083,7 +1081,7 @@ class V2G_Message:
 class WeldingDetectionReqType:
     """XSD type WeldingDetectionReqType (urn:din:70121:2012:MsgBody), element WeldingDetectionReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
 
@@ -1092,7 +1090,7 @@ class WeldingDetectionReqType:
 class WeldingDetectionResType:
     """XSD type WeldingDetectionResType (urn:din:70121:2012:MsgBody), element WeldingDetectionRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatusType
@@ -1100,239 +1098,239 @@ class WeldingDetectionResType:
 
 
 AC_EVChargeParameterType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('EAmount', 'EAmount', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVMaxVoltage', 'EVMaxVoltage', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVMaxCurrent', 'EVMaxCurrent', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVMinCurrent', 'EVMinCurrent', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
+    Field('DepartureTime', 'DepartureTime', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('EAmount', 'EAmount', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVMaxVoltage', 'EVMaxVoltage', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVMaxCurrent', 'EVMaxCurrent', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVMinCurrent', 'EVMinCurrent', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
 )
 AC_EVChargeParameterType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'AC_EVChargeParameter')
 AC_EVSEChargeParameterType._exi_fields_ = (
-    ('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', False, AC_EVSEStatusType),
-    ('EVSEMaxVoltage', 'EVSEMaxVoltage', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMaxCurrent', 'EVSEMaxCurrent', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMinCurrent', 'EVSEMinCurrent', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
+    Field('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', False, AC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEMaxVoltage', 'EVSEMaxVoltage', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEMaxCurrent', 'EVSEMaxCurrent', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEMinCurrent', 'EVSEMinCurrent', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
 )
 AC_EVSEChargeParameterType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'AC_EVSEChargeParameter')
 AC_EVSEStatusType._exi_fields_ = (
-    ('PowerSwitchClosed', 'PowerSwitchClosed', 'urn:din:70121:2012:MsgDataTypes', False, 'bool'),
-    ('RCD', 'RCD', 'urn:din:70121:2012:MsgDataTypes', False, 'bool'),
-    ('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('EVSENotification', 'EVSENotification', 'urn:din:70121:2012:MsgDataTypes', False, EVSENotificationType),
+    Field('PowerSwitchClosed', 'PowerSwitchClosed', 'urn:din:70121:2012:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
+    Field('RCD', 'RCD', 'urn:din:70121:2012:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
+    Field('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('EVSENotification', 'EVSENotification', 'urn:din:70121:2012:MsgDataTypes', False, EVSENotificationType, 1, 1, None, None, None),
 )
 AC_EVSEStatusType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'AC_EVSEStatus')
 BodyBaseType._exi_fields_ = ()
 BodyBaseType._exi_element_ = ('urn:din:70121:2012:MsgDef', 'BodyElement')
 BodyType._exi_fields_ = (
-    ('BodyElement', 'BodyElement', 'urn:din:70121:2012:MsgDef', False, BodyBaseType),
-    ('CableCheckReq', 'CableCheckReq', 'urn:din:70121:2012:MsgBody', False, CableCheckReqType),
-    ('CableCheckRes', 'CableCheckRes', 'urn:din:70121:2012:MsgBody', False, CableCheckResType),
-    ('CertificateInstallationReq', 'CertificateInstallationReq', 'urn:din:70121:2012:MsgBody', False, CertificateInstallationReqType),
-    ('CertificateInstallationRes', 'CertificateInstallationRes', 'urn:din:70121:2012:MsgBody', False, CertificateInstallationResType),
-    ('CertificateUpdateReq', 'CertificateUpdateReq', 'urn:din:70121:2012:MsgBody', False, CertificateUpdateReqType),
-    ('CertificateUpdateRes', 'CertificateUpdateRes', 'urn:din:70121:2012:MsgBody', False, CertificateUpdateResType),
-    ('ChargeParameterDiscoveryReq', 'ChargeParameterDiscoveryReq', 'urn:din:70121:2012:MsgBody', False, ChargeParameterDiscoveryReqType),
-    ('ChargeParameterDiscoveryRes', 'ChargeParameterDiscoveryRes', 'urn:din:70121:2012:MsgBody', False, ChargeParameterDiscoveryResType),
-    ('ChargingStatusReq', 'ChargingStatusReq', 'urn:din:70121:2012:MsgBody', False, ChargingStatusReqType),
-    ('ChargingStatusRes', 'ChargingStatusRes', 'urn:din:70121:2012:MsgBody', False, ChargingStatusResType),
-    ('ContractAuthenticationReq', 'ContractAuthenticationReq', 'urn:din:70121:2012:MsgBody', False, ContractAuthenticationReqType),
-    ('ContractAuthenticationRes', 'ContractAuthenticationRes', 'urn:din:70121:2012:MsgBody', False, ContractAuthenticationResType),
-    ('CurrentDemandReq', 'CurrentDemandReq', 'urn:din:70121:2012:MsgBody', False, CurrentDemandReqType),
-    ('CurrentDemandRes', 'CurrentDemandRes', 'urn:din:70121:2012:MsgBody', False, CurrentDemandResType),
-    ('MeteringReceiptReq', 'MeteringReceiptReq', 'urn:din:70121:2012:MsgBody', False, MeteringReceiptReqType),
-    ('MeteringReceiptRes', 'MeteringReceiptRes', 'urn:din:70121:2012:MsgBody', False, MeteringReceiptResType),
-    ('PaymentDetailsReq', 'PaymentDetailsReq', 'urn:din:70121:2012:MsgBody', False, PaymentDetailsReqType),
-    ('PaymentDetailsRes', 'PaymentDetailsRes', 'urn:din:70121:2012:MsgBody', False, PaymentDetailsResType),
-    ('PowerDeliveryReq', 'PowerDeliveryReq', 'urn:din:70121:2012:MsgBody', False, PowerDeliveryReqType),
-    ('PowerDeliveryRes', 'PowerDeliveryRes', 'urn:din:70121:2012:MsgBody', False, PowerDeliveryResType),
-    ('PreChargeReq', 'PreChargeReq', 'urn:din:70121:2012:MsgBody', False, PreChargeReqType),
-    ('PreChargeRes', 'PreChargeRes', 'urn:din:70121:2012:MsgBody', False, PreChargeResType),
-    ('ServiceDetailReq', 'ServiceDetailReq', 'urn:din:70121:2012:MsgBody', False, ServiceDetailReqType),
-    ('ServiceDetailRes', 'ServiceDetailRes', 'urn:din:70121:2012:MsgBody', False, ServiceDetailResType),
-    ('ServiceDiscoveryReq', 'ServiceDiscoveryReq', 'urn:din:70121:2012:MsgBody', False, ServiceDiscoveryReqType),
-    ('ServiceDiscoveryRes', 'ServiceDiscoveryRes', 'urn:din:70121:2012:MsgBody', False, ServiceDiscoveryResType),
-    ('ServicePaymentSelectionReq', 'ServicePaymentSelectionReq', 'urn:din:70121:2012:MsgBody', False, ServicePaymentSelectionReqType),
-    ('ServicePaymentSelectionRes', 'ServicePaymentSelectionRes', 'urn:din:70121:2012:MsgBody', False, ServicePaymentSelectionResType),
-    ('SessionSetupReq', 'SessionSetupReq', 'urn:din:70121:2012:MsgBody', False, SessionSetupReqType),
-    ('SessionSetupRes', 'SessionSetupRes', 'urn:din:70121:2012:MsgBody', False, SessionSetupResType),
-    ('SessionStopReq', 'SessionStopReq', 'urn:din:70121:2012:MsgBody', False, SessionStopType),
-    ('SessionStopRes', 'SessionStopRes', 'urn:din:70121:2012:MsgBody', False, SessionStopResType),
-    ('WeldingDetectionReq', 'WeldingDetectionReq', 'urn:din:70121:2012:MsgBody', False, WeldingDetectionReqType),
-    ('WeldingDetectionRes', 'WeldingDetectionRes', 'urn:din:70121:2012:MsgBody', False, WeldingDetectionResType),
+    Field('BodyElement', 'BodyElement', 'urn:din:70121:2012:MsgDef', False, BodyBaseType, 0, 1, None, None, 0),
+    Field('CableCheckReq', 'CableCheckReq', 'urn:din:70121:2012:MsgBody', False, CableCheckReqType, 0, 1, None, None, 0),
+    Field('CableCheckRes', 'CableCheckRes', 'urn:din:70121:2012:MsgBody', False, CableCheckResType, 0, 1, None, None, 0),
+    Field('CertificateInstallationReq', 'CertificateInstallationReq', 'urn:din:70121:2012:MsgBody', False, CertificateInstallationReqType, 0, 1, None, None, 0),
+    Field('CertificateInstallationRes', 'CertificateInstallationRes', 'urn:din:70121:2012:MsgBody', False, CertificateInstallationResType, 0, 1, None, None, 0),
+    Field('CertificateUpdateReq', 'CertificateUpdateReq', 'urn:din:70121:2012:MsgBody', False, CertificateUpdateReqType, 0, 1, None, None, 0),
+    Field('CertificateUpdateRes', 'CertificateUpdateRes', 'urn:din:70121:2012:MsgBody', False, CertificateUpdateResType, 0, 1, None, None, 0),
+    Field('ChargeParameterDiscoveryReq', 'ChargeParameterDiscoveryReq', 'urn:din:70121:2012:MsgBody', False, ChargeParameterDiscoveryReqType, 0, 1, None, None, 0),
+    Field('ChargeParameterDiscoveryRes', 'ChargeParameterDiscoveryRes', 'urn:din:70121:2012:MsgBody', False, ChargeParameterDiscoveryResType, 0, 1, None, None, 0),
+    Field('ChargingStatusReq', 'ChargingStatusReq', 'urn:din:70121:2012:MsgBody', False, ChargingStatusReqType, 0, 1, None, None, 0),
+    Field('ChargingStatusRes', 'ChargingStatusRes', 'urn:din:70121:2012:MsgBody', False, ChargingStatusResType, 0, 1, None, None, 0),
+    Field('ContractAuthenticationReq', 'ContractAuthenticationReq', 'urn:din:70121:2012:MsgBody', False, ContractAuthenticationReqType, 0, 1, None, None, 0),
+    Field('ContractAuthenticationRes', 'ContractAuthenticationRes', 'urn:din:70121:2012:MsgBody', False, ContractAuthenticationResType, 0, 1, None, None, 0),
+    Field('CurrentDemandReq', 'CurrentDemandReq', 'urn:din:70121:2012:MsgBody', False, CurrentDemandReqType, 0, 1, None, None, 0),
+    Field('CurrentDemandRes', 'CurrentDemandRes', 'urn:din:70121:2012:MsgBody', False, CurrentDemandResType, 0, 1, None, None, 0),
+    Field('MeteringReceiptReq', 'MeteringReceiptReq', 'urn:din:70121:2012:MsgBody', False, MeteringReceiptReqType, 0, 1, None, None, 0),
+    Field('MeteringReceiptRes', 'MeteringReceiptRes', 'urn:din:70121:2012:MsgBody', False, MeteringReceiptResType, 0, 1, None, None, 0),
+    Field('PaymentDetailsReq', 'PaymentDetailsReq', 'urn:din:70121:2012:MsgBody', False, PaymentDetailsReqType, 0, 1, None, None, 0),
+    Field('PaymentDetailsRes', 'PaymentDetailsRes', 'urn:din:70121:2012:MsgBody', False, PaymentDetailsResType, 0, 1, None, None, 0),
+    Field('PowerDeliveryReq', 'PowerDeliveryReq', 'urn:din:70121:2012:MsgBody', False, PowerDeliveryReqType, 0, 1, None, None, 0),
+    Field('PowerDeliveryRes', 'PowerDeliveryRes', 'urn:din:70121:2012:MsgBody', False, PowerDeliveryResType, 0, 1, None, None, 0),
+    Field('PreChargeReq', 'PreChargeReq', 'urn:din:70121:2012:MsgBody', False, PreChargeReqType, 0, 1, None, None, 0),
+    Field('PreChargeRes', 'PreChargeRes', 'urn:din:70121:2012:MsgBody', False, PreChargeResType, 0, 1, None, None, 0),
+    Field('ServiceDetailReq', 'ServiceDetailReq', 'urn:din:70121:2012:MsgBody', False, ServiceDetailReqType, 0, 1, None, None, 0),
+    Field('ServiceDetailRes', 'ServiceDetailRes', 'urn:din:70121:2012:MsgBody', False, ServiceDetailResType, 0, 1, None, None, 0),
+    Field('ServiceDiscoveryReq', 'ServiceDiscoveryReq', 'urn:din:70121:2012:MsgBody', False, ServiceDiscoveryReqType, 0, 1, None, None, 0),
+    Field('ServiceDiscoveryRes', 'ServiceDiscoveryRes', 'urn:din:70121:2012:MsgBody', False, ServiceDiscoveryResType, 0, 1, None, None, 0),
+    Field('ServicePaymentSelectionReq', 'ServicePaymentSelectionReq', 'urn:din:70121:2012:MsgBody', False, ServicePaymentSelectionReqType, 0, 1, None, None, 0),
+    Field('ServicePaymentSelectionRes', 'ServicePaymentSelectionRes', 'urn:din:70121:2012:MsgBody', False, ServicePaymentSelectionResType, 0, 1, None, None, 0),
+    Field('SessionSetupReq', 'SessionSetupReq', 'urn:din:70121:2012:MsgBody', False, SessionSetupReqType, 0, 1, None, None, 0),
+    Field('SessionSetupRes', 'SessionSetupRes', 'urn:din:70121:2012:MsgBody', False, SessionSetupResType, 0, 1, None, None, 0),
+    Field('SessionStopReq', 'SessionStopReq', 'urn:din:70121:2012:MsgBody', False, SessionStopType, 0, 1, None, None, 0),
+    Field('SessionStopRes', 'SessionStopRes', 'urn:din:70121:2012:MsgBody', False, SessionStopResType, 0, 1, None, None, 0),
+    Field('WeldingDetectionReq', 'WeldingDetectionReq', 'urn:din:70121:2012:MsgBody', False, WeldingDetectionReqType, 0, 1, None, None, 0),
+    Field('WeldingDetectionRes', 'WeldingDetectionRes', 'urn:din:70121:2012:MsgBody', False, WeldingDetectionResType, 0, 1, None, None, 0),
 )
 BodyType._exi_element_ = None
 CableCheckReqType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVStatusType),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVStatusType, 1, 1, None, None, None),
 )
 CableCheckReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'CableCheckReq')
 CableCheckResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVSEStatusType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:din:70121:2012:MsgBody', False, EVSEProcessingType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:din:70121:2012:MsgBody', False, EVSEProcessingType, 1, 1, None, None, None),
 )
 CableCheckResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'CableCheckRes')
 CertificateChainType._exi_fields_ = (
-    ('Certificate', 'Certificate', 'urn:din:70121:2012:MsgDataTypes', False, 'bytes'),
-    ('SubCertificates', 'SubCertificates', 'urn:din:70121:2012:MsgDataTypes', False, SubCertificatesType),
+    Field('Certificate', 'Certificate', 'urn:din:70121:2012:MsgDataTypes', False, 'bytes', 1, 1, None, 1200, None),
+    Field('SubCertificates', 'SubCertificates', 'urn:din:70121:2012:MsgDataTypes', False, SubCertificatesType, 0, 1, None, None, None),
 )
 CertificateChainType._exi_element_ = None
 CertificateInstallationReqType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('OEMProvisioningCert', 'OEMProvisioningCert', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
-    ('ListOfRootCertificateIDs', 'ListOfRootCertificateIDs', 'urn:din:70121:2012:MsgBody', False, ListOfRootCertificateIDsType),
-    ('DHParams', 'DHParams', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('OEMProvisioningCert', 'OEMProvisioningCert', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 1200, None),
+    Field('ListOfRootCertificateIDs', 'ListOfRootCertificateIDs', 'urn:din:70121:2012:MsgBody', False, ListOfRootCertificateIDsType, 1, 1, None, None, None),
+    Field('DHParams', 'DHParams', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 256, None),
 )
 CertificateInstallationReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'CertificateInstallationReq')
 CertificateInstallationResType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:din:70121:2012:MsgBody', False, CertificateChainType),
-    ('ContractSignatureEncryptedPrivateKey', 'ContractSignatureEncryptedPrivateKey', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
-    ('DHParams', 'DHParams', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
-    ('ContractID', 'ContractID', 'urn:din:70121:2012:MsgBody', False, 'str'),
+    Field('Id', '@Id', '', False, 'str', 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:din:70121:2012:MsgBody', False, CertificateChainType, 1, 1, None, None, None),
+    Field('ContractSignatureEncryptedPrivateKey', 'ContractSignatureEncryptedPrivateKey', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 128, None),
+    Field('DHParams', 'DHParams', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 256, None),
+    Field('ContractID', 'ContractID', 'urn:din:70121:2012:MsgBody', False, 'str', 1, 1, None, 24, None),
 )
 CertificateInstallationResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'CertificateInstallationRes')
 CertificateUpdateReqType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:din:70121:2012:MsgBody', False, CertificateChainType),
-    ('ContractID', 'ContractID', 'urn:din:70121:2012:MsgBody', False, 'str'),
-    ('ListOfRootCertificateIDs', 'ListOfRootCertificateIDs', 'urn:din:70121:2012:MsgBody', False, ListOfRootCertificateIDsType),
-    ('DHParams', 'DHParams', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:din:70121:2012:MsgBody', False, CertificateChainType, 1, 1, None, None, None),
+    Field('ContractID', 'ContractID', 'urn:din:70121:2012:MsgBody', False, 'str', 1, 1, None, 24, None),
+    Field('ListOfRootCertificateIDs', 'ListOfRootCertificateIDs', 'urn:din:70121:2012:MsgBody', False, ListOfRootCertificateIDsType, 1, 1, None, None, None),
+    Field('DHParams', 'DHParams', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 256, None),
 )
 CertificateUpdateReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'CertificateUpdateReq')
 CertificateUpdateResType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:din:70121:2012:MsgBody', False, CertificateChainType),
-    ('ContractSignatureEncryptedPrivateKey', 'ContractSignatureEncryptedPrivateKey', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
-    ('DHParams', 'DHParams', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
-    ('ContractID', 'ContractID', 'urn:din:70121:2012:MsgBody', False, 'str'),
-    ('RetryCounter', 'RetryCounter', 'urn:din:70121:2012:MsgBody', False, 'int'),
+    Field('Id', '@Id', '', False, 'str', 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:din:70121:2012:MsgBody', False, CertificateChainType, 1, 1, None, None, None),
+    Field('ContractSignatureEncryptedPrivateKey', 'ContractSignatureEncryptedPrivateKey', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 128, None),
+    Field('DHParams', 'DHParams', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 256, None),
+    Field('ContractID', 'ContractID', 'urn:din:70121:2012:MsgBody', False, 'str', 1, 1, None, 24, None),
+    Field('RetryCounter', 'RetryCounter', 'urn:din:70121:2012:MsgBody', False, 'int', 1, 1, -32768, 32767, None),
 )
 CertificateUpdateResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'CertificateUpdateRes')
 ChargeParameterDiscoveryReqType._exi_fields_ = (
-    ('EVRequestedEnergyTransferType', 'EVRequestedEnergyTransferType', 'urn:din:70121:2012:MsgBody', False, EVRequestedEnergyTransferType),
-    ('AC_EVChargeParameter', 'AC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, AC_EVChargeParameterType),
-    ('DC_EVChargeParameter', 'DC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVChargeParameterType),
-    ('EVChargeParameter', 'EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, EVChargeParameterType),
+    Field('EVRequestedEnergyTransferType', 'EVRequestedEnergyTransferType', 'urn:din:70121:2012:MsgBody', False, EVRequestedEnergyTransferType, 1, 1, None, None, None),
+    Field('AC_EVChargeParameter', 'AC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, AC_EVChargeParameterType, 0, 1, None, None, 0),
+    Field('DC_EVChargeParameter', 'DC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVChargeParameterType, 0, 1, None, None, 0),
+    Field('EVChargeParameter', 'EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, EVChargeParameterType, 0, 1, None, None, 0),
 )
 ChargeParameterDiscoveryReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ChargeParameterDiscoveryReq')
 ChargeParameterDiscoveryResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:din:70121:2012:MsgBody', False, EVSEProcessingType),
-    ('SAScheduleList', 'SAScheduleList', 'urn:din:70121:2012:MsgDataTypes', False, SAScheduleListType),
-    ('SASchedules', 'SASchedules', 'urn:din:70121:2012:MsgDataTypes', False, SASchedulesType),
-    ('AC_EVSEChargeParameter', 'AC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, AC_EVSEChargeParameterType),
-    ('DC_EVSEChargeParameter', 'DC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVSEChargeParameterType),
-    ('EVSEChargeParameter', 'EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, EVSEChargeParameterType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:din:70121:2012:MsgBody', False, EVSEProcessingType, 1, 1, None, None, None),
+    Field('SAScheduleList', 'SAScheduleList', 'urn:din:70121:2012:MsgDataTypes', False, SAScheduleListType, 0, 1, None, None, 0),
+    Field('SASchedules', 'SASchedules', 'urn:din:70121:2012:MsgDataTypes', False, SASchedulesType, 0, 1, None, None, 0),
+    Field('AC_EVSEChargeParameter', 'AC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, AC_EVSEChargeParameterType, 0, 1, None, None, 1),
+    Field('DC_EVSEChargeParameter', 'DC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVSEChargeParameterType, 0, 1, None, None, 1),
+    Field('EVSEChargeParameter', 'EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', False, EVSEChargeParameterType, 0, 1, None, None, 1),
 )
 ChargeParameterDiscoveryResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ChargeParameterDiscoveryRes')
 ChargingProfileType._exi_fields_ = (
-    ('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('ProfileEntry', 'ProfileEntry', 'urn:din:70121:2012:MsgDataTypes', True, ProfileEntryType),
+    Field('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, -32768, 32767, None),
+    Field('ProfileEntry', 'ProfileEntry', 'urn:din:70121:2012:MsgDataTypes', True, ProfileEntryType, 1, -1, None, None, None),
 )
 ChargingProfileType._exi_element_ = None
 ChargingStatusReqType._exi_fields_ = ()
 ChargingStatusReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ChargingStatusReq')
 ChargingStatusResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('EVSEID', 'EVSEID', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
-    ('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:din:70121:2012:MsgBody', False, 'int'),
-    ('EVSEMaxCurrent', 'EVSEMaxCurrent', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('MeterInfo', 'MeterInfo', 'urn:din:70121:2012:MsgBody', False, MeterInfoType),
-    ('ReceiptRequired', 'ReceiptRequired', 'urn:din:70121:2012:MsgBody', False, 'bool'),
-    ('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, AC_EVSEStatusType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('EVSEID', 'EVSEID', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 32, None),
+    Field('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:din:70121:2012:MsgBody', False, 'int', 1, 1, -32768, 32767, None),
+    Field('EVSEMaxCurrent', 'EVSEMaxCurrent', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('MeterInfo', 'MeterInfo', 'urn:din:70121:2012:MsgBody', False, MeterInfoType, 0, 1, None, None, None),
+    Field('ReceiptRequired', 'ReceiptRequired', 'urn:din:70121:2012:MsgBody', False, 'bool', 1, 1, None, None, None),
+    Field('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, AC_EVSEStatusType, 1, 1, None, None, None),
 )
 ChargingStatusResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ChargingStatusRes')
 ConsumptionCostType._exi_fields_ = (
-    ('startValue', 'startValue', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('Cost', 'Cost', 'urn:din:70121:2012:MsgDataTypes', True, CostType),
+    Field('startValue', 'startValue', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('Cost', 'Cost', 'urn:din:70121:2012:MsgDataTypes', True, CostType, 0, -1, None, None, None),
 )
 ConsumptionCostType._exi_element_ = None
 ContractAuthenticationReqType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('GenChallenge', 'GenChallenge', 'urn:din:70121:2012:MsgBody', False, 'str'),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('GenChallenge', 'GenChallenge', 'urn:din:70121:2012:MsgBody', False, 'str', 0, 1, None, None, None),
 )
 ContractAuthenticationReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ContractAuthenticationReq')
 ContractAuthenticationResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:din:70121:2012:MsgBody', False, EVSEProcessingType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:din:70121:2012:MsgBody', False, EVSEProcessingType, 1, 1, None, None, None),
 )
 ContractAuthenticationResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ContractAuthenticationRes')
 CostType._exi_fields_ = (
-    ('costKind', 'costKind', 'urn:din:70121:2012:MsgDataTypes', False, costKindType),
-    ('amount', 'amount', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('amountMultiplier', 'amountMultiplier', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
+    Field('costKind', 'costKind', 'urn:din:70121:2012:MsgDataTypes', False, costKindType, 1, 1, None, None, None),
+    Field('amount', 'amount', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('amountMultiplier', 'amountMultiplier', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 0, 1, -3, 3, None),
 )
 CostType._exi_element_ = None
 CurrentDemandReqType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVStatusType),
-    ('EVTargetCurrent', 'EVTargetCurrent', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('EVMaximumVoltageLimit', 'EVMaximumVoltageLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('EVMaximumCurrentLimit', 'EVMaximumCurrentLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('EVMaximumPowerLimit', 'EVMaximumPowerLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('BulkChargingComplete', 'BulkChargingComplete', 'urn:din:70121:2012:MsgBody', False, 'bool'),
-    ('ChargingComplete', 'ChargingComplete', 'urn:din:70121:2012:MsgBody', False, 'bool'),
-    ('RemainingTimeToFullSoC', 'RemainingTimeToFullSoC', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('RemainingTimeToBulkSoC', 'RemainingTimeToBulkSoC', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('EVTargetVoltage', 'EVTargetVoltage', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVStatusType, 1, 1, None, None, None),
+    Field('EVTargetCurrent', 'EVTargetCurrent', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVMaximumVoltageLimit', 'EVMaximumVoltageLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVMaximumCurrentLimit', 'EVMaximumCurrentLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVMaximumPowerLimit', 'EVMaximumPowerLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('BulkChargingComplete', 'BulkChargingComplete', 'urn:din:70121:2012:MsgBody', False, 'bool', 0, 1, None, None, None),
+    Field('ChargingComplete', 'ChargingComplete', 'urn:din:70121:2012:MsgBody', False, 'bool', 1, 1, None, None, None),
+    Field('RemainingTimeToFullSoC', 'RemainingTimeToFullSoC', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('RemainingTimeToBulkSoC', 'RemainingTimeToBulkSoC', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVTargetVoltage', 'EVTargetVoltage', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
 )
 CurrentDemandReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'CurrentDemandReq')
 CurrentDemandResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVSEStatusType),
-    ('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('EVSEPresentCurrent', 'EVSEPresentCurrent', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('EVSECurrentLimitAchieved', 'EVSECurrentLimitAchieved', 'urn:din:70121:2012:MsgBody', False, 'bool'),
-    ('EVSEVoltageLimitAchieved', 'EVSEVoltageLimitAchieved', 'urn:din:70121:2012:MsgBody', False, 'bool'),
-    ('EVSEPowerLimitAchieved', 'EVSEPowerLimitAchieved', 'urn:din:70121:2012:MsgBody', False, 'bool'),
-    ('EVSEMaximumVoltageLimit', 'EVSEMaximumVoltageLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('EVSEMaximumCurrentLimit', 'EVSEMaximumCurrentLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('EVSEMaximumPowerLimit', 'EVSEMaximumPowerLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEPresentCurrent', 'EVSEPresentCurrent', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSECurrentLimitAchieved', 'EVSECurrentLimitAchieved', 'urn:din:70121:2012:MsgBody', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEVoltageLimitAchieved', 'EVSEVoltageLimitAchieved', 'urn:din:70121:2012:MsgBody', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEPowerLimitAchieved', 'EVSEPowerLimitAchieved', 'urn:din:70121:2012:MsgBody', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEMaximumVoltageLimit', 'EVSEMaximumVoltageLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVSEMaximumCurrentLimit', 'EVSEMaximumCurrentLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVSEMaximumPowerLimit', 'EVSEMaximumPowerLimit', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
 )
 CurrentDemandResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'CurrentDemandRes')
 DC_EVChargeParameterType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVStatusType),
-    ('EVMaximumCurrentLimit', 'EVMaximumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVMaximumPowerLimit', 'EVMaximumPowerLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVMaximumVoltageLimit', 'EVMaximumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVEnergyCapacity', 'EVEnergyCapacity', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVEnergyRequest', 'EVEnergyRequest', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('FullSOC', 'FullSOC', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('BulkSOC', 'BulkSOC', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVStatusType, 1, 1, None, None, None),
+    Field('EVMaximumCurrentLimit', 'EVMaximumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVMaximumPowerLimit', 'EVMaximumPowerLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVMaximumVoltageLimit', 'EVMaximumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVEnergyCapacity', 'EVEnergyCapacity', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVEnergyRequest', 'EVEnergyRequest', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('FullSOC', 'FullSOC', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('BulkSOC', 'BulkSOC', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 0, 1, 0, 100, None),
 )
 DC_EVChargeParameterType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'DC_EVChargeParameter')
 DC_EVPowerDeliveryParameterType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVStatusType),
-    ('BulkChargingComplete', 'BulkChargingComplete', 'urn:din:70121:2012:MsgDataTypes', False, 'bool'),
-    ('ChargingComplete', 'ChargingComplete', 'urn:din:70121:2012:MsgDataTypes', False, 'bool'),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVStatusType, 1, 1, None, None, None),
+    Field('BulkChargingComplete', 'BulkChargingComplete', 'urn:din:70121:2012:MsgDataTypes', False, 'bool', 0, 1, None, None, None),
+    Field('ChargingComplete', 'ChargingComplete', 'urn:din:70121:2012:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
 )
 DC_EVPowerDeliveryParameterType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'DC_EVPowerDeliveryParameter')
 DC_EVSEChargeParameterType._exi_fields_ = (
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVSEStatusType),
-    ('EVSEMaximumCurrentLimit', 'EVSEMaximumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMaximumPowerLimit', 'EVSEMaximumPowerLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMaximumVoltageLimit', 'EVSEMaximumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMinimumCurrentLimit', 'EVSEMinimumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMinimumVoltageLimit', 'EVSEMinimumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVSECurrentRegulationTolerance', 'EVSECurrentRegulationTolerance', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEPeakCurrentRipple', 'EVSEPeakCurrentRipple', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEEnergyToBeDelivered', 'EVSEEnergyToBeDelivered', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEMaximumCurrentLimit', 'EVSEMaximumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEMaximumPowerLimit', 'EVSEMaximumPowerLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVSEMaximumVoltageLimit', 'EVSEMaximumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEMinimumCurrentLimit', 'EVSEMinimumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEMinimumVoltageLimit', 'EVSEMinimumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSECurrentRegulationTolerance', 'EVSECurrentRegulationTolerance', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVSEPeakCurrentRipple', 'EVSEPeakCurrentRipple', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEEnergyToBeDelivered', 'EVSEEnergyToBeDelivered', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
 )
 DC_EVSEChargeParameterType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'DC_EVSEChargeParameter')
 DC_EVSEStatusType._exi_fields_ = (
-    ('EVSEIsolationStatus', 'EVSEIsolationStatus', 'urn:din:70121:2012:MsgDataTypes', False, isolationLevelType),
-    ('EVSEStatusCode', 'EVSEStatusCode', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVSEStatusCodeType),
-    ('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('EVSENotification', 'EVSENotification', 'urn:din:70121:2012:MsgDataTypes', False, EVSENotificationType),
+    Field('EVSEIsolationStatus', 'EVSEIsolationStatus', 'urn:din:70121:2012:MsgDataTypes', False, isolationLevelType, 0, 1, None, None, None),
+    Field('EVSEStatusCode', 'EVSEStatusCode', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVSEStatusCodeType, 1, 1, None, None, None),
+    Field('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('EVSENotification', 'EVSENotification', 'urn:din:70121:2012:MsgDataTypes', False, EVSENotificationType, 1, 1, None, None, None),
 )
 DC_EVSEStatusType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'DC_EVSEStatus')
 DC_EVStatusType._exi_fields_ = (
-    ('EVReady', 'EVReady', 'urn:din:70121:2012:MsgDataTypes', False, 'bool'),
-    ('EVCabinConditioning', 'EVCabinConditioning', 'urn:din:70121:2012:MsgDataTypes', False, 'bool'),
-    ('EVRESSConditioning', 'EVRESSConditioning', 'urn:din:70121:2012:MsgDataTypes', False, 'bool'),
-    ('EVErrorCode', 'EVErrorCode', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVErrorCodeType),
-    ('EVRESSSOC', 'EVRESSSOC', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
+    Field('EVReady', 'EVReady', 'urn:din:70121:2012:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
+    Field('EVCabinConditioning', 'EVCabinConditioning', 'urn:din:70121:2012:MsgDataTypes', False, 'bool', 0, 1, None, None, None),
+    Field('EVRESSConditioning', 'EVRESSConditioning', 'urn:din:70121:2012:MsgDataTypes', False, 'bool', 0, 1, None, None, None),
+    Field('EVErrorCode', 'EVErrorCode', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVErrorCodeType, 1, 1, None, None, None),
+    Field('EVRESSSOC', 'EVRESSSOC', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 100, None),
 )
 DC_EVStatusType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'DC_EVStatus')
 EVChargeParameterType._exi_fields_ = ()
@@ -1346,256 +1344,256 @@ EVSEStatusType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'EVSEStatus')
 EVStatusType._exi_fields_ = ()
 EVStatusType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'EVStatus')
 EntryType._exi_fields_ = (
-    ('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, RelativeTimeIntervalType),
-    ('TimeInterval', 'TimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, IntervalType),
+    Field('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, RelativeTimeIntervalType, 0, 1, None, None, 0),
+    Field('TimeInterval', 'TimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, IntervalType, 0, 1, None, None, 0),
 )
 EntryType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'Entry')
 IntervalType._exi_fields_ = ()
 IntervalType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'TimeInterval')
 ListOfRootCertificateIDsType._exi_fields_ = (
-    ('RootCertificateID', 'RootCertificateID', 'urn:din:70121:2012:MsgDataTypes', True, 'str'),
+    Field('RootCertificateID', 'RootCertificateID', 'urn:din:70121:2012:MsgDataTypes', True, 'str', 1, -1, None, 40, None),
 )
 ListOfRootCertificateIDsType._exi_element_ = None
 MessageHeaderType._exi_fields_ = (
-    ('SessionID', 'SessionID', 'urn:din:70121:2012:MsgHeader', False, 'bytes'),
-    ('Notification', 'Notification', 'urn:din:70121:2012:MsgHeader', False, NotificationType),
-    ('Signature', 'Signature', 'http://www.w3.org/2000/09/xmldsig#', False, _xmldsig.SignatureType),
+    Field('SessionID', 'SessionID', 'urn:din:70121:2012:MsgHeader', False, 'bytes', 1, 1, None, 8, None),
+    Field('Notification', 'Notification', 'urn:din:70121:2012:MsgHeader', False, NotificationType, 0, 1, None, None, None),
+    Field('Signature', 'Signature', 'http://www.w3.org/2000/09/xmldsig#', False, _xmldsig.SignatureType, 0, 1, None, None, None),
 )
 MessageHeaderType._exi_element_ = None
 MeterInfoType._exi_fields_ = (
-    ('MeterID', 'MeterID', 'urn:din:70121:2012:MsgDataTypes', False, 'str'),
-    ('MeterReading', 'MeterReading', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('SigMeterReading', 'SigMeterReading', 'urn:din:70121:2012:MsgDataTypes', False, 'bytes'),
-    ('MeterStatus', 'MeterStatus', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('TMeter', 'TMeter', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
+    Field('MeterID', 'MeterID', 'urn:din:70121:2012:MsgDataTypes', False, 'str', 1, 1, None, 32, None),
+    Field('MeterReading', 'MeterReading', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('SigMeterReading', 'SigMeterReading', 'urn:din:70121:2012:MsgDataTypes', False, 'bytes', 0, 1, None, 32, None),
+    Field('MeterStatus', 'MeterStatus', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 0, 1, -32768, 32767, None),
+    Field('TMeter', 'TMeter', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 0, 1, -9223372036854775808, 9223372036854775807, None),
 )
 MeterInfoType._exi_element_ = None
 MeteringReceiptReqType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('SessionID', 'SessionID', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
-    ('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:din:70121:2012:MsgBody', False, 'int'),
-    ('MeterInfo', 'MeterInfo', 'urn:din:70121:2012:MsgBody', False, MeterInfoType),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('SessionID', 'SessionID', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 8, None),
+    Field('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:din:70121:2012:MsgBody', False, 'int', 0, 1, -32768, 32767, None),
+    Field('MeterInfo', 'MeterInfo', 'urn:din:70121:2012:MsgBody', False, MeterInfoType, 1, 1, None, None, None),
 )
 MeteringReceiptReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'MeteringReceiptReq')
 MeteringReceiptResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, AC_EVSEStatusType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, AC_EVSEStatusType, 1, 1, None, None, None),
 )
 MeteringReceiptResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'MeteringReceiptRes')
 NotificationType._exi_fields_ = (
-    ('FaultCode', 'FaultCode', 'urn:din:70121:2012:MsgDataTypes', False, faultCodeType),
-    ('FaultMsg', 'FaultMsg', 'urn:din:70121:2012:MsgDataTypes', False, 'str'),
+    Field('FaultCode', 'FaultCode', 'urn:din:70121:2012:MsgDataTypes', False, faultCodeType, 1, 1, None, None, None),
+    Field('FaultMsg', 'FaultMsg', 'urn:din:70121:2012:MsgDataTypes', False, 'str', 0, 1, None, 64, None),
 )
 NotificationType._exi_element_ = None
 PMaxScheduleEntryType._exi_fields_ = (
-    ('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, RelativeTimeIntervalType),
-    ('TimeInterval', 'TimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, IntervalType),
-    ('PMax', 'PMax', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
+    Field('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, RelativeTimeIntervalType, 0, 1, None, None, 0),
+    Field('TimeInterval', 'TimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, IntervalType, 0, 1, None, None, 0),
+    Field('PMax', 'PMax', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, -32768, 32767, None),
 )
 PMaxScheduleEntryType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'PMaxScheduleEntry')
 PMaxScheduleType._exi_fields_ = (
-    ('PMaxScheduleID', 'PMaxScheduleID', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('PMaxScheduleEntry', 'PMaxScheduleEntry', 'urn:din:70121:2012:MsgDataTypes', True, PMaxScheduleEntryType),
+    Field('PMaxScheduleID', 'PMaxScheduleID', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, -32768, 32767, None),
+    Field('PMaxScheduleEntry', 'PMaxScheduleEntry', 'urn:din:70121:2012:MsgDataTypes', True, PMaxScheduleEntryType, 1, -1, None, None, None),
 )
 PMaxScheduleType._exi_element_ = None
 ParameterSetType._exi_fields_ = (
-    ('ParameterSetID', 'ParameterSetID', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('Parameter', 'Parameter', 'urn:din:70121:2012:MsgDataTypes', True, ParameterType),
+    Field('ParameterSetID', 'ParameterSetID', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, -32768, 32767, None),
+    Field('Parameter', 'Parameter', 'urn:din:70121:2012:MsgDataTypes', True, ParameterType, 1, -1, None, None, None),
 )
 ParameterSetType._exi_element_ = None
 ParameterType._exi_fields_ = (
-    ('Name', '@Name', '', False, 'str'),
-    ('ValueType', '@ValueType', '', False, valueType),
-    ('boolValue', 'boolValue', 'urn:din:70121:2012:MsgDataTypes', False, 'bool'),
-    ('byteValue', 'byteValue', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('shortValue', 'shortValue', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('intValue', 'intValue', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('physicalValue', 'physicalValue', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType),
-    ('stringValue', 'stringValue', 'urn:din:70121:2012:MsgDataTypes', False, 'str'),
+    Field('Name', '@Name', '', False, 'str', 1, 1, None, None, None),
+    Field('ValueType', '@ValueType', '', False, valueType, 1, 1, None, None, None),
+    Field('boolValue', 'boolValue', 'urn:din:70121:2012:MsgDataTypes', False, 'bool', 0, 1, None, None, 0),
+    Field('byteValue', 'byteValue', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 0, 1, -128, 127, 0),
+    Field('shortValue', 'shortValue', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 0, 1, -32768, 32767, 0),
+    Field('intValue', 'intValue', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 0, 1, -2147483648, 2147483647, 0),
+    Field('physicalValue', 'physicalValue', 'urn:din:70121:2012:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, 0),
+    Field('stringValue', 'stringValue', 'urn:din:70121:2012:MsgDataTypes', False, 'str', 0, 1, None, None, 0),
 )
 ParameterType._exi_element_ = None
 PaymentDetailsReqType._exi_fields_ = (
-    ('ContractID', 'ContractID', 'urn:din:70121:2012:MsgBody', False, 'str'),
-    ('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:din:70121:2012:MsgBody', False, CertificateChainType),
+    Field('ContractID', 'ContractID', 'urn:din:70121:2012:MsgBody', False, 'str', 1, 1, None, 24, None),
+    Field('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:din:70121:2012:MsgBody', False, CertificateChainType, 1, 1, None, None, None),
 )
 PaymentDetailsReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'PaymentDetailsReq')
 PaymentDetailsResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('GenChallenge', 'GenChallenge', 'urn:din:70121:2012:MsgBody', False, 'str'),
-    ('DateTimeNow', 'DateTimeNow', 'urn:din:70121:2012:MsgBody', False, 'int'),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('GenChallenge', 'GenChallenge', 'urn:din:70121:2012:MsgBody', False, 'str', 1, 1, None, None, None),
+    Field('DateTimeNow', 'DateTimeNow', 'urn:din:70121:2012:MsgBody', False, 'int', 1, 1, -9223372036854775808, 9223372036854775807, None),
 )
 PaymentDetailsResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'PaymentDetailsRes')
 PaymentOptionsType._exi_fields_ = (
-    ('PaymentOption', 'PaymentOption', 'urn:din:70121:2012:MsgDataTypes', True, paymentOptionType),
+    Field('PaymentOption', 'PaymentOption', 'urn:din:70121:2012:MsgDataTypes', True, paymentOptionType, 1, -1, None, None, None),
 )
 PaymentOptionsType._exi_element_ = None
 PhysicalValueType._exi_fields_ = (
-    ('Multiplier', 'Multiplier', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('Unit', 'Unit', 'urn:din:70121:2012:MsgDataTypes', False, unitSymbolType),
-    ('Value', 'Value', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
+    Field('Multiplier', 'Multiplier', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, -3, 3, None),
+    Field('Unit', 'Unit', 'urn:din:70121:2012:MsgDataTypes', False, unitSymbolType, 0, 1, None, None, None),
+    Field('Value', 'Value', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, -32768, 32767, None),
 )
 PhysicalValueType._exi_element_ = None
 PowerDeliveryReqType._exi_fields_ = (
-    ('ReadyToChargeState', 'ReadyToChargeState', 'urn:din:70121:2012:MsgBody', False, 'bool'),
-    ('ChargingProfile', 'ChargingProfile', 'urn:din:70121:2012:MsgBody', False, ChargingProfileType),
-    ('DC_EVPowerDeliveryParameter', 'DC_EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVPowerDeliveryParameterType),
-    ('EVPowerDeliveryParameter', 'EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', False, EVPowerDeliveryParameterType),
+    Field('ReadyToChargeState', 'ReadyToChargeState', 'urn:din:70121:2012:MsgBody', False, 'bool', 1, 1, None, None, None),
+    Field('ChargingProfile', 'ChargingProfile', 'urn:din:70121:2012:MsgBody', False, ChargingProfileType, 0, 1, None, None, None),
+    Field('DC_EVPowerDeliveryParameter', 'DC_EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVPowerDeliveryParameterType, 0, 1, None, None, 0),
+    Field('EVPowerDeliveryParameter', 'EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', False, EVPowerDeliveryParameterType, 0, 1, None, None, 0),
 )
 PowerDeliveryReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'PowerDeliveryReq')
 PowerDeliveryResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', False, AC_EVSEStatusType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVSEStatusType),
-    ('EVSEStatus', 'EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', False, EVSEStatusType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', False, AC_EVSEStatusType, 0, 1, None, None, 0),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', False, DC_EVSEStatusType, 0, 1, None, None, 0),
+    Field('EVSEStatus', 'EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', False, EVSEStatusType, 0, 1, None, None, 0),
 )
 PowerDeliveryResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'PowerDeliveryRes')
 PreChargeReqType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVStatusType),
-    ('EVTargetVoltage', 'EVTargetVoltage', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
-    ('EVTargetCurrent', 'EVTargetCurrent', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVStatusType, 1, 1, None, None, None),
+    Field('EVTargetVoltage', 'EVTargetVoltage', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVTargetCurrent', 'EVTargetCurrent', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
 )
 PreChargeReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'PreChargeReq')
 PreChargeResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVSEStatusType),
-    ('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
 )
 PreChargeResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'PreChargeRes')
 ProfileEntryType._exi_fields_ = (
-    ('ChargingProfileEntryStart', 'ChargingProfileEntryStart', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('ChargingProfileEntryMaxPower', 'ChargingProfileEntryMaxPower', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
+    Field('ChargingProfileEntryStart', 'ChargingProfileEntryStart', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('ChargingProfileEntryMaxPower', 'ChargingProfileEntryMaxPower', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, -32768, 32767, None),
 )
 ProfileEntryType._exi_element_ = None
 RelativeTimeIntervalType._exi_fields_ = (
-    ('start', 'start', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('duration', 'duration', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
+    Field('start', 'start', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('duration', 'duration', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 0, 1, 0, 4294967295, None),
 )
 RelativeTimeIntervalType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'RelativeTimeInterval')
 SAScheduleListType._exi_fields_ = (
-    ('SAScheduleTuple', 'SAScheduleTuple', 'urn:din:70121:2012:MsgDataTypes', True, SAScheduleTupleType),
+    Field('SAScheduleTuple', 'SAScheduleTuple', 'urn:din:70121:2012:MsgDataTypes', True, SAScheduleTupleType, 1, -1, None, None, None),
 )
 SAScheduleListType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'SAScheduleList')
 SAScheduleTupleType._exi_fields_ = (
-    ('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('PMaxSchedule', 'PMaxSchedule', 'urn:din:70121:2012:MsgDataTypes', False, PMaxScheduleType),
-    ('SalesTariff', 'SalesTariff', 'urn:din:70121:2012:MsgDataTypes', False, SalesTariffType),
+    Field('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, -32768, 32767, None),
+    Field('PMaxSchedule', 'PMaxSchedule', 'urn:din:70121:2012:MsgDataTypes', False, PMaxScheduleType, 1, 1, None, None, None),
+    Field('SalesTariff', 'SalesTariff', 'urn:din:70121:2012:MsgDataTypes', False, SalesTariffType, 0, 1, None, None, None),
 )
 SAScheduleTupleType._exi_element_ = None
 SASchedulesType._exi_fields_ = ()
 SASchedulesType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'SASchedules')
 SalesTariffEntryType._exi_fields_ = (
-    ('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, RelativeTimeIntervalType),
-    ('TimeInterval', 'TimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, IntervalType),
-    ('EPriceLevel', 'EPriceLevel', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('ConsumptionCost', 'ConsumptionCost', 'urn:din:70121:2012:MsgDataTypes', True, ConsumptionCostType),
+    Field('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, RelativeTimeIntervalType, 0, 1, None, None, 0),
+    Field('TimeInterval', 'TimeInterval', 'urn:din:70121:2012:MsgDataTypes', False, IntervalType, 0, 1, None, None, 0),
+    Field('EPriceLevel', 'EPriceLevel', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 255, None),
+    Field('ConsumptionCost', 'ConsumptionCost', 'urn:din:70121:2012:MsgDataTypes', True, ConsumptionCostType, 0, -1, None, None, None),
 )
 SalesTariffEntryType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'SalesTariffEntry')
 SalesTariffType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('SalesTariffID', 'SalesTariffID', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('SalesTariffDescription', 'SalesTariffDescription', 'urn:din:70121:2012:MsgDataTypes', False, 'str'),
-    ('NumEPriceLevels', 'NumEPriceLevels', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('SalesTariffEntry', 'SalesTariffEntry', 'urn:din:70121:2012:MsgDataTypes', True, SalesTariffEntryType),
+    Field('Id', '@Id', '', False, 'str', 1, 1, None, None, None),
+    Field('SalesTariffID', 'SalesTariffID', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, -32768, 32767, None),
+    Field('SalesTariffDescription', 'SalesTariffDescription', 'urn:din:70121:2012:MsgDataTypes', False, 'str', 0, 1, None, 32, None),
+    Field('NumEPriceLevels', 'NumEPriceLevels', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 255, None),
+    Field('SalesTariffEntry', 'SalesTariffEntry', 'urn:din:70121:2012:MsgDataTypes', True, SalesTariffEntryType, 1, -1, None, None, None),
 )
 SalesTariffType._exi_element_ = None
 SelectedServiceListType._exi_fields_ = (
-    ('SelectedService', 'SelectedService', 'urn:din:70121:2012:MsgDataTypes', True, SelectedServiceType),
+    Field('SelectedService', 'SelectedService', 'urn:din:70121:2012:MsgDataTypes', True, SelectedServiceType, 1, -1, None, None, None),
 )
 SelectedServiceListType._exi_element_ = None
 SelectedServiceType._exi_fields_ = (
-    ('ServiceID', 'ServiceID', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('ParameterSetID', 'ParameterSetID', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
+    Field('ServiceID', 'ServiceID', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 65535, None),
+    Field('ParameterSetID', 'ParameterSetID', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 0, 1, -32768, 32767, None),
 )
 SelectedServiceType._exi_element_ = None
 ServiceChargeType._exi_fields_ = (
-    ('ServiceTag', 'ServiceTag', 'urn:din:70121:2012:MsgDataTypes', False, ServiceTagType),
-    ('FreeService', 'FreeService', 'urn:din:70121:2012:MsgDataTypes', False, 'bool'),
-    ('EnergyTransferType', 'EnergyTransferType', 'urn:din:70121:2012:MsgDataTypes', False, EVSESupportedEnergyTransferType),
+    Field('ServiceTag', 'ServiceTag', 'urn:din:70121:2012:MsgDataTypes', False, ServiceTagType, 1, 1, None, None, None),
+    Field('FreeService', 'FreeService', 'urn:din:70121:2012:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
+    Field('EnergyTransferType', 'EnergyTransferType', 'urn:din:70121:2012:MsgDataTypes', False, EVSESupportedEnergyTransferType, 1, 1, None, None, None),
 )
 ServiceChargeType._exi_element_ = ('urn:din:70121:2012:MsgDataTypes', 'ServiceCharge')
 ServiceDetailReqType._exi_fields_ = (
-    ('ServiceID', 'ServiceID', 'urn:din:70121:2012:MsgBody', False, 'int'),
+    Field('ServiceID', 'ServiceID', 'urn:din:70121:2012:MsgBody', False, 'int', 1, 1, 0, 65535, None),
 )
 ServiceDetailReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ServiceDetailReq')
 ServiceDetailResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('ServiceID', 'ServiceID', 'urn:din:70121:2012:MsgBody', False, 'int'),
-    ('ServiceParameterList', 'ServiceParameterList', 'urn:din:70121:2012:MsgBody', False, ServiceParameterListType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('ServiceID', 'ServiceID', 'urn:din:70121:2012:MsgBody', False, 'int', 1, 1, 0, 65535, None),
+    Field('ServiceParameterList', 'ServiceParameterList', 'urn:din:70121:2012:MsgBody', False, ServiceParameterListType, 0, 1, None, None, None),
 )
 ServiceDetailResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ServiceDetailRes')
 ServiceDiscoveryReqType._exi_fields_ = (
-    ('ServiceScope', 'ServiceScope', 'urn:din:70121:2012:MsgBody', False, 'str'),
-    ('ServiceCategory', 'ServiceCategory', 'urn:din:70121:2012:MsgBody', False, serviceCategoryType),
+    Field('ServiceScope', 'ServiceScope', 'urn:din:70121:2012:MsgBody', False, 'str', 0, 1, None, 32, None),
+    Field('ServiceCategory', 'ServiceCategory', 'urn:din:70121:2012:MsgBody', False, serviceCategoryType, 0, 1, None, None, None),
 )
 ServiceDiscoveryReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ServiceDiscoveryReq')
 ServiceDiscoveryResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('PaymentOptions', 'PaymentOptions', 'urn:din:70121:2012:MsgBody', False, PaymentOptionsType),
-    ('ChargeService', 'ChargeService', 'urn:din:70121:2012:MsgBody', False, ServiceChargeType),
-    ('ServiceList', 'ServiceList', 'urn:din:70121:2012:MsgBody', False, ServiceTagListType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('PaymentOptions', 'PaymentOptions', 'urn:din:70121:2012:MsgBody', False, PaymentOptionsType, 1, 1, None, None, None),
+    Field('ChargeService', 'ChargeService', 'urn:din:70121:2012:MsgBody', False, ServiceChargeType, 1, 1, None, None, None),
+    Field('ServiceList', 'ServiceList', 'urn:din:70121:2012:MsgBody', False, ServiceTagListType, 0, 1, None, None, None),
 )
 ServiceDiscoveryResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ServiceDiscoveryRes')
 ServiceParameterListType._exi_fields_ = (
-    ('ParameterSet', 'ParameterSet', 'urn:din:70121:2012:MsgDataTypes', True, ParameterSetType),
+    Field('ParameterSet', 'ParameterSet', 'urn:din:70121:2012:MsgDataTypes', True, ParameterSetType, 1, -1, None, None, None),
 )
 ServiceParameterListType._exi_element_ = None
 ServicePaymentSelectionReqType._exi_fields_ = (
-    ('SelectedPaymentOption', 'SelectedPaymentOption', 'urn:din:70121:2012:MsgBody', False, paymentOptionType),
-    ('SelectedServiceList', 'SelectedServiceList', 'urn:din:70121:2012:MsgBody', False, SelectedServiceListType),
+    Field('SelectedPaymentOption', 'SelectedPaymentOption', 'urn:din:70121:2012:MsgBody', False, paymentOptionType, 1, 1, None, None, None),
+    Field('SelectedServiceList', 'SelectedServiceList', 'urn:din:70121:2012:MsgBody', False, SelectedServiceListType, 1, 1, None, None, None),
 )
 ServicePaymentSelectionReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ServicePaymentSelectionReq')
 ServicePaymentSelectionResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
 )
 ServicePaymentSelectionResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'ServicePaymentSelectionRes')
 ServiceTagListType._exi_fields_ = (
-    ('Service', 'Service', 'urn:din:70121:2012:MsgDataTypes', True, ServiceType),
+    Field('Service', 'Service', 'urn:din:70121:2012:MsgDataTypes', True, ServiceType, 1, -1, None, None, None),
 )
 ServiceTagListType._exi_element_ = None
 ServiceTagType._exi_fields_ = (
-    ('ServiceID', 'ServiceID', 'urn:din:70121:2012:MsgDataTypes', False, 'int'),
-    ('ServiceName', 'ServiceName', 'urn:din:70121:2012:MsgDataTypes', False, 'str'),
-    ('ServiceCategory', 'ServiceCategory', 'urn:din:70121:2012:MsgDataTypes', False, serviceCategoryType),
-    ('ServiceScope', 'ServiceScope', 'urn:din:70121:2012:MsgDataTypes', False, 'str'),
+    Field('ServiceID', 'ServiceID', 'urn:din:70121:2012:MsgDataTypes', False, 'int', 1, 1, 0, 65535, None),
+    Field('ServiceName', 'ServiceName', 'urn:din:70121:2012:MsgDataTypes', False, 'str', 0, 1, None, 32, None),
+    Field('ServiceCategory', 'ServiceCategory', 'urn:din:70121:2012:MsgDataTypes', False, serviceCategoryType, 1, 1, None, None, None),
+    Field('ServiceScope', 'ServiceScope', 'urn:din:70121:2012:MsgDataTypes', False, 'str', 0, 1, None, 32, None),
 )
 ServiceTagType._exi_element_ = None
 ServiceType._exi_fields_ = (
-    ('ServiceTag', 'ServiceTag', 'urn:din:70121:2012:MsgDataTypes', False, ServiceTagType),
-    ('FreeService', 'FreeService', 'urn:din:70121:2012:MsgDataTypes', False, 'bool'),
+    Field('ServiceTag', 'ServiceTag', 'urn:din:70121:2012:MsgDataTypes', False, ServiceTagType, 1, 1, None, None, None),
+    Field('FreeService', 'FreeService', 'urn:din:70121:2012:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
 )
 ServiceType._exi_element_ = None
 SessionSetupReqType._exi_fields_ = (
-    ('EVCCID', 'EVCCID', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
+    Field('EVCCID', 'EVCCID', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 8, None),
 )
 SessionSetupReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'SessionSetupReq')
 SessionSetupResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('EVSEID', 'EVSEID', 'urn:din:70121:2012:MsgBody', False, 'bytes'),
-    ('DateTimeNow', 'DateTimeNow', 'urn:din:70121:2012:MsgBody', False, 'int'),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('EVSEID', 'EVSEID', 'urn:din:70121:2012:MsgBody', False, 'bytes', 1, 1, None, 32, None),
+    Field('DateTimeNow', 'DateTimeNow', 'urn:din:70121:2012:MsgBody', False, 'int', 0, 1, -9223372036854775808, 9223372036854775807, None),
 )
 SessionSetupResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'SessionSetupRes')
 SessionStopResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
 )
 SessionStopResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'SessionStopRes')
 SessionStopType._exi_fields_ = ()
 SessionStopType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'SessionStopReq')
 SubCertificatesType._exi_fields_ = (
-    ('Certificate', 'Certificate', 'urn:din:70121:2012:MsgDataTypes', True, 'bytes'),
+    Field('Certificate', 'Certificate', 'urn:din:70121:2012:MsgDataTypes', True, 'bytes', 1, -1, None, 1200, None),
 )
 SubCertificatesType._exi_element_ = None
 V2G_Message._exi_fields_ = (
-    ('Header', 'Header', 'urn:din:70121:2012:MsgDef', False, MessageHeaderType),
-    ('Body', 'Body', 'urn:din:70121:2012:MsgDef', False, BodyType),
+    Field('Header', 'Header', 'urn:din:70121:2012:MsgDef', False, MessageHeaderType, 1, 1, None, None, None),
+    Field('Body', 'Body', 'urn:din:70121:2012:MsgDef', False, BodyType, 1, 1, None, None, None),
 )
 V2G_Message._exi_element_ = ('urn:din:70121:2012:MsgDef', 'V2G_Message')
 WeldingDetectionReqType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVStatusType),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVStatusType, 1, 1, None, None, None),
 )
 WeldingDetectionReqType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'WeldingDetectionReq')
 WeldingDetectionResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVSEStatusType),
-    ('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType),
+    Field('ResponseCode', 'ResponseCode', 'urn:din:70121:2012:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:din:70121:2012:MsgBody', False, DC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:din:70121:2012:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
 )
 WeldingDetectionResType._exi_element_ = ('urn:din:70121:2012:MsgBody', 'WeldingDetectionRes')

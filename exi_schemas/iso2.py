@@ -9,9 +9,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from exi_schemas import xmldsig as _xmldsig
-
-FieldTable = tuple[tuple[str, str, str, bool, object], ...]
-"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""
+from iso15118.exi.fields import Field
 
 
 class DC_EVErrorCodeType(StrEnum):
@@ -190,7 +188,7 @@ class valueType(StrEnum):
 class AC_EVChargeParameterType:
     """XSD type AC_EVChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes), element AC_EVChargeParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     EAmount: PhysicalValueType
@@ -203,7 +201,7 @@ class AC_EVChargeParameterType:
 class AC_EVSEChargeParameterType:
     """XSD type AC_EVSEChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes), element AC_EVSEChargeParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     AC_EVSEStatus: AC_EVSEStatusType
     EVSENominalVoltage: PhysicalValueType
@@ -214,7 +212,7 @@ class AC_EVSEChargeParameterType:
 class AC_EVSEStatusType:
     """XSD type AC_EVSEStatusType (urn:iso:15118:2:2013:MsgDataTypes), element AC_EVSEStatus."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     NotificationMaxDelay: int  # 0..65535
     EVSENotification: EVSENotificationType
@@ -225,7 +223,7 @@ class AC_EVSEStatusType:
 class AuthorizationReqType:
     """XSD type AuthorizationReqType (urn:iso:15118:2:2013:MsgBody), element AuthorizationReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     GenChallenge: bytes | None = None  # length 16
@@ -235,7 +233,7 @@ class AuthorizationReqType:
 class AuthorizationResType:
     """XSD type AuthorizationResType (urn:iso:15118:2:2013:MsgBody), element AuthorizationRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     EVSEProcessing: EVSEProcessingType
@@ -245,7 +243,7 @@ class AuthorizationResType:
 class BodyBaseType:
     """XSD abstract type BodyBaseType (urn:iso:15118:2:2013:MsgBody)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -253,7 +251,7 @@ class BodyBaseType:
 class BodyType:
     """XSD type BodyType (urn:iso:15118:2:2013:MsgBody)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     AuthorizationReq: AuthorizationReqType | None = None
     AuthorizationRes: AuthorizationResType | None = None
@@ -296,7 +294,7 @@ class BodyType:
 class CableCheckReqType:
     """XSD type CableCheckReqType (urn:iso:15118:2:2013:MsgBody), element CableCheckReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
 
@@ -305,7 +303,7 @@ class CableCheckReqType:
 class CableCheckResType:
     """XSD type CableCheckResType (urn:iso:15118:2:2013:MsgBody), element CableCheckRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatusType
@@ -316,7 +314,7 @@ class CableCheckResType:
 class CertificateChainType:
     """XSD type CertificateChainType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     Certificate: bytes  # length 0..800
@@ -327,7 +325,7 @@ class CertificateChainType:
 class CertificateInstallationReqType:
     """XSD type CertificateInstallationReqType (urn:iso:15118:2:2013:MsgBody), element CertificateInstallationReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     OEMProvisioningCert: bytes  # length 0..800
@@ -338,7 +336,7 @@ class CertificateInstallationReqType:
 class CertificateInstallationResType:
     """XSD type CertificateInstallationResType (urn:iso:15118:2:2013:MsgBody), element CertificateInstallationRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     SAProvisioningCertificateChain: CertificateChainType
@@ -352,7 +350,7 @@ class CertificateInstallationResType:
 class CertificateUpdateReqType:
     """XSD type CertificateUpdateReqType (urn:iso:15118:2:2013:MsgBody), element CertificateUpdateReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     ContractSignatureCertChain: CertificateChainType
@@ -364,7 +362,7 @@ class CertificateUpdateReqType:
 class CertificateUpdateResType:
     """XSD type CertificateUpdateResType (urn:iso:15118:2:2013:MsgBody), element CertificateUpdateRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     SAProvisioningCertificateChain: CertificateChainType
@@ -379,7 +377,7 @@ class CertificateUpdateResType:
 class ChargeParameterDiscoveryReqType:
     """XSD type ChargeParameterDiscoveryReqType (urn:iso:15118:2:2013:MsgBody), element ChargeParameterDiscoveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     MaxEntriesSAScheduleTuple: int | None = None  # 0..65535
     RequestedEnergyTransferMode: EnergyTransferModeType
@@ -392,7 +390,7 @@ class ChargeParameterDiscoveryReqType:
 class ChargeParameterDiscoveryResType:
     """XSD type ChargeParameterDiscoveryResType (urn:iso:15118:2:2013:MsgBody), element ChargeParameterDiscoveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     EVSEProcessing: EVSEProcessingType
@@ -407,7 +405,7 @@ class ChargeParameterDiscoveryResType:
 class ChargeServiceType:
     """XSD type ChargeServiceType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceID: int  # 0..65535
     ServiceName: str | None = None  # length 0..32
@@ -421,7 +419,7 @@ class ChargeServiceType:
 class ChargingProfileType:
     """XSD type ChargingProfileType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ProfileEntry: list[ProfileEntryType]  # 1..24 entries
 
@@ -430,7 +428,7 @@ class ChargingProfileType:
 class ChargingStatusReqType:
     """XSD type ChargingStatusReqType (urn:iso:15118:2:2013:MsgBody), element ChargingStatusReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -438,7 +436,7 @@ class ChargingStatusReqType:
 class ChargingStatusResType:
     """XSD type ChargingStatusResType (urn:iso:15118:2:2013:MsgBody), element ChargingStatusRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     EVSEID: str  # length 7..37
@@ -453,7 +451,7 @@ class ChargingStatusResType:
 class ConsumptionCostType:
     """XSD type ConsumptionCostType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     startValue: PhysicalValueType
     Cost: list[CostType]  # 1..3 entries
@@ -463,7 +461,7 @@ class ConsumptionCostType:
 class ContractSignatureEncryptedPrivateKeyType:
     """XSD type ContractSignatureEncryptedPrivateKeyType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     value: bytes  # length 0..48
@@ -473,7 +471,7 @@ class ContractSignatureEncryptedPrivateKeyType:
 class CostType:
     """XSD type CostType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     costKind: costKindType
     amount: int  # 0..4294967295
@@ -484,7 +482,7 @@ class CostType:
 class CurrentDemandReqType:
     """XSD type CurrentDemandReqType (urn:iso:15118:2:2013:MsgBody), element CurrentDemandReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
     EVTargetCurrent: PhysicalValueType
@@ -502,7 +500,7 @@ class CurrentDemandReqType:
 class CurrentDemandResType:
     """XSD type CurrentDemandResType (urn:iso:15118:2:2013:MsgBody), element CurrentDemandRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatusType
@@ -524,7 +522,7 @@ class CurrentDemandResType:
 class DC_EVChargeParameterType:
     """XSD type DC_EVChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes), element DC_EVChargeParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     DC_EVStatus: DC_EVStatusType
@@ -541,7 +539,7 @@ class DC_EVChargeParameterType:
 class DC_EVPowerDeliveryParameterType:
     """XSD type DC_EVPowerDeliveryParameterType (urn:iso:15118:2:2013:MsgDataTypes), element DC_EVPowerDeliveryParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
     BulkChargingComplete: bool | None = None
@@ -552,7 +550,7 @@ class DC_EVPowerDeliveryParameterType:
 class DC_EVSEChargeParameterType:
     """XSD type DC_EVSEChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes), element DC_EVSEChargeParameter."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVSEStatus: DC_EVSEStatusType
     EVSEMaximumCurrentLimit: PhysicalValueType
@@ -569,7 +567,7 @@ class DC_EVSEChargeParameterType:
 class DC_EVSEStatusType:
     """XSD type DC_EVSEStatusType (urn:iso:15118:2:2013:MsgDataTypes), element DC_EVSEStatus."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     NotificationMaxDelay: int  # 0..65535
     EVSENotification: EVSENotificationType
@@ -581,7 +579,7 @@ class DC_EVSEStatusType:
 class DC_EVStatusType:
     """XSD type DC_EVStatusType (urn:iso:15118:2:2013:MsgDataTypes), element DC_EVStatus."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVReady: bool
     EVErrorCode: DC_EVErrorCodeType
@@ -592,7 +590,7 @@ class DC_EVStatusType:
 class DiffieHellmanPublickeyType:
     """XSD type DiffieHellmanPublickeyType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     value: bytes  # length 0..65
@@ -602,7 +600,7 @@ class DiffieHellmanPublickeyType:
 class EMAIDType:
     """XSD type EMAIDType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     value: str  # length 14..15
@@ -612,7 +610,7 @@ class EMAIDType:
 class EVChargeParameterType:
     """XSD abstract type EVChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
 
@@ -621,7 +619,7 @@ class EVChargeParameterType:
 class EVPowerDeliveryParameterType:
     """XSD abstract type EVPowerDeliveryParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -629,7 +627,7 @@ class EVPowerDeliveryParameterType:
 class EVSEChargeParameterType:
     """XSD abstract type EVSEChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -637,7 +635,7 @@ class EVSEChargeParameterType:
 class EVSEStatusType:
     """XSD abstract type EVSEStatusType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     NotificationMaxDelay: int  # 0..65535
     EVSENotification: EVSENotificationType
@@ -647,7 +645,7 @@ class EVSEStatusType:
 class EVStatusType:
     """XSD abstract type EVStatusType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -655,7 +653,7 @@ class EVStatusType:
 class EntryType:
     """XSD abstract type EntryType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RelativeTimeInterval: RelativeTimeIntervalType | None = None
     TimeInterval: IntervalType | None = None
@@ -665,7 +663,7 @@ class EntryType:
 class IntervalType:
     """XSD abstract type IntervalType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -673,7 +671,7 @@ class IntervalType:
 class ListOfRootCertificateIDsType:
     """XSD type ListOfRootCertificateIDsType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RootCertificateID: list[_xmldsig.X509IssuerSerialType]  # 1..20 entries
 
@@ -682,7 +680,7 @@ class ListOfRootCertificateIDsType:
 class MessageHeaderType:
     """XSD type MessageHeaderType (urn:iso:15118:2:2013:MsgHeader)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SessionID: bytes  # length 0..8
     Notification: NotificationType | None = None
@@ -693,7 +691,7 @@ class MessageHeaderType:
 class MeterInfoType:
     """XSD type MeterInfoType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     MeterID: str  # length 0..32
     MeterReading: int | None = None  # 0..18446744073709551615
@@ -706,7 +704,7 @@ class MeterInfoType:
 class MeteringReceiptReqType:
     """XSD type MeteringReceiptReqType (urn:iso:15118:2:2013:MsgBody), element MeteringReceiptReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     SessionID: bytes  # length 0..8
@@ -718,7 +716,7 @@ class MeteringReceiptReqType:
 class MeteringReceiptResType:
     """XSD type MeteringReceiptResType (urn:iso:15118:2:2013:MsgBody), element MeteringReceiptRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     AC_EVSEStatus: AC_EVSEStatusType | None = None
@@ -730,7 +728,7 @@ class MeteringReceiptResType:
 class NotificationType:
     """XSD type NotificationType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     FaultCode: faultCodeType
     FaultMsg: str | None = None  # length 0..64
@@ -740,7 +738,7 @@ class NotificationType:
 class PMaxScheduleEntryType:
     """XSD type PMaxScheduleEntryType (urn:iso:15118:2:2013:MsgDataTypes), element PMaxScheduleEntry."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RelativeTimeInterval: RelativeTimeIntervalType | None = None
     TimeInterval: IntervalType | None = None
@@ -751,7 +749,7 @@ class PMaxScheduleEntryType:
 class PMaxScheduleType:
     """XSD type PMaxScheduleType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PMaxScheduleEntry: list[PMaxScheduleEntryType]  # 1..1024 entries
 
@@ -760,7 +758,7 @@ class PMaxScheduleType:
 class ParameterSetType:
     """XSD type ParameterSetType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ParameterSetID: int  # -32768..32767
     Parameter: list[ParameterType]  # 1..16 entries
@@ -770,7 +768,7 @@ class ParameterSetType:
 class ParameterType:
     """XSD type ParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Name: str  # attribute
     boolValue: bool | None = None
@@ -785,7 +783,7 @@ class ParameterType:
 class PaymentDetailsReqType:
     """XSD type PaymentDetailsReqType (urn:iso:15118:2:2013:MsgBody), element PaymentDetailsReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     eMAID: str  # length 14..15
     ContractSignatureCertChain: CertificateChainType
@@ -795,7 +793,7 @@ class PaymentDetailsReqType:
 class PaymentDetailsResType:
     """XSD type PaymentDetailsResType (urn:iso:15118:2:2013:MsgBody), element PaymentDetailsRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     GenChallenge: bytes  # length 16
@@ -806,7 +804,7 @@ class PaymentDetailsResType:
 class PaymentOptionListType:
     """XSD type PaymentOptionListType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PaymentOption: list[paymentOptionType]  # 1..2 entries
 
@@ -815,7 +813,7 @@ class PaymentOptionListType:
 class PaymentServiceSelectionReqType:
     """XSD type PaymentServiceSelectionReqType (urn:iso:15118:2:2013:MsgBody), element PaymentServiceSelectionReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SelectedPaymentOption: paymentOptionType
     SelectedServiceList: SelectedServiceListType
@@ -825,7 +823,7 @@ class PaymentServiceSelectionReqType:
 class PaymentServiceSelectionResType:
     """XSD type PaymentServiceSelectionResType (urn:iso:15118:2:2013:MsgBody), element PaymentServiceSelectionRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
 
@@ -834,7 +832,7 @@ class PaymentServiceSelectionResType:
 class PhysicalValueType:
     """XSD type PhysicalValueType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Multiplier: int  # -3..3
     Unit: unitSymbolType
@@ -845,7 +843,7 @@ class PhysicalValueType:
 class PowerDeliveryReqType:
     """XSD type PowerDeliveryReqType (urn:iso:15118:2:2013:MsgBody), element PowerDeliveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ChargeProgress: chargeProgressType
     SAScheduleTupleID: int  # 1..255
@@ -858,7 +856,7 @@ class PowerDeliveryReqType:
 class PowerDeliveryResType:
     """XSD type PowerDeliveryResType (urn:iso:15118:2:2013:MsgBody), element PowerDeliveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     AC_EVSEStatus: AC_EVSEStatusType | None = None
@@ -870,7 +868,7 @@ class PowerDeliveryResType:
 class PreChargeReqType:
     """XSD type PreChargeReqType (urn:iso:15118:2:2013:MsgBody), element PreChargeReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
     EVTargetVoltage: PhysicalValueType
@@ -881,7 +879,7 @@ class PreChargeReqType:
 class PreChargeResType:
     """XSD type PreChargeResType (urn:iso:15118:2:2013:MsgBody), element PreChargeRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatusType
@@ -892,7 +890,7 @@ class PreChargeResType:
 class ProfileEntryType:
     """XSD type ProfileEntryType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ChargingProfileEntryStart: int  # 0..4294967295
     ChargingProfileEntryMaxPower: PhysicalValueType
@@ -903,7 +901,7 @@ class ProfileEntryType:
 class RelativeTimeIntervalType:
     """XSD type RelativeTimeIntervalType (urn:iso:15118:2:2013:MsgDataTypes), element RelativeTimeInterval."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     start: int  # 0..16777214
     duration: int | None = None  # 0..86400
@@ -913,7 +911,7 @@ class RelativeTimeIntervalType:
 class SAScheduleListType:
     """XSD type SAScheduleListType (urn:iso:15118:2:2013:MsgDataTypes), element SAScheduleList."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SAScheduleTuple: list[SAScheduleTupleType]  # 1..3 entries
 
@@ -922,7 +920,7 @@ class SAScheduleListType:
 class SAScheduleTupleType:
     """XSD type SAScheduleTupleType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SAScheduleTupleID: int  # 1..255
     PMaxSchedule: PMaxScheduleType
@@ -933,7 +931,7 @@ class SAScheduleTupleType:
 class SASchedulesType:
     """XSD abstract type SASchedulesType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -941,7 +939,7 @@ class SASchedulesType:
 class SalesTariffEntryType:
     """XSD type SalesTariffEntryType (urn:iso:15118:2:2013:MsgDataTypes), element SalesTariffEntry."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RelativeTimeInterval: RelativeTimeIntervalType | None = None
     TimeInterval: IntervalType | None = None
@@ -953,7 +951,7 @@ class SalesTariffEntryType:
 class SalesTariffType:
     """XSD type SalesTariffType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     SalesTariffID: int  # 1..255
@@ -966,7 +964,7 @@ class SalesTariffType:
 class SelectedServiceListType:
     """XSD type SelectedServiceListType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SelectedService: list[SelectedServiceType]  # 1..16 entries
 
@@ -975,7 +973,7 @@ class SelectedServiceListType:
 class SelectedServiceType:
     """XSD type SelectedServiceType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceID: int  # 0..65535
     ParameterSetID: int | None = None  # -32768..32767
@@ -985,7 +983,7 @@ class SelectedServiceType:
 class ServiceDetailReqType:
     """XSD type ServiceDetailReqType (urn:iso:15118:2:2013:MsgBody), element ServiceDetailReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceID: int  # 0..65535
 
@@ -994,7 +992,7 @@ class ServiceDetailReqType:
 class ServiceDetailResType:
     """XSD type ServiceDetailResType (urn:iso:15118:2:2013:MsgBody), element ServiceDetailRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     ServiceID: int  # 0..65535
@@ -1005,7 +1003,7 @@ class ServiceDetailResType:
 class ServiceDiscoveryReqType:
     """XSD type ServiceDiscoveryReqType (urn:iso:15118:2:2013:MsgBody), element ServiceDiscoveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceScope: str | None = None  # length 0..64
     ServiceCategory: serviceCategoryType | None = None
@@ -1015,7 +1013,7 @@ class ServiceDiscoveryReqType:
 class ServiceDiscoveryResType:
     """XSD type ServiceDiscoveryResType (urn:iso:15118:2:2013:MsgBody), element ServiceDiscoveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     PaymentOptionList: PaymentOptionListType
@@ -1027,7 +1025,7 @@ class ServiceDiscoveryResType:
 class ServiceListType:
     """XSD type ServiceListType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Service: list[ServiceType]  # 1..8 entries
 
@@ -1036,7 +1034,7 @@ class ServiceListType:
 class ServiceParameterListType:
     """XSD type ServiceParameterListType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ParameterSet: list[ParameterSetType]  # 1..255 entries
 
@@ -1045,7 +1043,7 @@ class ServiceParameterListType:
 class ServiceType:
     """XSD type ServiceType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceID: int  # 0..65535
     ServiceName: str | None = None  # length 0..32
@@ -1058,7 +1056,7 @@ class ServiceType:
 class SessionSetupReqType:
     """XSD type SessionSetupReqType (urn:iso:15118:2:2013:MsgBody), element SessionSetupReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVCCID: bytes  # length 0..6
 
@@ -1067,7 +1065,7 @@ class SessionSetupReqType:
 class SessionSetupResType:
     """XSD type SessionSetupResType (urn:iso:15118:2:2013:MsgBody), element SessionSetupRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     EVSEID: str  # length 7..37
@@ -1078,7 +1076,7 @@ class SessionSetupResType:
 class SessionStopReqType:
     """XSD type SessionStopReqType (urn:iso:15118:2:2013:MsgBody), element SessionStopReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ChargingSession: chargingSessionType
 
@@ -1087,7 +1085,7 @@ class SessionStopReqType:
 class SessionStopResType:
     """XSD type SessionStopResType (urn:iso:15118:2:2013:MsgBody), element SessionStopRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
 
@@ -1096,7 +1094,7 @@ class SessionStopResType:
 class SubCertificatesType:
     """XSD type SubCertificatesType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Certificate: list[bytes]  # length 0..800; 1..4 entries
 
@@ -1105,7 +1103,7 @@ class SubCertificatesType:
 class SupportedEnergyTransferModeType:
     """XSD type SupportedEnergyTransferModeType (urn:iso:15118:2:2013:MsgDataTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EnergyTransferMode: list[EnergyTransferModeType]  # 1..6 entries
 
@@ -1114,7 +1112,7 @@ class SupportedEnergyTransferModeType:
 class V2G_Message:
     """XSD type V2G_Message (urn:iso:15118:2:2013:MsgDef), element V2G_Message."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: MessageHeaderType
     Body: BodyType
@@ -1124,7 +1122,7 @@ class V2G_Message:
 class WeldingDetectionReqType:
     """XSD type WeldingDetectionReqType (urn:iso:15118:2:2013:MsgBody), element WeldingDetectionReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DC_EVStatus: DC_EVStatusType
 
@@ -1133,7 +1131,7 @@ class WeldingDetectionReqType:
 class WeldingDetectionResType:
     """XSD type WeldingDetectionResType (urn:iso:15118:2:2013:MsgBody), element WeldingDetectionRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatusType
@@ -1141,267 +1139,267 @@ class WeldingDetectionResType:
 
 
 AC_EVChargeParameterType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('EAmount', 'EAmount', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVMaxVoltage', 'EVMaxVoltage', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVMaxCurrent', 'EVMaxCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVMinCurrent', 'EVMinCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('EAmount', 'EAmount', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVMaxVoltage', 'EVMaxVoltage', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVMaxCurrent', 'EVMaxCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVMinCurrent', 'EVMinCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
 )
 AC_EVChargeParameterType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'AC_EVChargeParameter')
 AC_EVSEChargeParameterType._exi_fields_ = (
-    ('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, AC_EVSEStatusType),
-    ('EVSENominalVoltage', 'EVSENominalVoltage', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMaxCurrent', 'EVSEMaxCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
+    Field('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, AC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSENominalVoltage', 'EVSENominalVoltage', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEMaxCurrent', 'EVSEMaxCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
 )
 AC_EVSEChargeParameterType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'AC_EVSEChargeParameter')
 AC_EVSEStatusType._exi_fields_ = (
-    ('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('EVSENotification', 'EVSENotification', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSENotificationType),
-    ('RCD', 'RCD', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool'),
+    Field('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 0, 65535, None),
+    Field('EVSENotification', 'EVSENotification', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSENotificationType, 1, 1, None, None, None),
+    Field('RCD', 'RCD', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
 )
 AC_EVSEStatusType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'AC_EVSEStatus')
 AuthorizationReqType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:15118:2:2013:MsgBody', False, 'str'),
-    ('GenChallenge', 'GenChallenge', 'urn:iso:15118:2:2013:MsgBody', False, 'bytes'),
+    Field('Id', '@Id', 'urn:iso:15118:2:2013:MsgBody', False, 'str', 0, 1, None, None, None),
+    Field('GenChallenge', 'GenChallenge', 'urn:iso:15118:2:2013:MsgBody', False, 'bytes', 0, 1, 16, 16, None),
 )
 AuthorizationReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'AuthorizationReq')
 AuthorizationResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:15118:2:2013:MsgBody', False, EVSEProcessingType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:15118:2:2013:MsgBody', False, EVSEProcessingType, 1, 1, None, None, None),
 )
 AuthorizationResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'AuthorizationRes')
 BodyBaseType._exi_fields_ = ()
 BodyBaseType._exi_element_ = None
 BodyType._exi_fields_ = (
-    ('AuthorizationReq', 'AuthorizationReq', 'urn:iso:15118:2:2013:MsgBody', False, AuthorizationReqType),
-    ('AuthorizationRes', 'AuthorizationRes', 'urn:iso:15118:2:2013:MsgBody', False, AuthorizationResType),
-    ('BodyElement', 'BodyElement', 'urn:iso:15118:2:2013:MsgBody', False, BodyBaseType),
-    ('CableCheckReq', 'CableCheckReq', 'urn:iso:15118:2:2013:MsgBody', False, CableCheckReqType),
-    ('CableCheckRes', 'CableCheckRes', 'urn:iso:15118:2:2013:MsgBody', False, CableCheckResType),
-    ('CertificateInstallationReq', 'CertificateInstallationReq', 'urn:iso:15118:2:2013:MsgBody', False, CertificateInstallationReqType),
-    ('CertificateInstallationRes', 'CertificateInstallationRes', 'urn:iso:15118:2:2013:MsgBody', False, CertificateInstallationResType),
-    ('CertificateUpdateReq', 'CertificateUpdateReq', 'urn:iso:15118:2:2013:MsgBody', False, CertificateUpdateReqType),
-    ('CertificateUpdateRes', 'CertificateUpdateRes', 'urn:iso:15118:2:2013:MsgBody', False, CertificateUpdateResType),
-    ('ChargeParameterDiscoveryReq', 'ChargeParameterDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', False, ChargeParameterDiscoveryReqType),
-    ('ChargeParameterDiscoveryRes', 'ChargeParameterDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', False, ChargeParameterDiscoveryResType),
-    ('ChargingStatusReq', 'ChargingStatusReq', 'urn:iso:15118:2:2013:MsgBody', False, ChargingStatusReqType),
-    ('ChargingStatusRes', 'ChargingStatusRes', 'urn:iso:15118:2:2013:MsgBody', False, ChargingStatusResType),
-    ('CurrentDemandReq', 'CurrentDemandReq', 'urn:iso:15118:2:2013:MsgBody', False, CurrentDemandReqType),
-    ('CurrentDemandRes', 'CurrentDemandRes', 'urn:iso:15118:2:2013:MsgBody', False, CurrentDemandResType),
-    ('MeteringReceiptReq', 'MeteringReceiptReq', 'urn:iso:15118:2:2013:MsgBody', False, MeteringReceiptReqType),
-    ('MeteringReceiptRes', 'MeteringReceiptRes', 'urn:iso:15118:2:2013:MsgBody', False, MeteringReceiptResType),
-    ('PaymentDetailsReq', 'PaymentDetailsReq', 'urn:iso:15118:2:2013:MsgBody', False, PaymentDetailsReqType),
-    ('PaymentDetailsRes', 'PaymentDetailsRes', 'urn:iso:15118:2:2013:MsgBody', False, PaymentDetailsResType),
-    ('PaymentServiceSelectionReq', 'PaymentServiceSelectionReq', 'urn:iso:15118:2:2013:MsgBody', False, PaymentServiceSelectionReqType),
-    ('PaymentServiceSelectionRes', 'PaymentServiceSelectionRes', 'urn:iso:15118:2:2013:MsgBody', False, PaymentServiceSelectionResType),
-    ('PowerDeliveryReq', 'PowerDeliveryReq', 'urn:iso:15118:2:2013:MsgBody', False, PowerDeliveryReqType),
-    ('PowerDeliveryRes', 'PowerDeliveryRes', 'urn:iso:15118:2:2013:MsgBody', False, PowerDeliveryResType),
-    ('PreChargeReq', 'PreChargeReq', 'urn:iso:15118:2:2013:MsgBody', False, PreChargeReqType),
-    ('PreChargeRes', 'PreChargeRes', 'urn:iso:15118:2:2013:MsgBody', False, PreChargeResType),
-    ('ServiceDetailReq', 'ServiceDetailReq', 'urn:iso:15118:2:2013:MsgBody', False, ServiceDetailReqType),
-    ('ServiceDetailRes', 'ServiceDetailRes', 'urn:iso:15118:2:2013:MsgBody', False, ServiceDetailResType),
-    ('ServiceDiscoveryReq', 'ServiceDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', False, ServiceDiscoveryReqType),
-    ('ServiceDiscoveryRes', 'ServiceDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', False, ServiceDiscoveryResType),
-    ('SessionSetupReq', 'SessionSetupReq', 'urn:iso:15118:2:2013:MsgBody', False, SessionSetupReqType),
-    ('SessionSetupRes', 'SessionSetupRes', 'urn:iso:15118:2:2013:MsgBody', False, SessionSetupResType),
-    ('SessionStopReq', 'SessionStopReq', 'urn:iso:15118:2:2013:MsgBody', False, SessionStopReqType),
-    ('SessionStopRes', 'SessionStopRes', 'urn:iso:15118:2:2013:MsgBody', False, SessionStopResType),
-    ('WeldingDetectionReq', 'WeldingDetectionReq', 'urn:iso:15118:2:2013:MsgBody', False, WeldingDetectionReqType),
-    ('WeldingDetectionRes', 'WeldingDetectionRes', 'urn:iso:15118:2:2013:MsgBody', False, WeldingDetectionResType),
+    Field('AuthorizationReq', 'AuthorizationReq', 'urn:iso:15118:2:2013:MsgBody', False, AuthorizationReqType, 0, 1, None, None, 0),
+    Field('AuthorizationRes', 'AuthorizationRes', 'urn:iso:15118:2:2013:MsgBody', False, AuthorizationResType, 0, 1, None, None, 0),
+    Field('BodyElement', 'BodyElement', 'urn:iso:15118:2:2013:MsgBody', False, BodyBaseType, 0, 1, None, None, 0),
+    Field('CableCheckReq', 'CableCheckReq', 'urn:iso:15118:2:2013:MsgBody', False, CableCheckReqType, 0, 1, None, None, 0),
+    Field('CableCheckRes', 'CableCheckRes', 'urn:iso:15118:2:2013:MsgBody', False, CableCheckResType, 0, 1, None, None, 0),
+    Field('CertificateInstallationReq', 'CertificateInstallationReq', 'urn:iso:15118:2:2013:MsgBody', False, CertificateInstallationReqType, 0, 1, None, None, 0),
+    Field('CertificateInstallationRes', 'CertificateInstallationRes', 'urn:iso:15118:2:2013:MsgBody', False, CertificateInstallationResType, 0, 1, None, None, 0),
+    Field('CertificateUpdateReq', 'CertificateUpdateReq', 'urn:iso:15118:2:2013:MsgBody', False, CertificateUpdateReqType, 0, 1, None, None, 0),
+    Field('CertificateUpdateRes', 'CertificateUpdateRes', 'urn:iso:15118:2:2013:MsgBody', False, CertificateUpdateResType, 0, 1, None, None, 0),
+    Field('ChargeParameterDiscoveryReq', 'ChargeParameterDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', False, ChargeParameterDiscoveryReqType, 0, 1, None, None, 0),
+    Field('ChargeParameterDiscoveryRes', 'ChargeParameterDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', False, ChargeParameterDiscoveryResType, 0, 1, None, None, 0),
+    Field('ChargingStatusReq', 'ChargingStatusReq', 'urn:iso:15118:2:2013:MsgBody', False, ChargingStatusReqType, 0, 1, None, None, 0),
+    Field('ChargingStatusRes', 'ChargingStatusRes', 'urn:iso:15118:2:2013:MsgBody', False, ChargingStatusResType, 0, 1, None, None, 0),
+    Field('CurrentDemandReq', 'CurrentDemandReq', 'urn:iso:15118:2:2013:MsgBody', False, CurrentDemandReqType, 0, 1, None, None, 0),
+    Field('CurrentDemandRes', 'CurrentDemandRes', 'urn:iso:15118:2:2013:MsgBody', False, CurrentDemandResType, 0, 1, None, None, 0),
+    Field('MeteringReceiptReq', 'MeteringReceiptReq', 'urn:iso:15118:2:2013:MsgBody', False, MeteringReceiptReqType, 0, 1, None, None, 0),
+    Field('MeteringReceiptRes', 'MeteringReceiptRes', 'urn:iso:15118:2:2013:MsgBody', False, MeteringReceiptResType, 0, 1, None, None, 0),
+    Field('PaymentDetailsReq', 'PaymentDetailsReq', 'urn:iso:15118:2:2013:MsgBody', False, PaymentDetailsReqType, 0, 1, None, None, 0),
+    Field('PaymentDetailsRes', 'PaymentDetailsRes', 'urn:iso:15118:2:2013:MsgBody', False, PaymentDetailsResType, 0, 1, None, None, 0),
+    Field('PaymentServiceSelectionReq', 'PaymentServiceSelectionReq', 'urn:iso:15118:2:2013:MsgBody', False, PaymentServiceSelectionReqType, 0, 1, None, None, 0),
+    Field('PaymentServiceSelectionRes', 'PaymentServiceSelectionRes', 'urn:iso:15118:2:2013:MsgBody', False, PaymentServiceSelectionResType, 0, 1, None, None, 0),
+    Field('PowerDeliveryReq', 'PowerDeliveryReq', 'urn:iso:15118:2:2013:MsgBody', False, PowerDeliveryReqType, 0, 1, None, None, 0),
+    Field('PowerDeliveryRes', 'PowerDeliveryRes', 'urn:iso:15118:2:2013:MsgBody', False, PowerDeliveryResType, 0, 1, None, None, 0),
+    Field('PreChargeReq', 'PreChargeReq', 'urn:iso:15118:2:2013:MsgBody', False, PreChargeReqType, 0, 1, None, None, 0),
+    Field('PreChargeRes', 'PreChargeRes', 'urn:iso:15118:2:2013:MsgBody', False, PreChargeResType, 0, 1, None, None, 0),
+    Field('ServiceDetailReq', 'ServiceDetailReq', 'urn:iso:15118:2:2013:MsgBody', False, ServiceDetailReqType, 0, 1, None, None, 0),
+    Field('ServiceDetailRes', 'ServiceDetailRes', 'urn:iso:15118:2:2013:MsgBody', False, ServiceDetailResType, 0, 1, None, None, 0),
+    Field('ServiceDiscoveryReq', 'ServiceDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', False, ServiceDiscoveryReqType, 0, 1, None, None, 0),
+    Field('ServiceDiscoveryRes', 'ServiceDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', False, ServiceDiscoveryResType, 0, 1, None, None, 0),
+    Field('SessionSetupReq', 'SessionSetupReq', 'urn:iso:15118:2:2013:MsgBody', False, SessionSetupReqType, 0, 1, None, None, 0),
+    Field('SessionSetupRes', 'SessionSetupRes', 'urn:iso:15118:2:2013:MsgBody', False, SessionSetupResType, 0, 1, None, None, 0),
+    Field('SessionStopReq', 'SessionStopReq', 'urn:iso:15118:2:2013:MsgBody', False, SessionStopReqType, 0, 1, None, None, 0),
+    Field('SessionStopRes', 'SessionStopRes', 'urn:iso:15118:2:2013:MsgBody', False, SessionStopResType, 0, 1, None, None, 0),
+    Field('WeldingDetectionReq', 'WeldingDetectionReq', 'urn:iso:15118:2:2013:MsgBody', False, WeldingDetectionReqType, 0, 1, None, None, 0),
+    Field('WeldingDetectionRes', 'WeldingDetectionRes', 'urn:iso:15118:2:2013:MsgBody', False, WeldingDetectionResType, 0, 1, None, None, 0),
 )
 BodyType._exi_element_ = None
 CableCheckReqType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVStatusType),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVStatusType, 1, 1, None, None, None),
 )
 CableCheckReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'CableCheckReq')
 CableCheckResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVSEStatusType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:15118:2:2013:MsgBody', False, EVSEProcessingType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:15118:2:2013:MsgBody', False, EVSEProcessingType, 1, 1, None, None, None),
 )
 CableCheckResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'CableCheckRes')
 CertificateChainType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('Certificate', 'Certificate', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bytes'),
-    ('SubCertificates', 'SubCertificates', 'urn:iso:15118:2:2013:MsgDataTypes', False, SubCertificatesType),
+    Field('Id', '@Id', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 0, 1, None, None, None),
+    Field('Certificate', 'Certificate', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bytes', 1, 1, None, 800, None),
+    Field('SubCertificates', 'SubCertificates', 'urn:iso:15118:2:2013:MsgDataTypes', False, SubCertificatesType, 0, 1, None, None, None),
 )
 CertificateChainType._exi_element_ = None
 CertificateInstallationReqType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:15118:2:2013:MsgBody', False, 'str'),
-    ('OEMProvisioningCert', 'OEMProvisioningCert', 'urn:iso:15118:2:2013:MsgBody', False, 'bytes'),
-    ('ListOfRootCertificateIDs', 'ListOfRootCertificateIDs', 'urn:iso:15118:2:2013:MsgBody', False, ListOfRootCertificateIDsType),
+    Field('Id', '@Id', 'urn:iso:15118:2:2013:MsgBody', False, 'str', 1, 1, None, None, None),
+    Field('OEMProvisioningCert', 'OEMProvisioningCert', 'urn:iso:15118:2:2013:MsgBody', False, 'bytes', 1, 1, None, 800, None),
+    Field('ListOfRootCertificateIDs', 'ListOfRootCertificateIDs', 'urn:iso:15118:2:2013:MsgBody', False, ListOfRootCertificateIDsType, 1, 1, None, None, None),
 )
 CertificateInstallationReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'CertificateInstallationReq')
 CertificateInstallationResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('SAProvisioningCertificateChain', 'SAProvisioningCertificateChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType),
-    ('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType),
-    ('ContractSignatureEncryptedPrivateKey', 'ContractSignatureEncryptedPrivateKey', 'urn:iso:15118:2:2013:MsgBody', False, ContractSignatureEncryptedPrivateKeyType),
-    ('DHpublickey', 'DHpublickey', 'urn:iso:15118:2:2013:MsgBody', False, DiffieHellmanPublickeyType),
-    ('eMAID', 'eMAID', 'urn:iso:15118:2:2013:MsgBody', False, EMAIDType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('SAProvisioningCertificateChain', 'SAProvisioningCertificateChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType, 1, 1, None, None, None),
+    Field('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType, 1, 1, None, None, None),
+    Field('ContractSignatureEncryptedPrivateKey', 'ContractSignatureEncryptedPrivateKey', 'urn:iso:15118:2:2013:MsgBody', False, ContractSignatureEncryptedPrivateKeyType, 1, 1, None, None, None),
+    Field('DHpublickey', 'DHpublickey', 'urn:iso:15118:2:2013:MsgBody', False, DiffieHellmanPublickeyType, 1, 1, None, None, None),
+    Field('eMAID', 'eMAID', 'urn:iso:15118:2:2013:MsgBody', False, EMAIDType, 1, 1, None, None, None),
 )
 CertificateInstallationResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'CertificateInstallationRes')
 CertificateUpdateReqType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:15118:2:2013:MsgBody', False, 'str'),
-    ('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType),
-    ('eMAID', 'eMAID', 'urn:iso:15118:2:2013:MsgBody', False, 'str'),
-    ('ListOfRootCertificateIDs', 'ListOfRootCertificateIDs', 'urn:iso:15118:2:2013:MsgBody', False, ListOfRootCertificateIDsType),
+    Field('Id', '@Id', 'urn:iso:15118:2:2013:MsgBody', False, 'str', 1, 1, None, None, None),
+    Field('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType, 1, 1, None, None, None),
+    Field('eMAID', 'eMAID', 'urn:iso:15118:2:2013:MsgBody', False, 'str', 1, 1, 14, 15, None),
+    Field('ListOfRootCertificateIDs', 'ListOfRootCertificateIDs', 'urn:iso:15118:2:2013:MsgBody', False, ListOfRootCertificateIDsType, 1, 1, None, None, None),
 )
 CertificateUpdateReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'CertificateUpdateReq')
 CertificateUpdateResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('SAProvisioningCertificateChain', 'SAProvisioningCertificateChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType),
-    ('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType),
-    ('ContractSignatureEncryptedPrivateKey', 'ContractSignatureEncryptedPrivateKey', 'urn:iso:15118:2:2013:MsgBody', False, ContractSignatureEncryptedPrivateKeyType),
-    ('DHpublickey', 'DHpublickey', 'urn:iso:15118:2:2013:MsgBody', False, DiffieHellmanPublickeyType),
-    ('eMAID', 'eMAID', 'urn:iso:15118:2:2013:MsgBody', False, EMAIDType),
-    ('RetryCounter', 'RetryCounter', 'urn:iso:15118:2:2013:MsgBody', False, 'int'),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('SAProvisioningCertificateChain', 'SAProvisioningCertificateChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType, 1, 1, None, None, None),
+    Field('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType, 1, 1, None, None, None),
+    Field('ContractSignatureEncryptedPrivateKey', 'ContractSignatureEncryptedPrivateKey', 'urn:iso:15118:2:2013:MsgBody', False, ContractSignatureEncryptedPrivateKeyType, 1, 1, None, None, None),
+    Field('DHpublickey', 'DHpublickey', 'urn:iso:15118:2:2013:MsgBody', False, DiffieHellmanPublickeyType, 1, 1, None, None, None),
+    Field('eMAID', 'eMAID', 'urn:iso:15118:2:2013:MsgBody', False, EMAIDType, 1, 1, None, None, None),
+    Field('RetryCounter', 'RetryCounter', 'urn:iso:15118:2:2013:MsgBody', False, 'int', 0, 1, -32768, 32767, None),
 )
 CertificateUpdateResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'CertificateUpdateRes')
 ChargeParameterDiscoveryReqType._exi_fields_ = (
-    ('MaxEntriesSAScheduleTuple', 'MaxEntriesSAScheduleTuple', 'urn:iso:15118:2:2013:MsgBody', False, 'int'),
-    ('RequestedEnergyTransferMode', 'RequestedEnergyTransferMode', 'urn:iso:15118:2:2013:MsgBody', False, EnergyTransferModeType),
-    ('AC_EVChargeParameter', 'AC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, AC_EVChargeParameterType),
-    ('DC_EVChargeParameter', 'DC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVChargeParameterType),
-    ('EVChargeParameter', 'EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVChargeParameterType),
+    Field('MaxEntriesSAScheduleTuple', 'MaxEntriesSAScheduleTuple', 'urn:iso:15118:2:2013:MsgBody', False, 'int', 0, 1, 0, 65535, None),
+    Field('RequestedEnergyTransferMode', 'RequestedEnergyTransferMode', 'urn:iso:15118:2:2013:MsgBody', False, EnergyTransferModeType, 1, 1, None, None, None),
+    Field('AC_EVChargeParameter', 'AC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, AC_EVChargeParameterType, 0, 1, None, None, 0),
+    Field('DC_EVChargeParameter', 'DC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVChargeParameterType, 0, 1, None, None, 0),
+    Field('EVChargeParameter', 'EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVChargeParameterType, 0, 1, None, None, 0),
 )
 ChargeParameterDiscoveryReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'ChargeParameterDiscoveryReq')
 ChargeParameterDiscoveryResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:15118:2:2013:MsgBody', False, EVSEProcessingType),
-    ('SAScheduleList', 'SAScheduleList', 'urn:iso:15118:2:2013:MsgDataTypes', False, SAScheduleListType),
-    ('SASchedules', 'SASchedules', 'urn:iso:15118:2:2013:MsgDataTypes', False, SASchedulesType),
-    ('AC_EVSEChargeParameter', 'AC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, AC_EVSEChargeParameterType),
-    ('DC_EVSEChargeParameter', 'DC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVSEChargeParameterType),
-    ('EVSEChargeParameter', 'EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSEChargeParameterType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:15118:2:2013:MsgBody', False, EVSEProcessingType, 1, 1, None, None, None),
+    Field('SAScheduleList', 'SAScheduleList', 'urn:iso:15118:2:2013:MsgDataTypes', False, SAScheduleListType, 0, 1, None, None, 0),
+    Field('SASchedules', 'SASchedules', 'urn:iso:15118:2:2013:MsgDataTypes', False, SASchedulesType, 0, 1, None, None, 0),
+    Field('AC_EVSEChargeParameter', 'AC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, AC_EVSEChargeParameterType, 0, 1, None, None, 1),
+    Field('DC_EVSEChargeParameter', 'DC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVSEChargeParameterType, 0, 1, None, None, 1),
+    Field('EVSEChargeParameter', 'EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSEChargeParameterType, 0, 1, None, None, 1),
 )
 ChargeParameterDiscoveryResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'ChargeParameterDiscoveryRes')
 ChargeServiceType._exi_fields_ = (
-    ('ServiceID', 'ServiceID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('ServiceName', 'ServiceName', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('ServiceCategory', 'ServiceCategory', 'urn:iso:15118:2:2013:MsgDataTypes', False, serviceCategoryType),
-    ('ServiceScope', 'ServiceScope', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('FreeService', 'FreeService', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool'),
-    ('SupportedEnergyTransferMode', 'SupportedEnergyTransferMode', 'urn:iso:15118:2:2013:MsgDataTypes', False, SupportedEnergyTransferModeType),
+    Field('ServiceID', 'ServiceID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 0, 65535, None),
+    Field('ServiceName', 'ServiceName', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 0, 1, None, 32, None),
+    Field('ServiceCategory', 'ServiceCategory', 'urn:iso:15118:2:2013:MsgDataTypes', False, serviceCategoryType, 1, 1, None, None, None),
+    Field('ServiceScope', 'ServiceScope', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 0, 1, None, 64, None),
+    Field('FreeService', 'FreeService', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
+    Field('SupportedEnergyTransferMode', 'SupportedEnergyTransferMode', 'urn:iso:15118:2:2013:MsgDataTypes', False, SupportedEnergyTransferModeType, 1, 1, None, None, None),
 )
 ChargeServiceType._exi_element_ = None
 ChargingProfileType._exi_fields_ = (
-    ('ProfileEntry', 'ProfileEntry', 'urn:iso:15118:2:2013:MsgDataTypes', True, ProfileEntryType),
+    Field('ProfileEntry', 'ProfileEntry', 'urn:iso:15118:2:2013:MsgDataTypes', True, ProfileEntryType, 1, 24, None, None, None),
 )
 ChargingProfileType._exi_element_ = None
 ChargingStatusReqType._exi_fields_ = ()
 ChargingStatusReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'ChargingStatusReq')
 ChargingStatusResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('EVSEID', 'EVSEID', 'urn:iso:15118:2:2013:MsgBody', False, 'str'),
-    ('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgBody', False, 'int'),
-    ('EVSEMaxCurrent', 'EVSEMaxCurrent', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('MeterInfo', 'MeterInfo', 'urn:iso:15118:2:2013:MsgBody', False, MeterInfoType),
-    ('ReceiptRequired', 'ReceiptRequired', 'urn:iso:15118:2:2013:MsgBody', False, 'bool'),
-    ('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', False, AC_EVSEStatusType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('EVSEID', 'EVSEID', 'urn:iso:15118:2:2013:MsgBody', False, 'str', 1, 1, 7, 37, None),
+    Field('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgBody', False, 'int', 1, 1, 1, 255, None),
+    Field('EVSEMaxCurrent', 'EVSEMaxCurrent', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('MeterInfo', 'MeterInfo', 'urn:iso:15118:2:2013:MsgBody', False, MeterInfoType, 0, 1, None, None, None),
+    Field('ReceiptRequired', 'ReceiptRequired', 'urn:iso:15118:2:2013:MsgBody', False, 'bool', 0, 1, None, None, None),
+    Field('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', False, AC_EVSEStatusType, 1, 1, None, None, None),
 )
 ChargingStatusResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'ChargingStatusRes')
 ConsumptionCostType._exi_fields_ = (
-    ('startValue', 'startValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('Cost', 'Cost', 'urn:iso:15118:2:2013:MsgDataTypes', True, CostType),
+    Field('startValue', 'startValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('Cost', 'Cost', 'urn:iso:15118:2:2013:MsgDataTypes', True, CostType, 1, 3, None, None, None),
 )
 ConsumptionCostType._exi_element_ = None
 ContractSignatureEncryptedPrivateKeyType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('value', '#text', '', False, 'bytes'),
+    Field('Id', '@Id', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 1, 1, None, None, None),
+    Field('value', '#text', '', False, 'bytes', 1, 1, None, 48, None),
 )
 ContractSignatureEncryptedPrivateKeyType._exi_element_ = None
 CostType._exi_fields_ = (
-    ('costKind', 'costKind', 'urn:iso:15118:2:2013:MsgDataTypes', False, costKindType),
-    ('amount', 'amount', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('amountMultiplier', 'amountMultiplier', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
+    Field('costKind', 'costKind', 'urn:iso:15118:2:2013:MsgDataTypes', False, costKindType, 1, 1, None, None, None),
+    Field('amount', 'amount', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('amountMultiplier', 'amountMultiplier', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, -3, 3, None),
 )
 CostType._exi_element_ = None
 CurrentDemandReqType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVStatusType),
-    ('EVTargetCurrent', 'EVTargetCurrent', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('EVMaximumVoltageLimit', 'EVMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('EVMaximumCurrentLimit', 'EVMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('EVMaximumPowerLimit', 'EVMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('BulkChargingComplete', 'BulkChargingComplete', 'urn:iso:15118:2:2013:MsgBody', False, 'bool'),
-    ('ChargingComplete', 'ChargingComplete', 'urn:iso:15118:2:2013:MsgBody', False, 'bool'),
-    ('RemainingTimeToFullSoC', 'RemainingTimeToFullSoC', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('RemainingTimeToBulkSoC', 'RemainingTimeToBulkSoC', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('EVTargetVoltage', 'EVTargetVoltage', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVStatusType, 1, 1, None, None, None),
+    Field('EVTargetCurrent', 'EVTargetCurrent', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVMaximumVoltageLimit', 'EVMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVMaximumCurrentLimit', 'EVMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVMaximumPowerLimit', 'EVMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('BulkChargingComplete', 'BulkChargingComplete', 'urn:iso:15118:2:2013:MsgBody', False, 'bool', 0, 1, None, None, None),
+    Field('ChargingComplete', 'ChargingComplete', 'urn:iso:15118:2:2013:MsgBody', False, 'bool', 1, 1, None, None, None),
+    Field('RemainingTimeToFullSoC', 'RemainingTimeToFullSoC', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('RemainingTimeToBulkSoC', 'RemainingTimeToBulkSoC', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVTargetVoltage', 'EVTargetVoltage', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
 )
 CurrentDemandReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'CurrentDemandReq')
 CurrentDemandResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVSEStatusType),
-    ('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('EVSEPresentCurrent', 'EVSEPresentCurrent', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('EVSECurrentLimitAchieved', 'EVSECurrentLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', False, 'bool'),
-    ('EVSEVoltageLimitAchieved', 'EVSEVoltageLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', False, 'bool'),
-    ('EVSEPowerLimitAchieved', 'EVSEPowerLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', False, 'bool'),
-    ('EVSEMaximumVoltageLimit', 'EVSEMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('EVSEMaximumCurrentLimit', 'EVSEMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('EVSEMaximumPowerLimit', 'EVSEMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('EVSEID', 'EVSEID', 'urn:iso:15118:2:2013:MsgBody', False, 'str'),
-    ('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgBody', False, 'int'),
-    ('MeterInfo', 'MeterInfo', 'urn:iso:15118:2:2013:MsgBody', False, MeterInfoType),
-    ('ReceiptRequired', 'ReceiptRequired', 'urn:iso:15118:2:2013:MsgBody', False, 'bool'),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEPresentCurrent', 'EVSEPresentCurrent', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSECurrentLimitAchieved', 'EVSECurrentLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEVoltageLimitAchieved', 'EVSEVoltageLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEPowerLimitAchieved', 'EVSEPowerLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEMaximumVoltageLimit', 'EVSEMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVSEMaximumCurrentLimit', 'EVSEMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVSEMaximumPowerLimit', 'EVSEMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVSEID', 'EVSEID', 'urn:iso:15118:2:2013:MsgBody', False, 'str', 1, 1, 7, 37, None),
+    Field('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgBody', False, 'int', 1, 1, 1, 255, None),
+    Field('MeterInfo', 'MeterInfo', 'urn:iso:15118:2:2013:MsgBody', False, MeterInfoType, 0, 1, None, None, None),
+    Field('ReceiptRequired', 'ReceiptRequired', 'urn:iso:15118:2:2013:MsgBody', False, 'bool', 0, 1, None, None, None),
 )
 CurrentDemandResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'CurrentDemandRes')
 DC_EVChargeParameterType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVStatusType),
-    ('EVMaximumCurrentLimit', 'EVMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVMaximumPowerLimit', 'EVMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVMaximumVoltageLimit', 'EVMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVEnergyCapacity', 'EVEnergyCapacity', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVEnergyRequest', 'EVEnergyRequest', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('FullSOC', 'FullSOC', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('BulkSOC', 'BulkSOC', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVStatusType, 1, 1, None, None, None),
+    Field('EVMaximumCurrentLimit', 'EVMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVMaximumPowerLimit', 'EVMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVMaximumVoltageLimit', 'EVMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVEnergyCapacity', 'EVEnergyCapacity', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVEnergyRequest', 'EVEnergyRequest', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('FullSOC', 'FullSOC', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('BulkSOC', 'BulkSOC', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, 0, 100, None),
 )
 DC_EVChargeParameterType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'DC_EVChargeParameter')
 DC_EVPowerDeliveryParameterType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVStatusType),
-    ('BulkChargingComplete', 'BulkChargingComplete', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool'),
-    ('ChargingComplete', 'ChargingComplete', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool'),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVStatusType, 1, 1, None, None, None),
+    Field('BulkChargingComplete', 'BulkChargingComplete', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool', 0, 1, None, None, None),
+    Field('ChargingComplete', 'ChargingComplete', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
 )
 DC_EVPowerDeliveryParameterType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'DC_EVPowerDeliveryParameter')
 DC_EVSEChargeParameterType._exi_fields_ = (
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVSEStatusType),
-    ('EVSEMaximumCurrentLimit', 'EVSEMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMaximumPowerLimit', 'EVSEMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMaximumVoltageLimit', 'EVSEMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMinimumCurrentLimit', 'EVSEMinimumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEMinimumVoltageLimit', 'EVSEMinimumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVSECurrentRegulationTolerance', 'EVSECurrentRegulationTolerance', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEPeakCurrentRipple', 'EVSEPeakCurrentRipple', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('EVSEEnergyToBeDelivered', 'EVSEEnergyToBeDelivered', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEMaximumCurrentLimit', 'EVSEMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEMaximumPowerLimit', 'EVSEMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEMaximumVoltageLimit', 'EVSEMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEMinimumCurrentLimit', 'EVSEMinimumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEMinimumVoltageLimit', 'EVSEMinimumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSECurrentRegulationTolerance', 'EVSECurrentRegulationTolerance', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
+    Field('EVSEPeakCurrentRipple', 'EVSEPeakCurrentRipple', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVSEEnergyToBeDelivered', 'EVSEEnergyToBeDelivered', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, None),
 )
 DC_EVSEChargeParameterType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'DC_EVSEChargeParameter')
 DC_EVSEStatusType._exi_fields_ = (
-    ('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('EVSENotification', 'EVSENotification', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSENotificationType),
-    ('EVSEIsolationStatus', 'EVSEIsolationStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, isolationLevelType),
-    ('EVSEStatusCode', 'EVSEStatusCode', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVSEStatusCodeType),
+    Field('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 0, 65535, None),
+    Field('EVSENotification', 'EVSENotification', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSENotificationType, 1, 1, None, None, None),
+    Field('EVSEIsolationStatus', 'EVSEIsolationStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, isolationLevelType, 0, 1, None, None, None),
+    Field('EVSEStatusCode', 'EVSEStatusCode', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVSEStatusCodeType, 1, 1, None, None, None),
 )
 DC_EVSEStatusType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'DC_EVSEStatus')
 DC_EVStatusType._exi_fields_ = (
-    ('EVReady', 'EVReady', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool'),
-    ('EVErrorCode', 'EVErrorCode', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVErrorCodeType),
-    ('EVRESSSOC', 'EVRESSSOC', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
+    Field('EVReady', 'EVReady', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
+    Field('EVErrorCode', 'EVErrorCode', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVErrorCodeType, 1, 1, None, None, None),
+    Field('EVRESSSOC', 'EVRESSSOC', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 0, 100, None),
 )
 DC_EVStatusType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'DC_EVStatus')
 DiffieHellmanPublickeyType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('value', '#text', '', False, 'bytes'),
+    Field('Id', '@Id', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 1, 1, None, None, None),
+    Field('value', '#text', '', False, 'bytes', 1, 1, None, 65, None),
 )
 DiffieHellmanPublickeyType._exi_element_ = None
 EMAIDType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('value', '#text', '', False, 'str'),
+    Field('Id', '@Id', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 1, 1, None, None, None),
+    Field('value', '#text', '', False, 'str', 1, 1, 14, 15, None),
 )
 EMAIDType._exi_element_ = None
 EVChargeParameterType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, 0, 4294967295, None),
 )
 EVChargeParameterType._exi_element_ = None
 EVPowerDeliveryParameterType._exi_fields_ = ()
@@ -1409,261 +1407,261 @@ EVPowerDeliveryParameterType._exi_element_ = None
 EVSEChargeParameterType._exi_fields_ = ()
 EVSEChargeParameterType._exi_element_ = None
 EVSEStatusType._exi_fields_ = (
-    ('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('EVSENotification', 'EVSENotification', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSENotificationType),
+    Field('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 0, 65535, None),
+    Field('EVSENotification', 'EVSENotification', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSENotificationType, 1, 1, None, None, None),
 )
 EVSEStatusType._exi_element_ = None
 EVStatusType._exi_fields_ = ()
 EVStatusType._exi_element_ = None
 EntryType._exi_fields_ = (
-    ('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, RelativeTimeIntervalType),
-    ('TimeInterval', 'TimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, IntervalType),
+    Field('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, RelativeTimeIntervalType, 0, 1, None, None, 0),
+    Field('TimeInterval', 'TimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, IntervalType, 0, 1, None, None, 0),
 )
 EntryType._exi_element_ = None
 IntervalType._exi_fields_ = ()
 IntervalType._exi_element_ = None
 ListOfRootCertificateIDsType._exi_fields_ = (
-    ('RootCertificateID', 'RootCertificateID', 'urn:iso:15118:2:2013:MsgDataTypes', True, _xmldsig.X509IssuerSerialType),
+    Field('RootCertificateID', 'RootCertificateID', 'urn:iso:15118:2:2013:MsgDataTypes', True, _xmldsig.X509IssuerSerialType, 1, 20, None, None, None),
 )
 ListOfRootCertificateIDsType._exi_element_ = None
 MessageHeaderType._exi_fields_ = (
-    ('SessionID', 'SessionID', 'urn:iso:15118:2:2013:MsgHeader', False, 'bytes'),
-    ('Notification', 'Notification', 'urn:iso:15118:2:2013:MsgHeader', False, NotificationType),
-    ('Signature', 'Signature', 'http://www.w3.org/2000/09/xmldsig#', False, _xmldsig.SignatureType),
+    Field('SessionID', 'SessionID', 'urn:iso:15118:2:2013:MsgHeader', False, 'bytes', 1, 1, None, 8, None),
+    Field('Notification', 'Notification', 'urn:iso:15118:2:2013:MsgHeader', False, NotificationType, 0, 1, None, None, None),
+    Field('Signature', 'Signature', 'http://www.w3.org/2000/09/xmldsig#', False, _xmldsig.SignatureType, 0, 1, None, None, None),
 )
 MessageHeaderType._exi_element_ = None
 MeterInfoType._exi_fields_ = (
-    ('MeterID', 'MeterID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('MeterReading', 'MeterReading', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('SigMeterReading', 'SigMeterReading', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bytes'),
-    ('MeterStatus', 'MeterStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('TMeter', 'TMeter', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
+    Field('MeterID', 'MeterID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 1, 1, None, 32, None),
+    Field('MeterReading', 'MeterReading', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, 0, 18446744073709551615, None),
+    Field('SigMeterReading', 'SigMeterReading', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bytes', 0, 1, None, 64, None),
+    Field('MeterStatus', 'MeterStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, -32768, 32767, None),
+    Field('TMeter', 'TMeter', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, -9223372036854775808, 9223372036854775807, None),
 )
 MeterInfoType._exi_element_ = None
 MeteringReceiptReqType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:15118:2:2013:MsgBody', False, 'str'),
-    ('SessionID', 'SessionID', 'urn:iso:15118:2:2013:MsgBody', False, 'bytes'),
-    ('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgBody', False, 'int'),
-    ('MeterInfo', 'MeterInfo', 'urn:iso:15118:2:2013:MsgBody', False, MeterInfoType),
+    Field('Id', '@Id', 'urn:iso:15118:2:2013:MsgBody', False, 'str', 0, 1, None, None, None),
+    Field('SessionID', 'SessionID', 'urn:iso:15118:2:2013:MsgBody', False, 'bytes', 1, 1, None, 8, None),
+    Field('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgBody', False, 'int', 0, 1, 1, 255, None),
+    Field('MeterInfo', 'MeterInfo', 'urn:iso:15118:2:2013:MsgBody', False, MeterInfoType, 1, 1, None, None, None),
 )
 MeteringReceiptReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'MeteringReceiptReq')
 MeteringReceiptResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, AC_EVSEStatusType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVSEStatusType),
-    ('EVSEStatus', 'EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSEStatusType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, AC_EVSEStatusType, 0, 1, None, None, 0),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVSEStatusType, 0, 1, None, None, 0),
+    Field('EVSEStatus', 'EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSEStatusType, 0, 1, None, None, 0),
 )
 MeteringReceiptResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'MeteringReceiptRes')
 NotificationType._exi_fields_ = (
-    ('FaultCode', 'FaultCode', 'urn:iso:15118:2:2013:MsgDataTypes', False, faultCodeType),
-    ('FaultMsg', 'FaultMsg', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
+    Field('FaultCode', 'FaultCode', 'urn:iso:15118:2:2013:MsgDataTypes', False, faultCodeType, 1, 1, None, None, None),
+    Field('FaultMsg', 'FaultMsg', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 0, 1, None, 64, None),
 )
 NotificationType._exi_element_ = None
 PMaxScheduleEntryType._exi_fields_ = (
-    ('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, RelativeTimeIntervalType),
-    ('TimeInterval', 'TimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, IntervalType),
-    ('PMax', 'PMax', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
+    Field('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, RelativeTimeIntervalType, 0, 1, None, None, 0),
+    Field('TimeInterval', 'TimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, IntervalType, 0, 1, None, None, 0),
+    Field('PMax', 'PMax', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
 )
 PMaxScheduleEntryType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'PMaxScheduleEntry')
 PMaxScheduleType._exi_fields_ = (
-    ('PMaxScheduleEntry', 'PMaxScheduleEntry', 'urn:iso:15118:2:2013:MsgDataTypes', True, PMaxScheduleEntryType),
+    Field('PMaxScheduleEntry', 'PMaxScheduleEntry', 'urn:iso:15118:2:2013:MsgDataTypes', True, PMaxScheduleEntryType, 1, 1024, None, None, None),
 )
 PMaxScheduleType._exi_element_ = None
 ParameterSetType._exi_fields_ = (
-    ('ParameterSetID', 'ParameterSetID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('Parameter', 'Parameter', 'urn:iso:15118:2:2013:MsgDataTypes', True, ParameterType),
+    Field('ParameterSetID', 'ParameterSetID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, -32768, 32767, None),
+    Field('Parameter', 'Parameter', 'urn:iso:15118:2:2013:MsgDataTypes', True, ParameterType, 1, 16, None, None, None),
 )
 ParameterSetType._exi_element_ = None
 ParameterType._exi_fields_ = (
-    ('Name', '@Name', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('boolValue', 'boolValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool'),
-    ('byteValue', 'byteValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('shortValue', 'shortValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('intValue', 'intValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('physicalValue', 'physicalValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('stringValue', 'stringValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
+    Field('Name', '@Name', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 1, 1, None, None, None),
+    Field('boolValue', 'boolValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool', 0, 1, None, None, 0),
+    Field('byteValue', 'byteValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, -128, 127, 0),
+    Field('shortValue', 'shortValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, -32768, 32767, 0),
+    Field('intValue', 'intValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, -2147483648, 2147483647, 0),
+    Field('physicalValue', 'physicalValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 0, 1, None, None, 0),
+    Field('stringValue', 'stringValue', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 0, 1, None, None, 0),
 )
 ParameterType._exi_element_ = None
 PaymentDetailsReqType._exi_fields_ = (
-    ('eMAID', 'eMAID', 'urn:iso:15118:2:2013:MsgBody', False, 'str'),
-    ('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType),
+    Field('eMAID', 'eMAID', 'urn:iso:15118:2:2013:MsgBody', False, 'str', 1, 1, 14, 15, None),
+    Field('ContractSignatureCertChain', 'ContractSignatureCertChain', 'urn:iso:15118:2:2013:MsgBody', False, CertificateChainType, 1, 1, None, None, None),
 )
 PaymentDetailsReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'PaymentDetailsReq')
 PaymentDetailsResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('GenChallenge', 'GenChallenge', 'urn:iso:15118:2:2013:MsgBody', False, 'bytes'),
-    ('EVSETimeStamp', 'EVSETimeStamp', 'urn:iso:15118:2:2013:MsgBody', False, 'int'),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('GenChallenge', 'GenChallenge', 'urn:iso:15118:2:2013:MsgBody', False, 'bytes', 1, 1, 16, 16, None),
+    Field('EVSETimeStamp', 'EVSETimeStamp', 'urn:iso:15118:2:2013:MsgBody', False, 'int', 1, 1, -9223372036854775808, 9223372036854775807, None),
 )
 PaymentDetailsResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'PaymentDetailsRes')
 PaymentOptionListType._exi_fields_ = (
-    ('PaymentOption', 'PaymentOption', 'urn:iso:15118:2:2013:MsgDataTypes', True, paymentOptionType),
+    Field('PaymentOption', 'PaymentOption', 'urn:iso:15118:2:2013:MsgDataTypes', True, paymentOptionType, 1, 2, None, None, None),
 )
 PaymentOptionListType._exi_element_ = None
 PaymentServiceSelectionReqType._exi_fields_ = (
-    ('SelectedPaymentOption', 'SelectedPaymentOption', 'urn:iso:15118:2:2013:MsgBody', False, paymentOptionType),
-    ('SelectedServiceList', 'SelectedServiceList', 'urn:iso:15118:2:2013:MsgBody', False, SelectedServiceListType),
+    Field('SelectedPaymentOption', 'SelectedPaymentOption', 'urn:iso:15118:2:2013:MsgBody', False, paymentOptionType, 1, 1, None, None, None),
+    Field('SelectedServiceList', 'SelectedServiceList', 'urn:iso:15118:2:2013:MsgBody', False, SelectedServiceListType, 1, 1, None, None, None),
 )
 PaymentServiceSelectionReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'PaymentServiceSelectionReq')
 PaymentServiceSelectionResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
 )
 PaymentServiceSelectionResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'PaymentServiceSelectionRes')
 PhysicalValueType._exi_fields_ = (
-    ('Multiplier', 'Multiplier', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('Unit', 'Unit', 'urn:iso:15118:2:2013:MsgDataTypes', False, unitSymbolType),
-    ('Value', 'Value', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
+    Field('Multiplier', 'Multiplier', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, -3, 3, None),
+    Field('Unit', 'Unit', 'urn:iso:15118:2:2013:MsgDataTypes', False, unitSymbolType, 1, 1, None, None, None),
+    Field('Value', 'Value', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, -32768, 32767, None),
 )
 PhysicalValueType._exi_element_ = None
 PowerDeliveryReqType._exi_fields_ = (
-    ('ChargeProgress', 'ChargeProgress', 'urn:iso:15118:2:2013:MsgBody', False, chargeProgressType),
-    ('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgBody', False, 'int'),
-    ('ChargingProfile', 'ChargingProfile', 'urn:iso:15118:2:2013:MsgBody', False, ChargingProfileType),
-    ('DC_EVPowerDeliveryParameter', 'DC_EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVPowerDeliveryParameterType),
-    ('EVPowerDeliveryParameter', 'EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVPowerDeliveryParameterType),
+    Field('ChargeProgress', 'ChargeProgress', 'urn:iso:15118:2:2013:MsgBody', False, chargeProgressType, 1, 1, None, None, None),
+    Field('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgBody', False, 'int', 1, 1, 1, 255, None),
+    Field('ChargingProfile', 'ChargingProfile', 'urn:iso:15118:2:2013:MsgBody', False, ChargingProfileType, 0, 1, None, None, None),
+    Field('DC_EVPowerDeliveryParameter', 'DC_EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVPowerDeliveryParameterType, 0, 1, None, None, 0),
+    Field('EVPowerDeliveryParameter', 'EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVPowerDeliveryParameterType, 0, 1, None, None, 0),
 )
 PowerDeliveryReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'PowerDeliveryReq')
 PowerDeliveryResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, AC_EVSEStatusType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVSEStatusType),
-    ('EVSEStatus', 'EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSEStatusType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('AC_EVSEStatus', 'AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, AC_EVSEStatusType, 0, 1, None, None, 0),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, DC_EVSEStatusType, 0, 1, None, None, 0),
+    Field('EVSEStatus', 'EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', False, EVSEStatusType, 0, 1, None, None, 0),
 )
 PowerDeliveryResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'PowerDeliveryRes')
 PreChargeReqType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVStatusType),
-    ('EVTargetVoltage', 'EVTargetVoltage', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
-    ('EVTargetCurrent', 'EVTargetCurrent', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVStatusType, 1, 1, None, None, None),
+    Field('EVTargetVoltage', 'EVTargetVoltage', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('EVTargetCurrent', 'EVTargetCurrent', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
 )
 PreChargeReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'PreChargeReq')
 PreChargeResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVSEStatusType),
-    ('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
 )
 PreChargeResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'PreChargeRes')
 ProfileEntryType._exi_fields_ = (
-    ('ChargingProfileEntryStart', 'ChargingProfileEntryStart', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('ChargingProfileEntryMaxPower', 'ChargingProfileEntryMaxPower', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType),
-    ('ChargingProfileEntryMaxNumberOfPhasesInUse', 'ChargingProfileEntryMaxNumberOfPhasesInUse', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
+    Field('ChargingProfileEntryStart', 'ChargingProfileEntryStart', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('ChargingProfileEntryMaxPower', 'ChargingProfileEntryMaxPower', 'urn:iso:15118:2:2013:MsgDataTypes', False, PhysicalValueType, 1, 1, None, None, None),
+    Field('ChargingProfileEntryMaxNumberOfPhasesInUse', 'ChargingProfileEntryMaxNumberOfPhasesInUse', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, 1, 3, None),
 )
 ProfileEntryType._exi_element_ = None
 RelativeTimeIntervalType._exi_fields_ = (
-    ('start', 'start', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('duration', 'duration', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
+    Field('start', 'start', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 0, 16777214, None),
+    Field('duration', 'duration', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, 0, 86400, None),
 )
 RelativeTimeIntervalType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'RelativeTimeInterval')
 SAScheduleListType._exi_fields_ = (
-    ('SAScheduleTuple', 'SAScheduleTuple', 'urn:iso:15118:2:2013:MsgDataTypes', True, SAScheduleTupleType),
+    Field('SAScheduleTuple', 'SAScheduleTuple', 'urn:iso:15118:2:2013:MsgDataTypes', True, SAScheduleTupleType, 1, 3, None, None, None),
 )
 SAScheduleListType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'SAScheduleList')
 SAScheduleTupleType._exi_fields_ = (
-    ('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('PMaxSchedule', 'PMaxSchedule', 'urn:iso:15118:2:2013:MsgDataTypes', False, PMaxScheduleType),
-    ('SalesTariff', 'SalesTariff', 'urn:iso:15118:2:2013:MsgDataTypes', False, SalesTariffType),
+    Field('SAScheduleTupleID', 'SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 1, 255, None),
+    Field('PMaxSchedule', 'PMaxSchedule', 'urn:iso:15118:2:2013:MsgDataTypes', False, PMaxScheduleType, 1, 1, None, None, None),
+    Field('SalesTariff', 'SalesTariff', 'urn:iso:15118:2:2013:MsgDataTypes', False, SalesTariffType, 0, 1, None, None, None),
 )
 SAScheduleTupleType._exi_element_ = None
 SASchedulesType._exi_fields_ = ()
 SASchedulesType._exi_element_ = None
 SalesTariffEntryType._exi_fields_ = (
-    ('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, RelativeTimeIntervalType),
-    ('TimeInterval', 'TimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, IntervalType),
-    ('EPriceLevel', 'EPriceLevel', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('ConsumptionCost', 'ConsumptionCost', 'urn:iso:15118:2:2013:MsgDataTypes', True, ConsumptionCostType),
+    Field('RelativeTimeInterval', 'RelativeTimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, RelativeTimeIntervalType, 0, 1, None, None, 0),
+    Field('TimeInterval', 'TimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', False, IntervalType, 0, 1, None, None, 0),
+    Field('EPriceLevel', 'EPriceLevel', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, 0, 255, None),
+    Field('ConsumptionCost', 'ConsumptionCost', 'urn:iso:15118:2:2013:MsgDataTypes', True, ConsumptionCostType, 0, 3, None, None, None),
 )
 SalesTariffEntryType._exi_element_ = ('urn:iso:15118:2:2013:MsgDataTypes', 'SalesTariffEntry')
 SalesTariffType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('SalesTariffID', 'SalesTariffID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('SalesTariffDescription', 'SalesTariffDescription', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('NumEPriceLevels', 'NumEPriceLevels', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('SalesTariffEntry', 'SalesTariffEntry', 'urn:iso:15118:2:2013:MsgDataTypes', True, SalesTariffEntryType),
+    Field('Id', '@Id', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 0, 1, None, None, None),
+    Field('SalesTariffID', 'SalesTariffID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 1, 255, None),
+    Field('SalesTariffDescription', 'SalesTariffDescription', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 0, 1, None, 32, None),
+    Field('NumEPriceLevels', 'NumEPriceLevels', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, 0, 255, None),
+    Field('SalesTariffEntry', 'SalesTariffEntry', 'urn:iso:15118:2:2013:MsgDataTypes', True, SalesTariffEntryType, 1, 1024, None, None, None),
 )
 SalesTariffType._exi_element_ = None
 SelectedServiceListType._exi_fields_ = (
-    ('SelectedService', 'SelectedService', 'urn:iso:15118:2:2013:MsgDataTypes', True, SelectedServiceType),
+    Field('SelectedService', 'SelectedService', 'urn:iso:15118:2:2013:MsgDataTypes', True, SelectedServiceType, 1, 16, None, None, None),
 )
 SelectedServiceListType._exi_element_ = None
 SelectedServiceType._exi_fields_ = (
-    ('ServiceID', 'ServiceID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('ParameterSetID', 'ParameterSetID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
+    Field('ServiceID', 'ServiceID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 0, 65535, None),
+    Field('ParameterSetID', 'ParameterSetID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 0, 1, -32768, 32767, None),
 )
 SelectedServiceType._exi_element_ = None
 ServiceDetailReqType._exi_fields_ = (
-    ('ServiceID', 'ServiceID', 'urn:iso:15118:2:2013:MsgBody', False, 'int'),
+    Field('ServiceID', 'ServiceID', 'urn:iso:15118:2:2013:MsgBody', False, 'int', 1, 1, 0, 65535, None),
 )
 ServiceDetailReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'ServiceDetailReq')
 ServiceDetailResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('ServiceID', 'ServiceID', 'urn:iso:15118:2:2013:MsgBody', False, 'int'),
-    ('ServiceParameterList', 'ServiceParameterList', 'urn:iso:15118:2:2013:MsgBody', False, ServiceParameterListType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('ServiceID', 'ServiceID', 'urn:iso:15118:2:2013:MsgBody', False, 'int', 1, 1, 0, 65535, None),
+    Field('ServiceParameterList', 'ServiceParameterList', 'urn:iso:15118:2:2013:MsgBody', False, ServiceParameterListType, 0, 1, None, None, None),
 )
 ServiceDetailResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'ServiceDetailRes')
 ServiceDiscoveryReqType._exi_fields_ = (
-    ('ServiceScope', 'ServiceScope', 'urn:iso:15118:2:2013:MsgBody', False, 'str'),
-    ('ServiceCategory', 'ServiceCategory', 'urn:iso:15118:2:2013:MsgBody', False, serviceCategoryType),
+    Field('ServiceScope', 'ServiceScope', 'urn:iso:15118:2:2013:MsgBody', False, 'str', 0, 1, None, 64, None),
+    Field('ServiceCategory', 'ServiceCategory', 'urn:iso:15118:2:2013:MsgBody', False, serviceCategoryType, 0, 1, None, None, None),
 )
 ServiceDiscoveryReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'ServiceDiscoveryReq')
 ServiceDiscoveryResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('PaymentOptionList', 'PaymentOptionList', 'urn:iso:15118:2:2013:MsgBody', False, PaymentOptionListType),
-    ('ChargeService', 'ChargeService', 'urn:iso:15118:2:2013:MsgBody', False, ChargeServiceType),
-    ('ServiceList', 'ServiceList', 'urn:iso:15118:2:2013:MsgBody', False, ServiceListType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('PaymentOptionList', 'PaymentOptionList', 'urn:iso:15118:2:2013:MsgBody', False, PaymentOptionListType, 1, 1, None, None, None),
+    Field('ChargeService', 'ChargeService', 'urn:iso:15118:2:2013:MsgBody', False, ChargeServiceType, 1, 1, None, None, None),
+    Field('ServiceList', 'ServiceList', 'urn:iso:15118:2:2013:MsgBody', False, ServiceListType, 0, 1, None, None, None),
 )
 ServiceDiscoveryResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'ServiceDiscoveryRes')
 ServiceListType._exi_fields_ = (
-    ('Service', 'Service', 'urn:iso:15118:2:2013:MsgDataTypes', True, ServiceType),
+    Field('Service', 'Service', 'urn:iso:15118:2:2013:MsgDataTypes', True, ServiceType, 1, 8, None, None, None),
 )
 ServiceListType._exi_element_ = None
 ServiceParameterListType._exi_fields_ = (
-    ('ParameterSet', 'ParameterSet', 'urn:iso:15118:2:2013:MsgDataTypes', True, ParameterSetType),
+    Field('ParameterSet', 'ParameterSet', 'urn:iso:15118:2:2013:MsgDataTypes', True, ParameterSetType, 1, 255, None, None, None),
 )
 ServiceParameterListType._exi_element_ = None
 ServiceType._exi_fields_ = (
-    ('ServiceID', 'ServiceID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int'),
-    ('ServiceName', 'ServiceName', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('ServiceCategory', 'ServiceCategory', 'urn:iso:15118:2:2013:MsgDataTypes', False, serviceCategoryType),
-    ('ServiceScope', 'ServiceScope', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str'),
-    ('FreeService', 'FreeService', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool'),
+    Field('ServiceID', 'ServiceID', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'int', 1, 1, 0, 65535, None),
+    Field('ServiceName', 'ServiceName', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 0, 1, None, 32, None),
+    Field('ServiceCategory', 'ServiceCategory', 'urn:iso:15118:2:2013:MsgDataTypes', False, serviceCategoryType, 1, 1, None, None, None),
+    Field('ServiceScope', 'ServiceScope', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'str', 0, 1, None, 64, None),
+    Field('FreeService', 'FreeService', 'urn:iso:15118:2:2013:MsgDataTypes', False, 'bool', 1, 1, None, None, None),
 )
 ServiceType._exi_element_ = None
 SessionSetupReqType._exi_fields_ = (
-    ('EVCCID', 'EVCCID', 'urn:iso:15118:2:2013:MsgBody', False, 'bytes'),
+    Field('EVCCID', 'EVCCID', 'urn:iso:15118:2:2013:MsgBody', False, 'bytes', 1, 1, None, 6, None),
 )
 SessionSetupReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'SessionSetupReq')
 SessionSetupResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('EVSEID', 'EVSEID', 'urn:iso:15118:2:2013:MsgBody', False, 'str'),
-    ('EVSETimeStamp', 'EVSETimeStamp', 'urn:iso:15118:2:2013:MsgBody', False, 'int'),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('EVSEID', 'EVSEID', 'urn:iso:15118:2:2013:MsgBody', False, 'str', 1, 1, 7, 37, None),
+    Field('EVSETimeStamp', 'EVSETimeStamp', 'urn:iso:15118:2:2013:MsgBody', False, 'int', 0, 1, -9223372036854775808, 9223372036854775807, None),
 )
 SessionSetupResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'SessionSetupRes')
 SessionStopReqType._exi_fields_ = (
-    ('ChargingSession', 'ChargingSession', 'urn:iso:15118:2:2013:MsgBody', False, chargingSessionType),
+    Field('ChargingSession', 'ChargingSession', 'urn:iso:15118:2:2013:MsgBody', False, chargingSessionType, 1, 1, None, None, None),
 )
 SessionStopReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'SessionStopReq')
 SessionStopResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
 )
 SessionStopResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'SessionStopRes')
 SubCertificatesType._exi_fields_ = (
-    ('Certificate', 'Certificate', 'urn:iso:15118:2:2013:MsgDataTypes', True, 'bytes'),
+    Field('Certificate', 'Certificate', 'urn:iso:15118:2:2013:MsgDataTypes', True, 'bytes', 1, 4, None, 800, None),
 )
 SubCertificatesType._exi_element_ = None
 SupportedEnergyTransferModeType._exi_fields_ = (
-    ('EnergyTransferMode', 'EnergyTransferMode', 'urn:iso:15118:2:2013:MsgDataTypes', True, EnergyTransferModeType),
+    Field('EnergyTransferMode', 'EnergyTransferMode', 'urn:iso:15118:2:2013:MsgDataTypes', True, EnergyTransferModeType, 1, 6, None, None, None),
 )
 SupportedEnergyTransferModeType._exi_element_ = None
 V2G_Message._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:15118:2:2013:MsgDef', False, MessageHeaderType),
-    ('Body', 'Body', 'urn:iso:15118:2:2013:MsgDef', False, BodyType),
+    Field('Header', 'Header', 'urn:iso:15118:2:2013:MsgDef', False, MessageHeaderType, 1, 1, None, None, None),
+    Field('Body', 'Body', 'urn:iso:15118:2:2013:MsgDef', False, BodyType, 1, 1, None, None, None),
 )
 V2G_Message._exi_element_ = ('urn:iso:15118:2:2013:MsgDef', 'V2G_Message')
 WeldingDetectionReqType._exi_fields_ = (
-    ('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVStatusType),
+    Field('DC_EVStatus', 'DC_EVStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVStatusType, 1, 1, None, None, None),
 )
 WeldingDetectionReqType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'WeldingDetectionReq')
 WeldingDetectionResType._exi_fields_ = (
-    ('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType),
-    ('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVSEStatusType),
-    ('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:15118:2:2013:MsgBody', False, responseCodeType, 1, 1, None, None, None),
+    Field('DC_EVSEStatus', 'DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', False, DC_EVSEStatusType, 1, 1, None, None, None),
+    Field('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:15118:2:2013:MsgBody', False, PhysicalValueType, 1, 1, None, None, None),
 )
 WeldingDetectionResType._exi_element_ = ('urn:iso:15118:2:2013:MsgBody', 'WeldingDetectionRes')

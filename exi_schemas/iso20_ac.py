@@ -4,21 +4,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import ClassVar
 
 from exi_schemas import iso20_common_types as _iso20_common_types
-
-FieldTable = tuple[tuple[str, str, str, bool, object], ...]
-"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""
+from iso15118.exi.fields import Field
 
 
 @dataclass(slots=True, kw_only=True)
 class AC_CPDReqEnergyTransferModeType:
     """XSD type AC_CPDReqEnergyTransferModeType (urn:iso:std:iso:15118:-20:AC), element AC_CPDReqEnergyTransferMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVMaximumChargePower: _iso20_common_types.RationalNumberType
     EVMaximumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
@@ -32,7 +29,7 @@ class AC_CPDReqEnergyTransferModeType:
 class AC_CPDResEnergyTransferModeType:
     """XSD type AC_CPDResEnergyTransferModeType (urn:iso:std:iso:15118:-20:AC), element AC_CPDResEnergyTransferMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
     EVSEMaximumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
@@ -52,7 +49,7 @@ class AC_CPDResEnergyTransferModeType:
 class AC_ChargeLoopReqType:
     """XSD type AC_ChargeLoopReqType (urn:iso:std:iso:15118:-20:AC), element AC_ChargeLoopReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
@@ -68,7 +65,7 @@ class AC_ChargeLoopReqType:
 class AC_ChargeLoopResType:
     """XSD type AC_ChargeLoopResType (urn:iso:std:iso:15118:-20:AC), element AC_ChargeLoopRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -87,7 +84,7 @@ class AC_ChargeLoopResType:
 class AC_ChargeParameterDiscoveryReqType:
     """XSD type AC_ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:AC), element AC_ChargeParameterDiscoveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     AC_CPDReqEnergyTransferMode: AC_CPDReqEnergyTransferModeType | None = None
@@ -98,7 +95,7 @@ class AC_ChargeParameterDiscoveryReqType:
 class AC_ChargeParameterDiscoveryResType:
     """XSD type AC_ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:AC), element AC_ChargeParameterDiscoveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -110,7 +107,7 @@ class AC_ChargeParameterDiscoveryResType:
 class BPT_AC_CPDReqEnergyTransferModeType:
     """XSD type BPT_AC_CPDReqEnergyTransferModeType (urn:iso:std:iso:15118:-20:AC), element BPT_AC_CPDReqEnergyTransferMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVMaximumChargePower: _iso20_common_types.RationalNumberType
     EVMaximumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
@@ -130,7 +127,7 @@ class BPT_AC_CPDReqEnergyTransferModeType:
 class BPT_AC_CPDResEnergyTransferModeType:
     """XSD type BPT_AC_CPDResEnergyTransferModeType (urn:iso:std:iso:15118:-20:AC), element BPT_AC_CPDResEnergyTransferMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
     EVSEMaximumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
@@ -156,7 +153,7 @@ class BPT_AC_CPDResEnergyTransferModeType:
 class BPT_Dynamic_AC_CLReqControlModeType:
     """XSD type BPT_Dynamic_AC_CLReqControlModeType (urn:iso:std:iso:15118:-20:AC), element BPT_Dynamic_AC_CLReqControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
@@ -188,7 +185,7 @@ class BPT_Dynamic_AC_CLReqControlModeType:
 class BPT_Dynamic_AC_CLResControlModeType:
     """XSD type BPT_Dynamic_AC_CLResControlModeType (urn:iso:std:iso:15118:-20:AC), element BPT_Dynamic_AC_CLResControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     MinimumSOC: int | None = None  # 0..100
@@ -209,7 +206,7 @@ class BPT_Dynamic_AC_CLResControlModeType:
 class BPT_Scheduled_AC_CLReqControlModeType:
     """XSD type BPT_Scheduled_AC_CLReqControlModeType (urn:iso:std:iso:15118:-20:AC), element BPT_Scheduled_AC_CLReqControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -238,7 +235,7 @@ class BPT_Scheduled_AC_CLReqControlModeType:
 class BPT_Scheduled_AC_CLResControlModeType:
     """XSD type BPT_Scheduled_AC_CLResControlModeType (urn:iso:std:iso:15118:-20:AC), element BPT_Scheduled_AC_CLResControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVSETargetActivePower: _iso20_common_types.RationalNumberType | None = None
     EVSETargetActivePower_L2: _iso20_common_types.RationalNumberType | None = None
@@ -255,7 +252,7 @@ class BPT_Scheduled_AC_CLResControlModeType:
 class Dynamic_AC_CLReqControlModeType:
     """XSD type Dynamic_AC_CLReqControlModeType (urn:iso:std:iso:15118:-20:AC), element Dynamic_AC_CLReqControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
@@ -279,7 +276,7 @@ class Dynamic_AC_CLReqControlModeType:
 class Dynamic_AC_CLResControlModeType:
     """XSD type Dynamic_AC_CLResControlModeType (urn:iso:std:iso:15118:-20:AC), element Dynamic_AC_CLResControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     MinimumSOC: int | None = None  # 0..100
@@ -300,7 +297,7 @@ class Dynamic_AC_CLResControlModeType:
 class Scheduled_AC_CLReqControlModeType:
     """XSD type Scheduled_AC_CLReqControlModeType (urn:iso:std:iso:15118:-20:AC), element Scheduled_AC_CLReqControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -323,7 +320,7 @@ class Scheduled_AC_CLReqControlModeType:
 class Scheduled_AC_CLResControlModeType:
     """XSD type Scheduled_AC_CLResControlModeType (urn:iso:std:iso:15118:-20:AC), element Scheduled_AC_CLResControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVSETargetActivePower: _iso20_common_types.RationalNumberType | None = None
     EVSETargetActivePower_L2: _iso20_common_types.RationalNumberType | None = None
@@ -337,244 +334,244 @@ class Scheduled_AC_CLResControlModeType:
 
 
 AC_CPDReqEnergyTransferModeType._exi_fields_ = (
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 AC_CPDReqEnergyTransferModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'AC_CPDReqEnergyTransferMode')
 AC_CPDResEnergyTransferModeType._exi_fields_ = (
-    ('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumChargePower_L2', 'EVSEMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumChargePower_L3', 'EVSEMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower_L2', 'EVSEMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower_L3', 'EVSEMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSENominalFrequency', 'EVSENominalFrequency', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('MaximumPowerAsymmetry', 'MaximumPowerAsymmetry', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPowerRampLimitation', 'EVSEPowerRampLimitation', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumChargePower_L2', 'EVSEMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumChargePower_L3', 'EVSEMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumChargePower_L2', 'EVSEMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMinimumChargePower_L3', 'EVSEMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSENominalFrequency', 'EVSENominalFrequency', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('MaximumPowerAsymmetry', 'MaximumPowerAsymmetry', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPowerRampLimitation', 'EVSEPowerRampLimitation', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 AC_CPDResEnergyTransferModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'AC_CPDResEnergyTransferMode')
 AC_ChargeLoopReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('DisplayParameters', 'DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.DisplayParametersType),
-    ('MeterInfoRequested', 'MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool'),
-    ('BPT_Dynamic_AC_CLReqControlMode', 'BPT_Dynamic_AC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_Dynamic_AC_CLReqControlModeType),
-    ('BPT_Scheduled_AC_CLReqControlMode', 'BPT_Scheduled_AC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_Scheduled_AC_CLReqControlModeType),
-    ('CLReqControlMode', 'CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.CLReqControlModeType),
-    ('Dynamic_AC_CLReqControlMode', 'Dynamic_AC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:AC', False, Dynamic_AC_CLReqControlModeType),
-    ('Scheduled_AC_CLReqControlMode', 'Scheduled_AC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:AC', False, Scheduled_AC_CLReqControlModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('DisplayParameters', 'DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.DisplayParametersType, 0, 1, None, None, None),
+    Field('MeterInfoRequested', 'MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool', 1, 1, None, None, None),
+    Field('BPT_Dynamic_AC_CLReqControlMode', 'BPT_Dynamic_AC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_Dynamic_AC_CLReqControlModeType, 0, 1, None, None, 0),
+    Field('BPT_Scheduled_AC_CLReqControlMode', 'BPT_Scheduled_AC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_Scheduled_AC_CLReqControlModeType, 0, 1, None, None, 0),
+    Field('CLReqControlMode', 'CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.CLReqControlModeType, 0, 1, None, None, 0),
+    Field('Dynamic_AC_CLReqControlMode', 'Dynamic_AC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:AC', False, Dynamic_AC_CLReqControlModeType, 0, 1, None, None, 0),
+    Field('Scheduled_AC_CLReqControlMode', 'Scheduled_AC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:AC', False, Scheduled_AC_CLReqControlModeType, 0, 1, None, None, 0),
 )
 AC_ChargeLoopReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'AC_ChargeLoopReq')
 AC_ChargeLoopResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEStatus', 'EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.EVSEStatusType),
-    ('MeterInfo', 'MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MeterInfoType),
-    ('Receipt', 'Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.ReceiptType),
-    ('EVSETargetFrequency', 'EVSETargetFrequency', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('BPT_Dynamic_AC_CLResControlMode', 'BPT_Dynamic_AC_CLResControlMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_Dynamic_AC_CLResControlModeType),
-    ('BPT_Scheduled_AC_CLResControlMode', 'BPT_Scheduled_AC_CLResControlMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_Scheduled_AC_CLResControlModeType),
-    ('CLResControlMode', 'CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.CLResControlModeType),
-    ('Dynamic_AC_CLResControlMode', 'Dynamic_AC_CLResControlMode', 'urn:iso:std:iso:15118:-20:AC', False, Dynamic_AC_CLResControlModeType),
-    ('Scheduled_AC_CLResControlMode', 'Scheduled_AC_CLResControlMode', 'urn:iso:std:iso:15118:-20:AC', False, Scheduled_AC_CLResControlModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEStatus', 'EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.EVSEStatusType, 0, 1, None, None, None),
+    Field('MeterInfo', 'MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MeterInfoType, 0, 1, None, None, None),
+    Field('Receipt', 'Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.ReceiptType, 0, 1, None, None, None),
+    Field('EVSETargetFrequency', 'EVSETargetFrequency', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('BPT_Dynamic_AC_CLResControlMode', 'BPT_Dynamic_AC_CLResControlMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_Dynamic_AC_CLResControlModeType, 0, 1, None, None, 0),
+    Field('BPT_Scheduled_AC_CLResControlMode', 'BPT_Scheduled_AC_CLResControlMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_Scheduled_AC_CLResControlModeType, 0, 1, None, None, 0),
+    Field('CLResControlMode', 'CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.CLResControlModeType, 0, 1, None, None, 0),
+    Field('Dynamic_AC_CLResControlMode', 'Dynamic_AC_CLResControlMode', 'urn:iso:std:iso:15118:-20:AC', False, Dynamic_AC_CLResControlModeType, 0, 1, None, None, 0),
+    Field('Scheduled_AC_CLResControlMode', 'Scheduled_AC_CLResControlMode', 'urn:iso:std:iso:15118:-20:AC', False, Scheduled_AC_CLResControlModeType, 0, 1, None, None, 0),
 )
 AC_ChargeLoopResType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'AC_ChargeLoopRes')
 AC_ChargeParameterDiscoveryReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('AC_CPDReqEnergyTransferMode', 'AC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:AC', False, AC_CPDReqEnergyTransferModeType),
-    ('BPT_AC_CPDReqEnergyTransferMode', 'BPT_AC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_AC_CPDReqEnergyTransferModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('AC_CPDReqEnergyTransferMode', 'AC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:AC', False, AC_CPDReqEnergyTransferModeType, 0, 1, None, None, 0),
+    Field('BPT_AC_CPDReqEnergyTransferMode', 'BPT_AC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_AC_CPDReqEnergyTransferModeType, 0, 1, None, None, 0),
 )
 AC_ChargeParameterDiscoveryReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'AC_ChargeParameterDiscoveryReq')
 AC_ChargeParameterDiscoveryResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('AC_CPDResEnergyTransferMode', 'AC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:AC', False, AC_CPDResEnergyTransferModeType),
-    ('BPT_AC_CPDResEnergyTransferMode', 'BPT_AC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_AC_CPDResEnergyTransferModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('AC_CPDResEnergyTransferMode', 'AC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:AC', False, AC_CPDResEnergyTransferModeType, 0, 1, None, None, 0),
+    Field('BPT_AC_CPDResEnergyTransferMode', 'BPT_AC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:AC', False, BPT_AC_CPDResEnergyTransferModeType, 0, 1, None, None, 0),
 )
 AC_ChargeParameterDiscoveryResType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'AC_ChargeParameterDiscoveryRes')
 BPT_AC_CPDReqEnergyTransferModeType._exi_fields_ = (
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower_L2', 'EVMaximumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower_L3', 'EVMaximumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower_L2', 'EVMinimumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower_L3', 'EVMinimumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumDischargePower_L2', 'EVMaximumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumDischargePower_L3', 'EVMaximumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumDischargePower_L2', 'EVMinimumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumDischargePower_L3', 'EVMinimumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 BPT_AC_CPDReqEnergyTransferModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'BPT_AC_CPDReqEnergyTransferMode')
 BPT_AC_CPDResEnergyTransferModeType._exi_fields_ = (
-    ('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumChargePower_L2', 'EVSEMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumChargePower_L3', 'EVSEMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower_L2', 'EVSEMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower_L3', 'EVSEMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSENominalFrequency', 'EVSENominalFrequency', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('MaximumPowerAsymmetry', 'MaximumPowerAsymmetry', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPowerRampLimitation', 'EVSEPowerRampLimitation', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumDischargePower', 'EVSEMaximumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumDischargePower_L2', 'EVSEMaximumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumDischargePower_L3', 'EVSEMaximumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumDischargePower', 'EVSEMinimumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumDischargePower_L2', 'EVSEMinimumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumDischargePower_L3', 'EVSEMinimumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumChargePower_L2', 'EVSEMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumChargePower_L3', 'EVSEMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumChargePower_L2', 'EVSEMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMinimumChargePower_L3', 'EVSEMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSENominalFrequency', 'EVSENominalFrequency', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('MaximumPowerAsymmetry', 'MaximumPowerAsymmetry', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPowerRampLimitation', 'EVSEPowerRampLimitation', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumDischargePower', 'EVSEMaximumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumDischargePower_L2', 'EVSEMaximumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumDischargePower_L3', 'EVSEMaximumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMinimumDischargePower', 'EVSEMinimumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumDischargePower_L2', 'EVSEMinimumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMinimumDischargePower_L3', 'EVSEMinimumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 BPT_AC_CPDResEnergyTransferModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'BPT_AC_CPDResEnergyTransferMode')
 BPT_Dynamic_AC_CLReqControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower', 'EVPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower_L2', 'EVPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower_L3', 'EVPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower', 'EVPresentReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower_L2', 'EVPresentReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower_L3', 'EVPresentReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower_L2', 'EVMaximumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower_L3', 'EVMaximumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower_L2', 'EVMinimumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower_L3', 'EVMinimumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumV2XEnergyRequest', 'EVMaximumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumV2XEnergyRequest', 'EVMinimumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentActivePower', 'EVPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPresentActivePower_L2', 'EVPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentActivePower_L3', 'EVPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentReactivePower', 'EVPresentReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPresentReactivePower_L2', 'EVPresentReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentReactivePower_L3', 'EVPresentReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumDischargePower_L2', 'EVMaximumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumDischargePower_L3', 'EVMaximumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumDischargePower_L2', 'EVMinimumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumDischargePower_L3', 'EVMinimumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumV2XEnergyRequest', 'EVMaximumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumV2XEnergyRequest', 'EVMinimumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 BPT_Dynamic_AC_CLReqControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'BPT_Dynamic_AC_CLReqControlMode')
 BPT_Dynamic_AC_CLResControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('AckMaxDelay', 'AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EVSETargetActivePower', 'EVSETargetActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetActivePower_L2', 'EVSETargetActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetActivePower_L3', 'EVSETargetActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower', 'EVSETargetReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower_L3', 'EVSETargetReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('AckMaxDelay', 'AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 65535, None),
+    Field('EVSETargetActivePower', 'EVSETargetActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSETargetActivePower_L2', 'EVSETargetActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetActivePower_L3', 'EVSETargetActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower', 'EVSETargetReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower_L3', 'EVSETargetReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 BPT_Dynamic_AC_CLResControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'BPT_Dynamic_AC_CLResControlMode')
 BPT_Scheduled_AC_CLReqControlModeType._exi_fields_ = (
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower', 'EVPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower_L2', 'EVPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower_L3', 'EVPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower', 'EVPresentReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower_L2', 'EVPresentReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower_L3', 'EVPresentReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower_L2', 'EVMaximumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower_L3', 'EVMaximumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower_L2', 'EVMinimumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower_L3', 'EVMinimumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentActivePower', 'EVPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPresentActivePower_L2', 'EVPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentActivePower_L3', 'EVPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentReactivePower', 'EVPresentReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentReactivePower_L2', 'EVPresentReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentReactivePower_L3', 'EVPresentReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumDischargePower_L2', 'EVMaximumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumDischargePower_L3', 'EVMaximumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumDischargePower_L2', 'EVMinimumDischargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumDischargePower_L3', 'EVMinimumDischargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 BPT_Scheduled_AC_CLReqControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'BPT_Scheduled_AC_CLReqControlMode')
 BPT_Scheduled_AC_CLResControlModeType._exi_fields_ = (
-    ('EVSETargetActivePower', 'EVSETargetActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetActivePower_L2', 'EVSETargetActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetActivePower_L3', 'EVSETargetActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower', 'EVSETargetReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower_L3', 'EVSETargetReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('EVSETargetActivePower', 'EVSETargetActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetActivePower_L2', 'EVSETargetActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetActivePower_L3', 'EVSETargetActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower', 'EVSETargetReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower_L3', 'EVSETargetReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 BPT_Scheduled_AC_CLResControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'BPT_Scheduled_AC_CLResControlMode')
 Dynamic_AC_CLReqControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower', 'EVPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower_L2', 'EVPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower_L3', 'EVPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower', 'EVPresentReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower_L2', 'EVPresentReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower_L3', 'EVPresentReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentActivePower', 'EVPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPresentActivePower_L2', 'EVPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentActivePower_L3', 'EVPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentReactivePower', 'EVPresentReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPresentReactivePower_L2', 'EVPresentReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentReactivePower_L3', 'EVPresentReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 Dynamic_AC_CLReqControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'Dynamic_AC_CLReqControlMode')
 Dynamic_AC_CLResControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('AckMaxDelay', 'AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EVSETargetActivePower', 'EVSETargetActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetActivePower_L2', 'EVSETargetActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetActivePower_L3', 'EVSETargetActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower', 'EVSETargetReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower_L3', 'EVSETargetReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('AckMaxDelay', 'AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 65535, None),
+    Field('EVSETargetActivePower', 'EVSETargetActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSETargetActivePower_L2', 'EVSETargetActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetActivePower_L3', 'EVSETargetActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower', 'EVSETargetReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower_L3', 'EVSETargetReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 Dynamic_AC_CLResControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'Dynamic_AC_CLResControlMode')
 Scheduled_AC_CLReqControlModeType._exi_fields_ = (
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower', 'EVPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower_L2', 'EVPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentActivePower_L3', 'EVPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower', 'EVPresentReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower_L2', 'EVPresentReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVPresentReactivePower_L3', 'EVPresentReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargePower_L2', 'EVMaximumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargePower_L3', 'EVMaximumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower_L2', 'EVMinimumChargePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower_L3', 'EVMinimumChargePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentActivePower', 'EVPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPresentActivePower_L2', 'EVPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentActivePower_L3', 'EVPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentReactivePower', 'EVPresentReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentReactivePower_L2', 'EVPresentReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPresentReactivePower_L3', 'EVPresentReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 Scheduled_AC_CLReqControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'Scheduled_AC_CLReqControlMode')
 Scheduled_AC_CLResControlModeType._exi_fields_ = (
-    ('EVSETargetActivePower', 'EVSETargetActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetActivePower_L2', 'EVSETargetActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetActivePower_L3', 'EVSETargetActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower', 'EVSETargetReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSETargetReactivePower_L3', 'EVSETargetReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType),
+    Field('EVSETargetActivePower', 'EVSETargetActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetActivePower_L2', 'EVSETargetActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetActivePower_L3', 'EVSETargetActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower', 'EVSETargetReactivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSETargetReactivePower_L3', 'EVSETargetReactivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower', 'EVSEPresentActivePower', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L2', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEPresentActivePower_L3', 'EVSEPresentActivePower_L3', 'urn:iso:std:iso:15118:-20:AC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 Scheduled_AC_CLResControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:AC', 'Scheduled_AC_CLResControlMode')

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
 from exi_schemas import iso20_common_types as _iso20_common_types
-
-FieldTable = tuple[tuple[str, str, str, bool, object], ...]
-"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""
+from iso15118.exi.fields import Field
 
 
 class cpStatusType(StrEnum):
@@ -69,7 +67,7 @@ class mechanicalChargingDeviceStatusType(StrEnum):
 class ACDP_ConnectReqType:
     """XSD type ACDP_ConnectReqType (urn:iso:std:iso:15118:-20:ACDP)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVElectricalChargingDeviceStatus: electricalChargingDeviceStatusType
@@ -79,7 +77,7 @@ class ACDP_ConnectReqType:
 class ACDP_ConnectResType:
     """XSD type ACDP_ConnectResType (urn:iso:std:iso:15118:-20:ACDP)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -92,7 +90,7 @@ class ACDP_ConnectResType:
 class ACDP_SystemStatusReqType:
     """XSD type ACDP_SystemStatusReqType (urn:iso:std:iso:15118:-20:ACDP), element ACDP_SystemStatusReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVTechnicalStatus: EVTechnicalStatusType
@@ -102,7 +100,7 @@ class ACDP_SystemStatusReqType:
 class ACDP_SystemStatusResType:
     """XSD type ACDP_SystemStatusResType (urn:iso:std:iso:15118:-20:ACDP), element ACDP_SystemStatusRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -121,7 +119,7 @@ class ACDP_SystemStatusResType:
 class ACDP_VehiclePositioningReqType:
     """XSD type ACDP_VehiclePositioningReqType (urn:iso:std:iso:15118:-20:ACDP), element ACDP_VehiclePositioningReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVMobilityStatus: bool
@@ -132,7 +130,7 @@ class ACDP_VehiclePositioningReqType:
 class ACDP_VehiclePositioningResType:
     """XSD type ACDP_VehiclePositioningResType (urn:iso:std:iso:15118:-20:ACDP), element ACDP_VehiclePositioningRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -149,7 +147,7 @@ class ACDP_VehiclePositioningResType:
 class EVTechnicalStatusType:
     """XSD type EVTechnicalStatusType (urn:iso:std:iso:15118:-20:ACDP)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVReadyToCharge: bool
     EVImmobilizationRequest: bool
@@ -162,63 +160,63 @@ class EVTechnicalStatusType:
 
 
 ACDP_ConnectReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVElectricalChargingDeviceStatus', 'EVElectricalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, electricalChargingDeviceStatusType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVElectricalChargingDeviceStatus', 'EVElectricalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, electricalChargingDeviceStatusType, 1, 1, None, None, None),
 )
 ACDP_ConnectReqType._exi_element_ = None
 ACDP_ConnectResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:ACDP', False, _iso20_common_types.processingType),
-    ('EVSEElectricalChargingDeviceStatus', 'EVSEElectricalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, electricalChargingDeviceStatusType),
-    ('EVSEMechanicalChargingDeviceStatus', 'EVSEMechanicalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, mechanicalChargingDeviceStatusType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:ACDP', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('EVSEElectricalChargingDeviceStatus', 'EVSEElectricalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, electricalChargingDeviceStatusType, 1, 1, None, None, None),
+    Field('EVSEMechanicalChargingDeviceStatus', 'EVSEMechanicalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, mechanicalChargingDeviceStatusType, 1, 1, None, None, None),
 )
 ACDP_ConnectResType._exi_element_ = None
 ACDP_SystemStatusReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVTechnicalStatus', 'EVTechnicalStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, EVTechnicalStatusType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVTechnicalStatus', 'EVTechnicalStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, EVTechnicalStatusType, 1, 1, None, None, None),
 )
 ACDP_SystemStatusReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:ACDP', 'ACDP_SystemStatusReq')
 ACDP_SystemStatusResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEMechanicalChargingDeviceStatus', 'EVSEMechanicalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, mechanicalChargingDeviceStatusType),
-    ('EVSEReadyToCharge', 'EVSEReadyToCharge', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVSEIsolationStatus', 'EVSEIsolationStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, isolationStatusType),
-    ('EVSEDisabled', 'EVSEDisabled', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVSEUtilityInterruptEvent', 'EVSEUtilityInterruptEvent', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVSEEmergencyShutdown', 'EVSEEmergencyShutdown', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVSEMalfunction', 'EVSEMalfunction', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVInChargePosition', 'EVInChargePosition', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVAssociationStatus', 'EVAssociationStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEMechanicalChargingDeviceStatus', 'EVSEMechanicalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, mechanicalChargingDeviceStatusType, 1, 1, None, None, None),
+    Field('EVSEReadyToCharge', 'EVSEReadyToCharge', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEIsolationStatus', 'EVSEIsolationStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, isolationStatusType, 1, 1, None, None, None),
+    Field('EVSEDisabled', 'EVSEDisabled', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEUtilityInterruptEvent', 'EVSEUtilityInterruptEvent', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEEmergencyShutdown', 'EVSEEmergencyShutdown', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEMalfunction', 'EVSEMalfunction', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
+    Field('EVInChargePosition', 'EVInChargePosition', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
+    Field('EVAssociationStatus', 'EVAssociationStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
 )
 ACDP_SystemStatusResType._exi_element_ = ('urn:iso:std:iso:15118:-20:ACDP', 'ACDP_SystemStatusRes')
 ACDP_VehiclePositioningReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVMobilityStatus', 'EVMobilityStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVPositioningSupport', 'EVPositioningSupport', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVMobilityStatus', 'EVMobilityStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
+    Field('EVPositioningSupport', 'EVPositioningSupport', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
 )
 ACDP_VehiclePositioningReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:ACDP', 'ACDP_VehiclePositioningReq')
 ACDP_VehiclePositioningResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:ACDP', False, _iso20_common_types.processingType),
-    ('EVSEPositioningSupport', 'EVSEPositioningSupport', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVRelativeXDeviation', 'EVRelativeXDeviation', 'urn:iso:std:iso:15118:-20:ACDP', False, 'int'),
-    ('EVRelativeYDeviation', 'EVRelativeYDeviation', 'urn:iso:std:iso:15118:-20:ACDP', False, 'int'),
-    ('ContactWindowXc', 'ContactWindowXc', 'urn:iso:std:iso:15118:-20:ACDP', False, 'int'),
-    ('ContactWindowYc', 'ContactWindowYc', 'urn:iso:std:iso:15118:-20:ACDP', False, 'int'),
-    ('EVInChargePosition', 'EVInChargePosition', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:ACDP', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('EVSEPositioningSupport', 'EVSEPositioningSupport', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
+    Field('EVRelativeXDeviation', 'EVRelativeXDeviation', 'urn:iso:std:iso:15118:-20:ACDP', False, 'int', 1, 1, -32768, 32767, None),
+    Field('EVRelativeYDeviation', 'EVRelativeYDeviation', 'urn:iso:std:iso:15118:-20:ACDP', False, 'int', 1, 1, -32768, 32767, None),
+    Field('ContactWindowXc', 'ContactWindowXc', 'urn:iso:std:iso:15118:-20:ACDP', False, 'int', 1, 1, -32768, 32767, None),
+    Field('ContactWindowYc', 'ContactWindowYc', 'urn:iso:std:iso:15118:-20:ACDP', False, 'int', 1, 1, -32768, 32767, None),
+    Field('EVInChargePosition', 'EVInChargePosition', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
 )
 ACDP_VehiclePositioningResType._exi_element_ = ('urn:iso:std:iso:15118:-20:ACDP', 'ACDP_VehiclePositioningRes')
 EVTechnicalStatusType._exi_fields_ = (
-    ('EVReadyToCharge', 'EVReadyToCharge', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVImmobilizationRequest', 'EVImmobilizationRequest', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVImmobilized', 'EVImmobilized', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
-    ('EVWLANStrength', 'EVWLANStrength', 'urn:iso:std:iso:15118:-20:ACDP', False, _iso20_common_types.RationalNumberType),
-    ('EVCPStatus', 'EVCPStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, cpStatusType),
-    ('EVSOC', 'EVSOC', 'urn:iso:std:iso:15118:-20:ACDP', False, 'int'),
-    ('EVErrorCode', 'EVErrorCode', 'urn:iso:std:iso:15118:-20:ACDP', False, errorCodeType),
-    ('EVTimeout', 'EVTimeout', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool'),
+    Field('EVReadyToCharge', 'EVReadyToCharge', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
+    Field('EVImmobilizationRequest', 'EVImmobilizationRequest', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 1, 1, None, None, None),
+    Field('EVImmobilized', 'EVImmobilized', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 0, 1, None, None, None),
+    Field('EVWLANStrength', 'EVWLANStrength', 'urn:iso:std:iso:15118:-20:ACDP', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVCPStatus', 'EVCPStatus', 'urn:iso:std:iso:15118:-20:ACDP', False, cpStatusType, 0, 1, None, None, None),
+    Field('EVSOC', 'EVSOC', 'urn:iso:std:iso:15118:-20:ACDP', False, 'int', 0, 1, 0, 100, None),
+    Field('EVErrorCode', 'EVErrorCode', 'urn:iso:std:iso:15118:-20:ACDP', False, errorCodeType, 0, 1, None, None, None),
+    Field('EVTimeout', 'EVTimeout', 'urn:iso:std:iso:15118:-20:ACDP', False, 'bool', 0, 1, None, None, None),
 )
 EVTechnicalStatusType._exi_element_ = None

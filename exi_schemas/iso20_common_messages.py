@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
 from exi_schemas import iso20_common_types as _iso20_common_types
-
-FieldTable = tuple[tuple[str, str, str, bool, object], ...]
-"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""
+from iso15118.exi.fields import Field
 
 
 class authorizationType(StrEnum):
@@ -94,7 +92,7 @@ class powerToleranceAcceptanceType(StrEnum):
 class AbsolutePriceScheduleType:
     """XSD type AbsolutePriceScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     TimeAnchor: int  # 0..18446744073709551615
@@ -115,7 +113,7 @@ class AbsolutePriceScheduleType:
 class AdditionalServiceListType:
     """XSD type AdditionalServiceListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     AdditionalService: list[AdditionalServiceType]  # 1..5 entries
 
@@ -124,7 +122,7 @@ class AdditionalServiceListType:
 class AdditionalServiceType:
     """XSD type AdditionalServiceType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceName: str  # length 0..80
     ServiceFee: _iso20_common_types.RationalNumberType
@@ -134,7 +132,7 @@ class AdditionalServiceType:
 class AuthorizationReqType:
     """XSD type AuthorizationReqType (urn:iso:std:iso:15118:-20:CommonMessages), element AuthorizationReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     SelectedAuthorizationService: authorizationType
@@ -146,7 +144,7 @@ class AuthorizationReqType:
 class AuthorizationResType:
     """XSD type AuthorizationResType (urn:iso:std:iso:15118:-20:CommonMessages), element AuthorizationRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -157,7 +155,7 @@ class AuthorizationResType:
 class AuthorizationSetupReqType:
     """XSD type AuthorizationSetupReqType (urn:iso:std:iso:15118:-20:CommonMessages), element AuthorizationSetupReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
 
@@ -166,7 +164,7 @@ class AuthorizationSetupReqType:
 class AuthorizationSetupResType:
     """XSD type AuthorizationSetupResType (urn:iso:std:iso:15118:-20:CommonMessages), element AuthorizationSetupRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -180,7 +178,7 @@ class AuthorizationSetupResType:
 class CertificateChainType:
     """XSD type CertificateChainType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Certificate: bytes  # length 0..1600
     SubCertificates: SubCertificatesType | None = None
@@ -190,7 +188,7 @@ class CertificateChainType:
 class CertificateInstallationReqType:
     """XSD type CertificateInstallationReqType (urn:iso:std:iso:15118:-20:CommonMessages), element CertificateInstallationReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     OEMProvisioningCertificateChain: SignedCertificateChainType
@@ -203,7 +201,7 @@ class CertificateInstallationReqType:
 class CertificateInstallationResType:
     """XSD type CertificateInstallationResType (urn:iso:std:iso:15118:-20:CommonMessages), element CertificateInstallationRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -217,7 +215,7 @@ class CertificateInstallationResType:
 class ChargingScheduleType:
     """XSD type ChargingScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PowerSchedule: PowerScheduleType
     AbsolutePriceSchedule: AbsolutePriceScheduleType | None = None
@@ -228,7 +226,7 @@ class ChargingScheduleType:
 class ContractCertificateChainType:
     """XSD type ContractCertificateChainType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Certificate: bytes  # length 0..1600
     SubCertificates: SubCertificatesType
@@ -238,7 +236,7 @@ class ContractCertificateChainType:
 class Dynamic_EVPPTControlModeType:
     """XSD type Dynamic_EVPPTControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -246,7 +244,7 @@ class Dynamic_EVPPTControlModeType:
 class Dynamic_SEReqControlModeType:
     """XSD type Dynamic_SEReqControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int  # 0..4294967295
     MinimumSOC: int | None = None  # 0..100
@@ -262,7 +260,7 @@ class Dynamic_SEReqControlModeType:
 class Dynamic_SEResControlModeType:
     """XSD type Dynamic_SEResControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     MinimumSOC: int | None = None  # 0..100
@@ -275,7 +273,7 @@ class Dynamic_SEResControlModeType:
 class Dynamic_SMDTControlModeType:
     """XSD type Dynamic_SMDTControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -283,7 +281,7 @@ class Dynamic_SMDTControlModeType:
 class EIM_AReqAuthorizationModeType:
     """XSD type EIM_AReqAuthorizationModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -291,7 +289,7 @@ class EIM_AReqAuthorizationModeType:
 class EIM_ASResAuthorizationModeType:
     """XSD type EIM_ASResAuthorizationModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -299,7 +297,7 @@ class EIM_ASResAuthorizationModeType:
 class EMAIDListType:
     """XSD type EMAIDListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EMAID: list[str]  # length 0..255; 1..8 entries
 
@@ -308,7 +306,7 @@ class EMAIDListType:
 class EVAbsolutePriceScheduleType:
     """XSD type EVAbsolutePriceScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TimeAnchor: int  # 0..18446744073709551615
     Currency: str  # length 0..3
@@ -320,7 +318,7 @@ class EVAbsolutePriceScheduleType:
 class EVEnergyOfferType:
     """XSD type EVEnergyOfferType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVPowerSchedule: EVPowerScheduleType
     EVAbsolutePriceSchedule: EVAbsolutePriceScheduleType
@@ -330,7 +328,7 @@ class EVEnergyOfferType:
 class EVPowerProfileEntryListType:
     """XSD type EVPowerProfileEntryListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVPowerProfileEntry: list[PowerScheduleEntryType]  # 1..2048 entries
 
@@ -339,7 +337,7 @@ class EVPowerProfileEntryListType:
 class EVPowerProfileType:
     """XSD type EVPowerProfileType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TimeAnchor: int  # 0..18446744073709551615
     Dynamic_EVPPTControlMode: Dynamic_EVPPTControlModeType | None = None
@@ -351,7 +349,7 @@ class EVPowerProfileType:
 class EVPowerScheduleEntryListType:
     """XSD type EVPowerScheduleEntryListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVPowerScheduleEntry: list[EVPowerScheduleEntryType]  # 1..1024 entries
 
@@ -360,7 +358,7 @@ class EVPowerScheduleEntryListType:
 class EVPowerScheduleEntryType:
     """XSD type EVPowerScheduleEntryType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Duration: int  # 0..4294967295
     Power: _iso20_common_types.RationalNumberType
@@ -370,7 +368,7 @@ class EVPowerScheduleEntryType:
 class EVPowerScheduleType:
     """XSD type EVPowerScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TimeAnchor: int  # 0..18446744073709551615
     EVPowerScheduleEntries: EVPowerScheduleEntryListType
@@ -380,7 +378,7 @@ class EVPowerScheduleType:
 class EVPriceRuleStackListType:
     """XSD type EVPriceRuleStackListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVPriceRuleStack: list[EVPriceRuleStackType]  # 1..1024 entries
 
@@ -389,7 +387,7 @@ class EVPriceRuleStackListType:
 class EVPriceRuleStackType:
     """XSD type EVPriceRuleStackType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Duration: int  # 0..4294967295
     EVPriceRule: list[EVPriceRuleType]  # 1..8 entries
@@ -399,7 +397,7 @@ class EVPriceRuleStackType:
 class EVPriceRuleType:
     """XSD type EVPriceRuleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EnergyFee: _iso20_common_types.RationalNumberType
     PowerRangeStart: _iso20_common_types.RationalNumberType
@@ -409,7 +407,7 @@ class EVPriceRuleType:
 class MeteringConfirmationReqType:
     """XSD type MeteringConfirmationReqType (urn:iso:std:iso:15118:-20:CommonMessages), element MeteringConfirmationReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     SignedMeteringData: SignedMeteringDataType
@@ -419,7 +417,7 @@ class MeteringConfirmationReqType:
 class MeteringConfirmationResType:
     """XSD type MeteringConfirmationResType (urn:iso:std:iso:15118:-20:CommonMessages), element MeteringConfirmationRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -429,7 +427,7 @@ class MeteringConfirmationResType:
 class OverstayRuleListType:
     """XSD type OverstayRuleListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     OverstayTimeThreshold: int | None = None  # 0..4294967295
     OverstayPowerThreshold: _iso20_common_types.RationalNumberType | None = None
@@ -440,7 +438,7 @@ class OverstayRuleListType:
 class OverstayRuleType:
     """XSD type OverstayRuleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     OverstayRuleDescription: str | None = None  # length 0..160
     StartTime: int  # 0..4294967295
@@ -452,7 +450,7 @@ class OverstayRuleType:
 class ParameterSetType:
     """XSD type ParameterSetType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ParameterSetID: int  # 0..65535
     Parameter: list[ParameterType]  # 1..32 entries
@@ -462,7 +460,7 @@ class ParameterSetType:
 class ParameterType:
     """XSD type ParameterType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Name: str  # attribute; length 0..80
     boolValue: bool | None = None
@@ -477,7 +475,7 @@ class ParameterType:
 class PnC_AReqAuthorizationModeType:
     """XSD type PnC_AReqAuthorizationModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     GenChallenge: bytes  # length 16
@@ -488,7 +486,7 @@ class PnC_AReqAuthorizationModeType:
 class PnC_ASResAuthorizationModeType:
     """XSD type PnC_ASResAuthorizationModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     GenChallenge: bytes  # length 16
     SupportedProviders: SupportedProvidersListType | None = None
@@ -498,7 +496,7 @@ class PnC_ASResAuthorizationModeType:
 class PowerDeliveryReqType:
     """XSD type PowerDeliveryReqType (urn:iso:std:iso:15118:-20:CommonMessages), element PowerDeliveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVProcessing: _iso20_common_types.processingType
@@ -511,7 +509,7 @@ class PowerDeliveryReqType:
 class PowerDeliveryResType:
     """XSD type PowerDeliveryResType (urn:iso:std:iso:15118:-20:CommonMessages), element PowerDeliveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -522,7 +520,7 @@ class PowerDeliveryResType:
 class PowerScheduleEntryListType:
     """XSD type PowerScheduleEntryListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PowerScheduleEntry: list[PowerScheduleEntryType]  # 1..1024 entries
 
@@ -531,7 +529,7 @@ class PowerScheduleEntryListType:
 class PowerScheduleEntryType:
     """XSD type PowerScheduleEntryType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Duration: int  # 0..4294967295
     Power: _iso20_common_types.RationalNumberType
@@ -543,7 +541,7 @@ class PowerScheduleEntryType:
 class PowerScheduleType:
     """XSD type PowerScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TimeAnchor: int  # 0..18446744073709551615
     AvailableEnergy: _iso20_common_types.RationalNumberType | None = None
@@ -555,7 +553,7 @@ class PowerScheduleType:
 class PriceLevelScheduleEntryListType:
     """XSD type PriceLevelScheduleEntryListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PriceLevelScheduleEntry: list[PriceLevelScheduleEntryType]  # 1..1024 entries
 
@@ -564,7 +562,7 @@ class PriceLevelScheduleEntryListType:
 class PriceLevelScheduleEntryType:
     """XSD type PriceLevelScheduleEntryType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Duration: int  # 0..4294967295
     PriceLevel: int  # 0..255
@@ -574,7 +572,7 @@ class PriceLevelScheduleEntryType:
 class PriceLevelScheduleType:
     """XSD type PriceLevelScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     TimeAnchor: int  # 0..18446744073709551615
@@ -588,7 +586,7 @@ class PriceLevelScheduleType:
 class PriceRuleStackListType:
     """XSD type PriceRuleStackListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PriceRuleStack: list[PriceRuleStackType]  # 1..1024 entries
 
@@ -597,7 +595,7 @@ class PriceRuleStackListType:
 class PriceRuleStackType:
     """XSD type PriceRuleStackType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Duration: int  # 0..4294967295
     PriceRule: list[PriceRuleType]  # 1..8 entries
@@ -607,7 +605,7 @@ class PriceRuleStackType:
 class PriceRuleType:
     """XSD type PriceRuleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EnergyFee: _iso20_common_types.RationalNumberType
     ParkingFee: _iso20_common_types.RationalNumberType | None = None
@@ -621,7 +619,7 @@ class PriceRuleType:
 class PriceScheduleType:
     """XSD abstract type PriceScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TimeAnchor: int  # 0..18446744073709551615
     PriceScheduleID: int  # 1..4294967295
@@ -632,7 +630,7 @@ class PriceScheduleType:
 class ScheduleExchangeReqType:
     """XSD type ScheduleExchangeReqType (urn:iso:std:iso:15118:-20:CommonMessages), element ScheduleExchangeReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     MaximumSupportingPoints: int  # 12..1024
@@ -644,7 +642,7 @@ class ScheduleExchangeReqType:
 class ScheduleExchangeResType:
     """XSD type ScheduleExchangeResType (urn:iso:std:iso:15118:-20:CommonMessages), element ScheduleExchangeRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -658,7 +656,7 @@ class ScheduleExchangeResType:
 class ScheduleTupleType:
     """XSD type ScheduleTupleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ScheduleTupleID: int  # 1..4294967295
     ChargingSchedule: ChargingScheduleType
@@ -669,7 +667,7 @@ class ScheduleTupleType:
 class Scheduled_EVPPTControlModeType:
     """XSD type Scheduled_EVPPTControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SelectedScheduleTupleID: int  # 1..4294967295
     PowerToleranceAcceptance: powerToleranceAcceptanceType | None = None
@@ -679,7 +677,7 @@ class Scheduled_EVPPTControlModeType:
 class Scheduled_SEReqControlModeType:
     """XSD type Scheduled_SEReqControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -692,7 +690,7 @@ class Scheduled_SEReqControlModeType:
 class Scheduled_SEResControlModeType:
     """XSD type Scheduled_SEResControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ScheduleTuple: list[ScheduleTupleType]  # 1..3 entries
 
@@ -701,7 +699,7 @@ class Scheduled_SEResControlModeType:
 class Scheduled_SMDTControlModeType:
     """XSD type Scheduled_SMDTControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SelectedScheduleTupleID: int  # 1..4294967295
 
@@ -710,7 +708,7 @@ class Scheduled_SMDTControlModeType:
 class SelectedServiceListType:
     """XSD type SelectedServiceListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SelectedService: list[SelectedServiceType]  # 1..16 entries
 
@@ -719,7 +717,7 @@ class SelectedServiceListType:
 class SelectedServiceType:
     """XSD type SelectedServiceType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceID: int  # 0..65535
     ParameterSetID: int  # 0..65535
@@ -729,7 +727,7 @@ class SelectedServiceType:
 class ServiceDetailReqType:
     """XSD type ServiceDetailReqType (urn:iso:std:iso:15118:-20:CommonMessages), element ServiceDetailReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ServiceID: int  # 0..65535
@@ -739,7 +737,7 @@ class ServiceDetailReqType:
 class ServiceDetailResType:
     """XSD type ServiceDetailResType (urn:iso:std:iso:15118:-20:CommonMessages), element ServiceDetailRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -751,7 +749,7 @@ class ServiceDetailResType:
 class ServiceDiscoveryReqType:
     """XSD type ServiceDiscoveryReqType (urn:iso:std:iso:15118:-20:CommonMessages), element ServiceDiscoveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     SupportedServiceIDs: ServiceIDListType | None = None
@@ -761,7 +759,7 @@ class ServiceDiscoveryReqType:
 class ServiceDiscoveryResType:
     """XSD type ServiceDiscoveryResType (urn:iso:std:iso:15118:-20:CommonMessages), element ServiceDiscoveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -774,7 +772,7 @@ class ServiceDiscoveryResType:
 class ServiceIDListType:
     """XSD type ServiceIDListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceID: list[int]  # 0..65535; 1..16 entries
 
@@ -783,7 +781,7 @@ class ServiceIDListType:
 class ServiceListType:
     """XSD type ServiceListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Service: list[ServiceType]  # 1..8 entries
 
@@ -792,7 +790,7 @@ class ServiceListType:
 class ServiceParameterListType:
     """XSD type ServiceParameterListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ParameterSet: list[ParameterSetType]  # 1..32 entries
 
@@ -801,7 +799,7 @@ class ServiceParameterListType:
 class ServiceSelectionReqType:
     """XSD type ServiceSelectionReqType (urn:iso:std:iso:15118:-20:CommonMessages), element ServiceSelectionReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     SelectedEnergyTransferService: SelectedServiceType
@@ -812,7 +810,7 @@ class ServiceSelectionReqType:
 class ServiceSelectionResType:
     """XSD type ServiceSelectionResType (urn:iso:std:iso:15118:-20:CommonMessages), element ServiceSelectionRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -822,7 +820,7 @@ class ServiceSelectionResType:
 class ServiceType:
     """XSD type ServiceType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ServiceID: int  # 0..65535
     FreeService: bool
@@ -832,7 +830,7 @@ class ServiceType:
 class SessionSetupReqType:
     """XSD type SessionSetupReqType (urn:iso:std:iso:15118:-20:CommonMessages), element SessionSetupReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVCCID: str  # length 0..255
@@ -842,7 +840,7 @@ class SessionSetupReqType:
 class SessionSetupResType:
     """XSD type SessionSetupResType (urn:iso:std:iso:15118:-20:CommonMessages), element SessionSetupRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -853,7 +851,7 @@ class SessionSetupResType:
 class SessionStopReqType:
     """XSD type SessionStopReqType (urn:iso:std:iso:15118:-20:CommonMessages), element SessionStopReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ChargingSession: chargingSessionType
@@ -865,7 +863,7 @@ class SessionStopReqType:
 class SessionStopResType:
     """XSD type SessionStopResType (urn:iso:std:iso:15118:-20:CommonMessages), element SessionStopRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -875,7 +873,7 @@ class SessionStopResType:
 class SignedCertificateChainType:
     """XSD type SignedCertificateChainType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     Certificate: bytes  # length 0..1600
@@ -886,7 +884,7 @@ class SignedCertificateChainType:
 class SignedInstallationDataType:
     """XSD type SignedInstallationDataType (urn:iso:std:iso:15118:-20:CommonMessages), element SignedInstallationData."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     ContractCertificateChain: ContractCertificateChainType
@@ -901,7 +899,7 @@ class SignedInstallationDataType:
 class SignedMeteringDataType:
     """XSD type SignedMeteringDataType (urn:iso:std:iso:15118:-20:CommonMessages), element SignedMeteringData."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str  # attribute
     SessionID: bytes  # length 8
@@ -915,7 +913,7 @@ class SignedMeteringDataType:
 class SubCertificatesType:
     """XSD type SubCertificatesType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Certificate: list[bytes]  # length 0..1600; 1..3 entries
 
@@ -924,7 +922,7 @@ class SubCertificatesType:
 class SupportedProvidersListType:
     """XSD type SupportedProvidersListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     ProviderID: list[str]  # length 0..80; 1..128 entries
 
@@ -933,7 +931,7 @@ class SupportedProvidersListType:
 class TargetPositionType:
     """XSD type TargetPositionType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TargetOffsetX: int  # 0..65535
     TargetOffsetY: int  # 0..65535
@@ -943,7 +941,7 @@ class TargetPositionType:
 class TaxRuleListType:
     """XSD type TaxRuleListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TaxRule: list[TaxRuleType]  # 1..10 entries
 
@@ -952,7 +950,7 @@ class TaxRuleListType:
 class TaxRuleType:
     """XSD type TaxRuleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TaxRuleID: int  # 1..4294967295
     TaxRuleName: str | None = None  # length 0..80
@@ -968,7 +966,7 @@ class TaxRuleType:
 class VehicleCheckInReqType:
     """XSD type VehicleCheckInReqType (urn:iso:std:iso:15118:-20:CommonMessages), element VehicleCheckInReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVCheckInStatus: evCheckInStatusType
@@ -982,7 +980,7 @@ class VehicleCheckInReqType:
 class VehicleCheckInResType:
     """XSD type VehicleCheckInResType (urn:iso:std:iso:15118:-20:CommonMessages), element VehicleCheckInRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -995,7 +993,7 @@ class VehicleCheckInResType:
 class VehicleCheckOutReqType:
     """XSD type VehicleCheckOutReqType (urn:iso:std:iso:15118:-20:CommonMessages), element VehicleCheckOutReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVCheckOutStatus: evCheckOutStatusType
@@ -1006,7 +1004,7 @@ class VehicleCheckOutReqType:
 class VehicleCheckOutResType:
     """XSD type VehicleCheckOutResType (urn:iso:std:iso:15118:-20:CommonMessages), element VehicleCheckOutRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -1014,108 +1012,108 @@ class VehicleCheckOutResType:
 
 
 AbsolutePriceScheduleType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PriceScheduleID', 'PriceScheduleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PriceScheduleDescription', 'PriceScheduleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('Currency', 'Currency', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('Language', 'Language', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('PriceAlgorithm', 'PriceAlgorithm', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('MinimumCost', 'MinimumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('MaximumCost', 'MaximumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('TaxRules', 'TaxRules', 'urn:iso:std:iso:15118:-20:CommonMessages', False, TaxRuleListType),
-    ('PriceRuleStacks', 'PriceRuleStacks', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PriceRuleStackListType),
-    ('OverstayRules', 'OverstayRules', 'urn:iso:std:iso:15118:-20:CommonMessages', False, OverstayRuleListType),
-    ('AdditionalSelectedServices', 'AdditionalSelectedServices', 'urn:iso:std:iso:15118:-20:CommonMessages', False, AdditionalServiceListType),
+    Field('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 0, 1, None, None, None),
+    Field('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 18446744073709551615, None),
+    Field('PriceScheduleID', 'PriceScheduleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('PriceScheduleDescription', 'PriceScheduleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 0, 1, None, 160, None),
+    Field('Currency', 'Currency', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, 3, None),
+    Field('Language', 'Language', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, 3, None),
+    Field('PriceAlgorithm', 'PriceAlgorithm', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, 255, None),
+    Field('MinimumCost', 'MinimumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('MaximumCost', 'MaximumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('TaxRules', 'TaxRules', 'urn:iso:std:iso:15118:-20:CommonMessages', False, TaxRuleListType, 0, 1, None, None, None),
+    Field('PriceRuleStacks', 'PriceRuleStacks', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PriceRuleStackListType, 1, 1, None, None, None),
+    Field('OverstayRules', 'OverstayRules', 'urn:iso:std:iso:15118:-20:CommonMessages', False, OverstayRuleListType, 0, 1, None, None, None),
+    Field('AdditionalSelectedServices', 'AdditionalSelectedServices', 'urn:iso:std:iso:15118:-20:CommonMessages', False, AdditionalServiceListType, 0, 1, None, None, None),
 )
 AbsolutePriceScheduleType._exi_element_ = None
 AdditionalServiceListType._exi_fields_ = (
-    ('AdditionalService', 'AdditionalService', 'urn:iso:std:iso:15118:-20:CommonMessages', True, AdditionalServiceType),
+    Field('AdditionalService', 'AdditionalService', 'urn:iso:std:iso:15118:-20:CommonMessages', True, AdditionalServiceType, 1, 5, None, None, None),
 )
 AdditionalServiceListType._exi_element_ = None
 AdditionalServiceType._exi_fields_ = (
-    ('ServiceName', 'ServiceName', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('ServiceFee', 'ServiceFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
+    Field('ServiceName', 'ServiceName', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, 80, None),
+    Field('ServiceFee', 'ServiceFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 AdditionalServiceType._exi_element_ = None
 AuthorizationReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('SelectedAuthorizationService', 'SelectedAuthorizationService', 'urn:iso:std:iso:15118:-20:CommonMessages', False, authorizationType),
-    ('EIM_AReqAuthorizationMode', 'EIM_AReqAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EIM_AReqAuthorizationModeType),
-    ('PnC_AReqAuthorizationMode', 'PnC_AReqAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PnC_AReqAuthorizationModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('SelectedAuthorizationService', 'SelectedAuthorizationService', 'urn:iso:std:iso:15118:-20:CommonMessages', False, authorizationType, 1, 1, None, None, None),
+    Field('EIM_AReqAuthorizationMode', 'EIM_AReqAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EIM_AReqAuthorizationModeType, 0, 1, None, None, 0),
+    Field('PnC_AReqAuthorizationMode', 'PnC_AReqAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PnC_AReqAuthorizationModeType, 0, 1, None, None, 0),
 )
 AuthorizationReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'AuthorizationReq')
 AuthorizationResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.processingType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.processingType, 1, 1, None, None, None),
 )
 AuthorizationResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'AuthorizationRes')
 AuthorizationSetupReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
 )
 AuthorizationSetupReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'AuthorizationSetupReq')
 AuthorizationSetupResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('AuthorizationServices', 'AuthorizationServices', 'urn:iso:std:iso:15118:-20:CommonMessages', True, authorizationType),
-    ('CertificateInstallationService', 'CertificateInstallationService', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool'),
-    ('EIM_ASResAuthorizationMode', 'EIM_ASResAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EIM_ASResAuthorizationModeType),
-    ('PnC_ASResAuthorizationMode', 'PnC_ASResAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PnC_ASResAuthorizationModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('AuthorizationServices', 'AuthorizationServices', 'urn:iso:std:iso:15118:-20:CommonMessages', True, authorizationType, 1, 2, None, None, None),
+    Field('CertificateInstallationService', 'CertificateInstallationService', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool', 1, 1, None, None, None),
+    Field('EIM_ASResAuthorizationMode', 'EIM_ASResAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EIM_ASResAuthorizationModeType, 0, 1, None, None, 0),
+    Field('PnC_ASResAuthorizationMode', 'PnC_ASResAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PnC_ASResAuthorizationModeType, 0, 1, None, None, 0),
 )
 AuthorizationSetupResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'AuthorizationSetupRes')
 CertificateChainType._exi_fields_ = (
-    ('Certificate', 'Certificate', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes'),
-    ('SubCertificates', 'SubCertificates', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SubCertificatesType),
+    Field('Certificate', 'Certificate', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes', 1, 1, None, 1600, None),
+    Field('SubCertificates', 'SubCertificates', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SubCertificatesType, 0, 1, None, None, None),
 )
 CertificateChainType._exi_element_ = None
 CertificateInstallationReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('OEMProvisioningCertificateChain', 'OEMProvisioningCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SignedCertificateChainType),
-    ('ListOfRootCertificateIDs', 'ListOfRootCertificateIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.ListOfRootCertificateIDsType),
-    ('MaximumContractCertificateChains', 'MaximumContractCertificateChains', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PrioritizedEMAIDs', 'PrioritizedEMAIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EMAIDListType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('OEMProvisioningCertificateChain', 'OEMProvisioningCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SignedCertificateChainType, 1, 1, None, None, None),
+    Field('ListOfRootCertificateIDs', 'ListOfRootCertificateIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.ListOfRootCertificateIDsType, 1, 1, None, None, None),
+    Field('MaximumContractCertificateChains', 'MaximumContractCertificateChains', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 255, None),
+    Field('PrioritizedEMAIDs', 'PrioritizedEMAIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EMAIDListType, 0, 1, None, None, None),
 )
 CertificateInstallationReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'CertificateInstallationReq')
 CertificateInstallationResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.processingType),
-    ('CPSCertificateChain', 'CPSCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', False, CertificateChainType),
-    ('SignedInstallationData', 'SignedInstallationData', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SignedInstallationDataType),
-    ('RemainingContractCertificateChains', 'RemainingContractCertificateChains', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('CPSCertificateChain', 'CPSCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', False, CertificateChainType, 1, 1, None, None, None),
+    Field('SignedInstallationData', 'SignedInstallationData', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SignedInstallationDataType, 1, 1, None, None, None),
+    Field('RemainingContractCertificateChains', 'RemainingContractCertificateChains', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 255, None),
 )
 CertificateInstallationResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'CertificateInstallationRes')
 ChargingScheduleType._exi_fields_ = (
-    ('PowerSchedule', 'PowerSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PowerScheduleType),
-    ('AbsolutePriceSchedule', 'AbsolutePriceSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, AbsolutePriceScheduleType),
-    ('PriceLevelSchedule', 'PriceLevelSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PriceLevelScheduleType),
+    Field('PowerSchedule', 'PowerSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PowerScheduleType, 1, 1, None, None, None),
+    Field('AbsolutePriceSchedule', 'AbsolutePriceSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, AbsolutePriceScheduleType, 0, 1, None, None, 0),
+    Field('PriceLevelSchedule', 'PriceLevelSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PriceLevelScheduleType, 0, 1, None, None, 0),
 )
 ChargingScheduleType._exi_element_ = None
 ContractCertificateChainType._exi_fields_ = (
-    ('Certificate', 'Certificate', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes'),
-    ('SubCertificates', 'SubCertificates', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SubCertificatesType),
+    Field('Certificate', 'Certificate', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes', 1, 1, None, 1600, None),
+    Field('SubCertificates', 'SubCertificates', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SubCertificatesType, 1, 1, None, None, None),
 )
 ContractCertificateChainType._exi_element_ = None
 Dynamic_EVPPTControlModeType._exi_fields_ = ()
 Dynamic_EVPPTControlModeType._exi_element_ = None
 Dynamic_SEReqControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumV2XEnergyRequest', 'EVMaximumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumV2XEnergyRequest', 'EVMinimumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, 0, 100, None),
+    Field('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, 0, 100, None),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumV2XEnergyRequest', 'EVMaximumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumV2XEnergyRequest', 'EVMinimumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 Dynamic_SEReqControlModeType._exi_element_ = None
 Dynamic_SEResControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('AbsolutePriceSchedule', 'AbsolutePriceSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, AbsolutePriceScheduleType),
-    ('PriceLevelSchedule', 'PriceLevelSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PriceLevelScheduleType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, 0, 100, None),
+    Field('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, 0, 100, None),
+    Field('AbsolutePriceSchedule', 'AbsolutePriceSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, AbsolutePriceScheduleType, 0, 1, None, None, 0),
+    Field('PriceLevelSchedule', 'PriceLevelSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PriceLevelScheduleType, 0, 1, None, None, 0),
 )
 Dynamic_SEResControlModeType._exi_element_ = None
 Dynamic_SMDTControlModeType._exi_fields_ = ()
@@ -1125,390 +1123,390 @@ EIM_AReqAuthorizationModeType._exi_element_ = None
 EIM_ASResAuthorizationModeType._exi_fields_ = ()
 EIM_ASResAuthorizationModeType._exi_element_ = None
 EMAIDListType._exi_fields_ = (
-    ('EMAID', 'EMAID', 'urn:iso:std:iso:15118:-20:CommonMessages', True, 'str'),
+    Field('EMAID', 'EMAID', 'urn:iso:std:iso:15118:-20:CommonMessages', True, 'str', 1, 8, None, 255, None),
 )
 EMAIDListType._exi_element_ = None
 EVAbsolutePriceScheduleType._exi_fields_ = (
-    ('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('Currency', 'Currency', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('PriceAlgorithm', 'PriceAlgorithm', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('EVPriceRuleStacks', 'EVPriceRuleStacks', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVPriceRuleStackListType),
+    Field('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 18446744073709551615, None),
+    Field('Currency', 'Currency', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, 3, None),
+    Field('PriceAlgorithm', 'PriceAlgorithm', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, 255, None),
+    Field('EVPriceRuleStacks', 'EVPriceRuleStacks', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVPriceRuleStackListType, 1, 1, None, None, None),
 )
 EVAbsolutePriceScheduleType._exi_element_ = None
 EVEnergyOfferType._exi_fields_ = (
-    ('EVPowerSchedule', 'EVPowerSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVPowerScheduleType),
-    ('EVAbsolutePriceSchedule', 'EVAbsolutePriceSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVAbsolutePriceScheduleType),
+    Field('EVPowerSchedule', 'EVPowerSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVPowerScheduleType, 1, 1, None, None, None),
+    Field('EVAbsolutePriceSchedule', 'EVAbsolutePriceSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVAbsolutePriceScheduleType, 1, 1, None, None, None),
 )
 EVEnergyOfferType._exi_element_ = None
 EVPowerProfileEntryListType._exi_fields_ = (
-    ('EVPowerProfileEntry', 'EVPowerProfileEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', True, PowerScheduleEntryType),
+    Field('EVPowerProfileEntry', 'EVPowerProfileEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', True, PowerScheduleEntryType, 1, 2048, None, None, None),
 )
 EVPowerProfileEntryListType._exi_element_ = None
 EVPowerProfileType._exi_fields_ = (
-    ('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('Dynamic_EVPPTControlMode', 'Dynamic_EVPPTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Dynamic_EVPPTControlModeType),
-    ('Scheduled_EVPPTControlMode', 'Scheduled_EVPPTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Scheduled_EVPPTControlModeType),
-    ('EVPowerProfileEntries', 'EVPowerProfileEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVPowerProfileEntryListType),
+    Field('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 18446744073709551615, None),
+    Field('Dynamic_EVPPTControlMode', 'Dynamic_EVPPTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Dynamic_EVPPTControlModeType, 0, 1, None, None, 0),
+    Field('Scheduled_EVPPTControlMode', 'Scheduled_EVPPTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Scheduled_EVPPTControlModeType, 0, 1, None, None, 0),
+    Field('EVPowerProfileEntries', 'EVPowerProfileEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVPowerProfileEntryListType, 1, 1, None, None, None),
 )
 EVPowerProfileType._exi_element_ = None
 EVPowerScheduleEntryListType._exi_fields_ = (
-    ('EVPowerScheduleEntry', 'EVPowerScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', True, EVPowerScheduleEntryType),
+    Field('EVPowerScheduleEntry', 'EVPowerScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', True, EVPowerScheduleEntryType, 1, 1024, None, None, None),
 )
 EVPowerScheduleEntryListType._exi_element_ = None
 EVPowerScheduleEntryType._exi_fields_ = (
-    ('Duration', 'Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('Power', 'Power', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
+    Field('Duration', 'Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('Power', 'Power', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 EVPowerScheduleEntryType._exi_element_ = None
 EVPowerScheduleType._exi_fields_ = (
-    ('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('EVPowerScheduleEntries', 'EVPowerScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVPowerScheduleEntryListType),
+    Field('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 18446744073709551615, None),
+    Field('EVPowerScheduleEntries', 'EVPowerScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVPowerScheduleEntryListType, 1, 1, None, None, None),
 )
 EVPowerScheduleType._exi_element_ = None
 EVPriceRuleStackListType._exi_fields_ = (
-    ('EVPriceRuleStack', 'EVPriceRuleStack', 'urn:iso:std:iso:15118:-20:CommonMessages', True, EVPriceRuleStackType),
+    Field('EVPriceRuleStack', 'EVPriceRuleStack', 'urn:iso:std:iso:15118:-20:CommonMessages', True, EVPriceRuleStackType, 1, 1024, None, None, None),
 )
 EVPriceRuleStackListType._exi_element_ = None
 EVPriceRuleStackType._exi_fields_ = (
-    ('Duration', 'Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('EVPriceRule', 'EVPriceRule', 'urn:iso:std:iso:15118:-20:CommonMessages', True, EVPriceRuleType),
+    Field('Duration', 'Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('EVPriceRule', 'EVPriceRule', 'urn:iso:std:iso:15118:-20:CommonMessages', True, EVPriceRuleType, 1, 8, None, None, None),
 )
 EVPriceRuleStackType._exi_element_ = None
 EVPriceRuleType._exi_fields_ = (
-    ('EnergyFee', 'EnergyFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('PowerRangeStart', 'PowerRangeStart', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
+    Field('EnergyFee', 'EnergyFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('PowerRangeStart', 'PowerRangeStart', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 EVPriceRuleType._exi_element_ = None
 MeteringConfirmationReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('SignedMeteringData', 'SignedMeteringData', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SignedMeteringDataType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('SignedMeteringData', 'SignedMeteringData', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SignedMeteringDataType, 1, 1, None, None, None),
 )
 MeteringConfirmationReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'MeteringConfirmationReq')
 MeteringConfirmationResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
 )
 MeteringConfirmationResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'MeteringConfirmationRes')
 OverstayRuleListType._exi_fields_ = (
-    ('OverstayTimeThreshold', 'OverstayTimeThreshold', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('OverstayPowerThreshold', 'OverstayPowerThreshold', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('OverstayRule', 'OverstayRule', 'urn:iso:std:iso:15118:-20:CommonMessages', True, OverstayRuleType),
+    Field('OverstayTimeThreshold', 'OverstayTimeThreshold', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('OverstayPowerThreshold', 'OverstayPowerThreshold', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('OverstayRule', 'OverstayRule', 'urn:iso:std:iso:15118:-20:CommonMessages', True, OverstayRuleType, 1, 5, None, None, None),
 )
 OverstayRuleListType._exi_element_ = None
 OverstayRuleType._exi_fields_ = (
-    ('OverstayRuleDescription', 'OverstayRuleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('StartTime', 'StartTime', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('OverstayFee', 'OverstayFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('OverstayFeePeriod', 'OverstayFeePeriod', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
+    Field('OverstayRuleDescription', 'OverstayRuleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 0, 1, None, 160, None),
+    Field('StartTime', 'StartTime', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('OverstayFee', 'OverstayFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('OverstayFeePeriod', 'OverstayFeePeriod', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 4294967295, None),
 )
 OverstayRuleType._exi_element_ = None
 ParameterSetType._exi_fields_ = (
-    ('ParameterSetID', 'ParameterSetID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('Parameter', 'Parameter', 'urn:iso:std:iso:15118:-20:CommonMessages', True, ParameterType),
+    Field('ParameterSetID', 'ParameterSetID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 65535, None),
+    Field('Parameter', 'Parameter', 'urn:iso:std:iso:15118:-20:CommonMessages', True, ParameterType, 1, 32, None, None, None),
 )
 ParameterSetType._exi_element_ = None
 ParameterType._exi_fields_ = (
-    ('Name', '@Name', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('boolValue', 'boolValue', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool'),
-    ('byteValue', 'byteValue', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('shortValue', 'shortValue', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('intValue', 'intValue', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('rationalNumber', 'rationalNumber', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('finiteString', 'finiteString', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
+    Field('Name', '@Name', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, 80, None),
+    Field('boolValue', 'boolValue', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool', 0, 1, None, None, 0),
+    Field('byteValue', 'byteValue', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, -128, 127, 0),
+    Field('shortValue', 'shortValue', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, -32768, 32767, 0),
+    Field('intValue', 'intValue', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, -2147483648, 2147483647, 0),
+    Field('rationalNumber', 'rationalNumber', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, 0),
+    Field('finiteString', 'finiteString', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 0, 1, None, 80, 0),
 )
 ParameterType._exi_element_ = None
 PnC_AReqAuthorizationModeType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('GenChallenge', 'GenChallenge', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes'),
-    ('ContractCertificateChain', 'ContractCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ContractCertificateChainType),
+    Field('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, None, None),
+    Field('GenChallenge', 'GenChallenge', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes', 1, 1, 16, 16, None),
+    Field('ContractCertificateChain', 'ContractCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ContractCertificateChainType, 1, 1, None, None, None),
 )
 PnC_AReqAuthorizationModeType._exi_element_ = None
 PnC_ASResAuthorizationModeType._exi_fields_ = (
-    ('GenChallenge', 'GenChallenge', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes'),
-    ('SupportedProviders', 'SupportedProviders', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SupportedProvidersListType),
+    Field('GenChallenge', 'GenChallenge', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes', 1, 1, 16, 16, None),
+    Field('SupportedProviders', 'SupportedProviders', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SupportedProvidersListType, 0, 1, None, None, None),
 )
 PnC_ASResAuthorizationModeType._exi_element_ = None
 PowerDeliveryReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.processingType),
-    ('ChargeProgress', 'ChargeProgress', 'urn:iso:std:iso:15118:-20:CommonMessages', False, chargeProgressType),
-    ('EVPowerProfile', 'EVPowerProfile', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVPowerProfileType),
-    ('BPT_ChannelSelection', 'BPT_ChannelSelection', 'urn:iso:std:iso:15118:-20:CommonMessages', False, channelSelectionType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('ChargeProgress', 'ChargeProgress', 'urn:iso:std:iso:15118:-20:CommonMessages', False, chargeProgressType, 1, 1, None, None, None),
+    Field('EVPowerProfile', 'EVPowerProfile', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVPowerProfileType, 0, 1, None, None, None),
+    Field('BPT_ChannelSelection', 'BPT_ChannelSelection', 'urn:iso:std:iso:15118:-20:CommonMessages', False, channelSelectionType, 0, 1, None, None, None),
 )
 PowerDeliveryReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'PowerDeliveryReq')
 PowerDeliveryResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEStatus', 'EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.EVSEStatusType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEStatus', 'EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.EVSEStatusType, 0, 1, None, None, None),
 )
 PowerDeliveryResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'PowerDeliveryRes')
 PowerScheduleEntryListType._exi_fields_ = (
-    ('PowerScheduleEntry', 'PowerScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', True, PowerScheduleEntryType),
+    Field('PowerScheduleEntry', 'PowerScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', True, PowerScheduleEntryType, 1, 1024, None, None, None),
 )
 PowerScheduleEntryListType._exi_element_ = None
 PowerScheduleEntryType._exi_fields_ = (
-    ('Duration', 'Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('Power', 'Power', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('Power_L2', 'Power_L2', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('Power_L3', 'Power_L3', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
+    Field('Duration', 'Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('Power', 'Power', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('Power_L2', 'Power_L2', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('Power_L3', 'Power_L3', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 PowerScheduleEntryType._exi_element_ = None
 PowerScheduleType._exi_fields_ = (
-    ('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('AvailableEnergy', 'AvailableEnergy', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('PowerTolerance', 'PowerTolerance', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('PowerScheduleEntries', 'PowerScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PowerScheduleEntryListType),
+    Field('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 18446744073709551615, None),
+    Field('AvailableEnergy', 'AvailableEnergy', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('PowerTolerance', 'PowerTolerance', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('PowerScheduleEntries', 'PowerScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PowerScheduleEntryListType, 1, 1, None, None, None),
 )
 PowerScheduleType._exi_element_ = None
 PriceLevelScheduleEntryListType._exi_fields_ = (
-    ('PriceLevelScheduleEntry', 'PriceLevelScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', True, PriceLevelScheduleEntryType),
+    Field('PriceLevelScheduleEntry', 'PriceLevelScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', True, PriceLevelScheduleEntryType, 1, 1024, None, None, None),
 )
 PriceLevelScheduleEntryListType._exi_element_ = None
 PriceLevelScheduleEntryType._exi_fields_ = (
-    ('Duration', 'Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PriceLevel', 'PriceLevel', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
+    Field('Duration', 'Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('PriceLevel', 'PriceLevel', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 255, None),
 )
 PriceLevelScheduleEntryType._exi_element_ = None
 PriceLevelScheduleType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PriceScheduleID', 'PriceScheduleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PriceScheduleDescription', 'PriceScheduleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('NumberOfPriceLevels', 'NumberOfPriceLevels', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PriceLevelScheduleEntries', 'PriceLevelScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PriceLevelScheduleEntryListType),
+    Field('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 0, 1, None, None, None),
+    Field('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 18446744073709551615, None),
+    Field('PriceScheduleID', 'PriceScheduleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('PriceScheduleDescription', 'PriceScheduleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 0, 1, None, 160, None),
+    Field('NumberOfPriceLevels', 'NumberOfPriceLevels', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 255, None),
+    Field('PriceLevelScheduleEntries', 'PriceLevelScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', False, PriceLevelScheduleEntryListType, 1, 1, None, None, None),
 )
 PriceLevelScheduleType._exi_element_ = None
 PriceRuleStackListType._exi_fields_ = (
-    ('PriceRuleStack', 'PriceRuleStack', 'urn:iso:std:iso:15118:-20:CommonMessages', True, PriceRuleStackType),
+    Field('PriceRuleStack', 'PriceRuleStack', 'urn:iso:std:iso:15118:-20:CommonMessages', True, PriceRuleStackType, 1, 1024, None, None, None),
 )
 PriceRuleStackListType._exi_element_ = None
 PriceRuleStackType._exi_fields_ = (
-    ('Duration', 'Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PriceRule', 'PriceRule', 'urn:iso:std:iso:15118:-20:CommonMessages', True, PriceRuleType),
+    Field('Duration', 'Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 4294967295, None),
+    Field('PriceRule', 'PriceRule', 'urn:iso:std:iso:15118:-20:CommonMessages', True, PriceRuleType, 1, 8, None, None, None),
 )
 PriceRuleStackType._exi_element_ = None
 PriceRuleType._exi_fields_ = (
-    ('EnergyFee', 'EnergyFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('ParkingFee', 'ParkingFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('ParkingFeePeriod', 'ParkingFeePeriod', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('CarbonDioxideEmission', 'CarbonDioxideEmission', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('RenewableGenerationPercentage', 'RenewableGenerationPercentage', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PowerRangeStart', 'PowerRangeStart', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
+    Field('EnergyFee', 'EnergyFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('ParkingFee', 'ParkingFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('ParkingFeePeriod', 'ParkingFeePeriod', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('CarbonDioxideEmission', 'CarbonDioxideEmission', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, 0, 65535, None),
+    Field('RenewableGenerationPercentage', 'RenewableGenerationPercentage', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, 0, 255, None),
+    Field('PowerRangeStart', 'PowerRangeStart', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 PriceRuleType._exi_element_ = None
 PriceScheduleType._exi_fields_ = (
-    ('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PriceScheduleID', 'PriceScheduleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PriceScheduleDescription', 'PriceScheduleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
+    Field('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 18446744073709551615, None),
+    Field('PriceScheduleID', 'PriceScheduleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('PriceScheduleDescription', 'PriceScheduleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 0, 1, None, 160, None),
 )
 PriceScheduleType._exi_element_ = None
 ScheduleExchangeReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('MaximumSupportingPoints', 'MaximumSupportingPoints', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('Dynamic_SEReqControlMode', 'Dynamic_SEReqControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Dynamic_SEReqControlModeType),
-    ('Scheduled_SEReqControlMode', 'Scheduled_SEReqControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Scheduled_SEReqControlModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('MaximumSupportingPoints', 'MaximumSupportingPoints', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 12, 1024, None),
+    Field('Dynamic_SEReqControlMode', 'Dynamic_SEReqControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Dynamic_SEReqControlModeType, 0, 1, None, None, 0),
+    Field('Scheduled_SEReqControlMode', 'Scheduled_SEReqControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Scheduled_SEReqControlModeType, 0, 1, None, None, 0),
 )
 ScheduleExchangeReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'ScheduleExchangeReq')
 ScheduleExchangeResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.processingType),
-    ('GoToPause', 'GoToPause', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool'),
-    ('Dynamic_SEResControlMode', 'Dynamic_SEResControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Dynamic_SEResControlModeType),
-    ('Scheduled_SEResControlMode', 'Scheduled_SEResControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Scheduled_SEResControlModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('GoToPause', 'GoToPause', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool', 0, 1, None, None, None),
+    Field('Dynamic_SEResControlMode', 'Dynamic_SEResControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Dynamic_SEResControlModeType, 0, 1, None, None, 0),
+    Field('Scheduled_SEResControlMode', 'Scheduled_SEResControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Scheduled_SEResControlModeType, 0, 1, None, None, 0),
 )
 ScheduleExchangeResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'ScheduleExchangeRes')
 ScheduleTupleType._exi_fields_ = (
-    ('ScheduleTupleID', 'ScheduleTupleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('ChargingSchedule', 'ChargingSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ChargingScheduleType),
-    ('DischargingSchedule', 'DischargingSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ChargingScheduleType),
+    Field('ScheduleTupleID', 'ScheduleTupleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('ChargingSchedule', 'ChargingSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ChargingScheduleType, 1, 1, None, None, None),
+    Field('DischargingSchedule', 'DischargingSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ChargingScheduleType, 0, 1, None, None, None),
 )
 ScheduleTupleType._exi_element_ = None
 Scheduled_EVPPTControlModeType._exi_fields_ = (
-    ('SelectedScheduleTupleID', 'SelectedScheduleTupleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('PowerToleranceAcceptance', 'PowerToleranceAcceptance', 'urn:iso:std:iso:15118:-20:CommonMessages', False, powerToleranceAcceptanceType),
+    Field('SelectedScheduleTupleID', 'SelectedScheduleTupleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('PowerToleranceAcceptance', 'PowerToleranceAcceptance', 'urn:iso:std:iso:15118:-20:CommonMessages', False, powerToleranceAcceptanceType, 0, 1, None, None, None),
 )
 Scheduled_EVPPTControlModeType._exi_element_ = None
 Scheduled_SEReqControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('EVEnergyOffer', 'EVEnergyOffer', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVEnergyOfferType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVEnergyOffer', 'EVEnergyOffer', 'urn:iso:std:iso:15118:-20:CommonMessages', False, EVEnergyOfferType, 0, 1, None, None, None),
 )
 Scheduled_SEReqControlModeType._exi_element_ = None
 Scheduled_SEResControlModeType._exi_fields_ = (
-    ('ScheduleTuple', 'ScheduleTuple', 'urn:iso:std:iso:15118:-20:CommonMessages', True, ScheduleTupleType),
+    Field('ScheduleTuple', 'ScheduleTuple', 'urn:iso:std:iso:15118:-20:CommonMessages', True, ScheduleTupleType, 1, 3, None, None, None),
 )
 Scheduled_SEResControlModeType._exi_element_ = None
 Scheduled_SMDTControlModeType._exi_fields_ = (
-    ('SelectedScheduleTupleID', 'SelectedScheduleTupleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
+    Field('SelectedScheduleTupleID', 'SelectedScheduleTupleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 1, 4294967295, None),
 )
 Scheduled_SMDTControlModeType._exi_element_ = None
 SelectedServiceListType._exi_fields_ = (
-    ('SelectedService', 'SelectedService', 'urn:iso:std:iso:15118:-20:CommonMessages', True, SelectedServiceType),
+    Field('SelectedService', 'SelectedService', 'urn:iso:std:iso:15118:-20:CommonMessages', True, SelectedServiceType, 1, 16, None, None, None),
 )
 SelectedServiceListType._exi_element_ = None
 SelectedServiceType._exi_fields_ = (
-    ('ServiceID', 'ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('ParameterSetID', 'ParameterSetID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
+    Field('ServiceID', 'ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 65535, None),
+    Field('ParameterSetID', 'ParameterSetID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 65535, None),
 )
 SelectedServiceType._exi_element_ = None
 ServiceDetailReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ServiceID', 'ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ServiceID', 'ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 65535, None),
 )
 ServiceDetailReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'ServiceDetailReq')
 ServiceDetailResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('ServiceID', 'ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('ServiceParameterList', 'ServiceParameterList', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ServiceParameterListType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('ServiceID', 'ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 65535, None),
+    Field('ServiceParameterList', 'ServiceParameterList', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ServiceParameterListType, 1, 1, None, None, None),
 )
 ServiceDetailResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'ServiceDetailRes')
 ServiceDiscoveryReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('SupportedServiceIDs', 'SupportedServiceIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ServiceIDListType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('SupportedServiceIDs', 'SupportedServiceIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ServiceIDListType, 0, 1, None, None, None),
 )
 ServiceDiscoveryReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'ServiceDiscoveryReq')
 ServiceDiscoveryResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('ServiceRenegotiationSupported', 'ServiceRenegotiationSupported', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool'),
-    ('EnergyTransferServiceList', 'EnergyTransferServiceList', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ServiceListType),
-    ('VASList', 'VASList', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ServiceListType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('ServiceRenegotiationSupported', 'ServiceRenegotiationSupported', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool', 1, 1, None, None, None),
+    Field('EnergyTransferServiceList', 'EnergyTransferServiceList', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ServiceListType, 1, 1, None, None, None),
+    Field('VASList', 'VASList', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ServiceListType, 0, 1, None, None, None),
 )
 ServiceDiscoveryResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'ServiceDiscoveryRes')
 ServiceIDListType._exi_fields_ = (
-    ('ServiceID', 'ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', True, 'int'),
+    Field('ServiceID', 'ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', True, 'int', 1, 16, 0, 65535, None),
 )
 ServiceIDListType._exi_element_ = None
 ServiceListType._exi_fields_ = (
-    ('Service', 'Service', 'urn:iso:std:iso:15118:-20:CommonMessages', True, ServiceType),
+    Field('Service', 'Service', 'urn:iso:std:iso:15118:-20:CommonMessages', True, ServiceType, 1, 8, None, None, None),
 )
 ServiceListType._exi_element_ = None
 ServiceParameterListType._exi_fields_ = (
-    ('ParameterSet', 'ParameterSet', 'urn:iso:std:iso:15118:-20:CommonMessages', True, ParameterSetType),
+    Field('ParameterSet', 'ParameterSet', 'urn:iso:std:iso:15118:-20:CommonMessages', True, ParameterSetType, 1, 32, None, None, None),
 )
 ServiceParameterListType._exi_element_ = None
 ServiceSelectionReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('SelectedEnergyTransferService', 'SelectedEnergyTransferService', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SelectedServiceType),
-    ('SelectedVASList', 'SelectedVASList', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SelectedServiceListType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('SelectedEnergyTransferService', 'SelectedEnergyTransferService', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SelectedServiceType, 1, 1, None, None, None),
+    Field('SelectedVASList', 'SelectedVASList', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SelectedServiceListType, 0, 1, None, None, None),
 )
 ServiceSelectionReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'ServiceSelectionReq')
 ServiceSelectionResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
 )
 ServiceSelectionResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'ServiceSelectionRes')
 ServiceType._exi_fields_ = (
-    ('ServiceID', 'ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('FreeService', 'FreeService', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool'),
+    Field('ServiceID', 'ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 65535, None),
+    Field('FreeService', 'FreeService', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool', 1, 1, None, None, None),
 )
 ServiceType._exi_element_ = None
 SessionSetupReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVCCID', 'EVCCID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVCCID', 'EVCCID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, 255, None),
 )
 SessionSetupReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'SessionSetupReq')
 SessionSetupResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEID', 'EVSEID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEID', 'EVSEID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, 255, None),
 )
 SessionSetupResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'SessionSetupRes')
 SessionStopReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ChargingSession', 'ChargingSession', 'urn:iso:std:iso:15118:-20:CommonMessages', False, chargingSessionType),
-    ('EVTerminationCode', 'EVTerminationCode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('EVTerminationExplanation', 'EVTerminationExplanation', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ChargingSession', 'ChargingSession', 'urn:iso:std:iso:15118:-20:CommonMessages', False, chargingSessionType, 1, 1, None, None, None),
+    Field('EVTerminationCode', 'EVTerminationCode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 0, 1, None, 80, None),
+    Field('EVTerminationExplanation', 'EVTerminationExplanation', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 0, 1, None, 160, None),
 )
 SessionStopReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'SessionStopReq')
 SessionStopResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
 )
 SessionStopResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'SessionStopRes')
 SignedCertificateChainType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('Certificate', 'Certificate', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes'),
-    ('SubCertificates', 'SubCertificates', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SubCertificatesType),
+    Field('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, None, None),
+    Field('Certificate', 'Certificate', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes', 1, 1, None, 1600, None),
+    Field('SubCertificates', 'SubCertificates', 'urn:iso:std:iso:15118:-20:CommonMessages', False, SubCertificatesType, 0, 1, None, None, None),
 )
 SignedCertificateChainType._exi_element_ = None
 SignedInstallationDataType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('ContractCertificateChain', 'ContractCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ContractCertificateChainType),
-    ('ECDHCurve', 'ECDHCurve', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ecdhCurveType),
-    ('DHPublicKey', 'DHPublicKey', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes'),
-    ('SECP521_EncryptedPrivateKey', 'SECP521_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes'),
-    ('X448_EncryptedPrivateKey', 'X448_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes'),
-    ('TPM_EncryptedPrivateKey', 'TPM_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes'),
+    Field('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, None, None),
+    Field('ContractCertificateChain', 'ContractCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ContractCertificateChainType, 1, 1, None, None, None),
+    Field('ECDHCurve', 'ECDHCurve', 'urn:iso:std:iso:15118:-20:CommonMessages', False, ecdhCurveType, 1, 1, None, None, None),
+    Field('DHPublicKey', 'DHPublicKey', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes', 1, 1, 133, 133, None),
+    Field('SECP521_EncryptedPrivateKey', 'SECP521_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes', 0, 1, 94, 94, 0),
+    Field('X448_EncryptedPrivateKey', 'X448_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes', 0, 1, 84, 84, 0),
+    Field('TPM_EncryptedPrivateKey', 'TPM_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes', 0, 1, 206, 206, 0),
 )
 SignedInstallationDataType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'SignedInstallationData')
 SignedMeteringDataType._exi_fields_ = (
-    ('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('SessionID', 'SessionID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes'),
-    ('MeterInfo', 'MeterInfo', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.MeterInfoType),
-    ('Receipt', 'Receipt', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.ReceiptType),
-    ('Dynamic_SMDTControlMode', 'Dynamic_SMDTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Dynamic_SMDTControlModeType),
-    ('Scheduled_SMDTControlMode', 'Scheduled_SMDTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Scheduled_SMDTControlModeType),
+    Field('Id', '@Id', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 1, 1, None, None, None),
+    Field('SessionID', 'SessionID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bytes', 1, 1, 8, 8, None),
+    Field('MeterInfo', 'MeterInfo', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.MeterInfoType, 1, 1, None, None, None),
+    Field('Receipt', 'Receipt', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.ReceiptType, 0, 1, None, None, None),
+    Field('Dynamic_SMDTControlMode', 'Dynamic_SMDTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Dynamic_SMDTControlModeType, 0, 1, None, None, 0),
+    Field('Scheduled_SMDTControlMode', 'Scheduled_SMDTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', False, Scheduled_SMDTControlModeType, 0, 1, None, None, 0),
 )
 SignedMeteringDataType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'SignedMeteringData')
 SubCertificatesType._exi_fields_ = (
-    ('Certificate', 'Certificate', 'urn:iso:std:iso:15118:-20:CommonMessages', True, 'bytes'),
+    Field('Certificate', 'Certificate', 'urn:iso:std:iso:15118:-20:CommonMessages', True, 'bytes', 1, 3, None, 1600, None),
 )
 SubCertificatesType._exi_element_ = None
 SupportedProvidersListType._exi_fields_ = (
-    ('ProviderID', 'ProviderID', 'urn:iso:std:iso:15118:-20:CommonMessages', True, 'str'),
+    Field('ProviderID', 'ProviderID', 'urn:iso:std:iso:15118:-20:CommonMessages', True, 'str', 1, 128, None, 80, None),
 )
 SupportedProvidersListType._exi_element_ = None
 TargetPositionType._exi_fields_ = (
-    ('TargetOffsetX', 'TargetOffsetX', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('TargetOffsetY', 'TargetOffsetY', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
+    Field('TargetOffsetX', 'TargetOffsetX', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 65535, None),
+    Field('TargetOffsetY', 'TargetOffsetY', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 65535, None),
 )
 TargetPositionType._exi_element_ = None
 TaxRuleListType._exi_fields_ = (
-    ('TaxRule', 'TaxRule', 'urn:iso:std:iso:15118:-20:CommonMessages', True, TaxRuleType),
+    Field('TaxRule', 'TaxRule', 'urn:iso:std:iso:15118:-20:CommonMessages', True, TaxRuleType, 1, 10, None, None, None),
 )
 TaxRuleListType._exi_element_ = None
 TaxRuleType._exi_fields_ = (
-    ('TaxRuleID', 'TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('TaxRuleName', 'TaxRuleName', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str'),
-    ('TaxRate', 'TaxRate', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType),
-    ('TaxIncludedInPrice', 'TaxIncludedInPrice', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool'),
-    ('AppliesToEnergyFee', 'AppliesToEnergyFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool'),
-    ('AppliesToParkingFee', 'AppliesToParkingFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool'),
-    ('AppliesToOverstayFee', 'AppliesToOverstayFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool'),
-    ('AppliesMinimumMaximumCost', 'AppliesMinimumMaximumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool'),
+    Field('TaxRuleID', 'TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('TaxRuleName', 'TaxRuleName', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'str', 0, 1, None, 80, None),
+    Field('TaxRate', 'TaxRate', 'urn:iso:std:iso:15118:-20:CommonMessages', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('TaxIncludedInPrice', 'TaxIncludedInPrice', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool', 0, 1, None, None, None),
+    Field('AppliesToEnergyFee', 'AppliesToEnergyFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool', 1, 1, None, None, None),
+    Field('AppliesToParkingFee', 'AppliesToParkingFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool', 1, 1, None, None, None),
+    Field('AppliesToOverstayFee', 'AppliesToOverstayFee', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool', 1, 1, None, None, None),
+    Field('AppliesMinimumMaximumCost', 'AppliesMinimumMaximumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'bool', 1, 1, None, None, None),
 )
 TaxRuleType._exi_element_ = None
 VehicleCheckInReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVCheckInStatus', 'EVCheckInStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', False, evCheckInStatusType),
-    ('ParkingMethod', 'ParkingMethod', 'urn:iso:std:iso:15118:-20:CommonMessages', False, parkingMethodType),
-    ('VehicleFrame', 'VehicleFrame', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('DeviceOffset', 'DeviceOffset', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('VehicleTravel', 'VehicleTravel', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVCheckInStatus', 'EVCheckInStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', False, evCheckInStatusType, 1, 1, None, None, None),
+    Field('ParkingMethod', 'ParkingMethod', 'urn:iso:std:iso:15118:-20:CommonMessages', False, parkingMethodType, 1, 1, None, None, None),
+    Field('VehicleFrame', 'VehicleFrame', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, -32768, 32767, None),
+    Field('DeviceOffset', 'DeviceOffset', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, -32768, 32767, None),
+    Field('VehicleTravel', 'VehicleTravel', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, -32768, 32767, None),
 )
 VehicleCheckInReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'VehicleCheckInReq')
 VehicleCheckInResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('ParkingSpace', 'ParkingSpace', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('DeviceLocation', 'DeviceLocation', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
-    ('TargetDistance', 'TargetDistance', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('ParkingSpace', 'ParkingSpace', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, -32768, 32767, None),
+    Field('DeviceLocation', 'DeviceLocation', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, -32768, 32767, None),
+    Field('TargetDistance', 'TargetDistance', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 0, 1, -32768, 32767, None),
 )
 VehicleCheckInResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'VehicleCheckInRes')
 VehicleCheckOutReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVCheckOutStatus', 'EVCheckOutStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', False, evCheckOutStatusType),
-    ('CheckOutTime', 'CheckOutTime', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVCheckOutStatus', 'EVCheckOutStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', False, evCheckOutStatusType, 1, 1, None, None, None),
+    Field('CheckOutTime', 'CheckOutTime', 'urn:iso:std:iso:15118:-20:CommonMessages', False, 'int', 1, 1, 0, 18446744073709551615, None),
 )
 VehicleCheckOutReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'VehicleCheckOutReq')
 VehicleCheckOutResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSECheckOutStatus', 'EVSECheckOutStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', False, evseCheckOutStatusType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSECheckOutStatus', 'EVSECheckOutStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', False, evseCheckOutStatusType, 1, 1, None, None, None),
 )
 VehicleCheckOutResType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonMessages', 'VehicleCheckOutRes')

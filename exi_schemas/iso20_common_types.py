@@ -9,9 +9,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from exi_schemas import xmldsig as _xmldsig
-
-FieldTable = tuple[tuple[str, str, str, bool, object], ...]
-"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""
+from iso15118.exi.fields import Field
 
 
 class evseNotificationType(StrEnum):
@@ -82,7 +80,7 @@ class responseCodeType(StrEnum):
 class CLReqControlModeType:
     """XSD abstract type CLReqControlModeType (urn:iso:std:iso:15118:-20:CommonTypes), element CLReqControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -90,7 +88,7 @@ class CLReqControlModeType:
 class CLResControlModeType:
     """XSD abstract type CLResControlModeType (urn:iso:std:iso:15118:-20:CommonTypes), element CLResControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -98,7 +96,7 @@ class CLResControlModeType:
 class ChargeLoopReqType:
     """XSD abstract type ChargeLoopReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: MessageHeaderType
     DisplayParameters: DisplayParametersType | None = None
@@ -109,7 +107,7 @@ class ChargeLoopReqType:
 class ChargeLoopResType:
     """XSD abstract type ChargeLoopResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: MessageHeaderType
     ResponseCode: responseCodeType
@@ -122,7 +120,7 @@ class ChargeLoopResType:
 class ChargeParameterDiscoveryReqType:
     """XSD abstract type ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: MessageHeaderType
 
@@ -131,7 +129,7 @@ class ChargeParameterDiscoveryReqType:
 class ChargeParameterDiscoveryResType:
     """XSD abstract type ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: MessageHeaderType
     ResponseCode: responseCodeType
@@ -141,7 +139,7 @@ class ChargeParameterDiscoveryResType:
 class DetailedCostType:
     """XSD type DetailedCostType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Amount: RationalNumberType
     CostPerUnit: RationalNumberType
@@ -151,7 +149,7 @@ class DetailedCostType:
 class DetailedTaxType:
     """XSD type DetailedTaxType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TaxRuleID: int  # 1..4294967295
     Amount: RationalNumberType
@@ -161,7 +159,7 @@ class DetailedTaxType:
 class DisplayParametersType:
     """XSD type DisplayParametersType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PresentSOC: int | None = None  # 0..100
     MinimumSOC: int | None = None  # 0..100
@@ -179,7 +177,7 @@ class DisplayParametersType:
 class Dynamic_CLReqControlModeType:
     """XSD abstract type Dynamic_CLReqControlModeType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     EVTargetEnergyRequest: RationalNumberType
@@ -191,7 +189,7 @@ class Dynamic_CLReqControlModeType:
 class Dynamic_CLResControlModeType:
     """XSD abstract type Dynamic_CLResControlModeType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     MinimumSOC: int | None = None  # 0..100
@@ -203,7 +201,7 @@ class Dynamic_CLResControlModeType:
 class EVSEStatusType:
     """XSD type EVSEStatusType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     NotificationMaxDelay: int  # 0..65535
     EVSENotification: evseNotificationType
@@ -213,7 +211,7 @@ class EVSEStatusType:
 class ListOfRootCertificateIDsType:
     """XSD type ListOfRootCertificateIDsType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RootCertificateID: list[_xmldsig.X509IssuerSerialType]  # 1..20 entries
 
@@ -222,7 +220,7 @@ class ListOfRootCertificateIDsType:
 class MessageHeaderType:
     """XSD type MessageHeaderType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SessionID: bytes  # length 8
     TimeStamp: int  # 0..18446744073709551615
@@ -233,7 +231,7 @@ class MessageHeaderType:
 class MeterInfoType:
     """XSD type MeterInfoType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     MeterID: str  # length 0..32
     ChargedEnergyReadingWh: int  # 0..18446744073709551615
@@ -249,7 +247,7 @@ class MeterInfoType:
 class RationalNumberType:
     """XSD type RationalNumberType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Exponent: int  # -128..127
     Value: int  # -32768..32767
@@ -259,7 +257,7 @@ class RationalNumberType:
 class ReceiptType:
     """XSD type ReceiptType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TimeAnchor: int  # 0..18446744073709551615
     EnergyCosts: DetailedCostType | None = None
@@ -273,7 +271,7 @@ class ReceiptType:
 class Scheduled_CLReqControlModeType:
     """XSD abstract type Scheduled_CLReqControlModeType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVTargetEnergyRequest: RationalNumberType | None = None
     EVMaximumEnergyRequest: RationalNumberType | None = None
@@ -284,7 +282,7 @@ class Scheduled_CLReqControlModeType:
 class Scheduled_CLResControlModeType:
     """XSD abstract type Scheduled_CLResControlModeType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
 
 
@@ -292,7 +290,7 @@ class Scheduled_CLResControlModeType:
 class V2GMessageType:
     """XSD abstract type V2GMessageType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: MessageHeaderType
 
@@ -301,7 +299,7 @@ class V2GMessageType:
 class V2GRequestType:
     """XSD abstract type V2GRequestType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: MessageHeaderType
 
@@ -310,7 +308,7 @@ class V2GRequestType:
 class V2GResponseType:
     """XSD abstract type V2GResponseType (urn:iso:std:iso:15118:-20:CommonTypes)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: MessageHeaderType
     ResponseCode: responseCodeType
@@ -321,123 +319,123 @@ CLReqControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonTypes', '
 CLResControlModeType._exi_fields_ = ()
 CLResControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:CommonTypes', 'CLResControlMode')
 ChargeLoopReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType),
-    ('DisplayParameters', 'DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', False, DisplayParametersType),
-    ('MeterInfoRequested', 'MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType, 1, 1, None, None, None),
+    Field('DisplayParameters', 'DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', False, DisplayParametersType, 0, 1, None, None, None),
+    Field('MeterInfoRequested', 'MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool', 1, 1, None, None, None),
 )
 ChargeLoopReqType._exi_element_ = None
 ChargeLoopResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, responseCodeType),
-    ('EVSEStatus', 'EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', False, EVSEStatusType),
-    ('MeterInfo', 'MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MeterInfoType),
-    ('Receipt', 'Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', False, ReceiptType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, responseCodeType, 1, 1, None, None, None),
+    Field('EVSEStatus', 'EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', False, EVSEStatusType, 0, 1, None, None, None),
+    Field('MeterInfo', 'MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MeterInfoType, 0, 1, None, None, None),
+    Field('Receipt', 'Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', False, ReceiptType, 0, 1, None, None, None),
 )
 ChargeLoopResType._exi_element_ = None
 ChargeParameterDiscoveryReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType, 1, 1, None, None, None),
 )
 ChargeParameterDiscoveryReqType._exi_element_ = None
 ChargeParameterDiscoveryResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, responseCodeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, responseCodeType, 1, 1, None, None, None),
 )
 ChargeParameterDiscoveryResType._exi_element_ = None
 DetailedCostType._exi_fields_ = (
-    ('Amount', 'Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType),
-    ('CostPerUnit', 'CostPerUnit', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType),
+    Field('Amount', 'Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType, 1, 1, None, None, None),
+    Field('CostPerUnit', 'CostPerUnit', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType, 1, 1, None, None, None),
 )
 DetailedCostType._exi_element_ = None
 DetailedTaxType._exi_fields_ = (
-    ('TaxRuleID', 'TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('Amount', 'Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType),
+    Field('TaxRuleID', 'TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('Amount', 'Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType, 1, 1, None, None, None),
 )
 DetailedTaxType._exi_element_ = None
 DisplayParametersType._exi_fields_ = (
-    ('PresentSOC', 'PresentSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('MaximumSOC', 'MaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('RemainingTimeToMinimumSOC', 'RemainingTimeToMinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('RemainingTimeToTargetSOC', 'RemainingTimeToTargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('RemainingTimeToMaximumSOC', 'RemainingTimeToMaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('ChargingComplete', 'ChargingComplete', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool'),
-    ('BatteryEnergyCapacity', 'BatteryEnergyCapacity', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType),
-    ('InletHot', 'InletHot', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool'),
+    Field('PresentSOC', 'PresentSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('MaximumSOC', 'MaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('RemainingTimeToMinimumSOC', 'RemainingTimeToMinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('RemainingTimeToTargetSOC', 'RemainingTimeToTargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('RemainingTimeToMaximumSOC', 'RemainingTimeToMaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('ChargingComplete', 'ChargingComplete', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool', 0, 1, None, None, None),
+    Field('BatteryEnergyCapacity', 'BatteryEnergyCapacity', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType, 0, 1, None, None, None),
+    Field('InletHot', 'InletHot', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool', 0, 1, None, None, None),
 )
 DisplayParametersType._exi_element_ = None
 Dynamic_CLReqControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType, 1, 1, None, None, None),
 )
 Dynamic_CLReqControlModeType._exi_element_ = None
 Dynamic_CLResControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('AckMaxDelay', 'AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('AckMaxDelay', 'AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 65535, None),
 )
 Dynamic_CLResControlModeType._exi_element_ = None
 EVSEStatusType._exi_fields_ = (
-    ('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EVSENotification', 'EVSENotification', 'urn:iso:std:iso:15118:-20:CommonTypes', False, evseNotificationType),
+    Field('NotificationMaxDelay', 'NotificationMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 1, 1, 0, 65535, None),
+    Field('EVSENotification', 'EVSENotification', 'urn:iso:std:iso:15118:-20:CommonTypes', False, evseNotificationType, 1, 1, None, None, None),
 )
 EVSEStatusType._exi_element_ = None
 ListOfRootCertificateIDsType._exi_fields_ = (
-    ('RootCertificateID', 'RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', True, _xmldsig.X509IssuerSerialType),
+    Field('RootCertificateID', 'RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', True, _xmldsig.X509IssuerSerialType, 1, 20, None, None, None),
 )
 ListOfRootCertificateIDsType._exi_element_ = None
 MessageHeaderType._exi_fields_ = (
-    ('SessionID', 'SessionID', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bytes'),
-    ('TimeStamp', 'TimeStamp', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('Signature', 'Signature', 'http://www.w3.org/2000/09/xmldsig#', False, _xmldsig.SignatureType),
+    Field('SessionID', 'SessionID', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bytes', 1, 1, 8, 8, None),
+    Field('TimeStamp', 'TimeStamp', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 1, 1, 0, 18446744073709551615, None),
+    Field('Signature', 'Signature', 'http://www.w3.org/2000/09/xmldsig#', False, _xmldsig.SignatureType, 0, 1, None, None, None),
 )
 MessageHeaderType._exi_element_ = None
 MeterInfoType._exi_fields_ = (
-    ('MeterID', 'MeterID', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'str'),
-    ('ChargedEnergyReadingWh', 'ChargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('BPT_DischargedEnergyReadingWh', 'BPT_DischargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('CapacitiveEnergyReadingVARh', 'CapacitiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('BPT_InductiveEnergyReadingVARh', 'BPT_InductiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('MeterSignature', 'MeterSignature', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bytes'),
-    ('MeterStatus', 'MeterStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('MeterTimestamp', 'MeterTimestamp', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
+    Field('MeterID', 'MeterID', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'str', 1, 1, None, 32, None),
+    Field('ChargedEnergyReadingWh', 'ChargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 1, 1, 0, 18446744073709551615, None),
+    Field('BPT_DischargedEnergyReadingWh', 'BPT_DischargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 18446744073709551615, None),
+    Field('CapacitiveEnergyReadingVARh', 'CapacitiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 18446744073709551615, None),
+    Field('BPT_InductiveEnergyReadingVARh', 'BPT_InductiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 18446744073709551615, None),
+    Field('MeterSignature', 'MeterSignature', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bytes', 0, 1, None, 64, None),
+    Field('MeterStatus', 'MeterStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, -32768, 32767, None),
+    Field('MeterTimestamp', 'MeterTimestamp', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 18446744073709551615, None),
 )
 MeterInfoType._exi_element_ = None
 RationalNumberType._exi_fields_ = (
-    ('Exponent', 'Exponent', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('Value', 'Value', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
+    Field('Exponent', 'Exponent', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 1, 1, -128, 127, None),
+    Field('Value', 'Value', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 1, 1, -32768, 32767, None),
 )
 RationalNumberType._exi_element_ = None
 ReceiptType._exi_fields_ = (
-    ('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EnergyCosts', 'EnergyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', False, DetailedCostType),
-    ('OccupancyCosts', 'OccupancyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', False, DetailedCostType),
-    ('AdditionalServicesCosts', 'AdditionalServicesCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', False, DetailedCostType),
-    ('OverstayCosts', 'OverstayCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', False, DetailedCostType),
-    ('TaxCosts', 'TaxCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', True, DetailedTaxType),
+    Field('TimeAnchor', 'TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 1, 1, 0, 18446744073709551615, None),
+    Field('EnergyCosts', 'EnergyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', False, DetailedCostType, 0, 1, None, None, None),
+    Field('OccupancyCosts', 'OccupancyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', False, DetailedCostType, 0, 1, None, None, None),
+    Field('AdditionalServicesCosts', 'AdditionalServicesCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', False, DetailedCostType, 0, 1, None, None, None),
+    Field('OverstayCosts', 'OverstayCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', False, DetailedCostType, 0, 1, None, None, None),
+    Field('TaxCosts', 'TaxCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', True, DetailedTaxType, 0, 10, None, None, None),
 )
 ReceiptType._exi_element_ = None
 Scheduled_CLReqControlModeType._exi_fields_ = (
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, RationalNumberType, 0, 1, None, None, None),
 )
 Scheduled_CLReqControlModeType._exi_element_ = None
 Scheduled_CLResControlModeType._exi_fields_ = ()
 Scheduled_CLResControlModeType._exi_element_ = None
 V2GMessageType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType, 1, 1, None, None, None),
 )
 V2GMessageType._exi_element_ = None
 V2GRequestType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType, 1, 1, None, None, None),
 )
 V2GRequestType._exi_element_ = None
 V2GResponseType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, responseCodeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, responseCodeType, 1, 1, None, None, None),
 )
 V2GResponseType._exi_element_ = None

@@ -4,21 +4,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import ClassVar
 
 from exi_schemas import iso20_common_types as _iso20_common_types
-
-FieldTable = tuple[tuple[str, str, str, bool, object], ...]
-"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""
+from iso15118.exi.fields import Field
 
 
 @dataclass(slots=True, kw_only=True)
 class BPT_DC_CPDReqEnergyTransferModeType:
     """XSD type BPT_DC_CPDReqEnergyTransferModeType (urn:iso:std:iso:15118:-20:DC), element BPT_DC_CPDReqEnergyTransferMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVMaximumChargePower: _iso20_common_types.RationalNumberType
     EVMinimumChargePower: _iso20_common_types.RationalNumberType
@@ -37,7 +34,7 @@ class BPT_DC_CPDReqEnergyTransferModeType:
 class BPT_DC_CPDResEnergyTransferModeType:
     """XSD type BPT_DC_CPDResEnergyTransferModeType (urn:iso:std:iso:15118:-20:DC), element BPT_DC_CPDResEnergyTransferMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
     EVSEMinimumChargePower: _iso20_common_types.RationalNumberType
@@ -56,7 +53,7 @@ class BPT_DC_CPDResEnergyTransferModeType:
 class BPT_Dynamic_DC_CLReqControlModeType:
     """XSD type BPT_Dynamic_DC_CLReqControlModeType (urn:iso:std:iso:15118:-20:DC), element BPT_Dynamic_DC_CLReqControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
@@ -78,7 +75,7 @@ class BPT_Dynamic_DC_CLReqControlModeType:
 class BPT_Dynamic_DC_CLResControlModeType:
     """XSD type BPT_Dynamic_DC_CLResControlModeType (urn:iso:std:iso:15118:-20:DC), element BPT_Dynamic_DC_CLResControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     MinimumSOC: int | None = None  # 0..100
@@ -98,7 +95,7 @@ class BPT_Dynamic_DC_CLResControlModeType:
 class BPT_Scheduled_DC_CLReqControlModeType:
     """XSD type BPT_Scheduled_DC_CLReqControlModeType (urn:iso:std:iso:15118:-20:DC), element BPT_Scheduled_DC_CLReqControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -119,7 +116,7 @@ class BPT_Scheduled_DC_CLReqControlModeType:
 class BPT_Scheduled_DC_CLResControlModeType:
     """XSD type BPT_Scheduled_DC_CLResControlModeType (urn:iso:std:iso:15118:-20:DC), element BPT_Scheduled_DC_CLResControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVSEMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
     EVSEMinimumChargePower: _iso20_common_types.RationalNumberType | None = None
@@ -135,7 +132,7 @@ class BPT_Scheduled_DC_CLResControlModeType:
 class DC_CPDReqEnergyTransferModeType:
     """XSD type DC_CPDReqEnergyTransferModeType (urn:iso:std:iso:15118:-20:DC), element DC_CPDReqEnergyTransferMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVMaximumChargePower: _iso20_common_types.RationalNumberType
     EVMinimumChargePower: _iso20_common_types.RationalNumberType
@@ -150,7 +147,7 @@ class DC_CPDReqEnergyTransferModeType:
 class DC_CPDResEnergyTransferModeType:
     """XSD type DC_CPDResEnergyTransferModeType (urn:iso:std:iso:15118:-20:DC), element DC_CPDResEnergyTransferMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
     EVSEMinimumChargePower: _iso20_common_types.RationalNumberType
@@ -165,7 +162,7 @@ class DC_CPDResEnergyTransferModeType:
 class DC_CableCheckReqType:
     """XSD type DC_CableCheckReqType (urn:iso:std:iso:15118:-20:DC), element DC_CableCheckReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
 
@@ -174,7 +171,7 @@ class DC_CableCheckReqType:
 class DC_CableCheckResType:
     """XSD type DC_CableCheckResType (urn:iso:std:iso:15118:-20:DC), element DC_CableCheckRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -185,7 +182,7 @@ class DC_CableCheckResType:
 class DC_ChargeLoopReqType:
     """XSD type DC_ChargeLoopReqType (urn:iso:std:iso:15118:-20:DC), element DC_ChargeLoopReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
@@ -202,7 +199,7 @@ class DC_ChargeLoopReqType:
 class DC_ChargeLoopResType:
     """XSD type DC_ChargeLoopResType (urn:iso:std:iso:15118:-20:DC), element DC_ChargeLoopRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -225,7 +222,7 @@ class DC_ChargeLoopResType:
 class DC_ChargeParameterDiscoveryReqType:
     """XSD type DC_ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:DC), element DC_ChargeParameterDiscoveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     BPT_DC_CPDReqEnergyTransferMode: BPT_DC_CPDReqEnergyTransferModeType | None = None
@@ -236,7 +233,7 @@ class DC_ChargeParameterDiscoveryReqType:
 class DC_ChargeParameterDiscoveryResType:
     """XSD type DC_ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:DC), element DC_ChargeParameterDiscoveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -248,7 +245,7 @@ class DC_ChargeParameterDiscoveryResType:
 class DC_PreChargeReqType:
     """XSD type DC_PreChargeReqType (urn:iso:std:iso:15118:-20:DC), element DC_PreChargeReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVProcessing: _iso20_common_types.processingType
@@ -260,7 +257,7 @@ class DC_PreChargeReqType:
 class DC_PreChargeResType:
     """XSD type DC_PreChargeResType (urn:iso:std:iso:15118:-20:DC), element DC_PreChargeRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -271,7 +268,7 @@ class DC_PreChargeResType:
 class DC_WeldingDetectionReqType:
     """XSD type DC_WeldingDetectionReqType (urn:iso:std:iso:15118:-20:DC), element DC_WeldingDetectionReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVProcessing: _iso20_common_types.processingType
@@ -281,7 +278,7 @@ class DC_WeldingDetectionReqType:
 class DC_WeldingDetectionResType:
     """XSD type DC_WeldingDetectionResType (urn:iso:std:iso:15118:-20:DC), element DC_WeldingDetectionRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -292,7 +289,7 @@ class DC_WeldingDetectionResType:
 class Dynamic_DC_CLReqControlModeType:
     """XSD type Dynamic_DC_CLReqControlModeType (urn:iso:std:iso:15118:-20:DC), element Dynamic_DC_CLReqControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
@@ -309,7 +306,7 @@ class Dynamic_DC_CLReqControlModeType:
 class Dynamic_DC_CLResControlModeType:
     """XSD type Dynamic_DC_CLResControlModeType (urn:iso:std:iso:15118:-20:DC), element Dynamic_DC_CLResControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DepartureTime: int | None = None  # 0..4294967295
     MinimumSOC: int | None = None  # 0..100
@@ -325,7 +322,7 @@ class Dynamic_DC_CLResControlModeType:
 class Scheduled_DC_CLReqControlModeType:
     """XSD type Scheduled_DC_CLReqControlModeType (urn:iso:std:iso:15118:-20:DC), element Scheduled_DC_CLReqControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -343,7 +340,7 @@ class Scheduled_DC_CLReqControlModeType:
 class Scheduled_DC_CLResControlModeType:
     """XSD type Scheduled_DC_CLResControlModeType (urn:iso:std:iso:15118:-20:DC), element Scheduled_DC_CLResControlMode."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVSEMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
     EVSEMinimumChargePower: _iso20_common_types.RationalNumberType | None = None
@@ -352,229 +349,229 @@ class Scheduled_DC_CLResControlModeType:
 
 
 BPT_DC_CPDReqEnergyTransferModeType._exi_fields_ = (
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargeCurrent', 'EVMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:DC', False, 'int'),
-    ('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargeCurrent', 'EVMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargeCurrent', 'EVMinimumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumChargeCurrent', 'EVMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:DC', False, 'int', 0, 1, 0, 100, None),
+    Field('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumDischargeCurrent', 'EVMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumDischargeCurrent', 'EVMinimumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 BPT_DC_CPDReqEnergyTransferModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'BPT_DC_CPDReqEnergyTransferMode')
 BPT_DC_CPDResEnergyTransferModeType._exi_fields_ = (
-    ('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargeCurrent', 'EVSEMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumVoltage', 'EVSEMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPowerRampLimitation', 'EVSEPowerRampLimitation', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumDischargePower', 'EVSEMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumDischargePower', 'EVSEMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumDischargeCurrent', 'EVSEMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumDischargeCurrent', 'EVSEMinimumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumChargeCurrent', 'EVSEMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumVoltage', 'EVSEMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEPowerRampLimitation', 'EVSEPowerRampLimitation', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumDischargePower', 'EVSEMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumDischargePower', 'EVSEMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumDischargeCurrent', 'EVSEMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumDischargeCurrent', 'EVSEMinimumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 BPT_DC_CPDResEnergyTransferModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'BPT_DC_CPDResEnergyTransferMode')
 BPT_Dynamic_DC_CLReqControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargeCurrent', 'EVMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumV2XEnergyRequest', 'EVMaximumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumV2XEnergyRequest', 'EVMinimumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumDischargeCurrent', 'EVMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumV2XEnergyRequest', 'EVMaximumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumV2XEnergyRequest', 'EVMinimumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 BPT_Dynamic_DC_CLReqControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'BPT_Dynamic_DC_CLReqControlMode')
 BPT_Dynamic_DC_CLResControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('AckMaxDelay', 'AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumDischargePower', 'EVSEMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumDischargePower', 'EVSEMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumDischargeCurrent', 'EVSEMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumVoltage', 'EVSEMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('AckMaxDelay', 'AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 65535, None),
+    Field('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumDischargePower', 'EVSEMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumDischargePower', 'EVSEMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumDischargeCurrent', 'EVSEMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumVoltage', 'EVSEMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 BPT_Dynamic_DC_CLResControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'BPT_Dynamic_DC_CLResControlMode')
 BPT_Scheduled_DC_CLReqControlModeType._exi_fields_ = (
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVTargetCurrent', 'EVTargetCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVTargetVoltage', 'EVTargetVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumDischargeCurrent', 'EVMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVTargetCurrent', 'EVTargetCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVTargetVoltage', 'EVTargetVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumDischargePower', 'EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumDischargePower', 'EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumDischargeCurrent', 'EVMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 BPT_Scheduled_DC_CLReqControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'BPT_Scheduled_DC_CLReqControlMode')
 BPT_Scheduled_DC_CLResControlModeType._exi_fields_ = (
-    ('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumDischargePower', 'EVSEMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumDischargePower', 'EVSEMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumDischargeCurrent', 'EVSEMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumVoltage', 'EVSEMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumDischargePower', 'EVSEMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMinimumDischargePower', 'EVSEMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumDischargeCurrent', 'EVSEMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMinimumVoltage', 'EVSEMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 BPT_Scheduled_DC_CLResControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'BPT_Scheduled_DC_CLResControlMode')
 DC_CPDReqEnergyTransferModeType._exi_fields_ = (
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargeCurrent', 'EVMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:DC', False, 'int'),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumChargeCurrent', 'EVMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:DC', False, 'int', 0, 1, 0, 100, None),
 )
 DC_CPDReqEnergyTransferModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_CPDReqEnergyTransferMode')
 DC_CPDResEnergyTransferModeType._exi_fields_ = (
-    ('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargeCurrent', 'EVSEMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumVoltage', 'EVSEMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPowerRampLimitation', 'EVSEPowerRampLimitation', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumChargeCurrent', 'EVSEMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumVoltage', 'EVSEMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEPowerRampLimitation', 'EVSEPowerRampLimitation', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 DC_CPDResEnergyTransferModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_CPDResEnergyTransferMode')
 DC_CableCheckReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
 )
 DC_CableCheckReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_CableCheckReq')
 DC_CableCheckResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.processingType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.processingType, 1, 1, None, None, None),
 )
 DC_CableCheckResType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_CableCheckRes')
 DC_ChargeLoopReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('DisplayParameters', 'DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.DisplayParametersType),
-    ('MeterInfoRequested', 'MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool'),
-    ('EVPresentVoltage', 'EVPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('BPT_Dynamic_DC_CLReqControlMode', 'BPT_Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_Dynamic_DC_CLReqControlModeType),
-    ('BPT_Scheduled_DC_CLReqControlMode', 'BPT_Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_Scheduled_DC_CLReqControlModeType),
-    ('CLReqControlMode', 'CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.CLReqControlModeType),
-    ('Dynamic_DC_CLReqControlMode', 'Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', False, Dynamic_DC_CLReqControlModeType),
-    ('Scheduled_DC_CLReqControlMode', 'Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', False, Scheduled_DC_CLReqControlModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('DisplayParameters', 'DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.DisplayParametersType, 0, 1, None, None, None),
+    Field('MeterInfoRequested', 'MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool', 1, 1, None, None, None),
+    Field('EVPresentVoltage', 'EVPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('BPT_Dynamic_DC_CLReqControlMode', 'BPT_Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_Dynamic_DC_CLReqControlModeType, 0, 1, None, None, 0),
+    Field('BPT_Scheduled_DC_CLReqControlMode', 'BPT_Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_Scheduled_DC_CLReqControlModeType, 0, 1, None, None, 0),
+    Field('CLReqControlMode', 'CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.CLReqControlModeType, 0, 1, None, None, 0),
+    Field('Dynamic_DC_CLReqControlMode', 'Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', False, Dynamic_DC_CLReqControlModeType, 0, 1, None, None, 0),
+    Field('Scheduled_DC_CLReqControlMode', 'Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', False, Scheduled_DC_CLReqControlModeType, 0, 1, None, None, 0),
 )
 DC_ChargeLoopReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_ChargeLoopReq')
 DC_ChargeLoopResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEStatus', 'EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.EVSEStatusType),
-    ('MeterInfo', 'MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MeterInfoType),
-    ('Receipt', 'Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.ReceiptType),
-    ('EVSEPresentCurrent', 'EVSEPresentCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEPowerLimitAchieved', 'EVSEPowerLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', False, 'bool'),
-    ('EVSECurrentLimitAchieved', 'EVSECurrentLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', False, 'bool'),
-    ('EVSEVoltageLimitAchieved', 'EVSEVoltageLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', False, 'bool'),
-    ('BPT_Dynamic_DC_CLResControlMode', 'BPT_Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_Dynamic_DC_CLResControlModeType),
-    ('BPT_Scheduled_DC_CLResControlMode', 'BPT_Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_Scheduled_DC_CLResControlModeType),
-    ('CLResControlMode', 'CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.CLResControlModeType),
-    ('Dynamic_DC_CLResControlMode', 'Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', False, Dynamic_DC_CLResControlModeType),
-    ('Scheduled_DC_CLResControlMode', 'Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', False, Scheduled_DC_CLResControlModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEStatus', 'EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.EVSEStatusType, 0, 1, None, None, None),
+    Field('MeterInfo', 'MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MeterInfoType, 0, 1, None, None, None),
+    Field('Receipt', 'Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.ReceiptType, 0, 1, None, None, None),
+    Field('EVSEPresentCurrent', 'EVSEPresentCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEPowerLimitAchieved', 'EVSEPowerLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', False, 'bool', 1, 1, None, None, None),
+    Field('EVSECurrentLimitAchieved', 'EVSECurrentLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', False, 'bool', 1, 1, None, None, None),
+    Field('EVSEVoltageLimitAchieved', 'EVSEVoltageLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', False, 'bool', 1, 1, None, None, None),
+    Field('BPT_Dynamic_DC_CLResControlMode', 'BPT_Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_Dynamic_DC_CLResControlModeType, 0, 1, None, None, 0),
+    Field('BPT_Scheduled_DC_CLResControlMode', 'BPT_Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_Scheduled_DC_CLResControlModeType, 0, 1, None, None, 0),
+    Field('CLResControlMode', 'CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.CLResControlModeType, 0, 1, None, None, 0),
+    Field('Dynamic_DC_CLResControlMode', 'Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', False, Dynamic_DC_CLResControlModeType, 0, 1, None, None, 0),
+    Field('Scheduled_DC_CLResControlMode', 'Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', False, Scheduled_DC_CLResControlModeType, 0, 1, None, None, 0),
 )
 DC_ChargeLoopResType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_ChargeLoopRes')
 DC_ChargeParameterDiscoveryReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('BPT_DC_CPDReqEnergyTransferMode', 'BPT_DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_DC_CPDReqEnergyTransferModeType),
-    ('DC_CPDReqEnergyTransferMode', 'DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', False, DC_CPDReqEnergyTransferModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('BPT_DC_CPDReqEnergyTransferMode', 'BPT_DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_DC_CPDReqEnergyTransferModeType, 0, 1, None, None, 0),
+    Field('DC_CPDReqEnergyTransferMode', 'DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', False, DC_CPDReqEnergyTransferModeType, 0, 1, None, None, 0),
 )
 DC_ChargeParameterDiscoveryReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_ChargeParameterDiscoveryReq')
 DC_ChargeParameterDiscoveryResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('BPT_DC_CPDResEnergyTransferMode', 'BPT_DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_DC_CPDResEnergyTransferModeType),
-    ('DC_CPDResEnergyTransferMode', 'DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', False, DC_CPDResEnergyTransferModeType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('BPT_DC_CPDResEnergyTransferMode', 'BPT_DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', False, BPT_DC_CPDResEnergyTransferModeType, 0, 1, None, None, 0),
+    Field('DC_CPDResEnergyTransferMode', 'DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', False, DC_CPDResEnergyTransferModeType, 0, 1, None, None, 0),
 )
 DC_ChargeParameterDiscoveryResType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_ChargeParameterDiscoveryRes')
 DC_PreChargeReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.processingType),
-    ('EVPresentVoltage', 'EVPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVTargetVoltage', 'EVTargetVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('EVPresentVoltage', 'EVPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVTargetVoltage', 'EVTargetVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 DC_PreChargeReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_PreChargeReq')
 DC_PreChargeResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 DC_PreChargeResType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_PreChargeRes')
 DC_WeldingDetectionReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.processingType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.processingType, 1, 1, None, None, None),
 )
 DC_WeldingDetectionReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_WeldingDetectionReq')
 DC_WeldingDetectionResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEPresentVoltage', 'EVSEPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 DC_WeldingDetectionResType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'DC_WeldingDetectionRes')
 Dynamic_DC_CLReqControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 Dynamic_DC_CLReqControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'Dynamic_DC_CLReqControlMode')
 Dynamic_DC_CLResControlModeType._exi_fields_ = (
-    ('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('AckMaxDelay', 'AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int'),
-    ('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('DepartureTime', 'DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 4294967295, None),
+    Field('MinimumSOC', 'MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('TargetSOC', 'TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 100, None),
+    Field('AckMaxDelay', 'AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'int', 0, 1, 0, 65535, None),
+    Field('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 Dynamic_DC_CLResControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'Dynamic_DC_CLResControlMode')
 Scheduled_DC_CLReqControlModeType._exi_fields_ = (
-    ('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType),
-    ('EVTargetCurrent', 'EVTargetCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVTargetVoltage', 'EVTargetVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('EVTargetEnergyRequest', 'EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumEnergyRequest', 'EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumEnergyRequest', 'EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVTargetCurrent', 'EVTargetCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVTargetVoltage', 'EVTargetVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVMaximumChargePower', 'EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumChargePower', 'EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumChargeCurrent', 'EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMaximumVoltage', 'EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVMinimumVoltage', 'EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 Scheduled_DC_CLReqControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'Scheduled_DC_CLReqControlMode')
 Scheduled_DC_CLResControlModeType._exi_fields_ = (
-    ('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
-    ('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType),
+    Field('EVSEMaximumChargePower', 'EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMinimumChargePower', 'EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumChargeCurrent', 'EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVSEMaximumVoltage', 'EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
 )
 Scheduled_DC_CLResControlModeType._exi_element_ = ('urn:iso:std:iso:15118:-20:DC', 'Scheduled_DC_CLResControlMode')

@@ -9,9 +9,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from exi_schemas import iso20_common_types as _iso20_common_types
-
-FieldTable = tuple[tuple[str, str, str, bool, object], ...]
-"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""
+from iso15118.exi.fields import Field
 
 
 class WPT_AlignmentCheckMethodType(StrEnum):
@@ -84,7 +82,7 @@ class WPT_SPCChargeDiagnosticsType(StrEnum):
 class AlternativeSECCListType:
     """XSD type AlternativeSECCListType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     AlternativeSECC: list[AlternativeSECCType]  # 1..8 entries
 
@@ -93,7 +91,7 @@ class AlternativeSECCListType:
 class AlternativeSECCType:
     """XSD type AlternativeSECCType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SSID: str | None = None  # length 0..255
     BSSID: str | None = None  # length 0..12
@@ -105,7 +103,7 @@ class AlternativeSECCType:
 class WPT_AlignmentCheckMethodListType:
     """XSD type WPT_AlignmentCheckMethodListType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     WPT_AlignmentCheckMethod: list[WPT_AlignmentCheckMethodType]  # 1..8 entries
 
@@ -114,7 +112,7 @@ class WPT_AlignmentCheckMethodListType:
 class WPT_AlignmentCheckReqType:
     """XSD type WPT_AlignmentCheckReqType (urn:iso:std:iso:15118:-20:WPT), element WPT_AlignmentCheckReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVProcessing: _iso20_common_types.processingType
@@ -127,7 +125,7 @@ class WPT_AlignmentCheckReqType:
 class WPT_AlignmentCheckResType:
     """XSD type WPT_AlignmentCheckResType (urn:iso:std:iso:15118:-20:WPT), element WPT_AlignmentCheckRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -141,7 +139,7 @@ class WPT_AlignmentCheckResType:
 class WPT_ChargeLoopReqType:
     """XSD type WPT_ChargeLoopReqType (urn:iso:std:iso:15118:-20:WPT), element WPT_ChargeLoopReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
@@ -158,7 +156,7 @@ class WPT_ChargeLoopReqType:
 class WPT_ChargeLoopResType:
     """XSD type WPT_ChargeLoopResType (urn:iso:std:iso:15118:-20:WPT), element WPT_ChargeLoopRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -179,7 +177,7 @@ class WPT_ChargeLoopResType:
 class WPT_ChargeParameterDiscoveryReqType:
     """XSD type WPT_ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:WPT), element WPT_ChargeParameterDiscoveryReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVPCMaxReceivablePower: _iso20_common_types.RationalNumberType
@@ -194,7 +192,7 @@ class WPT_ChargeParameterDiscoveryReqType:
 class WPT_ChargeParameterDiscoveryResType:
     """XSD type WPT_ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:WPT), element WPT_ChargeParameterDiscoveryRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -212,7 +210,7 @@ class WPT_ChargeParameterDiscoveryResType:
 class WPT_CoordinateXYZType:
     """XSD type WPT_CoordinateXYZType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Coord_X: int  # -32768..32767
     Coord_Y: int  # -32768..32767
@@ -223,7 +221,7 @@ class WPT_CoordinateXYZType:
 class WPT_EVPCPowerControlParameterType:
     """XSD type WPT_EVPCPowerControlParameterType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     EVPCCoilCurrentRequest: _iso20_common_types.RationalNumberType
     EVPCCoilCurrentInformation: _iso20_common_types.RationalNumberType
@@ -235,7 +233,7 @@ class WPT_EVPCPowerControlParameterType:
 class WPT_FinePositioningMethodListType:
     """XSD type WPT_FinePositioningMethodListType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     WPT_FinePositioningMethod: list[WPT_FinePositioningMethodType]  # 1..8 entries
 
@@ -244,7 +242,7 @@ class WPT_FinePositioningMethodListType:
 class WPT_FinePositioningReqType:
     """XSD type WPT_FinePositioningReqType (urn:iso:std:iso:15118:-20:WPT), element WPT_FinePositioningReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVProcessing: _iso20_common_types.processingType
@@ -257,7 +255,7 @@ class WPT_FinePositioningReqType:
 class WPT_FinePositioningResType:
     """XSD type WPT_FinePositioningResType (urn:iso:std:iso:15118:-20:WPT), element WPT_FinePositioningRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -270,7 +268,7 @@ class WPT_FinePositioningResType:
 class WPT_FinePositioningSetupReqType:
     """XSD type WPT_FinePositioningSetupReqType (urn:iso:std:iso:15118:-20:WPT), element WPT_FinePositioningSetupReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVProcessing: _iso20_common_types.processingType
@@ -286,7 +284,7 @@ class WPT_FinePositioningSetupReqType:
 class WPT_FinePositioningSetupResType:
     """XSD type WPT_FinePositioningSetupResType (urn:iso:std:iso:15118:-20:WPT), element WPT_FinePositioningSetupRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -302,7 +300,7 @@ class WPT_FinePositioningSetupResType:
 class WPT_LF_DataPackageListType:
     """XSD type WPT_LF_DataPackageListType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     NumPackages: int  # 0..255
     WPT_LF_DataPackage: WPT_LF_DataPackageType
@@ -312,7 +310,7 @@ class WPT_LF_DataPackageListType:
 class WPT_LF_DataPackageType:
     """XSD type WPT_LF_DataPackageType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PackageIndex: int  # 0..255
     LF_TxData: WPT_LF_TxDataListType | None = None
@@ -323,7 +321,7 @@ class WPT_LF_DataPackageType:
 class WPT_LF_ReceiverDataType:
     """XSD type WPT_LF_ReceiverDataType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     NumberOfReceivers: int  # 0..255
     RxSpecData: list[WPT_TxRxSpecDataType]  # 2..255 entries
@@ -333,7 +331,7 @@ class WPT_LF_ReceiverDataType:
 class WPT_LF_RxDataListType:
     """XSD type WPT_LF_RxDataListType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     WPT_LF_RxDataList: WPT_LF_RxDataType
 
@@ -342,7 +340,7 @@ class WPT_LF_RxDataListType:
 class WPT_LF_RxDataType:
     """XSD type WPT_LF_RxDataType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RxIdentifier: int  # 1..4294967295
     RSSIData: WPT_LF_RxRSSIListType
@@ -352,7 +350,7 @@ class WPT_LF_RxDataType:
 class WPT_LF_RxRSSIListType:
     """XSD type WPT_LF_RxRSSIListType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     RSSIDataList: WPT_LF_RxRSSIType
 
@@ -361,7 +359,7 @@ class WPT_LF_RxRSSIListType:
 class WPT_LF_RxRSSIType:
     """XSD type WPT_LF_RxRSSIType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TxIdentifier: int  # 1..4294967295
     RSSI: _iso20_common_types.RationalNumberType
@@ -371,7 +369,7 @@ class WPT_LF_RxRSSIType:
 class WPT_LF_SystemSetupDataType:
     """XSD type WPT_LF_SystemSetupDataType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     LF_TransmitterSetupData: WPT_LF_TransmitterDataType | None = None
     LF_ReceiverSetupData: WPT_LF_ReceiverDataType | None = None
@@ -381,7 +379,7 @@ class WPT_LF_SystemSetupDataType:
 class WPT_LF_TransmitterDataType:
     """XSD type WPT_LF_TransmitterDataType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     NumberOfTransmitters: int  # 0..255
     SignalFrequency: _iso20_common_types.RationalNumberType
@@ -393,7 +391,7 @@ class WPT_LF_TransmitterDataType:
 class WPT_LF_TxDataListType:
     """XSD type WPT_LF_TxDataListType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     WPT_LF_TxDataList: WPT_LF_TxDataType
 
@@ -402,7 +400,7 @@ class WPT_LF_TxDataListType:
 class WPT_LF_TxDataType:
     """XSD type WPT_LF_TxDataType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TxIdentifier: int  # 1..4294967295
     EIRP: _iso20_common_types.RationalNumberType
@@ -412,7 +410,7 @@ class WPT_LF_TxDataType:
 class WPT_PairingMethodListType:
     """XSD type WPT_PairingMethodListType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     WPT_PairingMethod: list[WPT_PairingMethodType]  # 1..8 entries
 
@@ -421,7 +419,7 @@ class WPT_PairingMethodListType:
 class WPT_PairingReqType:
     """XSD type WPT_PairingReqType (urn:iso:std:iso:15118:-20:WPT), element WPT_PairingReq."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     EVProcessing: _iso20_common_types.processingType
@@ -434,7 +432,7 @@ class WPT_PairingReqType:
 class WPT_PairingResType:
     """XSD type WPT_PairingResType (urn:iso:std:iso:15118:-20:WPT), element WPT_PairingRes."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Header: _iso20_common_types.MessageHeaderType
     ResponseCode: _iso20_common_types.responseCodeType
@@ -448,7 +446,7 @@ class WPT_PairingResType:
 class WPT_SPCPowerControlParameterType:
     """XSD type WPT_SPCPowerControlParameterType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SPCPrimaryDeviceCoilCurrentInformation: _iso20_common_types.RationalNumberType
 
@@ -457,7 +455,7 @@ class WPT_SPCPowerControlParameterType:
 class WPT_TxRxPackageSpecDataType:
     """XSD type WPT_TxRxPackageSpecDataType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PulseSequenceOrder: list[WPT_TxRxPulseOrderType]  # 2..255 entries
     PulseSeparationTime: int  # 0..65535
@@ -469,7 +467,7 @@ class WPT_TxRxPackageSpecDataType:
 class WPT_TxRxPulseOrderType:
     """XSD type WPT_TxRxPulseOrderType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     IndexNumber: int  # 0..65535
     TxRxIdentifier: int  # 1..4294967295
@@ -479,7 +477,7 @@ class WPT_TxRxPulseOrderType:
 class WPT_TxRxSpecDataType:
     """XSD type WPT_TxRxSpecDataType (urn:iso:std:iso:15118:-20:WPT)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     TxRxIdentifier: int  # 1..4294967295
     TxRxPosition: WPT_CoordinateXYZType
@@ -487,238 +485,238 @@ class WPT_TxRxSpecDataType:
 
 
 AlternativeSECCListType._exi_fields_ = (
-    ('AlternativeSECC', 'AlternativeSECC', 'urn:iso:std:iso:15118:-20:WPT', True, AlternativeSECCType),
+    Field('AlternativeSECC', 'AlternativeSECC', 'urn:iso:std:iso:15118:-20:WPT', True, AlternativeSECCType, 1, 8, None, None, None),
 )
 AlternativeSECCListType._exi_element_ = None
 AlternativeSECCType._exi_fields_ = (
-    ('SSID', 'SSID', 'urn:iso:std:iso:15118:-20:WPT', False, 'str'),
-    ('BSSID', 'BSSID', 'urn:iso:std:iso:15118:-20:WPT', False, 'str'),
-    ('IPAddress', 'IPAddress', 'urn:iso:std:iso:15118:-20:WPT', False, 'str'),
-    ('Port', 'Port', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
+    Field('SSID', 'SSID', 'urn:iso:std:iso:15118:-20:WPT', False, 'str', 0, 1, None, 255, None),
+    Field('BSSID', 'BSSID', 'urn:iso:std:iso:15118:-20:WPT', False, 'str', 0, 1, None, 12, None),
+    Field('IPAddress', 'IPAddress', 'urn:iso:std:iso:15118:-20:WPT', False, 'str', 0, 1, None, 39, None),
+    Field('Port', 'Port', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 0, 1, 0, 65535, None),
 )
 AlternativeSECCType._exi_element_ = None
 WPT_AlignmentCheckMethodListType._exi_fields_ = (
-    ('WPT_AlignmentCheckMethod', 'WPT_AlignmentCheckMethod', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_AlignmentCheckMethodType),
+    Field('WPT_AlignmentCheckMethod', 'WPT_AlignmentCheckMethod', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_AlignmentCheckMethodType, 1, 8, None, None, None),
 )
 WPT_AlignmentCheckMethodListType._exi_element_ = None
 WPT_AlignmentCheckReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType),
-    ('TargetCoilCurrent', 'TargetCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('EVResultCode', 'EVResultCode', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_EVResultType),
-    ('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('TargetCoilCurrent', 'TargetCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVResultCode', 'EVResultCode', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_EVResultType, 1, 1, None, None, None),
+    Field('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
 )
 WPT_AlignmentCheckReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_AlignmentCheckReq')
 WPT_AlignmentCheckResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType),
-    ('PowerTransmitted', 'PowerTransmitted', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('SupplyDeviceCurrent', 'SupplyDeviceCurrent', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('PowerTransmitted', 'PowerTransmitted', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('SupplyDeviceCurrent', 'SupplyDeviceCurrent', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
 )
 WPT_AlignmentCheckResType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_AlignmentCheckRes')
 WPT_ChargeLoopReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('DisplayParameters', 'DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.DisplayParametersType),
-    ('MeterInfoRequested', 'MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool'),
-    ('EVPCPowerRequest', 'EVPCPowerRequest', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('EVPCPowerOutput', 'EVPCPowerOutput', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('EVPCChargeDiagnostics', 'EVPCChargeDiagnostics', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_EVPCChargeDiagnosticsType),
-    ('EVPCOperatingFrequency', 'EVPCOperatingFrequency', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('EVPCPowerControlParameter', 'EVPCPowerControlParameter', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_EVPCPowerControlParameterType),
-    ('ManufacturerSpecificDataContainer', 'ManufacturerSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('DisplayParameters', 'DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.DisplayParametersType, 0, 1, None, None, None),
+    Field('MeterInfoRequested', 'MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', False, 'bool', 1, 1, None, None, None),
+    Field('EVPCPowerRequest', 'EVPCPowerRequest', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPCPowerOutput', 'EVPCPowerOutput', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPCChargeDiagnostics', 'EVPCChargeDiagnostics', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_EVPCChargeDiagnosticsType, 1, 1, None, None, None),
+    Field('EVPCOperatingFrequency', 'EVPCOperatingFrequency', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('EVPCPowerControlParameter', 'EVPCPowerControlParameter', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_EVPCPowerControlParameterType, 0, 1, None, None, None),
+    Field('ManufacturerSpecificDataContainer', 'ManufacturerSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
 )
 WPT_ChargeLoopReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_ChargeLoopReq')
 WPT_ChargeLoopResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEStatus', 'EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.EVSEStatusType),
-    ('MeterInfo', 'MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MeterInfoType),
-    ('Receipt', 'Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.ReceiptType),
-    ('EVPCPowerRequest', 'EVPCPowerRequest', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('SDPowerInput', 'SDPowerInput', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('SPCMaxOutputPowerLimit', 'SPCMaxOutputPowerLimit', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('SPCMinOutputPowerLimit', 'SPCMinOutputPowerLimit', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('SPCChargeDiagnostics', 'SPCChargeDiagnostics', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_SPCChargeDiagnosticsType),
-    ('SPCOperatingFrequency', 'SPCOperatingFrequency', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('SPCPowerControlParameter', 'SPCPowerControlParameter', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_SPCPowerControlParameterType),
-    ('ManufacturerSpecificDataContainer', 'ManufacturerSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEStatus', 'EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.EVSEStatusType, 0, 1, None, None, None),
+    Field('MeterInfo', 'MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MeterInfoType, 0, 1, None, None, None),
+    Field('Receipt', 'Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.ReceiptType, 0, 1, None, None, None),
+    Field('EVPCPowerRequest', 'EVPCPowerRequest', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('SDPowerInput', 'SDPowerInput', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('SPCMaxOutputPowerLimit', 'SPCMaxOutputPowerLimit', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('SPCMinOutputPowerLimit', 'SPCMinOutputPowerLimit', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('SPCChargeDiagnostics', 'SPCChargeDiagnostics', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_SPCChargeDiagnosticsType, 1, 1, None, None, None),
+    Field('SPCOperatingFrequency', 'SPCOperatingFrequency', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 0, 1, None, None, None),
+    Field('SPCPowerControlParameter', 'SPCPowerControlParameter', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_SPCPowerControlParameterType, 0, 1, None, None, None),
+    Field('ManufacturerSpecificDataContainer', 'ManufacturerSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
 )
 WPT_ChargeLoopResType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_ChargeLoopRes')
 WPT_ChargeParameterDiscoveryReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVPCMaxReceivablePower', 'EVPCMaxReceivablePower', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('SDMaxGroundClearence', 'SDMaxGroundClearence', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('SDMinGroundClearence', 'SDMinGroundClearence', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('EVPCNaturalFrequency', 'EVPCNaturalFrequency', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('EVPCDeviceLocalControl', 'EVPCDeviceLocalControl', 'urn:iso:std:iso:15118:-20:WPT', False, 'bool'),
-    ('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVPCMaxReceivablePower', 'EVPCMaxReceivablePower', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('SDMaxGroundClearence', 'SDMaxGroundClearence', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 65535, None),
+    Field('SDMinGroundClearence', 'SDMinGroundClearence', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 65535, None),
+    Field('EVPCNaturalFrequency', 'EVPCNaturalFrequency', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPCDeviceLocalControl', 'EVPCDeviceLocalControl', 'urn:iso:std:iso:15118:-20:WPT', False, 'bool', 1, 1, None, None, None),
+    Field('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
 )
 WPT_ChargeParameterDiscoveryReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_ChargeParameterDiscoveryReq')
 WPT_ChargeParameterDiscoveryResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('PDInputPowerClass', 'PDInputPowerClass', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_PowerClassType),
-    ('SDMinOutputPower', 'SDMinOutputPower', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('SDMaxOutputPower', 'SDMaxOutputPower', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('SDMaxGroundClearanceSupport', 'SDMaxGroundClearanceSupport', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('SDMinGroundClearanceSupport', 'SDMinGroundClearanceSupport', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('PDMinCoilCurrent', 'PDMinCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('PDMaxCoilCurrent', 'PDMaxCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('SDManufacturerSpecificDataContainer', 'SDManufacturerSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('PDInputPowerClass', 'PDInputPowerClass', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_PowerClassType, 1, 1, None, None, None),
+    Field('SDMinOutputPower', 'SDMinOutputPower', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('SDMaxOutputPower', 'SDMaxOutputPower', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('SDMaxGroundClearanceSupport', 'SDMaxGroundClearanceSupport', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 65535, None),
+    Field('SDMinGroundClearanceSupport', 'SDMinGroundClearanceSupport', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 65535, None),
+    Field('PDMinCoilCurrent', 'PDMinCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('PDMaxCoilCurrent', 'PDMaxCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('SDManufacturerSpecificDataContainer', 'SDManufacturerSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
 )
 WPT_ChargeParameterDiscoveryResType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_ChargeParameterDiscoveryRes')
 WPT_CoordinateXYZType._exi_fields_ = (
-    ('Coord_X', 'Coord_X', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('Coord_Y', 'Coord_Y', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('Coord_Z', 'Coord_Z', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
+    Field('Coord_X', 'Coord_X', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, -32768, 32767, None),
+    Field('Coord_Y', 'Coord_Y', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, -32768, 32767, None),
+    Field('Coord_Z', 'Coord_Z', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, -32768, 32767, None),
 )
 WPT_CoordinateXYZType._exi_element_ = None
 WPT_EVPCPowerControlParameterType._exi_fields_ = (
-    ('EVPCCoilCurrentRequest', 'EVPCCoilCurrentRequest', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('EVPCCoilCurrentInformation', 'EVPCCoilCurrentInformation', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('EVPCCurrentOutputInformation', 'EVPCCurrentOutputInformation', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('EVPCVoltageOutputInformation', 'EVPCVoltageOutputInformation', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
+    Field('EVPCCoilCurrentRequest', 'EVPCCoilCurrentRequest', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPCCoilCurrentInformation', 'EVPCCoilCurrentInformation', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPCCurrentOutputInformation', 'EVPCCurrentOutputInformation', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('EVPCVoltageOutputInformation', 'EVPCVoltageOutputInformation', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 WPT_EVPCPowerControlParameterType._exi_element_ = None
 WPT_FinePositioningMethodListType._exi_fields_ = (
-    ('WPT_FinePositioningMethod', 'WPT_FinePositioningMethod', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_FinePositioningMethodType),
+    Field('WPT_FinePositioningMethod', 'WPT_FinePositioningMethod', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_FinePositioningMethodType, 1, 8, None, None, None),
 )
 WPT_FinePositioningMethodListType._exi_element_ = None
 WPT_FinePositioningReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType),
-    ('EVResultCode', 'EVResultCode', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_EVResultType),
-    ('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
-    ('WPT_LF_DataPackageList', 'WPT_LF_DataPackageList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_DataPackageListType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('EVResultCode', 'EVResultCode', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_EVResultType, 1, 1, None, None, None),
+    Field('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
+    Field('WPT_LF_DataPackageList', 'WPT_LF_DataPackageList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_DataPackageListType, 0, 1, None, None, None),
 )
 WPT_FinePositioningReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_FinePositioningReq')
 WPT_FinePositioningResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType),
-    ('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
-    ('WPT_LF_DataPackageList', 'WPT_LF_DataPackageList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_DataPackageListType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
+    Field('WPT_LF_DataPackageList', 'WPT_LF_DataPackageList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_DataPackageListType, 0, 1, None, None, None),
 )
 WPT_FinePositioningResType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_FinePositioningRes')
 WPT_FinePositioningSetupReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType),
-    ('EVDeviceFinePositioningMethodList', 'EVDeviceFinePositioningMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_FinePositioningMethodListType),
-    ('EVDevicePairingMethodList', 'EVDevicePairingMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_PairingMethodListType),
-    ('EVDeviceAlignmentCheckMethodList', 'EVDeviceAlignmentCheckMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_AlignmentCheckMethodListType),
-    ('NaturalOffset', 'NaturalOffset', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
-    ('LF_SystemSetupData', 'LF_SystemSetupData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_SystemSetupDataType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('EVDeviceFinePositioningMethodList', 'EVDeviceFinePositioningMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_FinePositioningMethodListType, 1, 1, None, None, None),
+    Field('EVDevicePairingMethodList', 'EVDevicePairingMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_PairingMethodListType, 1, 1, None, None, None),
+    Field('EVDeviceAlignmentCheckMethodList', 'EVDeviceAlignmentCheckMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_AlignmentCheckMethodListType, 1, 1, None, None, None),
+    Field('NaturalOffset', 'NaturalOffset', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 65535, None),
+    Field('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
+    Field('LF_SystemSetupData', 'LF_SystemSetupData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_SystemSetupDataType, 0, 1, None, None, None),
 )
 WPT_FinePositioningSetupReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_FinePositioningSetupReq')
 WPT_FinePositioningSetupResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('PrimaryDeviceFinePositioningMethodList', 'PrimaryDeviceFinePositioningMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_FinePositioningMethodListType),
-    ('PrimaryDevicePairingMethodList', 'PrimaryDevicePairingMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_PairingMethodListType),
-    ('PrimaryDeviceAlignmentCheckMethodList', 'PrimaryDeviceAlignmentCheckMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_AlignmentCheckMethodListType),
-    ('NaturalOffset', 'NaturalOffset', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
-    ('LF_SystemSetupData', 'LF_SystemSetupData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_SystemSetupDataType),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('PrimaryDeviceFinePositioningMethodList', 'PrimaryDeviceFinePositioningMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_FinePositioningMethodListType, 1, 1, None, None, None),
+    Field('PrimaryDevicePairingMethodList', 'PrimaryDevicePairingMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_PairingMethodListType, 1, 1, None, None, None),
+    Field('PrimaryDeviceAlignmentCheckMethodList', 'PrimaryDeviceAlignmentCheckMethodList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_AlignmentCheckMethodListType, 1, 1, None, None, None),
+    Field('NaturalOffset', 'NaturalOffset', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 65535, None),
+    Field('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
+    Field('LF_SystemSetupData', 'LF_SystemSetupData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_SystemSetupDataType, 0, 1, None, None, None),
 )
 WPT_FinePositioningSetupResType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_FinePositioningSetupRes')
 WPT_LF_DataPackageListType._exi_fields_ = (
-    ('NumPackages', 'NumPackages', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('WPT_LF_DataPackage', 'WPT_LF_DataPackage', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_DataPackageType),
+    Field('NumPackages', 'NumPackages', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 255, None),
+    Field('WPT_LF_DataPackage', 'WPT_LF_DataPackage', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_DataPackageType, 1, 1, None, None, None),
 )
 WPT_LF_DataPackageListType._exi_element_ = None
 WPT_LF_DataPackageType._exi_fields_ = (
-    ('PackageIndex', 'PackageIndex', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('LF_TxData', 'LF_TxData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_TxDataListType),
-    ('LF_RxData', 'LF_RxData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_RxDataListType),
+    Field('PackageIndex', 'PackageIndex', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 255, None),
+    Field('LF_TxData', 'LF_TxData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_TxDataListType, 0, 1, None, None, 0),
+    Field('LF_RxData', 'LF_RxData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_RxDataListType, 0, 1, None, None, 0),
 )
 WPT_LF_DataPackageType._exi_element_ = None
 WPT_LF_ReceiverDataType._exi_fields_ = (
-    ('NumberOfReceivers', 'NumberOfReceivers', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('RxSpecData', 'RxSpecData', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_TxRxSpecDataType),
+    Field('NumberOfReceivers', 'NumberOfReceivers', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 255, None),
+    Field('RxSpecData', 'RxSpecData', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_TxRxSpecDataType, 2, 255, None, None, None),
 )
 WPT_LF_ReceiverDataType._exi_element_ = None
 WPT_LF_RxDataListType._exi_fields_ = (
-    ('WPT_LF_RxDataList', 'WPT_LF_RxDataList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_RxDataType),
+    Field('WPT_LF_RxDataList', 'WPT_LF_RxDataList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_RxDataType, 1, 1, None, None, None),
 )
 WPT_LF_RxDataListType._exi_element_ = None
 WPT_LF_RxDataType._exi_fields_ = (
-    ('RxIdentifier', 'RxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('RSSIData', 'RSSIData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_RxRSSIListType),
+    Field('RxIdentifier', 'RxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('RSSIData', 'RSSIData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_RxRSSIListType, 1, 1, None, None, None),
 )
 WPT_LF_RxDataType._exi_element_ = None
 WPT_LF_RxRSSIListType._exi_fields_ = (
-    ('RSSIDataList', 'RSSIDataList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_RxRSSIType),
+    Field('RSSIDataList', 'RSSIDataList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_RxRSSIType, 1, 1, None, None, None),
 )
 WPT_LF_RxRSSIListType._exi_element_ = None
 WPT_LF_RxRSSIType._exi_fields_ = (
-    ('TxIdentifier', 'TxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('RSSI', 'RSSI', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
+    Field('TxIdentifier', 'TxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('RSSI', 'RSSI', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 WPT_LF_RxRSSIType._exi_element_ = None
 WPT_LF_SystemSetupDataType._exi_fields_ = (
-    ('LF_TransmitterSetupData', 'LF_TransmitterSetupData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_TransmitterDataType),
-    ('LF_ReceiverSetupData', 'LF_ReceiverSetupData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_ReceiverDataType),
+    Field('LF_TransmitterSetupData', 'LF_TransmitterSetupData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_TransmitterDataType, 0, 1, None, None, 0),
+    Field('LF_ReceiverSetupData', 'LF_ReceiverSetupData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_ReceiverDataType, 0, 1, None, None, 0),
 )
 WPT_LF_SystemSetupDataType._exi_element_ = None
 WPT_LF_TransmitterDataType._exi_fields_ = (
-    ('NumberOfTransmitters', 'NumberOfTransmitters', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('SignalFrequency', 'SignalFrequency', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
-    ('TxSpecData', 'TxSpecData', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_TxRxSpecDataType),
-    ('TxPackageSpecData', 'TxPackageSpecData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_TxRxPackageSpecDataType),
+    Field('NumberOfTransmitters', 'NumberOfTransmitters', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 255, None),
+    Field('SignalFrequency', 'SignalFrequency', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
+    Field('TxSpecData', 'TxSpecData', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_TxRxSpecDataType, 2, 255, None, None, None),
+    Field('TxPackageSpecData', 'TxPackageSpecData', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_TxRxPackageSpecDataType, 0, 1, None, None, None),
 )
 WPT_LF_TransmitterDataType._exi_element_ = None
 WPT_LF_TxDataListType._exi_fields_ = (
-    ('WPT_LF_TxDataList', 'WPT_LF_TxDataList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_TxDataType),
+    Field('WPT_LF_TxDataList', 'WPT_LF_TxDataList', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_LF_TxDataType, 1, 1, None, None, None),
 )
 WPT_LF_TxDataListType._exi_element_ = None
 WPT_LF_TxDataType._exi_fields_ = (
-    ('TxIdentifier', 'TxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('EIRP', 'EIRP', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
+    Field('TxIdentifier', 'TxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('EIRP', 'EIRP', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 WPT_LF_TxDataType._exi_element_ = None
 WPT_PairingMethodListType._exi_fields_ = (
-    ('WPT_PairingMethod', 'WPT_PairingMethod', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_PairingMethodType),
+    Field('WPT_PairingMethod', 'WPT_PairingMethod', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_PairingMethodType, 1, 8, None, None, None),
 )
 WPT_PairingMethodListType._exi_element_ = None
 WPT_PairingReqType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType),
-    ('ObservedIDCode', 'ObservedIDCode', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('EVResultCode', 'EVResultCode', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_EVResultType),
-    ('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('EVProcessing', 'EVProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('ObservedIDCode', 'ObservedIDCode', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 0, 1, 1, 4294967295, None),
+    Field('EVResultCode', 'EVResultCode', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_EVResultType, 1, 1, None, None, None),
+    Field('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
 )
 WPT_PairingReqType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_PairingReq')
 WPT_PairingResType._exi_fields_ = (
-    ('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType),
-    ('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType),
-    ('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType),
-    ('ObservedIDCode', 'ObservedIDCode', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('AlternativeSECCList', 'AlternativeSECCList', 'urn:iso:std:iso:15118:-20:WPT', False, AlternativeSECCListType),
-    ('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes'),
+    Field('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.MessageHeaderType, 1, 1, None, None, None),
+    Field('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', False, _iso20_common_types.responseCodeType, 1, 1, None, None, None),
+    Field('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.processingType, 1, 1, None, None, None),
+    Field('ObservedIDCode', 'ObservedIDCode', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 0, 1, 1, 4294967295, None),
+    Field('AlternativeSECCList', 'AlternativeSECCList', 'urn:iso:std:iso:15118:-20:WPT', False, AlternativeSECCListType, 0, 1, None, None, None),
+    Field('VendorSpecificDataContainer', 'VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', True, 'bytes', 0, 16, None, 256, None),
 )
 WPT_PairingResType._exi_element_ = ('urn:iso:std:iso:15118:-20:WPT', 'WPT_PairingRes')
 WPT_SPCPowerControlParameterType._exi_fields_ = (
-    ('SPCPrimaryDeviceCoilCurrentInformation', 'SPCPrimaryDeviceCoilCurrentInformation', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType),
+    Field('SPCPrimaryDeviceCoilCurrentInformation', 'SPCPrimaryDeviceCoilCurrentInformation', 'urn:iso:std:iso:15118:-20:WPT', False, _iso20_common_types.RationalNumberType, 1, 1, None, None, None),
 )
 WPT_SPCPowerControlParameterType._exi_element_ = None
 WPT_TxRxPackageSpecDataType._exi_fields_ = (
-    ('PulseSequenceOrder', 'PulseSequenceOrder', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_TxRxPulseOrderType),
-    ('PulseSeparationTime', 'PulseSeparationTime', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('PulseDuration', 'PulseDuration', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('PackageSeparationTime', 'PackageSeparationTime', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
+    Field('PulseSequenceOrder', 'PulseSequenceOrder', 'urn:iso:std:iso:15118:-20:WPT', True, WPT_TxRxPulseOrderType, 2, 255, None, None, None),
+    Field('PulseSeparationTime', 'PulseSeparationTime', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 65535, None),
+    Field('PulseDuration', 'PulseDuration', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 65535, None),
+    Field('PackageSeparationTime', 'PackageSeparationTime', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 65535, None),
 )
 WPT_TxRxPackageSpecDataType._exi_element_ = None
 WPT_TxRxPulseOrderType._exi_fields_ = (
-    ('IndexNumber', 'IndexNumber', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('TxRxIdentifier', 'TxRxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
+    Field('IndexNumber', 'IndexNumber', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 0, 65535, None),
+    Field('TxRxIdentifier', 'TxRxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 1, 4294967295, None),
 )
 WPT_TxRxPulseOrderType._exi_element_ = None
 WPT_TxRxSpecDataType._exi_fields_ = (
-    ('TxRxIdentifier', 'TxRxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', False, 'int'),
-    ('TxRxPosition', 'TxRxPosition', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_CoordinateXYZType),
-    ('TxRxOrientation', 'TxRxOrientation', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_CoordinateXYZType),
+    Field('TxRxIdentifier', 'TxRxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', False, 'int', 1, 1, 1, 4294967295, None),
+    Field('TxRxPosition', 'TxRxPosition', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_CoordinateXYZType, 1, 1, None, None, None),
+    Field('TxRxOrientation', 'TxRxOrientation', 'urn:iso:std:iso:15118:-20:WPT', False, WPT_CoordinateXYZType, 1, 1, None, None, None),
 )
 WPT_TxRxSpecDataType._exi_element_ = None

@@ -5,19 +5,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import ClassVar
 
-
-FieldTable = tuple[tuple[str, str, str, bool, object], ...]
-"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""
+from iso15118.exi.fields import Field
 
 
 @dataclass(slots=True, kw_only=True)
 class CanonicalizationMethodType:
     """XSD type CanonicalizationMethodType (http://www.w3.org/2000/09/xmldsig#), element CanonicalizationMethod."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Algorithm: str  # attribute
 
@@ -26,7 +23,7 @@ class CanonicalizationMethodType:
 class DSAKeyValueType:
     """XSD type DSAKeyValueType (http://www.w3.org/2000/09/xmldsig#), element DSAKeyValue."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     P: bytes | None = None
     Q: bytes | None = None
@@ -41,7 +38,7 @@ class DSAKeyValueType:
 class DigestMethodType:
     """XSD type DigestMethodType (http://www.w3.org/2000/09/xmldsig#), element DigestMethod."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Algorithm: str  # attribute
 
@@ -50,7 +47,7 @@ class DigestMethodType:
 class KeyInfoType:
     """XSD type KeyInfoType (http://www.w3.org/2000/09/xmldsig#), element KeyInfo."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     KeyName: list[str] = field(default_factory=list)  # 0..unbounded entries
@@ -66,7 +63,7 @@ class KeyInfoType:
 class KeyValueType:
     """XSD type KeyValueType (http://www.w3.org/2000/09/xmldsig#), element KeyValue."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     DSAKeyValue: DSAKeyValueType | None = None
     RSAKeyValue: RSAKeyValueType | None = None
@@ -76,7 +73,7 @@ class KeyValueType:
 class ManifestType:
     """XSD type ManifestType (http://www.w3.org/2000/09/xmldsig#), element Manifest."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     Reference: list[ReferenceType]  # 1..unbounded entries
@@ -86,7 +83,7 @@ class ManifestType:
 class ObjectType:
     """XSD type ObjectType (http://www.w3.org/2000/09/xmldsig#), element Object."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Encoding: str | None = None  # attribute
     Id: str | None = None  # attribute
@@ -97,7 +94,7 @@ class ObjectType:
 class PGPDataType:
     """XSD type PGPDataType (http://www.w3.org/2000/09/xmldsig#), element PGPData."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PGPKeyID: bytes | None = None
     PGPKeyPacket: list[bytes] = field(default_factory=list)  # 0..2 entries
@@ -107,7 +104,7 @@ class PGPDataType:
 class RSAKeyValueType:
     """XSD type RSAKeyValueType (http://www.w3.org/2000/09/xmldsig#), element RSAKeyValue."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Modulus: bytes
     Exponent: bytes
@@ -117,7 +114,7 @@ class RSAKeyValueType:
 class ReferenceType:
     """XSD type ReferenceType (http://www.w3.org/2000/09/xmldsig#), element Reference."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     Type: str | None = None  # attribute
@@ -131,7 +128,7 @@ class ReferenceType:
 class RetrievalMethodType:
     """XSD type RetrievalMethodType (http://www.w3.org/2000/09/xmldsig#), element RetrievalMethod."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Type: str | None = None  # attribute
     URI: str | None = None  # attribute
@@ -142,7 +139,7 @@ class RetrievalMethodType:
 class SPKIDataType:
     """XSD type SPKIDataType (http://www.w3.org/2000/09/xmldsig#), element SPKIData."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     SPKISexp: list[bytes]  # 1..unbounded entries
 
@@ -151,7 +148,7 @@ class SPKIDataType:
 class SignatureMethodType:
     """XSD type SignatureMethodType (http://www.w3.org/2000/09/xmldsig#), element SignatureMethod."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Algorithm: str  # attribute
     HMACOutputLength: int | None = None
@@ -161,7 +158,7 @@ class SignatureMethodType:
 class SignaturePropertiesType:
     """XSD type SignaturePropertiesType (http://www.w3.org/2000/09/xmldsig#), element SignatureProperties."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     SignatureProperty: list[SignaturePropertyType]  # 1..unbounded entries
@@ -171,7 +168,7 @@ class SignaturePropertiesType:
 class SignaturePropertyType:
     """XSD type SignaturePropertyType (http://www.w3.org/2000/09/xmldsig#), element SignatureProperty."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     Target: str  # attribute
@@ -181,7 +178,7 @@ class SignaturePropertyType:
 class SignatureType:
     """XSD type SignatureType (http://www.w3.org/2000/09/xmldsig#), element Signature."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     SignedInfo: SignedInfoType
@@ -194,7 +191,7 @@ class SignatureType:
 class SignatureValueType:
     """XSD type SignatureValueType (http://www.w3.org/2000/09/xmldsig#), element SignatureValue."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     value: bytes
@@ -204,7 +201,7 @@ class SignatureValueType:
 class SignedInfoType:
     """XSD type SignedInfoType (http://www.w3.org/2000/09/xmldsig#), element SignedInfo."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Id: str | None = None  # attribute
     CanonicalizationMethod: CanonicalizationMethodType
@@ -216,7 +213,7 @@ class SignedInfoType:
 class TransformType:
     """XSD type TransformType (http://www.w3.org/2000/09/xmldsig#), element Transform."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Algorithm: str  # attribute
     XPath: list[str] = field(default_factory=list)  # 0..unbounded entries
@@ -226,7 +223,7 @@ class TransformType:
 class TransformsType:
     """XSD type TransformsType (http://www.w3.org/2000/09/xmldsig#), element Transforms."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     Transform: list[TransformType]  # 1..unbounded entries
 
@@ -235,7 +232,7 @@ class TransformsType:
 class X509DataType:
     """XSD type X509DataType (http://www.w3.org/2000/09/xmldsig#), element X509Data."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     X509IssuerSerial: list[X509IssuerSerialType] = field(default_factory=list)  # 0..unbounded entries
     X509SKI: list[bytes] = field(default_factory=list)  # 0..unbounded entries
@@ -248,140 +245,140 @@ class X509DataType:
 class X509IssuerSerialType:
     """XSD type X509IssuerSerialType (http://www.w3.org/2000/09/xmldsig#)."""
 
-    _exi_fields_: ClassVar[FieldTable]
+    _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     X509IssuerName: str
     X509SerialNumber: int
 
 
 CanonicalizationMethodType._exi_fields_ = (
-    ('Algorithm', '@Algorithm', '', False, 'str'),
+    Field('Algorithm', '@Algorithm', '', False, 'str', 1, 1, None, None, None),
 )
 CanonicalizationMethodType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'CanonicalizationMethod')
 DSAKeyValueType._exi_fields_ = (
-    ('P', 'P', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
-    ('Q', 'Q', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
-    ('G', 'G', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
-    ('Y', 'Y', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
-    ('J', 'J', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
-    ('Seed', 'Seed', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
-    ('PgenCounter', 'PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
+    Field('P', 'P', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 0, 1, None, None, None),
+    Field('Q', 'Q', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 0, 1, None, None, None),
+    Field('G', 'G', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 0, 1, None, None, None),
+    Field('Y', 'Y', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 1, 1, None, None, None),
+    Field('J', 'J', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 0, 1, None, None, None),
+    Field('Seed', 'Seed', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 0, 1, None, None, None),
+    Field('PgenCounter', 'PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 0, 1, None, None, None),
 )
 DSAKeyValueType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'DSAKeyValue')
 DigestMethodType._exi_fields_ = (
-    ('Algorithm', '@Algorithm', '', False, 'str'),
+    Field('Algorithm', '@Algorithm', '', False, 'str', 1, 1, None, None, None),
 )
 DigestMethodType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'DigestMethod')
 KeyInfoType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('KeyName', 'KeyName', 'http://www.w3.org/2000/09/xmldsig#', True, 'str'),
-    ('KeyValue', 'KeyValue', 'http://www.w3.org/2000/09/xmldsig#', True, KeyValueType),
-    ('RetrievalMethod', 'RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', True, RetrievalMethodType),
-    ('X509Data', 'X509Data', 'http://www.w3.org/2000/09/xmldsig#', True, X509DataType),
-    ('PGPData', 'PGPData', 'http://www.w3.org/2000/09/xmldsig#', True, PGPDataType),
-    ('SPKIData', 'SPKIData', 'http://www.w3.org/2000/09/xmldsig#', True, SPKIDataType),
-    ('MgmtData', 'MgmtData', 'http://www.w3.org/2000/09/xmldsig#', True, 'str'),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('KeyName', 'KeyName', 'http://www.w3.org/2000/09/xmldsig#', True, 'str', 0, -1, None, None, 0),
+    Field('KeyValue', 'KeyValue', 'http://www.w3.org/2000/09/xmldsig#', True, KeyValueType, 0, -1, None, None, 0),
+    Field('RetrievalMethod', 'RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', True, RetrievalMethodType, 0, -1, None, None, 0),
+    Field('X509Data', 'X509Data', 'http://www.w3.org/2000/09/xmldsig#', True, X509DataType, 0, -1, None, None, 0),
+    Field('PGPData', 'PGPData', 'http://www.w3.org/2000/09/xmldsig#', True, PGPDataType, 0, -1, None, None, 0),
+    Field('SPKIData', 'SPKIData', 'http://www.w3.org/2000/09/xmldsig#', True, SPKIDataType, 0, -1, None, None, 0),
+    Field('MgmtData', 'MgmtData', 'http://www.w3.org/2000/09/xmldsig#', True, 'str', 0, -1, None, None, 0),
 )
 KeyInfoType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'KeyInfo')
 KeyValueType._exi_fields_ = (
-    ('DSAKeyValue', 'DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', False, DSAKeyValueType),
-    ('RSAKeyValue', 'RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', False, RSAKeyValueType),
+    Field('DSAKeyValue', 'DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', False, DSAKeyValueType, 0, 1, None, None, 0),
+    Field('RSAKeyValue', 'RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', False, RSAKeyValueType, 0, 1, None, None, 0),
 )
 KeyValueType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'KeyValue')
 ManifestType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('Reference', 'Reference', 'http://www.w3.org/2000/09/xmldsig#', True, ReferenceType),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('Reference', 'Reference', 'http://www.w3.org/2000/09/xmldsig#', True, ReferenceType, 1, -1, None, None, None),
 )
 ManifestType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'Manifest')
 ObjectType._exi_fields_ = (
-    ('Encoding', '@Encoding', '', False, 'str'),
-    ('Id', '@Id', '', False, 'str'),
-    ('MimeType', '@MimeType', '', False, 'str'),
+    Field('Encoding', '@Encoding', '', False, 'str', 0, 1, None, None, None),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('MimeType', '@MimeType', '', False, 'str', 0, 1, None, None, None),
 )
 ObjectType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'Object')
 PGPDataType._exi_fields_ = (
-    ('PGPKeyID', 'PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
-    ('PGPKeyPacket', 'PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes'),
+    Field('PGPKeyID', 'PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 0, 1, None, None, 0),
+    Field('PGPKeyPacket', 'PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes', 0, 2, None, None, 0),
 )
 PGPDataType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'PGPData')
 RSAKeyValueType._exi_fields_ = (
-    ('Modulus', 'Modulus', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
-    ('Exponent', 'Exponent', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
+    Field('Modulus', 'Modulus', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 1, 1, None, None, None),
+    Field('Exponent', 'Exponent', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 1, 1, None, None, None),
 )
 RSAKeyValueType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'RSAKeyValue')
 ReferenceType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('Type', '@Type', '', False, 'str'),
-    ('URI', '@URI', '', False, 'str'),
-    ('Transforms', 'Transforms', 'http://www.w3.org/2000/09/xmldsig#', False, TransformsType),
-    ('DigestMethod', 'DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', False, DigestMethodType),
-    ('DigestValue', 'DigestValue', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes'),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('Type', '@Type', '', False, 'str', 0, 1, None, None, None),
+    Field('URI', '@URI', '', False, 'str', 0, 1, None, None, None),
+    Field('Transforms', 'Transforms', 'http://www.w3.org/2000/09/xmldsig#', False, TransformsType, 0, 1, None, None, None),
+    Field('DigestMethod', 'DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', False, DigestMethodType, 1, 1, None, None, None),
+    Field('DigestValue', 'DigestValue', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 1, 1, None, None, None),
 )
 ReferenceType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'Reference')
 RetrievalMethodType._exi_fields_ = (
-    ('Type', '@Type', '', False, 'str'),
-    ('URI', '@URI', '', False, 'str'),
-    ('Transforms', 'Transforms', 'http://www.w3.org/2000/09/xmldsig#', False, TransformsType),
+    Field('Type', '@Type', '', False, 'str', 0, 1, None, None, None),
+    Field('URI', '@URI', '', False, 'str', 0, 1, None, None, None),
+    Field('Transforms', 'Transforms', 'http://www.w3.org/2000/09/xmldsig#', False, TransformsType, 0, 1, None, None, None),
 )
 RetrievalMethodType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'RetrievalMethod')
 SPKIDataType._exi_fields_ = (
-    ('SPKISexp', 'SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes'),
+    Field('SPKISexp', 'SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes', 1, -1, None, None, None),
 )
 SPKIDataType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'SPKIData')
 SignatureMethodType._exi_fields_ = (
-    ('Algorithm', '@Algorithm', '', False, 'str'),
-    ('HMACOutputLength', 'HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', False, 'int'),
+    Field('Algorithm', '@Algorithm', '', False, 'str', 1, 1, None, None, None),
+    Field('HMACOutputLength', 'HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', False, 'int', 0, 1, None, None, None),
 )
 SignatureMethodType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'SignatureMethod')
 SignaturePropertiesType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('SignatureProperty', 'SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', True, SignaturePropertyType),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('SignatureProperty', 'SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', True, SignaturePropertyType, 1, -1, None, None, None),
 )
 SignaturePropertiesType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'SignatureProperties')
 SignaturePropertyType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('Target', '@Target', '', False, 'str'),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('Target', '@Target', '', False, 'str', 1, 1, None, None, None),
 )
 SignaturePropertyType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'SignatureProperty')
 SignatureType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('SignedInfo', 'SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', False, SignedInfoType),
-    ('SignatureValue', 'SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', False, SignatureValueType),
-    ('KeyInfo', 'KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', False, KeyInfoType),
-    ('Object', 'Object', 'http://www.w3.org/2000/09/xmldsig#', True, ObjectType),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('SignedInfo', 'SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', False, SignedInfoType, 1, 1, None, None, None),
+    Field('SignatureValue', 'SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', False, SignatureValueType, 1, 1, None, None, None),
+    Field('KeyInfo', 'KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', False, KeyInfoType, 0, 1, None, None, None),
+    Field('Object', 'Object', 'http://www.w3.org/2000/09/xmldsig#', True, ObjectType, 0, -1, None, None, None),
 )
 SignatureType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'Signature')
 SignatureValueType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('value', '#text', '', False, 'bytes'),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('value', '#text', '', False, 'bytes', 1, 1, None, None, None),
 )
 SignatureValueType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'SignatureValue')
 SignedInfoType._exi_fields_ = (
-    ('Id', '@Id', '', False, 'str'),
-    ('CanonicalizationMethod', 'CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', False, CanonicalizationMethodType),
-    ('SignatureMethod', 'SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', False, SignatureMethodType),
-    ('Reference', 'Reference', 'http://www.w3.org/2000/09/xmldsig#', True, ReferenceType),
+    Field('Id', '@Id', '', False, 'str', 0, 1, None, None, None),
+    Field('CanonicalizationMethod', 'CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', False, CanonicalizationMethodType, 1, 1, None, None, None),
+    Field('SignatureMethod', 'SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', False, SignatureMethodType, 1, 1, None, None, None),
+    Field('Reference', 'Reference', 'http://www.w3.org/2000/09/xmldsig#', True, ReferenceType, 1, -1, None, None, None),
 )
 SignedInfoType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'SignedInfo')
 TransformType._exi_fields_ = (
-    ('Algorithm', '@Algorithm', '', False, 'str'),
-    ('XPath', 'XPath', 'http://www.w3.org/2000/09/xmldsig#', True, 'str'),
+    Field('Algorithm', '@Algorithm', '', False, 'str', 1, 1, None, None, None),
+    Field('XPath', 'XPath', 'http://www.w3.org/2000/09/xmldsig#', True, 'str', 0, -1, None, None, 0),
 )
 TransformType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'Transform')
 TransformsType._exi_fields_ = (
-    ('Transform', 'Transform', 'http://www.w3.org/2000/09/xmldsig#', True, TransformType),
+    Field('Transform', 'Transform', 'http://www.w3.org/2000/09/xmldsig#', True, TransformType, 1, -1, None, None, None),
 )
 TransformsType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'Transforms')
 X509DataType._exi_fields_ = (
-    ('X509IssuerSerial', 'X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', True, X509IssuerSerialType),
-    ('X509SKI', 'X509SKI', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes'),
-    ('X509SubjectName', 'X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', True, 'str'),
-    ('X509Certificate', 'X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes'),
-    ('X509CRL', 'X509CRL', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes'),
+    Field('X509IssuerSerial', 'X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', True, X509IssuerSerialType, 0, -1, None, None, 0),
+    Field('X509SKI', 'X509SKI', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes', 0, -1, None, None, 0),
+    Field('X509SubjectName', 'X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', True, 'str', 0, -1, None, None, 0),
+    Field('X509Certificate', 'X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes', 0, -1, None, None, 0),
+    Field('X509CRL', 'X509CRL', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes', 0, -1, None, None, 0),
 )
 X509DataType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'X509Data')
 X509IssuerSerialType._exi_fields_ = (
-    ('X509IssuerName', 'X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', False, 'str'),
-    ('X509SerialNumber', 'X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', False, 'int'),
+    Field('X509IssuerName', 'X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', False, 'str', 1, 1, None, None, None),
+    Field('X509SerialNumber', 'X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', False, 'int', 1, 1, None, None, None),
 )
 X509IssuerSerialType._exi_element_ = None

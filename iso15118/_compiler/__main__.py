@@ -36,7 +36,9 @@ def build_classes(sets: list[LoadedSet]) -> dict[QName, ClassModel]:
         for key, ct in loaded.complex_types.items():
             fields, wildcard = collector.fields(ct)
             if key in classes:
-                known = [(f.py, f.kind, f.is_list, f.min, f.complex_key) for f in classes[key].fields]
+                known = [
+                    (f.py, f.kind, f.is_list, f.min, f.complex_key) for f in classes[key].fields
+                ]
                 if known != [(f.py, f.kind, f.is_list, f.min, f.complex_key) for f in fields]:
                     raise SchemaError(f"{key} has different content in schema set {loaded.name}")
                 continue
@@ -71,7 +73,9 @@ def generate(schema_dir: Path) -> dict[str, str]:
                 enums.setdefault(module_of(st.name[0]), {}).setdefault(st.name, st)
     modules = sorted({cm.module for cm in classes.values()} | set(enums))
     for module in modules:
-        members = sorted((cm for cm in classes.values() if cm.module == module), key=lambda c: c.name)
+        members = sorted(
+            (cm for cm in classes.values() if cm.module == module), key=lambda c: c.name
+        )
         names = [cm.name for cm in members]
         if len(names) != len(set(names)):
             raise SchemaError(f"class name clash in module {module}")

@@ -22,14 +22,12 @@ def _int_plan(st: SimpleType) -> tuple[str, int | None, int | None, int]:
     return "int", lo, hi, 0
 
 
-def _length_check(st: SimpleType, expr: str, where: str, what: str, decode: bool) -> list[str]:
-    """Length facets.  Decoding checks only the maximum (it bounds what a stream may make
-    us allocate); encoding checks both, the minimum only when the writer is strict."""
+def _length_check(st: SimpleType, expr: str, where: str, what: str) -> list[str]:
+    """Length facets when encoding: the maximum always, the minimum when the writer is
+    strict.  (Decoding bounds reads by the maximum and accepts shorter values.)"""
     f = st.facets
     lo = f.length if f.length is not None else f.min_length
     hi = f.length if f.length is not None else f.max_length
-    if decode:
-        return []  # the maximum is passed to r.binary()/r.string()
     conds = []
     if lo:
         conds.append(f"(len({expr}) < {lo} and w.strict)")
@@ -90,11 +88,11 @@ class CodecWriter:
                 return [], f"_E_{table}[r.bits({bits})]"
             return (
                 [
-                    f"v = r.bits({bits})",
-                    f"if v >= {len(values)}:",
-                    _IND + f"raise r.fail({where!r}, f'enumeration index {{v}} out of range')",
+                    f"iv = r.bits({bits})",
+                    f"if iv >= {len(values)}:",
+                    _IND + f"raise r.fail({where!r}, f'enumeration index {{iv}} out of range')",
                 ],
-                f"_E_{table}[v]",
+                f"_E_{table}[iv]",
             )
         prim = st.primitive
         if prim == "boolean":
@@ -106,24 +104,24 @@ class CodecWriter:
                 expr = f"r.bits({bits}) + {lo}" if lo else f"r.bits({bits})"
                 if hi - lo + 1 == 1 << bits:
                     return [], expr
-                check = f"v > {hi}"
+                check = f"iv > {hi}"
             else:
                 expr = "r.uint()" if kind == "uint" else "r.integer()"
                 conds = []
                 if lo is not None and not (kind == "uint" and lo == 0):
-                    conds.append(f"v < {lo}")
+                    conds.append(f"iv < {lo}")
                 if hi is not None:
-                    conds.append(f"v > {hi}")
+                    conds.append(f"iv > {hi}")
                 if not conds:
                     return [], expr
                 check = " or ".join(conds)
             return (
                 [
-                    f"v = {expr}",
+                    f"iv = {expr}",
                     f"if {check}:",
-                    _IND + f"raise r.fail({where!r}, f'value {{v}} outside {lo}..{hi}')",
+                    _IND + f"raise r.fail({where!r}, f'value {{iv}} outside {lo}..{hi}')",
                 ],
-                "v",
+                "iv",
             )
         f = st.facets
         hi_len = f.length if f.length is not None else f.max_length
@@ -133,10 +131,7 @@ class CodecWriter:
             call = f"r.string({hi_len})"
         else:
             raise NotImplementedError(f"EXI datatype for {prim}")
-        check = _length_check(st, "v", where, "value", decode=True)
-        if not check:
-            return [], call
-        return [f"v = {call}", *check], "v"
+        return [], call  # the maximum length bounds the read; shorter values are accepted
 
     def encode_value(self, st: SimpleType, expr: str, where: str) -> list[str]:
         if st.enum_owner is not None:
@@ -167,7 +162,7 @@ class CodecWriter:
             else:
                 lines.append(f"w.uint({expr})" if kind == "uint" else f"w.integer({expr})")
             return lines
-        check = _length_check(st, expr, where, "value", decode=False)
+        check = _length_check(st, expr, where, "value")
         if prim in ("base64Binary", "hexBinary"):
             return [*check, f"w.binary({expr})"]
         if prim == "string":
@@ -301,14 +296,12 @@ class CodecWriter:
             assert st is not None
             pre, expr = self.decode_value(st, fwhere)
             lines += pre
-            if p.kind == SE:
-                lines += [f"v = {expr}"] if expr != "v" else []
-                expr = "v"
-                lines += ["if r.bits(1):", _IND + f"raise r.fail({fwhere!r}, 'expected EE')"]
         if fm.is_list:
             lines.append(f"f_{fm.py}.append({expr})")
         else:
             lines.append(f"f_{fm.py} = {expr}")
+        if p.kind == SE and p.element is not None and isinstance(p.element.type, SimpleType):
+            lines += ["if r.bits(1):", _IND + f"raise r.fail({fwhere!r}, 'expected EE')"]
         return lines
 
     def encode_function(self, ct: ComplexType) -> list[str]:
@@ -416,8 +409,8 @@ class CodecWriter:
         fwhere = f"{cm.name}.{fm.py}"
         lines: list[str] = []
         if fm.is_list:
-            lines += [f"x = o.{fm.py}[i_{fm.py}]", f"i_{fm.py} += 1"]
-            expr = "x"
+            lines += [f"x_{fm.py} = o.{fm.py}[i_{fm.py}]", f"i_{fm.py} += 1"]
+            expr = f"x_{fm.py}"
         else:
             expr = f"o.{fm.py}"
         if p.kind == SE and p.element is not None and isinstance(p.element.type, ComplexType):
@@ -430,9 +423,9 @@ class CodecWriter:
             lines += self.encode_value(st, expr, fwhere)
             lines.append("w.bits(0, 1)")
             return lines
-        st = p.simple if p.kind == CH else (p.attribute.type if p.attribute else None)
-        assert st is not None
-        return lines + self.encode_value(st, expr, fwhere)
+        value_type = p.simple if p.kind == CH else (p.attribute.type if p.attribute else None)
+        assert value_type is not None
+        return lines + self.encode_value(value_type, expr, fwhere)
 
     # -- entry points -------------------------------------------------------------------------
     def simple_root(self, decl: ElementDecl) -> tuple[str, str]:
@@ -450,10 +443,16 @@ class CodecWriter:
         for name, st in self.simple_roots.values():
             pre, expr = self.decode_value(st, "value")
             out.append(f"def _d{name}(r: BitReader) -> object:")
-            out += [_IND + line for line in ["if r.bits(1):", _IND + "raise r.fail('value', 'expected CH')"]]
+            out += [
+                _IND + line
+                for line in ["if r.bits(1):", _IND + "raise r.fail('value', 'expected CH')"]
+            ]
             out += [_IND + line for line in pre]
-            out += [f"{_IND}v = {expr}" if expr != "v" else ""]
-            out += [_IND + line for line in ["if r.bits(1):", _IND + "raise r.fail('value', 'expected EE')"]]
+            out += [f"{_IND}v = {expr}"]
+            out += [
+                _IND + line
+                for line in ["if r.bits(1):", _IND + "raise r.fail('value', 'expected EE')"]
+            ]
             out += [f"{_IND}return v", ""]
             out.append(f"def _e{name}(w: BitWriter, o: Any) -> None:")
             out.append(f"{_IND}w.bits(0, 1)")
@@ -500,8 +499,10 @@ def _layout(g: Grammar) -> tuple[list[int], bool, set[int]]:
     """Topological order of the states (ignoring self-loops), whether the grammar has a
     cycle, and the states every path passes through."""
     n = len(g.states)
-    succ = [{p.target for p in s.productions if p.target >= 0 and p.target != i}
-            for i, s in enumerate(g.states)]
+    succ = [
+        {p.target for p in s.productions if p.target >= 0 and p.target != i}
+        for i, s in enumerate(g.states)
+    ]
     indeg = [0] * n
     for targets in succ:
         for t in targets:
@@ -623,7 +624,7 @@ def generate_codec_module(loaded: LoadedSet, classes: dict[QName, ClassModel]) -
     functions: list[str] = []
     for key in sorted(loaded.complex_types, key=lambda q: (q[0], q[1])):
         ct = loaded.complex_types[key]
-        functions += w.decode_function(ct) + [""] + w.encode_function(ct) + [""]
+        functions += [*w.decode_function(ct), "", *w.encode_function(ct), ""]
     schemas = loaded.schemas
     globals_sorted = sorted(schemas.elements.values(), key=lambda d: (d.name[1], d.name[0]))
     doc_rows, n_doc = w.entries(globals_sorted, "DOCUMENT")
@@ -636,13 +637,14 @@ def generate_codec_module(loaded: LoadedSet, classes: dict[QName, ClassModel]) -
         "from __future__ import annotations\n",
         "from collections.abc import Callable",
         "from typing import Any\n",
-        "from iso15118.exi._bits import BitReader, BitWriter, encode_error",
     ]
     for mod in sorted(w.modules):
         out.append(f"from exi_schemas import {mod} as _{mod}")
-    out.append("")
+    out.append("from iso15118.exi._bits import BitReader, BitWriter, encode_error\n")
     out.append("EntryTable = tuple[")
-    out.append("    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],")
+    out.append(
+        "    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],"
+    )
     out.append("    ...,")
     out.append("]")
     out.append(f"DOCUMENT_WIDTH = {n_doc.bit_length()}  # {n_doc} global elements + SE(*)")
@@ -657,7 +659,7 @@ def generate_codec_module(loaded: LoadedSet, classes: dict[QName, ClassModel]) -
     out.append("\n")
     out += functions
     out += roots
-    out += doc_rows + [""] + frag_rows
+    out += [*doc_rows, "", *frag_rows]
     return "\n".join(out) + "\n"
 
 

@@ -51,6 +51,18 @@ def _facet_doc(st: SimpleType) -> str:
     return ", ".join(parts)
 
 
+def _facet_range(st: SimpleType | None) -> tuple[int | None, int | None]:
+    """Value range of an integer, length range of a string or binary, else (None, None)."""
+    if st is None or st.enum_owner is not None:
+        return None, None
+    f = st.facets
+    if st.primitive == "integer":
+        return f.min_inclusive, f.max_inclusive
+    if f.length is not None:
+        return f.length, f.length
+    return f.min_length, f.max_length
+
+
 def _field_line(fm: FieldModel, classes: dict[QName, ClassModel], here: str) -> str:
     annotation = python_type(fm, classes, here)
     if fm.is_list:
@@ -96,9 +108,15 @@ def generate_types_module(
     classes: dict[QName, ClassModel],
     description: str,
 ) -> str:
-    out = [HEADER, f'"""Message types of {description}."""\n', "from __future__ import annotations\n"]
-    out.append("from dataclasses import dataclass, field")
-    out.append("from enum import StrEnum")
+    out = [
+        HEADER,
+        f'"""Message types of {description}."""\n',
+        "from __future__ import annotations\n",
+    ]
+    needs_field = any(fm.is_list and fm.min == 0 for cm in class_models for fm in cm.fields)
+    out.append("from dataclasses import dataclass" + (", field" if needs_field else ""))
+    if enums:
+        out.append("from enum import StrEnum")
     out.append("from typing import ClassVar\n")
     imports = set()
     for cm in class_models:
@@ -112,8 +130,7 @@ def generate_types_module(
                     imports.add(module_of(owner[0]))
     for mod in sorted(imports):
         out.append(f"from exi_schemas import {mod} as _{mod}")
-    out.append("\nFieldTable = tuple[tuple[str, str, str, bool, object], ...]")
-    out.append('"""Per field: attribute name, JSON/XML key, namespace, is a list, value type."""\n')
+    out.append("from iso15118.exi.fields import Field\n")
     for st in enums:
         assert st.name is not None and st.facets.enumeration is not None
         out.append(f"\nclass {enum_name(st)}(StrEnum):")
@@ -127,7 +144,7 @@ def generate_types_module(
         what = "abstract type" if cm.abstract else "type"
         elem = f", element {cm.element[1]}" if cm.element else ""
         out.append(f'    """XSD {what} {cm.key[1]} ({cm.key[0]}){elem}."""\n')
-        out.append("    _exi_fields_: ClassVar[FieldTable]")
+        out.append("    _exi_fields_: ClassVar[tuple[Field, ...]]")
         out.append("    _exi_element_: ClassVar[tuple[str, str] | None]")
         for fm in cm.fields:
             out.append(_field_line(fm, classes, module))
@@ -137,8 +154,14 @@ def generate_types_module(
         rows = []
         for fm in cm.fields:
             conv = _conv(fm, classes, module)
-            rows.append(f"    ({fm.py!r}, {fm.key!r}, {fm.namespace!r}, {fm.is_list}, {conv}),")
+            lo, hi = _facet_range(fm.simple)
+            rows.append(
+                f"    Field({fm.py!r}, {fm.key!r}, {fm.namespace!r}, {fm.is_list}, {conv}, "
+                f"{fm.min}, {fm.max}, {lo}, {hi}, {fm.choice}),"
+            )
         body = "\n".join(rows)
-        out.append(f"{cm.name}._exi_fields_ = (\n{body}\n)" if rows else f"{cm.name}._exi_fields_ = ()")
+        out.append(
+            f"{cm.name}._exi_fields_ = (\n{body}\n)" if rows else f"{cm.name}._exi_fields_ = ()"
+        )
         out.append(f"{cm.name}._exi_element_ = {cm.element!r}")
     return "\n".join(out) + "\n"

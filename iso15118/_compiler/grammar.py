@@ -235,9 +235,8 @@ def _minimise(states: list[State]) -> list[State]:
         signatures: dict[tuple[object, ...], int] = {}
         new_block = []
         for i, st in enumerate(states):
-            sig = (block[i],) + tuple(
-                (label(p), block[p.target] if p.target >= 0 else -1) for p in st.productions
-            )
+            moves = [(label(p), block[p.target] if p.target >= 0 else -1) for p in st.productions]
+            sig = (block[i], *moves)
             new_block.append(signatures.setdefault(sig, len(signatures)))
         if len(signatures) == count:
             break

@@ -85,6 +85,7 @@ class FieldModel:
     min: int
     max: int  # UNBOUNDED for unbounded
     decls: list[ElementDecl] = field(default_factory=list)
+    choice: int | None = None
 
     @property
     def is_list(self) -> bool:
@@ -144,7 +145,8 @@ class Collector:
             out.append(FieldModel("value", "#text", "", "text", ct.simple_content, None, 1, 1))
         elif ct.particle is not None:
             by_name: dict[QName, FieldModel] = {}
-            wildcard = self._walk(ct.particle, 1, 1, False, by_name)
+            self.choices = 0
+            wildcard = self._walk(ct.particle, 1, 1, None, by_name)
             names = {f.py for f in out}
             for fm in by_name.values():
                 if fm.py in names:
@@ -153,23 +155,31 @@ class Collector:
         return out, wildcard
 
     def _walk(
-        self, p: Particle, lo: int, hi: int, optional: bool, acc: dict[QName, FieldModel]
+        self, p: Particle, lo: int, hi: int, choice: int | None, acc: dict[QName, FieldModel]
     ) -> bool:
-        lo = 0 if optional else _mul(lo, p.min)
+        lo = 0 if choice is not None else _mul(lo, p.min)
         hi = _mul(hi, p.max)
         term = p.term
         if isinstance(term, Wildcard):
             return True
         if isinstance(term, ModelGroup):
-            choice = term.kind == "choice" and len(term.particles) > 1
+            if term.kind == "choice" and len(term.particles) > 1 and choice is None:
+                choice = self._new_choice()
             found = False
             for child in term.particles:
                 found |= self._walk(child, lo, hi, choice, acc)
             return found
         decls = self.schemas.substitutes(term) if term.is_global else [term]
+        if len(decls) > 1 and choice is None:
+            choice = self._new_choice()
         for decl in decls:
             self._add(decl, 0 if len(decls) > 1 else lo, hi, acc)
+            acc[decl.name].choice = choice
         return False
+
+    def _new_choice(self) -> int:
+        self.choices += 1
+        return self.choices - 1
 
     def _add(self, decl: ElementDecl, lo: int, hi: int, acc: dict[QName, FieldModel]) -> None:
         simple = decl.type if isinstance(decl.type, SimpleType) else None

@@ -106,14 +106,42 @@ _INT_BOUNDS: dict[str, tuple[str, int | None, int | None]] = {
     "unsignedByte": ("unsignedShort", 0, 255),
     "positiveInteger": ("nonNegativeInteger", 1, None),
 }
-_STRINGS = (
-    "string normalizedString token language Name NCName ID IDREF IDREFS ENTITY ENTITIES "
-    "NMTOKEN NMTOKENS anyURI QName NOTATION anySimpleType"
-).split()
-_OTHER_PRIMITIVES = (
-    "boolean decimal float double base64Binary hexBinary dateTime time date gYearMonth gYear "
-    "gMonthDay gDay gMonth duration"
-).split()
+_STRINGS = [
+    "string",
+    "normalizedString",
+    "token",
+    "language",
+    "Name",
+    "NCName",
+    "ID",
+    "IDREF",
+    "IDREFS",
+    "ENTITY",
+    "ENTITIES",
+    "NMTOKEN",
+    "NMTOKENS",
+    "anyURI",
+    "QName",
+    "NOTATION",
+    "anySimpleType",
+]
+_OTHER_PRIMITIVES = [
+    "boolean",
+    "decimal",
+    "float",
+    "double",
+    "base64Binary",
+    "hexBinary",
+    "dateTime",
+    "time",
+    "date",
+    "gYearMonth",
+    "gYear",
+    "gMonthDay",
+    "gDay",
+    "gMonth",
+    "duration",
+]
 
 
 def _builtin_types() -> dict[str, SimpleType]:
@@ -195,9 +223,7 @@ class SchemaSet:
                 self._raw_types[(doc.target, node.get("name", ""))] = (doc, node)
             elif tag == "element":
                 self._raw_elements[(doc.target, node.get("name", ""))] = (doc, node)
-            elif tag in ("annotation",):
-                pass
-            elif tag.startswith("?"):
+            elif tag in ("annotation",) or tag.startswith("?"):
                 pass
             else:
                 raise SchemaError(f"{path.name}: unsupported top-level <{tag}>")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from .errors import ExiDecodeError, ExiEncodeError
 
+
 class BitReader:
     """Reads an EXI body MSB-first.  Every failure raises `ExiDecodeError` with the bit offset."""
 
-    __slots__ = ("data", "pos", "end")
+    __slots__ = ("data", "end", "pos")
 
     def __init__(self, data: bytes) -> None:
         self.data = bytes(data)
@@ -104,7 +105,7 @@ class BitReader:
 class BitWriter:
     """Writes an EXI body MSB-first into whole octets."""
 
-    __slots__ = ("buf", "acc", "n", "strict")
+    __slots__ = ("acc", "buf", "n", "strict")
 
     def __init__(self, strict: bool = True) -> None:
         self.strict = strict  # enforce minLength/length facets (off to replay what peers sent)

@@ -21,7 +21,7 @@ def to_json_value(value: Any) -> Any:
     if fields is None:
         return _scalar_to_json(value)
     out: dict[str, Any] = {}
-    for py, key, _ns, is_list, _conv in fields:
+    for py, key, _ns, is_list, *_rest in fields:
         item = getattr(value, py)
         if item is None or (is_list and not item):
             continue
@@ -50,12 +50,12 @@ def from_json_element(kind: Any, content: Any, path: str) -> Any:
     if not isinstance(content, dict):
         raise ExiEncodeError(f"{path}: expected an object, got {type(content).__name__}")
     fields = kind._exi_fields_
-    known = {key for _py, key, _ns, _l, _c in fields}
+    known = {f.key for f in fields}
     unknown = set(content) - known
     if unknown:
         raise ExiEncodeError(f"{path}: unknown member(s) {', '.join(sorted(unknown))}")
     args: dict[str, Any] = {}
-    for py, key, _ns, is_list, conv in fields:
+    for py, key, _ns, is_list, conv, *_rest in fields:
         if key not in content:
             continue
         item = content[key]
@@ -101,7 +101,7 @@ def _xml(qname: tuple[str, str], value: Any, parent_ns: str) -> ET.Element:
     if fields is None:
         element.text = _xml_text(value)
         return element
-    for py, key, child_ns, is_list, _conv in fields:
+    for py, key, child_ns, is_list, *_rest in fields:
         item = getattr(value, py)
         if item is None:
             continue
