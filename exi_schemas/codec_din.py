@@ -50,31 +50,51 @@ _I_din_valueType = {m: i for i, m in enumerate(_E_din_valueType)}
 
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
     f_Algorithm: str
+    s = 0
     if r.bits(1):
         raise r.fail('CanonicalizationMethodType[0]', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
+    s = 1
     while True:
         ec = r.bits(2)
         if ec == 0:
             raise r.fail('CanonicalizationMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
-            pass
+            s = -1
             break
         elif ec == 2:
             raise r.fail('CanonicalizationMethodType[1]', 'untyped character content is not supported')
         else:
             raise r.fail('CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('CanonicalizationMethodType[2]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            elif ec == 2:
+                raise r.fail('CanonicalizationMethodType[2]', 'untyped character content is not supported')
+            else:
+                raise r.fail('CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
+    s = 0
     if o.Algorithm is not None:
         w.bits(0, 1)
         w.string(o.Algorithm)
+        s = 1
     else:
         raise encode_error('CanonicalizationMethodType', 'missing AT(Algorithm)')
     if True:
         w.bits(1, 2)
-        pass
+        s = -1
+    if s == 2:
+        if True:
+            w.bits(1, 2)
+            s = -1
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_P: bytes | None = None
@@ -288,31 +308,51 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
+    s = 0
     if r.bits(1):
         raise r.fail('DigestMethodType[0]', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
+    s = 1
     while True:
         ec = r.bits(2)
         if ec == 0:
             raise r.fail('DigestMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
-            pass
+            s = -1
             break
         elif ec == 2:
             raise r.fail('DigestMethodType[1]', 'untyped character content is not supported')
         else:
             raise r.fail('DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('DigestMethodType[2]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            elif ec == 2:
+                raise r.fail('DigestMethodType[2]', 'untyped character content is not supported')
+            else:
+                raise r.fail('DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
+    s = 0
     if o.Algorithm is not None:
         w.bits(0, 1)
         w.string(o.Algorithm)
+        s = 1
     else:
         raise encode_error('DigestMethodType', 'missing AT(Algorithm)')
     if True:
         w.bits(1, 2)
-        pass
+        s = -1
+    if s == 2:
+        if True:
+            w.bits(1, 2)
+            s = -1
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_Id: str | None = None
@@ -659,15 +699,24 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             raise r.fail('ManifestType[1]', 'expected SE(Reference)')
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 2
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_Reference.append(_d_xmldsig_ReferenceType(r))
-        elif ec == 1:
-            s = -1
-            break
-        else:
-            raise r.fail('ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+    ec = r.bits(2)
+    if ec == 0:
+        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        s = 3
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+    if s == 3:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_Reference.append(_d_xmldsig_ReferenceType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
@@ -694,16 +743,26 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
-    while True:
-        if i_Reference < len(o.Reference):
-            w.bits(0, 2)
-            x_Reference = o.Reference[i_Reference]
-            i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x_Reference)
-        else:
-            w.bits(1, 2)
-            s = -1
-            break
+    if i_Reference < len(o.Reference):
+        w.bits(0, 2)
+        x_Reference = o.Reference[i_Reference]
+        i_Reference += 1
+        _e_xmldsig_ReferenceType(w, x_Reference)
+        s = 3
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 3:
+        while True:
+            if i_Reference < len(o.Reference):
+                w.bits(0, 2)
+                x_Reference = o.Reference[i_Reference]
+                i_Reference += 1
+                _e_xmldsig_ReferenceType(w, x_Reference)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Encoding: str | None = None
@@ -769,6 +828,18 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 raise r.fail('ObjectType[3]', 'untyped character content is not supported')
             else:
                 raise r.fail('ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    if s == 4:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('ObjectType[4]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            elif ec == 2:
+                raise r.fail('ObjectType[4]', 'untyped character content is not supported')
+            else:
+                raise r.fail('ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
@@ -812,6 +883,10 @@ def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
         if True:
             w.bits(1, 2)
             s = -1
+    if s == 4:
+        if True:
+            w.bits(1, 2)
+            s = -1
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
@@ -850,25 +925,41 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         else:
             raise r.fail('PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
     if s == 2:
-        while True:
-            ec = r.bits(2)
-            if ec == 0:
-                raise r.fail('PGPDataType[2]', 'wildcard element content is not supported')
-            elif ec == 1:
-                s = -1
-                break
-            else:
-                raise r.fail('PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
+        ec = r.bits(2)
+        if ec == 0:
+            raise r.fail('PGPDataType[2]', 'wildcard element content is not supported')
+        elif ec == 1:
+            s = -1
+        else:
+            raise r.fail('PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
     if s == 3:
+        ec = r.bits(2)
+        if ec == 0:
+            raise r.fail('PGPDataType[3]', 'wildcard element content is not supported')
+        elif ec == 1:
+            s = -1
+        else:
+            raise r.fail('PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+    if s == 4:
         while True:
             ec = r.bits(2)
             if ec == 0:
-                raise r.fail('PGPDataType[3]', 'wildcard element content is not supported')
+                raise r.fail('PGPDataType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail('PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
+    if s == 5:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('PGPDataType[5]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
@@ -911,6 +1002,14 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
             w.bits(1, 2)
             s = -1
     if s == 3:
+        if True:
+            w.bits(1, 2)
+            s = -1
+    if s == 4:
+        if True:
+            w.bits(1, 2)
+            s = -1
+    if s == 5:
         if True:
             w.bits(1, 2)
             s = -1
@@ -1339,6 +1438,18 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
                 raise r.fail('SignatureMethodType[2]', 'untyped character content is not supported')
             else:
                 raise r.fail('SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    if s == 3:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('SignatureMethodType[3]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            elif ec == 2:
+                raise r.fail('SignatureMethodType[3]', 'untyped character content is not supported')
+            else:
+                raise r.fail('SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
@@ -1362,6 +1473,10 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
         if True:
             w.bits(1, 2)
             s = -1
+    if s == 3:
+        if True:
+            w.bits(1, 2)
+            s = -1
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
@@ -1381,15 +1496,24 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             raise r.fail('SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 2
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
-        elif ec == 1:
-            s = -1
-            break
-        else:
-            raise r.fail('SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+    ec = r.bits(2)
+    if ec == 0:
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        s = 3
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+    if s == 3:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
@@ -1416,16 +1540,26 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
-    while True:
-        if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0, 2)
-            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
-            i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
-        else:
-            w.bits(1, 2)
-            s = -1
-            break
+    if i_SignatureProperty < len(o.SignatureProperty):
+        w.bits(0, 2)
+        x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
+        i_SignatureProperty += 1
+        _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        s = 3
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 3:
+        while True:
+            if i_SignatureProperty < len(o.SignatureProperty):
+                w.bits(0, 2)
+                x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
+                i_SignatureProperty += 1
+                _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
     f_Id: str | None = None
@@ -1464,6 +1598,18 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             raise r.fail('SignaturePropertyType[3]', 'untyped character content is not supported')
         else:
             raise r.fail('SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    if s == 4:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('SignaturePropertyType[4]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            elif ec == 2:
+                raise r.fail('SignaturePropertyType[4]', 'untyped character content is not supported')
+            else:
+                raise r.fail('SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
@@ -1490,6 +1636,10 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
     if True:
         w.bits(1, 2)
         s = -1
+    if s == 4:
+        if True:
+            w.bits(1, 2)
+            s = -1
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_Id: str | None = None
@@ -1522,12 +1672,21 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 4
     elif ec == 1:
         f_Object.append(_d_xmldsig_ObjectType(r))
-        s = 4
+        s = 5
     elif ec == 2:
         s = -1
     else:
         raise r.fail('SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 4:
+        ec = r.bits(2)
+        if ec == 0:
+            f_Object.append(_d_xmldsig_ObjectType(r))
+            s = 5
+        elif ec == 1:
+            s = -1
+        else:
+            raise r.fail('SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+    if s == 5:
         while True:
             ec = r.bits(2)
             if ec == 0:
@@ -1536,7 +1695,7 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
                 s = -1
                 break
             else:
-                raise r.fail('SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+                raise r.fail('SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
@@ -1574,11 +1733,21 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         x_Object = o.Object[i_Object]
         i_Object += 1
         _e_xmldsig_ObjectType(w, x_Object)
-        s = 4
+        s = 5
     else:
         w.bits(2, 2)
         s = -1
     if s == 4:
+        if i_Object < len(o.Object):
+            w.bits(0, 2)
+            x_Object = o.Object[i_Object]
+            i_Object += 1
+            _e_xmldsig_ObjectType(w, x_Object)
+            s = 5
+        else:
+            w.bits(1, 2)
+            s = -1
+    if s == 5:
         while True:
             if i_Object < len(o.Object):
                 w.bits(0, 2)
@@ -1664,15 +1833,24 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         raise r.fail('SignedInfoType[3]', 'expected SE(Reference)')
     f_Reference.append(_d_xmldsig_ReferenceType(r))
     s = 4
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_Reference.append(_d_xmldsig_ReferenceType(r))
-        elif ec == 1:
-            s = -1
-            break
-        else:
-            raise r.fail('SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+    ec = r.bits(2)
+    if ec == 0:
+        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        s = 5
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+    if s == 5:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_Reference.append(_d_xmldsig_ReferenceType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
@@ -1709,16 +1887,26 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
-    while True:
-        if i_Reference < len(o.Reference):
-            w.bits(0, 2)
-            x_Reference = o.Reference[i_Reference]
-            i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x_Reference)
-        else:
-            w.bits(1, 2)
-            s = -1
-            break
+    if i_Reference < len(o.Reference):
+        w.bits(0, 2)
+        x_Reference = o.Reference[i_Reference]
+        i_Reference += 1
+        _e_xmldsig_ReferenceType(w, x_Reference)
+        s = 5
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 5:
+        while True:
+            if i_Reference < len(o.Reference):
+                w.bits(0, 2)
+                x_Reference = o.Reference[i_Reference]
+                i_Reference += 1
+                _e_xmldsig_ReferenceType(w, x_Reference)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
@@ -1767,39 +1955,62 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('TransformsType[0]', 'expected SE(Transform)')
     f_Transform.append(_d_xmldsig_TransformType(r))
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_Transform.append(_d_xmldsig_TransformType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+    s = 1
+    ec = r.bits(2)
+    if ec == 0:
+        f_Transform.append(_d_xmldsig_TransformType(r))
+        s = 2
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_Transform.append(_d_xmldsig_TransformType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
+    s = 0
     if i_Transform < len(o.Transform):
         w.bits(0, 1)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
+        s = 1
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
-    while True:
-        if i_Transform < len(o.Transform):
-            w.bits(0, 2)
-            x_Transform = o.Transform[i_Transform]
-            i_Transform += 1
-            _e_xmldsig_TransformType(w, x_Transform)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_Transform < len(o.Transform):
+        w.bits(0, 2)
+        x_Transform = o.Transform[i_Transform]
+        i_Transform += 1
+        _e_xmldsig_TransformType(w, x_Transform)
+        s = 2
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 2:
+        while True:
+            if i_Transform < len(o.Transform):
+                w.bits(0, 2)
+                x_Transform = o.Transform[i_Transform]
+                i_Transform += 1
+                _e_xmldsig_TransformType(w, x_Transform)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
@@ -4653,6 +4864,7 @@ def _e_din_CertificateChainType(w: BitWriter, o: _din.CertificateChainType) -> N
 def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
     f_SAScheduleTupleID: int
     f_ProfileEntry: list[_din.ProfileEntryType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('ChargingProfileType[0]', 'expected SE(SAScheduleTupleID)')
     if r.bits(1):
@@ -4663,22 +4875,34 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
     f_SAScheduleTupleID = iv
     if r.bits(1):
         raise r.fail('ChargingProfileType.SAScheduleTupleID', 'expected EE')
+    s = 1
     if r.bits(1):
         raise r.fail('ChargingProfileType[1]', 'expected SE(ProfileEntry)')
     f_ProfileEntry.append(_d_din_ProfileEntryType(r))
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_ProfileEntry.append(_d_din_ProfileEntryType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('ChargingProfileType[2]', f'event code {ec}, expected SE(ProfileEntry), EE')
+    s = 2
+    ec = r.bits(2)
+    if ec == 0:
+        f_ProfileEntry.append(_d_din_ProfileEntryType(r))
+        s = 3
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('ChargingProfileType[2]', f'event code {ec}, expected SE(ProfileEntry), EE')
+    if s == 3:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_ProfileEntry.append(_d_din_ProfileEntryType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('ChargingProfileType[3]', f'event code {ec}, expected SE(ProfileEntry), EE')
     return _din.ChargingProfileType(SAScheduleTupleID=f_SAScheduleTupleID, ProfileEntry=f_ProfileEntry)
 
 def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> None:
     i_ProfileEntry = 0
+    s = 0
     if o.SAScheduleTupleID is not None:
         w.bits(0, 1)
         w.bits(0, 1)
@@ -4686,6 +4910,7 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
             raise encode_error('ChargingProfileType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
         w.integer(o.SAScheduleTupleID)
         w.bits(0, 1)
+        s = 1
     else:
         raise encode_error('ChargingProfileType', 'missing SE(SAScheduleTupleID)')
     if i_ProfileEntry < len(o.ProfileEntry):
@@ -4693,22 +4918,34 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
         _e_din_ProfileEntryType(w, x_ProfileEntry)
+        s = 2
     else:
         raise encode_error('ChargingProfileType', 'missing SE(ProfileEntry)')
-    while True:
-        if i_ProfileEntry < len(o.ProfileEntry):
-            w.bits(0, 2)
-            x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
-            i_ProfileEntry += 1
-            _e_din_ProfileEntryType(w, x_ProfileEntry)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_ProfileEntry < len(o.ProfileEntry):
+        w.bits(0, 2)
+        x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
+        i_ProfileEntry += 1
+        _e_din_ProfileEntryType(w, x_ProfileEntry)
+        s = 3
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 3:
+        while True:
+            if i_ProfileEntry < len(o.ProfileEntry):
+                w.bits(0, 2)
+                x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
+                i_ProfileEntry += 1
+                _e_din_ProfileEntryType(w, x_ProfileEntry)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
     f_startValue: int
     f_Cost: list[_din.CostType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('ConsumptionCostType[0]', 'expected SE(startValue)')
     if r.bits(1):
@@ -4719,19 +4956,30 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
     f_startValue = iv
     if r.bits(1):
         raise r.fail('ConsumptionCostType.startValue', 'expected EE')
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_Cost.append(_d_din_CostType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('ConsumptionCostType[1]', f'event code {ec}, expected SE(Cost), EE')
+    s = 1
+    ec = r.bits(2)
+    if ec == 0:
+        f_Cost.append(_d_din_CostType(r))
+        s = 2
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('ConsumptionCostType[1]', f'event code {ec}, expected SE(Cost), EE')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_Cost.append(_d_din_CostType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
     return _din.ConsumptionCostType(startValue=f_startValue, Cost=f_Cost)
 
 def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> None:
     i_Cost = 0
+    s = 0
     if o.startValue is not None:
         w.bits(0, 1)
         w.bits(0, 1)
@@ -4739,18 +4987,29 @@ def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> Non
             raise encode_error('ConsumptionCostType.startValue', f'{o.startValue!r} outside 0..4294967295')
         w.uint(o.startValue)
         w.bits(0, 1)
+        s = 1
     else:
         raise encode_error('ConsumptionCostType', 'missing SE(startValue)')
-    while True:
-        if i_Cost < len(o.Cost):
-            w.bits(0, 2)
-            x_Cost = o.Cost[i_Cost]
-            i_Cost += 1
-            _e_din_CostType(w, x_Cost)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_Cost < len(o.Cost):
+        w.bits(0, 2)
+        x_Cost = o.Cost[i_Cost]
+        i_Cost += 1
+        _e_din_CostType(w, x_Cost)
+        s = 2
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 2:
+        while True:
+            if i_Cost < len(o.Cost):
+                w.bits(0, 2)
+                x_Cost = o.Cost[i_Cost]
+                i_Cost += 1
+                _e_din_CostType(w, x_Cost)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_CostType(r: BitReader) -> _din.CostType:
     f_costKind: _din.costKindType
@@ -5680,6 +5939,7 @@ def _e_din_IntervalType(w: BitWriter, o: _din.IntervalType) -> None:
 
 def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[str] = []
+    s = 0
     if r.bits(1):
         raise r.fail('ListOfRootCertificateIDsType[0]', 'expected SE(RootCertificateID)')
     if r.bits(1):
@@ -5687,23 +5947,38 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertific
     f_RootCertificateID.append(r.string(40))
     if r.bits(1):
         raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected EE')
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            if r.bits(1):
-                raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected CH')
-            f_RootCertificateID.append(r.string(40))
-            if r.bits(1):
-                raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected EE')
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+    s = 1
+    ec = r.bits(2)
+    if ec == 0:
+        if r.bits(1):
+            raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected CH')
+        f_RootCertificateID.append(r.string(40))
+        if r.bits(1):
+            raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected EE')
+        s = 2
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                if r.bits(1):
+                    raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected CH')
+                f_RootCertificateID.append(r.string(40))
+                if r.bits(1):
+                    raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected EE')
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('ListOfRootCertificateIDsType[2]', f'event code {ec}, expected SE(RootCertificateID), EE')
     return _din.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_din_ListOfRootCertificateIDsType(w: BitWriter, o: _din.ListOfRootCertificateIDsType) -> None:
     i_RootCertificateID = 0
+    s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
         w.bits(0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
@@ -5713,22 +5988,37 @@ def _e_din_ListOfRootCertificateIDsType(w: BitWriter, o: _din.ListOfRootCertific
             raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x_RootCertificateID)} outside 0..40')
         w.string(x_RootCertificateID)
         w.bits(0, 1)
+        s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
-    while True:
-        if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0, 2)
-            x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
-            i_RootCertificateID += 1
-            w.bits(0, 1)
-            if len(x_RootCertificateID) > 40:
-                raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x_RootCertificateID)} outside 0..40')
-            w.string(x_RootCertificateID)
-            w.bits(0, 1)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_RootCertificateID < len(o.RootCertificateID):
+        w.bits(0, 2)
+        x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
+        i_RootCertificateID += 1
+        w.bits(0, 1)
+        if len(x_RootCertificateID) > 40:
+            raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x_RootCertificateID)} outside 0..40')
+        w.string(x_RootCertificateID)
+        w.bits(0, 1)
+        s = 2
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 2:
+        while True:
+            if i_RootCertificateID < len(o.RootCertificateID):
+                w.bits(0, 2)
+                x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
+                i_RootCertificateID += 1
+                w.bits(0, 1)
+                if len(x_RootCertificateID) > 40:
+                    raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x_RootCertificateID)} outside 0..40')
+                w.string(x_RootCertificateID)
+                w.bits(0, 1)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     f_MeterID: str
@@ -6081,6 +6371,7 @@ def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) ->
 def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
     f_PMaxScheduleID: int
     f_PMaxScheduleEntry: list[_din.PMaxScheduleEntryType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('PMaxScheduleType[0]', 'expected SE(PMaxScheduleID)')
     if r.bits(1):
@@ -6091,22 +6382,34 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
     f_PMaxScheduleID = iv
     if r.bits(1):
         raise r.fail('PMaxScheduleType.PMaxScheduleID', 'expected EE')
+    s = 1
     if r.bits(1):
         raise r.fail('PMaxScheduleType[1]', 'expected SE(PMaxScheduleEntry)')
     f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('PMaxScheduleType[2]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+    s = 2
+    ec = r.bits(2)
+    if ec == 0:
+        f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
+        s = 3
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('PMaxScheduleType[2]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+    if s == 3:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('PMaxScheduleType[3]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     return _din.PMaxScheduleType(PMaxScheduleID=f_PMaxScheduleID, PMaxScheduleEntry=f_PMaxScheduleEntry)
 
 def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
     i_PMaxScheduleEntry = 0
+    s = 0
     if o.PMaxScheduleID is not None:
         w.bits(0, 1)
         w.bits(0, 1)
@@ -6114,6 +6417,7 @@ def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
             raise encode_error('PMaxScheduleType.PMaxScheduleID', f'{o.PMaxScheduleID!r} outside -32768..32767')
         w.integer(o.PMaxScheduleID)
         w.bits(0, 1)
+        s = 1
     else:
         raise encode_error('PMaxScheduleType', 'missing SE(PMaxScheduleID)')
     if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
@@ -6121,22 +6425,34 @@ def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
         x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
         i_PMaxScheduleEntry += 1
         _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
+        s = 2
     else:
         raise encode_error('PMaxScheduleType', 'missing SE(PMaxScheduleEntry)')
-    while True:
-        if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-            w.bits(0, 2)
-            x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
-            i_PMaxScheduleEntry += 1
-            _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
+        w.bits(0, 2)
+        x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
+        i_PMaxScheduleEntry += 1
+        _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
+        s = 3
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 3:
+        while True:
+            if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
+                w.bits(0, 2)
+                x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
+                i_PMaxScheduleEntry += 1
+                _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
     f_ParameterSetID: int
     f_Parameter: list[_din.ParameterType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('ParameterSetType[0]', 'expected SE(ParameterSetID)')
     if r.bits(1):
@@ -6147,22 +6463,34 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
     f_ParameterSetID = iv
     if r.bits(1):
         raise r.fail('ParameterSetType.ParameterSetID', 'expected EE')
+    s = 1
     if r.bits(1):
         raise r.fail('ParameterSetType[1]', 'expected SE(Parameter)')
     f_Parameter.append(_d_din_ParameterType(r))
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_Parameter.append(_d_din_ParameterType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
+    s = 2
+    ec = r.bits(2)
+    if ec == 0:
+        f_Parameter.append(_d_din_ParameterType(r))
+        s = 3
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
+    if s == 3:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_Parameter.append(_d_din_ParameterType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('ParameterSetType[3]', f'event code {ec}, expected SE(Parameter), EE')
     return _din.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
 
 def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
     i_Parameter = 0
+    s = 0
     if o.ParameterSetID is not None:
         w.bits(0, 1)
         w.bits(0, 1)
@@ -6170,6 +6498,7 @@ def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
             raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
         w.integer(o.ParameterSetID)
         w.bits(0, 1)
+        s = 1
     else:
         raise encode_error('ParameterSetType', 'missing SE(ParameterSetID)')
     if i_Parameter < len(o.Parameter):
@@ -6177,18 +6506,29 @@ def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
         x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
         _e_din_ParameterType(w, x_Parameter)
+        s = 2
     else:
         raise encode_error('ParameterSetType', 'missing SE(Parameter)')
-    while True:
-        if i_Parameter < len(o.Parameter):
-            w.bits(0, 2)
-            x_Parameter = o.Parameter[i_Parameter]
-            i_Parameter += 1
-            _e_din_ParameterType(w, x_Parameter)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_Parameter < len(o.Parameter):
+        w.bits(0, 2)
+        x_Parameter = o.Parameter[i_Parameter]
+        i_Parameter += 1
+        _e_din_ParameterType(w, x_Parameter)
+        s = 3
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 3:
+        while True:
+            if i_Parameter < len(o.Parameter):
+                w.bits(0, 2)
+                x_Parameter = o.Parameter[i_Parameter]
+                i_Parameter += 1
+                _e_din_ParameterType(w, x_Parameter)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
     f_Name: str
@@ -6337,6 +6677,7 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
 
 def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
     f_PaymentOption: list[_din.paymentOptionType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('PaymentOptionsType[0]', 'expected SE(PaymentOption)')
     if r.bits(1):
@@ -6344,23 +6685,38 @@ def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
     f_PaymentOption.append(_E_din_paymentOptionType[r.bits(1)])
     if r.bits(1):
         raise r.fail('PaymentOptionsType.PaymentOption', 'expected EE')
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            if r.bits(1):
-                raise r.fail('PaymentOptionsType.PaymentOption', 'expected CH')
-            f_PaymentOption.append(_E_din_paymentOptionType[r.bits(1)])
-            if r.bits(1):
-                raise r.fail('PaymentOptionsType.PaymentOption', 'expected EE')
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('PaymentOptionsType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+    s = 1
+    ec = r.bits(2)
+    if ec == 0:
+        if r.bits(1):
+            raise r.fail('PaymentOptionsType.PaymentOption', 'expected CH')
+        f_PaymentOption.append(_E_din_paymentOptionType[r.bits(1)])
+        if r.bits(1):
+            raise r.fail('PaymentOptionsType.PaymentOption', 'expected EE')
+        s = 2
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('PaymentOptionsType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                if r.bits(1):
+                    raise r.fail('PaymentOptionsType.PaymentOption', 'expected CH')
+                f_PaymentOption.append(_E_din_paymentOptionType[r.bits(1)])
+                if r.bits(1):
+                    raise r.fail('PaymentOptionsType.PaymentOption', 'expected EE')
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('PaymentOptionsType[2]', f'event code {ec}, expected SE(PaymentOption), EE')
     return _din.PaymentOptionsType(PaymentOption=f_PaymentOption)
 
 def _e_din_PaymentOptionsType(w: BitWriter, o: _din.PaymentOptionsType) -> None:
     i_PaymentOption = 0
+    s = 0
     if i_PaymentOption < len(o.PaymentOption):
         w.bits(0, 1)
         x_PaymentOption = o.PaymentOption[i_PaymentOption]
@@ -6368,20 +6724,33 @@ def _e_din_PaymentOptionsType(w: BitWriter, o: _din.PaymentOptionsType) -> None:
         w.bits(0, 1)
         w.bits(_I_din_paymentOptionType[x_PaymentOption], 1)
         w.bits(0, 1)
+        s = 1
     else:
         raise encode_error('PaymentOptionsType', 'missing SE(PaymentOption)')
-    while True:
-        if i_PaymentOption < len(o.PaymentOption):
-            w.bits(0, 2)
-            x_PaymentOption = o.PaymentOption[i_PaymentOption]
-            i_PaymentOption += 1
-            w.bits(0, 1)
-            w.bits(_I_din_paymentOptionType[x_PaymentOption], 1)
-            w.bits(0, 1)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_PaymentOption < len(o.PaymentOption):
+        w.bits(0, 2)
+        x_PaymentOption = o.PaymentOption[i_PaymentOption]
+        i_PaymentOption += 1
+        w.bits(0, 1)
+        w.bits(_I_din_paymentOptionType[x_PaymentOption], 1)
+        w.bits(0, 1)
+        s = 2
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 2:
+        while True:
+            if i_PaymentOption < len(o.PaymentOption):
+                w.bits(0, 2)
+                x_PaymentOption = o.PaymentOption[i_PaymentOption]
+                i_PaymentOption += 1
+                w.bits(0, 1)
+                w.bits(_I_din_paymentOptionType[x_PaymentOption], 1)
+                w.bits(0, 1)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
     f_Multiplier: int
@@ -6599,39 +6968,62 @@ def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalTy
 
 def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
     f_SAScheduleTuple: list[_din.SAScheduleTupleType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('SAScheduleListType[0]', 'expected SE(SAScheduleTuple)')
     f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+    s = 1
+    ec = r.bits(2)
+    if ec == 0:
+        f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
+        s = 2
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     return _din.SAScheduleListType(SAScheduleTuple=f_SAScheduleTuple)
 
 def _e_din_SAScheduleListType(w: BitWriter, o: _din.SAScheduleListType) -> None:
     i_SAScheduleTuple = 0
+    s = 0
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
         w.bits(0, 1)
         x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
         _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
+        s = 1
     else:
         raise encode_error('SAScheduleListType', 'missing SE(SAScheduleTuple)')
-    while True:
-        if i_SAScheduleTuple < len(o.SAScheduleTuple):
-            w.bits(0, 2)
-            x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
-            i_SAScheduleTuple += 1
-            _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_SAScheduleTuple < len(o.SAScheduleTuple):
+        w.bits(0, 2)
+        x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
+        i_SAScheduleTuple += 1
+        _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
+        s = 2
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 2:
+        while True:
+            if i_SAScheduleTuple < len(o.SAScheduleTuple):
+                w.bits(0, 2)
+                x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
+                i_SAScheduleTuple += 1
+                _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
     f_SAScheduleTupleID: int
@@ -6713,11 +7105,14 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
     f_TimeInterval: _din.IntervalType | None = None
     f_EPriceLevel: int
     f_ConsumptionCost: list[_din.ConsumptionCostType] = []
+    s = 0
     ec = r.bits(2)
     if ec == 0:
         f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
+        s = 1
     elif ec == 1:
         f_TimeInterval = _d_din_IntervalType(r)
+        s = 1
     else:
         raise r.fail('SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if r.bits(1):
@@ -6727,27 +7122,40 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
     f_EPriceLevel = r.bits(8)
     if r.bits(1):
         raise r.fail('SalesTariffEntryType.EPriceLevel', 'expected EE')
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_ConsumptionCost.append(_d_din_ConsumptionCostType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+    s = 2
+    ec = r.bits(2)
+    if ec == 0:
+        f_ConsumptionCost.append(_d_din_ConsumptionCostType(r))
+        s = 3
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+    if s == 3:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_ConsumptionCost.append(_d_din_ConsumptionCostType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     return _din.SalesTariffEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, EPriceLevel=f_EPriceLevel, ConsumptionCost=f_ConsumptionCost)
 
 def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> None:
     i_ConsumptionCost = 0
+    s = 0
     if o.RelativeTimeInterval is not None:
         w.bits(0, 2)
         _e_din_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
         if o.TimeInterval is not None:
             raise encode_error('SalesTariffEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
+        s = 1
     elif o.TimeInterval is not None:
         w.bits(1, 2)
         _e_din_IntervalType(w, o.TimeInterval)
+        s = 1
     else:
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.EPriceLevel is not None:
@@ -6757,18 +7165,29 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
             raise encode_error('SalesTariffEntryType.EPriceLevel', f'{o.EPriceLevel!r} outside 0..255')
         w.bits(o.EPriceLevel, 8)
         w.bits(0, 1)
+        s = 2
     else:
         raise encode_error('SalesTariffEntryType', 'missing SE(EPriceLevel)')
-    while True:
-        if i_ConsumptionCost < len(o.ConsumptionCost):
-            w.bits(0, 2)
-            x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
-            i_ConsumptionCost += 1
-            _e_din_ConsumptionCostType(w, x_ConsumptionCost)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_ConsumptionCost < len(o.ConsumptionCost):
+        w.bits(0, 2)
+        x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
+        i_ConsumptionCost += 1
+        _e_din_ConsumptionCostType(w, x_ConsumptionCost)
+        s = 3
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 3:
+        while True:
+            if i_ConsumptionCost < len(o.ConsumptionCost):
+                w.bits(0, 2)
+                x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
+                i_ConsumptionCost += 1
+                _e_din_ConsumptionCostType(w, x_ConsumptionCost)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
     f_Id: str
@@ -6822,15 +7241,24 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
         raise r.fail('SalesTariffType[4]', 'expected SE(SalesTariffEntry)')
     f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
     s = 5
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
-        elif ec == 1:
-            s = -1
-            break
-        else:
-            raise r.fail('SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+    ec = r.bits(2)
+    if ec == 0:
+        f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
+        s = 6
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+    if s == 6:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('SalesTariffType[6]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     return _din.SalesTariffType(Id=f_Id, SalesTariffID=f_SalesTariffID, SalesTariffDescription=f_SalesTariffDescription, NumEPriceLevels=f_NumEPriceLevels, SalesTariffEntry=f_SalesTariffEntry)
 
 def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
@@ -6889,52 +7317,85 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
         s = 5
     else:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffEntry)')
-    while True:
-        if i_SalesTariffEntry < len(o.SalesTariffEntry):
-            w.bits(0, 2)
-            x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
-            i_SalesTariffEntry += 1
-            _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
-        else:
-            w.bits(1, 2)
-            s = -1
-            break
+    if i_SalesTariffEntry < len(o.SalesTariffEntry):
+        w.bits(0, 2)
+        x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
+        i_SalesTariffEntry += 1
+        _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
+        s = 6
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 6:
+        while True:
+            if i_SalesTariffEntry < len(o.SalesTariffEntry):
+                w.bits(0, 2)
+                x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
+                i_SalesTariffEntry += 1
+                _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType:
     f_SelectedService: list[_din.SelectedServiceType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('SelectedServiceListType[0]', 'expected SE(SelectedService)')
     f_SelectedService.append(_d_din_SelectedServiceType(r))
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_SelectedService.append(_d_din_SelectedServiceType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
+    s = 1
+    ec = r.bits(2)
+    if ec == 0:
+        f_SelectedService.append(_d_din_SelectedServiceType(r))
+        s = 2
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_SelectedService.append(_d_din_SelectedServiceType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('SelectedServiceListType[2]', f'event code {ec}, expected SE(SelectedService), EE')
     return _din.SelectedServiceListType(SelectedService=f_SelectedService)
 
 def _e_din_SelectedServiceListType(w: BitWriter, o: _din.SelectedServiceListType) -> None:
     i_SelectedService = 0
+    s = 0
     if i_SelectedService < len(o.SelectedService):
         w.bits(0, 1)
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
         _e_din_SelectedServiceType(w, x_SelectedService)
+        s = 1
     else:
         raise encode_error('SelectedServiceListType', 'missing SE(SelectedService)')
-    while True:
-        if i_SelectedService < len(o.SelectedService):
-            w.bits(0, 2)
-            x_SelectedService = o.SelectedService[i_SelectedService]
-            i_SelectedService += 1
-            _e_din_SelectedServiceType(w, x_SelectedService)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_SelectedService < len(o.SelectedService):
+        w.bits(0, 2)
+        x_SelectedService = o.SelectedService[i_SelectedService]
+        i_SelectedService += 1
+        _e_din_SelectedServiceType(w, x_SelectedService)
+        s = 2
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 2:
+        while True:
+            if i_SelectedService < len(o.SelectedService):
+                w.bits(0, 2)
+                x_SelectedService = o.SelectedService[i_SelectedService]
+                i_SelectedService += 1
+                _e_din_SelectedServiceType(w, x_SelectedService)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
     f_ServiceID: int
@@ -7055,75 +7516,121 @@ def _e_din_ServiceChargeType(w: BitWriter, o: _din.ServiceChargeType) -> None:
 
 def _d_din_ServiceParameterListType(r: BitReader) -> _din.ServiceParameterListType:
     f_ParameterSet: list[_din.ParameterSetType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('ServiceParameterListType[0]', 'expected SE(ParameterSet)')
     f_ParameterSet.append(_d_din_ParameterSetType(r))
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_ParameterSet.append(_d_din_ParameterSetType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+    s = 1
+    ec = r.bits(2)
+    if ec == 0:
+        f_ParameterSet.append(_d_din_ParameterSetType(r))
+        s = 2
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_ParameterSet.append(_d_din_ParameterSetType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('ServiceParameterListType[2]', f'event code {ec}, expected SE(ParameterSet), EE')
     return _din.ServiceParameterListType(ParameterSet=f_ParameterSet)
 
 def _e_din_ServiceParameterListType(w: BitWriter, o: _din.ServiceParameterListType) -> None:
     i_ParameterSet = 0
+    s = 0
     if i_ParameterSet < len(o.ParameterSet):
         w.bits(0, 1)
         x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
         _e_din_ParameterSetType(w, x_ParameterSet)
+        s = 1
     else:
         raise encode_error('ServiceParameterListType', 'missing SE(ParameterSet)')
-    while True:
-        if i_ParameterSet < len(o.ParameterSet):
-            w.bits(0, 2)
-            x_ParameterSet = o.ParameterSet[i_ParameterSet]
-            i_ParameterSet += 1
-            _e_din_ParameterSetType(w, x_ParameterSet)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_ParameterSet < len(o.ParameterSet):
+        w.bits(0, 2)
+        x_ParameterSet = o.ParameterSet[i_ParameterSet]
+        i_ParameterSet += 1
+        _e_din_ParameterSetType(w, x_ParameterSet)
+        s = 2
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 2:
+        while True:
+            if i_ParameterSet < len(o.ParameterSet):
+                w.bits(0, 2)
+                x_ParameterSet = o.ParameterSet[i_ParameterSet]
+                i_ParameterSet += 1
+                _e_din_ParameterSetType(w, x_ParameterSet)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
     f_Service: list[_din.ServiceType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('ServiceTagListType[0]', 'expected SE(Service)')
     f_Service.append(_d_din_ServiceType(r))
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_Service.append(_d_din_ServiceType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('ServiceTagListType[1]', f'event code {ec}, expected SE(Service), EE')
+    s = 1
+    ec = r.bits(2)
+    if ec == 0:
+        f_Service.append(_d_din_ServiceType(r))
+        s = 2
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('ServiceTagListType[1]', f'event code {ec}, expected SE(Service), EE')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_Service.append(_d_din_ServiceType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('ServiceTagListType[2]', f'event code {ec}, expected SE(Service), EE')
     return _din.ServiceTagListType(Service=f_Service)
 
 def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
     i_Service = 0
+    s = 0
     if i_Service < len(o.Service):
         w.bits(0, 1)
         x_Service = o.Service[i_Service]
         i_Service += 1
         _e_din_ServiceType(w, x_Service)
+        s = 1
     else:
         raise encode_error('ServiceTagListType', 'missing SE(Service)')
-    while True:
-        if i_Service < len(o.Service):
-            w.bits(0, 2)
-            x_Service = o.Service[i_Service]
-            i_Service += 1
-            _e_din_ServiceType(w, x_Service)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_Service < len(o.Service):
+        w.bits(0, 2)
+        x_Service = o.Service[i_Service]
+        i_Service += 1
+        _e_din_ServiceType(w, x_Service)
+        s = 2
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 2:
+        while True:
+            if i_Service < len(o.Service):
+                w.bits(0, 2)
+                x_Service = o.Service[i_Service]
+                i_Service += 1
+                _e_din_ServiceType(w, x_Service)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
     f_ServiceID: int
@@ -7276,6 +7783,7 @@ def _e_din_ServiceType(w: BitWriter, o: _din.ServiceType) -> None:
 
 def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
     f_Certificate: list[bytes] = []
+    s = 0
     if r.bits(1):
         raise r.fail('SubCertificatesType[0]', 'expected SE(Certificate)')
     if r.bits(1):
@@ -7283,23 +7791,38 @@ def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
     f_Certificate.append(r.binary(1200))
     if r.bits(1):
         raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            if r.bits(1):
-                raise r.fail('SubCertificatesType.Certificate', 'expected CH')
-            f_Certificate.append(r.binary(1200))
-            if r.bits(1):
-                raise r.fail('SubCertificatesType.Certificate', 'expected EE')
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+    s = 1
+    ec = r.bits(2)
+    if ec == 0:
+        if r.bits(1):
+            raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+        f_Certificate.append(r.binary(1200))
+        if r.bits(1):
+            raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+        s = 2
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                if r.bits(1):
+                    raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+                f_Certificate.append(r.binary(1200))
+                if r.bits(1):
+                    raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
     return _din.SubCertificatesType(Certificate=f_Certificate)
 
 def _e_din_SubCertificatesType(w: BitWriter, o: _din.SubCertificatesType) -> None:
     i_Certificate = 0
+    s = 0
     if i_Certificate < len(o.Certificate):
         w.bits(0, 1)
         x_Certificate = o.Certificate[i_Certificate]
@@ -7309,22 +7832,37 @@ def _e_din_SubCertificatesType(w: BitWriter, o: _din.SubCertificatesType) -> Non
             raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1200')
         w.binary(x_Certificate)
         w.bits(0, 1)
+        s = 1
     else:
         raise encode_error('SubCertificatesType', 'missing SE(Certificate)')
-    while True:
-        if i_Certificate < len(o.Certificate):
-            w.bits(0, 2)
-            x_Certificate = o.Certificate[i_Certificate]
-            i_Certificate += 1
-            w.bits(0, 1)
-            if len(x_Certificate) > 1200:
-                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1200')
-            w.binary(x_Certificate)
-            w.bits(0, 1)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_Certificate < len(o.Certificate):
+        w.bits(0, 2)
+        x_Certificate = o.Certificate[i_Certificate]
+        i_Certificate += 1
+        w.bits(0, 1)
+        if len(x_Certificate) > 1200:
+            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1200')
+        w.binary(x_Certificate)
+        w.bits(0, 1)
+        s = 2
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 2:
+        while True:
+            if i_Certificate < len(o.Certificate):
+                w.bits(0, 2)
+                x_Certificate = o.Certificate[i_Certificate]
+                i_Certificate += 1
+                w.bits(0, 1)
+                if len(x_Certificate) > 1200:
+                    raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1200')
+                w.binary(x_Certificate)
+                w.bits(0, 1)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_din_BodyBaseType(r: BitReader) -> _din.BodyBaseType:
     if r.bits(1):

@@ -43,31 +43,51 @@ _I_iso20_wpt_WPT_SPCChargeDiagnosticsType = {m: i for i, m in enumerate(_E_iso20
 
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
     f_Algorithm: str
+    s = 0
     if r.bits(1):
         raise r.fail('CanonicalizationMethodType[0]', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
+    s = 1
     while True:
         ec = r.bits(2)
         if ec == 0:
             raise r.fail('CanonicalizationMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
-            pass
+            s = -1
             break
         elif ec == 2:
             raise r.fail('CanonicalizationMethodType[1]', 'untyped character content is not supported')
         else:
             raise r.fail('CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('CanonicalizationMethodType[2]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            elif ec == 2:
+                raise r.fail('CanonicalizationMethodType[2]', 'untyped character content is not supported')
+            else:
+                raise r.fail('CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
+    s = 0
     if o.Algorithm is not None:
         w.bits(0, 1)
         w.string(o.Algorithm)
+        s = 1
     else:
         raise encode_error('CanonicalizationMethodType', 'missing AT(Algorithm)')
     if True:
         w.bits(1, 2)
-        pass
+        s = -1
+    if s == 2:
+        if True:
+            w.bits(1, 2)
+            s = -1
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_P: bytes | None = None
@@ -281,31 +301,51 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
+    s = 0
     if r.bits(1):
         raise r.fail('DigestMethodType[0]', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
+    s = 1
     while True:
         ec = r.bits(2)
         if ec == 0:
             raise r.fail('DigestMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
-            pass
+            s = -1
             break
         elif ec == 2:
             raise r.fail('DigestMethodType[1]', 'untyped character content is not supported')
         else:
             raise r.fail('DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('DigestMethodType[2]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            elif ec == 2:
+                raise r.fail('DigestMethodType[2]', 'untyped character content is not supported')
+            else:
+                raise r.fail('DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
+    s = 0
     if o.Algorithm is not None:
         w.bits(0, 1)
         w.string(o.Algorithm)
+        s = 1
     else:
         raise encode_error('DigestMethodType', 'missing AT(Algorithm)')
     if True:
         w.bits(1, 2)
-        pass
+        s = -1
+    if s == 2:
+        if True:
+            w.bits(1, 2)
+            s = -1
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_Id: str | None = None
@@ -652,15 +692,24 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             raise r.fail('ManifestType[1]', 'expected SE(Reference)')
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 2
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_Reference.append(_d_xmldsig_ReferenceType(r))
-        elif ec == 1:
-            s = -1
-            break
-        else:
-            raise r.fail('ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+    ec = r.bits(2)
+    if ec == 0:
+        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        s = 3
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+    if s == 3:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_Reference.append(_d_xmldsig_ReferenceType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
@@ -687,16 +736,26 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
-    while True:
-        if i_Reference < len(o.Reference):
-            w.bits(0, 2)
-            x_Reference = o.Reference[i_Reference]
-            i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x_Reference)
-        else:
-            w.bits(1, 2)
-            s = -1
-            break
+    if i_Reference < len(o.Reference):
+        w.bits(0, 2)
+        x_Reference = o.Reference[i_Reference]
+        i_Reference += 1
+        _e_xmldsig_ReferenceType(w, x_Reference)
+        s = 3
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 3:
+        while True:
+            if i_Reference < len(o.Reference):
+                w.bits(0, 2)
+                x_Reference = o.Reference[i_Reference]
+                i_Reference += 1
+                _e_xmldsig_ReferenceType(w, x_Reference)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Encoding: str | None = None
@@ -762,6 +821,18 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 raise r.fail('ObjectType[3]', 'untyped character content is not supported')
             else:
                 raise r.fail('ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    if s == 4:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('ObjectType[4]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            elif ec == 2:
+                raise r.fail('ObjectType[4]', 'untyped character content is not supported')
+            else:
+                raise r.fail('ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
@@ -805,6 +876,10 @@ def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
         if True:
             w.bits(1, 2)
             s = -1
+    if s == 4:
+        if True:
+            w.bits(1, 2)
+            s = -1
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
@@ -843,25 +918,41 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         else:
             raise r.fail('PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
     if s == 2:
-        while True:
-            ec = r.bits(2)
-            if ec == 0:
-                raise r.fail('PGPDataType[2]', 'wildcard element content is not supported')
-            elif ec == 1:
-                s = -1
-                break
-            else:
-                raise r.fail('PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
+        ec = r.bits(2)
+        if ec == 0:
+            raise r.fail('PGPDataType[2]', 'wildcard element content is not supported')
+        elif ec == 1:
+            s = -1
+        else:
+            raise r.fail('PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
     if s == 3:
+        ec = r.bits(2)
+        if ec == 0:
+            raise r.fail('PGPDataType[3]', 'wildcard element content is not supported')
+        elif ec == 1:
+            s = -1
+        else:
+            raise r.fail('PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+    if s == 4:
         while True:
             ec = r.bits(2)
             if ec == 0:
-                raise r.fail('PGPDataType[3]', 'wildcard element content is not supported')
+                raise r.fail('PGPDataType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail('PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
+    if s == 5:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('PGPDataType[5]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
@@ -904,6 +995,14 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
             w.bits(1, 2)
             s = -1
     if s == 3:
+        if True:
+            w.bits(1, 2)
+            s = -1
+    if s == 4:
+        if True:
+            w.bits(1, 2)
+            s = -1
+    if s == 5:
         if True:
             w.bits(1, 2)
             s = -1
@@ -1332,6 +1431,18 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
                 raise r.fail('SignatureMethodType[2]', 'untyped character content is not supported')
             else:
                 raise r.fail('SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    if s == 3:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('SignatureMethodType[3]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            elif ec == 2:
+                raise r.fail('SignatureMethodType[3]', 'untyped character content is not supported')
+            else:
+                raise r.fail('SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
@@ -1355,6 +1466,10 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
         if True:
             w.bits(1, 2)
             s = -1
+    if s == 3:
+        if True:
+            w.bits(1, 2)
+            s = -1
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
@@ -1374,15 +1489,24 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             raise r.fail('SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 2
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
-        elif ec == 1:
-            s = -1
-            break
-        else:
-            raise r.fail('SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+    ec = r.bits(2)
+    if ec == 0:
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        s = 3
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+    if s == 3:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
@@ -1409,16 +1533,26 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
-    while True:
-        if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0, 2)
-            x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
-            i_SignatureProperty += 1
-            _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
-        else:
-            w.bits(1, 2)
-            s = -1
-            break
+    if i_SignatureProperty < len(o.SignatureProperty):
+        w.bits(0, 2)
+        x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
+        i_SignatureProperty += 1
+        _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        s = 3
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 3:
+        while True:
+            if i_SignatureProperty < len(o.SignatureProperty):
+                w.bits(0, 2)
+                x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
+                i_SignatureProperty += 1
+                _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
     f_Id: str | None = None
@@ -1457,6 +1591,18 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             raise r.fail('SignaturePropertyType[3]', 'untyped character content is not supported')
         else:
             raise r.fail('SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    if s == 4:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                raise r.fail('SignaturePropertyType[4]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+                break
+            elif ec == 2:
+                raise r.fail('SignaturePropertyType[4]', 'untyped character content is not supported')
+            else:
+                raise r.fail('SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
@@ -1483,6 +1629,10 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
     if True:
         w.bits(1, 2)
         s = -1
+    if s == 4:
+        if True:
+            w.bits(1, 2)
+            s = -1
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_Id: str | None = None
@@ -1515,12 +1665,21 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 4
     elif ec == 1:
         f_Object.append(_d_xmldsig_ObjectType(r))
-        s = 4
+        s = 5
     elif ec == 2:
         s = -1
     else:
         raise r.fail('SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 4:
+        ec = r.bits(2)
+        if ec == 0:
+            f_Object.append(_d_xmldsig_ObjectType(r))
+            s = 5
+        elif ec == 1:
+            s = -1
+        else:
+            raise r.fail('SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+    if s == 5:
         while True:
             ec = r.bits(2)
             if ec == 0:
@@ -1529,7 +1688,7 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
                 s = -1
                 break
             else:
-                raise r.fail('SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+                raise r.fail('SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
@@ -1567,11 +1726,21 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         x_Object = o.Object[i_Object]
         i_Object += 1
         _e_xmldsig_ObjectType(w, x_Object)
-        s = 4
+        s = 5
     else:
         w.bits(2, 2)
         s = -1
     if s == 4:
+        if i_Object < len(o.Object):
+            w.bits(0, 2)
+            x_Object = o.Object[i_Object]
+            i_Object += 1
+            _e_xmldsig_ObjectType(w, x_Object)
+            s = 5
+        else:
+            w.bits(1, 2)
+            s = -1
+    if s == 5:
         while True:
             if i_Object < len(o.Object):
                 w.bits(0, 2)
@@ -1657,15 +1826,24 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         raise r.fail('SignedInfoType[3]', 'expected SE(Reference)')
     f_Reference.append(_d_xmldsig_ReferenceType(r))
     s = 4
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_Reference.append(_d_xmldsig_ReferenceType(r))
-        elif ec == 1:
-            s = -1
-            break
-        else:
-            raise r.fail('SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+    ec = r.bits(2)
+    if ec == 0:
+        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        s = 5
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+    if s == 5:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_Reference.append(_d_xmldsig_ReferenceType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
@@ -1702,16 +1880,26 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
-    while True:
-        if i_Reference < len(o.Reference):
-            w.bits(0, 2)
-            x_Reference = o.Reference[i_Reference]
-            i_Reference += 1
-            _e_xmldsig_ReferenceType(w, x_Reference)
-        else:
-            w.bits(1, 2)
-            s = -1
-            break
+    if i_Reference < len(o.Reference):
+        w.bits(0, 2)
+        x_Reference = o.Reference[i_Reference]
+        i_Reference += 1
+        _e_xmldsig_ReferenceType(w, x_Reference)
+        s = 5
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 5:
+        while True:
+            if i_Reference < len(o.Reference):
+                w.bits(0, 2)
+                x_Reference = o.Reference[i_Reference]
+                i_Reference += 1
+                _e_xmldsig_ReferenceType(w, x_Reference)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
@@ -1760,39 +1948,62 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
+    s = 0
     if r.bits(1):
         raise r.fail('TransformsType[0]', 'expected SE(Transform)')
     f_Transform.append(_d_xmldsig_TransformType(r))
-    while True:
-        ec = r.bits(2)
-        if ec == 0:
-            f_Transform.append(_d_xmldsig_TransformType(r))
-        elif ec == 1:
-            pass
-            break
-        else:
-            raise r.fail('TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+    s = 1
+    ec = r.bits(2)
+    if ec == 0:
+        f_Transform.append(_d_xmldsig_TransformType(r))
+        s = 2
+    elif ec == 1:
+        s = -1
+    else:
+        raise r.fail('TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+    if s == 2:
+        while True:
+            ec = r.bits(2)
+            if ec == 0:
+                f_Transform.append(_d_xmldsig_TransformType(r))
+            elif ec == 1:
+                s = -1
+                break
+            else:
+                raise r.fail('TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
+    s = 0
     if i_Transform < len(o.Transform):
         w.bits(0, 1)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
+        s = 1
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
-    while True:
-        if i_Transform < len(o.Transform):
-            w.bits(0, 2)
-            x_Transform = o.Transform[i_Transform]
-            i_Transform += 1
-            _e_xmldsig_TransformType(w, x_Transform)
-        else:
-            w.bits(1, 2)
-            pass
-            break
+    if i_Transform < len(o.Transform):
+        w.bits(0, 2)
+        x_Transform = o.Transform[i_Transform]
+        i_Transform += 1
+        _e_xmldsig_TransformType(w, x_Transform)
+        s = 2
+    else:
+        w.bits(1, 2)
+        s = -1
+    if s == 2:
+        while True:
+            if i_Transform < len(o.Transform):
+                w.bits(0, 2)
+                x_Transform = o.Transform[i_Transform]
+                i_Transform += 1
+                _e_xmldsig_TransformType(w, x_Transform)
+            else:
+                w.bits(1, 2)
+                s = -1
+                break
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []

@@ -48,7 +48,14 @@ class CodecWriter:
         self.enum_tables: dict[str, SimpleType] = {}
         self.simple_roots: dict[int, tuple[str, SimpleType]] = {}
         self.need_s = True
+        self.grammars: dict[int, Grammar] = {}
         self.chains: dict[int, tuple[int, int, int]] = {}
+
+    def grammar(self, ct: ComplexType) -> Grammar:
+        g = self.grammars.get(id(ct))
+        if g is None:
+            g = self.grammars[id(ct)] = type_grammar(self.loaded.schemas, ct)
+        return g
 
     # -- names --------------------------------------------------------------------------------
     def cls(self, key: QName) -> ClassModel:
@@ -184,7 +191,7 @@ class CodecWriter:
     def decode_function(self, ct: ComplexType) -> list[str]:
         key = self.key_of(ct)
         cm = self.cls(key)
-        g = type_grammar(self.loaded.schemas, ct)
+        g = self.grammar(ct)
         order, cyclic, mandatory = _layout(g)
         self.need_s = cyclic or any(k not in mandatory for k in order)
         self.chains = _chains(g)
@@ -307,7 +314,7 @@ class CodecWriter:
     def encode_function(self, ct: ComplexType) -> list[str]:
         key = self.key_of(ct)
         cm = self.cls(key)
-        g = type_grammar(self.loaded.schemas, ct)
+        g = self.grammar(ct)
         order, cyclic, mandatory = _layout(g)
         reach = _reachable_fields(self, cm, g)
         self.need_s = cyclic or any(k not in mandatory for k in order)

@@ -225,22 +225,64 @@ def _determinise(b: _Builder, start: int, final: int, ct: ComplexType) -> Gramma
 def _minimise(states: list[State]) -> list[State]:
     """Merge equivalent states (same events leading to equivalent states).  Event codes
     depend only on a state's productions, so this changes no bit on the wire."""
+    labels: list[list[tuple[object, ...]]] = [
+        [(p.kind, p.qname, p.order, id(p.simple)) for p in st.productions] for st in states
+    ]
+    order = _reverse_topological(states)
+    if order is not None:
+        # acyclic apart from self-loops: one pass from the end merges identical states
+        block = [0] * len(states)
+        table: dict[tuple[object, ...], int] = {}
+        for i in order:
+            sig = tuple(
+                (lab, "self" if p.target == i else (block[p.target] if p.target >= 0 else -1))
+                for lab, p in zip(labels[i], states[i].productions, strict=True)
+            )
+            block[i] = table.setdefault(sig, len(table))
+    else:
+        block = _moore(states, labels)
+    return _rebuild(states, block)
 
-    def label(p: Production) -> tuple[object, ...]:
-        return (p.kind, p.qname, p.order, id(p.simple))
 
+def _reverse_topological(states: list[State]) -> list[int] | None:
+    n = len(states)
+    outdeg = [0] * n
+    preds: list[list[int]] = [[] for _ in range(n)]
+    for i, st in enumerate(states):
+        for t in {p.target for p in st.productions if p.target >= 0 and p.target != i}:
+            outdeg[i] += 1
+            preds[t].append(i)
+    ready = [i for i in range(n) if outdeg[i] == 0]
+    order = []
+    while ready:
+        i = ready.pop()
+        order.append(i)
+        for j in preds[i]:
+            outdeg[j] -= 1
+            if outdeg[j] == 0:
+                ready.append(j)
+    return order if len(order) == n else None
+
+
+def _moore(states: list[State], labels: list[list[tuple[object, ...]]]) -> list[int]:
     block = [0] * len(states)
     count = 1
     while True:
         signatures: dict[tuple[object, ...], int] = {}
         new_block = []
         for i, st in enumerate(states):
-            moves = [(label(p), block[p.target] if p.target >= 0 else -1) for p in st.productions]
+            moves = [
+                (lab, block[p.target] if p.target >= 0 else -1)
+                for lab, p in zip(labels[i], st.productions, strict=True)
+            ]
             sig = (block[i], *moves)
             new_block.append(signatures.setdefault(sig, len(signatures)))
         if len(signatures) == count:
-            break
+            return block
         block, count = new_block, len(signatures)
+
+
+def _rebuild(states: list[State], block: list[int]) -> list[State]:
     # renumber in breadth-first order from the start state
     order: dict[int, int] = {}
     queue = [0]
