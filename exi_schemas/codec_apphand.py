@@ -27,110 +27,68 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
     f_VersionNumberMinor: int
     f_SchemaID: int
     f_Priority: int
-    if r.bits(1):
-        raise r.fail('AppProtocolType[0]', 'expected SE(ProtocolNamespace)')
-    if r.bits(1):
-        raise r.fail('AppProtocolType.ProtocolNamespace', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'AppProtocolType', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
     f_ProtocolNamespace = r.string(100)
-    if r.bits(1):
-        raise r.fail('AppProtocolType.ProtocolNamespace', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AppProtocolType[1]', 'expected SE(VersionNumberMajor)')
-    if r.bits(1):
-        raise r.fail('AppProtocolType.VersionNumberMajor', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('AppProtocolType.VersionNumberMajor', f'value {iv} outside 0..4294967295')
     f_VersionNumberMajor = iv
-    if r.bits(1):
-        raise r.fail('AppProtocolType.VersionNumberMajor', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AppProtocolType[2]', 'expected SE(VersionNumberMinor)')
-    if r.bits(1):
-        raise r.fail('AppProtocolType.VersionNumberMinor', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('AppProtocolType.VersionNumberMinor', f'value {iv} outside 0..4294967295')
     f_VersionNumberMinor = iv
-    if r.bits(1):
-        raise r.fail('AppProtocolType.VersionNumberMinor', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AppProtocolType[3]', 'expected SE(SchemaID)')
-    if r.bits(1):
-        raise r.fail('AppProtocolType.SchemaID', 'expected CH')
-    f_SchemaID = r.bits(8)
-    if r.bits(1):
-        raise r.fail('AppProtocolType.SchemaID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AppProtocolType[4]', 'expected SE(Priority)')
-    if r.bits(1):
-        raise r.fail('AppProtocolType.Priority', 'expected CH')
-    iv = r.bits(5) + 1
+    c = r.bits(21)
+    if c & 0x1c0383 != 0x0:
+        raise r.fail_back(21, 'AppProtocolType', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
+    f_SchemaID = ((c >> 10) & 255)
+    iv = ((c >> 2) & 31) + 1
     if iv > 20:
         raise r.fail('AppProtocolType.Priority', f'value {iv} outside 1..20')
     f_Priority = iv
-    if r.bits(1):
-        raise r.fail('AppProtocolType.Priority', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AppProtocolType[5]', 'expected EE')
-    pass
     return _apphand.AppProtocolType(ProtocolNamespace=f_ProtocolNamespace, VersionNumberMajor=f_VersionNumberMajor, VersionNumberMinor=f_VersionNumberMinor, SchemaID=f_SchemaID, Priority=f_Priority)
 
 def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> None:
-    if o.ProtocolNamespace is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.ProtocolNamespace) > 100:
-            raise encode_error('AppProtocolType.ProtocolNamespace', f'value length {len(o.ProtocolNamespace)} outside 0..100')
-        w.string(o.ProtocolNamespace)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AppProtocolType', 'missing SE(ProtocolNamespace)')
-    if o.VersionNumberMajor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.VersionNumberMajor <= 4294967295):
-            raise encode_error('AppProtocolType.VersionNumberMajor', f'{o.VersionNumberMajor!r} outside 0..4294967295')
-        w.uint(o.VersionNumberMajor)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AppProtocolType', 'missing SE(VersionNumberMajor)')
-    if o.VersionNumberMinor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.VersionNumberMinor <= 4294967295):
-            raise encode_error('AppProtocolType.VersionNumberMinor', f'{o.VersionNumberMinor!r} outside 0..4294967295')
-        w.uint(o.VersionNumberMinor)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AppProtocolType', 'missing SE(VersionNumberMinor)')
-    if o.SchemaID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.SchemaID <= 255):
-            raise encode_error('AppProtocolType.SchemaID', f'{o.SchemaID!r} outside 0..255')
-        w.bits(o.SchemaID, 8)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AppProtocolType', 'missing SE(SchemaID)')
-    if o.Priority is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.Priority <= 20):
-            raise encode_error('AppProtocolType.Priority', f'{o.Priority!r} outside 1..20')
-        w.bits(o.Priority - 1, 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AppProtocolType', 'missing SE(Priority)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ProtocolNamespace is None:
+        raise encode_error('AppProtocolType.ProtocolNamespace', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.ProtocolNamespace) > 100:
+        raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(o.ProtocolNamespace)} outside 0..100')
+    w.string(o.ProtocolNamespace)
+    if o.VersionNumberMajor is None:
+        raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
+    w.bits(0x0, 3)
+    if o.VersionNumberMajor < 0 or o.VersionNumberMajor > 4294967295:
+        raise encode_error('AppProtocolType.VersionNumberMajor', f'{o.VersionNumberMajor!r} outside 0..4294967295')
+    w.uint(o.VersionNumberMajor)
+    if o.VersionNumberMinor is None:
+        raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
+    w.bits(0x0, 3)
+    if o.VersionNumberMinor < 0 or o.VersionNumberMinor > 4294967295:
+        raise encode_error('AppProtocolType.VersionNumberMinor', f'{o.VersionNumberMinor!r} outside 0..4294967295')
+    w.uint(o.VersionNumberMinor)
+    if o.SchemaID is None:
+        raise encode_error('AppProtocolType.SchemaID', 'required value missing')
+    if o.SchemaID < 0 or o.SchemaID > 255:
+        raise encode_error('AppProtocolType.SchemaID', f'{o.SchemaID!r} outside 0..255')
+    if o.Priority is None:
+        raise encode_error('AppProtocolType.Priority', 'required value missing')
+    if o.Priority < 1 or o.Priority > 20:
+        raise encode_error('AppProtocolType.Priority', f'{o.Priority!r} outside 1..20')
+    w.bits((o.SchemaID) << 10 | (o.Priority - 1) << 2, 21)
 
 def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppProtocolReq:
     f_AppProtocol: list[_apphand.AppProtocolType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('supportedAppProtocolReq[0]', 'expected SE(AppProtocol)')
+        raise r.fail_back(1, 'supportedAppProtocolReq', 'expected SE(AppProtocol)')
     f_AppProtocol.append(_d_apphand_AppProtocolType(r))
     s = 1
     n = 0
@@ -149,7 +107,7 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
             raise r.fail('supportedAppProtocolReq[1]', f'event code {ec}, expected SE(AppProtocol), EE')
     if s == 20:
         if r.bits(1):
-            raise r.fail('supportedAppProtocolReq[20]', 'expected EE')
+            raise r.fail_back(1, 'supportedAppProtocolReq[20]', 'expected EE')
         s = -1
     return _apphand.supportedAppProtocolReq(AppProtocol=f_AppProtocol)
 
@@ -157,7 +115,7 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
     i_AppProtocol = 0
     s = 0
     if i_AppProtocol < len(o.AppProtocol):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_AppProtocol = o.AppProtocol[i_AppProtocol]
         i_AppProtocol += 1
         _e_apphand_AppProtocolType(w, x_AppProtocol)
@@ -167,7 +125,7 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
     n = 0
     while True:
         if i_AppProtocol < len(o.AppProtocol):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_AppProtocol = o.AppProtocol[i_AppProtocol]
             i_AppProtocol += 1
             _e_apphand_AppProtocolType(w, x_AppProtocol)
@@ -178,36 +136,32 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
                     raise encode_error('supportedAppProtocolReq.AppProtocol', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppProtocolRes:
     f_ResponseCode: _apphand.responseCodeType
     f_SchemaID: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('supportedAppProtocolRes[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('supportedAppProtocolRes.ResponseCode', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x64 != 0x0:
+        raise r.fail_back(7, 'supportedAppProtocolRes', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('supportedAppProtocolRes.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('supportedAppProtocolRes.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_apphand_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('supportedAppProtocolRes.ResponseCode', 'expected EE')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('supportedAppProtocolRes.SchemaID', 'expected CH')
-        f_SchemaID = r.bits(8)
-        if r.bits(1):
-            raise r.fail('supportedAppProtocolRes.SchemaID', 'expected EE')
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'supportedAppProtocolRes[1]', 'expected CH of SchemaID, EE of SchemaID')
+        f_SchemaID = ((c >> 1) & 255)
         s = 2
     elif ec == 1:
         s = -1
@@ -215,117 +169,101 @@ def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppPro
         raise r.fail('supportedAppProtocolRes[1]', f'event code {ec}, expected SE(SchemaID), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('supportedAppProtocolRes[2]', 'expected EE')
+            raise r.fail_back(1, 'supportedAppProtocolRes[2]', 'expected EE')
         s = -1
     return _apphand.supportedAppProtocolRes(ResponseCode=f_ResponseCode, SchemaID=f_SchemaID)
 
 def _e_apphand_supportedAppProtocolRes(w: BitWriter, o: _apphand.supportedAppProtocolRes) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_apphand_responseCodeType[o.ResponseCode], 2)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('supportedAppProtocolRes', 'missing SE(ResponseCode)')
+    if o.ResponseCode is None:
+        raise encode_error('supportedAppProtocolRes.ResponseCode', 'required value missing')
+    w.bits((_I_apphand_responseCodeType[o.ResponseCode]) << 1, 5)
+    s = 1
     if o.SchemaID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.SchemaID <= 255):
+        if o.SchemaID < 0 or o.SchemaID > 255:
             raise encode_error('supportedAppProtocolRes.SchemaID', f'{o.SchemaID!r} outside 0..255')
-        w.bits(o.SchemaID, 8)
-        w.bits(0, 1)
+        w.bits((o.SchemaID) << 1, 12)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_v0(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(5) + 1
+    c = r.bits(7)
+    if c & 0x41 != 0x0:
+        raise r.fail_back(7, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 31) + 1
     if iv > 20:
         raise r.fail('value', f'value {iv} outside 1..20')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (1 <= o <= 20):
+    if o < 1 or o > 20:
         raise encode_error('value', f'{o!r} outside 1..20')
-    w.bits(o - 1, 5)
-    w.bits(0, 1)
+    w.bits((o - 1) << 1, 7)
 
 def _d_v1(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(100)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 100:
-        raise encode_error('value', f'value length {len(o)} outside 0..100')
+        raise encode_error('value', f'length {len(o)} outside 0..100')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_apphand_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_apphand_responseCodeType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_apphand_responseCodeType[o]) << 1, 4)
 
 def _d_v3(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8)
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255)
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 255):
+    if o < 0 or o > 255:
         raise encode_error('value', f'{o!r} outside 0..255')
-    w.bits(o, 8)
-    w.bits(0, 1)
+    w.bits((o) << 1, 10)
 
 def _d_v4(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 0..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 0 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 DOCUMENT: EntryTable = (
     ('urn:iso:15118:2:2010:AppProtocol', 'supportedAppProtocolReq', _d_apphand_supportedAppProtocolReq, _e_apphand_supportedAppProtocolReq, _apphand.supportedAppProtocolReq),

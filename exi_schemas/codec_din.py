@@ -52,7 +52,7 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('CanonicalizationMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -82,18 +82,17 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('CanonicalizationMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
@@ -105,80 +104,80 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
         f_P = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
         f_G = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         f_Q = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
             f_G = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
             f_Y = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
         f_J = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
         f_Seed = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
@@ -188,129 +187,117 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
             f_Seed = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         f_PgenCounter = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType[7]', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     s = 0
     if o.P is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.P)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.G is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.G)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.Y is not None:
-        w.bits(2, 2)
-        w.bits(0, 1)
+        w.bits(0x4, 3)
         w.binary(o.Y)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Q)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.G)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif o.Y is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.J)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.Seed is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.Seed)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.Seed)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.PgenCounter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('DigestMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -340,18 +327,17 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('DigestMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('DigestMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
@@ -364,16 +350,17 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
         f_KeyName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -392,10 +379,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         s = 2
     elif ec == 7:
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
         f_MgmtData.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -408,10 +395,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             ec = r.bits(4)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
                 f_KeyName.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
@@ -436,10 +423,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 break
             elif ec == 6:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 f_MgmtData.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
@@ -452,10 +439,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         ec = r.bits(4)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
             f_KeyName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -468,10 +455,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
             f_MgmtData.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -493,148 +480,142 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         w.string(o.Id)
         s = 1
     elif i_KeyName < len(o.KeyName):
-        w.bits(1, 4)
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0, 1)
+        w.bits(0x2, 5)
         w.string(x_KeyName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
         _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
         _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
         _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
-        w.bits(7, 4)
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0, 1)
+        w.bits(0xe, 5)
         w.string(x_MgmtData)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     if s == 1:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     while True:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
             break
 
@@ -658,7 +639,6 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     while True:
         ec = r.bits(2)
         if ec == 0:
-            pass
             break
         elif ec == 1:
             raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
@@ -668,24 +648,25 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     if o.DSAKeyValue is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         pass
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -696,10 +677,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('ManifestType[1]', 'expected SE(Reference)')
+            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 3
@@ -723,11 +705,11 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -736,7 +718,7 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
             _e_xmldsig_ReferenceType(w, x_Reference)
@@ -744,23 +726,23 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -769,7 +751,8 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Encoding = r.string(None)
         s = 1
@@ -845,67 +828,68 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     s = 0
     if o.Encoding is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Encoding)
         s = 1
     elif o.Id is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Id)
         s = 2
     elif o.MimeType is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.MimeType)
         s = 3
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Id)
             s = 2
         elif o.MimeType is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         f_PGPKeyID = r.binary(None)
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -913,10 +897,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -966,18 +950,16 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.PGPKeyID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        w.bits(1, 2)
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(x_PGPKeyPacket)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -985,75 +967,60 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            w.bits(0, 2)
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(x_PGPKeyPacket)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     f_Modulus = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     f_Exponent = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
-    if o.Modulus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Modulus)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Modulus)')
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Exponent)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Exponent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Modulus is None:
+        raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.Modulus)
+    if o.Exponent is None:
+        raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+    w.bits(0x0, 3)
+    w.binary(o.Exponent)
+    w.bits(0x0, 2)
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1063,7 +1030,8 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1122,116 +1090,111 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ReferenceType[4]', 'expected SE(DigestMethod)')
+            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    if r.bits(1):
-        raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     f_DigestValue = r.binary(None)
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
-    if r.bits(1):
-        raise r.fail('ReferenceType[6]', 'expected EE')
     s = -1
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Id)
         s = 1
     elif o.Type is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Type)
         s = 2
     elif o.URI is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.URI)
         s = 3
     elif o.Transforms is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Type)
             s = 2
         elif o.URI is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
-    if o.DigestValue is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.DigestValue)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('ReferenceType', 'missing SE(DigestValue)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.DigestValue is None:
+        raise encode_error('ReferenceType.DigestValue', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.DigestValue)
+    w.bits(0x0, 2)
+    s = 6
+    s = -1
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Type = r.string(None)
         s = 1
@@ -1268,50 +1231,50 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('RetrievalMethodType[3]', 'expected EE')
+            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     s = 0
     if o.Type is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Type)
         s = 1
     elif o.URI is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.URI)
         s = 2
     elif o.Transforms is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 2
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
@@ -1319,23 +1282,22 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            if r.bits(1):
-                raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
-            if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             f_SPKISexp.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1347,10 +1309,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1364,39 +1326,36 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     while s >= 0:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 1)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 2)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
         if s == 1:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
-                    w.bits(0, 2)
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0, 1)
+                    w.bits(0x0, 3)
                     w.binary(x_SPKISexp)
-                    w.bits(0, 1)
+                    w.bits(0x0, 1)
                 else:
-                    w.bits(2, 2)
+                    w.bits(0x2, 2)
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 2)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
@@ -1404,17 +1363,22 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_HMACOutputLength: int | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('SignatureMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
+            f_HMACOutputLength = iv
             if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            f_HMACOutputLength = r.integer()
-            if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
+                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
@@ -1454,35 +1418,34 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('SignatureMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
+        w.bits(0x0, 4)
         w.integer(o.HMACOutputLength)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1493,10 +1456,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 3
@@ -1520,11 +1484,11 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1533,7 +1497,7 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1541,23 +1505,23 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1565,7 +1529,8 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     f_Id: str | None = None
     f_Target: str
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1576,7 +1541,7 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
         f_Target = r.string(None)
         s = 2
     while True:
@@ -1615,18 +1580,18 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.Target is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.string(o.Target)
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.string(o.Target)
             s = 2
         else:
@@ -1634,11 +1599,11 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
@@ -1648,7 +1613,8 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1659,14 +1625,15 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureType[1]', 'expected SE(SignedInfo)')
+            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureType[2]', 'expected SE(SignatureValue)')
+        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         s = 4
@@ -1702,60 +1669,59 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
-    if o.SignatureValue is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureValueType(w, o.SignatureValue)
-        s = 3
-    else:
-        raise encode_error('SignatureType', 'missing SE(SignatureValue)')
+    if o.SignatureValue is None:
+        raise encode_error('SignatureType.SignatureValue', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    s = 3
     if o.KeyInfo is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Object = o.Object[i_Object]
         i_Object += 1
         _e_xmldsig_ObjectType(w, x_Object)
         s = 5
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Object = o.Object[i_Object]
             i_Object += 1
             _e_xmldsig_ObjectType(w, x_Object)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Object = o.Object[i_Object]
                 i_Object += 1
                 _e_xmldsig_ObjectType(w, x_Object)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1763,7 +1729,8 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1774,36 +1741,35 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureValueType[1]', 'expected CH')
+            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
         f_value = r.binary(None)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureValueType[2]', 'expected EE')
+        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
     s = -1
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.value is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.binary(o.value)
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.binary(o.value)
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -1811,7 +1777,8 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1822,18 +1789,19 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignedInfoType[2]', 'expected SE(SignatureMethod)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    s = 3
     if r.bits(1):
-        raise r.fail('SignedInfoType[3]', 'expected SE(Reference)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    s = 3
     f_Reference.append(_d_xmldsig_ReferenceType(r))
+    c = r.bits(2)
+    ec = c
     s = 4
-    ec = r.bits(2)
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 5
@@ -1857,30 +1825,29 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
-    if o.SignatureMethod is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
-        s = 3
-    else:
-        raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
+    if o.SignatureMethod is None:
+        raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -1888,23 +1855,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 5
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1912,20 +1879,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
     if r.bits(1):
-        raise r.fail('TransformType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     while True:
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected CH')
+                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
             f_XPath.append(r.string(None))
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected EE')
+                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
-            pass
             break
         elif ec == 3:
             raise r.fail('TransformType[1]', 'untyped character content is not supported')
@@ -1935,21 +1901,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     i_XPath = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-    else:
-        raise encode_error('TransformType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('TransformType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
     while True:
         if i_XPath < len(o.XPath):
-            w.bits(0, 3)
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             w.string(x_XPath)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             pass
             break
 
@@ -1957,10 +1921,11 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('TransformsType[0]', 'expected SE(Transform)')
+        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
     f_Transform.append(_d_xmldsig_TransformType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Transform.append(_d_xmldsig_TransformType(r))
         s = 2
@@ -1984,7 +1949,7 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
@@ -1992,23 +1957,23 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
                 _e_xmldsig_TransformType(w, x_Transform)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -2018,33 +1983,34 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
         f_X509SKI.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
         f_X509SubjectName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
         f_X509Certificate.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
         f_X509CRL.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -2055,32 +2021,31 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
             f_X509SKI.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
             f_X509SubjectName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
             f_X509Certificate.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
             f_X509CRL.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
-            pass
             break
         else:
             raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
@@ -2093,192 +2058,146 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
-        w.bits(1, 3)
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0, 1)
+        w.bits(0x2, 4)
         w.binary(x_X509SKI)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
-        w.bits(2, 3)
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         w.string(x_X509SubjectName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
-        w.bits(3, 3)
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         w.binary(x_X509Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509CRL < len(o.X509CRL):
-        w.bits(4, 3)
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0, 1)
+        w.bits(0x8, 4)
         w.binary(x_X509CRL)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
-            w.bits(1, 3)
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             w.binary(x_X509SKI)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
-            w.bits(2, 3)
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             w.string(x_X509SubjectName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
-            w.bits(3, 3)
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0, 1)
+            w.bits(0x6, 4)
             w.binary(x_X509Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509CRL < len(o.X509CRL):
-            w.bits(4, 3)
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0, 1)
+            w.bits(0x8, 4)
             w.binary(x_X509CRL)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             pass
             break
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     f_X509IssuerName = r.string(None)
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    f_X509SerialNumber = r.integer()
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[2]', 'expected EE')
-    pass
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    f_X509SerialNumber = iv
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
-    if o.X509IssuerName is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.string(o.X509IssuerName)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509IssuerName)')
-    if o.X509SerialNumber is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.integer(o.X509SerialNumber)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509SerialNumber)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.X509IssuerName is None:
+        raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+    w.bits(0x0, 2)
+    w.string(o.X509IssuerName)
+    if o.X509SerialNumber is None:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+    w.bits(0x0, 3)
+    w.integer(o.X509SerialNumber)
+    w.bits(0x0, 2)
 
 def _d_din_CableCheckReqType(r: BitReader) -> _din.CableCheckReqType:
     f_DC_EVStatus: _din.DC_EVStatusType
     if r.bits(1):
-        raise r.fail('CableCheckReqType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'CableCheckReqType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
     if r.bits(1):
-        raise r.fail('CableCheckReqType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CableCheckReqType', 'expected EE')
     return _din.CableCheckReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_din_CableCheckReqType(w: BitWriter, o: _din.CableCheckReqType) -> None:
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVStatusType(w, o.DC_EVStatus)
-    else:
-        raise encode_error('CableCheckReqType', 'missing SE(DC_EVStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.DC_EVStatus is None:
+        raise encode_error('CableCheckReqType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_DC_EVStatusType(w, o.DC_EVStatus)
+    w.bits(0x0, 1)
 
 def _d_din_CableCheckResType(r: BitReader) -> _din.CableCheckResType:
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEProcessing: _din.EVSEProcessingType
-    if r.bits(1):
-        raise r.fail('CableCheckResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('CableCheckResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('CableCheckResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('CableCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('CableCheckResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CableCheckResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail('CableCheckResType[2]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('CableCheckResType.EVSEProcessing', 'expected CH')
-    f_EVSEProcessing = _E_din_EVSEProcessingType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('CableCheckResType.EVSEProcessing', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CableCheckResType[3]', 'expected EE')
-    pass
+    c = r.bits(5)
+    if c & 0x1b != 0x0:
+        raise r.fail_back(5, 'CableCheckResType', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+    f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
     return _din.CableCheckResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEProcessing=f_EVSEProcessing)
 
 def _e_din_CableCheckResType(w: BitWriter, o: _din.CableCheckResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CableCheckResType', 'missing SE(ResponseCode)')
-    if o.DC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
-    else:
-        raise encode_error('CableCheckResType', 'missing SE(DC_EVSEStatus)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_EVSEProcessingType[o.EVSEProcessing], 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CableCheckResType', 'missing SE(EVSEProcessing)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('CableCheckResType.ResponseCode', 'required value missing')
+    if o.DC_EVSEStatus is None:
+        raise encode_error('CableCheckResType.DC_EVSEStatus', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    if o.EVSEProcessing is None:
+        raise encode_error('CableCheckResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_din_EVSEProcessingType[o.EVSEProcessing]) << 2, 5)
 
 def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInstallationReqType:
     f_Id: str | None = None
@@ -2286,91 +2205,82 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected CH')
+            raise r.fail_back(1, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
         f_OEMProvisioningCert = r.binary(1200)
         if r.bits(1):
-            raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected EE')
+            raise r.fail_back(1, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
         s = 2
     else:
         raise r.fail('CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCert)')
-        if r.bits(1):
-            raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
         f_OEMProvisioningCert = r.binary(1200)
         if r.bits(1):
-            raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected EE')
+            raise r.fail_back(1, 'CertificateInstallationReqType[1]', 'expected EE of OEMProvisioningCert')
         s = 2
     if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[2]', 'expected SE(ListOfRootCertificateIDs)')
+        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
     f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateInstallationReqType', 'expected SE(DHParams), CH of DHParams')
     s = 3
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[3]', 'expected SE(DHParams)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType.DHParams', 'expected CH')
     f_DHParams = r.binary(256)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType.DHParams', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateInstallationReqType', 'expected EE of DHParams, EE')
     s = 4
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[4]', 'expected EE')
     s = -1
     return _din.CertificateInstallationReqType(Id=f_Id, OEMProvisioningCert=f_OEMProvisioningCert, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, DHParams=f_DHParams)
 
 def _e_din_CertificateInstallationReqType(w: BitWriter, o: _din.CertificateInstallationReqType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.OEMProvisioningCert is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         if len(o.OEMProvisioningCert) > 1200:
-            raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'value length {len(o.OEMProvisioningCert)} outside 0..1200')
+            raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(o.OEMProvisioningCert)} outside 0..1200')
         w.binary(o.OEMProvisioningCert)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('CertificateInstallationReqType', 'missing AT(Id), SE(OEMProvisioningCert)')
     if s == 1:
         if o.OEMProvisioningCert is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             if len(o.OEMProvisioningCert) > 1200:
-                raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'value length {len(o.OEMProvisioningCert)} outside 0..1200')
+                raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(o.OEMProvisioningCert)} outside 0..1200')
             w.binary(o.OEMProvisioningCert)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('CertificateInstallationReqType', 'missing SE(OEMProvisioningCert)')
-    if o.ListOfRootCertificateIDs is not None:
-        w.bits(0, 1)
-        _e_din_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
-        s = 3
-    else:
-        raise encode_error('CertificateInstallationReqType', 'missing SE(ListOfRootCertificateIDs)')
-    if o.DHParams is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.DHParams) > 256:
-            raise encode_error('CertificateInstallationReqType.DHParams', f'value length {len(o.DHParams)} outside 0..256')
-        w.binary(o.DHParams)
-        w.bits(0, 1)
-        s = 4
-    else:
-        raise encode_error('CertificateInstallationReqType', 'missing SE(DHParams)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.ListOfRootCertificateIDs is None:
+        raise encode_error('CertificateInstallationReqType.ListOfRootCertificateIDs', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
+    if o.DHParams is None:
+        raise encode_error('CertificateInstallationReqType.DHParams', 'required value missing')
+    w.bits(0x0, 2)
+    s = 3
+    if len(o.DHParams) > 256:
+        raise encode_error('CertificateInstallationReqType.DHParams', f'length {len(o.DHParams)} outside 0..256')
+    w.binary(o.DHParams)
+    w.bits(0x0, 2)
+    s = 4
+    s = -1
 
 def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInstallationResType:
     f_Id: str
@@ -2380,95 +2290,63 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
     f_DHParams: bytes
     f_ContractID: str
     if r.bits(1):
-        raise r.fail('CertificateInstallationResType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'CertificateInstallationResType', 'expected AT(Id)')
     f_Id = r.string(None)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
+    iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[2]', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[3]', 'expected SE(ContractSignatureEncryptedPrivateKey)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
     f_ContractSignatureEncryptedPrivateKey = r.binary(128)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[4]', 'expected SE(DHParams)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.DHParams', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'CertificateInstallationResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
     f_DHParams = r.binary(256)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.DHParams', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[5]', 'expected SE(ContractID)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.ContractID', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'CertificateInstallationResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
     f_ContractID = r.string(24)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.ContractID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[6]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateInstallationResType', 'expected EE of ContractID, EE')
     return _din.CertificateInstallationResType(Id=f_Id, ResponseCode=f_ResponseCode, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHParams=f_DHParams, ContractID=f_ContractID)
 
 def _e_din_CertificateInstallationResType(w: BitWriter, o: _din.CertificateInstallationResType) -> None:
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing AT(Id)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(ResponseCode)')
-    if o.ContractSignatureCertChain is not None:
-        w.bits(0, 1)
-        _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(ContractSignatureCertChain)')
-    if o.ContractSignatureEncryptedPrivateKey is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.ContractSignatureEncryptedPrivateKey) > 128:
-            raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', f'value length {len(o.ContractSignatureEncryptedPrivateKey)} outside 0..128')
-        w.binary(o.ContractSignatureEncryptedPrivateKey)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(ContractSignatureEncryptedPrivateKey)')
-    if o.DHParams is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.DHParams) > 256:
-            raise encode_error('CertificateInstallationResType.DHParams', f'value length {len(o.DHParams)} outside 0..256')
-        w.binary(o.DHParams)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(DHParams)')
-    if o.ContractID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.ContractID) > 24:
-            raise encode_error('CertificateInstallationResType.ContractID', f'value length {len(o.ContractID)} outside 0..24')
-        w.string(o.ContractID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(ContractID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Id is None:
+        raise encode_error('CertificateInstallationResType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.ResponseCode is None:
+        raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
+    if o.ContractSignatureCertChain is None:
+        raise encode_error('CertificateInstallationResType.ContractSignatureCertChain', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
+    if o.ContractSignatureEncryptedPrivateKey is None:
+        raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.ContractSignatureEncryptedPrivateKey) > 128:
+        raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', f'length {len(o.ContractSignatureEncryptedPrivateKey)} outside 0..128')
+    w.binary(o.ContractSignatureEncryptedPrivateKey)
+    if o.DHParams is None:
+        raise encode_error('CertificateInstallationResType.DHParams', 'required value missing')
+    w.bits(0x0, 3)
+    if len(o.DHParams) > 256:
+        raise encode_error('CertificateInstallationResType.DHParams', f'length {len(o.DHParams)} outside 0..256')
+    w.binary(o.DHParams)
+    if o.ContractID is None:
+        raise encode_error('CertificateInstallationResType.ContractID', 'required value missing')
+    w.bits(0x0, 3)
+    if len(o.ContractID) > 24:
+        raise encode_error('CertificateInstallationResType.ContractID', f'length {len(o.ContractID)} outside 0..24')
+    w.string(o.ContractID)
+    w.bits(0x0, 2)
 
 def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqType:
     f_Id: str | None = None
@@ -2477,7 +2355,8 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -2488,82 +2367,70 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
         raise r.fail('CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('CertificateUpdateReqType[1]', 'expected SE(ContractSignatureCertChain)')
+            raise r.fail_back(1, 'CertificateUpdateReqType[1]', 'expected SE(ContractSignatureCertChain)')
         f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
         s = 2
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType[2]', 'expected SE(ContractID)')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType.ContractID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected SE(ContractID), CH of ContractID')
     f_ContractID = r.string(24)
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType.ContractID', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
     s = 3
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType[3]', 'expected SE(ListOfRootCertificateIDs)')
     f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected SE(DHParams), CH of DHParams')
     s = 4
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType[4]', 'expected SE(DHParams)')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType.DHParams', 'expected CH')
     f_DHParams = r.binary(256)
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType.DHParams', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected EE of DHParams, EE')
     s = 5
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType[5]', 'expected EE')
     s = -1
     return _din.CertificateUpdateReqType(Id=f_Id, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractID=f_ContractID, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, DHParams=f_DHParams)
 
 def _e_din_CertificateUpdateReqType(w: BitWriter, o: _din.CertificateUpdateReqType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.ContractSignatureCertChain is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
         s = 2
     else:
         raise encode_error('CertificateUpdateReqType', 'missing AT(Id), SE(ContractSignatureCertChain)')
     if s == 1:
         if o.ContractSignatureCertChain is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
             s = 2
         else:
             raise encode_error('CertificateUpdateReqType', 'missing SE(ContractSignatureCertChain)')
-    if o.ContractID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.ContractID) > 24:
-            raise encode_error('CertificateUpdateReqType.ContractID', f'value length {len(o.ContractID)} outside 0..24')
-        w.string(o.ContractID)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('CertificateUpdateReqType', 'missing SE(ContractID)')
-    if o.ListOfRootCertificateIDs is not None:
-        w.bits(0, 1)
-        _e_din_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
-        s = 4
-    else:
-        raise encode_error('CertificateUpdateReqType', 'missing SE(ListOfRootCertificateIDs)')
-    if o.DHParams is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.DHParams) > 256:
-            raise encode_error('CertificateUpdateReqType.DHParams', f'value length {len(o.DHParams)} outside 0..256')
-        w.binary(o.DHParams)
-        w.bits(0, 1)
-        s = 5
-    else:
-        raise encode_error('CertificateUpdateReqType', 'missing SE(DHParams)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.ContractID is None:
+        raise encode_error('CertificateUpdateReqType.ContractID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.ContractID) > 24:
+        raise encode_error('CertificateUpdateReqType.ContractID', f'length {len(o.ContractID)} outside 0..24')
+    w.string(o.ContractID)
+    if o.ListOfRootCertificateIDs is None:
+        raise encode_error('CertificateUpdateReqType.ListOfRootCertificateIDs', 'required value missing')
+    w.bits(0x0, 2)
+    s = 3
+    _e_din_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
+    if o.DHParams is None:
+        raise encode_error('CertificateUpdateReqType.DHParams', 'required value missing')
+    w.bits(0x0, 2)
+    s = 4
+    if len(o.DHParams) > 256:
+        raise encode_error('CertificateUpdateReqType.DHParams', f'length {len(o.DHParams)} outside 0..256')
+    w.binary(o.DHParams)
+    w.bits(0x0, 2)
+    s = 5
+    s = -1
 
 def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResType:
     f_Id: str
@@ -2574,131 +2441,93 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     f_ContractID: str
     f_RetryCounter: int
     if r.bits(1):
-        raise r.fail('CertificateUpdateResType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'CertificateUpdateResType', 'expected AT(Id)')
     f_Id = r.string(None)
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
+    iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[2]', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[3]', 'expected SE(ContractSignatureEncryptedPrivateKey)')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
     f_ContractSignatureEncryptedPrivateKey = r.binary(128)
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[4]', 'expected SE(DHParams)')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.DHParams', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'CertificateUpdateResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
     f_DHParams = r.binary(256)
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.DHParams', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[5]', 'expected SE(ContractID)')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.ContractID', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'CertificateUpdateResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
     f_ContractID = r.string(24)
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.ContractID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[6]', 'expected SE(RetryCounter)')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.RetryCounter', 'expected CH')
-    iv = r.integer()
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'CertificateUpdateResType', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('CertificateUpdateResType.RetryCounter', f'value {iv} outside -32768..32767')
     f_RetryCounter = iv
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.RetryCounter', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[7]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateUpdateResType', 'expected EE of RetryCounter, EE')
     return _din.CertificateUpdateResType(Id=f_Id, ResponseCode=f_ResponseCode, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHParams=f_DHParams, ContractID=f_ContractID, RetryCounter=f_RetryCounter)
 
 def _e_din_CertificateUpdateResType(w: BitWriter, o: _din.CertificateUpdateResType) -> None:
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing AT(Id)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(ResponseCode)')
-    if o.ContractSignatureCertChain is not None:
-        w.bits(0, 1)
-        _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(ContractSignatureCertChain)')
-    if o.ContractSignatureEncryptedPrivateKey is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.ContractSignatureEncryptedPrivateKey) > 128:
-            raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', f'value length {len(o.ContractSignatureEncryptedPrivateKey)} outside 0..128')
-        w.binary(o.ContractSignatureEncryptedPrivateKey)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(ContractSignatureEncryptedPrivateKey)')
-    if o.DHParams is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.DHParams) > 256:
-            raise encode_error('CertificateUpdateResType.DHParams', f'value length {len(o.DHParams)} outside 0..256')
-        w.binary(o.DHParams)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(DHParams)')
-    if o.ContractID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.ContractID) > 24:
-            raise encode_error('CertificateUpdateResType.ContractID', f'value length {len(o.ContractID)} outside 0..24')
-        w.string(o.ContractID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(ContractID)')
-    if o.RetryCounter is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.RetryCounter <= 32767):
-            raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.RetryCounter!r} outside -32768..32767')
-        w.integer(o.RetryCounter)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(RetryCounter)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Id is None:
+        raise encode_error('CertificateUpdateResType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.ResponseCode is None:
+        raise encode_error('CertificateUpdateResType.ResponseCode', 'required value missing')
+    if o.ContractSignatureCertChain is None:
+        raise encode_error('CertificateUpdateResType.ContractSignatureCertChain', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
+    if o.ContractSignatureEncryptedPrivateKey is None:
+        raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.ContractSignatureEncryptedPrivateKey) > 128:
+        raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', f'length {len(o.ContractSignatureEncryptedPrivateKey)} outside 0..128')
+    w.binary(o.ContractSignatureEncryptedPrivateKey)
+    if o.DHParams is None:
+        raise encode_error('CertificateUpdateResType.DHParams', 'required value missing')
+    w.bits(0x0, 3)
+    if len(o.DHParams) > 256:
+        raise encode_error('CertificateUpdateResType.DHParams', f'length {len(o.DHParams)} outside 0..256')
+    w.binary(o.DHParams)
+    if o.ContractID is None:
+        raise encode_error('CertificateUpdateResType.ContractID', 'required value missing')
+    w.bits(0x0, 3)
+    if len(o.ContractID) > 24:
+        raise encode_error('CertificateUpdateResType.ContractID', f'length {len(o.ContractID)} outside 0..24')
+    w.string(o.ContractID)
+    if o.RetryCounter is None:
+        raise encode_error('CertificateUpdateResType.RetryCounter', 'required value missing')
+    w.bits(0x0, 3)
+    if o.RetryCounter < -32768 or o.RetryCounter > 32767:
+        raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.RetryCounter!r} outside -32768..32767')
+    w.integer(o.RetryCounter)
+    w.bits(0x0, 2)
 
 def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameterDiscoveryReqType:
     f_EVRequestedEnergyTransferType: _din.EVRequestedEnergyTransferType
     f_AC_EVChargeParameter: _din.AC_EVChargeParameterType | None = None
     f_DC_EVChargeParameter: _din.DC_EVChargeParameterType | None = None
     f_EVChargeParameter: _din.EVChargeParameterType | None = None
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[0]', 'expected SE(EVRequestedEnergyTransferType)')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(8)
+    if c & 0xc4 != 0x0:
+        raise r.fail_back(8, 'ChargeParameterDiscoveryReqType', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType')
+    iv = ((c >> 3) & 7)
     if iv >= 6:
-        raise r.fail('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}')
     f_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', 'expected EE')
-    ec = r.bits(2)
+    ec = (c & 3)
     if ec == 0:
         f_AC_EVChargeParameter = _d_din_AC_EVChargeParameterType(r)
     elif ec == 1:
@@ -2708,38 +2537,31 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
     else:
         raise r.fail('ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     return _din.ChargeParameterDiscoveryReqType(EVRequestedEnergyTransferType=f_EVRequestedEnergyTransferType, AC_EVChargeParameter=f_AC_EVChargeParameter, DC_EVChargeParameter=f_DC_EVChargeParameter, EVChargeParameter=f_EVChargeParameter)
 
 def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameterDiscoveryReqType) -> None:
-    if o.EVRequestedEnergyTransferType is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_EVRequestedEnergyTransferType[o.EVRequestedEnergyTransferType], 3)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(EVRequestedEnergyTransferType)')
+    if o.EVRequestedEnergyTransferType is None:
+        raise encode_error('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', 'required value missing')
+    w.bits((_I_din_EVRequestedEnergyTransferType[o.EVRequestedEnergyTransferType]) << 1, 6)
     if o.AC_EVChargeParameter is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_AC_EVChargeParameterType(w, o.AC_EVChargeParameter)
         if o.DC_EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.DC_EVChargeParameter', 'cannot be combined with AC_EVChargeParameter')
         if o.EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with AC_EVChargeParameter')
     elif o.DC_EVChargeParameter is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_DC_EVChargeParameterType(w, o.DC_EVChargeParameter)
         if o.EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with DC_EVChargeParameter')
     elif o.EVChargeParameter is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_din_EVChargeParameterType(w, o.EVChargeParameter)
     else:
         raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameterDiscoveryResType:
     f_ResponseCode: _din.responseCodeType
@@ -2749,31 +2571,23 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
     f_AC_EVSEChargeParameter: _din.AC_EVSEChargeParameterType | None = None
     f_DC_EVSEChargeParameter: _din.DC_EVSEChargeParameterType | None = None
     f_EVSEChargeParameter: _din.EVSEChargeParameterType | None = None
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(14)
+    if c & 0x3074 != 0x0:
+        raise r.fail_back(14, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+    iv = ((c >> 7) & 31)
     if iv >= 23:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', 'expected CH')
-    f_EVSEProcessing = _E_din_EVSEProcessingType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', 'expected EE')
-    ec = r.bits(2)
+    f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 3) & 1)]
+    ec = (c & 3)
     if ec == 0:
         f_SAScheduleList = _d_din_SAScheduleListType(r)
     elif ec == 1:
         f_SASchedules = _d_din_SASchedulesType(r)
     else:
         raise r.fail('ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_AC_EVSEChargeParameter = _d_din_AC_EVSEChargeParameterType(r)
     elif ec == 1:
@@ -2783,66 +2597,51 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
     else:
         raise r.fail('ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[4]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected EE')
     return _din.ChargeParameterDiscoveryResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, SAScheduleList=f_SAScheduleList, SASchedules=f_SASchedules, AC_EVSEChargeParameter=f_AC_EVSEChargeParameter, DC_EVSEChargeParameter=f_DC_EVSEChargeParameter, EVSEChargeParameter=f_EVSEChargeParameter)
 
 def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameterDiscoveryResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_EVSEProcessingType[o.EVSEProcessing], 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(EVSEProcessing)')
+    if o.ResponseCode is None:
+        raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('ChargeParameterDiscoveryResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 5 | (_I_din_EVSEProcessingType[o.EVSEProcessing]) << 1, 12)
     if o.SAScheduleList is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_SAScheduleListType(w, o.SAScheduleList)
         if o.SASchedules is not None:
             raise encode_error('ChargeParameterDiscoveryResType.SASchedules', 'cannot be combined with SAScheduleList')
     elif o.SASchedules is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_SASchedulesType(w, o.SASchedules)
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(SAScheduleList), SE(SASchedules)')
     if o.AC_EVSEChargeParameter is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_AC_EVSEChargeParameterType(w, o.AC_EVSEChargeParameter)
         if o.DC_EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
         if o.EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
     elif o.DC_EVSEChargeParameter is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_DC_EVSEChargeParameterType(w, o.DC_EVSEChargeParameter)
         if o.EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
     elif o.EVSEChargeParameter is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_din_EVSEChargeParameterType(w, o.EVSEChargeParameter)
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_ChargingStatusReqType(r: BitReader) -> _din.ChargingStatusReqType:
     if r.bits(1):
-        raise r.fail('ChargingStatusReqType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ChargingStatusReqType', 'expected EE')
     return _din.ChargingStatusReqType()
 
 def _e_din_ChargingStatusReqType(w: BitWriter, o: _din.ChargingStatusReqType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     f_ResponseCode: _din.responseCodeType
@@ -2853,37 +2652,31 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     f_ReceiptRequired: bool
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
     s = 0
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x307 != 0x0:
+        raise r.fail_back(10, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+    iv = ((c >> 3) & 31)
     if iv >= 23:
-        raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType[1]', 'expected SE(EVSEID)')
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.EVSEID', 'expected CH')
     f_EVSEID = r.binary(32)
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.EVSEID', 'expected EE')
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+    sg = (c & 1)
     s = 2
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType[2]', 'expected SE(SAScheduleTupleID)')
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.SAScheduleTupleID', 'expected CH')
-    iv = r.integer()
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('ChargingStatusResType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
     f_SAScheduleTupleID = iv
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.SAScheduleTupleID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'ChargingStatusResType', 'expected EE of SAScheduleTupleID')
+    ec = (c & 3)
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
         s = 4
@@ -2891,11 +2684,10 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
         f_MeterInfo = _d_din_MeterInfoType(r)
         s = 5
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-        f_ReceiptRequired = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+        f_ReceiptRequired = ((c >> 1) & 1) == 1
         s = 6
     else:
         raise r.fail('ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
@@ -2905,124 +2697,100 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
             f_MeterInfo = _d_din_MeterInfoType(r)
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-            f_ReceiptRequired = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+            f_ReceiptRequired = ((c >> 1) & 1) == 1
             s = 6
         else:
             raise r.fail('ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired)')
     if s == 5:
-        if r.bits(1):
-            raise r.fail('ChargingStatusResType[5]', 'expected SE(ReceiptRequired)')
-        if r.bits(1):
-            raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-        f_ReceiptRequired = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'ChargingStatusResType[5]', 'expected SE(ReceiptRequired), CH of ReceiptRequired, EE of ReceiptRequired')
+        f_ReceiptRequired = ((c >> 1) & 1) == 1
         s = 6
     if r.bits(1):
-        raise r.fail('ChargingStatusResType[6]', 'expected SE(AC_EVSEStatus)')
+        raise r.fail_back(1, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus)')
     f_AC_EVSEStatus = _d_din_AC_EVSEStatusType(r)
-    s = 7
     if r.bits(1):
-        raise r.fail('ChargingStatusResType[7]', 'expected EE')
+        raise r.fail_back(1, 'ChargingStatusResType', 'expected EE')
+    s = 7
     s = -1
     return _din.ChargingStatusResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, EVSEMaxCurrent=f_EVSEMaxCurrent, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired, AC_EVSEStatus=f_AC_EVSEStatus)
 
 def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ChargingStatusResType', 'missing SE(ResponseCode)')
-    if o.EVSEID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.EVSEID) > 32:
-            raise encode_error('ChargingStatusResType.EVSEID', f'value length {len(o.EVSEID)} outside 0..32')
-        w.binary(o.EVSEID)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ChargingStatusResType', 'missing SE(EVSEID)')
-    if o.SAScheduleTupleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.SAScheduleTupleID <= 32767):
-            raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-        w.integer(o.SAScheduleTupleID)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('ChargingStatusResType', 'missing SE(SAScheduleTupleID)')
+    if o.ResponseCode is None:
+        raise encode_error('ChargingStatusResType.ResponseCode', 'required value missing')
+    if o.EVSEID is None:
+        raise encode_error('ChargingStatusResType.EVSEID', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 3, 10)
+    s = 1
+    if len(o.EVSEID) > 32:
+        raise encode_error('ChargingStatusResType.EVSEID', f'length {len(o.EVSEID)} outside 0..32')
+    w.binary(o.EVSEID)
+    if o.SAScheduleTupleID is None:
+        raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'required value missing')
+    w.bits(0x0, 3)
+    s = 2
+    if o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767:
+        raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
+    w.integer(o.SAScheduleTupleID)
+    w.bits(0x0, 1)
+    s = 3
     if o.EVSEMaxCurrent is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_PhysicalValueType(w, o.EVSEMaxCurrent)
         s = 4
     elif o.MeterInfo is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_MeterInfoType(w, o.MeterInfo)
         s = 5
     elif o.ReceiptRequired is not None:
-        w.bits(2, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.ReceiptRequired else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x10, 5)
         s = 6
     else:
         raise encode_error('ChargingStatusResType', 'missing SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
     if s == 4:
         if o.MeterInfo is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_din_MeterInfoType(w, o.MeterInfo)
             s = 5
         elif o.ReceiptRequired is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.ReceiptRequired else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x8, 5)
             s = 6
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(MeterInfo), SE(ReceiptRequired)')
     if s == 5:
         if o.ReceiptRequired is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.ReceiptRequired else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ReceiptRequired else 0) << 1, 4)
             s = 6
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired)')
-    if o.AC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
-        s = 7
-    else:
-        raise encode_error('ChargingStatusResType', 'missing SE(AC_EVSEStatus)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.AC_EVSEStatus is None:
+        raise encode_error('ChargingStatusResType.AC_EVSEStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+    w.bits(0x0, 1)
+    s = 7
+    s = -1
 
 def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthenticationReqType:
     f_Id: str | None = None
     f_GenChallenge: str | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('ContractAuthenticationReqType.GenChallenge', 'expected CH')
+            raise r.fail_back(1, 'ContractAuthenticationReqType[0]', 'expected CH of GenChallenge')
         f_GenChallenge = r.string(None)
         if r.bits(1):
-            raise r.fail('ContractAuthenticationReqType.GenChallenge', 'expected EE')
+            raise r.fail_back(1, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
         s = 2
     elif ec == 2:
         s = -1
@@ -3032,10 +2800,10 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('ContractAuthenticationReqType.GenChallenge', 'expected CH')
+                raise r.fail_back(1, 'ContractAuthenticationReqType[1]', 'expected CH of GenChallenge')
             f_GenChallenge = r.string(None)
             if r.bits(1):
-                raise r.fail('ContractAuthenticationReqType.GenChallenge', 'expected EE')
+                raise r.fail_back(1, 'ContractAuthenticationReqType[1]', 'expected EE of GenChallenge')
             s = 2
         elif ec == 1:
             s = -1
@@ -3043,83 +2811,57 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
             raise r.fail('ContractAuthenticationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('ContractAuthenticationReqType[2]', 'expected EE')
+            raise r.fail_back(1, 'ContractAuthenticationReqType[2]', 'expected EE')
         s = -1
     return _din.ContractAuthenticationReqType(Id=f_Id, GenChallenge=f_GenChallenge)
 
 def _e_din_ContractAuthenticationReqType(w: BitWriter, o: _din.ContractAuthenticationReqType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.GenChallenge is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.string(o.GenChallenge)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 1:
         if o.GenChallenge is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.string(o.GenChallenge)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_ContractAuthenticationResType(r: BitReader) -> _din.ContractAuthenticationResType:
     f_ResponseCode: _din.responseCodeType
     f_EVSEProcessing: _din.EVSEProcessingType
-    if r.bits(1):
-        raise r.fail('ContractAuthenticationResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ContractAuthenticationResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(13)
+    if c & 0x183b != 0x0:
+        raise r.fail_back(13, 'ContractAuthenticationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+    iv = ((c >> 6) & 31)
     if iv >= 23:
-        raise r.fail('ContractAuthenticationResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ContractAuthenticationResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ContractAuthenticationResType[1]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('ContractAuthenticationResType.EVSEProcessing', 'expected CH')
-    f_EVSEProcessing = _E_din_EVSEProcessingType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('ContractAuthenticationResType.EVSEProcessing', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ContractAuthenticationResType[2]', 'expected EE')
-    pass
+    f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
     return _din.ContractAuthenticationResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_din_ContractAuthenticationResType(w: BitWriter, o: _din.ContractAuthenticationResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ContractAuthenticationResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_EVSEProcessingType[o.EVSEProcessing], 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ContractAuthenticationResType', 'missing SE(EVSEProcessing)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('ContractAuthenticationResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('ContractAuthenticationResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 6 | (_I_din_EVSEProcessingType[o.EVSEProcessing]) << 2, 13)
 
 def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
     f_DC_EVStatus: _din.DC_EVStatusType
@@ -3134,14 +2876,15 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
     f_EVTargetVoltage: _din.PhysicalValueType
     s = 0
     if r.bits(1):
-        raise r.fail('CurrentDemandReqType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'CurrentDemandReqType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
-    s = 1
     if r.bits(1):
-        raise r.fail('CurrentDemandReqType[1]', 'expected SE(EVTargetCurrent)')
+        raise r.fail_back(1, 'CurrentDemandReqType', 'expected SE(EVTargetCurrent)')
+    s = 1
     f_EVTargetCurrent = _d_din_PhysicalValueType(r)
+    c = r.bits(3)
+    ec = c
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
         s = 3
@@ -3152,18 +2895,16 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
         f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
         s = 5
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-        f_BulkChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+        f_BulkChargingComplete = ((c >> 1) & 1) == 1
         s = 6
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 7
     else:
         raise r.fail('CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -3176,18 +2917,16 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            f_BulkChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+            f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -3197,49 +2936,43 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            f_BulkChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+            f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            f_BulkChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+            f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType[6]', 'expected SE(ChargingComplete)')
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'CurrentDemandReqType[6]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 7
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_RemainingTimeToFullSoC = _d_din_PhysicalValueType(r)
         s = 8
@@ -3263,155 +2996,125 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             raise r.fail('CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         if r.bits(1):
-            raise r.fail('CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage)')
+            raise r.fail_back(1, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage)')
         f_EVTargetVoltage = _d_din_PhysicalValueType(r)
         s = 10
     if r.bits(1):
-        raise r.fail('CurrentDemandReqType[10]', 'expected EE')
+        raise r.fail_back(1, 'CurrentDemandReqType', 'expected EE')
     s = -1
     return _din.CurrentDemandReqType(DC_EVStatus=f_DC_EVStatus, EVTargetCurrent=f_EVTargetCurrent, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete, RemainingTimeToFullSoC=f_RemainingTimeToFullSoC, RemainingTimeToBulkSoC=f_RemainingTimeToBulkSoC, EVTargetVoltage=f_EVTargetVoltage)
 
 def _e_din_CurrentDemandReqType(w: BitWriter, o: _din.CurrentDemandReqType) -> None:
     s = 0
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVStatusType(w, o.DC_EVStatus)
-        s = 1
-    else:
-        raise encode_error('CurrentDemandReqType', 'missing SE(DC_EVStatus)')
-    if o.EVTargetCurrent is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVTargetCurrent)
-        s = 2
-    else:
-        raise encode_error('CurrentDemandReqType', 'missing SE(EVTargetCurrent)')
+    if o.DC_EVStatus is None:
+        raise encode_error('CurrentDemandReqType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_DC_EVStatusType(w, o.DC_EVStatus)
+    if o.EVTargetCurrent is None:
+        raise encode_error('CurrentDemandReqType.EVTargetCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    s = 1
+    _e_din_PhysicalValueType(w, o.EVTargetCurrent)
+    s = 2
     if o.EVMaximumVoltageLimit is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_din_PhysicalValueType(w, o.EVMaximumVoltageLimit)
         s = 3
     elif o.EVMaximumCurrentLimit is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_din_PhysicalValueType(w, o.EVMaximumCurrentLimit)
         s = 4
     elif o.EVMaximumPowerLimit is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_din_PhysicalValueType(w, o.EVMaximumPowerLimit)
         s = 5
     elif o.BulkChargingComplete is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        w.bits(1 if o.BulkChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x18, 6)
         s = 6
     elif o.ChargingComplete is not None:
-        w.bits(4, 3)
-        w.bits(0, 1)
-        w.bits(1 if o.ChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 6)
         s = 7
     else:
         raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 3:
         if o.EVMaximumCurrentLimit is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_din_PhysicalValueType(w, o.EVMaximumCurrentLimit)
             s = 4
         elif o.EVMaximumPowerLimit is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_din_PhysicalValueType(w, o.EVMaximumPowerLimit)
             s = 5
         elif o.BulkChargingComplete is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.BulkChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x10, 6)
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
         if o.EVMaximumPowerLimit is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_din_PhysicalValueType(w, o.EVMaximumPowerLimit)
             s = 5
         elif o.BulkChargingComplete is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.BulkChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x8, 5)
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits(2, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 5)
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
         if o.BulkChargingComplete is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.BulkChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.BulkChargingComplete else 0) << 1, 5)
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 5)
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
         if o.ChargingComplete is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1, 4)
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(ChargingComplete)')
     if o.RemainingTimeToFullSoC is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_PhysicalValueType(w, o.RemainingTimeToFullSoC)
         s = 8
     elif o.RemainingTimeToBulkSoC is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_PhysicalValueType(w, o.RemainingTimeToBulkSoC)
         s = 9
     elif o.EVTargetVoltage is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_din_PhysicalValueType(w, o.EVTargetVoltage)
         s = 10
     else:
         raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 8:
         if o.RemainingTimeToBulkSoC is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_din_PhysicalValueType(w, o.RemainingTimeToBulkSoC)
             s = 9
         elif o.EVTargetVoltage is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_din_PhysicalValueType(w, o.EVTargetVoltage)
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         if o.EVTargetVoltage is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_din_PhysicalValueType(w, o.EVTargetVoltage)
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVTargetVoltage)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
     f_ResponseCode: _din.responseCodeType
@@ -3425,54 +3128,34 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
     f_EVSEMaximumCurrentLimit: _din.PhysicalValueType | None = None
     f_EVSEMaximumPowerLimit: _din.PhysicalValueType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('CurrentDemandResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('CurrentDemandResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'CurrentDemandResType', 'expected SE(EVSEPresentVoltage)')
     s = 2
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[2]', 'expected SE(EVSEPresentVoltage)')
     f_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'CurrentDemandResType', 'expected SE(EVSEPresentCurrent)')
     s = 3
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[3]', 'expected SE(EVSEPresentCurrent)')
     f_EVSEPresentCurrent = _d_din_PhysicalValueType(r)
+    c = r.bits(15)
+    if c & 0x6ee8 != 0x0:
+        raise r.fail_back(15, 'CurrentDemandResType', 'expected SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved')
+    f_EVSECurrentLimitAchieved = ((c >> 12) & 1) == 1
+    f_EVSEVoltageLimitAchieved = ((c >> 8) & 1) == 1
+    f_EVSEPowerLimitAchieved = ((c >> 4) & 1) == 1
+    ec = (c & 7)
     s = 4
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[4]', 'expected SE(EVSECurrentLimitAchieved)')
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSECurrentLimitAchieved', 'expected CH')
-    f_EVSECurrentLimitAchieved = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSECurrentLimitAchieved', 'expected EE')
     s = 5
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[5]', 'expected SE(EVSEVoltageLimitAchieved)')
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSEVoltageLimitAchieved', 'expected CH')
-    f_EVSEVoltageLimitAchieved = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSEVoltageLimitAchieved', 'expected EE')
     s = 6
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[6]', 'expected SE(EVSEPowerLimitAchieved)')
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSEPowerLimitAchieved', 'expected CH')
-    f_EVSEPowerLimitAchieved = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSEPowerLimitAchieved', 'expected EE')
     s = 7
-    ec = r.bits(3)
     if ec == 0:
         f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
         s = 8
@@ -3509,100 +3192,78 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
             raise r.fail('CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), EE')
     if s == 10:
         if r.bits(1):
-            raise r.fail('CurrentDemandResType[10]', 'expected EE')
+            raise r.fail_back(1, 'CurrentDemandResType[10]', 'expected EE')
         s = -1
     return _din.CurrentDemandResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit)
 
 def _e_din_CurrentDemandResType(w: BitWriter, o: _din.CurrentDemandResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(ResponseCode)')
-    if o.DC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
-        s = 2
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(DC_EVSEStatus)')
-    if o.EVSEPresentVoltage is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVSEPresentVoltage)
-        s = 3
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(EVSEPresentVoltage)')
-    if o.EVSEPresentCurrent is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVSEPresentCurrent)
-        s = 4
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(EVSEPresentCurrent)')
-    if o.EVSECurrentLimitAchieved is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSECurrentLimitAchieved else 0, 1)
-        w.bits(0, 1)
-        s = 5
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(EVSECurrentLimitAchieved)')
-    if o.EVSEVoltageLimitAchieved is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSEVoltageLimitAchieved else 0, 1)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(EVSEVoltageLimitAchieved)')
-    if o.EVSEPowerLimitAchieved is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSEPowerLimitAchieved else 0, 1)
-        w.bits(0, 1)
-        s = 7
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(EVSEPowerLimitAchieved)')
+    if o.ResponseCode is None:
+        raise encode_error('CurrentDemandResType.ResponseCode', 'required value missing')
+    if o.DC_EVSEStatus is None:
+        raise encode_error('CurrentDemandResType.DC_EVSEStatus', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    s = 1
+    _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    if o.EVSEPresentVoltage is None:
+        raise encode_error('CurrentDemandResType.EVSEPresentVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    s = 2
+    _e_din_PhysicalValueType(w, o.EVSEPresentVoltage)
+    if o.EVSEPresentCurrent is None:
+        raise encode_error('CurrentDemandResType.EVSEPresentCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_din_PhysicalValueType(w, o.EVSEPresentCurrent)
+    if o.EVSECurrentLimitAchieved is None:
+        raise encode_error('CurrentDemandResType.EVSECurrentLimitAchieved', 'required value missing')
+    if o.EVSEVoltageLimitAchieved is None:
+        raise encode_error('CurrentDemandResType.EVSEVoltageLimitAchieved', 'required value missing')
+    if o.EVSEPowerLimitAchieved is None:
+        raise encode_error('CurrentDemandResType.EVSEPowerLimitAchieved', 'required value missing')
+    w.bits((1 if o.EVSECurrentLimitAchieved else 0) << 9 | (1 if o.EVSEVoltageLimitAchieved else 0) << 5 | (1 if o.EVSEPowerLimitAchieved else 0) << 1, 12)
+    s = 4
+    s = 5
+    s = 6
+    s = 7
     if o.EVSEMaximumVoltageLimit is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_din_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
         s = 8
     elif o.EVSEMaximumCurrentLimit is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_din_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
         s = 9
     elif o.EVSEMaximumPowerLimit is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_din_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
         s = 10
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 8:
         if o.EVSEMaximumCurrentLimit is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_din_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
             s = 9
         elif o.EVSEMaximumPowerLimit is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_din_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
             s = 10
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 9:
         if o.EVSEMaximumPowerLimit is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_din_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
             s = 10
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 10:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
@@ -3611,38 +3272,43 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _din.MeterInfoType
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SessionID', 'expected CH')
+            raise r.fail_back(1, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
         f_SessionID = r.binary(8)
         if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SessionID', 'expected EE')
+            raise r.fail_back(1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         s = 2
     else:
         raise r.fail('MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('MeteringReceiptReqType[1]', 'expected SE(SessionID)')
-        if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SessionID', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
         f_SessionID = r.binary(8)
         if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SessionID', 'expected EE')
+            raise r.fail_back(1, 'MeteringReceiptReqType[1]', 'expected EE of SessionID')
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
         f_SAScheduleTupleID = iv
         if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', 'expected EE')
+            raise r.fail_back(1, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID')
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_din_MeterInfoType(r)
@@ -3651,204 +3317,155 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
         raise r.fail('MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
     if s == 3:
         if r.bits(1):
-            raise r.fail('MeteringReceiptReqType[3]', 'expected SE(MeterInfo)')
+            raise r.fail_back(1, 'MeteringReceiptReqType[3]', 'expected SE(MeterInfo)')
         f_MeterInfo = _d_din_MeterInfoType(r)
         s = 4
     if r.bits(1):
-        raise r.fail('MeteringReceiptReqType[4]', 'expected EE')
+        raise r.fail_back(1, 'MeteringReceiptReqType', 'expected EE')
     s = -1
     return _din.MeteringReceiptReqType(Id=f_Id, SessionID=f_SessionID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo)
 
 def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.SessionID is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         if len(o.SessionID) > 8:
-            raise encode_error('MeteringReceiptReqType.SessionID', f'value length {len(o.SessionID)} outside 0..8')
+            raise encode_error('MeteringReceiptReqType.SessionID', f'length {len(o.SessionID)} outside 0..8')
         w.binary(o.SessionID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('MeteringReceiptReqType', 'missing AT(Id), SE(SessionID)')
     if s == 1:
         if o.SessionID is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             if len(o.SessionID) > 8:
-                raise encode_error('MeteringReceiptReqType.SessionID', f'value length {len(o.SessionID)} outside 0..8')
+                raise encode_error('MeteringReceiptReqType.SessionID', f'length {len(o.SessionID)} outside 0..8')
             w.binary(o.SessionID)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(SessionID)')
     if o.SAScheduleTupleID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (-32768 <= o.SAScheduleTupleID <= 32767):
+        w.bits(0x0, 3)
+        if o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767:
             raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
         w.integer(o.SAScheduleTupleID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_MeterInfoType(w, o.MeterInfo)
         s = 4
     else:
         raise encode_error('MeteringReceiptReqType', 'missing SE(SAScheduleTupleID), SE(MeterInfo)')
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_din_MeterInfoType(w, o.MeterInfo)
             s = 4
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(MeterInfo)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_din_MeteringReceiptResType(r: BitReader) -> _din.MeteringReceiptResType:
     f_ResponseCode: _din.responseCodeType
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
-    if r.bits(1):
-        raise r.fail('MeteringReceiptResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('MeteringReceiptResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus)')
+    iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('MeteringReceiptResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('MeteringReceiptResType[1]', 'expected SE(AC_EVSEStatus)')
     f_AC_EVSEStatus = _d_din_AC_EVSEStatusType(r)
     if r.bits(1):
-        raise r.fail('MeteringReceiptResType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'MeteringReceiptResType', 'expected EE')
     return _din.MeteringReceiptResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus)
 
 def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('MeteringReceiptResType', 'missing SE(ResponseCode)')
-    if o.AC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
-    else:
-        raise encode_error('MeteringReceiptResType', 'missing SE(AC_EVSEStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('MeteringReceiptResType.ResponseCode', 'required value missing')
+    if o.AC_EVSEStatus is None:
+        raise encode_error('MeteringReceiptResType.AC_EVSEStatus', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+    w.bits(0x0, 1)
 
 def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
     f_ContractID: str
     f_ContractSignatureCertChain: _din.CertificateChainType
-    if r.bits(1):
-        raise r.fail('PaymentDetailsReqType[0]', 'expected SE(ContractID)')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsReqType.ContractID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PaymentDetailsReqType', 'expected SE(ContractID), CH of ContractID')
     f_ContractID = r.string(24)
-    if r.bits(1):
-        raise r.fail('PaymentDetailsReqType.ContractID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsReqType[1]', 'expected SE(ContractSignatureCertChain)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PaymentDetailsReqType', 'expected EE of ContractID, SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
     if r.bits(1):
-        raise r.fail('PaymentDetailsReqType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PaymentDetailsReqType', 'expected EE')
     return _din.PaymentDetailsReqType(ContractID=f_ContractID, ContractSignatureCertChain=f_ContractSignatureCertChain)
 
 def _e_din_PaymentDetailsReqType(w: BitWriter, o: _din.PaymentDetailsReqType) -> None:
-    if o.ContractID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.ContractID) > 24:
-            raise encode_error('PaymentDetailsReqType.ContractID', f'value length {len(o.ContractID)} outside 0..24')
-        w.string(o.ContractID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PaymentDetailsReqType', 'missing SE(ContractID)')
-    if o.ContractSignatureCertChain is not None:
-        w.bits(0, 1)
-        _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
-    else:
-        raise encode_error('PaymentDetailsReqType', 'missing SE(ContractSignatureCertChain)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ContractID is None:
+        raise encode_error('PaymentDetailsReqType.ContractID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.ContractID) > 24:
+        raise encode_error('PaymentDetailsReqType.ContractID', f'length {len(o.ContractID)} outside 0..24')
+    w.string(o.ContractID)
+    if o.ContractSignatureCertChain is None:
+        raise encode_error('PaymentDetailsReqType.ContractSignatureCertChain', 'required value missing')
+    w.bits(0x0, 2)
+    _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
+    w.bits(0x0, 1)
 
 def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
     f_ResponseCode: _din.responseCodeType
     f_GenChallenge: str
     f_DateTimeNow: int
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x307 != 0x0:
+        raise r.fail_back(10, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
+    iv = ((c >> 3) & 31)
     if iv >= 23:
-        raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType[1]', 'expected SE(GenChallenge)')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.GenChallenge', 'expected CH')
     f_GenChallenge = r.string(None)
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.GenChallenge', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType[2]', 'expected SE(DateTimeNow)')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.DateTimeNow', 'expected CH')
-    iv = r.integer()
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -9223372036854775808 or iv > 9223372036854775807:
         raise r.fail('PaymentDetailsResType.DateTimeNow', f'value {iv} outside -9223372036854775808..9223372036854775807')
     f_DateTimeNow = iv
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.DateTimeNow', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType[3]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PaymentDetailsResType', 'expected EE of DateTimeNow, EE')
     return _din.PaymentDetailsResType(ResponseCode=f_ResponseCode, GenChallenge=f_GenChallenge, DateTimeNow=f_DateTimeNow)
 
 def _e_din_PaymentDetailsResType(w: BitWriter, o: _din.PaymentDetailsResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PaymentDetailsResType', 'missing SE(ResponseCode)')
-    if o.GenChallenge is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.string(o.GenChallenge)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PaymentDetailsResType', 'missing SE(GenChallenge)')
-    if o.DateTimeNow is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-9223372036854775808 <= o.DateTimeNow <= 9223372036854775807):
-            raise encode_error('PaymentDetailsResType.DateTimeNow', f'{o.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
-        w.integer(o.DateTimeNow)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PaymentDetailsResType', 'missing SE(DateTimeNow)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
+    if o.GenChallenge is None:
+        raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 3, 10)
+    w.string(o.GenChallenge)
+    if o.DateTimeNow is None:
+        raise encode_error('PaymentDetailsResType.DateTimeNow', 'required value missing')
+    w.bits(0x0, 3)
+    if o.DateTimeNow < -9223372036854775808 or o.DateTimeNow > 9223372036854775807:
+        raise encode_error('PaymentDetailsResType.DateTimeNow', f'{o.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
+    w.integer(o.DateTimeNow)
+    w.bits(0x0, 2)
 
 def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
     f_ReadyToChargeState: bool
@@ -3856,15 +3473,12 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
     f_DC_EVPowerDeliveryParameter: _din.DC_EVPowerDeliveryParameterType | None = None
     f_EVPowerDeliveryParameter: _din.EVPowerDeliveryParameterType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType[0]', 'expected SE(ReadyToChargeState)')
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType.ReadyToChargeState', 'expected CH')
-    f_ReadyToChargeState = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType.ReadyToChargeState', 'expected EE')
+    c = r.bits(7)
+    if c & 0x68 != 0x0:
+        raise r.fail_back(7, 'PowerDeliveryReqType', 'expected SE(ReadyToChargeState), CH of ReadyToChargeState, EE of ReadyToChargeState')
+    f_ReadyToChargeState = ((c >> 4) & 1) == 1
+    ec = (c & 7)
     s = 1
-    ec = r.bits(3)
     if ec == 0:
         f_ChargingProfile = _d_din_ChargingProfileType(r)
         s = 2
@@ -3892,54 +3506,50 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
             raise r.fail('PowerDeliveryReqType[2]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('PowerDeliveryReqType[3]', 'expected EE')
+            raise r.fail_back(1, 'PowerDeliveryReqType[3]', 'expected EE')
         s = -1
     return _din.PowerDeliveryReqType(ReadyToChargeState=f_ReadyToChargeState, ChargingProfile=f_ChargingProfile, DC_EVPowerDeliveryParameter=f_DC_EVPowerDeliveryParameter, EVPowerDeliveryParameter=f_EVPowerDeliveryParameter)
 
 def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> None:
     s = 0
-    if o.ReadyToChargeState is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.ReadyToChargeState else 0, 1)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('PowerDeliveryReqType', 'missing SE(ReadyToChargeState)')
+    if o.ReadyToChargeState is None:
+        raise encode_error('PowerDeliveryReqType.ReadyToChargeState', 'required value missing')
+    w.bits((1 if o.ReadyToChargeState else 0) << 1, 4)
+    s = 1
     if o.ChargingProfile is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_din_ChargingProfileType(w, o.ChargingProfile)
         s = 2
     elif o.DC_EVPowerDeliveryParameter is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_din_DC_EVPowerDeliveryParameterType(w, o.DC_EVPowerDeliveryParameter)
         if o.EVPowerDeliveryParameter is not None:
             raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
         s = 3
     elif o.EVPowerDeliveryParameter is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_din_EVPowerDeliveryParameterType(w, o.EVPowerDeliveryParameter)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 2:
         if o.DC_EVPowerDeliveryParameter is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_din_DC_EVPowerDeliveryParameterType(w, o.DC_EVPowerDeliveryParameter)
             if o.EVPowerDeliveryParameter is not None:
                 raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
             s = 3
         elif o.EVPowerDeliveryParameter is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_din_EVPowerDeliveryParameterType(w, o.EVPowerDeliveryParameter)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
@@ -3947,17 +3557,14 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
     f_AC_EVSEStatus: _din.AC_EVSEStatusType | None = None
     f_DC_EVSEStatus: _din.DC_EVSEStatusType | None = None
     f_EVSEStatus: _din.EVSEStatusType | None = None
-    if r.bits(1):
-        raise r.fail('PowerDeliveryResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('PowerDeliveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x304 != 0x0:
+        raise r.fail_back(10, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 3) & 31)
     if iv >= 23:
-        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('PowerDeliveryResType.ResponseCode', 'expected EE')
-    ec = r.bits(2)
+    ec = (c & 3)
     if ec == 0:
         f_AC_EVSEStatus = _d_din_AC_EVSEStatusType(r)
     elif ec == 1:
@@ -3967,183 +3574,141 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
     else:
         raise r.fail('PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     if r.bits(1):
-        raise r.fail('PowerDeliveryResType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PowerDeliveryResType', 'expected EE')
     return _din.PowerDeliveryResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
 
 def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PowerDeliveryResType', 'missing SE(ResponseCode)')
+    if o.ResponseCode is None:
+        raise encode_error('PowerDeliveryResType.ResponseCode', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 1, 8)
     if o.AC_EVSEStatus is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with AC_EVSEStatus')
     elif o.DC_EVSEStatus is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_din_EVSEStatusType(w, o.EVSEStatus)
     else:
         raise encode_error('PowerDeliveryResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_PreChargeReqType(r: BitReader) -> _din.PreChargeReqType:
     f_DC_EVStatus: _din.DC_EVStatusType
     f_EVTargetVoltage: _din.PhysicalValueType
     f_EVTargetCurrent: _din.PhysicalValueType
     if r.bits(1):
-        raise r.fail('PreChargeReqType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
     if r.bits(1):
-        raise r.fail('PreChargeReqType[1]', 'expected SE(EVTargetVoltage)')
+        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(EVTargetVoltage)')
     f_EVTargetVoltage = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('PreChargeReqType[2]', 'expected SE(EVTargetCurrent)')
+        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(EVTargetCurrent)')
     f_EVTargetCurrent = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('PreChargeReqType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PreChargeReqType', 'expected EE')
     return _din.PreChargeReqType(DC_EVStatus=f_DC_EVStatus, EVTargetVoltage=f_EVTargetVoltage, EVTargetCurrent=f_EVTargetCurrent)
 
 def _e_din_PreChargeReqType(w: BitWriter, o: _din.PreChargeReqType) -> None:
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVStatusType(w, o.DC_EVStatus)
-    else:
-        raise encode_error('PreChargeReqType', 'missing SE(DC_EVStatus)')
-    if o.EVTargetVoltage is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVTargetVoltage)
-    else:
-        raise encode_error('PreChargeReqType', 'missing SE(EVTargetVoltage)')
-    if o.EVTargetCurrent is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVTargetCurrent)
-    else:
-        raise encode_error('PreChargeReqType', 'missing SE(EVTargetCurrent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.DC_EVStatus is None:
+        raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_DC_EVStatusType(w, o.DC_EVStatus)
+    if o.EVTargetVoltage is None:
+        raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVTargetVoltage)
+    if o.EVTargetCurrent is None:
+        raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVTargetCurrent)
+    w.bits(0x0, 1)
 
 def _d_din_PreChargeResType(r: BitReader) -> _din.PreChargeResType:
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
-    if r.bits(1):
-        raise r.fail('PreChargeResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('PreChargeResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('PreChargeResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PreChargeResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
     if r.bits(1):
-        raise r.fail('PreChargeResType[2]', 'expected SE(EVSEPresentVoltage)')
+        raise r.fail_back(1, 'PreChargeResType', 'expected SE(EVSEPresentVoltage)')
     f_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('PreChargeResType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PreChargeResType', 'expected EE')
     return _din.PreChargeResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_din_PreChargeResType(w: BitWriter, o: _din.PreChargeResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PreChargeResType', 'missing SE(ResponseCode)')
-    if o.DC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
-    else:
-        raise encode_error('PreChargeResType', 'missing SE(DC_EVSEStatus)')
-    if o.EVSEPresentVoltage is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVSEPresentVoltage)
-    else:
-        raise encode_error('PreChargeResType', 'missing SE(EVSEPresentVoltage)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('PreChargeResType.ResponseCode', 'required value missing')
+    if o.DC_EVSEStatus is None:
+        raise encode_error('PreChargeResType.DC_EVSEStatus', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    if o.EVSEPresentVoltage is None:
+        raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVSEPresentVoltage)
+    w.bits(0x0, 1)
 
 def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
     f_ServiceID: int
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType[0]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ServiceDetailReqType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType.ServiceID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType[1]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
     return _din.ServiceDetailReqType(ServiceID=f_ServiceID)
 
 def _e_din_ServiceDetailReqType(w: BitWriter, o: _din.ServiceDetailReqType) -> None:
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceDetailReqType', 'missing SE(ServiceID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ServiceID is None:
+        raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    w.bits(0x0, 2)
 
 def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
     f_ResponseCode: _din.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _din.ServiceParameterListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x307 != 0x0:
+        raise r.fail_back(10, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+    iv = ((c >> 3) & 31)
     if iv >= 23:
-        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType[1]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ServiceID', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ServiceDetailResType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ServiceID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'ServiceDetailResType', 'expected EE of ServiceID')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_ServiceParameterList = _d_din_ServiceParameterListType(r)
         s = 3
@@ -4153,60 +3718,53 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
         raise r.fail('ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('ServiceDetailResType[3]', 'expected EE')
+            raise r.fail_back(1, 'ServiceDetailResType[3]', 'expected EE')
         s = -1
     return _din.ServiceDetailResType(ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
 
 def _e_din_ServiceDetailResType(w: BitWriter, o: _din.ServiceDetailResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ServiceDetailResType', 'missing SE(ResponseCode)')
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ServiceDetailResType', 'missing SE(ServiceID)')
+    if o.ResponseCode is None:
+        raise encode_error('ServiceDetailResType.ResponseCode', 'required value missing')
+    if o.ServiceID is None:
+        raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 3, 10)
+    s = 1
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    w.bits(0x0, 1)
+    s = 2
     if o.ServiceParameterList is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_ServiceParameterListType(w, o.ServiceParameterList)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType:
     f_ServiceScope: str | None = None
     f_ServiceCategory: _din.serviceCategoryType | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType.ServiceScope', 'expected CH')
+            raise r.fail_back(1, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
         f_ServiceScope = r.string(32)
         if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType.ServiceScope', 'expected EE')
+            raise r.fail_back(1, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected CH')
-        f_ServiceCategory = _E_din_serviceCategoryType[r.bits(2)]
-        if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected EE')
+        c = r.bits(4)
+        if c & 0x9 != 0x0:
+            raise r.fail_back(4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
         s = 2
     elif ec == 2:
         s = -1
@@ -4215,11 +3773,10 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected CH')
-            f_ServiceCategory = _E_din_serviceCategoryType[r.bits(2)]
-            if r.bits(1):
-                raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected EE')
+            c = r.bits(4)
+            if c & 0x9 != 0x0:
+                raise r.fail_back(4, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+            f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
             s = 2
         elif ec == 1:
             s = -1
@@ -4227,42 +3784,35 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
             raise r.fail('ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType[2]', 'expected EE')
+            raise r.fail_back(1, 'ServiceDiscoveryReqType[2]', 'expected EE')
         s = -1
     return _din.ServiceDiscoveryReqType(ServiceScope=f_ServiceScope, ServiceCategory=f_ServiceCategory)
 
 def _e_din_ServiceDiscoveryReqType(w: BitWriter, o: _din.ServiceDiscoveryReqType) -> None:
     s = 0
     if o.ServiceScope is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.ServiceScope) > 32:
-            raise encode_error('ServiceDiscoveryReqType.ServiceScope', f'value length {len(o.ServiceScope)} outside 0..32')
+            raise encode_error('ServiceDiscoveryReqType.ServiceScope', f'length {len(o.ServiceScope)} outside 0..32')
         w.string(o.ServiceScope)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.ServiceCategory is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_din_serviceCategoryType[o.ServiceCategory], 2)
-        w.bits(0, 1)
+        w.bits((_I_din_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10, 6)
         s = 2
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 1:
         if o.ServiceCategory is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(_I_din_serviceCategoryType[o.ServiceCategory], 2)
-            w.bits(0, 1)
+            w.bits((_I_din_serviceCategoryType[o.ServiceCategory]) << 1, 6)
             s = 2
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType:
@@ -4271,26 +3821,22 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
     f_ChargeService: _din.ServiceChargeType
     f_ServiceList: _din.ServiceTagListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)')
+    iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType[1]', 'expected SE(PaymentOptions)')
     f_PaymentOptions = _d_din_PaymentOptionsType(r)
-    s = 2
     if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType[2]', 'expected SE(ChargeService)')
+        raise r.fail_back(1, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
+    s = 2
     f_ChargeService = _d_din_ServiceChargeType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_ServiceList = _d_din_ServiceTagListType(r)
         s = 4
@@ -4300,170 +3846,126 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
         raise r.fail('ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ServiceDiscoveryResType[4]', 'expected EE')
+            raise r.fail_back(1, 'ServiceDiscoveryResType[4]', 'expected EE')
         s = -1
     return _din.ServiceDiscoveryResType(ResponseCode=f_ResponseCode, PaymentOptions=f_PaymentOptions, ChargeService=f_ChargeService, ServiceList=f_ServiceList)
 
 def _e_din_ServiceDiscoveryResType(w: BitWriter, o: _din.ServiceDiscoveryResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ServiceDiscoveryResType', 'missing SE(ResponseCode)')
-    if o.PaymentOptions is not None:
-        w.bits(0, 1)
-        _e_din_PaymentOptionsType(w, o.PaymentOptions)
-        s = 2
-    else:
-        raise encode_error('ServiceDiscoveryResType', 'missing SE(PaymentOptions)')
-    if o.ChargeService is not None:
-        w.bits(0, 1)
-        _e_din_ServiceChargeType(w, o.ChargeService)
-        s = 3
-    else:
-        raise encode_error('ServiceDiscoveryResType', 'missing SE(ChargeService)')
+    if o.ResponseCode is None:
+        raise encode_error('ServiceDiscoveryResType.ResponseCode', 'required value missing')
+    if o.PaymentOptions is None:
+        raise encode_error('ServiceDiscoveryResType.PaymentOptions', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    s = 1
+    _e_din_PaymentOptionsType(w, o.PaymentOptions)
+    if o.ChargeService is None:
+        raise encode_error('ServiceDiscoveryResType.ChargeService', 'required value missing')
+    w.bits(0x0, 1)
+    s = 2
+    _e_din_ServiceChargeType(w, o.ChargeService)
+    s = 3
     if o.ServiceList is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_ServiceTagListType(w, o.ServiceList)
         s = 4
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_ServicePaymentSelectionReqType(r: BitReader) -> _din.ServicePaymentSelectionReqType:
     f_SelectedPaymentOption: _din.paymentOptionType
     f_SelectedServiceList: _din.SelectedServiceListType
-    if r.bits(1):
-        raise r.fail('ServicePaymentSelectionReqType[0]', 'expected SE(SelectedPaymentOption)')
-    if r.bits(1):
-        raise r.fail('ServicePaymentSelectionReqType.SelectedPaymentOption', 'expected CH')
-    f_SelectedPaymentOption = _E_din_paymentOptionType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('ServicePaymentSelectionReqType.SelectedPaymentOption', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServicePaymentSelectionReqType[1]', 'expected SE(SelectedServiceList)')
+    c = r.bits(5)
+    if c & 0x1b != 0x0:
+        raise r.fail_back(5, 'ServicePaymentSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)')
+    f_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 2) & 1)]
     f_SelectedServiceList = _d_din_SelectedServiceListType(r)
     if r.bits(1):
-        raise r.fail('ServicePaymentSelectionReqType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ServicePaymentSelectionReqType', 'expected EE')
     return _din.ServicePaymentSelectionReqType(SelectedPaymentOption=f_SelectedPaymentOption, SelectedServiceList=f_SelectedServiceList)
 
 def _e_din_ServicePaymentSelectionReqType(w: BitWriter, o: _din.ServicePaymentSelectionReqType) -> None:
-    if o.SelectedPaymentOption is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_paymentOptionType[o.SelectedPaymentOption], 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServicePaymentSelectionReqType', 'missing SE(SelectedPaymentOption)')
-    if o.SelectedServiceList is not None:
-        w.bits(0, 1)
-        _e_din_SelectedServiceListType(w, o.SelectedServiceList)
-    else:
-        raise encode_error('ServicePaymentSelectionReqType', 'missing SE(SelectedServiceList)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.SelectedPaymentOption is None:
+        raise encode_error('ServicePaymentSelectionReqType.SelectedPaymentOption', 'required value missing')
+    if o.SelectedServiceList is None:
+        raise encode_error('ServicePaymentSelectionReqType.SelectedServiceList', 'required value missing')
+    w.bits((_I_din_paymentOptionType[o.SelectedPaymentOption]) << 2, 5)
+    _e_din_SelectedServiceListType(w, o.SelectedServiceList)
+    w.bits(0x0, 1)
 
 def _d_din_ServicePaymentSelectionResType(r: BitReader) -> _din.ServicePaymentSelectionResType:
     f_ResponseCode: _din.responseCodeType
-    if r.bits(1):
-        raise r.fail('ServicePaymentSelectionResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ServicePaymentSelectionResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'ServicePaymentSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ServicePaymentSelectionResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServicePaymentSelectionResType[1]', 'expected EE')
-    pass
     return _din.ServicePaymentSelectionResType(ResponseCode=f_ResponseCode)
 
 def _e_din_ServicePaymentSelectionResType(w: BitWriter, o: _din.ServicePaymentSelectionResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServicePaymentSelectionResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('ServicePaymentSelectionResType.ResponseCode', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
 
 def _d_din_SessionSetupReqType(r: BitReader) -> _din.SessionSetupReqType:
     f_EVCCID: bytes
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType[0]', 'expected SE(EVCCID)')
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType.EVCCID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     f_EVCCID = r.binary(8)
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType.EVCCID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType[1]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
     return _din.SessionSetupReqType(EVCCID=f_EVCCID)
 
 def _e_din_SessionSetupReqType(w: BitWriter, o: _din.SessionSetupReqType) -> None:
-    if o.EVCCID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.EVCCID) > 8:
-            raise encode_error('SessionSetupReqType.EVCCID', f'value length {len(o.EVCCID)} outside 0..8')
-        w.binary(o.EVCCID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SessionSetupReqType', 'missing SE(EVCCID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.EVCCID is None:
+        raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.EVCCID) > 8:
+        raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.EVCCID)} outside 0..8')
+    w.binary(o.EVCCID)
+    w.bits(0x0, 2)
 
 def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
     f_ResponseCode: _din.responseCodeType
     f_EVSEID: bytes
     f_DateTimeNow: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('SessionSetupResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x307 != 0x0:
+        raise r.fail_back(10, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+    iv = ((c >> 3) & 31)
     if iv >= 23:
-        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('SessionSetupResType[1]', 'expected SE(EVSEID)')
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.EVSEID', 'expected CH')
     f_EVSEID = r.binary(32)
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.EVSEID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'SessionSetupResType', 'expected EE of EVSEID')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('SessionSetupResType.DateTimeNow', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'SessionSetupResType[2]', 'expected CH of DateTimeNow')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -9223372036854775808 or iv > 9223372036854775807:
             raise r.fail('SessionSetupResType.DateTimeNow', f'value {iv} outside -9223372036854775808..9223372036854775807')
         f_DateTimeNow = iv
         if r.bits(1):
-            raise r.fail('SessionSetupResType.DateTimeNow', 'expected EE')
+            raise r.fail_back(1, 'SessionSetupResType[2]', 'expected EE of DateTimeNow')
         s = 3
     elif ec == 1:
         s = -1
@@ -4471,152 +3973,109 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
         raise r.fail('SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('SessionSetupResType[3]', 'expected EE')
+            raise r.fail_back(1, 'SessionSetupResType[3]', 'expected EE')
         s = -1
     return _din.SessionSetupResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, DateTimeNow=f_DateTimeNow)
 
 def _e_din_SessionSetupResType(w: BitWriter, o: _din.SessionSetupResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('SessionSetupResType', 'missing SE(ResponseCode)')
-    if o.EVSEID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.EVSEID) > 32:
-            raise encode_error('SessionSetupResType.EVSEID', f'value length {len(o.EVSEID)} outside 0..32')
-        w.binary(o.EVSEID)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('SessionSetupResType', 'missing SE(EVSEID)')
+    if o.ResponseCode is None:
+        raise encode_error('SessionSetupResType.ResponseCode', 'required value missing')
+    if o.EVSEID is None:
+        raise encode_error('SessionSetupResType.EVSEID', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 3, 10)
+    s = 1
+    if len(o.EVSEID) > 32:
+        raise encode_error('SessionSetupResType.EVSEID', f'length {len(o.EVSEID)} outside 0..32')
+    w.binary(o.EVSEID)
+    w.bits(0x0, 1)
+    s = 2
     if o.DateTimeNow is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (-9223372036854775808 <= o.DateTimeNow <= 9223372036854775807):
+        w.bits(0x0, 3)
+        if o.DateTimeNow < -9223372036854775808 or o.DateTimeNow > 9223372036854775807:
             raise encode_error('SessionSetupResType.DateTimeNow', f'{o.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
         w.integer(o.DateTimeNow)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_SessionStopResType(r: BitReader) -> _din.SessionStopResType:
     f_ResponseCode: _din.responseCodeType
-    if r.bits(1):
-        raise r.fail('SessionStopResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('SessionStopResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('SessionStopResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SessionStopResType[1]', 'expected EE')
-    pass
     return _din.SessionStopResType(ResponseCode=f_ResponseCode)
 
 def _e_din_SessionStopResType(w: BitWriter, o: _din.SessionStopResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SessionStopResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
 
 def _d_din_SessionStopType(r: BitReader) -> _din.SessionStopType:
     if r.bits(1):
-        raise r.fail('SessionStopType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'SessionStopType', 'expected EE')
     return _din.SessionStopType()
 
 def _e_din_SessionStopType(w: BitWriter, o: _din.SessionStopType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_WeldingDetectionReqType(r: BitReader) -> _din.WeldingDetectionReqType:
     f_DC_EVStatus: _din.DC_EVStatusType
     if r.bits(1):
-        raise r.fail('WeldingDetectionReqType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
     if r.bits(1):
-        raise r.fail('WeldingDetectionReqType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WeldingDetectionReqType', 'expected EE')
     return _din.WeldingDetectionReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_din_WeldingDetectionReqType(w: BitWriter, o: _din.WeldingDetectionReqType) -> None:
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVStatusType(w, o.DC_EVStatus)
-    else:
-        raise encode_error('WeldingDetectionReqType', 'missing SE(DC_EVStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.DC_EVStatus is None:
+        raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_DC_EVStatusType(w, o.DC_EVStatus)
+    w.bits(0x0, 1)
 
 def _d_din_WeldingDetectionResType(r: BitReader) -> _din.WeldingDetectionResType:
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
-    if r.bits(1):
-        raise r.fail('WeldingDetectionResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('WeldingDetectionResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('WeldingDetectionResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WeldingDetectionResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
     if r.bits(1):
-        raise r.fail('WeldingDetectionResType[2]', 'expected SE(EVSEPresentVoltage)')
+        raise r.fail_back(1, 'WeldingDetectionResType', 'expected SE(EVSEPresentVoltage)')
     f_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('WeldingDetectionResType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WeldingDetectionResType', 'expected EE')
     return _din.WeldingDetectionResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_din_WeldingDetectionResType(w: BitWriter, o: _din.WeldingDetectionResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WeldingDetectionResType', 'missing SE(ResponseCode)')
-    if o.DC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
-    else:
-        raise encode_error('WeldingDetectionResType', 'missing SE(DC_EVSEStatus)')
-    if o.EVSEPresentVoltage is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVSEPresentVoltage)
-    else:
-        raise encode_error('WeldingDetectionResType', 'missing SE(EVSEPresentVoltage)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('WeldingDetectionResType.ResponseCode', 'required value missing')
+    if o.DC_EVSEStatus is None:
+        raise encode_error('WeldingDetectionResType.DC_EVSEStatus', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    if o.EVSEPresentVoltage is None:
+        raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVSEPresentVoltage)
+    w.bits(0x0, 1)
 
 def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterType:
     f_DepartureTime: int
@@ -4624,66 +4083,54 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
     f_EVMaxVoltage: _din.PhysicalValueType
     f_EVMaxCurrent: _din.PhysicalValueType
     f_EVMinCurrent: _din.PhysicalValueType
-    if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType[0]', 'expected SE(DepartureTime)')
-    if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType.DepartureTime', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'AC_EVChargeParameterType', 'expected SE(DepartureTime), CH of DepartureTime')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('AC_EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
     f_DepartureTime = iv
-    if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType.DepartureTime', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType[1]', 'expected SE(EAmount)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'AC_EVChargeParameterType', 'expected EE of DepartureTime, SE(EAmount)')
     f_EAmount = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType[2]', 'expected SE(EVMaxVoltage)')
+        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMaxVoltage)')
     f_EVMaxVoltage = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType[3]', 'expected SE(EVMaxCurrent)')
+        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMaxCurrent)')
     f_EVMaxCurrent = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType[4]', 'expected SE(EVMinCurrent)')
+        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMinCurrent)')
     f_EVMinCurrent = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType[5]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected EE')
     return _din.AC_EVChargeParameterType(DepartureTime=f_DepartureTime, EAmount=f_EAmount, EVMaxVoltage=f_EVMaxVoltage, EVMaxCurrent=f_EVMaxCurrent, EVMinCurrent=f_EVMinCurrent)
 
 def _e_din_AC_EVChargeParameterType(w: BitWriter, o: _din.AC_EVChargeParameterType) -> None:
-    if o.DepartureTime is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
-            raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AC_EVChargeParameterType', 'missing SE(DepartureTime)')
-    if o.EAmount is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EAmount)
-    else:
-        raise encode_error('AC_EVChargeParameterType', 'missing SE(EAmount)')
-    if o.EVMaxVoltage is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVMaxVoltage)
-    else:
-        raise encode_error('AC_EVChargeParameterType', 'missing SE(EVMaxVoltage)')
-    if o.EVMaxCurrent is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVMaxCurrent)
-    else:
-        raise encode_error('AC_EVChargeParameterType', 'missing SE(EVMaxCurrent)')
-    if o.EVMinCurrent is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVMinCurrent)
-    else:
-        raise encode_error('AC_EVChargeParameterType', 'missing SE(EVMinCurrent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.DepartureTime is None:
+        raise encode_error('AC_EVChargeParameterType.DepartureTime', 'required value missing')
+    w.bits(0x0, 2)
+    if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
+    w.uint(o.DepartureTime)
+    if o.EAmount is None:
+        raise encode_error('AC_EVChargeParameterType.EAmount', 'required value missing')
+    w.bits(0x0, 2)
+    _e_din_PhysicalValueType(w, o.EAmount)
+    if o.EVMaxVoltage is None:
+        raise encode_error('AC_EVChargeParameterType.EVMaxVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVMaxVoltage)
+    if o.EVMaxCurrent is None:
+        raise encode_error('AC_EVChargeParameterType.EVMaxCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVMaxCurrent)
+    if o.EVMinCurrent is None:
+        raise encode_error('AC_EVChargeParameterType.EVMinCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVMinCurrent)
+    w.bits(0x0, 1)
 
 def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParameterType:
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
@@ -4691,139 +4138,91 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
     f_EVSEMaxCurrent: _din.PhysicalValueType
     f_EVSEMinCurrent: _din.PhysicalValueType
     if r.bits(1):
-        raise r.fail('AC_EVSEChargeParameterType[0]', 'expected SE(AC_EVSEStatus)')
+        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus)')
     f_AC_EVSEStatus = _d_din_AC_EVSEStatusType(r)
     if r.bits(1):
-        raise r.fail('AC_EVSEChargeParameterType[1]', 'expected SE(EVSEMaxVoltage)')
+        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMaxVoltage)')
     f_EVSEMaxVoltage = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('AC_EVSEChargeParameterType[2]', 'expected SE(EVSEMaxCurrent)')
+        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMaxCurrent)')
     f_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('AC_EVSEChargeParameterType[3]', 'expected SE(EVSEMinCurrent)')
+        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMinCurrent)')
     f_EVSEMinCurrent = _d_din_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('AC_EVSEChargeParameterType[4]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected EE')
     return _din.AC_EVSEChargeParameterType(AC_EVSEStatus=f_AC_EVSEStatus, EVSEMaxVoltage=f_EVSEMaxVoltage, EVSEMaxCurrent=f_EVSEMaxCurrent, EVSEMinCurrent=f_EVSEMinCurrent)
 
 def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParameterType) -> None:
-    if o.AC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
-    else:
-        raise encode_error('AC_EVSEChargeParameterType', 'missing SE(AC_EVSEStatus)')
-    if o.EVSEMaxVoltage is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVSEMaxVoltage)
-    else:
-        raise encode_error('AC_EVSEChargeParameterType', 'missing SE(EVSEMaxVoltage)')
-    if o.EVSEMaxCurrent is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVSEMaxCurrent)
-    else:
-        raise encode_error('AC_EVSEChargeParameterType', 'missing SE(EVSEMaxCurrent)')
-    if o.EVSEMinCurrent is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVSEMinCurrent)
-    else:
-        raise encode_error('AC_EVSEChargeParameterType', 'missing SE(EVSEMinCurrent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.AC_EVSEStatus is None:
+        raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+    if o.EVSEMaxVoltage is None:
+        raise encode_error('AC_EVSEChargeParameterType.EVSEMaxVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVSEMaxVoltage)
+    if o.EVSEMaxCurrent is None:
+        raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVSEMaxCurrent)
+    if o.EVSEMinCurrent is None:
+        raise encode_error('AC_EVSEChargeParameterType.EVSEMinCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVSEMinCurrent)
+    w.bits(0x0, 1)
 
 def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
     f_PowerSwitchClosed: bool
     f_RCD: bool
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType[0]', 'expected SE(PowerSwitchClosed)')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.PowerSwitchClosed', 'expected CH')
-    f_PowerSwitchClosed = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.PowerSwitchClosed', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType[1]', 'expected SE(RCD)')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.RCD', 'expected CH')
-    f_RCD = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.RCD', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType[2]', 'expected SE(NotificationMaxDelay)')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', 'expected CH')
+    c = r.bits(10)
+    if c & 0x377 != 0x0:
+        raise r.fail_back(10, 'AC_EVSEStatusType', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    f_PowerSwitchClosed = ((c >> 7) & 1) == 1
+    f_RCD = ((c >> 3) & 1) == 1
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..4294967295')
     f_NotificationMaxDelay = iv
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType[3]', 'expected SE(EVSENotification)')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.EVSENotification', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x73 != 0x0:
+        raise r.fail_back(7, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+    iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_din_EVSENotificationType[iv]
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.EVSENotification', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType[4]', 'expected EE')
-    pass
     return _din.AC_EVSEStatusType(PowerSwitchClosed=f_PowerSwitchClosed, RCD=f_RCD, NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_din_AC_EVSEStatusType(w: BitWriter, o: _din.AC_EVSEStatusType) -> None:
-    if o.PowerSwitchClosed is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.PowerSwitchClosed else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AC_EVSEStatusType', 'missing SE(PowerSwitchClosed)')
-    if o.RCD is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.RCD else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AC_EVSEStatusType', 'missing SE(RCD)')
-    if o.NotificationMaxDelay is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NotificationMaxDelay <= 4294967295):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..4294967295')
-        w.uint(o.NotificationMaxDelay)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AC_EVSEStatusType', 'missing SE(NotificationMaxDelay)')
-    if o.EVSENotification is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_EVSENotificationType[o.EVSENotification], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AC_EVSEStatusType', 'missing SE(EVSENotification)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.PowerSwitchClosed is None:
+        raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
+    if o.RCD is None:
+        raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+    if o.NotificationMaxDelay is None:
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits((1 if o.PowerSwitchClosed else 0) << 7 | (1 if o.RCD else 0) << 3, 10)
+    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 4294967295:
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..4294967295')
+    w.uint(o.NotificationMaxDelay)
+    if o.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+    w.bits((_I_din_EVSENotificationType[o.EVSENotification]) << 2, 7)
 
 def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
     f_Certificate: bytes
     f_SubCertificates: _din.SubCertificatesType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('CertificateChainType[0]', 'expected SE(Certificate)')
-    if r.bits(1):
-        raise r.fail('CertificateChainType.Certificate', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
     f_Certificate = r.binary(1200)
-    if r.bits(1):
-        raise r.fail('CertificateChainType.Certificate', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'CertificateChainType', 'expected EE of Certificate')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_SubCertificates = _d_din_SubCertificatesType(r)
         s = 2
@@ -4833,54 +4232,54 @@ def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
         raise r.fail('CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('CertificateChainType[2]', 'expected EE')
+            raise r.fail_back(1, 'CertificateChainType[2]', 'expected EE')
         s = -1
     return _din.CertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_din_CertificateChainType(w: BitWriter, o: _din.CertificateChainType) -> None:
     s = 0
-    if o.Certificate is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.Certificate) > 1200:
-            raise encode_error('CertificateChainType.Certificate', f'value length {len(o.Certificate)} outside 0..1200')
-        w.binary(o.Certificate)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('CertificateChainType', 'missing SE(Certificate)')
+    if o.Certificate is None:
+        raise encode_error('CertificateChainType.Certificate', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.Certificate) > 1200:
+        raise encode_error('CertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..1200')
+    w.binary(o.Certificate)
+    w.bits(0x0, 1)
+    s = 1
     if o.SubCertificates is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_SubCertificatesType(w, o.SubCertificates)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
     f_SAScheduleTupleID: int
     f_ProfileEntry: list[_din.ProfileEntryType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ChargingProfileType[0]', 'expected SE(SAScheduleTupleID)')
-    if r.bits(1):
-        raise r.fail('ChargingProfileType.SAScheduleTupleID', 'expected CH')
-    iv = r.integer()
+    c = r.bits(3)
+    if c & 0x6 != 0x0:
+        raise r.fail_back(3, 'ChargingProfileType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('ChargingProfileType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
     f_SAScheduleTupleID = iv
-    if r.bits(1):
-        raise r.fail('ChargingProfileType.SAScheduleTupleID', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ChargingProfileType', 'expected EE of SAScheduleTupleID, SE(ProfileEntry)')
     s = 1
-    if r.bits(1):
-        raise r.fail('ChargingProfileType[1]', 'expected SE(ProfileEntry)')
     f_ProfileEntry.append(_d_din_ProfileEntryType(r))
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_ProfileEntry.append(_d_din_ProfileEntryType(r))
         s = 3
@@ -4903,18 +4302,16 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
 def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> None:
     i_ProfileEntry = 0
     s = 0
-    if o.SAScheduleTupleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.SAScheduleTupleID <= 32767):
-            raise encode_error('ChargingProfileType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-        w.integer(o.SAScheduleTupleID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ChargingProfileType', 'missing SE(SAScheduleTupleID)')
+    if o.SAScheduleTupleID is None:
+        raise encode_error('ChargingProfileType.SAScheduleTupleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767:
+        raise encode_error('ChargingProfileType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
+    w.integer(o.SAScheduleTupleID)
+    w.bits(0x0, 1)
+    s = 1
     if i_ProfileEntry < len(o.ProfileEntry):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
         _e_din_ProfileEntryType(w, x_ProfileEntry)
@@ -4922,23 +4319,23 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
     else:
         raise encode_error('ChargingProfileType', 'missing SE(ProfileEntry)')
     if i_ProfileEntry < len(o.ProfileEntry):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
         _e_din_ProfileEntryType(w, x_ProfileEntry)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_ProfileEntry < len(o.ProfileEntry):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
                 i_ProfileEntry += 1
                 _e_din_ProfileEntryType(w, x_ProfileEntry)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -4946,18 +4343,18 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
     f_startValue: int
     f_Cost: list[_din.CostType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ConsumptionCostType[0]', 'expected SE(startValue)')
-    if r.bits(1):
-        raise r.fail('ConsumptionCostType.startValue', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ConsumptionCostType', 'expected SE(startValue), CH of startValue')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('ConsumptionCostType.startValue', f'value {iv} outside 0..4294967295')
     f_startValue = iv
-    if r.bits(1):
-        raise r.fail('ConsumptionCostType.startValue', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'ConsumptionCostType', 'expected EE of startValue')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Cost.append(_d_din_CostType(r))
         s = 2
@@ -4980,34 +4377,32 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
 def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> None:
     i_Cost = 0
     s = 0
-    if o.startValue is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.startValue <= 4294967295):
-            raise encode_error('ConsumptionCostType.startValue', f'{o.startValue!r} outside 0..4294967295')
-        w.uint(o.startValue)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ConsumptionCostType', 'missing SE(startValue)')
+    if o.startValue is None:
+        raise encode_error('ConsumptionCostType.startValue', 'required value missing')
+    w.bits(0x0, 2)
+    if o.startValue < 0 or o.startValue > 4294967295:
+        raise encode_error('ConsumptionCostType.startValue', f'{o.startValue!r} outside 0..4294967295')
+    w.uint(o.startValue)
+    w.bits(0x0, 1)
+    s = 1
     if i_Cost < len(o.Cost):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Cost = o.Cost[i_Cost]
         i_Cost += 1
         _e_din_CostType(w, x_Cost)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_Cost < len(o.Cost):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Cost = o.Cost[i_Cost]
                 i_Cost += 1
                 _e_din_CostType(w, x_Cost)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -5016,38 +4411,31 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
     f_amount: int
     f_amountMultiplier: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('CostType[0]', 'expected SE(costKind)')
-    if r.bits(1):
-        raise r.fail('CostType.costKind', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x67 != 0x0:
+        raise r.fail_back(7, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('CostType.costKind', f'enumeration index {iv} out of range')
+        raise r.fail('CostType.costKind', f'enumeration index {iv}')
     f_costKind = _E_din_costKindType[iv]
-    if r.bits(1):
-        raise r.fail('CostType.costKind', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('CostType[1]', 'expected SE(amount)')
-    if r.bits(1):
-        raise r.fail('CostType.amount', 'expected CH')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('CostType.amount', f'value {iv} outside 0..4294967295')
     f_amount = iv
-    if r.bits(1):
-        raise r.fail('CostType.amount', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'CostType', 'expected EE of amount')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('CostType.amountMultiplier', 'expected CH')
-        iv = r.bits(3) + -3
+        c = r.bits(5)
+        if c & 0x11 != 0x0:
+            raise r.fail_back(5, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier')
+        iv = ((c >> 1) & 7) - 3
         if iv > 3:
             raise r.fail('CostType.amountMultiplier', f'value {iv} outside -3..3')
         f_amountMultiplier = iv
-        if r.bits(1):
-            raise r.fail('CostType.amountMultiplier', 'expected EE')
         s = 3
     elif ec == 1:
         s = -1
@@ -5055,44 +4443,34 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
         raise r.fail('CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('CostType[3]', 'expected EE')
+            raise r.fail_back(1, 'CostType[3]', 'expected EE')
         s = -1
     return _din.CostType(costKind=f_costKind, amount=f_amount, amountMultiplier=f_amountMultiplier)
 
 def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
     s = 0
-    if o.costKind is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_costKindType[o.costKind], 2)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('CostType', 'missing SE(costKind)')
-    if o.amount is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.amount <= 4294967295):
-            raise encode_error('CostType.amount', f'{o.amount!r} outside 0..4294967295')
-        w.uint(o.amount)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('CostType', 'missing SE(amount)')
+    if o.costKind is None:
+        raise encode_error('CostType.costKind', 'required value missing')
+    if o.amount is None:
+        raise encode_error('CostType.amount', 'required value missing')
+    w.bits((_I_din_costKindType[o.costKind]) << 3, 7)
+    s = 1
+    if o.amount < 0 or o.amount > 4294967295:
+        raise encode_error('CostType.amount', f'{o.amount!r} outside 0..4294967295')
+    w.uint(o.amount)
+    w.bits(0x0, 1)
+    s = 2
     if o.amountMultiplier is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (-3 <= o.amountMultiplier <= 3):
+        if o.amountMultiplier < -3 or o.amountMultiplier > 3:
             raise encode_error('CostType.amountMultiplier', f'{o.amountMultiplier!r} outside -3..3')
-        w.bits(o.amountMultiplier - -3, 3)
-        w.bits(0, 1)
+        w.bits((o.amountMultiplier + 3) << 1, 7)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterType:
@@ -5106,14 +4484,15 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
     f_BulkSOC: int | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('DC_EVChargeParameterType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'DC_EVChargeParameterType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
-    s = 1
     if r.bits(1):
-        raise r.fail('DC_EVChargeParameterType[1]', 'expected SE(EVMaximumCurrentLimit)')
+        raise r.fail_back(1, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit)')
+    s = 1
     f_EVMaximumCurrentLimit = _d_din_PhysicalValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
         s = 3
@@ -5124,10 +4503,11 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         raise r.fail('DC_EVChargeParameterType[2]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 3:
         if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType[3]', 'expected SE(EVMaximumVoltageLimit)')
+            raise r.fail_back(1, 'DC_EVChargeParameterType[3]', 'expected SE(EVMaximumVoltageLimit)')
         f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
         s = 4
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_EVEnergyCapacity = _d_din_PhysicalValueType(r)
         s = 5
@@ -5135,24 +4515,22 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         f_EVEnergyRequest = _d_din_PhysicalValueType(r)
         s = 6
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DC_EVChargeParameterType[4]', 'expected CH of FullSOC, EE of FullSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
         f_FullSOC = iv
-        if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
         s = 7
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DC_EVChargeParameterType[4]', 'expected CH of BulkSOC, EE of BulkSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
         f_BulkSOC = iv
-        if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
         s = 8
     elif ec == 4:
         s = -1
@@ -5164,24 +4542,22 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             f_EVEnergyRequest = _d_din_PhysicalValueType(r)
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
             f_FullSOC = iv
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
             s = 7
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
             f_BulkSOC = iv
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
             s = 8
         elif ec == 3:
             s = -1
@@ -5190,24 +4566,22 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
             f_FullSOC = iv
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
             f_BulkSOC = iv
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
             s = 8
         elif ec == 2:
             s = -1
@@ -5216,14 +4590,13 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
     if s == 7:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
             f_BulkSOC = iv
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
             s = 8
         elif ec == 1:
             s = -1
@@ -5231,127 +4604,104 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             raise r.fail('DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(BulkSOC), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType[8]', 'expected EE')
+            raise r.fail_back(1, 'DC_EVChargeParameterType[8]', 'expected EE')
         s = -1
     return _din.DC_EVChargeParameterType(DC_EVStatus=f_DC_EVStatus, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVEnergyCapacity=f_EVEnergyCapacity, EVEnergyRequest=f_EVEnergyRequest, FullSOC=f_FullSOC, BulkSOC=f_BulkSOC)
 
 def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterType) -> None:
     s = 0
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVStatusType(w, o.DC_EVStatus)
-        s = 1
-    else:
-        raise encode_error('DC_EVChargeParameterType', 'missing SE(DC_EVStatus)')
-    if o.EVMaximumCurrentLimit is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVMaximumCurrentLimit)
-        s = 2
-    else:
-        raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumCurrentLimit)')
+    if o.DC_EVStatus is None:
+        raise encode_error('DC_EVChargeParameterType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_DC_EVStatusType(w, o.DC_EVStatus)
+    if o.EVMaximumCurrentLimit is None:
+        raise encode_error('DC_EVChargeParameterType.EVMaximumCurrentLimit', 'required value missing')
+    w.bits(0x0, 1)
+    s = 1
+    _e_din_PhysicalValueType(w, o.EVMaximumCurrentLimit)
+    s = 2
     if o.EVMaximumPowerLimit is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_PhysicalValueType(w, o.EVMaximumPowerLimit)
         s = 3
     elif o.EVMaximumVoltageLimit is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_PhysicalValueType(w, o.EVMaximumVoltageLimit)
         s = 4
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 3:
         if o.EVMaximumVoltageLimit is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_din_PhysicalValueType(w, o.EVMaximumVoltageLimit)
             s = 4
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumVoltageLimit)')
     if o.EVEnergyCapacity is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_din_PhysicalValueType(w, o.EVEnergyCapacity)
         s = 5
     elif o.EVEnergyRequest is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_din_PhysicalValueType(w, o.EVEnergyRequest)
         s = 6
     elif o.FullSOC is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.FullSOC <= 100):
+        if o.FullSOC < 0 or o.FullSOC > 100:
             raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-        w.bits(o.FullSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.FullSOC) << 1 | 0x400, 12)
         s = 7
     elif o.BulkSOC is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.BulkSOC <= 100):
+        if o.BulkSOC < 0 or o.BulkSOC > 100:
             raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-        w.bits(o.BulkSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.BulkSOC) << 1 | 0x600, 12)
         s = 8
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 5:
         if o.EVEnergyRequest is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_din_PhysicalValueType(w, o.EVEnergyRequest)
             s = 6
         elif o.FullSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.FullSOC <= 100):
+            if o.FullSOC < 0 or o.FullSOC > 100:
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            w.bits(o.FullSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.FullSOC) << 1 | 0x200, 12)
             s = 7
         elif o.BulkSOC is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.BulkSOC <= 100):
+            if o.BulkSOC < 0 or o.BulkSOC > 100:
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits(o.BulkSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.BulkSOC) << 1 | 0x400, 12)
             s = 8
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 6:
         if o.FullSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.FullSOC <= 100):
+            if o.FullSOC < 0 or o.FullSOC > 100:
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            w.bits(o.FullSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.FullSOC) << 1, 11)
             s = 7
         elif o.BulkSOC is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.BulkSOC <= 100):
+            if o.BulkSOC < 0 or o.BulkSOC > 100:
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits(o.BulkSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.BulkSOC) << 1 | 0x200, 11)
             s = 8
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 7:
         if o.BulkSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.BulkSOC <= 100):
+            if o.BulkSOC < 0 or o.BulkSOC > 100:
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits(o.BulkSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.BulkSOC) << 1, 11)
             s = 8
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliveryParameterType:
@@ -5360,74 +4710,59 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliv
     f_ChargingComplete: bool
     s = 0
     if r.bits(1):
-        raise r.fail('DC_EVPowerDeliveryParameterType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.BulkChargingComplete', 'expected CH')
-        f_BulkChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.BulkChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+        f_BulkChargingComplete = ((c >> 1) & 1) == 1
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 3
     else:
         raise r.fail('DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete)')
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 3
     if r.bits(1):
-        raise r.fail('DC_EVPowerDeliveryParameterType[3]', 'expected EE')
+        raise r.fail_back(1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
     s = -1
     return _din.DC_EVPowerDeliveryParameterType(DC_EVStatus=f_DC_EVStatus, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete)
 
 def _e_din_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _din.DC_EVPowerDeliveryParameterType) -> None:
     s = 0
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVStatusType(w, o.DC_EVStatus)
-        s = 1
-    else:
-        raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(DC_EVStatus)')
+    if o.DC_EVStatus is None:
+        raise encode_error('DC_EVPowerDeliveryParameterType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_DC_EVStatusType(w, o.DC_EVStatus)
+    s = 1
     if o.BulkChargingComplete is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.BulkChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.BulkChargingComplete else 0) << 1, 5)
         s = 2
     elif o.ChargingComplete is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.ChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 5)
         s = 3
     else:
         raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 2:
         if o.ChargingComplete is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1, 4)
             s = 3
         else:
             raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(ChargingComplete)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParameterType:
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
@@ -5441,14 +4776,15 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     f_EVSEEnergyToBeDelivered: _din.PhysicalValueType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('DC_EVSEChargeParameterType[0]', 'expected SE(DC_EVSEStatus)')
+        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    s = 1
     if r.bits(1):
-        raise r.fail('DC_EVSEChargeParameterType[1]', 'expected SE(EVSEMaximumCurrentLimit)')
+        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit)')
+    s = 1
     f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
         s = 3
@@ -5459,18 +4795,19 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
         raise r.fail('DC_EVSEChargeParameterType[2]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
     if s == 3:
         if r.bits(1):
-            raise r.fail('DC_EVSEChargeParameterType[3]', 'expected SE(EVSEMaximumVoltageLimit)')
+            raise r.fail_back(1, 'DC_EVSEChargeParameterType[3]', 'expected SE(EVSEMaximumVoltageLimit)')
         f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
         s = 4
     if r.bits(1):
-        raise r.fail('DC_EVSEChargeParameterType[4]', 'expected SE(EVSEMinimumCurrentLimit)')
+        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumCurrentLimit)')
     f_EVSEMinimumCurrentLimit = _d_din_PhysicalValueType(r)
-    s = 5
     if r.bits(1):
-        raise r.fail('DC_EVSEChargeParameterType[5]', 'expected SE(EVSEMinimumVoltageLimit)')
+        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumVoltageLimit)')
+    s = 5
     f_EVSEMinimumVoltageLimit = _d_din_PhysicalValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 6
-    ec = r.bits(2)
     if ec == 0:
         f_EVSECurrentRegulationTolerance = _d_din_PhysicalValueType(r)
         s = 7
@@ -5481,10 +4818,11 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
         raise r.fail('DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
         if r.bits(1):
-            raise r.fail('DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple)')
+            raise r.fail_back(1, 'DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple)')
         f_EVSEPeakCurrentRipple = _d_din_PhysicalValueType(r)
         s = 8
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVSEEnergyToBeDelivered = _d_din_PhysicalValueType(r)
         s = 9
@@ -5494,80 +4832,76 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
         raise r.fail('DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     if s == 9:
         if r.bits(1):
-            raise r.fail('DC_EVSEChargeParameterType[9]', 'expected EE')
+            raise r.fail_back(1, 'DC_EVSEChargeParameterType[9]', 'expected EE')
         s = -1
     return _din.DC_EVSEChargeParameterType(DC_EVSEStatus=f_DC_EVSEStatus, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit=f_EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit=f_EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=f_EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple=f_EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=f_EVSEEnergyToBeDelivered)
 
 def _e_din_DC_EVSEChargeParameterType(w: BitWriter, o: _din.DC_EVSEChargeParameterType) -> None:
     s = 0
-    if o.DC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
-        s = 1
-    else:
-        raise encode_error('DC_EVSEChargeParameterType', 'missing SE(DC_EVSEStatus)')
-    if o.EVSEMaximumCurrentLimit is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
-        s = 2
-    else:
-        raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMaximumCurrentLimit)')
+    if o.DC_EVSEStatus is None:
+        raise encode_error('DC_EVSEChargeParameterType.DC_EVSEStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    if o.EVSEMaximumCurrentLimit is None:
+        raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumCurrentLimit', 'required value missing')
+    w.bits(0x0, 1)
+    s = 1
+    _e_din_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
+    s = 2
     if o.EVSEMaximumPowerLimit is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
         s = 3
     elif o.EVSEMaximumVoltageLimit is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
         s = 4
     else:
         raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
     if s == 3:
         if o.EVSEMaximumVoltageLimit is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_din_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
             s = 4
         else:
             raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMaximumVoltageLimit)')
-    if o.EVSEMinimumCurrentLimit is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVSEMinimumCurrentLimit)
-        s = 5
-    else:
-        raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMinimumCurrentLimit)')
-    if o.EVSEMinimumVoltageLimit is not None:
-        w.bits(0, 1)
-        _e_din_PhysicalValueType(w, o.EVSEMinimumVoltageLimit)
-        s = 6
-    else:
-        raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMinimumVoltageLimit)')
+    if o.EVSEMinimumCurrentLimit is None:
+        raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumCurrentLimit', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_PhysicalValueType(w, o.EVSEMinimumCurrentLimit)
+    if o.EVSEMinimumVoltageLimit is None:
+        raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumVoltageLimit', 'required value missing')
+    w.bits(0x0, 1)
+    s = 5
+    _e_din_PhysicalValueType(w, o.EVSEMinimumVoltageLimit)
+    s = 6
     if o.EVSECurrentRegulationTolerance is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_PhysicalValueType(w, o.EVSECurrentRegulationTolerance)
         s = 7
     elif o.EVSEPeakCurrentRipple is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_PhysicalValueType(w, o.EVSEPeakCurrentRipple)
         s = 8
     else:
         raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
         if o.EVSEPeakCurrentRipple is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_din_PhysicalValueType(w, o.EVSEPeakCurrentRipple)
             s = 8
         else:
             raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEPeakCurrentRipple)')
     if o.EVSEEnergyToBeDelivered is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_PhysicalValueType(w, o.EVSEEnergyToBeDelivered)
         s = 9
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 9:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
@@ -5576,111 +4910,81 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', 'expected CH')
-        f_EVSEIsolationStatus = _E_din_isolationLevelType[r.bits(2)]
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', 'expected EE')
+        c = r.bits(4)
+        if c & 0x9 != 0x0:
+            raise r.fail_back(4, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus')
+        f_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 1) & 3)]
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected CH')
-        iv = r.bits(4)
+        c = r.bits(6)
+        if c & 0x21 != 0x0:
+            raise r.fail_back(6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv} out of range')
+            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected EE')
         s = 2
     else:
         raise r.fail('DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType[1]', 'expected SE(EVSEStatusCode)')
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected CH')
-        iv = r.bits(4)
+        c = r.bits(7)
+        if c & 0x61 != 0x0:
+            raise r.fail_back(7, 'DC_EVSEStatusType[1]', 'expected SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv} out of range')
+            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected EE')
         s = 2
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType[2]', 'expected SE(NotificationMaxDelay)')
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..4294967295')
     f_NotificationMaxDelay = iv
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    s = 3
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType[3]', 'expected SE(EVSENotification)')
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType.EVSENotification', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x73 != 0x0:
+        raise r.fail_back(7, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+    iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('DC_EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+        raise r.fail('DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_din_EVSENotificationType[iv]
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType.EVSENotification', 'expected EE')
+    s = 3
     s = 4
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType[4]', 'expected EE')
     s = -1
     return _din.DC_EVSEStatusType(EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEStatusCode=f_EVSEStatusCode, NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_din_DC_EVSEStatusType(w: BitWriter, o: _din.DC_EVSEStatusType) -> None:
     s = 0
     if o.EVSEIsolationStatus is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        w.bits(_I_din_isolationLevelType[o.EVSEIsolationStatus], 2)
-        w.bits(0, 1)
+        w.bits((_I_din_isolationLevelType[o.EVSEIsolationStatus]) << 1, 6)
         s = 1
     elif o.EVSEStatusCode is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_din_DC_EVSEStatusCodeType[o.EVSEStatusCode], 4)
-        w.bits(0, 1)
+        w.bits((_I_din_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1 | 0x40, 8)
         s = 2
     else:
         raise encode_error('DC_EVSEStatusType', 'missing SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if s == 1:
         if o.EVSEStatusCode is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(_I_din_DC_EVSEStatusCodeType[o.EVSEStatusCode], 4)
-            w.bits(0, 1)
+            w.bits((_I_din_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1, 7)
             s = 2
         else:
             raise encode_error('DC_EVSEStatusType', 'missing SE(EVSEStatusCode)')
-    if o.NotificationMaxDelay is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NotificationMaxDelay <= 4294967295):
-            raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..4294967295')
-        w.uint(o.NotificationMaxDelay)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('DC_EVSEStatusType', 'missing SE(NotificationMaxDelay)')
-    if o.EVSENotification is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_EVSENotificationType[o.EVSENotification], 2)
-        w.bits(0, 1)
-        s = 4
-    else:
-        raise encode_error('DC_EVSEStatusType', 'missing SE(EVSENotification)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.NotificationMaxDelay is None:
+        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits(0x0, 2)
+    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 4294967295:
+        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..4294967295')
+    w.uint(o.NotificationMaxDelay)
+    if o.EVSENotification is None:
+        raise encode_error('DC_EVSEStatusType.EVSENotification', 'required value missing')
+    w.bits((_I_din_EVSENotificationType[o.EVSENotification]) << 2, 7)
+    s = 3
+    s = 4
+    s = -1
 
 def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
     f_EVReady: bool
@@ -5689,217 +4993,159 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
     f_EVErrorCode: _din.DC_EVErrorCodeType
     f_EVRESSSOC: int
     s = 0
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType[0]', 'expected SE(EVReady)')
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType.EVReady', 'expected CH')
-    f_EVReady = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType.EVReady', 'expected EE')
+    c = r.bits(6)
+    if c & 0x34 != 0x0:
+        raise r.fail_back(6, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady')
+    f_EVReady = ((c >> 3) & 1) == 1
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('DC_EVStatusType.EVCabinConditioning', 'expected CH')
-        f_EVCabinConditioning = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DC_EVStatusType.EVCabinConditioning', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DC_EVStatusType[1]', 'expected CH of EVCabinConditioning, EE of EVCabinConditioning')
+        f_EVCabinConditioning = ((c >> 1) & 1) == 1
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('DC_EVStatusType.EVRESSConditioning', 'expected CH')
-        f_EVRESSConditioning = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DC_EVStatusType.EVRESSConditioning', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DC_EVStatusType[1]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning')
+        f_EVRESSConditioning = ((c >> 1) & 1) == 1
         s = 3
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('DC_EVStatusType.EVErrorCode', 'expected CH')
-        iv = r.bits(4)
+        c = r.bits(6)
+        if c & 0x21 != 0x0:
+            raise r.fail_back(6, 'DC_EVStatusType[1]', 'expected CH of EVErrorCode, EE of EVErrorCode')
+        iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
-        if r.bits(1):
-            raise r.fail('DC_EVStatusType.EVErrorCode', 'expected EE')
         s = 4
     else:
         raise r.fail('DC_EVStatusType[1]', f'event code {ec}, expected SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DC_EVStatusType.EVRESSConditioning', 'expected CH')
-            f_EVRESSConditioning = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DC_EVStatusType.EVRESSConditioning', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DC_EVStatusType[2]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning')
+            f_EVRESSConditioning = ((c >> 1) & 1) == 1
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DC_EVStatusType.EVErrorCode', 'expected CH')
-            iv = r.bits(4)
+            c = r.bits(6)
+            if c & 0x21 != 0x0:
+                raise r.fail_back(6, 'DC_EVStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode')
+            iv = ((c >> 1) & 15)
             if iv >= 12:
-                raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+                raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
             f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
-            if r.bits(1):
-                raise r.fail('DC_EVStatusType.EVErrorCode', 'expected EE')
             s = 4
         else:
             raise r.fail('DC_EVStatusType[2]', f'event code {ec}, expected SE(EVRESSConditioning), SE(EVErrorCode)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail('DC_EVStatusType[3]', 'expected SE(EVErrorCode)')
-        if r.bits(1):
-            raise r.fail('DC_EVStatusType.EVErrorCode', 'expected CH')
-        iv = r.bits(4)
+        c = r.bits(7)
+        if c & 0x61 != 0x0:
+            raise r.fail_back(7, 'DC_EVStatusType[3]', 'expected SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode')
+        iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
-        if r.bits(1):
-            raise r.fail('DC_EVStatusType.EVErrorCode', 'expected EE')
         s = 4
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType[4]', 'expected SE(EVRESSSOC)')
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType.EVRESSSOC', 'expected CH')
-    iv = r.bits(7)
+    c = r.bits(11)
+    if c & 0x603 != 0x0:
+        raise r.fail_back(11, 'DC_EVStatusType', 'expected SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+    iv = ((c >> 2) & 127)
     if iv > 100:
         raise r.fail('DC_EVStatusType.EVRESSSOC', f'value {iv} outside 0..100')
     f_EVRESSSOC = iv
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType.EVRESSSOC', 'expected EE')
     s = 5
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType[5]', 'expected EE')
     s = -1
     return _din.DC_EVStatusType(EVReady=f_EVReady, EVCabinConditioning=f_EVCabinConditioning, EVRESSConditioning=f_EVRESSConditioning, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC)
 
 def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
     s = 0
-    if o.EVReady is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVReady else 0, 1)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('DC_EVStatusType', 'missing SE(EVReady)')
+    if o.EVReady is None:
+        raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+    w.bits((1 if o.EVReady else 0) << 1, 4)
+    s = 1
     if o.EVCabinConditioning is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.EVCabinConditioning else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.EVCabinConditioning else 0) << 1, 5)
         s = 2
     elif o.EVRESSConditioning is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.EVRESSConditioning else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.EVRESSConditioning else 0) << 1 | 0x8, 5)
         s = 3
     elif o.EVErrorCode is not None:
-        w.bits(2, 2)
-        w.bits(0, 1)
-        w.bits(_I_din_DC_EVErrorCodeType[o.EVErrorCode], 4)
-        w.bits(0, 1)
+        w.bits((_I_din_DC_EVErrorCodeType[o.EVErrorCode]) << 1 | 0x80, 8)
         s = 4
     else:
         raise encode_error('DC_EVStatusType', 'missing SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
     if s == 2:
         if o.EVRESSConditioning is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.EVRESSConditioning else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.EVRESSConditioning else 0) << 1, 5)
             s = 3
         elif o.EVErrorCode is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(_I_din_DC_EVErrorCodeType[o.EVErrorCode], 4)
-            w.bits(0, 1)
+            w.bits((_I_din_DC_EVErrorCodeType[o.EVErrorCode]) << 1 | 0x40, 8)
             s = 4
         else:
             raise encode_error('DC_EVStatusType', 'missing SE(EVRESSConditioning), SE(EVErrorCode)')
     if s == 3:
         if o.EVErrorCode is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(_I_din_DC_EVErrorCodeType[o.EVErrorCode], 4)
-            w.bits(0, 1)
+            w.bits((_I_din_DC_EVErrorCodeType[o.EVErrorCode]) << 1, 7)
             s = 4
         else:
             raise encode_error('DC_EVStatusType', 'missing SE(EVErrorCode)')
-    if o.EVRESSSOC is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.EVRESSSOC <= 100):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.EVRESSSOC!r} outside 0..100')
-        w.bits(o.EVRESSSOC, 7)
-        w.bits(0, 1)
-        s = 5
-    else:
-        raise encode_error('DC_EVStatusType', 'missing SE(EVRESSSOC)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.EVRESSSOC is None:
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+    if o.EVRESSSOC < 0 or o.EVRESSSOC > 100:
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.EVRESSSOC!r} outside 0..100')
+    w.bits((o.EVRESSSOC) << 2, 11)
+    s = 5
+    s = -1
 
 def _d_din_EVChargeParameterType(r: BitReader) -> _din.EVChargeParameterType:
     if r.bits(1):
-        raise r.fail('EVChargeParameterType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVChargeParameterType', 'expected EE')
     return _din.EVChargeParameterType()
 
 def _e_din_EVChargeParameterType(w: BitWriter, o: _din.EVChargeParameterType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_EVPowerDeliveryParameterType(r: BitReader) -> _din.EVPowerDeliveryParameterType:
     if r.bits(1):
-        raise r.fail('EVPowerDeliveryParameterType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVPowerDeliveryParameterType', 'expected EE')
     return _din.EVPowerDeliveryParameterType()
 
 def _e_din_EVPowerDeliveryParameterType(w: BitWriter, o: _din.EVPowerDeliveryParameterType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_EVSEChargeParameterType(r: BitReader) -> _din.EVSEChargeParameterType:
     if r.bits(1):
-        raise r.fail('EVSEChargeParameterType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVSEChargeParameterType', 'expected EE')
     return _din.EVSEChargeParameterType()
 
 def _e_din_EVSEChargeParameterType(w: BitWriter, o: _din.EVSEChargeParameterType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_EVSEStatusType(r: BitReader) -> _din.EVSEStatusType:
     if r.bits(1):
-        raise r.fail('EVSEStatusType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVSEStatusType', 'expected EE')
     return _din.EVSEStatusType()
 
 def _e_din_EVSEStatusType(w: BitWriter, o: _din.EVSEStatusType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_EVStatusType(r: BitReader) -> _din.EVStatusType:
     if r.bits(1):
-        raise r.fail('EVStatusType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVStatusType', 'expected EE')
     return _din.EVStatusType()
 
 def _e_din_EVStatusType(w: BitWriter, o: _din.EVStatusType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_EntryType(r: BitReader) -> _din.EntryType:
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
     elif ec == 1:
@@ -5907,54 +5153,48 @@ def _d_din_EntryType(r: BitReader) -> _din.EntryType:
     else:
         raise r.fail('EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if r.bits(1):
-        raise r.fail('EntryType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EntryType', 'expected EE')
     return _din.EntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval)
 
 def _e_din_EntryType(w: BitWriter, o: _din.EntryType) -> None:
     if o.RelativeTimeInterval is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
         if o.TimeInterval is not None:
             raise encode_error('EntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_IntervalType(w, o.TimeInterval)
     else:
         raise encode_error('EntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_IntervalType(r: BitReader) -> _din.IntervalType:
     if r.bits(1):
-        raise r.fail('IntervalType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'IntervalType', 'expected EE')
     return _din.IntervalType()
 
 def _e_din_IntervalType(w: BitWriter, o: _din.IntervalType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[str] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ListOfRootCertificateIDsType[0]', 'expected SE(RootCertificateID)')
-    if r.bits(1):
-        raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), CH of RootCertificateID')
     f_RootCertificateID.append(r.string(40))
-    if r.bits(1):
-        raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'ListOfRootCertificateIDsType', 'expected EE of RootCertificateID')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected CH')
+            raise r.fail_back(1, 'ListOfRootCertificateIDsType[1]', 'expected CH of RootCertificateID')
         f_RootCertificateID.append(r.string(40))
         if r.bits(1):
-            raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected EE')
+            raise r.fail_back(1, 'ListOfRootCertificateIDsType[1]', 'expected EE of RootCertificateID')
         s = 2
     elif ec == 1:
         s = -1
@@ -5965,10 +5205,10 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertific
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected CH')
+                    raise r.fail_back(1, 'ListOfRootCertificateIDsType[2]', 'expected CH of RootCertificateID')
                 f_RootCertificateID.append(r.string(40))
                 if r.bits(1):
-                    raise r.fail('ListOfRootCertificateIDsType.RootCertificateID', 'expected EE')
+                    raise r.fail_back(1, 'ListOfRootCertificateIDsType[2]', 'expected EE of RootCertificateID')
             elif ec == 1:
                 s = -1
                 break
@@ -5980,43 +5220,40 @@ def _e_din_ListOfRootCertificateIDsType(w: BitWriter, o: _din.ListOfRootCertific
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        w.bits(0, 1)
+        w.bits(0x0, 2)
         if len(x_RootCertificateID) > 40:
-            raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x_RootCertificateID)} outside 0..40')
+            raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'length {len(x_RootCertificateID)} outside 0..40')
         w.string(x_RootCertificateID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0, 2)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(x_RootCertificateID) > 40:
-            raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x_RootCertificateID)} outside 0..40')
+            raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'length {len(x_RootCertificateID)} outside 0..40')
         w.string(x_RootCertificateID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_RootCertificateID < len(o.RootCertificateID):
-                w.bits(0, 2)
                 x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
                 i_RootCertificateID += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 if len(x_RootCertificateID) > 40:
-                    raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'value length {len(x_RootCertificateID)} outside 0..40')
+                    raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'length {len(x_RootCertificateID)} outside 0..40')
                 w.string(x_RootCertificateID)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -6027,44 +5264,52 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     f_MeterStatus: int | None = None
     f_TMeter: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     f_MeterID = r.string(32)
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'MeterInfoType', 'expected EE of MeterID')
+    ec = (c & 7)
     s = 1
-    ec = r.bits(3)
     if ec == 0:
         f_MeterReading = _d_din_PhysicalValueType(r)
         s = 2
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('MeterInfoType.SigMeterReading', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
         f_SigMeterReading = r.binary(32)
         if r.bits(1):
-            raise r.fail('MeterInfoType.SigMeterReading', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
         s = 3
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of MeterStatus')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
         f_MeterStatus = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
         s = 4
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('MeterInfoType.TMeter', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of TMeter')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -9223372036854775808 or iv > 9223372036854775807:
             raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
         f_TMeter = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.TMeter', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of TMeter')
         s = 5
     elif ec == 4:
         s = -1
@@ -6074,30 +5319,38 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.SigMeterReading', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
             f_SigMeterReading = r.binary(32)
             if r.bits(1):
-                raise r.fail('MeterInfoType.SigMeterReading', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of TMeter')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -9223372036854775808 or iv > 9223372036854775807:
                 raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
             f_TMeter = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of TMeter')
             s = 5
         elif ec == 3:
             s = -1
@@ -6106,24 +5359,32 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of TMeter')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -9223372036854775808 or iv > 9223372036854775807:
                 raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
             f_TMeter = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of TMeter')
             s = 5
         elif ec == 2:
             s = -1
@@ -6132,14 +5393,18 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of TMeter')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -9223372036854775808 or iv > 9223372036854775807:
                 raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
             f_TMeter = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of TMeter')
             s = 5
         elif ec == 1:
             s = -1
@@ -6147,140 +5412,126 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             raise r.fail('MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('MeterInfoType[5]', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE')
         s = -1
     return _din.MeterInfoType(MeterID=f_MeterID, MeterReading=f_MeterReading, SigMeterReading=f_SigMeterReading, MeterStatus=f_MeterStatus, TMeter=f_TMeter)
 
 def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
     s = 0
-    if o.MeterID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.MeterID) > 32:
-            raise encode_error('MeterInfoType.MeterID', f'value length {len(o.MeterID)} outside 0..32')
-        w.string(o.MeterID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MeterInfoType', 'missing SE(MeterID)')
+    if o.MeterID is None:
+        raise encode_error('MeterInfoType.MeterID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.MeterID) > 32:
+        raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.string(o.MeterID)
+    w.bits(0x0, 1)
+    s = 1
     if o.MeterReading is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_din_PhysicalValueType(w, o.MeterReading)
         s = 2
     elif o.SigMeterReading is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
+        w.bits(0x2, 4)
         if len(o.SigMeterReading) > 32:
-            raise encode_error('MeterInfoType.SigMeterReading', f'value length {len(o.SigMeterReading)} outside 0..32')
+            raise encode_error('MeterInfoType.SigMeterReading', f'length {len(o.SigMeterReading)} outside 0..32')
         w.binary(o.SigMeterReading)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.MeterStatus is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.MeterStatus <= 32767):
+        w.bits(0x4, 4)
+        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.TMeter is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (-9223372036854775808 <= o.TMeter <= 9223372036854775807):
+        w.bits(0x6, 4)
+        if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
             raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
         w.integer(o.TMeter)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 2:
         if o.SigMeterReading is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             if len(o.SigMeterReading) > 32:
-                raise encode_error('MeterInfoType.SigMeterReading', f'value length {len(o.SigMeterReading)} outside 0..32')
+                raise encode_error('MeterInfoType.SigMeterReading', f'length {len(o.SigMeterReading)} outside 0..32')
             w.binary(o.SigMeterReading)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         elif o.MeterStatus is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x2, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.TMeter is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (-9223372036854775808 <= o.TMeter <= 9223372036854775807):
+            w.bits(0x4, 4)
+            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 3:
         if o.MeterStatus is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x0, 3)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.TMeter is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (-9223372036854775808 <= o.TMeter <= 9223372036854775807):
+            w.bits(0x2, 3)
+            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 4:
         if o.TMeter is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-9223372036854775808 <= o.TMeter <= 9223372036854775807):
+            w.bits(0x0, 3)
+            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
     f_FaultCode: _din.faultCodeType
     f_FaultMsg: str | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('NotificationType[0]', 'expected SE(FaultCode)')
-    if r.bits(1):
-        raise r.fail('NotificationType.FaultCode', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x64 != 0x0:
+        raise r.fail_back(7, 'NotificationType', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode')
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('NotificationType.FaultCode', f'enumeration index {iv} out of range')
+        raise r.fail('NotificationType.FaultCode', f'enumeration index {iv}')
     f_FaultCode = _E_din_faultCodeType[iv]
-    if r.bits(1):
-        raise r.fail('NotificationType.FaultCode', 'expected EE')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('NotificationType.FaultMsg', 'expected CH')
+            raise r.fail_back(1, 'NotificationType[1]', 'expected CH of FaultMsg')
         f_FaultMsg = r.string(64)
         if r.bits(1):
-            raise r.fail('NotificationType.FaultMsg', 'expected EE')
+            raise r.fail_back(1, 'NotificationType[1]', 'expected EE of FaultMsg')
         s = 2
     elif ec == 1:
         s = -1
@@ -6288,106 +5539,99 @@ def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
         raise r.fail('NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('NotificationType[2]', 'expected EE')
+            raise r.fail_back(1, 'NotificationType[2]', 'expected EE')
         s = -1
     return _din.NotificationType(FaultCode=f_FaultCode, FaultMsg=f_FaultMsg)
 
 def _e_din_NotificationType(w: BitWriter, o: _din.NotificationType) -> None:
     s = 0
-    if o.FaultCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_faultCodeType[o.FaultCode], 2)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('NotificationType', 'missing SE(FaultCode)')
+    if o.FaultCode is None:
+        raise encode_error('NotificationType.FaultCode', 'required value missing')
+    w.bits((_I_din_faultCodeType[o.FaultCode]) << 1, 5)
+    s = 1
     if o.FaultMsg is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.FaultMsg) > 64:
-            raise encode_error('NotificationType.FaultMsg', f'value length {len(o.FaultMsg)} outside 0..64')
+            raise encode_error('NotificationType.FaultMsg', f'length {len(o.FaultMsg)} outside 0..64')
         w.string(o.FaultMsg)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
     f_PMax: int
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
     elif ec == 1:
         f_TimeInterval = _d_din_IntervalType(r)
     else:
         raise r.fail('PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    if r.bits(1):
-        raise r.fail('PMaxScheduleEntryType[1]', 'expected SE(PMax)')
-    if r.bits(1):
-        raise r.fail('PMaxScheduleEntryType.PMax', 'expected CH')
-    iv = r.integer()
+    c = r.bits(3)
+    if c & 0x6 != 0x0:
+        raise r.fail_back(3, 'PMaxScheduleEntryType', 'expected SE(PMax), CH of PMax')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('PMaxScheduleEntryType.PMax', f'value {iv} outside -32768..32767')
     f_PMax = iv
-    if r.bits(1):
-        raise r.fail('PMaxScheduleEntryType.PMax', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PMaxScheduleEntryType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PMaxScheduleEntryType', 'expected EE of PMax, EE')
     return _din.PMaxScheduleEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, PMax=f_PMax)
 
 def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) -> None:
     if o.RelativeTimeInterval is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
         if o.TimeInterval is not None:
             raise encode_error('PMaxScheduleEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_IntervalType(w, o.TimeInterval)
     else:
         raise encode_error('PMaxScheduleEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
-    if o.PMax is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.PMax <= 32767):
-            raise encode_error('PMaxScheduleEntryType.PMax', f'{o.PMax!r} outside -32768..32767')
-        w.integer(o.PMax)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PMaxScheduleEntryType', 'missing SE(PMax)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.PMax is None:
+        raise encode_error('PMaxScheduleEntryType.PMax', 'required value missing')
+    w.bits(0x0, 2)
+    if o.PMax < -32768 or o.PMax > 32767:
+        raise encode_error('PMaxScheduleEntryType.PMax', f'{o.PMax!r} outside -32768..32767')
+    w.integer(o.PMax)
+    w.bits(0x0, 2)
 
 def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
     f_PMaxScheduleID: int
     f_PMaxScheduleEntry: list[_din.PMaxScheduleEntryType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('PMaxScheduleType[0]', 'expected SE(PMaxScheduleID)')
-    if r.bits(1):
-        raise r.fail('PMaxScheduleType.PMaxScheduleID', 'expected CH')
-    iv = r.integer()
+    c = r.bits(3)
+    if c & 0x6 != 0x0:
+        raise r.fail_back(3, 'PMaxScheduleType', 'expected SE(PMaxScheduleID), CH of PMaxScheduleID')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('PMaxScheduleType.PMaxScheduleID', f'value {iv} outside -32768..32767')
     f_PMaxScheduleID = iv
-    if r.bits(1):
-        raise r.fail('PMaxScheduleType.PMaxScheduleID', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)')
     s = 1
-    if r.bits(1):
-        raise r.fail('PMaxScheduleType[1]', 'expected SE(PMaxScheduleEntry)')
     f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
         s = 3
@@ -6410,18 +5654,16 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
 def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
     i_PMaxScheduleEntry = 0
     s = 0
-    if o.PMaxScheduleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.PMaxScheduleID <= 32767):
-            raise encode_error('PMaxScheduleType.PMaxScheduleID', f'{o.PMaxScheduleID!r} outside -32768..32767')
-        w.integer(o.PMaxScheduleID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('PMaxScheduleType', 'missing SE(PMaxScheduleID)')
+    if o.PMaxScheduleID is None:
+        raise encode_error('PMaxScheduleType.PMaxScheduleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.PMaxScheduleID < -32768 or o.PMaxScheduleID > 32767:
+        raise encode_error('PMaxScheduleType.PMaxScheduleID', f'{o.PMaxScheduleID!r} outside -32768..32767')
+    w.integer(o.PMaxScheduleID)
+    w.bits(0x0, 1)
+    s = 1
     if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
         i_PMaxScheduleEntry += 1
         _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
@@ -6429,23 +5671,23 @@ def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
     else:
         raise encode_error('PMaxScheduleType', 'missing SE(PMaxScheduleEntry)')
     if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
         i_PMaxScheduleEntry += 1
         _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
                 i_PMaxScheduleEntry += 1
                 _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -6453,22 +5695,24 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
     f_ParameterSetID: int
     f_Parameter: list[_din.ParameterType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ParameterSetType[0]', 'expected SE(ParameterSetID)')
-    if r.bits(1):
-        raise r.fail('ParameterSetType.ParameterSetID', 'expected CH')
-    iv = r.integer()
+    c = r.bits(3)
+    if c & 0x6 != 0x0:
+        raise r.fail_back(3, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('ParameterSetType.ParameterSetID', f'value {iv} outside -32768..32767')
     f_ParameterSetID = iv
-    if r.bits(1):
-        raise r.fail('ParameterSetType.ParameterSetID', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
     s = 1
-    if r.bits(1):
-        raise r.fail('ParameterSetType[1]', 'expected SE(Parameter)')
     f_Parameter.append(_d_din_ParameterType(r))
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_Parameter.append(_d_din_ParameterType(r))
         s = 3
@@ -6491,18 +5735,16 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
 def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
     i_Parameter = 0
     s = 0
-    if o.ParameterSetID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.ParameterSetID <= 32767):
-            raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
-        w.integer(o.ParameterSetID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ParameterSetType', 'missing SE(ParameterSetID)')
+    if o.ParameterSetID is None:
+        raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ParameterSetID < -32768 or o.ParameterSetID > 32767:
+        raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
+    w.integer(o.ParameterSetID)
+    w.bits(0x0, 1)
+    s = 1
     if i_Parameter < len(o.Parameter):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
         _e_din_ParameterType(w, x_Parameter)
@@ -6510,23 +5752,23 @@ def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
     else:
         raise encode_error('ParameterSetType', 'missing SE(Parameter)')
     if i_Parameter < len(o.Parameter):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
         _e_din_ParameterType(w, x_Parameter)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_Parameter < len(o.Parameter):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Parameter = o.Parameter[i_Parameter]
                 i_Parameter += 1
                 _e_din_ParameterType(w, x_Parameter)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -6540,76 +5782,76 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
     f_physicalValue: _din.PhysicalValueType | None = None
     f_stringValue: str | None = None
     if r.bits(1):
-        raise r.fail('ParameterType[0]', 'expected AT(Name)')
+        raise r.fail_back(1, 'ParameterType', 'expected AT(Name)')
     f_Name = r.string(None)
-    if r.bits(1):
-        raise r.fail('ParameterType[1]', 'expected AT(ValueType)')
-    iv = r.bits(3)
+    c = r.bits(7)
+    if c & 0x40 != 0x0:
+        raise r.fail_back(7, 'ParameterType', 'expected AT(ValueType)')
+    iv = ((c >> 3) & 7)
     if iv >= 6:
-        raise r.fail('ParameterType.ValueType', f'enumeration index {iv} out of range')
+        raise r.fail('ParameterType.ValueType', f'enumeration index {iv}')
     f_ValueType = _E_din_valueType[iv]
-    ec = r.bits(3)
+    ec = (c & 7)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('ParameterType.boolValue', 'expected CH')
-        f_boolValue = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ParameterType.boolValue', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ParameterType[2]', 'expected CH of boolValue, EE of boolValue')
+        f_boolValue = ((c >> 1) & 1) == 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ParameterType.byteValue', 'expected CH')
-        f_byteValue = r.bits(8) + -128
-        if r.bits(1):
-            raise r.fail('ParameterType.byteValue', 'expected EE')
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'ParameterType[2]', 'expected CH of byteValue, EE of byteValue')
+        f_byteValue = ((c >> 1) & 255) - 128
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('ParameterType.shortValue', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'ParameterType[2]', 'expected CH of shortValue')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('ParameterType.shortValue', f'value {iv} outside -32768..32767')
         f_shortValue = iv
         if r.bits(1):
-            raise r.fail('ParameterType.shortValue', 'expected EE')
+            raise r.fail_back(1, 'ParameterType[2]', 'expected EE of shortValue')
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('ParameterType.intValue', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'ParameterType[2]', 'expected CH of intValue')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -2147483648 or iv > 2147483647:
             raise r.fail('ParameterType.intValue', f'value {iv} outside -2147483648..2147483647')
         f_intValue = iv
         if r.bits(1):
-            raise r.fail('ParameterType.intValue', 'expected EE')
+            raise r.fail_back(1, 'ParameterType[2]', 'expected EE of intValue')
     elif ec == 4:
         f_physicalValue = _d_din_PhysicalValueType(r)
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('ParameterType.stringValue', 'expected CH')
+            raise r.fail_back(1, 'ParameterType[2]', 'expected CH of stringValue')
         f_stringValue = r.string(None)
         if r.bits(1):
-            raise r.fail('ParameterType.stringValue', 'expected EE')
+            raise r.fail_back(1, 'ParameterType[2]', 'expected EE of stringValue')
     else:
         raise r.fail('ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     if r.bits(1):
-        raise r.fail('ParameterType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ParameterType', 'expected EE')
     return _din.ParameterType(Name=f_Name, ValueType=f_ValueType, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, physicalValue=f_physicalValue, stringValue=f_stringValue)
 
 def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
-    if o.Name is not None:
-        w.bits(0, 1)
-        w.string(o.Name)
-    else:
-        raise encode_error('ParameterType', 'missing AT(Name)')
-    if o.ValueType is not None:
-        w.bits(0, 1)
-        w.bits(_I_din_valueType[o.ValueType], 3)
-    else:
-        raise encode_error('ParameterType', 'missing AT(ValueType)')
+    if o.Name is None:
+        raise encode_error('ParameterType.Name', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Name)
+    if o.ValueType is None:
+        raise encode_error('ParameterType.ValueType', 'required value missing')
+    w.bits(_I_din_valueType[o.ValueType], 4)
     if o.boolValue is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        w.bits(1 if o.boolValue else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.boolValue else 0) << 1, 6)
         if o.byteValue is not None:
             raise encode_error('ParameterType.byteValue', 'cannot be combined with boolValue')
         if o.shortValue is not None:
@@ -6621,12 +5863,9 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with boolValue')
     elif o.byteValue is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (-128 <= o.byteValue <= 127):
+        if o.byteValue < -128 or o.byteValue > 127:
             raise encode_error('ParameterType.byteValue', f'{o.byteValue!r} outside -128..127')
-        w.bits(o.byteValue - -128, 8)
-        w.bits(0, 1)
+        w.bits((o.byteValue + 128) << 1 | 0x400, 13)
         if o.shortValue is not None:
             raise encode_error('ParameterType.shortValue', 'cannot be combined with byteValue')
         if o.intValue is not None:
@@ -6636,12 +5875,11 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.shortValue <= 32767):
+        w.bits(0x4, 4)
+        if o.shortValue < -32768 or o.shortValue > 32767:
             raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
         w.integer(o.shortValue)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if o.intValue is not None:
             raise encode_error('ParameterType.intValue', 'cannot be combined with shortValue')
         if o.physicalValue is not None:
@@ -6649,50 +5887,42 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with shortValue')
     elif o.intValue is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (-2147483648 <= o.intValue <= 2147483647):
+        w.bits(0x6, 4)
+        if o.intValue < -2147483648 or o.intValue > 2147483647:
             raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
         w.integer(o.intValue)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if o.physicalValue is not None:
             raise encode_error('ParameterType.physicalValue', 'cannot be combined with intValue')
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with intValue')
     elif o.physicalValue is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_din_PhysicalValueType(w, o.physicalValue)
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with physicalValue')
     elif o.stringValue is not None:
-        w.bits(5, 3)
-        w.bits(0, 1)
+        w.bits(0xa, 4)
         w.string(o.stringValue)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('ParameterType', 'missing SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
     f_PaymentOption: list[_din.paymentOptionType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('PaymentOptionsType[0]', 'expected SE(PaymentOption)')
-    if r.bits(1):
-        raise r.fail('PaymentOptionsType.PaymentOption', 'expected CH')
-    f_PaymentOption.append(_E_din_paymentOptionType[r.bits(1)])
-    if r.bits(1):
-        raise r.fail('PaymentOptionsType.PaymentOption', 'expected EE')
+    c = r.bits(6)
+    if c & 0x34 != 0x0:
+        raise r.fail_back(6, 'PaymentOptionsType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
+    f_PaymentOption.append(_E_din_paymentOptionType[((c >> 3) & 1)])
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('PaymentOptionsType.PaymentOption', 'expected CH')
-        f_PaymentOption.append(_E_din_paymentOptionType[r.bits(1)])
-        if r.bits(1):
-            raise r.fail('PaymentOptionsType.PaymentOption', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'PaymentOptionsType[1]', 'expected CH of PaymentOption, EE of PaymentOption')
+        f_PaymentOption.append(_E_din_paymentOptionType[((c >> 1) & 1)])
         s = 2
     elif ec == 1:
         s = -1
@@ -6702,11 +5932,10 @@ def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
         while True:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail('PaymentOptionsType.PaymentOption', 'expected CH')
-                f_PaymentOption.append(_E_din_paymentOptionType[r.bits(1)])
-                if r.bits(1):
-                    raise r.fail('PaymentOptionsType.PaymentOption', 'expected EE')
+                c = r.bits(3)
+                if c & 0x5 != 0x0:
+                    raise r.fail_back(3, 'PaymentOptionsType[2]', 'expected CH of PaymentOption, EE of PaymentOption')
+                f_PaymentOption.append(_E_din_paymentOptionType[((c >> 1) & 1)])
             elif ec == 1:
                 s = -1
                 break
@@ -6718,37 +5947,28 @@ def _e_din_PaymentOptionsType(w: BitWriter, o: _din.PaymentOptionsType) -> None:
     i_PaymentOption = 0
     s = 0
     if i_PaymentOption < len(o.PaymentOption):
-        w.bits(0, 1)
         x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
-        w.bits(0, 1)
-        w.bits(_I_din_paymentOptionType[x_PaymentOption], 1)
-        w.bits(0, 1)
+        w.bits((_I_din_paymentOptionType[x_PaymentOption]) << 1, 4)
         s = 1
     else:
         raise encode_error('PaymentOptionsType', 'missing SE(PaymentOption)')
     if i_PaymentOption < len(o.PaymentOption):
-        w.bits(0, 2)
         x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
-        w.bits(0, 1)
-        w.bits(_I_din_paymentOptionType[x_PaymentOption], 1)
-        w.bits(0, 1)
+        w.bits((_I_din_paymentOptionType[x_PaymentOption]) << 1, 5)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_PaymentOption < len(o.PaymentOption):
-                w.bits(0, 2)
                 x_PaymentOption = o.PaymentOption[i_PaymentOption]
                 i_PaymentOption += 1
-                w.bits(0, 1)
-                w.bits(_I_din_paymentOptionType[x_PaymentOption], 1)
-                w.bits(0, 1)
+                w.bits((_I_din_paymentOptionType[x_PaymentOption]) << 1, 5)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -6757,176 +5977,157 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
     f_Unit: _din.unitSymbolType | None = None
     f_Value: int
     s = 0
-    if r.bits(1):
-        raise r.fail('PhysicalValueType[0]', 'expected SE(Multiplier)')
-    if r.bits(1):
-        raise r.fail('PhysicalValueType.Multiplier', 'expected CH')
-    iv = r.bits(3) + -3
+    c = r.bits(8)
+    if c & 0xc4 != 0x0:
+        raise r.fail_back(8, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    iv = ((c >> 3) & 7) - 3
     if iv > 3:
         raise r.fail('PhysicalValueType.Multiplier', f'value {iv} outside -3..3')
     f_Multiplier = iv
-    if r.bits(1):
-        raise r.fail('PhysicalValueType.Multiplier', 'expected EE')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('PhysicalValueType.Unit', 'expected CH')
-        iv = r.bits(4)
+        c = r.bits(6)
+        if c & 0x21 != 0x0:
+            raise r.fail_back(6, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit')
+        iv = ((c >> 1) & 15)
         if iv >= 10:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv} out of range')
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
         f_Unit = _E_din_unitSymbolType[iv]
-        if r.bits(1):
-            raise r.fail('PhysicalValueType.Unit', 'expected EE')
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('PhysicalValueType.Value', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('PhysicalValueType.Value', f'value {iv} outside -32768..32767')
         f_Value = iv
         if r.bits(1):
-            raise r.fail('PhysicalValueType.Value', 'expected EE')
+            raise r.fail_back(1, 'PhysicalValueType[1]', 'expected EE of Value')
         s = 3
     else:
         raise r.fail('PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('PhysicalValueType[2]', 'expected SE(Value)')
-        if r.bits(1):
-            raise r.fail('PhysicalValueType.Value', 'expected CH')
-        iv = r.integer()
+        c = r.bits(3)
+        if c & 0x6 != 0x0:
+            raise r.fail_back(3, 'PhysicalValueType[2]', 'expected SE(Value), CH of Value')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('PhysicalValueType.Value', f'value {iv} outside -32768..32767')
         f_Value = iv
         if r.bits(1):
-            raise r.fail('PhysicalValueType.Value', 'expected EE')
+            raise r.fail_back(1, 'PhysicalValueType[2]', 'expected EE of Value')
         s = 3
     if r.bits(1):
-        raise r.fail('PhysicalValueType[3]', 'expected EE')
+        raise r.fail_back(1, 'PhysicalValueType', 'expected EE')
     s = -1
     return _din.PhysicalValueType(Multiplier=f_Multiplier, Unit=f_Unit, Value=f_Value)
 
 def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
     s = 0
-    if o.Multiplier is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-3 <= o.Multiplier <= 3):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.Multiplier!r} outside -3..3')
-        w.bits(o.Multiplier - -3, 3)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('PhysicalValueType', 'missing SE(Multiplier)')
+    if o.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.Multiplier < -3 or o.Multiplier > 3:
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.Multiplier!r} outside -3..3')
+    w.bits((o.Multiplier + 3) << 1, 6)
+    s = 1
     if o.Unit is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        w.bits(_I_din_unitSymbolType[o.Unit], 4)
-        w.bits(0, 1)
+        w.bits((_I_din_unitSymbolType[o.Unit]) << 1, 8)
         s = 2
     elif o.Value is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        if not (-32768 <= o.Value <= 32767):
+        w.bits(0x2, 3)
+        if o.Value < -32768 or o.Value > 32767:
             raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
         w.integer(o.Value)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
         raise encode_error('PhysicalValueType', 'missing SE(Unit), SE(Value)')
     if s == 2:
         if o.Value is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            if not (-32768 <= o.Value <= 32767):
+            w.bits(0x0, 2)
+            if o.Value < -32768 or o.Value > 32767:
                 raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
             w.integer(o.Value)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('PhysicalValueType', 'missing SE(Value)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
     f_ChargingProfileEntryStart: int
     f_ChargingProfileEntryMaxPower: int
-    if r.bits(1):
-        raise r.fail('ProfileEntryType[0]', 'expected SE(ChargingProfileEntryStart)')
-    if r.bits(1):
-        raise r.fail('ProfileEntryType.ChargingProfileEntryStart', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('ProfileEntryType.ChargingProfileEntryStart', f'value {iv} outside 0..4294967295')
     f_ChargingProfileEntryStart = iv
-    if r.bits(1):
-        raise r.fail('ProfileEntryType.ChargingProfileEntryStart', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ProfileEntryType[1]', 'expected SE(ChargingProfileEntryMaxPower)')
-    if r.bits(1):
-        raise r.fail('ProfileEntryType.ChargingProfileEntryMaxPower', 'expected CH')
-    iv = r.integer()
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('ProfileEntryType.ChargingProfileEntryMaxPower', f'value {iv} outside -32768..32767')
     f_ChargingProfileEntryMaxPower = iv
-    if r.bits(1):
-        raise r.fail('ProfileEntryType.ChargingProfileEntryMaxPower', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ProfileEntryType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ProfileEntryType', 'expected EE of ChargingProfileEntryMaxPower, EE')
     return _din.ProfileEntryType(ChargingProfileEntryStart=f_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_ChargingProfileEntryMaxPower)
 
 def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
-    if o.ChargingProfileEntryStart is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ChargingProfileEntryStart <= 4294967295):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{o.ChargingProfileEntryStart!r} outside 0..4294967295')
-        w.uint(o.ChargingProfileEntryStart)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ProfileEntryType', 'missing SE(ChargingProfileEntryStart)')
-    if o.ChargingProfileEntryMaxPower is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.ChargingProfileEntryMaxPower <= 32767):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{o.ChargingProfileEntryMaxPower!r} outside -32768..32767')
-        w.integer(o.ChargingProfileEntryMaxPower)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ProfileEntryType', 'missing SE(ChargingProfileEntryMaxPower)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ChargingProfileEntryStart is None:
+        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ChargingProfileEntryStart < 0 or o.ChargingProfileEntryStart > 4294967295:
+        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{o.ChargingProfileEntryStart!r} outside 0..4294967295')
+    w.uint(o.ChargingProfileEntryStart)
+    if o.ChargingProfileEntryMaxPower is None:
+        raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
+    w.bits(0x0, 3)
+    if o.ChargingProfileEntryMaxPower < -32768 or o.ChargingProfileEntryMaxPower > 32767:
+        raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{o.ChargingProfileEntryMaxPower!r} outside -32768..32767')
+    w.integer(o.ChargingProfileEntryMaxPower)
+    w.bits(0x0, 2)
 
 def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalType:
     f_start: int
     f_duration: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('RelativeTimeIntervalType[0]', 'expected SE(start)')
-    if r.bits(1):
-        raise r.fail('RelativeTimeIntervalType.start', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('RelativeTimeIntervalType.start', f'value {iv} outside 0..4294967295')
     f_start = iv
-    if r.bits(1):
-        raise r.fail('RelativeTimeIntervalType.start', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'RelativeTimeIntervalType', 'expected EE of start')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('RelativeTimeIntervalType.duration', 'expected CH')
+            raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('RelativeTimeIntervalType.duration', f'value {iv} outside 0..4294967295')
         f_duration = iv
         if r.bits(1):
-            raise r.fail('RelativeTimeIntervalType.duration', 'expected EE')
+            raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
         s = 2
     elif ec == 1:
         s = -1
@@ -6934,46 +6135,44 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
         raise r.fail('RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('RelativeTimeIntervalType[2]', 'expected EE')
+            raise r.fail_back(1, 'RelativeTimeIntervalType[2]', 'expected EE')
         s = -1
     return _din.RelativeTimeIntervalType(start=f_start, duration=f_duration)
 
 def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalType) -> None:
     s = 0
-    if o.start is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.start <= 4294967295):
-            raise encode_error('RelativeTimeIntervalType.start', f'{o.start!r} outside 0..4294967295')
-        w.uint(o.start)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('RelativeTimeIntervalType', 'missing SE(start)')
+    if o.start is None:
+        raise encode_error('RelativeTimeIntervalType.start', 'required value missing')
+    w.bits(0x0, 2)
+    if o.start < 0 or o.start > 4294967295:
+        raise encode_error('RelativeTimeIntervalType.start', f'{o.start!r} outside 0..4294967295')
+    w.uint(o.start)
+    w.bits(0x0, 1)
+    s = 1
     if o.duration is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.duration <= 4294967295):
+        w.bits(0x0, 3)
+        if o.duration < 0 or o.duration > 4294967295:
             raise encode_error('RelativeTimeIntervalType.duration', f'{o.duration!r} outside 0..4294967295')
         w.uint(o.duration)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
     f_SAScheduleTuple: list[_din.SAScheduleTupleType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('SAScheduleListType[0]', 'expected SE(SAScheduleTuple)')
+        raise r.fail_back(1, 'SAScheduleListType', 'expected SE(SAScheduleTuple)')
     f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
         s = 2
@@ -6997,7 +6196,7 @@ def _e_din_SAScheduleListType(w: BitWriter, o: _din.SAScheduleListType) -> None:
     i_SAScheduleTuple = 0
     s = 0
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
         _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
@@ -7005,23 +6204,23 @@ def _e_din_SAScheduleListType(w: BitWriter, o: _din.SAScheduleListType) -> None:
     else:
         raise encode_error('SAScheduleListType', 'missing SE(SAScheduleTuple)')
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
         _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_SAScheduleTuple < len(o.SAScheduleTuple):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
                 i_SAScheduleTuple += 1
                 _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -7030,22 +6229,24 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
     f_PMaxSchedule: _din.PMaxScheduleType
     f_SalesTariff: _din.SalesTariffType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('SAScheduleTupleType[0]', 'expected SE(SAScheduleTupleID)')
-    if r.bits(1):
-        raise r.fail('SAScheduleTupleType.SAScheduleTupleID', 'expected CH')
-    iv = r.integer()
+    c = r.bits(3)
+    if c & 0x6 != 0x0:
+        raise r.fail_back(3, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('SAScheduleTupleType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
     f_SAScheduleTupleID = iv
-    if r.bits(1):
-        raise r.fail('SAScheduleTupleType.SAScheduleTupleID', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SAScheduleTupleType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
     s = 1
-    if r.bits(1):
-        raise r.fail('SAScheduleTupleType[1]', 'expected SE(PMaxSchedule)')
     f_PMaxSchedule = _d_din_PMaxScheduleType(r)
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_SalesTariff = _d_din_SalesTariffType(r)
         s = 3
@@ -7055,50 +6256,43 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
         raise r.fail('SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('SAScheduleTupleType[3]', 'expected EE')
+            raise r.fail_back(1, 'SAScheduleTupleType[3]', 'expected EE')
         s = -1
     return _din.SAScheduleTupleType(SAScheduleTupleID=f_SAScheduleTupleID, PMaxSchedule=f_PMaxSchedule, SalesTariff=f_SalesTariff)
 
 def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> None:
     s = 0
-    if o.SAScheduleTupleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.SAScheduleTupleID <= 32767):
-            raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-        w.integer(o.SAScheduleTupleID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('SAScheduleTupleType', 'missing SE(SAScheduleTupleID)')
-    if o.PMaxSchedule is not None:
-        w.bits(0, 1)
-        _e_din_PMaxScheduleType(w, o.PMaxSchedule)
-        s = 2
-    else:
-        raise encode_error('SAScheduleTupleType', 'missing SE(PMaxSchedule)')
+    if o.SAScheduleTupleID is None:
+        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767:
+        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
+    w.integer(o.SAScheduleTupleID)
+    if o.PMaxSchedule is None:
+        raise encode_error('SAScheduleTupleType.PMaxSchedule', 'required value missing')
+    w.bits(0x0, 2)
+    s = 1
+    _e_din_PMaxScheduleType(w, o.PMaxSchedule)
+    s = 2
     if o.SalesTariff is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_SalesTariffType(w, o.SalesTariff)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_SASchedulesType(r: BitReader) -> _din.SASchedulesType:
     if r.bits(1):
-        raise r.fail('SASchedulesType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'SASchedulesType', 'expected EE')
     return _din.SASchedulesType()
 
 def _e_din_SASchedulesType(w: BitWriter, o: _din.SASchedulesType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
@@ -7106,7 +6300,8 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
     f_EPriceLevel: int
     f_ConsumptionCost: list[_din.ConsumptionCostType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
         s = 1
@@ -7115,15 +6310,12 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
         s = 1
     else:
         raise r.fail('SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    if r.bits(1):
-        raise r.fail('SalesTariffEntryType[1]', 'expected SE(EPriceLevel)')
-    if r.bits(1):
-        raise r.fail('SalesTariffEntryType.EPriceLevel', 'expected CH')
-    f_EPriceLevel = r.bits(8)
-    if r.bits(1):
-        raise r.fail('SalesTariffEntryType.EPriceLevel', 'expected EE')
+    c = r.bits(13)
+    if c & 0x1804 != 0x0:
+        raise r.fail_back(13, 'SalesTariffEntryType', 'expected SE(EPriceLevel), CH of EPriceLevel, EE of EPriceLevel')
+    f_EPriceLevel = ((c >> 3) & 255)
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_ConsumptionCost.append(_d_din_ConsumptionCostType(r))
         s = 3
@@ -7147,45 +6339,41 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
     i_ConsumptionCost = 0
     s = 0
     if o.RelativeTimeInterval is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
         if o.TimeInterval is not None:
             raise encode_error('SalesTariffEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
         s = 1
     elif o.TimeInterval is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_din_IntervalType(w, o.TimeInterval)
         s = 1
     else:
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
-    if o.EPriceLevel is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.EPriceLevel <= 255):
-            raise encode_error('SalesTariffEntryType.EPriceLevel', f'{o.EPriceLevel!r} outside 0..255')
-        w.bits(o.EPriceLevel, 8)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('SalesTariffEntryType', 'missing SE(EPriceLevel)')
+    if o.EPriceLevel is None:
+        raise encode_error('SalesTariffEntryType.EPriceLevel', 'required value missing')
+    if o.EPriceLevel < 0 or o.EPriceLevel > 255:
+        raise encode_error('SalesTariffEntryType.EPriceLevel', f'{o.EPriceLevel!r} outside 0..255')
+    w.bits((o.EPriceLevel) << 1, 11)
+    s = 2
     if i_ConsumptionCost < len(o.ConsumptionCost):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
         i_ConsumptionCost += 1
         _e_din_ConsumptionCostType(w, x_ConsumptionCost)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_ConsumptionCost < len(o.ConsumptionCost):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
                 i_ConsumptionCost += 1
                 _e_din_ConsumptionCostType(w, x_ConsumptionCost)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -7197,51 +6385,51 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
     f_SalesTariffEntry: list[_din.SalesTariffEntryType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('SalesTariffType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'SalesTariffType', 'expected AT(Id)')
     f_Id = r.string(None)
+    c = r.bits(3)
+    if c & 0x6 != 0x0:
+        raise r.fail_back(3, 'SalesTariffType', 'expected SE(SalesTariffID), CH of SalesTariffID')
+    sg = (c & 1)
     s = 1
-    if r.bits(1):
-        raise r.fail('SalesTariffType[1]', 'expected SE(SalesTariffID)')
-    if r.bits(1):
-        raise r.fail('SalesTariffType.SalesTariffID', 'expected CH')
-    iv = r.integer()
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('SalesTariffType.SalesTariffID', f'value {iv} outside -32768..32767')
     f_SalesTariffID = iv
-    if r.bits(1):
-        raise r.fail('SalesTariffType.SalesTariffID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'SalesTariffType', 'expected EE of SalesTariffID')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('SalesTariffType.SalesTariffDescription', 'expected CH')
+            raise r.fail_back(1, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
         f_SalesTariffDescription = r.string(32)
         if r.bits(1):
-            raise r.fail('SalesTariffType.SalesTariffDescription', 'expected EE')
+            raise r.fail_back(1, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('SalesTariffType.NumEPriceLevels', 'expected CH')
-        f_NumEPriceLevels = r.bits(8)
-        if r.bits(1):
-            raise r.fail('SalesTariffType.NumEPriceLevels', 'expected EE')
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
+        f_NumEPriceLevels = ((c >> 1) & 255)
         s = 4
     else:
         raise r.fail('SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail('SalesTariffType[3]', 'expected SE(NumEPriceLevels)')
-        if r.bits(1):
-            raise r.fail('SalesTariffType.NumEPriceLevels', 'expected CH')
-        f_NumEPriceLevels = r.bits(8)
-        if r.bits(1):
-            raise r.fail('SalesTariffType.NumEPriceLevels', 'expected EE')
+        c = r.bits(11)
+        if c & 0x601 != 0x0:
+            raise r.fail_back(11, 'SalesTariffType[3]', 'expected SE(NumEPriceLevels), CH of NumEPriceLevels, EE of NumEPriceLevels')
+        f_NumEPriceLevels = ((c >> 1) & 255)
         s = 4
     if r.bits(1):
-        raise r.fail('SalesTariffType[4]', 'expected SE(SalesTariffEntry)')
+        raise r.fail_back(1, 'SalesTariffType', 'expected SE(SalesTariffEntry)')
     f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
+    c = r.bits(2)
+    ec = c
     s = 5
-    ec = r.bits(2)
     if ec == 0:
         f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
         s = 6
@@ -7264,53 +6452,43 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
 def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
     i_SalesTariffEntry = 0
     s = 0
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-        s = 1
-    else:
-        raise encode_error('SalesTariffType', 'missing AT(Id)')
-    if o.SalesTariffID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.SalesTariffID <= 32767):
-            raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside -32768..32767')
-        w.integer(o.SalesTariffID)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('SalesTariffType', 'missing SE(SalesTariffID)')
+    if o.Id is None:
+        raise encode_error('SalesTariffType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.SalesTariffID is None:
+        raise encode_error('SalesTariffType.SalesTariffID', 'required value missing')
+    w.bits(0x0, 2)
+    s = 1
+    if o.SalesTariffID < -32768 or o.SalesTariffID > 32767:
+        raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside -32768..32767')
+    w.integer(o.SalesTariffID)
+    w.bits(0x0, 1)
+    s = 2
     if o.SalesTariffDescription is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.SalesTariffDescription) > 32:
-            raise encode_error('SalesTariffType.SalesTariffDescription', f'value length {len(o.SalesTariffDescription)} outside 0..32')
+            raise encode_error('SalesTariffType.SalesTariffDescription', f'length {len(o.SalesTariffDescription)} outside 0..32')
         w.string(o.SalesTariffDescription)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.NumEPriceLevels is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        if not (0 <= o.NumEPriceLevels <= 255):
+        if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
             raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-        w.bits(o.NumEPriceLevels, 8)
-        w.bits(0, 1)
+        w.bits((o.NumEPriceLevels) << 1 | 0x400, 12)
         s = 4
     else:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffDescription), SE(NumEPriceLevels)')
     if s == 3:
         if o.NumEPriceLevels is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            if not (0 <= o.NumEPriceLevels <= 255):
+            if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
                 raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-            w.bits(o.NumEPriceLevels, 8)
-            w.bits(0, 1)
+            w.bits((o.NumEPriceLevels) << 1, 11)
             s = 4
         else:
             raise encode_error('SalesTariffType', 'missing SE(NumEPriceLevels)')
     if i_SalesTariffEntry < len(o.SalesTariffEntry):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
         i_SalesTariffEntry += 1
         _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
@@ -7318,23 +6496,23 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
     else:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffEntry)')
     if i_SalesTariffEntry < len(o.SalesTariffEntry):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
         i_SalesTariffEntry += 1
         _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
         s = 6
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 6:
         while True:
             if i_SalesTariffEntry < len(o.SalesTariffEntry):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
                 i_SalesTariffEntry += 1
                 _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -7342,10 +6520,11 @@ def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType
     f_SelectedService: list[_din.SelectedServiceType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('SelectedServiceListType[0]', 'expected SE(SelectedService)')
+        raise r.fail_back(1, 'SelectedServiceListType', 'expected SE(SelectedService)')
     f_SelectedService.append(_d_din_SelectedServiceType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_SelectedService.append(_d_din_SelectedServiceType(r))
         s = 2
@@ -7369,7 +6548,7 @@ def _e_din_SelectedServiceListType(w: BitWriter, o: _din.SelectedServiceListType
     i_SelectedService = 0
     s = 0
     if i_SelectedService < len(o.SelectedService):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
         _e_din_SelectedServiceType(w, x_SelectedService)
@@ -7377,23 +6556,23 @@ def _e_din_SelectedServiceListType(w: BitWriter, o: _din.SelectedServiceListType
     else:
         raise encode_error('SelectedServiceListType', 'missing SE(SelectedService)')
     if i_SelectedService < len(o.SelectedService):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
         _e_din_SelectedServiceType(w, x_SelectedService)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_SelectedService < len(o.SelectedService):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_SelectedService = o.SelectedService[i_SelectedService]
                 i_SelectedService += 1
                 _e_din_SelectedServiceType(w, x_SelectedService)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -7401,27 +6580,31 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
     f_ServiceID: int
     f_ParameterSetID: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('SelectedServiceType[0]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('SelectedServiceType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('SelectedServiceType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('SelectedServiceType.ServiceID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('SelectedServiceType.ParameterSetID', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('SelectedServiceType.ParameterSetID', f'value {iv} outside -32768..32767')
         f_ParameterSetID = iv
         if r.bits(1):
-            raise r.fail('SelectedServiceType.ParameterSetID', 'expected EE')
+            raise r.fail_back(1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
         s = 2
     elif ec == 1:
         s = -1
@@ -7429,36 +6612,33 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
         raise r.fail('SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('SelectedServiceType[2]', 'expected EE')
+            raise r.fail_back(1, 'SelectedServiceType[2]', 'expected EE')
         s = -1
     return _din.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
 
 def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> None:
     s = 0
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('SelectedServiceType', 'missing SE(ServiceID)')
+    if o.ServiceID is None:
+        raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    w.bits(0x0, 1)
+    s = 1
     if o.ParameterSetID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (-32768 <= o.ParameterSetID <= 32767):
+        w.bits(0x0, 3)
+        if o.ParameterSetID < -32768 or o.ParameterSetID > 32767:
             raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
         w.integer(o.ParameterSetID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
@@ -7466,62 +6646,38 @@ def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
     f_FreeService: bool
     f_EnergyTransferType: _din.EVSESupportedEnergyTransferType
     if r.bits(1):
-        raise r.fail('ServiceChargeType[0]', 'expected SE(ServiceTag)')
+        raise r.fail_back(1, 'ServiceChargeType', 'expected SE(ServiceTag)')
     f_ServiceTag = _d_din_ServiceTagType(r)
-    if r.bits(1):
-        raise r.fail('ServiceChargeType[1]', 'expected SE(FreeService)')
-    if r.bits(1):
-        raise r.fail('ServiceChargeType.FreeService', 'expected CH')
-    f_FreeService = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ServiceChargeType.FreeService', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceChargeType[2]', 'expected SE(EnergyTransferType)')
-    if r.bits(1):
-        raise r.fail('ServiceChargeType.EnergyTransferType', 'expected CH')
-    iv = r.bits(4)
+    c = r.bits(12)
+    if c & 0xdc3 != 0x0:
+        raise r.fail_back(12, 'ServiceChargeType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE')
+    f_FreeService = ((c >> 9) & 1) == 1
+    iv = ((c >> 2) & 15)
     if iv >= 10:
-        raise r.fail('ServiceChargeType.EnergyTransferType', f'enumeration index {iv} out of range')
+        raise r.fail('ServiceChargeType.EnergyTransferType', f'enumeration index {iv}')
     f_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
-    if r.bits(1):
-        raise r.fail('ServiceChargeType.EnergyTransferType', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceChargeType[3]', 'expected EE')
-    pass
     return _din.ServiceChargeType(ServiceTag=f_ServiceTag, FreeService=f_FreeService, EnergyTransferType=f_EnergyTransferType)
 
 def _e_din_ServiceChargeType(w: BitWriter, o: _din.ServiceChargeType) -> None:
-    if o.ServiceTag is not None:
-        w.bits(0, 1)
-        _e_din_ServiceTagType(w, o.ServiceTag)
-    else:
-        raise encode_error('ServiceChargeType', 'missing SE(ServiceTag)')
-    if o.FreeService is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.FreeService else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceChargeType', 'missing SE(FreeService)')
-    if o.EnergyTransferType is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_din_EVSESupportedEnergyTransferType[o.EnergyTransferType], 4)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceChargeType', 'missing SE(EnergyTransferType)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ServiceTag is None:
+        raise encode_error('ServiceChargeType.ServiceTag', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_ServiceTagType(w, o.ServiceTag)
+    if o.FreeService is None:
+        raise encode_error('ServiceChargeType.FreeService', 'required value missing')
+    if o.EnergyTransferType is None:
+        raise encode_error('ServiceChargeType.EnergyTransferType', 'required value missing')
+    w.bits((1 if o.FreeService else 0) << 9 | (_I_din_EVSESupportedEnergyTransferType[o.EnergyTransferType]) << 2, 12)
 
 def _d_din_ServiceParameterListType(r: BitReader) -> _din.ServiceParameterListType:
     f_ParameterSet: list[_din.ParameterSetType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ServiceParameterListType[0]', 'expected SE(ParameterSet)')
+        raise r.fail_back(1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
     f_ParameterSet.append(_d_din_ParameterSetType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_ParameterSet.append(_d_din_ParameterSetType(r))
         s = 2
@@ -7545,7 +6701,7 @@ def _e_din_ServiceParameterListType(w: BitWriter, o: _din.ServiceParameterListTy
     i_ParameterSet = 0
     s = 0
     if i_ParameterSet < len(o.ParameterSet):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
         _e_din_ParameterSetType(w, x_ParameterSet)
@@ -7553,23 +6709,23 @@ def _e_din_ServiceParameterListType(w: BitWriter, o: _din.ServiceParameterListTy
     else:
         raise encode_error('ServiceParameterListType', 'missing SE(ParameterSet)')
     if i_ParameterSet < len(o.ParameterSet):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
         _e_din_ParameterSetType(w, x_ParameterSet)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_ParameterSet < len(o.ParameterSet):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_ParameterSet = o.ParameterSet[i_ParameterSet]
                 i_ParameterSet += 1
                 _e_din_ParameterSetType(w, x_ParameterSet)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -7577,10 +6733,11 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
     f_Service: list[_din.ServiceType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ServiceTagListType[0]', 'expected SE(Service)')
+        raise r.fail_back(1, 'ServiceTagListType', 'expected SE(Service)')
     f_Service.append(_d_din_ServiceType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Service.append(_d_din_ServiceType(r))
         s = 2
@@ -7604,7 +6761,7 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
     i_Service = 0
     s = 0
     if i_Service < len(o.Service):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Service = o.Service[i_Service]
         i_Service += 1
         _e_din_ServiceType(w, x_Service)
@@ -7612,23 +6769,23 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
     else:
         raise encode_error('ServiceTagListType', 'missing SE(Service)')
     if i_Service < len(o.Service):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Service = o.Service[i_Service]
         i_Service += 1
         _e_din_ServiceType(w, x_Service)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_Service < len(o.Service):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Service = o.Service[i_Service]
                 i_Service += 1
                 _e_din_ServiceType(w, x_Service)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -7638,50 +6795,47 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
     f_ServiceCategory: _din.serviceCategoryType
     f_ServiceScope: str | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('ServiceTagType[0]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ServiceTagType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceTagType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ServiceTagType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('ServiceTagType.ServiceID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'ServiceTagType', 'expected EE of ServiceID')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('ServiceTagType.ServiceName', 'expected CH')
+            raise r.fail_back(1, 'ServiceTagType[1]', 'expected CH of ServiceName')
         f_ServiceName = r.string(32)
         if r.bits(1):
-            raise r.fail('ServiceTagType.ServiceName', 'expected EE')
+            raise r.fail_back(1, 'ServiceTagType[1]', 'expected EE of ServiceName')
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ServiceTagType.ServiceCategory', 'expected CH')
-        f_ServiceCategory = _E_din_serviceCategoryType[r.bits(2)]
-        if r.bits(1):
-            raise r.fail('ServiceTagType.ServiceCategory', 'expected EE')
+        c = r.bits(4)
+        if c & 0x9 != 0x0:
+            raise r.fail_back(4, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
         s = 3
     else:
         raise r.fail('ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('ServiceTagType[2]', 'expected SE(ServiceCategory)')
-        if r.bits(1):
-            raise r.fail('ServiceTagType.ServiceCategory', 'expected CH')
-        f_ServiceCategory = _E_din_serviceCategoryType[r.bits(2)]
-        if r.bits(1):
-            raise r.fail('ServiceTagType.ServiceCategory', 'expected EE')
+        c = r.bits(5)
+        if c & 0x19 != 0x0:
+            raise r.fail_back(5, 'ServiceTagType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('ServiceTagType.ServiceScope', 'expected CH')
+            raise r.fail_back(1, 'ServiceTagType[3]', 'expected CH of ServiceScope')
         f_ServiceScope = r.string(32)
         if r.bits(1):
-            raise r.fail('ServiceTagType.ServiceScope', 'expected EE')
+            raise r.fail_back(1, 'ServiceTagType[3]', 'expected EE of ServiceScope')
         s = 4
     elif ec == 1:
         s = -1
@@ -7689,116 +6843,92 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
         raise r.fail('ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ServiceTagType[4]', 'expected EE')
+            raise r.fail_back(1, 'ServiceTagType[4]', 'expected EE')
         s = -1
     return _din.ServiceTagType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope)
 
 def _e_din_ServiceTagType(w: BitWriter, o: _din.ServiceTagType) -> None:
     s = 0
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('ServiceTagType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ServiceTagType', 'missing SE(ServiceID)')
+    if o.ServiceID is None:
+        raise encode_error('ServiceTagType.ServiceID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('ServiceTagType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    w.bits(0x0, 1)
+    s = 1
     if o.ServiceName is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.ServiceName) > 32:
-            raise encode_error('ServiceTagType.ServiceName', f'value length {len(o.ServiceName)} outside 0..32')
+            raise encode_error('ServiceTagType.ServiceName', f'length {len(o.ServiceName)} outside 0..32')
         w.string(o.ServiceName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.ServiceCategory is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_din_serviceCategoryType[o.ServiceCategory], 2)
-        w.bits(0, 1)
+        w.bits((_I_din_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10, 6)
         s = 3
     else:
         raise encode_error('ServiceTagType', 'missing SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
         if o.ServiceCategory is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(_I_din_serviceCategoryType[o.ServiceCategory], 2)
-            w.bits(0, 1)
+            w.bits((_I_din_serviceCategoryType[o.ServiceCategory]) << 1, 5)
             s = 3
         else:
             raise encode_error('ServiceTagType', 'missing SE(ServiceCategory)')
     if o.ServiceScope is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.ServiceScope) > 32:
-            raise encode_error('ServiceTagType.ServiceScope', f'value length {len(o.ServiceScope)} outside 0..32')
+            raise encode_error('ServiceTagType.ServiceScope', f'length {len(o.ServiceScope)} outside 0..32')
         w.string(o.ServiceScope)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
     f_ServiceTag: _din.ServiceTagType
     f_FreeService: bool
     if r.bits(1):
-        raise r.fail('ServiceType[0]', 'expected SE(ServiceTag)')
+        raise r.fail_back(1, 'ServiceType', 'expected SE(ServiceTag)')
     f_ServiceTag = _d_din_ServiceTagType(r)
-    if r.bits(1):
-        raise r.fail('ServiceType[1]', 'expected SE(FreeService)')
-    if r.bits(1):
-        raise r.fail('ServiceType.FreeService', 'expected CH')
-    f_FreeService = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ServiceType.FreeService', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceType[2]', 'expected EE')
-    pass
+    c = r.bits(5)
+    if c & 0x1b != 0x0:
+        raise r.fail_back(5, 'ServiceType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
+    f_FreeService = ((c >> 2) & 1) == 1
     return _din.ServiceType(ServiceTag=f_ServiceTag, FreeService=f_FreeService)
 
 def _e_din_ServiceType(w: BitWriter, o: _din.ServiceType) -> None:
-    if o.ServiceTag is not None:
-        w.bits(0, 1)
-        _e_din_ServiceTagType(w, o.ServiceTag)
-    else:
-        raise encode_error('ServiceType', 'missing SE(ServiceTag)')
-    if o.FreeService is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.FreeService else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceType', 'missing SE(FreeService)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ServiceTag is None:
+        raise encode_error('ServiceType.ServiceTag', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_ServiceTagType(w, o.ServiceTag)
+    if o.FreeService is None:
+        raise encode_error('ServiceType.FreeService', 'required value missing')
+    w.bits((1 if o.FreeService else 0) << 2, 5)
 
 def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
     f_Certificate: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('SubCertificatesType[0]', 'expected SE(Certificate)')
-    if r.bits(1):
-        raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
     f_Certificate.append(r.binary(1200))
-    if r.bits(1):
-        raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'SubCertificatesType', 'expected EE of Certificate')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected CH of Certificate')
         f_Certificate.append(r.binary(1200))
         if r.bits(1):
-            raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
     elif ec == 1:
         s = -1
@@ -7809,10 +6939,10 @@ def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+                    raise r.fail_back(1, 'SubCertificatesType[2]', 'expected CH of Certificate')
                 f_Certificate.append(r.binary(1200))
                 if r.bits(1):
-                    raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+                    raise r.fail_back(1, 'SubCertificatesType[2]', 'expected EE of Certificate')
             elif ec == 1:
                 s = -1
                 break
@@ -7824,56 +6954,50 @@ def _e_din_SubCertificatesType(w: BitWriter, o: _din.SubCertificatesType) -> Non
     i_Certificate = 0
     s = 0
     if i_Certificate < len(o.Certificate):
-        w.bits(0, 1)
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x0, 2)
         if len(x_Certificate) > 1200:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1200')
+            raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1200')
         w.binary(x_Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     else:
         raise encode_error('SubCertificatesType', 'missing SE(Certificate)')
     if i_Certificate < len(o.Certificate):
-        w.bits(0, 2)
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(x_Certificate) > 1200:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1200')
+            raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1200')
         w.binary(x_Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_Certificate < len(o.Certificate):
-                w.bits(0, 2)
                 x_Certificate = o.Certificate[i_Certificate]
                 i_Certificate += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 if len(x_Certificate) > 1200:
-                    raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1200')
+                    raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1200')
                 w.binary(x_Certificate)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
 def _d_din_BodyBaseType(r: BitReader) -> _din.BodyBaseType:
     if r.bits(1):
-        raise r.fail('BodyBaseType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'BodyBaseType', 'expected EE')
     return _din.BodyBaseType()
 
 def _e_din_BodyBaseType(w: BitWriter, o: _din.BodyBaseType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_din_BodyType(r: BitReader) -> _din.BodyType:
     f_BodyElement: _din.BodyBaseType | None = None
@@ -7912,7 +7036,8 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
     f_WeldingDetectionReq: _din.WeldingDetectionReqType | None = None
     f_WeldingDetectionRes: _din.WeldingDetectionResType | None = None
     s = 0
-    ec = r.bits(6)
+    c = r.bits(6)
+    ec = c
     if ec == 0:
         f_BodyElement = _d_din_BodyBaseType(r)
         s = 1
@@ -8024,14 +7149,14 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         raise r.fail('BodyType[0]', f'event code {ec}, expected SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(ContractAuthenticationReq), SE(ContractAuthenticationRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(ServicePaymentSelectionReq), SE(ServicePaymentSelectionRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
     if s == 1:
         if r.bits(1):
-            raise r.fail('BodyType[1]', 'expected EE')
+            raise r.fail_back(1, 'BodyType[1]', 'expected EE')
         s = -1
     return _din.BodyType(BodyElement=f_BodyElement, CableCheckReq=f_CableCheckReq, CableCheckRes=f_CableCheckRes, CertificateInstallationReq=f_CertificateInstallationReq, CertificateInstallationRes=f_CertificateInstallationRes, CertificateUpdateReq=f_CertificateUpdateReq, CertificateUpdateRes=f_CertificateUpdateRes, ChargeParameterDiscoveryReq=f_ChargeParameterDiscoveryReq, ChargeParameterDiscoveryRes=f_ChargeParameterDiscoveryRes, ChargingStatusReq=f_ChargingStatusReq, ChargingStatusRes=f_ChargingStatusRes, ContractAuthenticationReq=f_ContractAuthenticationReq, ContractAuthenticationRes=f_ContractAuthenticationRes, CurrentDemandReq=f_CurrentDemandReq, CurrentDemandRes=f_CurrentDemandRes, MeteringReceiptReq=f_MeteringReceiptReq, MeteringReceiptRes=f_MeteringReceiptRes, PaymentDetailsReq=f_PaymentDetailsReq, PaymentDetailsRes=f_PaymentDetailsRes, PowerDeliveryReq=f_PowerDeliveryReq, PowerDeliveryRes=f_PowerDeliveryRes, PreChargeReq=f_PreChargeReq, PreChargeRes=f_PreChargeRes, ServiceDetailReq=f_ServiceDetailReq, ServiceDetailRes=f_ServiceDetailRes, ServiceDiscoveryReq=f_ServiceDiscoveryReq, ServiceDiscoveryRes=f_ServiceDiscoveryRes, ServicePaymentSelectionReq=f_ServicePaymentSelectionReq, ServicePaymentSelectionRes=f_ServicePaymentSelectionRes, SessionSetupReq=f_SessionSetupReq, SessionSetupRes=f_SessionSetupRes, SessionStopReq=f_SessionStopReq, SessionStopRes=f_SessionStopRes, WeldingDetectionReq=f_WeldingDetectionReq, WeldingDetectionRes=f_WeldingDetectionRes)
 
 def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
     s = 0
     if o.BodyElement is not None:
-        w.bits(0, 6)
+        w.bits(0x0, 6)
         _e_din_BodyBaseType(w, o.BodyElement)
         if o.CableCheckReq is not None:
             raise encode_error('BodyType.CableCheckReq', 'cannot be combined with BodyElement')
@@ -8103,7 +7228,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with BodyElement')
         s = 1
     elif o.CableCheckReq is not None:
-        w.bits(1, 6)
+        w.bits(0x1, 6)
         _e_din_CableCheckReqType(w, o.CableCheckReq)
         if o.CableCheckRes is not None:
             raise encode_error('BodyType.CableCheckRes', 'cannot be combined with CableCheckReq')
@@ -8173,7 +7298,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckReq')
         s = 1
     elif o.CableCheckRes is not None:
-        w.bits(2, 6)
+        w.bits(0x2, 6)
         _e_din_CableCheckResType(w, o.CableCheckRes)
         if o.CertificateInstallationReq is not None:
             raise encode_error('BodyType.CertificateInstallationReq', 'cannot be combined with CableCheckRes')
@@ -8241,7 +7366,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckRes')
         s = 1
     elif o.CertificateInstallationReq is not None:
-        w.bits(3, 6)
+        w.bits(0x3, 6)
         _e_din_CertificateInstallationReqType(w, o.CertificateInstallationReq)
         if o.CertificateInstallationRes is not None:
             raise encode_error('BodyType.CertificateInstallationRes', 'cannot be combined with CertificateInstallationReq')
@@ -8307,7 +7432,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationReq')
         s = 1
     elif o.CertificateInstallationRes is not None:
-        w.bits(4, 6)
+        w.bits(0x4, 6)
         _e_din_CertificateInstallationResType(w, o.CertificateInstallationRes)
         if o.CertificateUpdateReq is not None:
             raise encode_error('BodyType.CertificateUpdateReq', 'cannot be combined with CertificateInstallationRes')
@@ -8371,7 +7496,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationRes')
         s = 1
     elif o.CertificateUpdateReq is not None:
-        w.bits(5, 6)
+        w.bits(0x5, 6)
         _e_din_CertificateUpdateReqType(w, o.CertificateUpdateReq)
         if o.CertificateUpdateRes is not None:
             raise encode_error('BodyType.CertificateUpdateRes', 'cannot be combined with CertificateUpdateReq')
@@ -8433,7 +7558,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateUpdateReq')
         s = 1
     elif o.CertificateUpdateRes is not None:
-        w.bits(6, 6)
+        w.bits(0x6, 6)
         _e_din_CertificateUpdateResType(w, o.CertificateUpdateRes)
         if o.ChargeParameterDiscoveryReq is not None:
             raise encode_error('BodyType.ChargeParameterDiscoveryReq', 'cannot be combined with CertificateUpdateRes')
@@ -8493,7 +7618,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateUpdateRes')
         s = 1
     elif o.ChargeParameterDiscoveryReq is not None:
-        w.bits(7, 6)
+        w.bits(0x7, 6)
         _e_din_ChargeParameterDiscoveryReqType(w, o.ChargeParameterDiscoveryReq)
         if o.ChargeParameterDiscoveryRes is not None:
             raise encode_error('BodyType.ChargeParameterDiscoveryRes', 'cannot be combined with ChargeParameterDiscoveryReq')
@@ -8551,7 +7676,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryReq')
         s = 1
     elif o.ChargeParameterDiscoveryRes is not None:
-        w.bits(8, 6)
+        w.bits(0x8, 6)
         _e_din_ChargeParameterDiscoveryResType(w, o.ChargeParameterDiscoveryRes)
         if o.ChargingStatusReq is not None:
             raise encode_error('BodyType.ChargingStatusReq', 'cannot be combined with ChargeParameterDiscoveryRes')
@@ -8607,7 +7732,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryRes')
         s = 1
     elif o.ChargingStatusReq is not None:
-        w.bits(9, 6)
+        w.bits(0x9, 6)
         _e_din_ChargingStatusReqType(w, o.ChargingStatusReq)
         if o.ChargingStatusRes is not None:
             raise encode_error('BodyType.ChargingStatusRes', 'cannot be combined with ChargingStatusReq')
@@ -8661,7 +7786,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargingStatusReq')
         s = 1
     elif o.ChargingStatusRes is not None:
-        w.bits(10, 6)
+        w.bits(0xa, 6)
         _e_din_ChargingStatusResType(w, o.ChargingStatusRes)
         if o.ContractAuthenticationReq is not None:
             raise encode_error('BodyType.ContractAuthenticationReq', 'cannot be combined with ChargingStatusRes')
@@ -8713,7 +7838,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargingStatusRes')
         s = 1
     elif o.ContractAuthenticationReq is not None:
-        w.bits(11, 6)
+        w.bits(0xb, 6)
         _e_din_ContractAuthenticationReqType(w, o.ContractAuthenticationReq)
         if o.ContractAuthenticationRes is not None:
             raise encode_error('BodyType.ContractAuthenticationRes', 'cannot be combined with ContractAuthenticationReq')
@@ -8763,7 +7888,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ContractAuthenticationReq')
         s = 1
     elif o.ContractAuthenticationRes is not None:
-        w.bits(12, 6)
+        w.bits(0xc, 6)
         _e_din_ContractAuthenticationResType(w, o.ContractAuthenticationRes)
         if o.CurrentDemandReq is not None:
             raise encode_error('BodyType.CurrentDemandReq', 'cannot be combined with ContractAuthenticationRes')
@@ -8811,7 +7936,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ContractAuthenticationRes')
         s = 1
     elif o.CurrentDemandReq is not None:
-        w.bits(13, 6)
+        w.bits(0xd, 6)
         _e_din_CurrentDemandReqType(w, o.CurrentDemandReq)
         if o.CurrentDemandRes is not None:
             raise encode_error('BodyType.CurrentDemandRes', 'cannot be combined with CurrentDemandReq')
@@ -8857,7 +7982,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CurrentDemandReq')
         s = 1
     elif o.CurrentDemandRes is not None:
-        w.bits(14, 6)
+        w.bits(0xe, 6)
         _e_din_CurrentDemandResType(w, o.CurrentDemandRes)
         if o.MeteringReceiptReq is not None:
             raise encode_error('BodyType.MeteringReceiptReq', 'cannot be combined with CurrentDemandRes')
@@ -8901,7 +8026,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CurrentDemandRes')
         s = 1
     elif o.MeteringReceiptReq is not None:
-        w.bits(15, 6)
+        w.bits(0xf, 6)
         _e_din_MeteringReceiptReqType(w, o.MeteringReceiptReq)
         if o.MeteringReceiptRes is not None:
             raise encode_error('BodyType.MeteringReceiptRes', 'cannot be combined with MeteringReceiptReq')
@@ -8943,7 +8068,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptReq')
         s = 1
     elif o.MeteringReceiptRes is not None:
-        w.bits(16, 6)
+        w.bits(0x10, 6)
         _e_din_MeteringReceiptResType(w, o.MeteringReceiptRes)
         if o.PaymentDetailsReq is not None:
             raise encode_error('BodyType.PaymentDetailsReq', 'cannot be combined with MeteringReceiptRes')
@@ -8983,7 +8108,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptRes')
         s = 1
     elif o.PaymentDetailsReq is not None:
-        w.bits(17, 6)
+        w.bits(0x11, 6)
         _e_din_PaymentDetailsReqType(w, o.PaymentDetailsReq)
         if o.PaymentDetailsRes is not None:
             raise encode_error('BodyType.PaymentDetailsRes', 'cannot be combined with PaymentDetailsReq')
@@ -9021,7 +8146,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsReq')
         s = 1
     elif o.PaymentDetailsRes is not None:
-        w.bits(18, 6)
+        w.bits(0x12, 6)
         _e_din_PaymentDetailsResType(w, o.PaymentDetailsRes)
         if o.PowerDeliveryReq is not None:
             raise encode_error('BodyType.PowerDeliveryReq', 'cannot be combined with PaymentDetailsRes')
@@ -9057,7 +8182,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsRes')
         s = 1
     elif o.PowerDeliveryReq is not None:
-        w.bits(19, 6)
+        w.bits(0x13, 6)
         _e_din_PowerDeliveryReqType(w, o.PowerDeliveryReq)
         if o.PowerDeliveryRes is not None:
             raise encode_error('BodyType.PowerDeliveryRes', 'cannot be combined with PowerDeliveryReq')
@@ -9091,7 +8216,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryReq')
         s = 1
     elif o.PowerDeliveryRes is not None:
-        w.bits(20, 6)
+        w.bits(0x14, 6)
         _e_din_PowerDeliveryResType(w, o.PowerDeliveryRes)
         if o.PreChargeReq is not None:
             raise encode_error('BodyType.PreChargeReq', 'cannot be combined with PowerDeliveryRes')
@@ -9123,7 +8248,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryRes')
         s = 1
     elif o.PreChargeReq is not None:
-        w.bits(21, 6)
+        w.bits(0x15, 6)
         _e_din_PreChargeReqType(w, o.PreChargeReq)
         if o.PreChargeRes is not None:
             raise encode_error('BodyType.PreChargeRes', 'cannot be combined with PreChargeReq')
@@ -9153,7 +8278,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeReq')
         s = 1
     elif o.PreChargeRes is not None:
-        w.bits(22, 6)
+        w.bits(0x16, 6)
         _e_din_PreChargeResType(w, o.PreChargeRes)
         if o.ServiceDetailReq is not None:
             raise encode_error('BodyType.ServiceDetailReq', 'cannot be combined with PreChargeRes')
@@ -9181,7 +8306,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeRes')
         s = 1
     elif o.ServiceDetailReq is not None:
-        w.bits(23, 6)
+        w.bits(0x17, 6)
         _e_din_ServiceDetailReqType(w, o.ServiceDetailReq)
         if o.ServiceDetailRes is not None:
             raise encode_error('BodyType.ServiceDetailRes', 'cannot be combined with ServiceDetailReq')
@@ -9207,7 +8332,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDetailReq')
         s = 1
     elif o.ServiceDetailRes is not None:
-        w.bits(24, 6)
+        w.bits(0x18, 6)
         _e_din_ServiceDetailResType(w, o.ServiceDetailRes)
         if o.ServiceDiscoveryReq is not None:
             raise encode_error('BodyType.ServiceDiscoveryReq', 'cannot be combined with ServiceDetailRes')
@@ -9231,7 +8356,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDetailRes')
         s = 1
     elif o.ServiceDiscoveryReq is not None:
-        w.bits(25, 6)
+        w.bits(0x19, 6)
         _e_din_ServiceDiscoveryReqType(w, o.ServiceDiscoveryReq)
         if o.ServiceDiscoveryRes is not None:
             raise encode_error('BodyType.ServiceDiscoveryRes', 'cannot be combined with ServiceDiscoveryReq')
@@ -9253,7 +8378,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryReq')
         s = 1
     elif o.ServiceDiscoveryRes is not None:
-        w.bits(26, 6)
+        w.bits(0x1a, 6)
         _e_din_ServiceDiscoveryResType(w, o.ServiceDiscoveryRes)
         if o.ServicePaymentSelectionReq is not None:
             raise encode_error('BodyType.ServicePaymentSelectionReq', 'cannot be combined with ServiceDiscoveryRes')
@@ -9273,7 +8398,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryRes')
         s = 1
     elif o.ServicePaymentSelectionReq is not None:
-        w.bits(27, 6)
+        w.bits(0x1b, 6)
         _e_din_ServicePaymentSelectionReqType(w, o.ServicePaymentSelectionReq)
         if o.ServicePaymentSelectionRes is not None:
             raise encode_error('BodyType.ServicePaymentSelectionRes', 'cannot be combined with ServicePaymentSelectionReq')
@@ -9291,7 +8416,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServicePaymentSelectionReq')
         s = 1
     elif o.ServicePaymentSelectionRes is not None:
-        w.bits(28, 6)
+        w.bits(0x1c, 6)
         _e_din_ServicePaymentSelectionResType(w, o.ServicePaymentSelectionRes)
         if o.SessionSetupReq is not None:
             raise encode_error('BodyType.SessionSetupReq', 'cannot be combined with ServicePaymentSelectionRes')
@@ -9307,7 +8432,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServicePaymentSelectionRes')
         s = 1
     elif o.SessionSetupReq is not None:
-        w.bits(29, 6)
+        w.bits(0x1d, 6)
         _e_din_SessionSetupReqType(w, o.SessionSetupReq)
         if o.SessionSetupRes is not None:
             raise encode_error('BodyType.SessionSetupRes', 'cannot be combined with SessionSetupReq')
@@ -9321,7 +8446,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupReq')
         s = 1
     elif o.SessionSetupRes is not None:
-        w.bits(30, 6)
+        w.bits(0x1e, 6)
         _e_din_SessionSetupResType(w, o.SessionSetupRes)
         if o.SessionStopReq is not None:
             raise encode_error('BodyType.SessionStopReq', 'cannot be combined with SessionSetupRes')
@@ -9333,7 +8458,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupRes')
         s = 1
     elif o.SessionStopReq is not None:
-        w.bits(31, 6)
+        w.bits(0x1f, 6)
         _e_din_SessionStopType(w, o.SessionStopReq)
         if o.SessionStopRes is not None:
             raise encode_error('BodyType.SessionStopRes', 'cannot be combined with SessionStopReq')
@@ -9343,7 +8468,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopReq')
         s = 1
     elif o.SessionStopRes is not None:
-        w.bits(32, 6)
+        w.bits(0x20, 6)
         _e_din_SessionStopResType(w, o.SessionStopRes)
         if o.WeldingDetectionReq is not None:
             raise encode_error('BodyType.WeldingDetectionReq', 'cannot be combined with SessionStopRes')
@@ -9351,66 +8476,61 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopRes')
         s = 1
     elif o.WeldingDetectionReq is not None:
-        w.bits(33, 6)
+        w.bits(0x21, 6)
         _e_din_WeldingDetectionReqType(w, o.WeldingDetectionReq)
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
     elif o.WeldingDetectionRes is not None:
-        w.bits(34, 6)
+        w.bits(0x22, 6)
         _e_din_WeldingDetectionResType(w, o.WeldingDetectionRes)
         s = 1
     else:
-        w.bits(35, 6)
+        w.bits(0x23, 6)
         s = -1
     if s == 1:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_din_V2G_Message(r: BitReader) -> _din.V2G_Message:
     f_Header: _din.MessageHeaderType
     f_Body: _din.BodyType
     if r.bits(1):
-        raise r.fail('V2G_Message[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2G_Message', 'expected SE(Header)')
     f_Header = _d_din_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('V2G_Message[1]', 'expected SE(Body)')
+        raise r.fail_back(1, 'V2G_Message', 'expected SE(Body)')
     f_Body = _d_din_BodyType(r)
     if r.bits(1):
-        raise r.fail('V2G_Message[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'V2G_Message', 'expected EE')
     return _din.V2G_Message(Header=f_Header, Body=f_Body)
 
 def _e_din_V2G_Message(w: BitWriter, o: _din.V2G_Message) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_din_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2G_Message', 'missing SE(Header)')
-    if o.Body is not None:
-        w.bits(0, 1)
-        _e_din_BodyType(w, o.Body)
-    else:
-        raise encode_error('V2G_Message', 'missing SE(Body)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2G_Message.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_MessageHeaderType(w, o.Header)
+    if o.Body is None:
+        raise encode_error('V2G_Message.Body', 'required value missing')
+    w.bits(0x0, 1)
+    _e_din_BodyType(w, o.Body)
+    w.bits(0x0, 1)
 
 def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
     f_SessionID: bytes
     f_Notification: _din.NotificationType | None = None
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     f_SessionID = r.binary(8)
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Notification = _d_din_NotificationType(r)
         s = 2
@@ -9432,765 +8552,743 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
             raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('MessageHeaderType[3]', 'expected EE')
+            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     return _din.MessageHeaderType(SessionID=f_SessionID, Notification=f_Notification, Signature=f_Signature)
 
 def _e_din_MessageHeaderType(w: BitWriter, o: _din.MessageHeaderType) -> None:
     s = 0
-    if o.SessionID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.SessionID) > 8:
-            raise encode_error('MessageHeaderType.SessionID', f'value length {len(o.SessionID)} outside 0..8')
-        w.binary(o.SessionID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MessageHeaderType', 'missing SE(SessionID)')
+    if o.SessionID is None:
+        raise encode_error('MessageHeaderType.SessionID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.SessionID) > 8:
+        raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 0..8')
+    w.binary(o.SessionID)
+    w.bits(0x0, 1)
+    s = 1
     if o.Notification is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_din_NotificationType(w, o.Notification)
         s = 2
     elif o.Signature is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_SignatureType(w, o.Signature)
         s = 3
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 2:
         if o.Signature is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_SignatureType(w, o.Signature)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_v0(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 1) == 1
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(1 if o else 0, 1)
-    w.bits(0, 1)
+    w.bits((1 if o else 0) << 1, 3)
 
 def _d_v3(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(7)
+    c = r.bits(9)
+    if c & 0x101 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 127)
     if iv > 100:
         raise r.fail('value', f'value {iv} outside 0..100')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 100):
+    if o < 0 or o > 100:
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits(o, 7)
-    w.bits(0, 1)
+    w.bits((o) << 1, 9)
 
 def _d_v4(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(1200)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 1200:
-        raise encode_error('value', f'value length {len(o)} outside 0..1200')
+        raise encode_error('value', f'length {len(o)} outside 0..1200')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v5(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('value', f'value {iv} outside -32768..32767')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-32768 <= o <= 32767):
+    w.bits(0x0, 1)
+    if o < -32768 or o > 32767:
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 0..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 0 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(24)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 24:
-        raise encode_error('value', f'value length {len(o)} outside 0..24')
+        raise encode_error('value', f'length {len(o)} outside 0..24')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v8(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(128)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 128:
-        raise encode_error('value', f'value length {len(o)} outside 0..128')
+        raise encode_error('value', f'length {len(o)} outside 0..128')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v9(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(256)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 256:
-        raise encode_error('value', f'value length {len(o)} outside 0..256')
+        raise encode_error('value', f'length {len(o)} outside 0..256')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v10(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -9223372036854775808 or iv > 9223372036854775807:
         raise r.fail('value', f'value {iv} outside -9223372036854775808..9223372036854775807')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-9223372036854775808 <= o <= 9223372036854775807):
+    w.bits(0x0, 1)
+    if o < -9223372036854775808 or o > 9223372036854775807:
         raise encode_error('value', f'{o!r} outside -9223372036854775808..9223372036854775807')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v11(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8)
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255)
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 255):
+    if o < 0 or o > 255:
         raise encode_error('value', f'{o!r} outside 0..255')
-    w.bits(o, 8)
-    w.bits(0, 1)
+    w.bits((o) << 1, 10)
 
 def _d_v12(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(8)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 8:
-        raise encode_error('value', f'value length {len(o)} outside 0..8')
+        raise encode_error('value', f'length {len(o)} outside 0..8')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v13(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(4)
+    c = r.bits(6)
+    if c & 0x21 != 0x0:
+        raise r.fail_back(6, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 15)
     if iv >= 12:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_din_DC_EVErrorCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_DC_EVErrorCodeType[o], 4)
-    w.bits(0, 1)
+    w.bits((_I_din_DC_EVErrorCodeType[o]) << 1, 6)
 
 def _d_v14(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_din_EVRequestedEnergyTransferType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_EVRequestedEnergyTransferType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_din_EVRequestedEnergyTransferType[o]) << 1, 5)
 
 def _d_v15(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v16(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_din_isolationLevelType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    v = _E_din_isolationLevelType[((c >> 1) & 3)]
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_isolationLevelType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_din_isolationLevelType[o]) << 1, 4)
 
 def _d_v17(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_din_EVSENotificationType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_EVSENotificationType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_din_EVSENotificationType[o]) << 1, 4)
 
 def _d_v18(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_din_EVSEProcessingType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = _E_din_EVSEProcessingType[((c >> 1) & 1)]
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_EVSEProcessingType[o], 1)
-    w.bits(0, 1)
+    w.bits((_I_din_EVSEProcessingType[o]) << 1, 3)
 
 def _d_v19(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(4)
+    c = r.bits(6)
+    if c & 0x21 != 0x0:
+        raise r.fail_back(6, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 15)
     if iv >= 12:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_din_DC_EVSEStatusCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_DC_EVSEStatusCodeType[o], 4)
-    w.bits(0, 1)
+    w.bits((_I_din_DC_EVSEStatusCodeType[o]) << 1, 6)
 
 def _d_v20(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(4)
+    c = r.bits(6)
+    if c & 0x21 != 0x0:
+        raise r.fail_back(6, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 15)
     if iv >= 10:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_din_EVSESupportedEnergyTransferType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_EVSESupportedEnergyTransferType[o], 4)
-    w.bits(0, 1)
+    w.bits((_I_din_EVSESupportedEnergyTransferType[o]) << 1, 6)
 
 def _d_v21(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v22(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_din_faultCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_faultCodeType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_din_faultCodeType[o]) << 1, 4)
 
 def _d_v23(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(64)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 64:
-        raise encode_error('value', f'value length {len(o)} outside 0..64')
+        raise encode_error('value', f'length {len(o)} outside 0..64')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v24(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v25(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v26(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v27(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('value', f'value {iv} outside -32768..32767')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-32768 <= o <= 32767):
+    w.bits(0x0, 1)
+    if o < -32768 or o > 32767:
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v28(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3) + -3
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7) - 3
     if iv > 3:
         raise r.fail('value', f'value {iv} outside -3..3')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-3 <= o <= 3):
+    if o < -3 or o > 3:
         raise encode_error('value', f'{o!r} outside -3..3')
-    w.bits(o - -3, 3)
-    w.bits(0, 1)
+    w.bits((o + 3) << 1, 5)
 
 def _d_v29(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v30(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('value', f'value {iv} outside -32768..32767')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-32768 <= o <= 32767):
+    w.bits(0x0, 1)
+    if o < -32768 or o > 32767:
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v31(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('value', f'value {iv} outside -32768..32767')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-32768 <= o <= 32767):
+    w.bits(0x0, 1)
+    if o < -32768 or o > 32767:
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v32(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_din_paymentOptionType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = _E_din_paymentOptionType[((c >> 1) & 1)]
     return v
 
 def _e_v32(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_paymentOptionType[o], 1)
-    w.bits(0, 1)
+    w.bits((_I_din_paymentOptionType[o]) << 1, 3)
 
 def _d_v33(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(7)
+    if c & 0x41 != 0x0:
+        raise r.fail_back(7, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 31)
     if iv >= 23:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_din_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v33(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_responseCodeType[o], 5)
-    w.bits(0, 1)
+    w.bits((_I_din_responseCodeType[o]) << 1, 7)
 
 def _d_v34(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(40)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v34(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 40:
-        raise encode_error('value', f'value length {len(o)} outside 0..40')
+        raise encode_error('value', f'length {len(o)} outside 0..40')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v35(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v35(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v36(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_din_serviceCategoryType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    v = _E_din_serviceCategoryType[((c >> 1) & 3)]
     return v
 
 def _e_v36(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_serviceCategoryType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_din_serviceCategoryType[o]) << 1, 4)
 
 def _d_v37(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('value', f'value {iv} outside 0..65535')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 65535):
+    w.bits(0x0, 1)
+    if o < 0 or o > 65535:
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v38(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v38(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v39(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v39(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v40(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(8)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v40(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 8:
-        raise encode_error('value', f'value length {len(o)} outside 0..8')
+        raise encode_error('value', f'length {len(o)} outside 0..8')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v41(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v41(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v42(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(4)
+    c = r.bits(6)
+    if c & 0x21 != 0x0:
+        raise r.fail_back(6, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 15)
     if iv >= 10:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_din_unitSymbolType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v42(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_unitSymbolType[o], 4)
-    w.bits(0, 1)
+    w.bits((_I_din_unitSymbolType[o]) << 1, 6)
 
 def _d_v43(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v43(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v44(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8) + -128
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255) - 128
     return v
 
 def _e_v44(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-128 <= o <= 127):
+    if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits(o - -128, 8)
-    w.bits(0, 1)
+    w.bits((o + 128) << 1, 10)
 
 def _d_v45(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_din_costKindType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v45(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_din_costKindType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_din_costKindType[o]) << 1, 4)
 
 def _d_v46(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -2147483648 or iv > 2147483647:
         raise r.fail('value', f'value {iv} outside -2147483648..2147483647')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v46(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-2147483648 <= o <= 2147483647):
+    w.bits(0x0, 1)
+    if o < -2147483648 or o > 2147483647:
         raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 DOCUMENT: EntryTable = (
     ('urn:din:70121:2012:MsgDataTypes', 'AC_EVChargeParameter', _d_din_AC_EVChargeParameterType, _e_din_AC_EVChargeParameterType, _din.AC_EVChargeParameterType),

@@ -52,7 +52,7 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('CanonicalizationMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -82,18 +82,17 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('CanonicalizationMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
@@ -105,80 +104,80 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
         f_P = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
         f_G = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         f_Q = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
             f_G = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
             f_Y = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
         f_J = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
         f_Seed = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
@@ -188,129 +187,117 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
             f_Seed = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         f_PgenCounter = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType[7]', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     s = 0
     if o.P is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.P)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.G is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.G)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.Y is not None:
-        w.bits(2, 2)
-        w.bits(0, 1)
+        w.bits(0x4, 3)
         w.binary(o.Y)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Q)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.G)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif o.Y is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.J)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.Seed is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.Seed)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.Seed)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.PgenCounter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('DigestMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -340,18 +327,17 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('DigestMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('DigestMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
@@ -364,16 +350,17 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
         f_KeyName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -392,10 +379,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         s = 2
     elif ec == 7:
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
         f_MgmtData.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -408,10 +395,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             ec = r.bits(4)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
                 f_KeyName.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
@@ -436,10 +423,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 break
             elif ec == 6:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 f_MgmtData.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
@@ -452,10 +439,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         ec = r.bits(4)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
             f_KeyName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -468,10 +455,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
             f_MgmtData.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -493,148 +480,142 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         w.string(o.Id)
         s = 1
     elif i_KeyName < len(o.KeyName):
-        w.bits(1, 4)
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0, 1)
+        w.bits(0x2, 5)
         w.string(x_KeyName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
         _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
         _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
         _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
-        w.bits(7, 4)
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0, 1)
+        w.bits(0xe, 5)
         w.string(x_MgmtData)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     if s == 1:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     while True:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
             break
 
@@ -658,7 +639,6 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     while True:
         ec = r.bits(2)
         if ec == 0:
-            pass
             break
         elif ec == 1:
             raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
@@ -668,24 +648,25 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     if o.DSAKeyValue is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         pass
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -696,10 +677,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('ManifestType[1]', 'expected SE(Reference)')
+            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 3
@@ -723,11 +705,11 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -736,7 +718,7 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
             _e_xmldsig_ReferenceType(w, x_Reference)
@@ -744,23 +726,23 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -769,7 +751,8 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Encoding = r.string(None)
         s = 1
@@ -845,67 +828,68 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     s = 0
     if o.Encoding is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Encoding)
         s = 1
     elif o.Id is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Id)
         s = 2
     elif o.MimeType is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.MimeType)
         s = 3
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Id)
             s = 2
         elif o.MimeType is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         f_PGPKeyID = r.binary(None)
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -913,10 +897,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -966,18 +950,16 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.PGPKeyID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        w.bits(1, 2)
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(x_PGPKeyPacket)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -985,75 +967,60 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            w.bits(0, 2)
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(x_PGPKeyPacket)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     f_Modulus = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     f_Exponent = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
-    if o.Modulus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Modulus)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Modulus)')
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Exponent)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Exponent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Modulus is None:
+        raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.Modulus)
+    if o.Exponent is None:
+        raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+    w.bits(0x0, 3)
+    w.binary(o.Exponent)
+    w.bits(0x0, 2)
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1063,7 +1030,8 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1122,116 +1090,111 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ReferenceType[4]', 'expected SE(DigestMethod)')
+            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    if r.bits(1):
-        raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     f_DigestValue = r.binary(None)
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
-    if r.bits(1):
-        raise r.fail('ReferenceType[6]', 'expected EE')
     s = -1
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Id)
         s = 1
     elif o.Type is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Type)
         s = 2
     elif o.URI is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.URI)
         s = 3
     elif o.Transforms is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Type)
             s = 2
         elif o.URI is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
-    if o.DigestValue is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.DigestValue)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('ReferenceType', 'missing SE(DigestValue)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.DigestValue is None:
+        raise encode_error('ReferenceType.DigestValue', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.DigestValue)
+    w.bits(0x0, 2)
+    s = 6
+    s = -1
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Type = r.string(None)
         s = 1
@@ -1268,50 +1231,50 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('RetrievalMethodType[3]', 'expected EE')
+            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     s = 0
     if o.Type is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Type)
         s = 1
     elif o.URI is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.URI)
         s = 2
     elif o.Transforms is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 2
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
@@ -1319,23 +1282,22 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            if r.bits(1):
-                raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
-            if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             f_SPKISexp.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1347,10 +1309,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1364,39 +1326,36 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     while s >= 0:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 1)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 2)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
         if s == 1:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
-                    w.bits(0, 2)
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0, 1)
+                    w.bits(0x0, 3)
                     w.binary(x_SPKISexp)
-                    w.bits(0, 1)
+                    w.bits(0x0, 1)
                 else:
-                    w.bits(2, 2)
+                    w.bits(0x2, 2)
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 2)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
@@ -1404,17 +1363,22 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_HMACOutputLength: int | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('SignatureMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
+            f_HMACOutputLength = iv
             if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            f_HMACOutputLength = r.integer()
-            if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
+                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
@@ -1454,35 +1418,34 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('SignatureMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
+        w.bits(0x0, 4)
         w.integer(o.HMACOutputLength)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1493,10 +1456,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 3
@@ -1520,11 +1484,11 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1533,7 +1497,7 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1541,23 +1505,23 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1565,7 +1529,8 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     f_Id: str | None = None
     f_Target: str
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1576,7 +1541,7 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
         f_Target = r.string(None)
         s = 2
     while True:
@@ -1615,18 +1580,18 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.Target is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.string(o.Target)
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.string(o.Target)
             s = 2
         else:
@@ -1634,11 +1599,11 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
@@ -1648,7 +1613,8 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1659,14 +1625,15 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureType[1]', 'expected SE(SignedInfo)')
+            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureType[2]', 'expected SE(SignatureValue)')
+        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         s = 4
@@ -1702,60 +1669,59 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
-    if o.SignatureValue is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureValueType(w, o.SignatureValue)
-        s = 3
-    else:
-        raise encode_error('SignatureType', 'missing SE(SignatureValue)')
+    if o.SignatureValue is None:
+        raise encode_error('SignatureType.SignatureValue', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    s = 3
     if o.KeyInfo is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Object = o.Object[i_Object]
         i_Object += 1
         _e_xmldsig_ObjectType(w, x_Object)
         s = 5
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Object = o.Object[i_Object]
             i_Object += 1
             _e_xmldsig_ObjectType(w, x_Object)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Object = o.Object[i_Object]
                 i_Object += 1
                 _e_xmldsig_ObjectType(w, x_Object)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1763,7 +1729,8 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1774,36 +1741,35 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureValueType[1]', 'expected CH')
+            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
         f_value = r.binary(None)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureValueType[2]', 'expected EE')
+        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
     s = -1
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.value is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.binary(o.value)
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.binary(o.value)
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -1811,7 +1777,8 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1822,18 +1789,19 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignedInfoType[2]', 'expected SE(SignatureMethod)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    s = 3
     if r.bits(1):
-        raise r.fail('SignedInfoType[3]', 'expected SE(Reference)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    s = 3
     f_Reference.append(_d_xmldsig_ReferenceType(r))
+    c = r.bits(2)
+    ec = c
     s = 4
-    ec = r.bits(2)
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 5
@@ -1857,30 +1825,29 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
-    if o.SignatureMethod is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
-        s = 3
-    else:
-        raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
+    if o.SignatureMethod is None:
+        raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -1888,23 +1855,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 5
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1912,20 +1879,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
     if r.bits(1):
-        raise r.fail('TransformType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     while True:
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected CH')
+                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
             f_XPath.append(r.string(None))
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected EE')
+                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
-            pass
             break
         elif ec == 3:
             raise r.fail('TransformType[1]', 'untyped character content is not supported')
@@ -1935,21 +1901,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     i_XPath = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-    else:
-        raise encode_error('TransformType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('TransformType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
     while True:
         if i_XPath < len(o.XPath):
-            w.bits(0, 3)
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             w.string(x_XPath)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             pass
             break
 
@@ -1957,10 +1921,11 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('TransformsType[0]', 'expected SE(Transform)')
+        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
     f_Transform.append(_d_xmldsig_TransformType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Transform.append(_d_xmldsig_TransformType(r))
         s = 2
@@ -1984,7 +1949,7 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
@@ -1992,23 +1957,23 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
                 _e_xmldsig_TransformType(w, x_Transform)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -2018,33 +1983,34 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
         f_X509SKI.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
         f_X509SubjectName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
         f_X509Certificate.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
         f_X509CRL.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -2055,32 +2021,31 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
             f_X509SKI.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
             f_X509SubjectName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
             f_X509Certificate.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
             f_X509CRL.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
-            pass
             break
         else:
             raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
@@ -2093,134 +2058,117 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
-        w.bits(1, 3)
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0, 1)
+        w.bits(0x2, 4)
         w.binary(x_X509SKI)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
-        w.bits(2, 3)
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         w.string(x_X509SubjectName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
-        w.bits(3, 3)
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         w.binary(x_X509Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509CRL < len(o.X509CRL):
-        w.bits(4, 3)
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0, 1)
+        w.bits(0x8, 4)
         w.binary(x_X509CRL)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
-            w.bits(1, 3)
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             w.binary(x_X509SKI)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
-            w.bits(2, 3)
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             w.string(x_X509SubjectName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
-            w.bits(3, 3)
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0, 1)
+            w.bits(0x6, 4)
             w.binary(x_X509Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509CRL < len(o.X509CRL):
-            w.bits(4, 3)
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0, 1)
+            w.bits(0x8, 4)
             w.binary(x_X509CRL)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             pass
             break
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     f_X509IssuerName = r.string(None)
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    f_X509SerialNumber = r.integer()
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[2]', 'expected EE')
-    pass
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    f_X509SerialNumber = iv
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
-    if o.X509IssuerName is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.string(o.X509IssuerName)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509IssuerName)')
-    if o.X509SerialNumber is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.integer(o.X509SerialNumber)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509SerialNumber)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.X509IssuerName is None:
+        raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+    w.bits(0x0, 2)
+    w.string(o.X509IssuerName)
+    if o.X509SerialNumber is None:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+    w.bits(0x0, 3)
+    w.integer(o.X509SerialNumber)
+    w.bits(0x0, 2)
 
 def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
     f_Id: str | None = None
     f_GenChallenge: bytes | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('AuthorizationReqType.GenChallenge', 'expected CH')
+            raise r.fail_back(1, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
         f_GenChallenge = r.binary(16)
         if r.bits(1):
-            raise r.fail('AuthorizationReqType.GenChallenge', 'expected EE')
+            raise r.fail_back(1, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
         s = 2
     elif ec == 2:
         s = -1
@@ -2230,10 +2178,10 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('AuthorizationReqType.GenChallenge', 'expected CH')
+                raise r.fail_back(1, 'AuthorizationReqType[1]', 'expected CH of GenChallenge')
             f_GenChallenge = r.binary(16)
             if r.bits(1):
-                raise r.fail('AuthorizationReqType.GenChallenge', 'expected EE')
+                raise r.fail_back(1, 'AuthorizationReqType[1]', 'expected EE of GenChallenge')
             s = 2
         elif ec == 1:
             s = -1
@@ -2241,101 +2189,72 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
             raise r.fail('AuthorizationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('AuthorizationReqType[2]', 'expected EE')
+            raise r.fail_back(1, 'AuthorizationReqType[2]', 'expected EE')
         s = -1
     return _iso2.AuthorizationReqType(Id=f_Id, GenChallenge=f_GenChallenge)
 
 def _e_iso2_AuthorizationReqType(w: BitWriter, o: _iso2.AuthorizationReqType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.GenChallenge is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
-            raise encode_error('AuthorizationReqType.GenChallenge', f'value length {len(o.GenChallenge)} outside 16..16')
+            raise encode_error('AuthorizationReqType.GenChallenge', f'length {len(o.GenChallenge)} outside 16..16')
         w.binary(o.GenChallenge)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 1:
         if o.GenChallenge is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
-                raise encode_error('AuthorizationReqType.GenChallenge', f'value length {len(o.GenChallenge)} outside 16..16')
+                raise encode_error('AuthorizationReqType.GenChallenge', f'length {len(o.GenChallenge)} outside 16..16')
             w.binary(o.GenChallenge)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_AuthorizationResType(r: BitReader) -> _iso2.AuthorizationResType:
     f_ResponseCode: _iso2.responseCodeType
     f_EVSEProcessing: _iso2.EVSEProcessingType
-    if r.bits(1):
-        raise r.fail('AuthorizationResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('AuthorizationResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(14)
+    if c & 0x3073 != 0x0:
+        raise r.fail_back(14, 'AuthorizationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+    iv = ((c >> 7) & 31)
     if iv >= 26:
-        raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('AuthorizationResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AuthorizationResType[1]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('AuthorizationResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
-    if r.bits(1):
-        raise r.fail('AuthorizationResType.EVSEProcessing', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AuthorizationResType[2]', 'expected EE')
-    pass
     return _iso2.AuthorizationResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso2_AuthorizationResType(w: BitWriter, o: _iso2.AuthorizationResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AuthorizationResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_EVSEProcessingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AuthorizationResType', 'missing SE(EVSEProcessing)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('AuthorizationResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('AuthorizationResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 7 | (_I_iso2_EVSEProcessingType[o.EVSEProcessing]) << 2, 14)
 
 def _d_iso2_BodyBaseType(r: BitReader) -> _iso2.BodyBaseType:
     if r.bits(1):
-        raise r.fail('BodyBaseType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'BodyBaseType', 'expected EE')
     return _iso2.BodyBaseType()
 
 def _e_iso2_BodyBaseType(w: BitWriter, o: _iso2.BodyBaseType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
     f_AuthorizationReq: _iso2.AuthorizationReqType | None = None
@@ -2374,7 +2293,8 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
     f_WeldingDetectionReq: _iso2.WeldingDetectionReqType | None = None
     f_WeldingDetectionRes: _iso2.WeldingDetectionResType | None = None
     s = 0
-    ec = r.bits(6)
+    c = r.bits(6)
+    ec = c
     if ec == 0:
         f_AuthorizationReq = _d_iso2_AuthorizationReqType(r)
         s = 1
@@ -2486,14 +2406,14 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         raise r.fail('BodyType[0]', f'event code {ec}, expected SE(AuthorizationReq), SE(AuthorizationRes), SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PaymentServiceSelectionReq), SE(PaymentServiceSelectionRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
     if s == 1:
         if r.bits(1):
-            raise r.fail('BodyType[1]', 'expected EE')
+            raise r.fail_back(1, 'BodyType[1]', 'expected EE')
         s = -1
     return _iso2.BodyType(AuthorizationReq=f_AuthorizationReq, AuthorizationRes=f_AuthorizationRes, BodyElement=f_BodyElement, CableCheckReq=f_CableCheckReq, CableCheckRes=f_CableCheckRes, CertificateInstallationReq=f_CertificateInstallationReq, CertificateInstallationRes=f_CertificateInstallationRes, CertificateUpdateReq=f_CertificateUpdateReq, CertificateUpdateRes=f_CertificateUpdateRes, ChargeParameterDiscoveryReq=f_ChargeParameterDiscoveryReq, ChargeParameterDiscoveryRes=f_ChargeParameterDiscoveryRes, ChargingStatusReq=f_ChargingStatusReq, ChargingStatusRes=f_ChargingStatusRes, CurrentDemandReq=f_CurrentDemandReq, CurrentDemandRes=f_CurrentDemandRes, MeteringReceiptReq=f_MeteringReceiptReq, MeteringReceiptRes=f_MeteringReceiptRes, PaymentDetailsReq=f_PaymentDetailsReq, PaymentDetailsRes=f_PaymentDetailsRes, PaymentServiceSelectionReq=f_PaymentServiceSelectionReq, PaymentServiceSelectionRes=f_PaymentServiceSelectionRes, PowerDeliveryReq=f_PowerDeliveryReq, PowerDeliveryRes=f_PowerDeliveryRes, PreChargeReq=f_PreChargeReq, PreChargeRes=f_PreChargeRes, ServiceDetailReq=f_ServiceDetailReq, ServiceDetailRes=f_ServiceDetailRes, ServiceDiscoveryReq=f_ServiceDiscoveryReq, ServiceDiscoveryRes=f_ServiceDiscoveryRes, SessionSetupReq=f_SessionSetupReq, SessionSetupRes=f_SessionSetupRes, SessionStopReq=f_SessionStopReq, SessionStopRes=f_SessionStopRes, WeldingDetectionReq=f_WeldingDetectionReq, WeldingDetectionRes=f_WeldingDetectionRes)
 
 def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
     s = 0
     if o.AuthorizationReq is not None:
-        w.bits(0, 6)
+        w.bits(0x0, 6)
         _e_iso2_AuthorizationReqType(w, o.AuthorizationReq)
         if o.AuthorizationRes is not None:
             raise encode_error('BodyType.AuthorizationRes', 'cannot be combined with AuthorizationReq')
@@ -2565,7 +2485,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with AuthorizationReq')
         s = 1
     elif o.AuthorizationRes is not None:
-        w.bits(1, 6)
+        w.bits(0x1, 6)
         _e_iso2_AuthorizationResType(w, o.AuthorizationRes)
         if o.BodyElement is not None:
             raise encode_error('BodyType.BodyElement', 'cannot be combined with AuthorizationRes')
@@ -2635,7 +2555,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with AuthorizationRes')
         s = 1
     elif o.BodyElement is not None:
-        w.bits(2, 6)
+        w.bits(0x2, 6)
         _e_iso2_BodyBaseType(w, o.BodyElement)
         if o.CableCheckReq is not None:
             raise encode_error('BodyType.CableCheckReq', 'cannot be combined with BodyElement')
@@ -2703,7 +2623,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with BodyElement')
         s = 1
     elif o.CableCheckReq is not None:
-        w.bits(3, 6)
+        w.bits(0x3, 6)
         _e_iso2_CableCheckReqType(w, o.CableCheckReq)
         if o.CableCheckRes is not None:
             raise encode_error('BodyType.CableCheckRes', 'cannot be combined with CableCheckReq')
@@ -2769,7 +2689,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckReq')
         s = 1
     elif o.CableCheckRes is not None:
-        w.bits(4, 6)
+        w.bits(0x4, 6)
         _e_iso2_CableCheckResType(w, o.CableCheckRes)
         if o.CertificateInstallationReq is not None:
             raise encode_error('BodyType.CertificateInstallationReq', 'cannot be combined with CableCheckRes')
@@ -2833,7 +2753,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckRes')
         s = 1
     elif o.CertificateInstallationReq is not None:
-        w.bits(5, 6)
+        w.bits(0x5, 6)
         _e_iso2_CertificateInstallationReqType(w, o.CertificateInstallationReq)
         if o.CertificateInstallationRes is not None:
             raise encode_error('BodyType.CertificateInstallationRes', 'cannot be combined with CertificateInstallationReq')
@@ -2895,7 +2815,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationReq')
         s = 1
     elif o.CertificateInstallationRes is not None:
-        w.bits(6, 6)
+        w.bits(0x6, 6)
         _e_iso2_CertificateInstallationResType(w, o.CertificateInstallationRes)
         if o.CertificateUpdateReq is not None:
             raise encode_error('BodyType.CertificateUpdateReq', 'cannot be combined with CertificateInstallationRes')
@@ -2955,7 +2875,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationRes')
         s = 1
     elif o.CertificateUpdateReq is not None:
-        w.bits(7, 6)
+        w.bits(0x7, 6)
         _e_iso2_CertificateUpdateReqType(w, o.CertificateUpdateReq)
         if o.CertificateUpdateRes is not None:
             raise encode_error('BodyType.CertificateUpdateRes', 'cannot be combined with CertificateUpdateReq')
@@ -3013,7 +2933,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateUpdateReq')
         s = 1
     elif o.CertificateUpdateRes is not None:
-        w.bits(8, 6)
+        w.bits(0x8, 6)
         _e_iso2_CertificateUpdateResType(w, o.CertificateUpdateRes)
         if o.ChargeParameterDiscoveryReq is not None:
             raise encode_error('BodyType.ChargeParameterDiscoveryReq', 'cannot be combined with CertificateUpdateRes')
@@ -3069,7 +2989,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateUpdateRes')
         s = 1
     elif o.ChargeParameterDiscoveryReq is not None:
-        w.bits(9, 6)
+        w.bits(0x9, 6)
         _e_iso2_ChargeParameterDiscoveryReqType(w, o.ChargeParameterDiscoveryReq)
         if o.ChargeParameterDiscoveryRes is not None:
             raise encode_error('BodyType.ChargeParameterDiscoveryRes', 'cannot be combined with ChargeParameterDiscoveryReq')
@@ -3123,7 +3043,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryReq')
         s = 1
     elif o.ChargeParameterDiscoveryRes is not None:
-        w.bits(10, 6)
+        w.bits(0xa, 6)
         _e_iso2_ChargeParameterDiscoveryResType(w, o.ChargeParameterDiscoveryRes)
         if o.ChargingStatusReq is not None:
             raise encode_error('BodyType.ChargingStatusReq', 'cannot be combined with ChargeParameterDiscoveryRes')
@@ -3175,7 +3095,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryRes')
         s = 1
     elif o.ChargingStatusReq is not None:
-        w.bits(11, 6)
+        w.bits(0xb, 6)
         _e_iso2_ChargingStatusReqType(w, o.ChargingStatusReq)
         if o.ChargingStatusRes is not None:
             raise encode_error('BodyType.ChargingStatusRes', 'cannot be combined with ChargingStatusReq')
@@ -3225,7 +3145,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargingStatusReq')
         s = 1
     elif o.ChargingStatusRes is not None:
-        w.bits(12, 6)
+        w.bits(0xc, 6)
         _e_iso2_ChargingStatusResType(w, o.ChargingStatusRes)
         if o.CurrentDemandReq is not None:
             raise encode_error('BodyType.CurrentDemandReq', 'cannot be combined with ChargingStatusRes')
@@ -3273,7 +3193,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargingStatusRes')
         s = 1
     elif o.CurrentDemandReq is not None:
-        w.bits(13, 6)
+        w.bits(0xd, 6)
         _e_iso2_CurrentDemandReqType(w, o.CurrentDemandReq)
         if o.CurrentDemandRes is not None:
             raise encode_error('BodyType.CurrentDemandRes', 'cannot be combined with CurrentDemandReq')
@@ -3319,7 +3239,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CurrentDemandReq')
         s = 1
     elif o.CurrentDemandRes is not None:
-        w.bits(14, 6)
+        w.bits(0xe, 6)
         _e_iso2_CurrentDemandResType(w, o.CurrentDemandRes)
         if o.MeteringReceiptReq is not None:
             raise encode_error('BodyType.MeteringReceiptReq', 'cannot be combined with CurrentDemandRes')
@@ -3363,7 +3283,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CurrentDemandRes')
         s = 1
     elif o.MeteringReceiptReq is not None:
-        w.bits(15, 6)
+        w.bits(0xf, 6)
         _e_iso2_MeteringReceiptReqType(w, o.MeteringReceiptReq)
         if o.MeteringReceiptRes is not None:
             raise encode_error('BodyType.MeteringReceiptRes', 'cannot be combined with MeteringReceiptReq')
@@ -3405,7 +3325,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptReq')
         s = 1
     elif o.MeteringReceiptRes is not None:
-        w.bits(16, 6)
+        w.bits(0x10, 6)
         _e_iso2_MeteringReceiptResType(w, o.MeteringReceiptRes)
         if o.PaymentDetailsReq is not None:
             raise encode_error('BodyType.PaymentDetailsReq', 'cannot be combined with MeteringReceiptRes')
@@ -3445,7 +3365,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptRes')
         s = 1
     elif o.PaymentDetailsReq is not None:
-        w.bits(17, 6)
+        w.bits(0x11, 6)
         _e_iso2_PaymentDetailsReqType(w, o.PaymentDetailsReq)
         if o.PaymentDetailsRes is not None:
             raise encode_error('BodyType.PaymentDetailsRes', 'cannot be combined with PaymentDetailsReq')
@@ -3483,7 +3403,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsReq')
         s = 1
     elif o.PaymentDetailsRes is not None:
-        w.bits(18, 6)
+        w.bits(0x12, 6)
         _e_iso2_PaymentDetailsResType(w, o.PaymentDetailsRes)
         if o.PaymentServiceSelectionReq is not None:
             raise encode_error('BodyType.PaymentServiceSelectionReq', 'cannot be combined with PaymentDetailsRes')
@@ -3519,7 +3439,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsRes')
         s = 1
     elif o.PaymentServiceSelectionReq is not None:
-        w.bits(19, 6)
+        w.bits(0x13, 6)
         _e_iso2_PaymentServiceSelectionReqType(w, o.PaymentServiceSelectionReq)
         if o.PaymentServiceSelectionRes is not None:
             raise encode_error('BodyType.PaymentServiceSelectionRes', 'cannot be combined with PaymentServiceSelectionReq')
@@ -3553,7 +3473,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentServiceSelectionReq')
         s = 1
     elif o.PaymentServiceSelectionRes is not None:
-        w.bits(20, 6)
+        w.bits(0x14, 6)
         _e_iso2_PaymentServiceSelectionResType(w, o.PaymentServiceSelectionRes)
         if o.PowerDeliveryReq is not None:
             raise encode_error('BodyType.PowerDeliveryReq', 'cannot be combined with PaymentServiceSelectionRes')
@@ -3585,7 +3505,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentServiceSelectionRes')
         s = 1
     elif o.PowerDeliveryReq is not None:
-        w.bits(21, 6)
+        w.bits(0x15, 6)
         _e_iso2_PowerDeliveryReqType(w, o.PowerDeliveryReq)
         if o.PowerDeliveryRes is not None:
             raise encode_error('BodyType.PowerDeliveryRes', 'cannot be combined with PowerDeliveryReq')
@@ -3615,7 +3535,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryReq')
         s = 1
     elif o.PowerDeliveryRes is not None:
-        w.bits(22, 6)
+        w.bits(0x16, 6)
         _e_iso2_PowerDeliveryResType(w, o.PowerDeliveryRes)
         if o.PreChargeReq is not None:
             raise encode_error('BodyType.PreChargeReq', 'cannot be combined with PowerDeliveryRes')
@@ -3643,7 +3563,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryRes')
         s = 1
     elif o.PreChargeReq is not None:
-        w.bits(23, 6)
+        w.bits(0x17, 6)
         _e_iso2_PreChargeReqType(w, o.PreChargeReq)
         if o.PreChargeRes is not None:
             raise encode_error('BodyType.PreChargeRes', 'cannot be combined with PreChargeReq')
@@ -3669,7 +3589,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeReq')
         s = 1
     elif o.PreChargeRes is not None:
-        w.bits(24, 6)
+        w.bits(0x18, 6)
         _e_iso2_PreChargeResType(w, o.PreChargeRes)
         if o.ServiceDetailReq is not None:
             raise encode_error('BodyType.ServiceDetailReq', 'cannot be combined with PreChargeRes')
@@ -3693,7 +3613,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeRes')
         s = 1
     elif o.ServiceDetailReq is not None:
-        w.bits(25, 6)
+        w.bits(0x19, 6)
         _e_iso2_ServiceDetailReqType(w, o.ServiceDetailReq)
         if o.ServiceDetailRes is not None:
             raise encode_error('BodyType.ServiceDetailRes', 'cannot be combined with ServiceDetailReq')
@@ -3715,7 +3635,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDetailReq')
         s = 1
     elif o.ServiceDetailRes is not None:
-        w.bits(26, 6)
+        w.bits(0x1a, 6)
         _e_iso2_ServiceDetailResType(w, o.ServiceDetailRes)
         if o.ServiceDiscoveryReq is not None:
             raise encode_error('BodyType.ServiceDiscoveryReq', 'cannot be combined with ServiceDetailRes')
@@ -3735,7 +3655,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDetailRes')
         s = 1
     elif o.ServiceDiscoveryReq is not None:
-        w.bits(27, 6)
+        w.bits(0x1b, 6)
         _e_iso2_ServiceDiscoveryReqType(w, o.ServiceDiscoveryReq)
         if o.ServiceDiscoveryRes is not None:
             raise encode_error('BodyType.ServiceDiscoveryRes', 'cannot be combined with ServiceDiscoveryReq')
@@ -3753,7 +3673,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryReq')
         s = 1
     elif o.ServiceDiscoveryRes is not None:
-        w.bits(28, 6)
+        w.bits(0x1c, 6)
         _e_iso2_ServiceDiscoveryResType(w, o.ServiceDiscoveryRes)
         if o.SessionSetupReq is not None:
             raise encode_error('BodyType.SessionSetupReq', 'cannot be combined with ServiceDiscoveryRes')
@@ -3769,7 +3689,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryRes')
         s = 1
     elif o.SessionSetupReq is not None:
-        w.bits(29, 6)
+        w.bits(0x1d, 6)
         _e_iso2_SessionSetupReqType(w, o.SessionSetupReq)
         if o.SessionSetupRes is not None:
             raise encode_error('BodyType.SessionSetupRes', 'cannot be combined with SessionSetupReq')
@@ -3783,7 +3703,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupReq')
         s = 1
     elif o.SessionSetupRes is not None:
-        w.bits(30, 6)
+        w.bits(0x1e, 6)
         _e_iso2_SessionSetupResType(w, o.SessionSetupRes)
         if o.SessionStopReq is not None:
             raise encode_error('BodyType.SessionStopReq', 'cannot be combined with SessionSetupRes')
@@ -3795,7 +3715,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupRes')
         s = 1
     elif o.SessionStopReq is not None:
-        w.bits(31, 6)
+        w.bits(0x1f, 6)
         _e_iso2_SessionStopReqType(w, o.SessionStopReq)
         if o.SessionStopRes is not None:
             raise encode_error('BodyType.SessionStopRes', 'cannot be combined with SessionStopReq')
@@ -3805,7 +3725,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopReq')
         s = 1
     elif o.SessionStopRes is not None:
-        w.bits(32, 6)
+        w.bits(0x20, 6)
         _e_iso2_SessionStopResType(w, o.SessionStopRes)
         if o.WeldingDetectionReq is not None:
             raise encode_error('BodyType.WeldingDetectionReq', 'cannot be combined with SessionStopRes')
@@ -3813,144 +3733,106 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopRes')
         s = 1
     elif o.WeldingDetectionReq is not None:
-        w.bits(33, 6)
+        w.bits(0x21, 6)
         _e_iso2_WeldingDetectionReqType(w, o.WeldingDetectionReq)
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
     elif o.WeldingDetectionRes is not None:
-        w.bits(34, 6)
+        w.bits(0x22, 6)
         _e_iso2_WeldingDetectionResType(w, o.WeldingDetectionRes)
         s = 1
     else:
-        w.bits(35, 6)
+        w.bits(0x23, 6)
         s = -1
     if s == 1:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_CableCheckReqType(r: BitReader) -> _iso2.CableCheckReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
     if r.bits(1):
-        raise r.fail('CableCheckReqType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'CableCheckReqType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
     if r.bits(1):
-        raise r.fail('CableCheckReqType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CableCheckReqType', 'expected EE')
     return _iso2.CableCheckReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
-    else:
-        raise encode_error('CableCheckReqType', 'missing SE(DC_EVStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.DC_EVStatus is None:
+        raise encode_error('CableCheckReqType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
+    w.bits(0x0, 1)
 
 def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEProcessing: _iso2.EVSEProcessingType
-    if r.bits(1):
-        raise r.fail('CableCheckResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('CableCheckResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('CableCheckResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('CableCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('CableCheckResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CableCheckResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail('CableCheckResType[2]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('CableCheckResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(6)
+    if c & 0x33 != 0x0:
+        raise r.fail_back(6, 'CableCheckResType', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+    iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('CableCheckResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
-    if r.bits(1):
-        raise r.fail('CableCheckResType.EVSEProcessing', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CableCheckResType[3]', 'expected EE')
-    pass
     return _iso2.CableCheckResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso2_CableCheckResType(w: BitWriter, o: _iso2.CableCheckResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CableCheckResType', 'missing SE(ResponseCode)')
-    if o.DC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
-    else:
-        raise encode_error('CableCheckResType', 'missing SE(DC_EVSEStatus)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_EVSEProcessingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CableCheckResType', 'missing SE(EVSEProcessing)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('CableCheckResType.ResponseCode', 'required value missing')
+    if o.DC_EVSEStatus is None:
+        raise encode_error('CableCheckResType.DC_EVSEStatus', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    if o.EVSEProcessing is None:
+        raise encode_error('CableCheckResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_iso2_EVSEProcessingType[o.EVSEProcessing]) << 2, 6)
 
 def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateInstallationReqType:
     f_Id: str
     f_OEMProvisioningCert: bytes
     f_ListOfRootCertificateIDs: _iso2.ListOfRootCertificateIDsType
     if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected AT(Id)')
     f_Id = r.string(None)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCert)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
     f_OEMProvisioningCert = r.binary(800)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType.OEMProvisioningCert', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[2]', 'expected SE(ListOfRootCertificateIDs)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateInstallationReqType', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
     f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
     if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected EE')
     return _iso2.CertificateInstallationReqType(Id=f_Id, OEMProvisioningCert=f_OEMProvisioningCert, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs)
 
 def _e_iso2_CertificateInstallationReqType(w: BitWriter, o: _iso2.CertificateInstallationReqType) -> None:
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-    else:
-        raise encode_error('CertificateInstallationReqType', 'missing AT(Id)')
-    if o.OEMProvisioningCert is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.OEMProvisioningCert) > 800:
-            raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'value length {len(o.OEMProvisioningCert)} outside 0..800')
-        w.binary(o.OEMProvisioningCert)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateInstallationReqType', 'missing SE(OEMProvisioningCert)')
-    if o.ListOfRootCertificateIDs is not None:
-        w.bits(0, 1)
-        _e_iso2_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
-    else:
-        raise encode_error('CertificateInstallationReqType', 'missing SE(ListOfRootCertificateIDs)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Id is None:
+        raise encode_error('CertificateInstallationReqType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.OEMProvisioningCert is None:
+        raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.OEMProvisioningCert) > 800:
+        raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(o.OEMProvisioningCert)} outside 0..800')
+    w.binary(o.OEMProvisioningCert)
+    if o.ListOfRootCertificateIDs is None:
+        raise encode_error('CertificateInstallationReqType.ListOfRootCertificateIDs', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso2_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
+    w.bits(0x0, 1)
 
 def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateInstallationResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -3959,72 +3841,54 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     f_ContractSignatureEncryptedPrivateKey: _iso2.ContractSignatureEncryptedPrivateKeyType
     f_DHpublickey: _iso2.DiffieHellmanPublickeyType
     f_eMAID: _iso2.EMAIDType
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
+    iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[1]', 'expected SE(SAProvisioningCertificateChain)')
     f_SAProvisioningCertificateChain = _d_iso2_CertificateChainType(r)
     if r.bits(1):
-        raise r.fail('CertificateInstallationResType[2]', 'expected SE(ContractSignatureCertChain)')
+        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
     if r.bits(1):
-        raise r.fail('CertificateInstallationResType[3]', 'expected SE(ContractSignatureEncryptedPrivateKey)')
+        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey)')
     f_ContractSignatureEncryptedPrivateKey = _d_iso2_ContractSignatureEncryptedPrivateKeyType(r)
     if r.bits(1):
-        raise r.fail('CertificateInstallationResType[4]', 'expected SE(DHpublickey)')
+        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(DHpublickey)')
     f_DHpublickey = _d_iso2_DiffieHellmanPublickeyType(r)
     if r.bits(1):
-        raise r.fail('CertificateInstallationResType[5]', 'expected SE(eMAID)')
+        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(eMAID)')
     f_eMAID = _d_iso2_EMAIDType(r)
     if r.bits(1):
-        raise r.fail('CertificateInstallationResType[6]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CertificateInstallationResType', 'expected EE')
     return _iso2.CertificateInstallationResType(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID)
 
 def _e_iso2_CertificateInstallationResType(w: BitWriter, o: _iso2.CertificateInstallationResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(ResponseCode)')
-    if o.SAProvisioningCertificateChain is not None:
-        w.bits(0, 1)
-        _e_iso2_CertificateChainType(w, o.SAProvisioningCertificateChain)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(SAProvisioningCertificateChain)')
-    if o.ContractSignatureCertChain is not None:
-        w.bits(0, 1)
-        _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(ContractSignatureCertChain)')
-    if o.ContractSignatureEncryptedPrivateKey is not None:
-        w.bits(0, 1)
-        _e_iso2_ContractSignatureEncryptedPrivateKeyType(w, o.ContractSignatureEncryptedPrivateKey)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(ContractSignatureEncryptedPrivateKey)')
-    if o.DHpublickey is not None:
-        w.bits(0, 1)
-        _e_iso2_DiffieHellmanPublickeyType(w, o.DHpublickey)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(DHpublickey)')
-    if o.eMAID is not None:
-        w.bits(0, 1)
-        _e_iso2_EMAIDType(w, o.eMAID)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(eMAID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
+    if o.SAProvisioningCertificateChain is None:
+        raise encode_error('CertificateInstallationResType.SAProvisioningCertificateChain', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    _e_iso2_CertificateChainType(w, o.SAProvisioningCertificateChain)
+    if o.ContractSignatureCertChain is None:
+        raise encode_error('CertificateInstallationResType.ContractSignatureCertChain', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
+    if o.ContractSignatureEncryptedPrivateKey is None:
+        raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_ContractSignatureEncryptedPrivateKeyType(w, o.ContractSignatureEncryptedPrivateKey)
+    if o.DHpublickey is None:
+        raise encode_error('CertificateInstallationResType.DHpublickey', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_DiffieHellmanPublickeyType(w, o.DHpublickey)
+    if o.eMAID is None:
+        raise encode_error('CertificateInstallationResType.eMAID', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_EMAIDType(w, o.eMAID)
+    w.bits(0x0, 1)
 
 def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReqType:
     f_Id: str
@@ -4032,54 +3896,43 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
     f_eMAID: str
     f_ListOfRootCertificateIDs: _iso2.ListOfRootCertificateIDsType
     if r.bits(1):
-        raise r.fail('CertificateUpdateReqType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'CertificateUpdateReqType', 'expected AT(Id)')
     f_Id = r.string(None)
     if r.bits(1):
-        raise r.fail('CertificateUpdateReqType[1]', 'expected SE(ContractSignatureCertChain)')
+        raise r.fail_back(1, 'CertificateUpdateReqType', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType[2]', 'expected SE(eMAID)')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType.eMAID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected SE(eMAID), CH of eMAID')
     f_eMAID = r.string(15)
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType.eMAID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateReqType[3]', 'expected SE(ListOfRootCertificateIDs)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
     f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
     if r.bits(1):
-        raise r.fail('CertificateUpdateReqType[4]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CertificateUpdateReqType', 'expected EE')
     return _iso2.CertificateUpdateReqType(Id=f_Id, ContractSignatureCertChain=f_ContractSignatureCertChain, eMAID=f_eMAID, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs)
 
 def _e_iso2_CertificateUpdateReqType(w: BitWriter, o: _iso2.CertificateUpdateReqType) -> None:
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-    else:
-        raise encode_error('CertificateUpdateReqType', 'missing AT(Id)')
-    if o.ContractSignatureCertChain is not None:
-        w.bits(0, 1)
-        _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
-    else:
-        raise encode_error('CertificateUpdateReqType', 'missing SE(ContractSignatureCertChain)')
-    if o.eMAID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.eMAID) < 14 and w.strict) or len(o.eMAID) > 15:
-            raise encode_error('CertificateUpdateReqType.eMAID', f'value length {len(o.eMAID)} outside 14..15')
-        w.string(o.eMAID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateUpdateReqType', 'missing SE(eMAID)')
-    if o.ListOfRootCertificateIDs is not None:
-        w.bits(0, 1)
-        _e_iso2_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
-    else:
-        raise encode_error('CertificateUpdateReqType', 'missing SE(ListOfRootCertificateIDs)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Id is None:
+        raise encode_error('CertificateUpdateReqType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.ContractSignatureCertChain is None:
+        raise encode_error('CertificateUpdateReqType.ContractSignatureCertChain', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
+    if o.eMAID is None:
+        raise encode_error('CertificateUpdateReqType.eMAID', 'required value missing')
+    w.bits(0x0, 2)
+    if (len(o.eMAID) < 14 and w.strict) or len(o.eMAID) > 15:
+        raise encode_error('CertificateUpdateReqType.eMAID', f'length {len(o.eMAID)} outside 14..15')
+    w.string(o.eMAID)
+    if o.ListOfRootCertificateIDs is None:
+        raise encode_error('CertificateUpdateReqType.ListOfRootCertificateIDs', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso2_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
+    w.bits(0x0, 1)
 
 def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -4090,47 +3943,47 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     f_eMAID: _iso2.EMAIDType
     f_RetryCounter: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
+    iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[1]', 'expected SE(SAProvisioningCertificateChain)')
     f_SAProvisioningCertificateChain = _d_iso2_CertificateChainType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)')
     s = 2
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[2]', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey)')
     s = 3
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[3]', 'expected SE(ContractSignatureEncryptedPrivateKey)')
     f_ContractSignatureEncryptedPrivateKey = _d_iso2_ContractSignatureEncryptedPrivateKeyType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'CertificateUpdateResType', 'expected SE(DHpublickey)')
     s = 4
-    if r.bits(1):
-        raise r.fail('CertificateUpdateResType[4]', 'expected SE(DHpublickey)')
     f_DHpublickey = _d_iso2_DiffieHellmanPublickeyType(r)
-    s = 5
     if r.bits(1):
-        raise r.fail('CertificateUpdateResType[5]', 'expected SE(eMAID)')
+        raise r.fail_back(1, 'CertificateUpdateResType', 'expected SE(eMAID)')
+    s = 5
     f_eMAID = _d_iso2_EMAIDType(r)
+    c = r.bits(2)
+    ec = c
     s = 6
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('CertificateUpdateResType.RetryCounter', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'CertificateUpdateResType[6]', 'expected CH of RetryCounter')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('CertificateUpdateResType.RetryCounter', f'value {iv} outside -32768..32767')
         f_RetryCounter = iv
         if r.bits(1):
-            raise r.fail('CertificateUpdateResType.RetryCounter', 'expected EE')
+            raise r.fail_back(1, 'CertificateUpdateResType[6]', 'expected EE of RetryCounter')
         s = 7
     elif ec == 1:
         s = -1
@@ -4138,64 +3991,53 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         raise r.fail('CertificateUpdateResType[6]', f'event code {ec}, expected SE(RetryCounter), EE')
     if s == 7:
         if r.bits(1):
-            raise r.fail('CertificateUpdateResType[7]', 'expected EE')
+            raise r.fail_back(1, 'CertificateUpdateResType[7]', 'expected EE')
         s = -1
     return _iso2.CertificateUpdateResType(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID, RetryCounter=f_RetryCounter)
 
 def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(ResponseCode)')
-    if o.SAProvisioningCertificateChain is not None:
-        w.bits(0, 1)
-        _e_iso2_CertificateChainType(w, o.SAProvisioningCertificateChain)
-        s = 2
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(SAProvisioningCertificateChain)')
-    if o.ContractSignatureCertChain is not None:
-        w.bits(0, 1)
-        _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
-        s = 3
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(ContractSignatureCertChain)')
-    if o.ContractSignatureEncryptedPrivateKey is not None:
-        w.bits(0, 1)
-        _e_iso2_ContractSignatureEncryptedPrivateKeyType(w, o.ContractSignatureEncryptedPrivateKey)
-        s = 4
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(ContractSignatureEncryptedPrivateKey)')
-    if o.DHpublickey is not None:
-        w.bits(0, 1)
-        _e_iso2_DiffieHellmanPublickeyType(w, o.DHpublickey)
-        s = 5
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(DHpublickey)')
-    if o.eMAID is not None:
-        w.bits(0, 1)
-        _e_iso2_EMAIDType(w, o.eMAID)
-        s = 6
-    else:
-        raise encode_error('CertificateUpdateResType', 'missing SE(eMAID)')
+    if o.ResponseCode is None:
+        raise encode_error('CertificateUpdateResType.ResponseCode', 'required value missing')
+    if o.SAProvisioningCertificateChain is None:
+        raise encode_error('CertificateUpdateResType.SAProvisioningCertificateChain', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    s = 1
+    _e_iso2_CertificateChainType(w, o.SAProvisioningCertificateChain)
+    if o.ContractSignatureCertChain is None:
+        raise encode_error('CertificateUpdateResType.ContractSignatureCertChain', 'required value missing')
+    w.bits(0x0, 1)
+    s = 2
+    _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
+    if o.ContractSignatureEncryptedPrivateKey is None:
+        raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso2_ContractSignatureEncryptedPrivateKeyType(w, o.ContractSignatureEncryptedPrivateKey)
+    if o.DHpublickey is None:
+        raise encode_error('CertificateUpdateResType.DHpublickey', 'required value missing')
+    w.bits(0x0, 1)
+    s = 4
+    _e_iso2_DiffieHellmanPublickeyType(w, o.DHpublickey)
+    if o.eMAID is None:
+        raise encode_error('CertificateUpdateResType.eMAID', 'required value missing')
+    w.bits(0x0, 1)
+    s = 5
+    _e_iso2_EMAIDType(w, o.eMAID)
+    s = 6
     if o.RetryCounter is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (-32768 <= o.RetryCounter <= 32767):
+        w.bits(0x0, 3)
+        if o.RetryCounter < -32768 or o.RetryCounter > 32767:
             raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.RetryCounter!r} outside -32768..32767')
         w.integer(o.RetryCounter)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 7
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 7:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParameterDiscoveryReqType:
@@ -4205,42 +4047,40 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     f_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
     f_EVChargeParameter: _iso2.EVChargeParameterType | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', 'expected CH')
+            raise r.fail_back(1, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
         iv = r.uint()
         if iv > 65535:
             raise r.fail('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', f'value {iv} outside 0..65535')
         f_MaxEntriesSAScheduleTuple = iv
         if r.bits(1):
-            raise r.fail('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', 'expected EE')
+            raise r.fail_back(1, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', 'expected CH')
-        iv = r.bits(3)
+        c = r.bits(5)
+        if c & 0x11 != 0x0:
+            raise r.fail_back(5, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode')
+        iv = ((c >> 1) & 7)
         if iv >= 6:
-            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv} out of range')
+            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
         f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-        if r.bits(1):
-            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', 'expected EE')
         s = 2
     else:
         raise r.fail('ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('ChargeParameterDiscoveryReqType[1]', 'expected SE(RequestedEnergyTransferMode)')
-        if r.bits(1):
-            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', 'expected CH')
-        iv = r.bits(3)
+        c = r.bits(6)
+        if c & 0x31 != 0x0:
+            raise r.fail_back(6, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode')
+        iv = ((c >> 1) & 7)
         if iv >= 6:
-            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv} out of range')
+            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
         f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-        if r.bits(1):
-            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', 'expected EE')
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_AC_EVChargeParameter = _d_iso2_AC_EVChargeParameterType(r)
         s = 3
@@ -4253,39 +4093,32 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     else:
         raise r.fail('ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[3]', 'expected EE')
+        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     s = -1
     return _iso2.ChargeParameterDiscoveryReqType(MaxEntriesSAScheduleTuple=f_MaxEntriesSAScheduleTuple, RequestedEnergyTransferMode=f_RequestedEnergyTransferMode, AC_EVChargeParameter=f_AC_EVChargeParameter, DC_EVChargeParameter=f_DC_EVChargeParameter, EVChargeParameter=f_EVChargeParameter)
 
 def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParameterDiscoveryReqType) -> None:
     s = 0
     if o.MaxEntriesSAScheduleTuple is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.MaxEntriesSAScheduleTuple <= 65535):
+        w.bits(0x0, 3)
+        if o.MaxEntriesSAScheduleTuple < 0 or o.MaxEntriesSAScheduleTuple > 65535:
             raise encode_error('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', f'{o.MaxEntriesSAScheduleTuple!r} outside 0..65535')
         w.uint(o.MaxEntriesSAScheduleTuple)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.RequestedEnergyTransferMode is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_iso2_EnergyTransferModeType[o.RequestedEnergyTransferMode], 3)
-        w.bits(0, 1)
+        w.bits((_I_iso2_EnergyTransferModeType[o.RequestedEnergyTransferMode]) << 1 | 0x20, 7)
         s = 2
     else:
         raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
     if s == 1:
         if o.RequestedEnergyTransferMode is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(_I_iso2_EnergyTransferModeType[o.RequestedEnergyTransferMode], 3)
-            w.bits(0, 1)
+            w.bits((_I_iso2_EnergyTransferModeType[o.RequestedEnergyTransferMode]) << 1, 6)
             s = 2
         else:
             raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(RequestedEnergyTransferMode)')
     if o.AC_EVChargeParameter is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_AC_EVChargeParameterType(w, o.AC_EVChargeParameter)
         if o.DC_EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.DC_EVChargeParameter', 'cannot be combined with AC_EVChargeParameter')
@@ -4293,20 +4126,19 @@ def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with AC_EVChargeParameter')
         s = 3
     elif o.DC_EVChargeParameter is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_DC_EVChargeParameterType(w, o.DC_EVChargeParameter)
         if o.EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with DC_EVChargeParameter')
         s = 3
     elif o.EVChargeParameter is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso2_EVChargeParameterType(w, o.EVChargeParameter)
         s = 3
     else:
         raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParameterDiscoveryResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -4317,29 +4149,20 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
     f_DC_EVSEChargeParameter: _iso2.DC_EVSEChargeParameterType | None = None
     f_EVSEChargeParameter: _iso2.EVSEChargeParameterType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(16)
+    if c & 0xc1c8 != 0x0:
+        raise r.fail_back(16, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+    iv = ((c >> 9) & 31)
     if iv >= 26:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    s = 1
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 4) & 3)
     if iv >= 3:
-        raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', 'expected EE')
+    ec = (c & 7)
+    s = 1
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         f_SAScheduleList = _d_iso2_SAScheduleListType(r)
         s = 3
@@ -4371,40 +4194,31 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         else:
             raise r.fail('ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[4]', 'expected EE')
+        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected EE')
     s = -1
     return _iso2.ChargeParameterDiscoveryResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, SAScheduleList=f_SAScheduleList, SASchedules=f_SASchedules, AC_EVSEChargeParameter=f_AC_EVSEChargeParameter, DC_EVSEChargeParameter=f_DC_EVSEChargeParameter, EVSEChargeParameter=f_EVSEChargeParameter)
 
 def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParameterDiscoveryResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_EVSEProcessingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(EVSEProcessing)')
+    if o.ResponseCode is None:
+        raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('ChargeParameterDiscoveryResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 6 | (_I_iso2_EVSEProcessingType[o.EVSEProcessing]) << 1, 13)
+    s = 1
+    s = 2
     if o.SAScheduleList is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso2_SAScheduleListType(w, o.SAScheduleList)
         if o.SASchedules is not None:
             raise encode_error('ChargeParameterDiscoveryResType.SASchedules', 'cannot be combined with SAScheduleList')
         s = 3
     elif o.SASchedules is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso2_SASchedulesType(w, o.SASchedules)
         s = 3
     elif o.AC_EVSEChargeParameter is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso2_AC_EVSEChargeParameterType(w, o.AC_EVSEChargeParameter)
         if o.DC_EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
@@ -4412,20 +4226,20 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
         s = 4
     elif o.DC_EVSEChargeParameter is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso2_DC_EVSEChargeParameterType(w, o.DC_EVSEChargeParameter)
         if o.EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
         s = 4
     elif o.EVSEChargeParameter is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso2_EVSEChargeParameterType(w, o.EVSEChargeParameter)
         s = 4
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if s == 3:
         if o.AC_EVSEChargeParameter is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso2_AC_EVSEChargeParameterType(w, o.AC_EVSEChargeParameter)
             if o.DC_EVSEChargeParameter is not None:
                 raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
@@ -4433,31 +4247,27 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
                 raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
             s = 4
         elif o.DC_EVSEChargeParameter is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso2_DC_EVSEChargeParameterType(w, o.DC_EVSEChargeParameter)
             if o.EVSEChargeParameter is not None:
                 raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
             s = 4
         elif o.EVSEChargeParameter is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_iso2_EVSEChargeParameterType(w, o.EVSEChargeParameter)
             s = 4
         else:
             raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso2_ChargingStatusReqType(r: BitReader) -> _iso2.ChargingStatusReqType:
     if r.bits(1):
-        raise r.fail('ChargingStatusReqType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ChargingStatusReqType', 'expected EE')
     return _iso2.ChargingStatusReqType()
 
 def _e_iso2_ChargingStatusReqType(w: BitWriter, o: _iso2.ChargingStatusReqType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -4468,37 +4278,25 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     f_ReceiptRequired: bool | None = None
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
     s = 0
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x307 != 0x0:
+        raise r.fail_back(10, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+    iv = ((c >> 3) & 31)
     if iv >= 26:
-        raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType[1]', 'expected SE(EVSEID)')
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.EVSEID', 'expected CH')
     f_EVSEID = r.string(37)
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.EVSEID', 'expected EE')
-    s = 2
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType[2]', 'expected SE(SAScheduleTupleID)')
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.SAScheduleTupleID', 'expected CH')
-    iv = r.bits(8) + 1
+    c = r.bits(15)
+    if c & 0x7008 != 0x0:
+        raise r.fail_back(15, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
+    iv = ((c >> 4) & 255) + 1
     if iv > 255:
         raise r.fail('ChargingStatusResType.SAScheduleTupleID', f'value {iv} outside 1..255')
     f_SAScheduleTupleID = iv
-    if r.bits(1):
-        raise r.fail('ChargingStatusResType.SAScheduleTupleID', 'expected EE')
+    ec = (c & 7)
+    s = 2
     s = 3
-    ec = r.bits(3)
     if ec == 0:
         f_EVSEMaxCurrent = _d_iso2_PhysicalValueType(r)
         s = 4
@@ -4506,11 +4304,10 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
         f_MeterInfo = _d_iso2_MeterInfoType(r)
         s = 5
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-        f_ReceiptRequired = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+        f_ReceiptRequired = ((c >> 1) & 1) == 1
         s = 6
     elif ec == 3:
         f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
@@ -4523,11 +4320,10 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             f_MeterInfo = _d_iso2_MeterInfoType(r)
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-            f_ReceiptRequired = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+            f_ReceiptRequired = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 2:
             f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
@@ -4537,11 +4333,10 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected CH')
-            f_ReceiptRequired = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('ChargingStatusResType.ReceiptRequired', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'ChargingStatusResType[5]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+            f_ReceiptRequired = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 1:
             f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
@@ -4550,104 +4345,82 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             raise r.fail('ChargingStatusResType[5]', f'event code {ec}, expected SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 6:
         if r.bits(1):
-            raise r.fail('ChargingStatusResType[6]', 'expected SE(AC_EVSEStatus)')
+            raise r.fail_back(1, 'ChargingStatusResType[6]', 'expected SE(AC_EVSEStatus)')
         f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
         s = 7
     if r.bits(1):
-        raise r.fail('ChargingStatusResType[7]', 'expected EE')
+        raise r.fail_back(1, 'ChargingStatusResType', 'expected EE')
     s = -1
     return _iso2.ChargingStatusResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, EVSEMaxCurrent=f_EVSEMaxCurrent, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired, AC_EVSEStatus=f_AC_EVSEStatus)
 
 def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ChargingStatusResType', 'missing SE(ResponseCode)')
-    if o.EVSEID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
-            raise encode_error('ChargingStatusResType.EVSEID', f'value length {len(o.EVSEID)} outside 7..37')
-        w.string(o.EVSEID)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ChargingStatusResType', 'missing SE(EVSEID)')
-    if o.SAScheduleTupleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.SAScheduleTupleID <= 255):
-            raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-        w.bits(o.SAScheduleTupleID - 1, 8)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('ChargingStatusResType', 'missing SE(SAScheduleTupleID)')
+    if o.ResponseCode is None:
+        raise encode_error('ChargingStatusResType.ResponseCode', 'required value missing')
+    if o.EVSEID is None:
+        raise encode_error('ChargingStatusResType.EVSEID', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 3, 10)
+    s = 1
+    if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
+        raise encode_error('ChargingStatusResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
+    w.string(o.EVSEID)
+    if o.SAScheduleTupleID is None:
+        raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'required value missing')
+    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 255:
+        raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
+    w.bits((o.SAScheduleTupleID - 1) << 1, 12)
+    s = 2
+    s = 3
     if o.EVSEMaxCurrent is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso2_PhysicalValueType(w, o.EVSEMaxCurrent)
         s = 4
     elif o.MeterInfo is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso2_MeterInfoType(w, o.MeterInfo)
         s = 5
     elif o.ReceiptRequired is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        w.bits(1 if o.ReceiptRequired else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x10, 6)
         s = 6
     elif o.AC_EVSEStatus is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
         s = 7
     else:
         raise encode_error('ChargingStatusResType', 'missing SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 4:
         if o.MeterInfo is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso2_MeterInfoType(w, o.MeterInfo)
             s = 5
         elif o.ReceiptRequired is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.ReceiptRequired else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x8, 5)
             s = 6
         elif o.AC_EVSEStatus is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 5:
         if o.ReceiptRequired is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.ReceiptRequired else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ReceiptRequired else 0) << 1, 5)
             s = 6
         elif o.AC_EVSEStatus is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 6:
         if o.AC_EVSEStatus is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(AC_EVSEStatus)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
@@ -4662,14 +4435,15 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     f_EVTargetVoltage: _iso2.PhysicalValueType
     s = 0
     if r.bits(1):
-        raise r.fail('CurrentDemandReqType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'CurrentDemandReqType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
-    s = 1
     if r.bits(1):
-        raise r.fail('CurrentDemandReqType[1]', 'expected SE(EVTargetCurrent)')
+        raise r.fail_back(1, 'CurrentDemandReqType', 'expected SE(EVTargetCurrent)')
+    s = 1
     f_EVTargetCurrent = _d_iso2_PhysicalValueType(r)
+    c = r.bits(3)
+    ec = c
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         f_EVMaximumVoltageLimit = _d_iso2_PhysicalValueType(r)
         s = 3
@@ -4680,18 +4454,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         f_EVMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
         s = 5
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-        f_BulkChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+        f_BulkChargingComplete = ((c >> 1) & 1) == 1
         s = 6
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 7
     else:
         raise r.fail('CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -4704,18 +4476,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             f_EVMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            f_BulkChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+            f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -4725,49 +4495,43 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             f_EVMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            f_BulkChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+            f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected CH')
-            f_BulkChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.BulkChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+            f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
             raise r.fail('CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType[6]', 'expected SE(ChargingComplete)')
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('CurrentDemandReqType.ChargingComplete', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'CurrentDemandReqType[6]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 7
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_RemainingTimeToFullSoC = _d_iso2_PhysicalValueType(r)
         s = 8
@@ -4791,155 +4555,125 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             raise r.fail('CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         if r.bits(1):
-            raise r.fail('CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage)')
+            raise r.fail_back(1, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage)')
         f_EVTargetVoltage = _d_iso2_PhysicalValueType(r)
         s = 10
     if r.bits(1):
-        raise r.fail('CurrentDemandReqType[10]', 'expected EE')
+        raise r.fail_back(1, 'CurrentDemandReqType', 'expected EE')
     s = -1
     return _iso2.CurrentDemandReqType(DC_EVStatus=f_DC_EVStatus, EVTargetCurrent=f_EVTargetCurrent, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete, RemainingTimeToFullSoC=f_RemainingTimeToFullSoC, RemainingTimeToBulkSoC=f_RemainingTimeToBulkSoC, EVTargetVoltage=f_EVTargetVoltage)
 
 def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) -> None:
     s = 0
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
-        s = 1
-    else:
-        raise encode_error('CurrentDemandReqType', 'missing SE(DC_EVStatus)')
-    if o.EVTargetCurrent is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVTargetCurrent)
-        s = 2
-    else:
-        raise encode_error('CurrentDemandReqType', 'missing SE(EVTargetCurrent)')
+    if o.DC_EVStatus is None:
+        raise encode_error('CurrentDemandReqType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
+    if o.EVTargetCurrent is None:
+        raise encode_error('CurrentDemandReqType.EVTargetCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    s = 1
+    _e_iso2_PhysicalValueType(w, o.EVTargetCurrent)
+    s = 2
     if o.EVMaximumVoltageLimit is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso2_PhysicalValueType(w, o.EVMaximumVoltageLimit)
         s = 3
     elif o.EVMaximumCurrentLimit is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso2_PhysicalValueType(w, o.EVMaximumCurrentLimit)
         s = 4
     elif o.EVMaximumPowerLimit is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso2_PhysicalValueType(w, o.EVMaximumPowerLimit)
         s = 5
     elif o.BulkChargingComplete is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        w.bits(1 if o.BulkChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x18, 6)
         s = 6
     elif o.ChargingComplete is not None:
-        w.bits(4, 3)
-        w.bits(0, 1)
-        w.bits(1 if o.ChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 6)
         s = 7
     else:
         raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 3:
         if o.EVMaximumCurrentLimit is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso2_PhysicalValueType(w, o.EVMaximumCurrentLimit)
             s = 4
         elif o.EVMaximumPowerLimit is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso2_PhysicalValueType(w, o.EVMaximumPowerLimit)
             s = 5
         elif o.BulkChargingComplete is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.BulkChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x10, 6)
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
         if o.EVMaximumPowerLimit is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso2_PhysicalValueType(w, o.EVMaximumPowerLimit)
             s = 5
         elif o.BulkChargingComplete is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.BulkChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x8, 5)
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits(2, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 5)
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
         if o.BulkChargingComplete is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.BulkChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.BulkChargingComplete else 0) << 1, 5)
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 5)
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
         if o.ChargingComplete is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1, 4)
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(ChargingComplete)')
     if o.RemainingTimeToFullSoC is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_PhysicalValueType(w, o.RemainingTimeToFullSoC)
         s = 8
     elif o.RemainingTimeToBulkSoC is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_PhysicalValueType(w, o.RemainingTimeToBulkSoC)
         s = 9
     elif o.EVTargetVoltage is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso2_PhysicalValueType(w, o.EVTargetVoltage)
         s = 10
     else:
         raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 8:
         if o.RemainingTimeToBulkSoC is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso2_PhysicalValueType(w, o.RemainingTimeToBulkSoC)
             s = 9
         elif o.EVTargetVoltage is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso2_PhysicalValueType(w, o.EVTargetVoltage)
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         if o.EVTargetVoltage is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso2_PhysicalValueType(w, o.EVTargetVoltage)
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVTargetVoltage)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -4957,54 +4691,34 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_MeterInfo: _iso2.MeterInfoType | None = None
     f_ReceiptRequired: bool | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('CurrentDemandResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('CurrentDemandResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'CurrentDemandResType', 'expected SE(EVSEPresentVoltage)')
     s = 2
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[2]', 'expected SE(EVSEPresentVoltage)')
     f_EVSEPresentVoltage = _d_iso2_PhysicalValueType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'CurrentDemandResType', 'expected SE(EVSEPresentCurrent)')
     s = 3
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[3]', 'expected SE(EVSEPresentCurrent)')
     f_EVSEPresentCurrent = _d_iso2_PhysicalValueType(r)
+    c = r.bits(15)
+    if c & 0x6ee8 != 0x0:
+        raise r.fail_back(15, 'CurrentDemandResType', 'expected SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved')
+    f_EVSECurrentLimitAchieved = ((c >> 12) & 1) == 1
+    f_EVSEVoltageLimitAchieved = ((c >> 8) & 1) == 1
+    f_EVSEPowerLimitAchieved = ((c >> 4) & 1) == 1
+    ec = (c & 7)
     s = 4
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[4]', 'expected SE(EVSECurrentLimitAchieved)')
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSECurrentLimitAchieved', 'expected CH')
-    f_EVSECurrentLimitAchieved = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSECurrentLimitAchieved', 'expected EE')
     s = 5
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[5]', 'expected SE(EVSEVoltageLimitAchieved)')
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSEVoltageLimitAchieved', 'expected CH')
-    f_EVSEVoltageLimitAchieved = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSEVoltageLimitAchieved', 'expected EE')
     s = 6
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[6]', 'expected SE(EVSEPowerLimitAchieved)')
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSEPowerLimitAchieved', 'expected CH')
-    f_EVSEPowerLimitAchieved = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.EVSEPowerLimitAchieved', 'expected EE')
     s = 7
-    ec = r.bits(3)
     if ec == 0:
         f_EVSEMaximumVoltageLimit = _d_iso2_PhysicalValueType(r)
         s = 8
@@ -5016,10 +4730,10 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         s = 10
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('CurrentDemandResType.EVSEID', 'expected CH')
+            raise r.fail_back(1, 'CurrentDemandResType[7]', 'expected CH of EVSEID')
         f_EVSEID = r.string(37)
         if r.bits(1):
-            raise r.fail('CurrentDemandResType.EVSEID', 'expected EE')
+            raise r.fail_back(1, 'CurrentDemandResType[7]', 'expected EE of EVSEID')
         s = 11
     else:
         raise r.fail('CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
@@ -5033,10 +4747,10 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             s = 10
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('CurrentDemandResType.EVSEID', 'expected CH')
+                raise r.fail_back(1, 'CurrentDemandResType[8]', 'expected CH of EVSEID')
             f_EVSEID = r.string(37)
             if r.bits(1):
-                raise r.fail('CurrentDemandResType.EVSEID', 'expected EE')
+                raise r.fail_back(1, 'CurrentDemandResType[8]', 'expected EE of EVSEID')
             s = 11
         else:
             raise r.fail('CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
@@ -5047,43 +4761,38 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             s = 10
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('CurrentDemandResType.EVSEID', 'expected CH')
+                raise r.fail_back(1, 'CurrentDemandResType[9]', 'expected CH of EVSEID')
             f_EVSEID = r.string(37)
             if r.bits(1):
-                raise r.fail('CurrentDemandResType.EVSEID', 'expected EE')
+                raise r.fail_back(1, 'CurrentDemandResType[9]', 'expected EE of EVSEID')
             s = 11
         else:
             raise r.fail('CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 10:
-        if r.bits(1):
-            raise r.fail('CurrentDemandResType[10]', 'expected SE(EVSEID)')
-        if r.bits(1):
-            raise r.fail('CurrentDemandResType.EVSEID', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandResType[10]', 'expected SE(EVSEID), CH of EVSEID')
         f_EVSEID = r.string(37)
         if r.bits(1):
-            raise r.fail('CurrentDemandResType.EVSEID', 'expected EE')
+            raise r.fail_back(1, 'CurrentDemandResType[10]', 'expected EE of EVSEID')
         s = 11
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType[11]', 'expected SE(SAScheduleTupleID)')
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.SAScheduleTupleID', 'expected CH')
-    iv = r.bits(8) + 1
+    c = r.bits(13)
+    if c & 0x1804 != 0x0:
+        raise r.fail_back(13, 'CurrentDemandResType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
+    iv = ((c >> 3) & 255) + 1
     if iv > 255:
         raise r.fail('CurrentDemandResType.SAScheduleTupleID', f'value {iv} outside 1..255')
     f_SAScheduleTupleID = iv
-    if r.bits(1):
-        raise r.fail('CurrentDemandResType.SAScheduleTupleID', 'expected EE')
+    ec = (c & 3)
     s = 12
-    ec = r.bits(2)
     if ec == 0:
         f_MeterInfo = _d_iso2_MeterInfoType(r)
         s = 13
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('CurrentDemandResType.ReceiptRequired', 'expected CH')
-        f_ReceiptRequired = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('CurrentDemandResType.ReceiptRequired', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'CurrentDemandResType[12]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+        f_ReceiptRequired = ((c >> 1) & 1) == 1
         s = 14
     elif ec == 2:
         s = -1
@@ -5092,11 +4801,10 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     if s == 13:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('CurrentDemandResType.ReceiptRequired', 'expected CH')
-            f_ReceiptRequired = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('CurrentDemandResType.ReceiptRequired', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'CurrentDemandResType[13]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+            f_ReceiptRequired = ((c >> 1) & 1) == 1
             s = 14
         elif ec == 1:
             s = -1
@@ -5104,165 +4812,129 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             raise r.fail('CurrentDemandResType[13]', f'event code {ec}, expected SE(ReceiptRequired), EE')
     if s == 14:
         if r.bits(1):
-            raise r.fail('CurrentDemandResType[14]', 'expected EE')
+            raise r.fail_back(1, 'CurrentDemandResType[14]', 'expected EE')
         s = -1
     return _iso2.CurrentDemandResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired)
 
 def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(ResponseCode)')
-    if o.DC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
-        s = 2
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(DC_EVSEStatus)')
-    if o.EVSEPresentVoltage is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSEPresentVoltage)
-        s = 3
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(EVSEPresentVoltage)')
-    if o.EVSEPresentCurrent is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSEPresentCurrent)
-        s = 4
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(EVSEPresentCurrent)')
-    if o.EVSECurrentLimitAchieved is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSECurrentLimitAchieved else 0, 1)
-        w.bits(0, 1)
-        s = 5
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(EVSECurrentLimitAchieved)')
-    if o.EVSEVoltageLimitAchieved is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSEVoltageLimitAchieved else 0, 1)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(EVSEVoltageLimitAchieved)')
-    if o.EVSEPowerLimitAchieved is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSEPowerLimitAchieved else 0, 1)
-        w.bits(0, 1)
-        s = 7
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(EVSEPowerLimitAchieved)')
+    if o.ResponseCode is None:
+        raise encode_error('CurrentDemandResType.ResponseCode', 'required value missing')
+    if o.DC_EVSEStatus is None:
+        raise encode_error('CurrentDemandResType.DC_EVSEStatus', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    s = 1
+    _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    if o.EVSEPresentVoltage is None:
+        raise encode_error('CurrentDemandResType.EVSEPresentVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    s = 2
+    _e_iso2_PhysicalValueType(w, o.EVSEPresentVoltage)
+    if o.EVSEPresentCurrent is None:
+        raise encode_error('CurrentDemandResType.EVSEPresentCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso2_PhysicalValueType(w, o.EVSEPresentCurrent)
+    if o.EVSECurrentLimitAchieved is None:
+        raise encode_error('CurrentDemandResType.EVSECurrentLimitAchieved', 'required value missing')
+    if o.EVSEVoltageLimitAchieved is None:
+        raise encode_error('CurrentDemandResType.EVSEVoltageLimitAchieved', 'required value missing')
+    if o.EVSEPowerLimitAchieved is None:
+        raise encode_error('CurrentDemandResType.EVSEPowerLimitAchieved', 'required value missing')
+    w.bits((1 if o.EVSECurrentLimitAchieved else 0) << 9 | (1 if o.EVSEVoltageLimitAchieved else 0) << 5 | (1 if o.EVSEPowerLimitAchieved else 0) << 1, 12)
+    s = 4
+    s = 5
+    s = 6
+    s = 7
     if o.EVSEMaximumVoltageLimit is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso2_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
         s = 8
     elif o.EVSEMaximumCurrentLimit is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso2_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
         s = 9
     elif o.EVSEMaximumPowerLimit is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso2_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
         s = 10
     elif o.EVSEID is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
-            raise encode_error('CurrentDemandResType.EVSEID', f'value length {len(o.EVSEID)} outside 7..37')
+            raise encode_error('CurrentDemandResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
         w.string(o.EVSEID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 11
     else:
         raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 8:
         if o.EVSEMaximumCurrentLimit is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso2_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
             s = 9
         elif o.EVSEMaximumPowerLimit is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso2_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
             s = 10
         elif o.EVSEID is not None:
-            w.bits(2, 2)
-            w.bits(0, 1)
+            w.bits(0x4, 3)
             if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
-                raise encode_error('CurrentDemandResType.EVSEID', f'value length {len(o.EVSEID)} outside 7..37')
+                raise encode_error('CurrentDemandResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
             w.string(o.EVSEID)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 11
         else:
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 9:
         if o.EVSEMaximumPowerLimit is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso2_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
             s = 10
         elif o.EVSEID is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
-                raise encode_error('CurrentDemandResType.EVSEID', f'value length {len(o.EVSEID)} outside 7..37')
+                raise encode_error('CurrentDemandResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
             w.string(o.EVSEID)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 11
         else:
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 10:
         if o.EVSEID is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
-                raise encode_error('CurrentDemandResType.EVSEID', f'value length {len(o.EVSEID)} outside 7..37')
+                raise encode_error('CurrentDemandResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
             w.string(o.EVSEID)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 11
         else:
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEID)')
-    if o.SAScheduleTupleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.SAScheduleTupleID <= 255):
-            raise encode_error('CurrentDemandResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-        w.bits(o.SAScheduleTupleID - 1, 8)
-        w.bits(0, 1)
-        s = 12
-    else:
-        raise encode_error('CurrentDemandResType', 'missing SE(SAScheduleTupleID)')
+    if o.SAScheduleTupleID is None:
+        raise encode_error('CurrentDemandResType.SAScheduleTupleID', 'required value missing')
+    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 255:
+        raise encode_error('CurrentDemandResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
+    w.bits((o.SAScheduleTupleID - 1) << 1, 11)
+    s = 12
     if o.MeterInfo is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_MeterInfoType(w, o.MeterInfo)
         s = 13
     elif o.ReceiptRequired is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.ReceiptRequired else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x8, 5)
         s = 14
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 13:
         if o.ReceiptRequired is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.ReceiptRequired else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ReceiptRequired else 0) << 1, 5)
             s = 14
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 14:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType:
@@ -5271,38 +4943,38 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _iso2.MeterInfoType
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SessionID', 'expected CH')
+            raise r.fail_back(1, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
         f_SessionID = r.binary(8)
         if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SessionID', 'expected EE')
+            raise r.fail_back(1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         s = 2
     else:
         raise r.fail('MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('MeteringReceiptReqType[1]', 'expected SE(SessionID)')
-        if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SessionID', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
         f_SessionID = r.binary(8)
         if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SessionID', 'expected EE')
+            raise r.fail_back(1, 'MeteringReceiptReqType[1]', 'expected EE of SessionID')
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', 'expected CH')
-        iv = r.bits(8) + 1
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID')
+        iv = ((c >> 1) & 255) + 1
         if iv > 255:
             raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', f'value {iv} outside 1..255')
         f_SAScheduleTupleID = iv
-        if r.bits(1):
-            raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', 'expected EE')
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_iso2_MeterInfoType(r)
@@ -5311,82 +4983,73 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
         raise r.fail('MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
     if s == 3:
         if r.bits(1):
-            raise r.fail('MeteringReceiptReqType[3]', 'expected SE(MeterInfo)')
+            raise r.fail_back(1, 'MeteringReceiptReqType[3]', 'expected SE(MeterInfo)')
         f_MeterInfo = _d_iso2_MeterInfoType(r)
         s = 4
     if r.bits(1):
-        raise r.fail('MeteringReceiptReqType[4]', 'expected EE')
+        raise r.fail_back(1, 'MeteringReceiptReqType', 'expected EE')
     s = -1
     return _iso2.MeteringReceiptReqType(Id=f_Id, SessionID=f_SessionID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo)
 
 def _e_iso2_MeteringReceiptReqType(w: BitWriter, o: _iso2.MeteringReceiptReqType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.SessionID is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         if len(o.SessionID) > 8:
-            raise encode_error('MeteringReceiptReqType.SessionID', f'value length {len(o.SessionID)} outside 0..8')
+            raise encode_error('MeteringReceiptReqType.SessionID', f'length {len(o.SessionID)} outside 0..8')
         w.binary(o.SessionID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('MeteringReceiptReqType', 'missing AT(Id), SE(SessionID)')
     if s == 1:
         if o.SessionID is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             if len(o.SessionID) > 8:
-                raise encode_error('MeteringReceiptReqType.SessionID', f'value length {len(o.SessionID)} outside 0..8')
+                raise encode_error('MeteringReceiptReqType.SessionID', f'length {len(o.SessionID)} outside 0..8')
             w.binary(o.SessionID)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(SessionID)')
     if o.SAScheduleTupleID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (1 <= o.SAScheduleTupleID <= 255):
+        if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 255:
             raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-        w.bits(o.SAScheduleTupleID - 1, 8)
-        w.bits(0, 1)
+        w.bits((o.SAScheduleTupleID - 1) << 1, 12)
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_MeterInfoType(w, o.MeterInfo)
         s = 4
     else:
         raise encode_error('MeteringReceiptReqType', 'missing SE(SAScheduleTupleID), SE(MeterInfo)')
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso2_MeterInfoType(w, o.MeterInfo)
             s = 4
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(MeterInfo)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType:
     f_ResponseCode: _iso2.responseCodeType
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
     f_EVSEStatus: _iso2.EVSEStatusType | None = None
-    if r.bits(1):
-        raise r.fail('MeteringReceiptResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('MeteringReceiptResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x304 != 0x0:
+        raise r.fail_back(10, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 3) & 31)
     if iv >= 26:
-        raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('MeteringReceiptResType.ResponseCode', 'expected EE')
-    ec = r.bits(2)
+    ec = (c & 3)
     if ec == 0:
         f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
     elif ec == 1:
@@ -5396,205 +5059,140 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
     else:
         raise r.fail('MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     if r.bits(1):
-        raise r.fail('MeteringReceiptResType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'MeteringReceiptResType', 'expected EE')
     return _iso2.MeteringReceiptResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
 
 def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('MeteringReceiptResType', 'missing SE(ResponseCode)')
+    if o.ResponseCode is None:
+        raise encode_error('MeteringReceiptResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 1, 8)
     if o.AC_EVSEStatus is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
         if o.DC_EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.EVSEStatus', 'cannot be combined with AC_EVSEStatus')
     elif o.DC_EVSEStatus is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
         if o.EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso2_EVSEStatusType(w, o.EVSEStatus)
     else:
         raise encode_error('MeteringReceiptResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
     f_eMAID: str
     f_ContractSignatureCertChain: _iso2.CertificateChainType
-    if r.bits(1):
-        raise r.fail('PaymentDetailsReqType[0]', 'expected SE(eMAID)')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsReqType.eMAID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PaymentDetailsReqType', 'expected SE(eMAID), CH of eMAID')
     f_eMAID = r.string(15)
-    if r.bits(1):
-        raise r.fail('PaymentDetailsReqType.eMAID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsReqType[1]', 'expected SE(ContractSignatureCertChain)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PaymentDetailsReqType', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
     if r.bits(1):
-        raise r.fail('PaymentDetailsReqType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PaymentDetailsReqType', 'expected EE')
     return _iso2.PaymentDetailsReqType(eMAID=f_eMAID, ContractSignatureCertChain=f_ContractSignatureCertChain)
 
 def _e_iso2_PaymentDetailsReqType(w: BitWriter, o: _iso2.PaymentDetailsReqType) -> None:
-    if o.eMAID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.eMAID) < 14 and w.strict) or len(o.eMAID) > 15:
-            raise encode_error('PaymentDetailsReqType.eMAID', f'value length {len(o.eMAID)} outside 14..15')
-        w.string(o.eMAID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PaymentDetailsReqType', 'missing SE(eMAID)')
-    if o.ContractSignatureCertChain is not None:
-        w.bits(0, 1)
-        _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
-    else:
-        raise encode_error('PaymentDetailsReqType', 'missing SE(ContractSignatureCertChain)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.eMAID is None:
+        raise encode_error('PaymentDetailsReqType.eMAID', 'required value missing')
+    w.bits(0x0, 2)
+    if (len(o.eMAID) < 14 and w.strict) or len(o.eMAID) > 15:
+        raise encode_error('PaymentDetailsReqType.eMAID', f'length {len(o.eMAID)} outside 14..15')
+    w.string(o.eMAID)
+    if o.ContractSignatureCertChain is None:
+        raise encode_error('PaymentDetailsReqType.ContractSignatureCertChain', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
+    w.bits(0x0, 1)
 
 def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
     f_ResponseCode: _iso2.responseCodeType
     f_GenChallenge: bytes
     f_EVSETimeStamp: int
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x307 != 0x0:
+        raise r.fail_back(10, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
+    iv = ((c >> 3) & 31)
     if iv >= 26:
-        raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType[1]', 'expected SE(GenChallenge)')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.GenChallenge', 'expected CH')
     f_GenChallenge = r.binary(16)
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.GenChallenge', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType[2]', 'expected SE(EVSETimeStamp)')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.EVSETimeStamp', 'expected CH')
-    iv = r.integer()
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -9223372036854775808 or iv > 9223372036854775807:
         raise r.fail('PaymentDetailsResType.EVSETimeStamp', f'value {iv} outside -9223372036854775808..9223372036854775807')
     f_EVSETimeStamp = iv
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType.EVSETimeStamp', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PaymentDetailsResType[3]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PaymentDetailsResType', 'expected EE of EVSETimeStamp, EE')
     return _iso2.PaymentDetailsResType(ResponseCode=f_ResponseCode, GenChallenge=f_GenChallenge, EVSETimeStamp=f_EVSETimeStamp)
 
 def _e_iso2_PaymentDetailsResType(w: BitWriter, o: _iso2.PaymentDetailsResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PaymentDetailsResType', 'missing SE(ResponseCode)')
-    if o.GenChallenge is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
-            raise encode_error('PaymentDetailsResType.GenChallenge', f'value length {len(o.GenChallenge)} outside 16..16')
-        w.binary(o.GenChallenge)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PaymentDetailsResType', 'missing SE(GenChallenge)')
-    if o.EVSETimeStamp is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-9223372036854775808 <= o.EVSETimeStamp <= 9223372036854775807):
-            raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{o.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
-        w.integer(o.EVSETimeStamp)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PaymentDetailsResType', 'missing SE(EVSETimeStamp)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
+    if o.GenChallenge is None:
+        raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 3, 10)
+    if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
+        raise encode_error('PaymentDetailsResType.GenChallenge', f'length {len(o.GenChallenge)} outside 16..16')
+    w.binary(o.GenChallenge)
+    if o.EVSETimeStamp is None:
+        raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'required value missing')
+    w.bits(0x0, 3)
+    if o.EVSETimeStamp < -9223372036854775808 or o.EVSETimeStamp > 9223372036854775807:
+        raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{o.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
+    w.integer(o.EVSETimeStamp)
+    w.bits(0x0, 2)
 
 def _d_iso2_PaymentServiceSelectionReqType(r: BitReader) -> _iso2.PaymentServiceSelectionReqType:
     f_SelectedPaymentOption: _iso2.paymentOptionType
     f_SelectedServiceList: _iso2.SelectedServiceListType
-    if r.bits(1):
-        raise r.fail('PaymentServiceSelectionReqType[0]', 'expected SE(SelectedPaymentOption)')
-    if r.bits(1):
-        raise r.fail('PaymentServiceSelectionReqType.SelectedPaymentOption', 'expected CH')
-    f_SelectedPaymentOption = _E_iso2_paymentOptionType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('PaymentServiceSelectionReqType.SelectedPaymentOption', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PaymentServiceSelectionReqType[1]', 'expected SE(SelectedServiceList)')
+    c = r.bits(5)
+    if c & 0x1b != 0x0:
+        raise r.fail_back(5, 'PaymentServiceSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)')
+    f_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 2) & 1)]
     f_SelectedServiceList = _d_iso2_SelectedServiceListType(r)
     if r.bits(1):
-        raise r.fail('PaymentServiceSelectionReqType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PaymentServiceSelectionReqType', 'expected EE')
     return _iso2.PaymentServiceSelectionReqType(SelectedPaymentOption=f_SelectedPaymentOption, SelectedServiceList=f_SelectedServiceList)
 
 def _e_iso2_PaymentServiceSelectionReqType(w: BitWriter, o: _iso2.PaymentServiceSelectionReqType) -> None:
-    if o.SelectedPaymentOption is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_paymentOptionType[o.SelectedPaymentOption], 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PaymentServiceSelectionReqType', 'missing SE(SelectedPaymentOption)')
-    if o.SelectedServiceList is not None:
-        w.bits(0, 1)
-        _e_iso2_SelectedServiceListType(w, o.SelectedServiceList)
-    else:
-        raise encode_error('PaymentServiceSelectionReqType', 'missing SE(SelectedServiceList)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.SelectedPaymentOption is None:
+        raise encode_error('PaymentServiceSelectionReqType.SelectedPaymentOption', 'required value missing')
+    if o.SelectedServiceList is None:
+        raise encode_error('PaymentServiceSelectionReqType.SelectedServiceList', 'required value missing')
+    w.bits((_I_iso2_paymentOptionType[o.SelectedPaymentOption]) << 2, 5)
+    _e_iso2_SelectedServiceListType(w, o.SelectedServiceList)
+    w.bits(0x0, 1)
 
 def _d_iso2_PaymentServiceSelectionResType(r: BitReader) -> _iso2.PaymentServiceSelectionResType:
     f_ResponseCode: _iso2.responseCodeType
-    if r.bits(1):
-        raise r.fail('PaymentServiceSelectionResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('PaymentServiceSelectionResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'PaymentServiceSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('PaymentServiceSelectionResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PaymentServiceSelectionResType[1]', 'expected EE')
-    pass
     return _iso2.PaymentServiceSelectionResType(ResponseCode=f_ResponseCode)
 
 def _e_iso2_PaymentServiceSelectionResType(w: BitWriter, o: _iso2.PaymentServiceSelectionResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PaymentServiceSelectionResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('PaymentServiceSelectionResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
 
 def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
     f_ChargeProgress: _iso2.chargeProgressType
@@ -5603,29 +5201,20 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
     f_DC_EVPowerDeliveryParameter: _iso2.DC_EVPowerDeliveryParameterType | None = None
     f_EVPowerDeliveryParameter: _iso2.EVPowerDeliveryParameterType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType[0]', 'expected SE(ChargeProgress)')
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType.ChargeProgress', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(19)
+    if c & 0x67008 != 0x0:
+        raise r.fail_back(19, 'PowerDeliveryReqType', 'expected SE(ChargeProgress), CH of ChargeProgress, EE of ChargeProgress, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
+    iv = ((c >> 15) & 3)
     if iv >= 3:
-        raise r.fail('PowerDeliveryReqType.ChargeProgress', f'enumeration index {iv} out of range')
+        raise r.fail('PowerDeliveryReqType.ChargeProgress', f'enumeration index {iv}')
     f_ChargeProgress = _E_iso2_chargeProgressType[iv]
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType.ChargeProgress', 'expected EE')
-    s = 1
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType[1]', 'expected SE(SAScheduleTupleID)')
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType.SAScheduleTupleID', 'expected CH')
-    iv = r.bits(8) + 1
+    iv = ((c >> 4) & 255) + 1
     if iv > 255:
         raise r.fail('PowerDeliveryReqType.SAScheduleTupleID', f'value {iv} outside 1..255')
     f_SAScheduleTupleID = iv
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType.SAScheduleTupleID', 'expected EE')
+    ec = (c & 7)
+    s = 1
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         f_ChargingProfile = _d_iso2_ChargingProfileType(r)
         s = 3
@@ -5653,64 +5242,55 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
             raise r.fail('PowerDeliveryReqType[3]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('PowerDeliveryReqType[4]', 'expected EE')
+            raise r.fail_back(1, 'PowerDeliveryReqType[4]', 'expected EE')
         s = -1
     return _iso2.PowerDeliveryReqType(ChargeProgress=f_ChargeProgress, SAScheduleTupleID=f_SAScheduleTupleID, ChargingProfile=f_ChargingProfile, DC_EVPowerDeliveryParameter=f_DC_EVPowerDeliveryParameter, EVPowerDeliveryParameter=f_EVPowerDeliveryParameter)
 
 def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) -> None:
     s = 0
-    if o.ChargeProgress is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_chargeProgressType[o.ChargeProgress], 2)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('PowerDeliveryReqType', 'missing SE(ChargeProgress)')
-    if o.SAScheduleTupleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.SAScheduleTupleID <= 255):
-            raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-        w.bits(o.SAScheduleTupleID - 1, 8)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('PowerDeliveryReqType', 'missing SE(SAScheduleTupleID)')
+    if o.ChargeProgress is None:
+        raise encode_error('PowerDeliveryReqType.ChargeProgress', 'required value missing')
+    if o.SAScheduleTupleID is None:
+        raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', 'required value missing')
+    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 255:
+        raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
+    w.bits((_I_iso2_chargeProgressType[o.ChargeProgress]) << 12 | (o.SAScheduleTupleID - 1) << 1, 16)
+    s = 1
+    s = 2
     if o.ChargingProfile is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso2_ChargingProfileType(w, o.ChargingProfile)
         s = 3
     elif o.DC_EVPowerDeliveryParameter is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso2_DC_EVPowerDeliveryParameterType(w, o.DC_EVPowerDeliveryParameter)
         if o.EVPowerDeliveryParameter is not None:
             raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
         s = 4
     elif o.EVPowerDeliveryParameter is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso2_EVPowerDeliveryParameterType(w, o.EVPowerDeliveryParameter)
         s = 4
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 3:
         if o.DC_EVPowerDeliveryParameter is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso2_DC_EVPowerDeliveryParameterType(w, o.DC_EVPowerDeliveryParameter)
             if o.EVPowerDeliveryParameter is not None:
                 raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
             s = 4
         elif o.EVPowerDeliveryParameter is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso2_EVPowerDeliveryParameterType(w, o.EVPowerDeliveryParameter)
             s = 4
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
@@ -5718,17 +5298,14 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
     f_EVSEStatus: _iso2.EVSEStatusType | None = None
-    if r.bits(1):
-        raise r.fail('PowerDeliveryResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('PowerDeliveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x304 != 0x0:
+        raise r.fail_back(10, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 3) & 31)
     if iv >= 26:
-        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('PowerDeliveryResType.ResponseCode', 'expected EE')
-    ec = r.bits(2)
+    ec = (c & 3)
     if ec == 0:
         f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
     elif ec == 1:
@@ -5738,183 +5315,141 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
     else:
         raise r.fail('PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     if r.bits(1):
-        raise r.fail('PowerDeliveryResType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PowerDeliveryResType', 'expected EE')
     return _iso2.PowerDeliveryResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
 
 def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PowerDeliveryResType', 'missing SE(ResponseCode)')
+    if o.ResponseCode is None:
+        raise encode_error('PowerDeliveryResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 1, 8)
     if o.AC_EVSEStatus is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with AC_EVSEStatus')
     elif o.DC_EVSEStatus is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso2_EVSEStatusType(w, o.EVSEStatus)
     else:
         raise encode_error('PowerDeliveryResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
     f_EVTargetVoltage: _iso2.PhysicalValueType
     f_EVTargetCurrent: _iso2.PhysicalValueType
     if r.bits(1):
-        raise r.fail('PreChargeReqType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
     if r.bits(1):
-        raise r.fail('PreChargeReqType[1]', 'expected SE(EVTargetVoltage)')
+        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(EVTargetVoltage)')
     f_EVTargetVoltage = _d_iso2_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('PreChargeReqType[2]', 'expected SE(EVTargetCurrent)')
+        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(EVTargetCurrent)')
     f_EVTargetCurrent = _d_iso2_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('PreChargeReqType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PreChargeReqType', 'expected EE')
     return _iso2.PreChargeReqType(DC_EVStatus=f_DC_EVStatus, EVTargetVoltage=f_EVTargetVoltage, EVTargetCurrent=f_EVTargetCurrent)
 
 def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
-    else:
-        raise encode_error('PreChargeReqType', 'missing SE(DC_EVStatus)')
-    if o.EVTargetVoltage is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVTargetVoltage)
-    else:
-        raise encode_error('PreChargeReqType', 'missing SE(EVTargetVoltage)')
-    if o.EVTargetCurrent is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVTargetCurrent)
-    else:
-        raise encode_error('PreChargeReqType', 'missing SE(EVTargetCurrent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.DC_EVStatus is None:
+        raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
+    if o.EVTargetVoltage is None:
+        raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_PhysicalValueType(w, o.EVTargetVoltage)
+    if o.EVTargetCurrent is None:
+        raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_PhysicalValueType(w, o.EVTargetCurrent)
+    w.bits(0x0, 1)
 
 def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
-    if r.bits(1):
-        raise r.fail('PreChargeResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('PreChargeResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('PreChargeResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PreChargeResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
     if r.bits(1):
-        raise r.fail('PreChargeResType[2]', 'expected SE(EVSEPresentVoltage)')
+        raise r.fail_back(1, 'PreChargeResType', 'expected SE(EVSEPresentVoltage)')
     f_EVSEPresentVoltage = _d_iso2_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('PreChargeResType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PreChargeResType', 'expected EE')
     return _iso2.PreChargeResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PreChargeResType', 'missing SE(ResponseCode)')
-    if o.DC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
-    else:
-        raise encode_error('PreChargeResType', 'missing SE(DC_EVSEStatus)')
-    if o.EVSEPresentVoltage is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSEPresentVoltage)
-    else:
-        raise encode_error('PreChargeResType', 'missing SE(EVSEPresentVoltage)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('PreChargeResType.ResponseCode', 'required value missing')
+    if o.DC_EVSEStatus is None:
+        raise encode_error('PreChargeResType.DC_EVSEStatus', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    if o.EVSEPresentVoltage is None:
+        raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_PhysicalValueType(w, o.EVSEPresentVoltage)
+    w.bits(0x0, 1)
 
 def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
     f_ServiceID: int
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType[0]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ServiceDetailReqType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType.ServiceID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType[1]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
     return _iso2.ServiceDetailReqType(ServiceID=f_ServiceID)
 
 def _e_iso2_ServiceDetailReqType(w: BitWriter, o: _iso2.ServiceDetailReqType) -> None:
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceDetailReqType', 'missing SE(ServiceID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ServiceID is None:
+        raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    w.bits(0x0, 2)
 
 def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
     f_ResponseCode: _iso2.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _iso2.ServiceParameterListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x307 != 0x0:
+        raise r.fail_back(10, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+    iv = ((c >> 3) & 31)
     if iv >= 26:
-        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType[1]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ServiceID', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ServiceDetailResType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ServiceID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'ServiceDetailResType', 'expected EE of ServiceID')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_ServiceParameterList = _d_iso2_ServiceParameterListType(r)
         s = 3
@@ -5924,60 +5459,53 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
         raise r.fail('ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('ServiceDetailResType[3]', 'expected EE')
+            raise r.fail_back(1, 'ServiceDetailResType[3]', 'expected EE')
         s = -1
     return _iso2.ServiceDetailResType(ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
 
 def _e_iso2_ServiceDetailResType(w: BitWriter, o: _iso2.ServiceDetailResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ServiceDetailResType', 'missing SE(ResponseCode)')
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ServiceDetailResType', 'missing SE(ServiceID)')
+    if o.ResponseCode is None:
+        raise encode_error('ServiceDetailResType.ResponseCode', 'required value missing')
+    if o.ServiceID is None:
+        raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 3, 10)
+    s = 1
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    w.bits(0x0, 1)
+    s = 2
     if o.ServiceParameterList is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_ServiceParameterListType(w, o.ServiceParameterList)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqType:
     f_ServiceScope: str | None = None
     f_ServiceCategory: _iso2.serviceCategoryType | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType.ServiceScope', 'expected CH')
+            raise r.fail_back(1, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
         f_ServiceScope = r.string(64)
         if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType.ServiceScope', 'expected EE')
+            raise r.fail_back(1, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected CH')
-        f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
-        if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected EE')
+        c = r.bits(4)
+        if c & 0x9 != 0x0:
+            raise r.fail_back(4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
         s = 2
     elif ec == 2:
         s = -1
@@ -5986,11 +5514,10 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected CH')
-            f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
-            if r.bits(1):
-                raise r.fail('ServiceDiscoveryReqType.ServiceCategory', 'expected EE')
+            c = r.bits(4)
+            if c & 0x9 != 0x0:
+                raise r.fail_back(4, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
             s = 2
         elif ec == 1:
             s = -1
@@ -5998,42 +5525,35 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
             raise r.fail('ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType[2]', 'expected EE')
+            raise r.fail_back(1, 'ServiceDiscoveryReqType[2]', 'expected EE')
         s = -1
     return _iso2.ServiceDiscoveryReqType(ServiceScope=f_ServiceScope, ServiceCategory=f_ServiceCategory)
 
 def _e_iso2_ServiceDiscoveryReqType(w: BitWriter, o: _iso2.ServiceDiscoveryReqType) -> None:
     s = 0
     if o.ServiceScope is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.ServiceScope) > 64:
-            raise encode_error('ServiceDiscoveryReqType.ServiceScope', f'value length {len(o.ServiceScope)} outside 0..64')
+            raise encode_error('ServiceDiscoveryReqType.ServiceScope', f'length {len(o.ServiceScope)} outside 0..64')
         w.string(o.ServiceScope)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.ServiceCategory is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_iso2_serviceCategoryType[o.ServiceCategory], 2)
-        w.bits(0, 1)
+        w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10, 6)
         s = 2
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 1:
         if o.ServiceCategory is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(_I_iso2_serviceCategoryType[o.ServiceCategory], 2)
-            w.bits(0, 1)
+            w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1, 6)
             s = 2
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResType:
@@ -6042,26 +5562,22 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
     f_ChargeService: _iso2.ChargeServiceType
     f_ServiceList: _iso2.ServiceListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)')
+    iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType[1]', 'expected SE(PaymentOptionList)')
     f_PaymentOptionList = _d_iso2_PaymentOptionListType(r)
-    s = 2
     if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType[2]', 'expected SE(ChargeService)')
+        raise r.fail_back(1, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
+    s = 2
     f_ChargeService = _d_iso2_ChargeServiceType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_ServiceList = _d_iso2_ServiceListType(r)
         s = 4
@@ -6071,106 +5587,89 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
         raise r.fail('ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ServiceDiscoveryResType[4]', 'expected EE')
+            raise r.fail_back(1, 'ServiceDiscoveryResType[4]', 'expected EE')
         s = -1
     return _iso2.ServiceDiscoveryResType(ResponseCode=f_ResponseCode, PaymentOptionList=f_PaymentOptionList, ChargeService=f_ChargeService, ServiceList=f_ServiceList)
 
 def _e_iso2_ServiceDiscoveryResType(w: BitWriter, o: _iso2.ServiceDiscoveryResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ServiceDiscoveryResType', 'missing SE(ResponseCode)')
-    if o.PaymentOptionList is not None:
-        w.bits(0, 1)
-        _e_iso2_PaymentOptionListType(w, o.PaymentOptionList)
-        s = 2
-    else:
-        raise encode_error('ServiceDiscoveryResType', 'missing SE(PaymentOptionList)')
-    if o.ChargeService is not None:
-        w.bits(0, 1)
-        _e_iso2_ChargeServiceType(w, o.ChargeService)
-        s = 3
-    else:
-        raise encode_error('ServiceDiscoveryResType', 'missing SE(ChargeService)')
+    if o.ResponseCode is None:
+        raise encode_error('ServiceDiscoveryResType.ResponseCode', 'required value missing')
+    if o.PaymentOptionList is None:
+        raise encode_error('ServiceDiscoveryResType.PaymentOptionList', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    s = 1
+    _e_iso2_PaymentOptionListType(w, o.PaymentOptionList)
+    if o.ChargeService is None:
+        raise encode_error('ServiceDiscoveryResType.ChargeService', 'required value missing')
+    w.bits(0x0, 1)
+    s = 2
+    _e_iso2_ChargeServiceType(w, o.ChargeService)
+    s = 3
     if o.ServiceList is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_ServiceListType(w, o.ServiceList)
         s = 4
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
     f_EVCCID: bytes
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType[0]', 'expected SE(EVCCID)')
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType.EVCCID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     f_EVCCID = r.binary(6)
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType.EVCCID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType[1]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
     return _iso2.SessionSetupReqType(EVCCID=f_EVCCID)
 
 def _e_iso2_SessionSetupReqType(w: BitWriter, o: _iso2.SessionSetupReqType) -> None:
-    if o.EVCCID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.EVCCID) > 6:
-            raise encode_error('SessionSetupReqType.EVCCID', f'value length {len(o.EVCCID)} outside 0..6')
-        w.binary(o.EVCCID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SessionSetupReqType', 'missing SE(EVCCID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.EVCCID is None:
+        raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.EVCCID) > 6:
+        raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.EVCCID)} outside 0..6')
+    w.binary(o.EVCCID)
+    w.bits(0x0, 2)
 
 def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
     f_ResponseCode: _iso2.responseCodeType
     f_EVSEID: str
     f_EVSETimeStamp: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('SessionSetupResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(10)
+    if c & 0x307 != 0x0:
+        raise r.fail_back(10, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+    iv = ((c >> 3) & 31)
     if iv >= 26:
-        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.ResponseCode', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('SessionSetupResType[1]', 'expected SE(EVSEID)')
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.EVSEID', 'expected CH')
     f_EVSEID = r.string(37)
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.EVSEID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'SessionSetupResType', 'expected EE of EVSEID')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('SessionSetupResType.EVSETimeStamp', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -9223372036854775808 or iv > 9223372036854775807:
             raise r.fail('SessionSetupResType.EVSETimeStamp', f'value {iv} outside -9223372036854775808..9223372036854775807')
         f_EVSETimeStamp = iv
         if r.bits(1):
-            raise r.fail('SessionSetupResType.EVSETimeStamp', 'expected EE')
+            raise r.fail_back(1, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp')
         s = 3
     elif ec == 1:
         s = -1
@@ -6178,167 +5677,114 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
         raise r.fail('SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('SessionSetupResType[3]', 'expected EE')
+            raise r.fail_back(1, 'SessionSetupResType[3]', 'expected EE')
         s = -1
     return _iso2.SessionSetupResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, EVSETimeStamp=f_EVSETimeStamp)
 
 def _e_iso2_SessionSetupResType(w: BitWriter, o: _iso2.SessionSetupResType) -> None:
     s = 0
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('SessionSetupResType', 'missing SE(ResponseCode)')
-    if o.EVSEID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
-            raise encode_error('SessionSetupResType.EVSEID', f'value length {len(o.EVSEID)} outside 7..37')
-        w.string(o.EVSEID)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('SessionSetupResType', 'missing SE(EVSEID)')
+    if o.ResponseCode is None:
+        raise encode_error('SessionSetupResType.ResponseCode', 'required value missing')
+    if o.EVSEID is None:
+        raise encode_error('SessionSetupResType.EVSEID', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 3, 10)
+    s = 1
+    if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
+        raise encode_error('SessionSetupResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
+    w.string(o.EVSEID)
+    w.bits(0x0, 1)
+    s = 2
     if o.EVSETimeStamp is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (-9223372036854775808 <= o.EVSETimeStamp <= 9223372036854775807):
+        w.bits(0x0, 3)
+        if o.EVSETimeStamp < -9223372036854775808 or o.EVSETimeStamp > 9223372036854775807:
             raise encode_error('SessionSetupResType.EVSETimeStamp', f'{o.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
         w.integer(o.EVSETimeStamp)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_SessionStopReqType(r: BitReader) -> _iso2.SessionStopReqType:
     f_ChargingSession: _iso2.chargingSessionType
-    if r.bits(1):
-        raise r.fail('SessionStopReqType[0]', 'expected SE(ChargingSession)')
-    if r.bits(1):
-        raise r.fail('SessionStopReqType.ChargingSession', 'expected CH')
-    f_ChargingSession = _E_iso2_chargingSessionType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('SessionStopReqType.ChargingSession', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SessionStopReqType[1]', 'expected EE')
-    pass
+    c = r.bits(5)
+    if c & 0x1b != 0x0:
+        raise r.fail_back(5, 'SessionStopReqType', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
+    f_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
     return _iso2.SessionStopReqType(ChargingSession=f_ChargingSession)
 
 def _e_iso2_SessionStopReqType(w: BitWriter, o: _iso2.SessionStopReqType) -> None:
-    if o.ChargingSession is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_chargingSessionType[o.ChargingSession], 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SessionStopReqType', 'missing SE(ChargingSession)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ChargingSession is None:
+        raise encode_error('SessionStopReqType.ChargingSession', 'required value missing')
+    w.bits((_I_iso2_chargingSessionType[o.ChargingSession]) << 2, 5)
 
 def _d_iso2_SessionStopResType(r: BitReader) -> _iso2.SessionStopResType:
     f_ResponseCode: _iso2.responseCodeType
-    if r.bits(1):
-        raise r.fail('SessionStopResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('SessionStopResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('SessionStopResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SessionStopResType[1]', 'expected EE')
-    pass
     return _iso2.SessionStopResType(ResponseCode=f_ResponseCode)
 
 def _e_iso2_SessionStopResType(w: BitWriter, o: _iso2.SessionStopResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SessionStopResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
 
 def _d_iso2_WeldingDetectionReqType(r: BitReader) -> _iso2.WeldingDetectionReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
     if r.bits(1):
-        raise r.fail('WeldingDetectionReqType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
     if r.bits(1):
-        raise r.fail('WeldingDetectionReqType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WeldingDetectionReqType', 'expected EE')
     return _iso2.WeldingDetectionReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqType) -> None:
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
-    else:
-        raise encode_error('WeldingDetectionReqType', 'missing SE(DC_EVStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.DC_EVStatus is None:
+        raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
+    w.bits(0x0, 1)
 
 def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResType:
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
-    if r.bits(1):
-        raise r.fail('WeldingDetectionResType[0]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('WeldingDetectionResType.ResponseCode', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(9)
+    if c & 0x183 != 0x0:
+        raise r.fail_back(9, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('WeldingDetectionResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WeldingDetectionResType[1]', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
     if r.bits(1):
-        raise r.fail('WeldingDetectionResType[2]', 'expected SE(EVSEPresentVoltage)')
+        raise r.fail_back(1, 'WeldingDetectionResType', 'expected SE(EVSEPresentVoltage)')
     f_EVSEPresentVoltage = _d_iso2_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('WeldingDetectionResType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WeldingDetectionResType', 'expected EE')
     return _iso2.WeldingDetectionResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResType) -> None:
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_responseCodeType[o.ResponseCode], 5)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WeldingDetectionResType', 'missing SE(ResponseCode)')
-    if o.DC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
-    else:
-        raise encode_error('WeldingDetectionResType', 'missing SE(DC_EVSEStatus)')
-    if o.EVSEPresentVoltage is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSEPresentVoltage)
-    else:
-        raise encode_error('WeldingDetectionResType', 'missing SE(EVSEPresentVoltage)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ResponseCode is None:
+        raise encode_error('WeldingDetectionResType.ResponseCode', 'required value missing')
+    if o.DC_EVSEStatus is None:
+        raise encode_error('WeldingDetectionResType.DC_EVSEStatus', 'required value missing')
+    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    if o.EVSEPresentVoltage is None:
+        raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_PhysicalValueType(w, o.EVSEPresentVoltage)
+    w.bits(0x0, 1)
 
 def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameterType:
     f_DepartureTime: int | None = None
@@ -6347,16 +5793,17 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     f_EVMaxCurrent: _iso2.PhysicalValueType
     f_EVMinCurrent: _iso2.PhysicalValueType
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('AC_EVChargeParameterType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('AC_EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('AC_EVChargeParameterType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         f_EAmount = _d_iso2_PhysicalValueType(r)
@@ -6365,201 +5812,161 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         raise r.fail('AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('AC_EVChargeParameterType[1]', 'expected SE(EAmount)')
+            raise r.fail_back(1, 'AC_EVChargeParameterType[1]', 'expected SE(EAmount)')
         f_EAmount = _d_iso2_PhysicalValueType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType[2]', 'expected SE(EVMaxVoltage)')
+        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMaxVoltage)')
     f_EVMaxVoltage = _d_iso2_PhysicalValueType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMaxCurrent)')
     s = 3
-    if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType[3]', 'expected SE(EVMaxCurrent)')
     f_EVMaxCurrent = _d_iso2_PhysicalValueType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMinCurrent)')
     s = 4
-    if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType[4]', 'expected SE(EVMinCurrent)')
     f_EVMinCurrent = _d_iso2_PhysicalValueType(r)
-    s = 5
     if r.bits(1):
-        raise r.fail('AC_EVChargeParameterType[5]', 'expected EE')
+        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected EE')
+    s = 5
     s = -1
     return _iso2.AC_EVChargeParameterType(DepartureTime=f_DepartureTime, EAmount=f_EAmount, EVMaxVoltage=f_EVMaxVoltage, EVMaxCurrent=f_EVMaxCurrent, EVMinCurrent=f_EVMinCurrent)
 
 def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameterType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 3)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.EAmount is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_PhysicalValueType(w, o.EAmount)
         s = 2
     else:
         raise encode_error('AC_EVChargeParameterType', 'missing SE(DepartureTime), SE(EAmount)')
     if s == 1:
         if o.EAmount is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso2_PhysicalValueType(w, o.EAmount)
             s = 2
         else:
             raise encode_error('AC_EVChargeParameterType', 'missing SE(EAmount)')
-    if o.EVMaxVoltage is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVMaxVoltage)
-        s = 3
-    else:
-        raise encode_error('AC_EVChargeParameterType', 'missing SE(EVMaxVoltage)')
-    if o.EVMaxCurrent is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVMaxCurrent)
-        s = 4
-    else:
-        raise encode_error('AC_EVChargeParameterType', 'missing SE(EVMaxCurrent)')
-    if o.EVMinCurrent is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVMinCurrent)
-        s = 5
-    else:
-        raise encode_error('AC_EVChargeParameterType', 'missing SE(EVMinCurrent)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.EVMaxVoltage is None:
+        raise encode_error('AC_EVChargeParameterType.EVMaxVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_PhysicalValueType(w, o.EVMaxVoltage)
+    if o.EVMaxCurrent is None:
+        raise encode_error('AC_EVChargeParameterType.EVMaxCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso2_PhysicalValueType(w, o.EVMaxCurrent)
+    if o.EVMinCurrent is None:
+        raise encode_error('AC_EVChargeParameterType.EVMinCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    s = 4
+    _e_iso2_PhysicalValueType(w, o.EVMinCurrent)
+    w.bits(0x0, 1)
+    s = 5
+    s = -1
 
 def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParameterType:
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
     f_EVSENominalVoltage: _iso2.PhysicalValueType
     f_EVSEMaxCurrent: _iso2.PhysicalValueType
     if r.bits(1):
-        raise r.fail('AC_EVSEChargeParameterType[0]', 'expected SE(AC_EVSEStatus)')
+        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus)')
     f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
     if r.bits(1):
-        raise r.fail('AC_EVSEChargeParameterType[1]', 'expected SE(EVSENominalVoltage)')
+        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSENominalVoltage)')
     f_EVSENominalVoltage = _d_iso2_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('AC_EVSEChargeParameterType[2]', 'expected SE(EVSEMaxCurrent)')
+        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMaxCurrent)')
     f_EVSEMaxCurrent = _d_iso2_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('AC_EVSEChargeParameterType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected EE')
     return _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_AC_EVSEStatus, EVSENominalVoltage=f_EVSENominalVoltage, EVSEMaxCurrent=f_EVSEMaxCurrent)
 
 def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParameterType) -> None:
-    if o.AC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
-    else:
-        raise encode_error('AC_EVSEChargeParameterType', 'missing SE(AC_EVSEStatus)')
-    if o.EVSENominalVoltage is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSENominalVoltage)
-    else:
-        raise encode_error('AC_EVSEChargeParameterType', 'missing SE(EVSENominalVoltage)')
-    if o.EVSEMaxCurrent is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSEMaxCurrent)
-    else:
-        raise encode_error('AC_EVSEChargeParameterType', 'missing SE(EVSEMaxCurrent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.AC_EVSEStatus is None:
+        raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+    if o.EVSENominalVoltage is None:
+        raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_PhysicalValueType(w, o.EVSENominalVoltage)
+    if o.EVSEMaxCurrent is None:
+        raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_PhysicalValueType(w, o.EVSEMaxCurrent)
+    w.bits(0x0, 1)
 
 def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
     f_RCD: bool
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'AC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
     f_NotificationMaxDelay = iv
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType[1]', 'expected SE(EVSENotification)')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.EVSENotification', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(11)
+    if c & 0x73b != 0x0:
+        raise r.fail_back(11, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+    iv = ((c >> 6) & 3)
     if iv >= 3:
-        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso2_EVSENotificationType[iv]
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.EVSENotification', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType[2]', 'expected SE(RCD)')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.RCD', 'expected CH')
-    f_RCD = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType.RCD', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AC_EVSEStatusType[3]', 'expected EE')
-    pass
+    f_RCD = ((c >> 2) & 1) == 1
     return _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification, RCD=f_RCD)
 
 def _e_iso2_AC_EVSEStatusType(w: BitWriter, o: _iso2.AC_EVSEStatusType) -> None:
-    if o.NotificationMaxDelay is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NotificationMaxDelay <= 65535):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.NotificationMaxDelay)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AC_EVSEStatusType', 'missing SE(NotificationMaxDelay)')
-    if o.EVSENotification is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_EVSENotificationType[o.EVSENotification], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AC_EVSEStatusType', 'missing SE(EVSENotification)')
-    if o.RCD is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.RCD else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AC_EVSEStatusType', 'missing SE(RCD)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.NotificationMaxDelay is None:
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits(0x0, 2)
+    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
+    w.uint(o.NotificationMaxDelay)
+    if o.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+    if o.RCD is None:
+        raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+    w.bits((_I_iso2_EVSENotificationType[o.EVSENotification]) << 6 | (1 if o.RCD else 0) << 2, 11)
 
 def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
     f_Id: str | None = None
     f_Certificate: bytes
     f_SubCertificates: _iso2.SubCertificatesType | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('CertificateChainType.Certificate', 'expected CH')
+            raise r.fail_back(1, 'CertificateChainType[0]', 'expected CH of Certificate')
         f_Certificate = r.binary(800)
         if r.bits(1):
-            raise r.fail('CertificateChainType.Certificate', 'expected EE')
+            raise r.fail_back(1, 'CertificateChainType[0]', 'expected EE of Certificate')
         s = 2
     else:
         raise r.fail('CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('CertificateChainType[1]', 'expected SE(Certificate)')
-        if r.bits(1):
-            raise r.fail('CertificateChainType.Certificate', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
         f_Certificate = r.binary(800)
         if r.bits(1):
-            raise r.fail('CertificateChainType.Certificate', 'expected EE')
+            raise r.fail_back(1, 'CertificateChainType[1]', 'expected EE of Certificate')
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_SubCertificates = _d_iso2_SubCertificatesType(r)
         s = 3
@@ -6569,47 +5976,45 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
         raise r.fail('CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('CertificateChainType[3]', 'expected EE')
+            raise r.fail_back(1, 'CertificateChainType[3]', 'expected EE')
         s = -1
     return _iso2.CertificateChainType(Id=f_Id, Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso2_CertificateChainType(w: BitWriter, o: _iso2.CertificateChainType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.Certificate is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         if len(o.Certificate) > 800:
-            raise encode_error('CertificateChainType.Certificate', f'value length {len(o.Certificate)} outside 0..800')
+            raise encode_error('CertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..800')
         w.binary(o.Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('CertificateChainType', 'missing AT(Id), SE(Certificate)')
     if s == 1:
         if o.Certificate is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             if len(o.Certificate) > 800:
-                raise encode_error('CertificateChainType.Certificate', f'value length {len(o.Certificate)} outside 0..800')
+                raise encode_error('CertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..800')
             w.binary(o.Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('CertificateChainType', 'missing SE(Certificate)')
     if o.SubCertificates is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_SubCertificatesType(w, o.SubCertificates)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
@@ -6620,155 +6025,130 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     f_FreeService: bool
     f_SupportedEnergyTransferMode: _iso2.SupportedEnergyTransferModeType
     s = 0
-    if r.bits(1):
-        raise r.fail('ChargeServiceType[0]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ChargeServiceType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ChargeServiceType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ChargeServiceType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('ChargeServiceType.ServiceID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'ChargeServiceType', 'expected EE of ServiceID')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('ChargeServiceType.ServiceName', 'expected CH')
+            raise r.fail_back(1, 'ChargeServiceType[1]', 'expected CH of ServiceName')
         f_ServiceName = r.string(32)
         if r.bits(1):
-            raise r.fail('ChargeServiceType.ServiceName', 'expected EE')
+            raise r.fail_back(1, 'ChargeServiceType[1]', 'expected EE of ServiceName')
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ChargeServiceType.ServiceCategory', 'expected CH')
-        f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
-        if r.bits(1):
-            raise r.fail('ChargeServiceType.ServiceCategory', 'expected EE')
+        c = r.bits(4)
+        if c & 0x9 != 0x0:
+            raise r.fail_back(4, 'ChargeServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
         s = 3
     else:
         raise r.fail('ChargeServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('ChargeServiceType[2]', 'expected SE(ServiceCategory)')
-        if r.bits(1):
-            raise r.fail('ChargeServiceType.ServiceCategory', 'expected CH')
-        f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
-        if r.bits(1):
-            raise r.fail('ChargeServiceType.ServiceCategory', 'expected EE')
+        c = r.bits(5)
+        if c & 0x19 != 0x0:
+            raise r.fail_back(5, 'ChargeServiceType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('ChargeServiceType.ServiceScope', 'expected CH')
+            raise r.fail_back(1, 'ChargeServiceType[3]', 'expected CH of ServiceScope')
         f_ServiceScope = r.string(64)
         if r.bits(1):
-            raise r.fail('ChargeServiceType.ServiceScope', 'expected EE')
+            raise r.fail_back(1, 'ChargeServiceType[3]', 'expected EE of ServiceScope')
         s = 4
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ChargeServiceType.FreeService', 'expected CH')
-        f_FreeService = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargeServiceType.FreeService', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ChargeServiceType[3]', 'expected CH of FreeService, EE of FreeService')
+        f_FreeService = ((c >> 1) & 1) == 1
         s = 5
     else:
         raise r.fail('ChargeServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail('ChargeServiceType[4]', 'expected SE(FreeService)')
-        if r.bits(1):
-            raise r.fail('ChargeServiceType.FreeService', 'expected CH')
-        f_FreeService = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargeServiceType.FreeService', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'ChargeServiceType[4]', 'expected SE(FreeService), CH of FreeService, EE of FreeService')
+        f_FreeService = ((c >> 1) & 1) == 1
         s = 5
     if r.bits(1):
-        raise r.fail('ChargeServiceType[5]', 'expected SE(SupportedEnergyTransferMode)')
+        raise r.fail_back(1, 'ChargeServiceType', 'expected SE(SupportedEnergyTransferMode)')
     f_SupportedEnergyTransferMode = _d_iso2_SupportedEnergyTransferModeType(r)
-    s = 6
     if r.bits(1):
-        raise r.fail('ChargeServiceType[6]', 'expected EE')
+        raise r.fail_back(1, 'ChargeServiceType', 'expected EE')
+    s = 6
     s = -1
     return _iso2.ChargeServiceType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope, FreeService=f_FreeService, SupportedEnergyTransferMode=f_SupportedEnergyTransferMode)
 
 def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
     s = 0
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('ChargeServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ChargeServiceType', 'missing SE(ServiceID)')
+    if o.ServiceID is None:
+        raise encode_error('ChargeServiceType.ServiceID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('ChargeServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    w.bits(0x0, 1)
+    s = 1
     if o.ServiceName is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.ServiceName) > 32:
-            raise encode_error('ChargeServiceType.ServiceName', f'value length {len(o.ServiceName)} outside 0..32')
+            raise encode_error('ChargeServiceType.ServiceName', f'length {len(o.ServiceName)} outside 0..32')
         w.string(o.ServiceName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.ServiceCategory is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_iso2_serviceCategoryType[o.ServiceCategory], 2)
-        w.bits(0, 1)
+        w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10, 6)
         s = 3
     else:
         raise encode_error('ChargeServiceType', 'missing SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
         if o.ServiceCategory is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(_I_iso2_serviceCategoryType[o.ServiceCategory], 2)
-            w.bits(0, 1)
+            w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1, 5)
             s = 3
         else:
             raise encode_error('ChargeServiceType', 'missing SE(ServiceCategory)')
     if o.ServiceScope is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.ServiceScope) > 64:
-            raise encode_error('ChargeServiceType.ServiceScope', f'value length {len(o.ServiceScope)} outside 0..64')
+            raise encode_error('ChargeServiceType.ServiceScope', f'length {len(o.ServiceScope)} outside 0..64')
         w.string(o.ServiceScope)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.FreeService is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.FreeService else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.FreeService else 0) << 1 | 0x8, 5)
         s = 5
     else:
         raise encode_error('ChargeServiceType', 'missing SE(ServiceScope), SE(FreeService)')
     if s == 4:
         if o.FreeService is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.FreeService else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.FreeService else 0) << 1, 4)
             s = 5
         else:
             raise encode_error('ChargeServiceType', 'missing SE(FreeService)')
-    if o.SupportedEnergyTransferMode is not None:
-        w.bits(0, 1)
-        _e_iso2_SupportedEnergyTransferModeType(w, o.SupportedEnergyTransferMode)
-        s = 6
-    else:
-        raise encode_error('ChargeServiceType', 'missing SE(SupportedEnergyTransferMode)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.SupportedEnergyTransferMode is None:
+        raise encode_error('ChargeServiceType.SupportedEnergyTransferMode', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_SupportedEnergyTransferModeType(w, o.SupportedEnergyTransferMode)
+    w.bits(0x0, 1)
+    s = 6
+    s = -1
 
 def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
     f_ProfileEntry: list[_iso2.ProfileEntryType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ChargingProfileType[0]', 'expected SE(ProfileEntry)')
+        raise r.fail_back(1, 'ChargingProfileType', 'expected SE(ProfileEntry)')
     f_ProfileEntry.append(_d_iso2_ProfileEntryType(r))
     s = 1
     n = 0
@@ -6787,7 +6167,7 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
             raise r.fail('ChargingProfileType[1]', f'event code {ec}, expected SE(ProfileEntry), EE')
     if s == 24:
         if r.bits(1):
-            raise r.fail('ChargingProfileType[24]', 'expected EE')
+            raise r.fail_back(1, 'ChargingProfileType[24]', 'expected EE')
         s = -1
     return _iso2.ChargingProfileType(ProfileEntry=f_ProfileEntry)
 
@@ -6795,7 +6175,7 @@ def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> N
     i_ProfileEntry = 0
     s = 0
     if i_ProfileEntry < len(o.ProfileEntry):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
         _e_iso2_ProfileEntryType(w, x_ProfileEntry)
@@ -6805,7 +6185,7 @@ def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> N
     n = 0
     while True:
         if i_ProfileEntry < len(o.ProfileEntry):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
             i_ProfileEntry += 1
             _e_iso2_ProfileEntryType(w, x_ProfileEntry)
@@ -6816,12 +6196,12 @@ def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> N
                     raise encode_error('ChargingProfileType.ProfileEntry', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 24:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
@@ -6829,14 +6209,15 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
     f_Cost: list[_iso2.CostType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ConsumptionCostType[0]', 'expected SE(startValue)')
+        raise r.fail_back(1, 'ConsumptionCostType', 'expected SE(startValue)')
     f_startValue = _d_iso2_PhysicalValueType(r)
-    s = 1
     if r.bits(1):
-        raise r.fail('ConsumptionCostType[1]', 'expected SE(Cost)')
+        raise r.fail_back(1, 'ConsumptionCostType', 'expected SE(Cost)')
+    s = 1
     f_Cost.append(_d_iso2_CostType(r))
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_Cost.append(_d_iso2_CostType(r))
         s = 3
@@ -6855,21 +6236,20 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
             raise r.fail('ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ConsumptionCostType[4]', 'expected EE')
+            raise r.fail_back(1, 'ConsumptionCostType[4]', 'expected EE')
         s = -1
     return _iso2.ConsumptionCostType(startValue=f_startValue, Cost=f_Cost)
 
 def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> None:
     i_Cost = 0
     s = 0
-    if o.startValue is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.startValue)
-        s = 1
-    else:
-        raise encode_error('ConsumptionCostType', 'missing SE(startValue)')
+    if o.startValue is None:
+        raise encode_error('ConsumptionCostType.startValue', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_PhysicalValueType(w, o.startValue)
+    s = 1
     if i_Cost < len(o.Cost):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Cost = o.Cost[i_Cost]
         i_Cost += 1
         _e_iso2_CostType(w, x_Cost)
@@ -6877,17 +6257,17 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
     else:
         raise encode_error('ConsumptionCostType', 'missing SE(Cost)')
     if i_Cost < len(o.Cost):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Cost = o.Cost[i_Cost]
         i_Cost += 1
         _e_iso2_CostType(w, x_Cost)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if i_Cost < len(o.Cost):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Cost = o.Cost[i_Cost]
             i_Cost += 1
             _e_iso2_CostType(w, x_Cost)
@@ -6895,81 +6275,69 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
                 raise encode_error('ConsumptionCostType.Cost', 'too many entries')
             s = 4
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.ContractSignatureEncryptedPrivateKeyType:
     f_Id: str
     f_value: bytes
     if r.bits(1):
-        raise r.fail('ContractSignatureEncryptedPrivateKeyType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'ContractSignatureEncryptedPrivateKeyType', 'expected AT(Id)')
     f_Id = r.string(None)
     if r.bits(1):
-        raise r.fail('ContractSignatureEncryptedPrivateKeyType[1]', 'expected CH')
+        raise r.fail_back(1, 'ContractSignatureEncryptedPrivateKeyType', 'expected CH')
     f_value = r.binary(48)
     if r.bits(1):
-        raise r.fail('ContractSignatureEncryptedPrivateKeyType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ContractSignatureEncryptedPrivateKeyType', 'expected EE')
     return _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_Id, value=f_value)
 
 def _e_iso2_ContractSignatureEncryptedPrivateKeyType(w: BitWriter, o: _iso2.ContractSignatureEncryptedPrivateKeyType) -> None:
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-    else:
-        raise encode_error('ContractSignatureEncryptedPrivateKeyType', 'missing AT(Id)')
-    if o.value is not None:
-        w.bits(0, 1)
-        if len(o.value) > 48:
-            raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'value length {len(o.value)} outside 0..48')
-        w.binary(o.value)
-    else:
-        raise encode_error('ContractSignatureEncryptedPrivateKeyType', 'missing CH')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Id is None:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.value is None:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
+    w.bits(0x0, 1)
+    if len(o.value) > 48:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(o.value)} outside 0..48')
+    w.binary(o.value)
+    w.bits(0x0, 1)
 
 def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
     f_costKind: _iso2.costKindType
     f_amount: int
     f_amountMultiplier: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('CostType[0]', 'expected SE(costKind)')
-    if r.bits(1):
-        raise r.fail('CostType.costKind', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x67 != 0x0:
+        raise r.fail_back(7, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('CostType.costKind', f'enumeration index {iv} out of range')
+        raise r.fail('CostType.costKind', f'enumeration index {iv}')
     f_costKind = _E_iso2_costKindType[iv]
-    if r.bits(1):
-        raise r.fail('CostType.costKind', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('CostType[1]', 'expected SE(amount)')
-    if r.bits(1):
-        raise r.fail('CostType.amount', 'expected CH')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('CostType.amount', f'value {iv} outside 0..4294967295')
     f_amount = iv
-    if r.bits(1):
-        raise r.fail('CostType.amount', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'CostType', 'expected EE of amount')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('CostType.amountMultiplier', 'expected CH')
-        iv = r.bits(3) + -3
+        c = r.bits(5)
+        if c & 0x11 != 0x0:
+            raise r.fail_back(5, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier')
+        iv = ((c >> 1) & 7) - 3
         if iv > 3:
             raise r.fail('CostType.amountMultiplier', f'value {iv} outside -3..3')
         f_amountMultiplier = iv
-        if r.bits(1):
-            raise r.fail('CostType.amountMultiplier', 'expected EE')
         s = 3
     elif ec == 1:
         s = -1
@@ -6977,44 +6345,34 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
         raise r.fail('CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('CostType[3]', 'expected EE')
+            raise r.fail_back(1, 'CostType[3]', 'expected EE')
         s = -1
     return _iso2.CostType(costKind=f_costKind, amount=f_amount, amountMultiplier=f_amountMultiplier)
 
 def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
     s = 0
-    if o.costKind is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_costKindType[o.costKind], 2)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('CostType', 'missing SE(costKind)')
-    if o.amount is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.amount <= 4294967295):
-            raise encode_error('CostType.amount', f'{o.amount!r} outside 0..4294967295')
-        w.uint(o.amount)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('CostType', 'missing SE(amount)')
+    if o.costKind is None:
+        raise encode_error('CostType.costKind', 'required value missing')
+    if o.amount is None:
+        raise encode_error('CostType.amount', 'required value missing')
+    w.bits((_I_iso2_costKindType[o.costKind]) << 3, 7)
+    s = 1
+    if o.amount < 0 or o.amount > 4294967295:
+        raise encode_error('CostType.amount', f'{o.amount!r} outside 0..4294967295')
+    w.uint(o.amount)
+    w.bits(0x0, 1)
+    s = 2
     if o.amountMultiplier is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (-3 <= o.amountMultiplier <= 3):
+        if o.amountMultiplier < -3 or o.amountMultiplier > 3:
             raise encode_error('CostType.amountMultiplier', f'{o.amountMultiplier!r} outside -3..3')
-        w.bits(o.amountMultiplier - -3, 3)
-        w.bits(0, 1)
+        w.bits((o.amountMultiplier + 3) << 1, 7)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameterType:
@@ -7028,16 +6386,17 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     f_FullSOC: int | None = None
     f_BulkSOC: int | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DC_EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'DC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
@@ -7046,14 +6405,15 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         raise r.fail('DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType[1]', 'expected SE(DC_EVStatus)')
+            raise r.fail_back(1, 'DC_EVChargeParameterType[1]', 'expected SE(DC_EVStatus)')
         f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('DC_EVChargeParameterType[2]', 'expected SE(EVMaximumCurrentLimit)')
+        raise r.fail_back(1, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit)')
     f_EVMaximumCurrentLimit = _d_iso2_PhysicalValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_EVMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
         s = 4
@@ -7064,10 +6424,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         raise r.fail('DC_EVChargeParameterType[3]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType[4]', 'expected SE(EVMaximumVoltageLimit)')
+            raise r.fail_back(1, 'DC_EVChargeParameterType[4]', 'expected SE(EVMaximumVoltageLimit)')
         f_EVMaximumVoltageLimit = _d_iso2_PhysicalValueType(r)
         s = 5
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_EVEnergyCapacity = _d_iso2_PhysicalValueType(r)
         s = 6
@@ -7075,24 +6436,22 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         f_EVEnergyRequest = _d_iso2_PhysicalValueType(r)
         s = 7
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
         f_FullSOC = iv
-        if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
         s = 8
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
         f_BulkSOC = iv
-        if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
         s = 9
     elif ec == 4:
         s = -1
@@ -7104,24 +6463,22 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             f_EVEnergyRequest = _d_iso2_PhysicalValueType(r)
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
             f_FullSOC = iv
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
             s = 8
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
             f_BulkSOC = iv
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
             s = 9
         elif ec == 3:
             s = -1
@@ -7130,24 +6487,22 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     if s == 7:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DC_EVChargeParameterType[7]', 'expected CH of FullSOC, EE of FullSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
             f_FullSOC = iv
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.FullSOC', 'expected EE')
             s = 8
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
             f_BulkSOC = iv
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
             s = 9
         elif ec == 2:
             s = -1
@@ -7156,14 +6511,13 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     if s == 8:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DC_EVChargeParameterType[8]', 'expected CH of BulkSOC, EE of BulkSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
             f_BulkSOC = iv
-            if r.bits(1):
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', 'expected EE')
             s = 9
         elif ec == 1:
             s = -1
@@ -7171,142 +6525,119 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             raise r.fail('DC_EVChargeParameterType[8]', f'event code {ec}, expected SE(BulkSOC), EE')
     if s == 9:
         if r.bits(1):
-            raise r.fail('DC_EVChargeParameterType[9]', 'expected EE')
+            raise r.fail_back(1, 'DC_EVChargeParameterType[9]', 'expected EE')
         s = -1
     return _iso2.DC_EVChargeParameterType(DepartureTime=f_DepartureTime, DC_EVStatus=f_DC_EVStatus, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVEnergyCapacity=f_EVEnergyCapacity, EVEnergyRequest=f_EVEnergyRequest, FullSOC=f_FullSOC, BulkSOC=f_BulkSOC)
 
 def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameterType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 3)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('DC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.DC_EVStatus is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
         s = 2
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(DepartureTime), SE(DC_EVStatus)')
     if s == 1:
         if o.DC_EVStatus is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
             s = 2
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(DC_EVStatus)')
-    if o.EVMaximumCurrentLimit is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVMaximumCurrentLimit)
-        s = 3
-    else:
-        raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumCurrentLimit)')
+    if o.EVMaximumCurrentLimit is None:
+        raise encode_error('DC_EVChargeParameterType.EVMaximumCurrentLimit', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_PhysicalValueType(w, o.EVMaximumCurrentLimit)
+    s = 3
     if o.EVMaximumPowerLimit is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_PhysicalValueType(w, o.EVMaximumPowerLimit)
         s = 4
     elif o.EVMaximumVoltageLimit is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_PhysicalValueType(w, o.EVMaximumVoltageLimit)
         s = 5
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 4:
         if o.EVMaximumVoltageLimit is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso2_PhysicalValueType(w, o.EVMaximumVoltageLimit)
             s = 5
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumVoltageLimit)')
     if o.EVEnergyCapacity is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso2_PhysicalValueType(w, o.EVEnergyCapacity)
         s = 6
     elif o.EVEnergyRequest is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso2_PhysicalValueType(w, o.EVEnergyRequest)
         s = 7
     elif o.FullSOC is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.FullSOC <= 100):
+        if o.FullSOC < 0 or o.FullSOC > 100:
             raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-        w.bits(o.FullSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.FullSOC) << 1 | 0x400, 12)
         s = 8
     elif o.BulkSOC is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.BulkSOC <= 100):
+        if o.BulkSOC < 0 or o.BulkSOC > 100:
             raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-        w.bits(o.BulkSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.BulkSOC) << 1 | 0x600, 12)
         s = 9
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 6:
         if o.EVEnergyRequest is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso2_PhysicalValueType(w, o.EVEnergyRequest)
             s = 7
         elif o.FullSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.FullSOC <= 100):
+            if o.FullSOC < 0 or o.FullSOC > 100:
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            w.bits(o.FullSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.FullSOC) << 1 | 0x200, 12)
             s = 8
         elif o.BulkSOC is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.BulkSOC <= 100):
+            if o.BulkSOC < 0 or o.BulkSOC > 100:
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits(o.BulkSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.BulkSOC) << 1 | 0x400, 12)
             s = 9
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 7:
         if o.FullSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.FullSOC <= 100):
+            if o.FullSOC < 0 or o.FullSOC > 100:
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            w.bits(o.FullSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.FullSOC) << 1, 11)
             s = 8
         elif o.BulkSOC is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.BulkSOC <= 100):
+            if o.BulkSOC < 0 or o.BulkSOC > 100:
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits(o.BulkSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.BulkSOC) << 1 | 0x200, 11)
             s = 9
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 8:
         if o.BulkSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.BulkSOC <= 100):
+            if o.BulkSOC < 0 or o.BulkSOC > 100:
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits(o.BulkSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.BulkSOC) << 1, 11)
             s = 9
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 9:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDeliveryParameterType:
@@ -7315,74 +6646,59 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
     f_ChargingComplete: bool
     s = 0
     if r.bits(1):
-        raise r.fail('DC_EVPowerDeliveryParameterType[0]', 'expected SE(DC_EVStatus)')
+        raise r.fail_back(1, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus)')
     f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.BulkChargingComplete', 'expected CH')
-        f_BulkChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.BulkChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+        f_BulkChargingComplete = ((c >> 1) & 1) == 1
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 3
     else:
         raise r.fail('DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete)')
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DC_EVPowerDeliveryParameterType.ChargingComplete', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 3
     if r.bits(1):
-        raise r.fail('DC_EVPowerDeliveryParameterType[3]', 'expected EE')
+        raise r.fail_back(1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
     s = -1
     return _iso2.DC_EVPowerDeliveryParameterType(DC_EVStatus=f_DC_EVStatus, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete)
 
 def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDeliveryParameterType) -> None:
     s = 0
-    if o.DC_EVStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
-        s = 1
-    else:
-        raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(DC_EVStatus)')
+    if o.DC_EVStatus is None:
+        raise encode_error('DC_EVPowerDeliveryParameterType.DC_EVStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
+    s = 1
     if o.BulkChargingComplete is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.BulkChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.BulkChargingComplete else 0) << 1, 5)
         s = 2
     elif o.ChargingComplete is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.ChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 5)
         s = 3
     else:
         raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 2:
         if o.ChargingComplete is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1, 4)
             s = 3
         else:
             raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(ChargingComplete)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParameterType:
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
@@ -7396,30 +6712,31 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_EVSEEnergyToBeDelivered: _iso2.PhysicalValueType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('DC_EVSEChargeParameterType[0]', 'expected SE(DC_EVSEStatus)')
+        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit)')
     s = 1
-    if r.bits(1):
-        raise r.fail('DC_EVSEChargeParameterType[1]', 'expected SE(EVSEMaximumCurrentLimit)')
     f_EVSEMaximumCurrentLimit = _d_iso2_PhysicalValueType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumPowerLimit)')
     s = 2
-    if r.bits(1):
-        raise r.fail('DC_EVSEChargeParameterType[2]', 'expected SE(EVSEMaximumPowerLimit)')
     f_EVSEMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumVoltageLimit)')
     s = 3
-    if r.bits(1):
-        raise r.fail('DC_EVSEChargeParameterType[3]', 'expected SE(EVSEMaximumVoltageLimit)')
     f_EVSEMaximumVoltageLimit = _d_iso2_PhysicalValueType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumCurrentLimit)')
     s = 4
-    if r.bits(1):
-        raise r.fail('DC_EVSEChargeParameterType[4]', 'expected SE(EVSEMinimumCurrentLimit)')
     f_EVSEMinimumCurrentLimit = _d_iso2_PhysicalValueType(r)
-    s = 5
     if r.bits(1):
-        raise r.fail('DC_EVSEChargeParameterType[5]', 'expected SE(EVSEMinimumVoltageLimit)')
+        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumVoltageLimit)')
+    s = 5
     f_EVSEMinimumVoltageLimit = _d_iso2_PhysicalValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 6
-    ec = r.bits(2)
     if ec == 0:
         f_EVSECurrentRegulationTolerance = _d_iso2_PhysicalValueType(r)
         s = 7
@@ -7430,10 +6747,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         raise r.fail('DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
         if r.bits(1):
-            raise r.fail('DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple)')
+            raise r.fail_back(1, 'DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple)')
         f_EVSEPeakCurrentRipple = _d_iso2_PhysicalValueType(r)
         s = 8
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVSEEnergyToBeDelivered = _d_iso2_PhysicalValueType(r)
         s = 9
@@ -7443,75 +6761,69 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         raise r.fail('DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     if s == 9:
         if r.bits(1):
-            raise r.fail('DC_EVSEChargeParameterType[9]', 'expected EE')
+            raise r.fail_back(1, 'DC_EVSEChargeParameterType[9]', 'expected EE')
         s = -1
     return _iso2.DC_EVSEChargeParameterType(DC_EVSEStatus=f_DC_EVSEStatus, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit=f_EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit=f_EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=f_EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple=f_EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=f_EVSEEnergyToBeDelivered)
 
 def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParameterType) -> None:
     s = 0
-    if o.DC_EVSEStatus is not None:
-        w.bits(0, 1)
-        _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
-        s = 1
-    else:
-        raise encode_error('DC_EVSEChargeParameterType', 'missing SE(DC_EVSEStatus)')
-    if o.EVSEMaximumCurrentLimit is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
-        s = 2
-    else:
-        raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMaximumCurrentLimit)')
-    if o.EVSEMaximumPowerLimit is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
-        s = 3
-    else:
-        raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMaximumPowerLimit)')
-    if o.EVSEMaximumVoltageLimit is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
-        s = 4
-    else:
-        raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMaximumVoltageLimit)')
-    if o.EVSEMinimumCurrentLimit is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSEMinimumCurrentLimit)
-        s = 5
-    else:
-        raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMinimumCurrentLimit)')
-    if o.EVSEMinimumVoltageLimit is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.EVSEMinimumVoltageLimit)
-        s = 6
-    else:
-        raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMinimumVoltageLimit)')
+    if o.DC_EVSEStatus is None:
+        raise encode_error('DC_EVSEChargeParameterType.DC_EVSEStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    if o.EVSEMaximumCurrentLimit is None:
+        raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumCurrentLimit', 'required value missing')
+    w.bits(0x0, 1)
+    s = 1
+    _e_iso2_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
+    if o.EVSEMaximumPowerLimit is None:
+        raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumPowerLimit', 'required value missing')
+    w.bits(0x0, 1)
+    s = 2
+    _e_iso2_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
+    if o.EVSEMaximumVoltageLimit is None:
+        raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumVoltageLimit', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso2_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
+    if o.EVSEMinimumCurrentLimit is None:
+        raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumCurrentLimit', 'required value missing')
+    w.bits(0x0, 1)
+    s = 4
+    _e_iso2_PhysicalValueType(w, o.EVSEMinimumCurrentLimit)
+    if o.EVSEMinimumVoltageLimit is None:
+        raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumVoltageLimit', 'required value missing')
+    w.bits(0x0, 1)
+    s = 5
+    _e_iso2_PhysicalValueType(w, o.EVSEMinimumVoltageLimit)
+    s = 6
     if o.EVSECurrentRegulationTolerance is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_PhysicalValueType(w, o.EVSECurrentRegulationTolerance)
         s = 7
     elif o.EVSEPeakCurrentRipple is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_PhysicalValueType(w, o.EVSEPeakCurrentRipple)
         s = 8
     else:
         raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
         if o.EVSEPeakCurrentRipple is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso2_PhysicalValueType(w, o.EVSEPeakCurrentRipple)
             s = 8
         else:
             raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEPeakCurrentRipple)')
     if o.EVSEEnergyToBeDelivered is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_PhysicalValueType(w, o.EVSEEnergyToBeDelivered)
         s = 9
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 9:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
@@ -7520,254 +6832,182 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
     f_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     f_EVSEStatusCode: _iso2.DC_EVSEStatusCodeType
     s = 0
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
     f_NotificationMaxDelay = iv
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    s = 1
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType[1]', 'expected SE(EVSENotification)')
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType.EVSENotification', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(8)
+    if c & 0xe4 != 0x0:
+        raise r.fail_back(8, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('DC_EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+        raise r.fail('DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso2_EVSENotificationType[iv]
-    if r.bits(1):
-        raise r.fail('DC_EVSEStatusType.EVSENotification', 'expected EE')
+    ec = (c & 3)
+    s = 1
     s = 2
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', 'expected CH')
-        iv = r.bits(3)
+        c = r.bits(5)
+        if c & 0x11 != 0x0:
+            raise r.fail_back(5, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus')
+        iv = ((c >> 1) & 7)
         if iv >= 5:
-            raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv} out of range')
+            raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
         f_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', 'expected EE')
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected CH')
-        iv = r.bits(4)
+        c = r.bits(6)
+        if c & 0x21 != 0x0:
+            raise r.fail_back(6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv} out of range')
+            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected EE')
         s = 4
     else:
         raise r.fail('DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType[3]', 'expected SE(EVSEStatusCode)')
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected CH')
-        iv = r.bits(4)
+        c = r.bits(7)
+        if c & 0x61 != 0x0:
+            raise r.fail_back(7, 'DC_EVSEStatusType[3]', 'expected SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv} out of range')
+            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        if r.bits(1):
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', 'expected EE')
         s = 4
     if r.bits(1):
-        raise r.fail('DC_EVSEStatusType[4]', 'expected EE')
+        raise r.fail_back(1, 'DC_EVSEStatusType', 'expected EE')
     s = -1
     return _iso2.DC_EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification, EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEStatusCode=f_EVSEStatusCode)
 
 def _e_iso2_DC_EVSEStatusType(w: BitWriter, o: _iso2.DC_EVSEStatusType) -> None:
     s = 0
-    if o.NotificationMaxDelay is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NotificationMaxDelay <= 65535):
-            raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.NotificationMaxDelay)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('DC_EVSEStatusType', 'missing SE(NotificationMaxDelay)')
-    if o.EVSENotification is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_EVSENotificationType[o.EVSENotification], 2)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('DC_EVSEStatusType', 'missing SE(EVSENotification)')
+    if o.NotificationMaxDelay is None:
+        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits(0x0, 2)
+    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
+    w.uint(o.NotificationMaxDelay)
+    if o.EVSENotification is None:
+        raise encode_error('DC_EVSEStatusType.EVSENotification', 'required value missing')
+    w.bits((_I_iso2_EVSENotificationType[o.EVSENotification]) << 1, 6)
+    s = 1
+    s = 2
     if o.EVSEIsolationStatus is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        w.bits(_I_iso2_isolationLevelType[o.EVSEIsolationStatus], 3)
-        w.bits(0, 1)
+        w.bits((_I_iso2_isolationLevelType[o.EVSEIsolationStatus]) << 1, 7)
         s = 3
     elif o.EVSEStatusCode is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_iso2_DC_EVSEStatusCodeType[o.EVSEStatusCode], 4)
-        w.bits(0, 1)
+        w.bits((_I_iso2_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1 | 0x40, 8)
         s = 4
     else:
         raise encode_error('DC_EVSEStatusType', 'missing SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if s == 3:
         if o.EVSEStatusCode is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(_I_iso2_DC_EVSEStatusCodeType[o.EVSEStatusCode], 4)
-            w.bits(0, 1)
+            w.bits((_I_iso2_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1, 7)
             s = 4
         else:
             raise encode_error('DC_EVSEStatusType', 'missing SE(EVSEStatusCode)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso2_DC_EVStatusType(r: BitReader) -> _iso2.DC_EVStatusType:
     f_EVReady: bool
     f_EVErrorCode: _iso2.DC_EVErrorCodeType
     f_EVRESSSOC: int
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType[0]', 'expected SE(EVReady)')
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType.EVReady', 'expected CH')
-    f_EVReady = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType.EVReady', 'expected EE')
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType[1]', 'expected SE(EVErrorCode)')
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType.EVErrorCode', 'expected CH')
-    iv = r.bits(4)
+    c = r.bits(22)
+    if c & 0x370e03 != 0x0:
+        raise r.fail_back(22, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+    f_EVReady = ((c >> 19) & 1) == 1
+    iv = ((c >> 12) & 15)
     if iv >= 12:
-        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType.EVErrorCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType[2]', 'expected SE(EVRESSSOC)')
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType.EVRESSSOC', 'expected CH')
-    iv = r.bits(7)
+    iv = ((c >> 2) & 127)
     if iv > 100:
         raise r.fail('DC_EVStatusType.EVRESSSOC', f'value {iv} outside 0..100')
     f_EVRESSSOC = iv
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType.EVRESSSOC', 'expected EE')
-    if r.bits(1):
-        raise r.fail('DC_EVStatusType[3]', 'expected EE')
-    pass
     return _iso2.DC_EVStatusType(EVReady=f_EVReady, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC)
 
 def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
-    if o.EVReady is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVReady else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('DC_EVStatusType', 'missing SE(EVReady)')
-    if o.EVErrorCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_DC_EVErrorCodeType[o.EVErrorCode], 4)
-        w.bits(0, 1)
-    else:
-        raise encode_error('DC_EVStatusType', 'missing SE(EVErrorCode)')
-    if o.EVRESSSOC is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.EVRESSSOC <= 100):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.EVRESSSOC!r} outside 0..100')
-        w.bits(o.EVRESSSOC, 7)
-        w.bits(0, 1)
-    else:
-        raise encode_error('DC_EVStatusType', 'missing SE(EVRESSSOC)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.EVReady is None:
+        raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+    if o.EVErrorCode is None:
+        raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+    if o.EVRESSSOC is None:
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+    if o.EVRESSSOC < 0 or o.EVRESSSOC > 100:
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.EVRESSSOC!r} outside 0..100')
+    w.bits((1 if o.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.EVErrorCode]) << 12 | (o.EVRESSSOC) << 2, 22)
 
 def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPublickeyType:
     f_Id: str
     f_value: bytes
     if r.bits(1):
-        raise r.fail('DiffieHellmanPublickeyType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'DiffieHellmanPublickeyType', 'expected AT(Id)')
     f_Id = r.string(None)
     if r.bits(1):
-        raise r.fail('DiffieHellmanPublickeyType[1]', 'expected CH')
+        raise r.fail_back(1, 'DiffieHellmanPublickeyType', 'expected CH')
     f_value = r.binary(65)
     if r.bits(1):
-        raise r.fail('DiffieHellmanPublickeyType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'DiffieHellmanPublickeyType', 'expected EE')
     return _iso2.DiffieHellmanPublickeyType(Id=f_Id, value=f_value)
 
 def _e_iso2_DiffieHellmanPublickeyType(w: BitWriter, o: _iso2.DiffieHellmanPublickeyType) -> None:
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-    else:
-        raise encode_error('DiffieHellmanPublickeyType', 'missing AT(Id)')
-    if o.value is not None:
-        w.bits(0, 1)
-        if len(o.value) > 65:
-            raise encode_error('DiffieHellmanPublickeyType.value', f'value length {len(o.value)} outside 0..65')
-        w.binary(o.value)
-    else:
-        raise encode_error('DiffieHellmanPublickeyType', 'missing CH')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Id is None:
+        raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.value is None:
+        raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
+    w.bits(0x0, 1)
+    if len(o.value) > 65:
+        raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(o.value)} outside 0..65')
+    w.binary(o.value)
+    w.bits(0x0, 1)
 
 def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
     f_Id: str
     f_value: str
     if r.bits(1):
-        raise r.fail('EMAIDType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'EMAIDType', 'expected AT(Id)')
     f_Id = r.string(None)
     if r.bits(1):
-        raise r.fail('EMAIDType[1]', 'expected CH')
+        raise r.fail_back(1, 'EMAIDType', 'expected CH')
     f_value = r.string(15)
     if r.bits(1):
-        raise r.fail('EMAIDType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EMAIDType', 'expected EE')
     return _iso2.EMAIDType(Id=f_Id, value=f_value)
 
 def _e_iso2_EMAIDType(w: BitWriter, o: _iso2.EMAIDType) -> None:
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-    else:
-        raise encode_error('EMAIDType', 'missing AT(Id)')
-    if o.value is not None:
-        w.bits(0, 1)
-        if (len(o.value) < 14 and w.strict) or len(o.value) > 15:
-            raise encode_error('EMAIDType.value', f'value length {len(o.value)} outside 14..15')
-        w.string(o.value)
-    else:
-        raise encode_error('EMAIDType', 'missing CH')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Id is None:
+        raise encode_error('EMAIDType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.value is None:
+        raise encode_error('EMAIDType.value', 'required value missing')
+    w.bits(0x0, 1)
+    if (len(o.value) < 14 and w.strict) or len(o.value) > 15:
+        raise encode_error('EMAIDType.value', f'length {len(o.value)} outside 14..15')
+    w.string(o.value)
+    w.bits(0x0, 1)
 
 def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
     f_DepartureTime: int | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('EVChargeParameterType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('EVChargeParameterType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         s = -1
@@ -7775,114 +7015,86 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
         raise r.fail('EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
     if s == 1:
         if r.bits(1):
-            raise r.fail('EVChargeParameterType[1]', 'expected EE')
+            raise r.fail_back(1, 'EVChargeParameterType[1]', 'expected EE')
         s = -1
     return _iso2.EVChargeParameterType(DepartureTime=f_DepartureTime)
 
 def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 3)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 1:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.EVPowerDeliveryParameterType:
     if r.bits(1):
-        raise r.fail('EVPowerDeliveryParameterType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVPowerDeliveryParameterType', 'expected EE')
     return _iso2.EVPowerDeliveryParameterType()
 
 def _e_iso2_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.EVPowerDeliveryParameterType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_EVSEChargeParameterType(r: BitReader) -> _iso2.EVSEChargeParameterType:
     if r.bits(1):
-        raise r.fail('EVSEChargeParameterType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVSEChargeParameterType', 'expected EE')
     return _iso2.EVSEChargeParameterType()
 
 def _e_iso2_EVSEChargeParameterType(w: BitWriter, o: _iso2.EVSEChargeParameterType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
     f_NotificationMaxDelay = iv
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x73 != 0x0:
+        raise r.fail_back(7, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+    iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso2_EVSENotificationType[iv]
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[2]', 'expected EE')
-    pass
     return _iso2.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso2_EVSEStatusType(w: BitWriter, o: _iso2.EVSEStatusType) -> None:
-    if o.NotificationMaxDelay is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NotificationMaxDelay <= 65535):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.NotificationMaxDelay)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVSEStatusType', 'missing SE(NotificationMaxDelay)')
-    if o.EVSENotification is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_EVSENotificationType[o.EVSENotification], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVSEStatusType', 'missing SE(EVSENotification)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.NotificationMaxDelay is None:
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits(0x0, 2)
+    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
+    w.uint(o.NotificationMaxDelay)
+    if o.EVSENotification is None:
+        raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+    w.bits((_I_iso2_EVSENotificationType[o.EVSENotification]) << 2, 7)
 
 def _d_iso2_EVStatusType(r: BitReader) -> _iso2.EVStatusType:
     if r.bits(1):
-        raise r.fail('EVStatusType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVStatusType', 'expected EE')
     return _iso2.EVStatusType()
 
 def _e_iso2_EVStatusType(w: BitWriter, o: _iso2.EVStatusType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
     elif ec == 1:
@@ -7890,41 +7102,35 @@ def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
     else:
         raise r.fail('EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if r.bits(1):
-        raise r.fail('EntryType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EntryType', 'expected EE')
     return _iso2.EntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval)
 
 def _e_iso2_EntryType(w: BitWriter, o: _iso2.EntryType) -> None:
     if o.RelativeTimeInterval is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
         if o.TimeInterval is not None:
             raise encode_error('EntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_IntervalType(w, o.TimeInterval)
     else:
         raise encode_error('EntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_IntervalType(r: BitReader) -> _iso2.IntervalType:
     if r.bits(1):
-        raise r.fail('IntervalType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'IntervalType', 'expected EE')
     return _iso2.IntervalType()
 
 def _e_iso2_IntervalType(w: BitWriter, o: _iso2.IntervalType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ListOfRootCertificateIDsType[0]', 'expected SE(RootCertificateID)')
+        raise r.fail_back(1, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID)')
     f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
     s = 1
     n = 0
@@ -7943,7 +7149,7 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
             raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 20:
         if r.bits(1):
-            raise r.fail('ListOfRootCertificateIDsType[20]', 'expected EE')
+            raise r.fail_back(1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     return _iso2.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
@@ -7951,7 +7157,7 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
@@ -7961,7 +7167,7 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
     n = 0
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
@@ -7972,12 +7178,12 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
@@ -7987,51 +7193,59 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     f_MeterStatus: int | None = None
     f_TMeter: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     f_MeterID = r.string(32)
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'MeterInfoType', 'expected EE of MeterID')
+    ec = (c & 7)
     s = 1
-    ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterReading', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[1]', 'expected CH of MeterReading')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.MeterReading', f'value {iv} outside 0..18446744073709551615')
         f_MeterReading = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterReading', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterReading')
         s = 2
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('MeterInfoType.SigMeterReading', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
         f_SigMeterReading = r.binary(64)
         if r.bits(1):
-            raise r.fail('MeterInfoType.SigMeterReading', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
         s = 3
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of MeterStatus')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
         f_MeterStatus = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
         s = 4
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('MeterInfoType.TMeter', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of TMeter')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -9223372036854775808 or iv > 9223372036854775807:
             raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
         f_TMeter = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.TMeter', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of TMeter')
         s = 5
     elif ec == 4:
         s = -1
@@ -8041,30 +7255,38 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.SigMeterReading', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
             f_SigMeterReading = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.SigMeterReading', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of TMeter')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -9223372036854775808 or iv > 9223372036854775807:
                 raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
             f_TMeter = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of TMeter')
             s = 5
         elif ec == 3:
             s = -1
@@ -8073,24 +7295,32 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of TMeter')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -9223372036854775808 or iv > 9223372036854775807:
                 raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
             f_TMeter = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of TMeter')
             s = 5
         elif ec == 2:
             s = -1
@@ -8099,14 +7329,18 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of TMeter')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -9223372036854775808 or iv > 9223372036854775807:
                 raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
             f_TMeter = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.TMeter', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of TMeter')
             s = 5
         elif ec == 1:
             s = -1
@@ -8114,144 +7348,129 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             raise r.fail('MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('MeterInfoType[5]', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE')
         s = -1
     return _iso2.MeterInfoType(MeterID=f_MeterID, MeterReading=f_MeterReading, SigMeterReading=f_SigMeterReading, MeterStatus=f_MeterStatus, TMeter=f_TMeter)
 
 def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
     s = 0
-    if o.MeterID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.MeterID) > 32:
-            raise encode_error('MeterInfoType.MeterID', f'value length {len(o.MeterID)} outside 0..32')
-        w.string(o.MeterID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MeterInfoType', 'missing SE(MeterID)')
+    if o.MeterID is None:
+        raise encode_error('MeterInfoType.MeterID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.MeterID) > 32:
+        raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.string(o.MeterID)
+    w.bits(0x0, 1)
+    s = 1
     if o.MeterReading is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MeterReading <= 18446744073709551615):
+        w.bits(0x0, 4)
+        if o.MeterReading < 0 or o.MeterReading > 18446744073709551615:
             raise encode_error('MeterInfoType.MeterReading', f'{o.MeterReading!r} outside 0..18446744073709551615')
         w.uint(o.MeterReading)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.SigMeterReading is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
+        w.bits(0x2, 4)
         if len(o.SigMeterReading) > 64:
-            raise encode_error('MeterInfoType.SigMeterReading', f'value length {len(o.SigMeterReading)} outside 0..64')
+            raise encode_error('MeterInfoType.SigMeterReading', f'length {len(o.SigMeterReading)} outside 0..64')
         w.binary(o.SigMeterReading)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.MeterStatus is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.MeterStatus <= 32767):
+        w.bits(0x4, 4)
+        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.TMeter is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (-9223372036854775808 <= o.TMeter <= 9223372036854775807):
+        w.bits(0x6, 4)
+        if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
             raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
         w.integer(o.TMeter)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 2:
         if o.SigMeterReading is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             if len(o.SigMeterReading) > 64:
-                raise encode_error('MeterInfoType.SigMeterReading', f'value length {len(o.SigMeterReading)} outside 0..64')
+                raise encode_error('MeterInfoType.SigMeterReading', f'length {len(o.SigMeterReading)} outside 0..64')
             w.binary(o.SigMeterReading)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         elif o.MeterStatus is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x2, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.TMeter is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (-9223372036854775808 <= o.TMeter <= 9223372036854775807):
+            w.bits(0x4, 4)
+            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 3:
         if o.MeterStatus is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x0, 3)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.TMeter is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (-9223372036854775808 <= o.TMeter <= 9223372036854775807):
+            w.bits(0x2, 3)
+            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 4:
         if o.TMeter is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-9223372036854775808 <= o.TMeter <= 9223372036854775807):
+            w.bits(0x0, 3)
+            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
     f_FaultCode: _iso2.faultCodeType
     f_FaultMsg: str | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('NotificationType[0]', 'expected SE(FaultCode)')
-    if r.bits(1):
-        raise r.fail('NotificationType.FaultCode', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x64 != 0x0:
+        raise r.fail_back(7, 'NotificationType', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode')
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('NotificationType.FaultCode', f'enumeration index {iv} out of range')
+        raise r.fail('NotificationType.FaultCode', f'enumeration index {iv}')
     f_FaultCode = _E_iso2_faultCodeType[iv]
-    if r.bits(1):
-        raise r.fail('NotificationType.FaultCode', 'expected EE')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('NotificationType.FaultMsg', 'expected CH')
+            raise r.fail_back(1, 'NotificationType[1]', 'expected CH of FaultMsg')
         f_FaultMsg = r.string(64)
         if r.bits(1):
-            raise r.fail('NotificationType.FaultMsg', 'expected EE')
+            raise r.fail_back(1, 'NotificationType[1]', 'expected EE of FaultMsg')
         s = 2
     elif ec == 1:
         s = -1
@@ -8259,41 +7478,37 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
         raise r.fail('NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('NotificationType[2]', 'expected EE')
+            raise r.fail_back(1, 'NotificationType[2]', 'expected EE')
         s = -1
     return _iso2.NotificationType(FaultCode=f_FaultCode, FaultMsg=f_FaultMsg)
 
 def _e_iso2_NotificationType(w: BitWriter, o: _iso2.NotificationType) -> None:
     s = 0
-    if o.FaultCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_faultCodeType[o.FaultCode], 2)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('NotificationType', 'missing SE(FaultCode)')
+    if o.FaultCode is None:
+        raise encode_error('NotificationType.FaultCode', 'required value missing')
+    w.bits((_I_iso2_faultCodeType[o.FaultCode]) << 1, 5)
+    s = 1
     if o.FaultMsg is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.FaultMsg) > 64:
-            raise encode_error('NotificationType.FaultMsg', f'value length {len(o.FaultMsg)} outside 0..64')
+            raise encode_error('NotificationType.FaultMsg', f'length {len(o.FaultMsg)} outside 0..64')
         w.string(o.FaultMsg)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
     f_PMax: _iso2.PhysicalValueType
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
     elif ec == 1:
@@ -8301,38 +7516,34 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
     else:
         raise r.fail('PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if r.bits(1):
-        raise r.fail('PMaxScheduleEntryType[1]', 'expected SE(PMax)')
+        raise r.fail_back(1, 'PMaxScheduleEntryType', 'expected SE(PMax)')
     f_PMax = _d_iso2_PhysicalValueType(r)
     if r.bits(1):
-        raise r.fail('PMaxScheduleEntryType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PMaxScheduleEntryType', 'expected EE')
     return _iso2.PMaxScheduleEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, PMax=f_PMax)
 
 def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) -> None:
     if o.RelativeTimeInterval is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
         if o.TimeInterval is not None:
             raise encode_error('PMaxScheduleEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_IntervalType(w, o.TimeInterval)
     else:
         raise encode_error('PMaxScheduleEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
-    if o.PMax is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.PMax)
-    else:
-        raise encode_error('PMaxScheduleEntryType', 'missing SE(PMax)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.PMax is None:
+        raise encode_error('PMaxScheduleEntryType.PMax', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_PhysicalValueType(w, o.PMax)
+    w.bits(0x0, 1)
 
 def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
     f_PMaxScheduleEntry: list[_iso2.PMaxScheduleEntryType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('PMaxScheduleType[0]', 'expected SE(PMaxScheduleEntry)')
+        raise r.fail_back(1, 'PMaxScheduleType', 'expected SE(PMaxScheduleEntry)')
     f_PMaxScheduleEntry.append(_d_iso2_PMaxScheduleEntryType(r))
     s = 1
     n = 0
@@ -8351,7 +7562,7 @@ def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
             raise r.fail('PMaxScheduleType[1]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     if s == 1024:
         if r.bits(1):
-            raise r.fail('PMaxScheduleType[1024]', 'expected EE')
+            raise r.fail_back(1, 'PMaxScheduleType[1024]', 'expected EE')
         s = -1
     return _iso2.PMaxScheduleType(PMaxScheduleEntry=f_PMaxScheduleEntry)
 
@@ -8359,7 +7570,7 @@ def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
     i_PMaxScheduleEntry = 0
     s = 0
     if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
         i_PMaxScheduleEntry += 1
         _e_iso2_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
@@ -8369,7 +7580,7 @@ def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
     n = 0
     while True:
         if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
             i_PMaxScheduleEntry += 1
             _e_iso2_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
@@ -8380,31 +7591,32 @@ def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
                     raise encode_error('PMaxScheduleType.PMaxScheduleEntry', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
     f_ParameterSetID: int
     f_Parameter: list[_iso2.ParameterType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ParameterSetType[0]', 'expected SE(ParameterSetID)')
-    if r.bits(1):
-        raise r.fail('ParameterSetType.ParameterSetID', 'expected CH')
-    iv = r.integer()
+    c = r.bits(3)
+    if c & 0x6 != 0x0:
+        raise r.fail_back(3, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('ParameterSetType.ParameterSetID', f'value {iv} outside -32768..32767')
     f_ParameterSetID = iv
-    if r.bits(1):
-        raise r.fail('ParameterSetType.ParameterSetID', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
     s = 1
-    if r.bits(1):
-        raise r.fail('ParameterSetType[1]', 'expected SE(Parameter)')
     f_Parameter.append(_d_iso2_ParameterType(r))
     s = 2
     n = 0
@@ -8423,25 +7635,23 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
             raise r.fail('ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     if s == 17:
         if r.bits(1):
-            raise r.fail('ParameterSetType[17]', 'expected EE')
+            raise r.fail_back(1, 'ParameterSetType[17]', 'expected EE')
         s = -1
     return _iso2.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
 
 def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
     i_Parameter = 0
     s = 0
-    if o.ParameterSetID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.ParameterSetID <= 32767):
-            raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
-        w.integer(o.ParameterSetID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ParameterSetType', 'missing SE(ParameterSetID)')
+    if o.ParameterSetID is None:
+        raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ParameterSetID < -32768 or o.ParameterSetID > 32767:
+        raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
+    w.integer(o.ParameterSetID)
+    w.bits(0x0, 1)
+    s = 1
     if i_Parameter < len(o.Parameter):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
         _e_iso2_ParameterType(w, x_Parameter)
@@ -8451,7 +7661,7 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
     n = 0
     while True:
         if i_Parameter < len(o.Parameter):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Parameter = o.Parameter[i_Parameter]
             i_Parameter += 1
             _e_iso2_ParameterType(w, x_Parameter)
@@ -8462,12 +7672,12 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
                     raise encode_error('ParameterSetType.Parameter', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 17:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
@@ -8479,65 +7689,67 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
     f_physicalValue: _iso2.PhysicalValueType | None = None
     f_stringValue: str | None = None
     if r.bits(1):
-        raise r.fail('ParameterType[0]', 'expected AT(Name)')
+        raise r.fail_back(1, 'ParameterType', 'expected AT(Name)')
     f_Name = r.string(None)
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('ParameterType.boolValue', 'expected CH')
-        f_boolValue = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ParameterType.boolValue', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue')
+        f_boolValue = ((c >> 1) & 1) == 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ParameterType.byteValue', 'expected CH')
-        f_byteValue = r.bits(8) + -128
-        if r.bits(1):
-            raise r.fail('ParameterType.byteValue', 'expected EE')
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
+        f_byteValue = ((c >> 1) & 255) - 128
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('ParameterType.shortValue', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'ParameterType[1]', 'expected CH of shortValue')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('ParameterType.shortValue', f'value {iv} outside -32768..32767')
         f_shortValue = iv
         if r.bits(1):
-            raise r.fail('ParameterType.shortValue', 'expected EE')
+            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of shortValue')
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('ParameterType.intValue', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'ParameterType[1]', 'expected CH of intValue')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -2147483648 or iv > 2147483647:
             raise r.fail('ParameterType.intValue', f'value {iv} outside -2147483648..2147483647')
         f_intValue = iv
         if r.bits(1):
-            raise r.fail('ParameterType.intValue', 'expected EE')
+            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of intValue')
     elif ec == 4:
         f_physicalValue = _d_iso2_PhysicalValueType(r)
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('ParameterType.stringValue', 'expected CH')
+            raise r.fail_back(1, 'ParameterType[1]', 'expected CH of stringValue')
         f_stringValue = r.string(None)
         if r.bits(1):
-            raise r.fail('ParameterType.stringValue', 'expected EE')
+            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of stringValue')
     else:
         raise r.fail('ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     if r.bits(1):
-        raise r.fail('ParameterType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ParameterType', 'expected EE')
     return _iso2.ParameterType(Name=f_Name, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, physicalValue=f_physicalValue, stringValue=f_stringValue)
 
 def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
-    if o.Name is not None:
-        w.bits(0, 1)
-        w.string(o.Name)
-    else:
-        raise encode_error('ParameterType', 'missing AT(Name)')
+    if o.Name is None:
+        raise encode_error('ParameterType.Name', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Name)
     if o.boolValue is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        w.bits(1 if o.boolValue else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.boolValue else 0) << 1, 6)
         if o.byteValue is not None:
             raise encode_error('ParameterType.byteValue', 'cannot be combined with boolValue')
         if o.shortValue is not None:
@@ -8549,12 +7761,9 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with boolValue')
     elif o.byteValue is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (-128 <= o.byteValue <= 127):
+        if o.byteValue < -128 or o.byteValue > 127:
             raise encode_error('ParameterType.byteValue', f'{o.byteValue!r} outside -128..127')
-        w.bits(o.byteValue - -128, 8)
-        w.bits(0, 1)
+        w.bits((o.byteValue + 128) << 1 | 0x400, 13)
         if o.shortValue is not None:
             raise encode_error('ParameterType.shortValue', 'cannot be combined with byteValue')
         if o.intValue is not None:
@@ -8564,12 +7773,11 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.shortValue <= 32767):
+        w.bits(0x4, 4)
+        if o.shortValue < -32768 or o.shortValue > 32767:
             raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
         w.integer(o.shortValue)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if o.intValue is not None:
             raise encode_error('ParameterType.intValue', 'cannot be combined with shortValue')
         if o.physicalValue is not None:
@@ -8577,50 +7785,42 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with shortValue')
     elif o.intValue is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (-2147483648 <= o.intValue <= 2147483647):
+        w.bits(0x6, 4)
+        if o.intValue < -2147483648 or o.intValue > 2147483647:
             raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
         w.integer(o.intValue)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if o.physicalValue is not None:
             raise encode_error('ParameterType.physicalValue', 'cannot be combined with intValue')
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with intValue')
     elif o.physicalValue is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso2_PhysicalValueType(w, o.physicalValue)
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with physicalValue')
     elif o.stringValue is not None:
-        w.bits(5, 3)
-        w.bits(0, 1)
+        w.bits(0xa, 4)
         w.string(o.stringValue)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('ParameterType', 'missing SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
     f_PaymentOption: list[_iso2.paymentOptionType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('PaymentOptionListType[0]', 'expected SE(PaymentOption)')
-    if r.bits(1):
-        raise r.fail('PaymentOptionListType.PaymentOption', 'expected CH')
-    f_PaymentOption.append(_E_iso2_paymentOptionType[r.bits(1)])
-    if r.bits(1):
-        raise r.fail('PaymentOptionListType.PaymentOption', 'expected EE')
+    c = r.bits(6)
+    if c & 0x34 != 0x0:
+        raise r.fail_back(6, 'PaymentOptionListType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
+    f_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 3) & 1)])
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('PaymentOptionListType.PaymentOption', 'expected CH')
-        f_PaymentOption.append(_E_iso2_paymentOptionType[r.bits(1)])
-        if r.bits(1):
-            raise r.fail('PaymentOptionListType.PaymentOption', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption')
+        f_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 1) & 1)])
         s = 2
     elif ec == 1:
         s = -1
@@ -8628,7 +7828,7 @@ def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
         raise r.fail('PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('PaymentOptionListType[2]', 'expected EE')
+            raise r.fail_back(1, 'PaymentOptionListType[2]', 'expected EE')
         s = -1
     return _iso2.PaymentOptionListType(PaymentOption=f_PaymentOption)
 
@@ -8636,132 +7836,97 @@ def _e_iso2_PaymentOptionListType(w: BitWriter, o: _iso2.PaymentOptionListType) 
     i_PaymentOption = 0
     s = 0
     if i_PaymentOption < len(o.PaymentOption):
-        w.bits(0, 1)
         x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
-        w.bits(0, 1)
-        w.bits(_I_iso2_paymentOptionType[x_PaymentOption], 1)
-        w.bits(0, 1)
+        w.bits((_I_iso2_paymentOptionType[x_PaymentOption]) << 1, 4)
         s = 1
     else:
         raise encode_error('PaymentOptionListType', 'missing SE(PaymentOption)')
     if i_PaymentOption < len(o.PaymentOption):
-        w.bits(0, 2)
         x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
-        w.bits(0, 1)
-        w.bits(_I_iso2_paymentOptionType[x_PaymentOption], 1)
-        w.bits(0, 1)
+        w.bits((_I_iso2_paymentOptionType[x_PaymentOption]) << 1, 5)
         if i_PaymentOption < len(o.PaymentOption):
             raise encode_error('PaymentOptionListType.PaymentOption', 'too many entries')
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
     f_Multiplier: int
     f_Unit: _iso2.unitSymbolType
     f_Value: int
-    if r.bits(1):
-        raise r.fail('PhysicalValueType[0]', 'expected SE(Multiplier)')
-    if r.bits(1):
-        raise r.fail('PhysicalValueType.Multiplier', 'expected CH')
-    iv = r.bits(3) + -3
+    c = r.bits(15)
+    if c & 0x638e != 0x0:
+        raise r.fail_back(15, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    iv = ((c >> 10) & 7) - 3
     if iv > 3:
         raise r.fail('PhysicalValueType.Multiplier', f'value {iv} outside -3..3')
     f_Multiplier = iv
-    if r.bits(1):
-        raise r.fail('PhysicalValueType.Multiplier', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PhysicalValueType[1]', 'expected SE(Unit)')
-    if r.bits(1):
-        raise r.fail('PhysicalValueType.Unit', 'expected CH')
-    iv = r.bits(3)
+    iv = ((c >> 4) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv} out of range')
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
     f_Unit = _E_iso2_unitSymbolType[iv]
-    if r.bits(1):
-        raise r.fail('PhysicalValueType.Unit', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PhysicalValueType[2]', 'expected SE(Value)')
-    if r.bits(1):
-        raise r.fail('PhysicalValueType.Value', 'expected CH')
-    iv = r.integer()
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('PhysicalValueType.Value', f'value {iv} outside -32768..32767')
     f_Value = iv
-    if r.bits(1):
-        raise r.fail('PhysicalValueType.Value', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PhysicalValueType[3]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PhysicalValueType', 'expected EE of Value, EE')
     return _iso2.PhysicalValueType(Multiplier=f_Multiplier, Unit=f_Unit, Value=f_Value)
 
 def _e_iso2_PhysicalValueType(w: BitWriter, o: _iso2.PhysicalValueType) -> None:
-    if o.Multiplier is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-3 <= o.Multiplier <= 3):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.Multiplier!r} outside -3..3')
-        w.bits(o.Multiplier - -3, 3)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PhysicalValueType', 'missing SE(Multiplier)')
-    if o.Unit is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso2_unitSymbolType[o.Unit], 3)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PhysicalValueType', 'missing SE(Unit)')
-    if o.Value is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.Value <= 32767):
-            raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
-        w.integer(o.Value)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PhysicalValueType', 'missing SE(Value)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.Multiplier < -3 or o.Multiplier > 3:
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.Multiplier!r} outside -3..3')
+    if o.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.Unit]) << 3, 14)
+    if o.Value < -32768 or o.Value > 32767:
+        raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
+    w.integer(o.Value)
+    w.bits(0x0, 2)
 
 def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     f_ChargingProfileEntryStart: int
     f_ChargingProfileEntryMaxPower: _iso2.PhysicalValueType
     f_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('ProfileEntryType[0]', 'expected SE(ChargingProfileEntryStart)')
-    if r.bits(1):
-        raise r.fail('ProfileEntryType.ChargingProfileEntryStart', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('ProfileEntryType.ChargingProfileEntryStart', f'value {iv} outside 0..4294967295')
     f_ChargingProfileEntryStart = iv
-    if r.bits(1):
-        raise r.fail('ProfileEntryType.ChargingProfileEntryStart', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower)')
     s = 1
-    if r.bits(1):
-        raise r.fail('ProfileEntryType[1]', 'expected SE(ChargingProfileEntryMaxPower)')
     f_ChargingProfileEntryMaxPower = _d_iso2_PhysicalValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', 'expected CH')
-        iv = r.bits(2) + 1
+        c = r.bits(4)
+        if c & 0x9 != 0x0:
+            raise r.fail_back(4, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse')
+        iv = ((c >> 1) & 3) + 1
         if iv > 3:
             raise r.fail('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'value {iv} outside 1..3')
         f_ChargingProfileEntryMaxNumberOfPhasesInUse = iv
-        if r.bits(1):
-            raise r.fail('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', 'expected EE')
         s = 3
     elif ec == 1:
         s = -1
@@ -8769,69 +7934,62 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
         raise r.fail('ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('ProfileEntryType[3]', 'expected EE')
+            raise r.fail_back(1, 'ProfileEntryType[3]', 'expected EE')
         s = -1
     return _iso2.ProfileEntryType(ChargingProfileEntryStart=f_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_ChargingProfileEntryMaxPower, ChargingProfileEntryMaxNumberOfPhasesInUse=f_ChargingProfileEntryMaxNumberOfPhasesInUse)
 
 def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     s = 0
-    if o.ChargingProfileEntryStart is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ChargingProfileEntryStart <= 4294967295):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{o.ChargingProfileEntryStart!r} outside 0..4294967295')
-        w.uint(o.ChargingProfileEntryStart)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ProfileEntryType', 'missing SE(ChargingProfileEntryStart)')
-    if o.ChargingProfileEntryMaxPower is not None:
-        w.bits(0, 1)
-        _e_iso2_PhysicalValueType(w, o.ChargingProfileEntryMaxPower)
-        s = 2
-    else:
-        raise encode_error('ProfileEntryType', 'missing SE(ChargingProfileEntryMaxPower)')
+    if o.ChargingProfileEntryStart is None:
+        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ChargingProfileEntryStart < 0 or o.ChargingProfileEntryStart > 4294967295:
+        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{o.ChargingProfileEntryStart!r} outside 0..4294967295')
+    w.uint(o.ChargingProfileEntryStart)
+    if o.ChargingProfileEntryMaxPower is None:
+        raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
+    w.bits(0x0, 2)
+    s = 1
+    _e_iso2_PhysicalValueType(w, o.ChargingProfileEntryMaxPower)
+    s = 2
     if o.ChargingProfileEntryMaxNumberOfPhasesInUse is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (1 <= o.ChargingProfileEntryMaxNumberOfPhasesInUse <= 3):
+        if o.ChargingProfileEntryMaxNumberOfPhasesInUse < 1 or o.ChargingProfileEntryMaxNumberOfPhasesInUse > 3:
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'{o.ChargingProfileEntryMaxNumberOfPhasesInUse!r} outside 1..3')
-        w.bits(o.ChargingProfileEntryMaxNumberOfPhasesInUse - 1, 2)
-        w.bits(0, 1)
+        w.bits((o.ChargingProfileEntryMaxNumberOfPhasesInUse - 1) << 1, 6)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeIntervalType:
     f_start: int
     f_duration: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('RelativeTimeIntervalType[0]', 'expected SE(start)')
-    if r.bits(1):
-        raise r.fail('RelativeTimeIntervalType.start', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
     iv = r.uint()
     if iv > 16777214:
         raise r.fail('RelativeTimeIntervalType.start', f'value {iv} outside 0..16777214')
     f_start = iv
-    if r.bits(1):
-        raise r.fail('RelativeTimeIntervalType.start', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'RelativeTimeIntervalType', 'expected EE of start')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('RelativeTimeIntervalType.duration', 'expected CH')
+            raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
         iv = r.uint()
         if iv > 86400:
             raise r.fail('RelativeTimeIntervalType.duration', f'value {iv} outside 0..86400')
         f_duration = iv
         if r.bits(1):
-            raise r.fail('RelativeTimeIntervalType.duration', 'expected EE')
+            raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
         s = 2
     elif ec == 1:
         s = -1
@@ -8839,46 +7997,44 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
         raise r.fail('RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('RelativeTimeIntervalType[2]', 'expected EE')
+            raise r.fail_back(1, 'RelativeTimeIntervalType[2]', 'expected EE')
         s = -1
     return _iso2.RelativeTimeIntervalType(start=f_start, duration=f_duration)
 
 def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeIntervalType) -> None:
     s = 0
-    if o.start is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.start <= 16777214):
-            raise encode_error('RelativeTimeIntervalType.start', f'{o.start!r} outside 0..16777214')
-        w.uint(o.start)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('RelativeTimeIntervalType', 'missing SE(start)')
+    if o.start is None:
+        raise encode_error('RelativeTimeIntervalType.start', 'required value missing')
+    w.bits(0x0, 2)
+    if o.start < 0 or o.start > 16777214:
+        raise encode_error('RelativeTimeIntervalType.start', f'{o.start!r} outside 0..16777214')
+    w.uint(o.start)
+    w.bits(0x0, 1)
+    s = 1
     if o.duration is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.duration <= 86400):
+        w.bits(0x0, 3)
+        if o.duration < 0 or o.duration > 86400:
             raise encode_error('RelativeTimeIntervalType.duration', f'{o.duration!r} outside 0..86400')
         w.uint(o.duration)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
     f_SAScheduleTuple: list[_iso2.SAScheduleTupleType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('SAScheduleListType[0]', 'expected SE(SAScheduleTuple)')
+        raise r.fail_back(1, 'SAScheduleListType', 'expected SE(SAScheduleTuple)')
     f_SAScheduleTuple.append(_d_iso2_SAScheduleTupleType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_SAScheduleTuple.append(_d_iso2_SAScheduleTupleType(r))
         s = 2
@@ -8897,7 +8053,7 @@ def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
             raise r.fail('SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('SAScheduleListType[3]', 'expected EE')
+            raise r.fail_back(1, 'SAScheduleListType[3]', 'expected EE')
         s = -1
     return _iso2.SAScheduleListType(SAScheduleTuple=f_SAScheduleTuple)
 
@@ -8905,7 +8061,7 @@ def _e_iso2_SAScheduleListType(w: BitWriter, o: _iso2.SAScheduleListType) -> Non
     i_SAScheduleTuple = 0
     s = 0
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
         _e_iso2_SAScheduleTupleType(w, x_SAScheduleTuple)
@@ -8913,17 +8069,17 @@ def _e_iso2_SAScheduleListType(w: BitWriter, o: _iso2.SAScheduleListType) -> Non
     else:
         raise encode_error('SAScheduleListType', 'missing SE(SAScheduleTuple)')
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
         _e_iso2_SAScheduleTupleType(w, x_SAScheduleTuple)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if i_SAScheduleTuple < len(o.SAScheduleTuple):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
             i_SAScheduleTuple += 1
             _e_iso2_SAScheduleTupleType(w, x_SAScheduleTuple)
@@ -8931,11 +8087,11 @@ def _e_iso2_SAScheduleListType(w: BitWriter, o: _iso2.SAScheduleListType) -> Non
                 raise encode_error('SAScheduleListType.SAScheduleTuple', 'too many entries')
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
@@ -8943,22 +8099,18 @@ def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
     f_PMaxSchedule: _iso2.PMaxScheduleType
     f_SalesTariff: _iso2.SalesTariffType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('SAScheduleTupleType[0]', 'expected SE(SAScheduleTupleID)')
-    if r.bits(1):
-        raise r.fail('SAScheduleTupleType.SAScheduleTupleID', 'expected CH')
-    iv = r.bits(8) + 1
+    c = r.bits(12)
+    if c & 0xc03 != 0x0:
+        raise r.fail_back(12, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
+    iv = ((c >> 2) & 255) + 1
     if iv > 255:
         raise r.fail('SAScheduleTupleType.SAScheduleTupleID', f'value {iv} outside 1..255')
     f_SAScheduleTupleID = iv
-    if r.bits(1):
-        raise r.fail('SAScheduleTupleType.SAScheduleTupleID', 'expected EE')
     s = 1
-    if r.bits(1):
-        raise r.fail('SAScheduleTupleType[1]', 'expected SE(PMaxSchedule)')
     f_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_SalesTariff = _d_iso2_SalesTariffType(r)
         s = 3
@@ -8968,50 +8120,41 @@ def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
         raise r.fail('SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('SAScheduleTupleType[3]', 'expected EE')
+            raise r.fail_back(1, 'SAScheduleTupleType[3]', 'expected EE')
         s = -1
     return _iso2.SAScheduleTupleType(SAScheduleTupleID=f_SAScheduleTupleID, PMaxSchedule=f_PMaxSchedule, SalesTariff=f_SalesTariff)
 
 def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> None:
     s = 0
-    if o.SAScheduleTupleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.SAScheduleTupleID <= 255):
-            raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-        w.bits(o.SAScheduleTupleID - 1, 8)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('SAScheduleTupleType', 'missing SE(SAScheduleTupleID)')
-    if o.PMaxSchedule is not None:
-        w.bits(0, 1)
-        _e_iso2_PMaxScheduleType(w, o.PMaxSchedule)
-        s = 2
-    else:
-        raise encode_error('SAScheduleTupleType', 'missing SE(PMaxSchedule)')
+    if o.SAScheduleTupleID is None:
+        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'required value missing')
+    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 255:
+        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
+    if o.PMaxSchedule is None:
+        raise encode_error('SAScheduleTupleType.PMaxSchedule', 'required value missing')
+    w.bits((o.SAScheduleTupleID - 1) << 2, 12)
+    s = 1
+    _e_iso2_PMaxScheduleType(w, o.PMaxSchedule)
+    s = 2
     if o.SalesTariff is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_SalesTariffType(w, o.SalesTariff)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_SASchedulesType(r: BitReader) -> _iso2.SASchedulesType:
     if r.bits(1):
-        raise r.fail('SASchedulesType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'SASchedulesType', 'expected EE')
     return _iso2.SASchedulesType()
 
 def _e_iso2_SASchedulesType(w: BitWriter, o: _iso2.SASchedulesType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
@@ -9019,7 +8162,8 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
     f_EPriceLevel: int | None = None
     f_ConsumptionCost: list[_iso2.ConsumptionCostType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
         s = 1
@@ -9028,13 +8172,13 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
         s = 1
     else:
         raise r.fail('SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('SalesTariffEntryType.EPriceLevel', 'expected CH')
-        f_EPriceLevel = r.bits(8)
-        if r.bits(1):
-            raise r.fail('SalesTariffEntryType.EPriceLevel', 'expected EE')
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'SalesTariffEntryType[1]', 'expected CH of EPriceLevel, EE of EPriceLevel')
+        f_EPriceLevel = ((c >> 1) & 255)
         s = 2
     elif ec == 1:
         f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
@@ -9072,7 +8216,7 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
             raise r.fail('SalesTariffEntryType[4]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('SalesTariffEntryType[5]', 'expected EE')
+            raise r.fail_back(1, 'SalesTariffEntryType[5]', 'expected EE')
         s = -1
     return _iso2.SalesTariffEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, EPriceLevel=f_EPriceLevel, ConsumptionCost=f_ConsumptionCost)
 
@@ -9080,57 +8224,54 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
     i_ConsumptionCost = 0
     s = 0
     if o.RelativeTimeInterval is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
         if o.TimeInterval is not None:
             raise encode_error('SalesTariffEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
         s = 1
     elif o.TimeInterval is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso2_IntervalType(w, o.TimeInterval)
         s = 1
     else:
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.EPriceLevel is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.EPriceLevel <= 255):
+        if o.EPriceLevel < 0 or o.EPriceLevel > 255:
             raise encode_error('SalesTariffEntryType.EPriceLevel', f'{o.EPriceLevel!r} outside 0..255')
-        w.bits(o.EPriceLevel, 8)
-        w.bits(0, 1)
+        w.bits((o.EPriceLevel) << 1, 12)
         s = 2
     elif i_ConsumptionCost < len(o.ConsumptionCost):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
         i_ConsumptionCost += 1
         _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
         s = 3
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 2:
         if i_ConsumptionCost < len(o.ConsumptionCost):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
             i_ConsumptionCost += 1
             _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if i_ConsumptionCost < len(o.ConsumptionCost):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
             i_ConsumptionCost += 1
             _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
             s = 4
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if i_ConsumptionCost < len(o.ConsumptionCost):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
             i_ConsumptionCost += 1
             _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
@@ -9138,11 +8279,11 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
                 raise encode_error('SalesTariffEntryType.ConsumptionCost', 'too many entries')
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
@@ -9152,48 +8293,45 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
     f_NumEPriceLevels: int | None = None
     f_SalesTariffEntry: list[_iso2.SalesTariffEntryType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('SalesTariffType.SalesTariffID', 'expected CH')
-        iv = r.bits(8) + 1
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'SalesTariffType[0]', 'expected CH of SalesTariffID, EE of SalesTariffID')
+        iv = ((c >> 1) & 255) + 1
         if iv > 255:
             raise r.fail('SalesTariffType.SalesTariffID', f'value {iv} outside 1..255')
         f_SalesTariffID = iv
-        if r.bits(1):
-            raise r.fail('SalesTariffType.SalesTariffID', 'expected EE')
         s = 2
     else:
         raise r.fail('SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('SalesTariffType[1]', 'expected SE(SalesTariffID)')
-        if r.bits(1):
-            raise r.fail('SalesTariffType.SalesTariffID', 'expected CH')
-        iv = r.bits(8) + 1
+        c = r.bits(11)
+        if c & 0x601 != 0x0:
+            raise r.fail_back(11, 'SalesTariffType[1]', 'expected SE(SalesTariffID), CH of SalesTariffID, EE of SalesTariffID')
+        iv = ((c >> 1) & 255) + 1
         if iv > 255:
             raise r.fail('SalesTariffType.SalesTariffID', f'value {iv} outside 1..255')
         f_SalesTariffID = iv
-        if r.bits(1):
-            raise r.fail('SalesTariffType.SalesTariffID', 'expected EE')
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('SalesTariffType.SalesTariffDescription', 'expected CH')
+            raise r.fail_back(1, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
         f_SalesTariffDescription = r.string(32)
         if r.bits(1):
-            raise r.fail('SalesTariffType.SalesTariffDescription', 'expected EE')
+            raise r.fail_back(1, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('SalesTariffType.NumEPriceLevels', 'expected CH')
-        f_NumEPriceLevels = r.bits(8)
-        if r.bits(1):
-            raise r.fail('SalesTariffType.NumEPriceLevels', 'expected EE')
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
+        f_NumEPriceLevels = ((c >> 1) & 255)
         s = 4
     elif ec == 2:
         f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
@@ -9203,11 +8341,10 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('SalesTariffType.NumEPriceLevels', 'expected CH')
-            f_NumEPriceLevels = r.bits(8)
-            if r.bits(1):
-                raise r.fail('SalesTariffType.NumEPriceLevels', 'expected EE')
+            c = r.bits(10)
+            if c & 0x201 != 0x0:
+                raise r.fail_back(10, 'SalesTariffType[3]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
+            f_NumEPriceLevels = ((c >> 1) & 255)
             s = 4
         elif ec == 1:
             f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
@@ -9216,7 +8353,7 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
             raise r.fail('SalesTariffType[3]', f'event code {ec}, expected SE(NumEPriceLevels), SE(SalesTariffEntry)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('SalesTariffType[4]', 'expected SE(SalesTariffEntry)')
+            raise r.fail_back(1, 'SalesTariffType[4]', 'expected SE(SalesTariffEntry)')
         f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
         s = 5
     n = 0
@@ -9235,7 +8372,7 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
             raise r.fail('SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     if s == 1028:
         if r.bits(1):
-            raise r.fail('SalesTariffType[1028]', 'expected EE')
+            raise r.fail_back(1, 'SalesTariffType[1028]', 'expected EE')
         s = -1
     return _iso2.SalesTariffType(Id=f_Id, SalesTariffID=f_SalesTariffID, SalesTariffDescription=f_SalesTariffDescription, NumEPriceLevels=f_NumEPriceLevels, SalesTariffEntry=f_SalesTariffEntry)
 
@@ -9243,48 +8380,38 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
     i_SalesTariffEntry = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.SalesTariffID is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        if not (1 <= o.SalesTariffID <= 255):
+        if o.SalesTariffID < 1 or o.SalesTariffID > 255:
             raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside 1..255')
-        w.bits(o.SalesTariffID - 1, 8)
-        w.bits(0, 1)
+        w.bits((o.SalesTariffID - 1) << 1 | 0x400, 12)
         s = 2
     else:
         raise encode_error('SalesTariffType', 'missing AT(Id), SE(SalesTariffID)')
     if s == 1:
         if o.SalesTariffID is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            if not (1 <= o.SalesTariffID <= 255):
+            if o.SalesTariffID < 1 or o.SalesTariffID > 255:
                 raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside 1..255')
-            w.bits(o.SalesTariffID - 1, 8)
-            w.bits(0, 1)
+            w.bits((o.SalesTariffID - 1) << 1, 11)
             s = 2
         else:
             raise encode_error('SalesTariffType', 'missing SE(SalesTariffID)')
     if o.SalesTariffDescription is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.SalesTariffDescription) > 32:
-            raise encode_error('SalesTariffType.SalesTariffDescription', f'value length {len(o.SalesTariffDescription)} outside 0..32')
+            raise encode_error('SalesTariffType.SalesTariffDescription', f'length {len(o.SalesTariffDescription)} outside 0..32')
         w.string(o.SalesTariffDescription)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.NumEPriceLevels is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        if not (0 <= o.NumEPriceLevels <= 255):
+        if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
             raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-        w.bits(o.NumEPriceLevels, 8)
-        w.bits(0, 1)
+        w.bits((o.NumEPriceLevels) << 1 | 0x400, 12)
         s = 4
     elif i_SalesTariffEntry < len(o.SalesTariffEntry):
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
         i_SalesTariffEntry += 1
         _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
@@ -9293,15 +8420,12 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
     if s == 3:
         if o.NumEPriceLevels is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.NumEPriceLevels <= 255):
+            if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
                 raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-            w.bits(o.NumEPriceLevels, 8)
-            w.bits(0, 1)
+            w.bits((o.NumEPriceLevels) << 1, 12)
             s = 4
         elif i_SalesTariffEntry < len(o.SalesTariffEntry):
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
             i_SalesTariffEntry += 1
             _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
@@ -9310,7 +8434,7 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
             raise encode_error('SalesTariffType', 'missing SE(NumEPriceLevels), SE(SalesTariffEntry)')
     if s == 4:
         if i_SalesTariffEntry < len(o.SalesTariffEntry):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
             i_SalesTariffEntry += 1
             _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
@@ -9320,7 +8444,7 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
     n = 0
     while True:
         if i_SalesTariffEntry < len(o.SalesTariffEntry):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
             i_SalesTariffEntry += 1
             _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
@@ -9331,19 +8455,19 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
                     raise encode_error('SalesTariffType.SalesTariffEntry', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 1028:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListType:
     f_SelectedService: list[_iso2.SelectedServiceType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('SelectedServiceListType[0]', 'expected SE(SelectedService)')
+        raise r.fail_back(1, 'SelectedServiceListType', 'expected SE(SelectedService)')
     f_SelectedService.append(_d_iso2_SelectedServiceType(r))
     s = 1
     n = 0
@@ -9362,7 +8486,7 @@ def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListTy
             raise r.fail('SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     if s == 16:
         if r.bits(1):
-            raise r.fail('SelectedServiceListType[16]', 'expected EE')
+            raise r.fail_back(1, 'SelectedServiceListType[16]', 'expected EE')
         s = -1
     return _iso2.SelectedServiceListType(SelectedService=f_SelectedService)
 
@@ -9370,7 +8494,7 @@ def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListTy
     i_SelectedService = 0
     s = 0
     if i_SelectedService < len(o.SelectedService):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
         _e_iso2_SelectedServiceType(w, x_SelectedService)
@@ -9380,7 +8504,7 @@ def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListTy
     n = 0
     while True:
         if i_SelectedService < len(o.SelectedService):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_SelectedService = o.SelectedService[i_SelectedService]
             i_SelectedService += 1
             _e_iso2_SelectedServiceType(w, x_SelectedService)
@@ -9391,39 +8515,43 @@ def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListTy
                     raise encode_error('SelectedServiceListType.SelectedService', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 16:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
     f_ServiceID: int
     f_ParameterSetID: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('SelectedServiceType[0]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('SelectedServiceType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('SelectedServiceType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('SelectedServiceType.ServiceID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('SelectedServiceType.ParameterSetID', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('SelectedServiceType.ParameterSetID', f'value {iv} outside -32768..32767')
         f_ParameterSetID = iv
         if r.bits(1):
-            raise r.fail('SelectedServiceType.ParameterSetID', 'expected EE')
+            raise r.fail_back(1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
         s = 2
     elif ec == 1:
         s = -1
@@ -9431,43 +8559,40 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
         raise r.fail('SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('SelectedServiceType[2]', 'expected EE')
+            raise r.fail_back(1, 'SelectedServiceType[2]', 'expected EE')
         s = -1
     return _iso2.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
 
 def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> None:
     s = 0
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('SelectedServiceType', 'missing SE(ServiceID)')
+    if o.ServiceID is None:
+        raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    w.bits(0x0, 1)
+    s = 1
     if o.ParameterSetID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (-32768 <= o.ParameterSetID <= 32767):
+        w.bits(0x0, 3)
+        if o.ParameterSetID < -32768 or o.ParameterSetID > 32767:
             raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
         w.integer(o.ParameterSetID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
     f_Service: list[_iso2.ServiceType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ServiceListType[0]', 'expected SE(Service)')
+        raise r.fail_back(1, 'ServiceListType', 'expected SE(Service)')
     f_Service.append(_d_iso2_ServiceType(r))
     s = 1
     n = 0
@@ -9486,7 +8611,7 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
             raise r.fail('ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('ServiceListType[8]', 'expected EE')
+            raise r.fail_back(1, 'ServiceListType[8]', 'expected EE')
         s = -1
     return _iso2.ServiceListType(Service=f_Service)
 
@@ -9494,7 +8619,7 @@ def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
     i_Service = 0
     s = 0
     if i_Service < len(o.Service):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Service = o.Service[i_Service]
         i_Service += 1
         _e_iso2_ServiceType(w, x_Service)
@@ -9504,7 +8629,7 @@ def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
     n = 0
     while True:
         if i_Service < len(o.Service):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Service = o.Service[i_Service]
             i_Service += 1
             _e_iso2_ServiceType(w, x_Service)
@@ -9515,19 +8640,19 @@ def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
                     raise encode_error('ServiceListType.Service', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ServiceParameterListType(r: BitReader) -> _iso2.ServiceParameterListType:
     f_ParameterSet: list[_iso2.ParameterSetType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ServiceParameterListType[0]', 'expected SE(ParameterSet)')
+        raise r.fail_back(1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
     f_ParameterSet.append(_d_iso2_ParameterSetType(r))
     s = 1
     n = 0
@@ -9546,7 +8671,7 @@ def _d_iso2_ServiceParameterListType(r: BitReader) -> _iso2.ServiceParameterList
             raise r.fail('ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     if s == 255:
         if r.bits(1):
-            raise r.fail('ServiceParameterListType[255]', 'expected EE')
+            raise r.fail_back(1, 'ServiceParameterListType[255]', 'expected EE')
         s = -1
     return _iso2.ServiceParameterListType(ParameterSet=f_ParameterSet)
 
@@ -9554,7 +8679,7 @@ def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterList
     i_ParameterSet = 0
     s = 0
     if i_ParameterSet < len(o.ParameterSet):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
         _e_iso2_ParameterSetType(w, x_ParameterSet)
@@ -9564,7 +8689,7 @@ def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterList
     n = 0
     while True:
         if i_ParameterSet < len(o.ParameterSet):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_ParameterSet = o.ParameterSet[i_ParameterSet]
             i_ParameterSet += 1
             _e_iso2_ParameterSetType(w, x_ParameterSet)
@@ -9575,12 +8700,12 @@ def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterList
                     raise encode_error('ServiceParameterListType.ParameterSet', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 255:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
@@ -9590,158 +8715,134 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
     f_ServiceScope: str | None = None
     f_FreeService: bool
     s = 0
-    if r.bits(1):
-        raise r.fail('ServiceType[0]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ServiceType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ServiceType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('ServiceType.ServiceID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'ServiceType', 'expected EE of ServiceID')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('ServiceType.ServiceName', 'expected CH')
+            raise r.fail_back(1, 'ServiceType[1]', 'expected CH of ServiceName')
         f_ServiceName = r.string(32)
         if r.bits(1):
-            raise r.fail('ServiceType.ServiceName', 'expected EE')
+            raise r.fail_back(1, 'ServiceType[1]', 'expected EE of ServiceName')
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ServiceType.ServiceCategory', 'expected CH')
-        f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
-        if r.bits(1):
-            raise r.fail('ServiceType.ServiceCategory', 'expected EE')
+        c = r.bits(4)
+        if c & 0x9 != 0x0:
+            raise r.fail_back(4, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
         s = 3
     else:
         raise r.fail('ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('ServiceType[2]', 'expected SE(ServiceCategory)')
-        if r.bits(1):
-            raise r.fail('ServiceType.ServiceCategory', 'expected CH')
-        f_ServiceCategory = _E_iso2_serviceCategoryType[r.bits(2)]
-        if r.bits(1):
-            raise r.fail('ServiceType.ServiceCategory', 'expected EE')
+        c = r.bits(5)
+        if c & 0x19 != 0x0:
+            raise r.fail_back(5, 'ServiceType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('ServiceType.ServiceScope', 'expected CH')
+            raise r.fail_back(1, 'ServiceType[3]', 'expected CH of ServiceScope')
         f_ServiceScope = r.string(64)
         if r.bits(1):
-            raise r.fail('ServiceType.ServiceScope', 'expected EE')
+            raise r.fail_back(1, 'ServiceType[3]', 'expected EE of ServiceScope')
         s = 4
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ServiceType.FreeService', 'expected CH')
-        f_FreeService = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ServiceType.FreeService', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService')
+        f_FreeService = ((c >> 1) & 1) == 1
         s = 5
     else:
         raise r.fail('ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail('ServiceType[4]', 'expected SE(FreeService)')
-        if r.bits(1):
-            raise r.fail('ServiceType.FreeService', 'expected CH')
-        f_FreeService = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ServiceType.FreeService', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'ServiceType[4]', 'expected SE(FreeService), CH of FreeService, EE of FreeService')
+        f_FreeService = ((c >> 1) & 1) == 1
         s = 5
     if r.bits(1):
-        raise r.fail('ServiceType[5]', 'expected EE')
+        raise r.fail_back(1, 'ServiceType', 'expected EE')
     s = -1
     return _iso2.ServiceType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope, FreeService=f_FreeService)
 
 def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
     s = 0
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('ServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ServiceType', 'missing SE(ServiceID)')
+    if o.ServiceID is None:
+        raise encode_error('ServiceType.ServiceID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('ServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    w.bits(0x0, 1)
+    s = 1
     if o.ServiceName is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.ServiceName) > 32:
-            raise encode_error('ServiceType.ServiceName', f'value length {len(o.ServiceName)} outside 0..32')
+            raise encode_error('ServiceType.ServiceName', f'length {len(o.ServiceName)} outside 0..32')
         w.string(o.ServiceName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.ServiceCategory is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_iso2_serviceCategoryType[o.ServiceCategory], 2)
-        w.bits(0, 1)
+        w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10, 6)
         s = 3
     else:
         raise encode_error('ServiceType', 'missing SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
         if o.ServiceCategory is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(_I_iso2_serviceCategoryType[o.ServiceCategory], 2)
-            w.bits(0, 1)
+            w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1, 5)
             s = 3
         else:
             raise encode_error('ServiceType', 'missing SE(ServiceCategory)')
     if o.ServiceScope is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.ServiceScope) > 64:
-            raise encode_error('ServiceType.ServiceScope', f'value length {len(o.ServiceScope)} outside 0..64')
+            raise encode_error('ServiceType.ServiceScope', f'length {len(o.ServiceScope)} outside 0..64')
         w.string(o.ServiceScope)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.FreeService is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.FreeService else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.FreeService else 0) << 1 | 0x8, 5)
         s = 5
     else:
         raise encode_error('ServiceType', 'missing SE(ServiceScope), SE(FreeService)')
     if s == 4:
         if o.FreeService is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.FreeService else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.FreeService else 0) << 1, 4)
             s = 5
         else:
             raise encode_error('ServiceType', 'missing SE(FreeService)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
     f_Certificate: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('SubCertificatesType[0]', 'expected SE(Certificate)')
-    if r.bits(1):
-        raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
     f_Certificate.append(r.binary(800))
-    if r.bits(1):
-        raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'SubCertificatesType', 'expected EE of Certificate')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected CH of Certificate')
         f_Certificate.append(r.binary(800))
         if r.bits(1):
-            raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
     elif ec == 1:
         s = -1
@@ -9751,10 +8852,10 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+                raise r.fail_back(1, 'SubCertificatesType[2]', 'expected CH of Certificate')
             f_Certificate.append(r.binary(800))
             if r.bits(1):
-                raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+                raise r.fail_back(1, 'SubCertificatesType[2]', 'expected EE of Certificate')
             s = 3
         elif ec == 1:
             s = -1
@@ -9764,10 +8865,10 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+                raise r.fail_back(1, 'SubCertificatesType[3]', 'expected CH of Certificate')
             f_Certificate.append(r.binary(800))
             if r.bits(1):
-                raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+                raise r.fail_back(1, 'SubCertificatesType[3]', 'expected EE of Certificate')
             s = 4
         elif ec == 1:
             s = -1
@@ -9775,7 +8876,7 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
             raise r.fail('SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('SubCertificatesType[4]', 'expected EE')
+            raise r.fail_back(1, 'SubCertificatesType[4]', 'expected EE')
         s = -1
     return _iso2.SubCertificatesType(Certificate=f_Certificate)
 
@@ -9783,91 +8884,83 @@ def _e_iso2_SubCertificatesType(w: BitWriter, o: _iso2.SubCertificatesType) -> N
     i_Certificate = 0
     s = 0
     if i_Certificate < len(o.Certificate):
-        w.bits(0, 1)
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x0, 2)
         if len(x_Certificate) > 800:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..800')
+            raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..800')
         w.binary(x_Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     else:
         raise encode_error('SubCertificatesType', 'missing SE(Certificate)')
     if i_Certificate < len(o.Certificate):
-        w.bits(0, 2)
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(x_Certificate) > 800:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..800')
+            raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..800')
         w.binary(x_Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if i_Certificate < len(o.Certificate):
-            w.bits(0, 2)
             x_Certificate = o.Certificate[i_Certificate]
             i_Certificate += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_Certificate) > 800:
-                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..800')
+                raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..800')
             w.binary(x_Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if i_Certificate < len(o.Certificate):
-            w.bits(0, 2)
             x_Certificate = o.Certificate[i_Certificate]
             i_Certificate += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_Certificate) > 800:
-                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..800')
+                raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..800')
             w.binary(x_Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             if i_Certificate < len(o.Certificate):
                 raise encode_error('SubCertificatesType.Certificate', 'too many entries')
             s = 4
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEnergyTransferModeType:
     f_EnergyTransferMode: list[_iso2.EnergyTransferModeType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('SupportedEnergyTransferModeType[0]', 'expected SE(EnergyTransferMode)')
-    if r.bits(1):
-        raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(6)
+    if c & 0x31 != 0x0:
+        raise r.fail_back(6, 'SupportedEnergyTransferModeType', 'expected SE(EnergyTransferMode), CH of EnergyTransferMode, EE of EnergyTransferMode')
+    iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv} out of range')
+        raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv}')
     f_EnergyTransferMode.append(_E_iso2_EnergyTransferModeType[iv])
-    if r.bits(1):
-        raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', 'expected EE')
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', 'expected CH')
-            iv = r.bits(3)
+            c = r.bits(5)
+            if c & 0x11 != 0x0:
+                raise r.fail_back(5, 'SupportedEnergyTransferModeType[1]', 'expected CH of EnergyTransferMode, EE of EnergyTransferMode')
+            iv = ((c >> 1) & 7)
             if iv >= 6:
-                raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv} out of range')
+                raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv}')
             f_EnergyTransferMode.append(_E_iso2_EnergyTransferModeType[iv])
-            if r.bits(1):
-                raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', 'expected EE')
             n += 1
             if n == 5:
                 s = 6
@@ -9879,7 +8972,7 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEner
             raise r.fail('SupportedEnergyTransferModeType[1]', f'event code {ec}, expected SE(EnergyTransferMode), EE')
     if s == 6:
         if r.bits(1):
-            raise r.fail('SupportedEnergyTransferModeType[6]', 'expected EE')
+            raise r.fail_back(1, 'SupportedEnergyTransferModeType[6]', 'expected EE')
         s = -1
     return _iso2.SupportedEnergyTransferModeType(EnergyTransferMode=f_EnergyTransferMode)
 
@@ -9887,24 +8980,18 @@ def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEner
     i_EnergyTransferMode = 0
     s = 0
     if i_EnergyTransferMode < len(o.EnergyTransferMode):
-        w.bits(0, 1)
         x_EnergyTransferMode = o.EnergyTransferMode[i_EnergyTransferMode]
         i_EnergyTransferMode += 1
-        w.bits(0, 1)
-        w.bits(_I_iso2_EnergyTransferModeType[x_EnergyTransferMode], 3)
-        w.bits(0, 1)
+        w.bits((_I_iso2_EnergyTransferModeType[x_EnergyTransferMode]) << 1, 6)
         s = 1
     else:
         raise encode_error('SupportedEnergyTransferModeType', 'missing SE(EnergyTransferMode)')
     n = 0
     while True:
         if i_EnergyTransferMode < len(o.EnergyTransferMode):
-            w.bits(0, 2)
             x_EnergyTransferMode = o.EnergyTransferMode[i_EnergyTransferMode]
             i_EnergyTransferMode += 1
-            w.bits(0, 1)
-            w.bits(_I_iso2_EnergyTransferModeType[x_EnergyTransferMode], 3)
-            w.bits(0, 1)
+            w.bits((_I_iso2_EnergyTransferModeType[x_EnergyTransferMode]) << 1, 7)
             n += 1
             if n == 5:
                 s = 6
@@ -9912,57 +8999,52 @@ def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEner
                     raise encode_error('SupportedEnergyTransferModeType.EnergyTransferMode', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 6:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso2_V2G_Message(r: BitReader) -> _iso2.V2G_Message:
     f_Header: _iso2.MessageHeaderType
     f_Body: _iso2.BodyType
     if r.bits(1):
-        raise r.fail('V2G_Message[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2G_Message', 'expected SE(Header)')
     f_Header = _d_iso2_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('V2G_Message[1]', 'expected SE(Body)')
+        raise r.fail_back(1, 'V2G_Message', 'expected SE(Body)')
     f_Body = _d_iso2_BodyType(r)
     if r.bits(1):
-        raise r.fail('V2G_Message[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'V2G_Message', 'expected EE')
     return _iso2.V2G_Message(Header=f_Header, Body=f_Body)
 
 def _e_iso2_V2G_Message(w: BitWriter, o: _iso2.V2G_Message) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso2_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2G_Message', 'missing SE(Header)')
-    if o.Body is not None:
-        w.bits(0, 1)
-        _e_iso2_BodyType(w, o.Body)
-    else:
-        raise encode_error('V2G_Message', 'missing SE(Body)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2G_Message.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_MessageHeaderType(w, o.Header)
+    if o.Body is None:
+        raise encode_error('V2G_Message.Body', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso2_BodyType(w, o.Body)
+    w.bits(0x0, 1)
 
 def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
     f_SessionID: bytes
     f_Notification: _iso2.NotificationType | None = None
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     f_SessionID = r.binary(8)
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Notification = _d_iso2_NotificationType(r)
         s = 2
@@ -9984,798 +9066,759 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
             raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('MessageHeaderType[3]', 'expected EE')
+            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     return _iso2.MessageHeaderType(SessionID=f_SessionID, Notification=f_Notification, Signature=f_Signature)
 
 def _e_iso2_MessageHeaderType(w: BitWriter, o: _iso2.MessageHeaderType) -> None:
     s = 0
-    if o.SessionID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.SessionID) > 8:
-            raise encode_error('MessageHeaderType.SessionID', f'value length {len(o.SessionID)} outside 0..8')
-        w.binary(o.SessionID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MessageHeaderType', 'missing SE(SessionID)')
+    if o.SessionID is None:
+        raise encode_error('MessageHeaderType.SessionID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.SessionID) > 8:
+        raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 0..8')
+    w.binary(o.SessionID)
+    w.bits(0x0, 1)
+    s = 1
     if o.Notification is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso2_NotificationType(w, o.Notification)
         s = 2
     elif o.Signature is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_SignatureType(w, o.Signature)
         s = 3
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 2:
         if o.Signature is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_SignatureType(w, o.Signature)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_v0(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 1) == 1
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(1 if o else 0, 1)
-    w.bits(0, 1)
+    w.bits((1 if o else 0) << 1, 3)
 
 def _d_v3(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(7)
+    c = r.bits(9)
+    if c & 0x101 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 127)
     if iv > 100:
         raise r.fail('value', f'value {iv} outside 0..100')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 100):
+    if o < 0 or o > 100:
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits(o, 7)
-    w.bits(0, 1)
+    w.bits((o) << 1, 9)
 
 def _d_v4(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(800)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 800:
-        raise encode_error('value', f'value length {len(o)} outside 0..800')
+        raise encode_error('value', f'length {len(o)} outside 0..800')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v5(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_chargeProgressType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_chargeProgressType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso2_chargeProgressType[o]) << 1, 4)
 
 def _d_v6(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2) + 1
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3) + 1
     if iv > 3:
         raise r.fail('value', f'value {iv} outside 1..3')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (1 <= o <= 3):
+    if o < 1 or o > 3:
         raise encode_error('value', f'{o!r} outside 1..3')
-    w.bits(o - 1, 2)
-    w.bits(0, 1)
+    w.bits((o - 1) << 1, 4)
 
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 0..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 0 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v8(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso2_chargingSessionType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = _E_iso2_chargingSessionType[((c >> 1) & 1)]
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_chargingSessionType[o], 1)
-    w.bits(0, 1)
+    w.bits((_I_iso2_chargingSessionType[o]) << 1, 3)
 
 def _d_v9(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8)
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255)
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 255):
+    if o < 0 or o > 255:
         raise encode_error('value', f'{o!r} outside 0..255')
-    w.bits(o, 8)
-    w.bits(0, 1)
+    w.bits((o) << 1, 10)
 
 def _d_v10(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(6)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 6:
-        raise encode_error('value', f'value length {len(o)} outside 0..6')
+        raise encode_error('value', f'length {len(o)} outside 0..6')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v11(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(4)
+    c = r.bits(6)
+    if c & 0x21 != 0x0:
+        raise r.fail_back(6, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 15)
     if iv >= 12:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_DC_EVErrorCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_DC_EVErrorCodeType[o], 4)
-    w.bits(0, 1)
+    w.bits((_I_iso2_DC_EVErrorCodeType[o]) << 1, 6)
 
 def _d_v12(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(37)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 7 and w.strict) or len(o) > 37:
-        raise encode_error('value', f'value length {len(o)} outside 7..37')
+        raise encode_error('value', f'length {len(o)} outside 7..37')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v13(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 5:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_isolationLevelType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_isolationLevelType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso2_isolationLevelType[o]) << 1, 5)
 
 def _d_v14(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_EVSENotificationType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_EVSENotificationType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso2_EVSENotificationType[o]) << 1, 4)
 
 def _d_v15(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_EVSEProcessingType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_EVSEProcessingType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso2_EVSEProcessingType[o]) << 1, 4)
 
 def _d_v16(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(4)
+    c = r.bits(6)
+    if c & 0x21 != 0x0:
+        raise r.fail_back(6, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 15)
     if iv >= 12:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_DC_EVSEStatusCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_DC_EVSEStatusCodeType[o], 4)
-    w.bits(0, 1)
+    w.bits((_I_iso2_DC_EVSEStatusCodeType[o]) << 1, 6)
 
 def _d_v17(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -9223372036854775808 or iv > 9223372036854775807:
         raise r.fail('value', f'value {iv} outside -9223372036854775808..9223372036854775807')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-9223372036854775808 <= o <= 9223372036854775807):
+    w.bits(0x0, 1)
+    if o < -9223372036854775808 or o > 9223372036854775807:
         raise encode_error('value', f'{o!r} outside -9223372036854775808..9223372036854775807')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v18(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_EnergyTransferModeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_EnergyTransferModeType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso2_EnergyTransferModeType[o]) << 1, 5)
 
 def _d_v19(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v20(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_faultCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_faultCodeType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso2_faultCodeType[o]) << 1, 4)
 
 def _d_v21(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(64)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 64:
-        raise encode_error('value', f'value length {len(o)} outside 0..64')
+        raise encode_error('value', f'length {len(o)} outside 0..64')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v22(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(16)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 16 and w.strict) or len(o) > 16:
-        raise encode_error('value', f'value length {len(o)} outside 16..16')
+        raise encode_error('value', f'length {len(o)} outside 16..16')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v23(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v24(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('value', f'value {iv} outside 0..65535')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 65535):
+    w.bits(0x0, 1)
+    if o < 0 or o > 65535:
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v25(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v26(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 18446744073709551615):
+    w.bits(0x0, 1)
+    if o < 0 or o > 18446744073709551615:
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v27(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('value', f'value {iv} outside -32768..32767')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-32768 <= o <= 32767):
+    w.bits(0x0, 1)
+    if o < -32768 or o > 32767:
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v28(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3) + -3
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7) - 3
     if iv > 3:
         raise r.fail('value', f'value {iv} outside -3..3')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-3 <= o <= 3):
+    if o < -3 or o > 3:
         raise encode_error('value', f'{o!r} outside -3..3')
-    w.bits(o - -3, 3)
-    w.bits(0, 1)
+    w.bits((o + 3) << 1, 5)
 
 def _d_v29(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v30(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('value', f'value {iv} outside -32768..32767')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-32768 <= o <= 32767):
+    w.bits(0x0, 1)
+    if o < -32768 or o > 32767:
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v31(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso2_paymentOptionType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = _E_iso2_paymentOptionType[((c >> 1) & 1)]
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_paymentOptionType[o], 1)
-    w.bits(0, 1)
+    w.bits((_I_iso2_paymentOptionType[o]) << 1, 3)
 
 def _d_v32(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(5)
+    c = r.bits(7)
+    if c & 0x41 != 0x0:
+        raise r.fail_back(7, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 31)
     if iv >= 26:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v32(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_responseCodeType[o], 5)
-    w.bits(0, 1)
+    w.bits((_I_iso2_responseCodeType[o]) << 1, 7)
 
 def _d_v33(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(8) + 1
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 255) + 1
     if iv > 255:
         raise r.fail('value', f'value {iv} outside 1..255')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v33(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (1 <= o <= 255):
+    if o < 1 or o > 255:
         raise encode_error('value', f'{o!r} outside 1..255')
-    w.bits(o - 1, 8)
-    w.bits(0, 1)
+    w.bits((o - 1) << 1, 10)
 
 def _d_v34(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v34(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v35(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso2_serviceCategoryType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    v = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
     return v
 
 def _e_v35(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_serviceCategoryType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso2_serviceCategoryType[o]) << 1, 4)
 
 def _d_v36(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('value', f'value {iv} outside 0..65535')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v36(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 65535):
+    w.bits(0x0, 1)
+    if o < 0 or o > 65535:
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v37(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v38(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(64)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v38(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 64:
-        raise encode_error('value', f'value length {len(o)} outside 0..64')
+        raise encode_error('value', f'length {len(o)} outside 0..64')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v39(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(8)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v39(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 8:
-        raise encode_error('value', f'value length {len(o)} outside 0..8')
+        raise encode_error('value', f'length {len(o)} outside 0..8')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v40(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(64)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v40(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 64:
-        raise encode_error('value', f'value length {len(o)} outside 0..64')
+        raise encode_error('value', f'length {len(o)} outside 0..64')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v41(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 7:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_unitSymbolType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v41(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_unitSymbolType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso2_unitSymbolType[o]) << 1, 5)
 
 def _d_v42(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v42(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v43(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8) + -128
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255) - 128
     return v
 
 def _e_v43(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-128 <= o <= 127):
+    if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits(o - -128, 8)
-    w.bits(0, 1)
+    w.bits((o + 128) << 1, 10)
 
 def _d_v44(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso2_costKindType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v44(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso2_costKindType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso2_costKindType[o]) << 1, 4)
 
 def _d_v45(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 86400:
         raise r.fail('value', f'value {iv} outside 0..86400')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v45(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 86400):
+    w.bits(0x0, 1)
+    if o < 0 or o > 86400:
         raise encode_error('value', f'{o!r} outside 0..86400')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v46(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -2147483648 or iv > 2147483647:
         raise r.fail('value', f'value {iv} outside -2147483648..2147483647')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v46(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-2147483648 <= o <= 2147483647):
+    w.bits(0x0, 1)
+    if o < -2147483648 or o > 2147483647:
         raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v47(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 16777214:
         raise r.fail('value', f'value {iv} outside 0..16777214')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v47(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 16777214):
+    w.bits(0x0, 1)
+    if o < 0 or o > 16777214:
         raise encode_error('value', f'{o!r} outside 0..16777214')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 DOCUMENT: EntryTable = (
     ('urn:iso:15118:2:2013:MsgDataTypes', 'AC_EVChargeParameter', _d_iso2_AC_EVChargeParameterType, _e_iso2_AC_EVChargeParameterType, _iso2.AC_EVChargeParameterType),

@@ -29,7 +29,7 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('CanonicalizationMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -59,18 +59,17 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('CanonicalizationMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
@@ -82,80 +81,80 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
         f_P = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
         f_G = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         f_Q = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
             f_G = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
             f_Y = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
         f_J = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
         f_Seed = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
@@ -165,129 +164,117 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
             f_Seed = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         f_PgenCounter = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType[7]', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     s = 0
     if o.P is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.P)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.G is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.G)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.Y is not None:
-        w.bits(2, 2)
-        w.bits(0, 1)
+        w.bits(0x4, 3)
         w.binary(o.Y)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Q)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.G)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif o.Y is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.J)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.Seed is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.Seed)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.Seed)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.PgenCounter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('DigestMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -317,18 +304,17 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('DigestMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('DigestMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
@@ -341,16 +327,17 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
         f_KeyName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -369,10 +356,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         s = 2
     elif ec == 7:
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
         f_MgmtData.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -385,10 +372,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             ec = r.bits(4)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
                 f_KeyName.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
@@ -413,10 +400,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 break
             elif ec == 6:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 f_MgmtData.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
@@ -429,10 +416,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         ec = r.bits(4)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
             f_KeyName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -445,10 +432,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
             f_MgmtData.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -470,148 +457,142 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         w.string(o.Id)
         s = 1
     elif i_KeyName < len(o.KeyName):
-        w.bits(1, 4)
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0, 1)
+        w.bits(0x2, 5)
         w.string(x_KeyName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
         _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
         _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
         _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
-        w.bits(7, 4)
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0, 1)
+        w.bits(0xe, 5)
         w.string(x_MgmtData)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     if s == 1:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     while True:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
             break
 
@@ -635,7 +616,6 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     while True:
         ec = r.bits(2)
         if ec == 0:
-            pass
             break
         elif ec == 1:
             raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
@@ -645,24 +625,25 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     if o.DSAKeyValue is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         pass
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -673,10 +654,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('ManifestType[1]', 'expected SE(Reference)')
+            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 3
@@ -700,11 +682,11 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -713,7 +695,7 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
             _e_xmldsig_ReferenceType(w, x_Reference)
@@ -721,23 +703,23 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -746,7 +728,8 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Encoding = r.string(None)
         s = 1
@@ -822,67 +805,68 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     s = 0
     if o.Encoding is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Encoding)
         s = 1
     elif o.Id is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Id)
         s = 2
     elif o.MimeType is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.MimeType)
         s = 3
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Id)
             s = 2
         elif o.MimeType is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         f_PGPKeyID = r.binary(None)
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -890,10 +874,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -943,18 +927,16 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.PGPKeyID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        w.bits(1, 2)
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(x_PGPKeyPacket)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -962,75 +944,60 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            w.bits(0, 2)
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(x_PGPKeyPacket)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     f_Modulus = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     f_Exponent = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
-    if o.Modulus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Modulus)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Modulus)')
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Exponent)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Exponent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Modulus is None:
+        raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.Modulus)
+    if o.Exponent is None:
+        raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+    w.bits(0x0, 3)
+    w.binary(o.Exponent)
+    w.bits(0x0, 2)
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1040,7 +1007,8 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1099,116 +1067,111 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ReferenceType[4]', 'expected SE(DigestMethod)')
+            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    if r.bits(1):
-        raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     f_DigestValue = r.binary(None)
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
-    if r.bits(1):
-        raise r.fail('ReferenceType[6]', 'expected EE')
     s = -1
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Id)
         s = 1
     elif o.Type is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Type)
         s = 2
     elif o.URI is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.URI)
         s = 3
     elif o.Transforms is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Type)
             s = 2
         elif o.URI is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
-    if o.DigestValue is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.DigestValue)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('ReferenceType', 'missing SE(DigestValue)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.DigestValue is None:
+        raise encode_error('ReferenceType.DigestValue', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.DigestValue)
+    w.bits(0x0, 2)
+    s = 6
+    s = -1
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Type = r.string(None)
         s = 1
@@ -1245,50 +1208,50 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('RetrievalMethodType[3]', 'expected EE')
+            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     s = 0
     if o.Type is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Type)
         s = 1
     elif o.URI is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.URI)
         s = 2
     elif o.Transforms is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 2
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
@@ -1296,23 +1259,22 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            if r.bits(1):
-                raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
-            if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             f_SPKISexp.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1324,10 +1286,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1341,39 +1303,36 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     while s >= 0:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 1)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 2)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
         if s == 1:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
-                    w.bits(0, 2)
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0, 1)
+                    w.bits(0x0, 3)
                     w.binary(x_SPKISexp)
-                    w.bits(0, 1)
+                    w.bits(0x0, 1)
                 else:
-                    w.bits(2, 2)
+                    w.bits(0x2, 2)
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 2)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
@@ -1381,17 +1340,22 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_HMACOutputLength: int | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('SignatureMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
+            f_HMACOutputLength = iv
             if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            f_HMACOutputLength = r.integer()
-            if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
+                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
@@ -1431,35 +1395,34 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('SignatureMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
+        w.bits(0x0, 4)
         w.integer(o.HMACOutputLength)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1470,10 +1433,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 3
@@ -1497,11 +1461,11 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1510,7 +1474,7 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1518,23 +1482,23 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1542,7 +1506,8 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     f_Id: str | None = None
     f_Target: str
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1553,7 +1518,7 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
         f_Target = r.string(None)
         s = 2
     while True:
@@ -1592,18 +1557,18 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.Target is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.string(o.Target)
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.string(o.Target)
             s = 2
         else:
@@ -1611,11 +1576,11 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
@@ -1625,7 +1590,8 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1636,14 +1602,15 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureType[1]', 'expected SE(SignedInfo)')
+            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureType[2]', 'expected SE(SignatureValue)')
+        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         s = 4
@@ -1679,60 +1646,59 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
-    if o.SignatureValue is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureValueType(w, o.SignatureValue)
-        s = 3
-    else:
-        raise encode_error('SignatureType', 'missing SE(SignatureValue)')
+    if o.SignatureValue is None:
+        raise encode_error('SignatureType.SignatureValue', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    s = 3
     if o.KeyInfo is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Object = o.Object[i_Object]
         i_Object += 1
         _e_xmldsig_ObjectType(w, x_Object)
         s = 5
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Object = o.Object[i_Object]
             i_Object += 1
             _e_xmldsig_ObjectType(w, x_Object)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Object = o.Object[i_Object]
                 i_Object += 1
                 _e_xmldsig_ObjectType(w, x_Object)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1740,7 +1706,8 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1751,36 +1718,35 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureValueType[1]', 'expected CH')
+            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
         f_value = r.binary(None)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureValueType[2]', 'expected EE')
+        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
     s = -1
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.value is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.binary(o.value)
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.binary(o.value)
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -1788,7 +1754,8 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1799,18 +1766,19 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignedInfoType[2]', 'expected SE(SignatureMethod)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    s = 3
     if r.bits(1):
-        raise r.fail('SignedInfoType[3]', 'expected SE(Reference)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    s = 3
     f_Reference.append(_d_xmldsig_ReferenceType(r))
+    c = r.bits(2)
+    ec = c
     s = 4
-    ec = r.bits(2)
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 5
@@ -1834,30 +1802,29 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
-    if o.SignatureMethod is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
-        s = 3
-    else:
-        raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
+    if o.SignatureMethod is None:
+        raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -1865,23 +1832,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 5
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1889,20 +1856,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
     if r.bits(1):
-        raise r.fail('TransformType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     while True:
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected CH')
+                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
             f_XPath.append(r.string(None))
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected EE')
+                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
-            pass
             break
         elif ec == 3:
             raise r.fail('TransformType[1]', 'untyped character content is not supported')
@@ -1912,21 +1878,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     i_XPath = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-    else:
-        raise encode_error('TransformType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('TransformType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
     while True:
         if i_XPath < len(o.XPath):
-            w.bits(0, 3)
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             w.string(x_XPath)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             pass
             break
 
@@ -1934,10 +1898,11 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('TransformsType[0]', 'expected SE(Transform)')
+        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
     f_Transform.append(_d_xmldsig_TransformType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Transform.append(_d_xmldsig_TransformType(r))
         s = 2
@@ -1961,7 +1926,7 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
@@ -1969,23 +1934,23 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
                 _e_xmldsig_TransformType(w, x_Transform)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1995,33 +1960,34 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
         f_X509SKI.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
         f_X509SubjectName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
         f_X509Certificate.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
         f_X509CRL.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -2032,32 +1998,31 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
             f_X509SKI.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
             f_X509SubjectName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
             f_X509Certificate.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
             f_X509CRL.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
-            pass
             break
         else:
             raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
@@ -2070,119 +2035,101 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
-        w.bits(1, 3)
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0, 1)
+        w.bits(0x2, 4)
         w.binary(x_X509SKI)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
-        w.bits(2, 3)
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         w.string(x_X509SubjectName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
-        w.bits(3, 3)
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         w.binary(x_X509Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509CRL < len(o.X509CRL):
-        w.bits(4, 3)
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0, 1)
+        w.bits(0x8, 4)
         w.binary(x_X509CRL)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
-            w.bits(1, 3)
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             w.binary(x_X509SKI)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
-            w.bits(2, 3)
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             w.string(x_X509SubjectName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
-            w.bits(3, 3)
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0, 1)
+            w.bits(0x6, 4)
             w.binary(x_X509Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509CRL < len(o.X509CRL):
-            w.bits(4, 3)
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0, 1)
+            w.bits(0x8, 4)
             w.binary(x_X509CRL)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             pass
             break
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     f_X509IssuerName = r.string(None)
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    f_X509SerialNumber = r.integer()
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[2]', 'expected EE')
-    pass
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    f_X509SerialNumber = iv
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
-    if o.X509IssuerName is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.string(o.X509IssuerName)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509IssuerName)')
-    if o.X509SerialNumber is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.integer(o.X509SerialNumber)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509SerialNumber)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.X509IssuerName is None:
+        raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+    w.bits(0x0, 2)
+    w.string(o.X509IssuerName)
+    if o.X509SerialNumber is None:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+    w.bits(0x0, 3)
+    w.integer(o.X509SerialNumber)
+    w.bits(0x0, 2)
 
 def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CPDReqEnergyTransferModeType:
     f_EVMaximumChargePower: _iso20_common_types.RationalNumberType
@@ -2193,10 +2140,11 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
     f_EVMinimumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('AC_CPDReqEnergyTransferModeType[0]', 'expected SE(EVMaximumChargePower)')
+        raise r.fail_back(1, 'AC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower)')
     f_EVMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_EVMaximumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 2
@@ -2220,10 +2168,11 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             raise r.fail('AC_CPDReqEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 3:
         if r.bits(1):
-            raise r.fail('AC_CPDReqEnergyTransferModeType[3]', 'expected SE(EVMinimumChargePower)')
+            raise r.fail_back(1, 'AC_CPDReqEnergyTransferModeType[3]', 'expected SE(EVMinimumChargePower)')
         f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 4
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVMinimumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 5
@@ -2245,72 +2194,71 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             raise r.fail('AC_CPDReqEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), EE')
     if s == 6:
         if r.bits(1):
-            raise r.fail('AC_CPDReqEnergyTransferModeType[6]', 'expected EE')
+            raise r.fail_back(1, 'AC_CPDReqEnergyTransferModeType[6]', 'expected EE')
         s = -1
     return _iso20_ac.AC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3)
 
 def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CPDReqEnergyTransferModeType) -> None:
     s = 0
-    if o.EVMaximumChargePower is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
-        s = 1
-    else:
-        raise encode_error('AC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumChargePower)')
+    if o.EVMaximumChargePower is None:
+        raise encode_error('AC_CPDReqEnergyTransferModeType.EVMaximumChargePower', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
+    s = 1
     if o.EVMaximumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
         s = 2
     elif o.EVMaximumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
         s = 3
     elif o.EVMinimumChargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
         s = 4
     else:
         raise encode_error('AC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 2:
         if o.EVMaximumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 3
         elif o.EVMinimumChargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 4
         else:
             raise encode_error('AC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 3:
         if o.EVMinimumChargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 4
         else:
             raise encode_error('AC_CPDReqEnergyTransferModeType', 'missing SE(EVMinimumChargePower)')
     if o.EVMinimumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
         s = 5
     elif o.EVMinimumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
         s = 6
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 5:
         if o.EVMinimumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CPDResEnergyTransferModeType:
@@ -2328,10 +2276,11 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
     f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('AC_CPDResEnergyTransferModeType[0]', 'expected SE(EVSEMaximumChargePower)')
+        raise r.fail_back(1, 'AC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower)')
     f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_EVSEMaximumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 2
@@ -2355,10 +2304,11 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             raise r.fail('AC_CPDResEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
     if s == 3:
         if r.bits(1):
-            raise r.fail('AC_CPDResEnergyTransferModeType[3]', 'expected SE(EVSEMinimumChargePower)')
+            raise r.fail_back(1, 'AC_CPDResEnergyTransferModeType[3]', 'expected SE(EVSEMinimumChargePower)')
         f_EVSEMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 4
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVSEMinimumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 5
@@ -2382,10 +2332,11 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             raise r.fail('AC_CPDResEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
     if s == 6:
         if r.bits(1):
-            raise r.fail('AC_CPDResEnergyTransferModeType[6]', 'expected SE(EVSENominalFrequency)')
+            raise r.fail_back(1, 'AC_CPDResEnergyTransferModeType[6]', 'expected SE(EVSENominalFrequency)')
         f_EVSENominalFrequency = _d_iso20_common_types_RationalNumberType(r)
         s = 7
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_MaximumPowerAsymmetry = _d_iso20_common_types_RationalNumberType(r)
         s = 8
@@ -2461,164 +2412,163 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             raise r.fail('AC_CPDResEnergyTransferModeType[11]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), EE')
     if s == 12:
         if r.bits(1):
-            raise r.fail('AC_CPDResEnergyTransferModeType[12]', 'expected EE')
+            raise r.fail_back(1, 'AC_CPDResEnergyTransferModeType[12]', 'expected EE')
         s = -1
     return _iso20_ac.AC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMaximumChargePower_L2=f_EVSEMaximumChargePower_L2, EVSEMaximumChargePower_L3=f_EVSEMaximumChargePower_L3, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMinimumChargePower_L2=f_EVSEMinimumChargePower_L2, EVSEMinimumChargePower_L3=f_EVSEMinimumChargePower_L3, EVSENominalFrequency=f_EVSENominalFrequency, MaximumPowerAsymmetry=f_MaximumPowerAsymmetry, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3)
 
 def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CPDResEnergyTransferModeType) -> None:
     s = 0
-    if o.EVSEMaximumChargePower is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
-        s = 1
-    else:
-        raise encode_error('AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumChargePower)')
+    if o.EVSEMaximumChargePower is None:
+        raise encode_error('AC_CPDResEnergyTransferModeType.EVSEMaximumChargePower', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+    s = 1
     if o.EVSEMaximumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower_L2)
         s = 2
     elif o.EVSEMaximumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower_L3)
         s = 3
     elif o.EVSEMinimumChargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
         s = 4
     else:
         raise encode_error('AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumChargePower_L2), SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
     if s == 2:
         if o.EVSEMaximumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower_L3)
             s = 3
         elif o.EVSEMinimumChargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
             s = 4
         else:
             raise encode_error('AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
     if s == 3:
         if o.EVSEMinimumChargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
             s = 4
         else:
             raise encode_error('AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMinimumChargePower)')
     if o.EVSEMinimumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower_L2)
         s = 5
     elif o.EVSEMinimumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower_L3)
         s = 6
     elif o.EVSENominalFrequency is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSENominalFrequency)
         s = 7
     else:
         raise encode_error('AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMinimumChargePower_L2), SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
     if s == 5:
         if o.EVSEMinimumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower_L3)
             s = 6
         elif o.EVSENominalFrequency is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSENominalFrequency)
             s = 7
         else:
             raise encode_error('AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
     if s == 6:
         if o.EVSENominalFrequency is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVSENominalFrequency)
             s = 7
         else:
             raise encode_error('AC_CPDResEnergyTransferModeType', 'missing SE(EVSENominalFrequency)')
     if o.MaximumPowerAsymmetry is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.MaximumPowerAsymmetry)
         s = 8
     elif o.EVSEPowerRampLimitation is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPowerRampLimitation)
         s = 9
     elif o.EVSEPresentActivePower is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
         s = 10
     elif o.EVSEPresentActivePower_L2 is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
         s = 11
     elif o.EVSEPresentActivePower_L3 is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
         s = 12
     else:
-        w.bits(5, 3)
+        w.bits(0x5, 3)
         s = -1
     if s == 8:
         if o.EVSEPowerRampLimitation is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPowerRampLimitation)
             s = 9
         elif o.EVSEPresentActivePower is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 10
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 11
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 12
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 9:
         if o.EVSEPresentActivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 10
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 11
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 12
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 10:
         if o.EVSEPresentActivePower_L2 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 11
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 12
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 11:
         if o.EVSEPresentActivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 12
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 12:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReqType:
@@ -2632,32 +2582,30 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
     f_Scheduled_AC_CLReqControlMode: _iso20_ac.Scheduled_AC_CLReqControlModeType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('AC_ChargeLoopReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'AC_ChargeLoopReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('AC_ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('AC_ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'AC_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
         raise r.fail('AC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('AC_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
-        if r.bits(1):
-            raise r.fail('AC_ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('AC_ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'AC_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_BPT_Dynamic_AC_CLReqControlMode = _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r)
         s = 4
@@ -2676,41 +2624,34 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
     else:
         raise r.fail('AC_ChargeLoopReqType[3]', f'event code {ec}, expected SE(BPT_Dynamic_AC_CLReqControlMode), SE(BPT_Scheduled_AC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_AC_CLReqControlMode), SE(Scheduled_AC_CLReqControlMode)')
     if r.bits(1):
-        raise r.fail('AC_ChargeLoopReqType[4]', 'expected EE')
+        raise r.fail_back(1, 'AC_ChargeLoopReqType', 'expected EE')
     s = -1
     return _iso20_ac.AC_ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, BPT_Dynamic_AC_CLReqControlMode=f_BPT_Dynamic_AC_CLReqControlMode, BPT_Scheduled_AC_CLReqControlMode=f_BPT_Scheduled_AC_CLReqControlMode, CLReqControlMode=f_CLReqControlMode, Dynamic_AC_CLReqControlMode=f_Dynamic_AC_CLReqControlMode, Scheduled_AC_CLReqControlMode=f_Scheduled_AC_CLReqControlMode)
 
 def _e_iso20_ac_AC_ChargeLoopReqType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('AC_ChargeLoopReqType', 'missing SE(Header)')
+    if o.Header is None:
+        raise encode_error('AC_ChargeLoopReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    s = 1
     if o.DisplayParameters is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.MeterInfoRequested else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
         s = 3
     else:
         raise encode_error('AC_ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.MeterInfoRequested else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
             s = 3
         else:
             raise encode_error('AC_ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
     if o.BPT_Dynamic_AC_CLReqControlMode is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w, o.BPT_Dynamic_AC_CLReqControlMode)
         if o.BPT_Scheduled_AC_CLReqControlMode is not None:
             raise encode_error('AC_ChargeLoopReqType.BPT_Scheduled_AC_CLReqControlMode', 'cannot be combined with BPT_Dynamic_AC_CLReqControlMode')
@@ -2722,7 +2663,7 @@ def _e_iso20_ac_AC_ChargeLoopReqType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopReq
             raise encode_error('AC_ChargeLoopReqType.Scheduled_AC_CLReqControlMode', 'cannot be combined with BPT_Dynamic_AC_CLReqControlMode')
         s = 4
     elif o.BPT_Scheduled_AC_CLReqControlMode is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w, o.BPT_Scheduled_AC_CLReqControlMode)
         if o.CLReqControlMode is not None:
             raise encode_error('AC_ChargeLoopReqType.CLReqControlMode', 'cannot be combined with BPT_Scheduled_AC_CLReqControlMode')
@@ -2732,7 +2673,7 @@ def _e_iso20_ac_AC_ChargeLoopReqType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopReq
             raise encode_error('AC_ChargeLoopReqType.Scheduled_AC_CLReqControlMode', 'cannot be combined with BPT_Scheduled_AC_CLReqControlMode')
         s = 4
     elif o.CLReqControlMode is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_CLReqControlModeType(w, o.CLReqControlMode)
         if o.Dynamic_AC_CLReqControlMode is not None:
             raise encode_error('AC_ChargeLoopReqType.Dynamic_AC_CLReqControlMode', 'cannot be combined with CLReqControlMode')
@@ -2740,20 +2681,19 @@ def _e_iso20_ac_AC_ChargeLoopReqType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopReq
             raise encode_error('AC_ChargeLoopReqType.Scheduled_AC_CLReqControlMode', 'cannot be combined with CLReqControlMode')
         s = 4
     elif o.Dynamic_AC_CLReqControlMode is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w, o.Dynamic_AC_CLReqControlMode)
         if o.Scheduled_AC_CLReqControlMode is not None:
             raise encode_error('AC_ChargeLoopReqType.Scheduled_AC_CLReqControlMode', 'cannot be combined with Dynamic_AC_CLReqControlMode')
         s = 4
     elif o.Scheduled_AC_CLReqControlMode is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w, o.Scheduled_AC_CLReqControlMode)
         s = 4
     else:
         raise encode_error('AC_ChargeLoopReqType', 'missing SE(BPT_Dynamic_AC_CLReqControlMode), SE(BPT_Scheduled_AC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_AC_CLReqControlMode), SE(Scheduled_AC_CLReqControlMode)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2769,21 +2709,18 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
     f_Scheduled_AC_CLResControlMode: _iso20_ac.Scheduled_AC_CLResControlModeType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('AC_ChargeLoopResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'AC_ChargeLoopResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('AC_ChargeLoopResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('AC_ChargeLoopResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(13)
+    if c & 0x1810 != 0x0:
+        raise r.fail_back(13, 'AC_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 5) & 63)
     if iv >= 40:
-        raise r.fail('AC_ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('AC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('AC_ChargeLoopResType.ResponseCode', 'expected EE')
+    ec = (c & 15)
+    s = 1
     s = 2
-    ec = r.bits(4)
     if ec == 0:
         f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
         s = 3
@@ -2908,44 +2845,39 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         else:
             raise r.fail('AC_ChargeLoopResType[6]', f'event code {ec}, expected SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
     if r.bits(1):
-        raise r.fail('AC_ChargeLoopResType[7]', 'expected EE')
+        raise r.fail_back(1, 'AC_ChargeLoopResType', 'expected EE')
     s = -1
     return _iso20_ac.AC_ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVSETargetFrequency=f_EVSETargetFrequency, BPT_Dynamic_AC_CLResControlMode=f_BPT_Dynamic_AC_CLResControlMode, BPT_Scheduled_AC_CLResControlMode=f_BPT_Scheduled_AC_CLResControlMode, CLResControlMode=f_CLResControlMode, Dynamic_AC_CLResControlMode=f_Dynamic_AC_CLResControlMode, Scheduled_AC_CLResControlMode=f_Scheduled_AC_CLResControlMode)
 
 def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopResType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('AC_ChargeLoopResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('AC_ChargeLoopResType', 'missing SE(ResponseCode)')
+    if o.Header is None:
+        raise encode_error('AC_ChargeLoopResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('AC_ChargeLoopResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    s = 1
+    s = 2
     if o.EVSEStatus is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(1, 4)
+        w.bits(0x1, 4)
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
         s = 4
     elif o.Receipt is not None:
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
         s = 5
     elif o.EVSETargetFrequency is not None:
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetFrequency)
         s = 6
     elif o.BPT_Dynamic_AC_CLResControlMode is not None:
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w, o.BPT_Dynamic_AC_CLResControlMode)
         if o.BPT_Scheduled_AC_CLResControlMode is not None:
             raise encode_error('AC_ChargeLoopResType.BPT_Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Dynamic_AC_CLResControlMode')
@@ -2957,7 +2889,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
             raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Dynamic_AC_CLResControlMode')
         s = 7
     elif o.BPT_Scheduled_AC_CLResControlMode is not None:
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w, o.BPT_Scheduled_AC_CLResControlMode)
         if o.CLResControlMode is not None:
             raise encode_error('AC_ChargeLoopResType.CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
@@ -2967,7 +2899,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
             raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
         s = 7
     elif o.CLResControlMode is not None:
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         _e_iso20_common_types_CLResControlModeType(w, o.CLResControlMode)
         if o.Dynamic_AC_CLResControlMode is not None:
             raise encode_error('AC_ChargeLoopResType.Dynamic_AC_CLResControlMode', 'cannot be combined with CLResControlMode')
@@ -2975,32 +2907,32 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
             raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with CLResControlMode')
         s = 7
     elif o.Dynamic_AC_CLResControlMode is not None:
-        w.bits(7, 4)
+        w.bits(0x7, 4)
         _e_iso20_ac_Dynamic_AC_CLResControlModeType(w, o.Dynamic_AC_CLResControlMode)
         if o.Scheduled_AC_CLResControlMode is not None:
             raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with Dynamic_AC_CLResControlMode')
         s = 7
     elif o.Scheduled_AC_CLResControlMode is not None:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         _e_iso20_ac_Scheduled_AC_CLResControlModeType(w, o.Scheduled_AC_CLResControlMode)
         s = 7
     else:
         raise encode_error('AC_ChargeLoopResType', 'missing SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSETargetFrequency), SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
             s = 4
         elif o.Receipt is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         elif o.EVSETargetFrequency is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetFrequency)
             s = 6
         elif o.BPT_Dynamic_AC_CLResControlMode is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w, o.BPT_Dynamic_AC_CLResControlMode)
             if o.BPT_Scheduled_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.BPT_Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Dynamic_AC_CLResControlMode')
@@ -3012,7 +2944,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Dynamic_AC_CLResControlMode')
             s = 7
         elif o.BPT_Scheduled_AC_CLResControlMode is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w, o.BPT_Scheduled_AC_CLResControlMode)
             if o.CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
@@ -3022,7 +2954,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
             s = 7
         elif o.CLResControlMode is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_CLResControlModeType(w, o.CLResControlMode)
             if o.Dynamic_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.Dynamic_AC_CLResControlMode', 'cannot be combined with CLResControlMode')
@@ -3030,28 +2962,28 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with CLResControlMode')
             s = 7
         elif o.Dynamic_AC_CLResControlMode is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_ac_Dynamic_AC_CLResControlModeType(w, o.Dynamic_AC_CLResControlMode)
             if o.Scheduled_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with Dynamic_AC_CLResControlMode')
             s = 7
         elif o.Scheduled_AC_CLResControlMode is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_ac_Scheduled_AC_CLResControlModeType(w, o.Scheduled_AC_CLResControlMode)
             s = 7
         else:
             raise encode_error('AC_ChargeLoopResType', 'missing SE(MeterInfo), SE(Receipt), SE(EVSETargetFrequency), SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         elif o.EVSETargetFrequency is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetFrequency)
             s = 6
         elif o.BPT_Dynamic_AC_CLResControlMode is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w, o.BPT_Dynamic_AC_CLResControlMode)
             if o.BPT_Scheduled_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.BPT_Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Dynamic_AC_CLResControlMode')
@@ -3063,7 +2995,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Dynamic_AC_CLResControlMode')
             s = 7
         elif o.BPT_Scheduled_AC_CLResControlMode is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w, o.BPT_Scheduled_AC_CLResControlMode)
             if o.CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
@@ -3073,7 +3005,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
             s = 7
         elif o.CLResControlMode is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_CLResControlModeType(w, o.CLResControlMode)
             if o.Dynamic_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.Dynamic_AC_CLResControlMode', 'cannot be combined with CLResControlMode')
@@ -3081,24 +3013,24 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with CLResControlMode')
             s = 7
         elif o.Dynamic_AC_CLResControlMode is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_ac_Dynamic_AC_CLResControlModeType(w, o.Dynamic_AC_CLResControlMode)
             if o.Scheduled_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with Dynamic_AC_CLResControlMode')
             s = 7
         elif o.Scheduled_AC_CLResControlMode is not None:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             _e_iso20_ac_Scheduled_AC_CLResControlModeType(w, o.Scheduled_AC_CLResControlMode)
             s = 7
         else:
             raise encode_error('AC_ChargeLoopResType', 'missing SE(Receipt), SE(EVSETargetFrequency), SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
     if s == 5:
         if o.EVSETargetFrequency is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetFrequency)
             s = 6
         elif o.BPT_Dynamic_AC_CLResControlMode is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w, o.BPT_Dynamic_AC_CLResControlMode)
             if o.BPT_Scheduled_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.BPT_Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Dynamic_AC_CLResControlMode')
@@ -3110,7 +3042,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Dynamic_AC_CLResControlMode')
             s = 7
         elif o.BPT_Scheduled_AC_CLResControlMode is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w, o.BPT_Scheduled_AC_CLResControlMode)
             if o.CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
@@ -3120,7 +3052,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
             s = 7
         elif o.CLResControlMode is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_CLResControlModeType(w, o.CLResControlMode)
             if o.Dynamic_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.Dynamic_AC_CLResControlMode', 'cannot be combined with CLResControlMode')
@@ -3128,20 +3060,20 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with CLResControlMode')
             s = 7
         elif o.Dynamic_AC_CLResControlMode is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_ac_Dynamic_AC_CLResControlModeType(w, o.Dynamic_AC_CLResControlMode)
             if o.Scheduled_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with Dynamic_AC_CLResControlMode')
             s = 7
         elif o.Scheduled_AC_CLResControlMode is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_ac_Scheduled_AC_CLResControlModeType(w, o.Scheduled_AC_CLResControlMode)
             s = 7
         else:
             raise encode_error('AC_ChargeLoopResType', 'missing SE(EVSETargetFrequency), SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
     if s == 6:
         if o.BPT_Dynamic_AC_CLResControlMode is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w, o.BPT_Dynamic_AC_CLResControlMode)
             if o.BPT_Scheduled_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.BPT_Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Dynamic_AC_CLResControlMode')
@@ -3153,7 +3085,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Dynamic_AC_CLResControlMode')
             s = 7
         elif o.BPT_Scheduled_AC_CLResControlMode is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w, o.BPT_Scheduled_AC_CLResControlMode)
             if o.CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
@@ -3163,7 +3095,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
             s = 7
         elif o.CLResControlMode is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_CLResControlModeType(w, o.CLResControlMode)
             if o.Dynamic_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.Dynamic_AC_CLResControlMode', 'cannot be combined with CLResControlMode')
@@ -3171,29 +3103,29 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with CLResControlMode')
             s = 7
         elif o.Dynamic_AC_CLResControlMode is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_ac_Dynamic_AC_CLResControlModeType(w, o.Dynamic_AC_CLResControlMode)
             if o.Scheduled_AC_CLResControlMode is not None:
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with Dynamic_AC_CLResControlMode')
             s = 7
         elif o.Scheduled_AC_CLResControlMode is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_ac_Scheduled_AC_CLResControlModeType(w, o.Scheduled_AC_CLResControlMode)
             s = 7
         else:
             raise encode_error('AC_ChargeLoopResType', 'missing SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_ac_AC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_ac.AC_ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_AC_CPDReqEnergyTransferMode: _iso20_ac.AC_CPDReqEnergyTransferModeType | None = None
     f_BPT_AC_CPDReqEnergyTransferMode: _iso20_ac.BPT_AC_CPDReqEnergyTransferModeType | None = None
     if r.bits(1):
-        raise r.fail('AC_ChargeParameterDiscoveryReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'AC_ChargeParameterDiscoveryReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_AC_CPDReqEnergyTransferMode = _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r)
     elif ec == 1:
@@ -3201,29 +3133,25 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_ac.AC
     else:
         raise r.fail('AC_ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_CPDReqEnergyTransferMode), SE(BPT_AC_CPDReqEnergyTransferMode)')
     if r.bits(1):
-        raise r.fail('AC_ChargeParameterDiscoveryReqType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'AC_ChargeParameterDiscoveryReqType', 'expected EE')
     return _iso20_ac.AC_ChargeParameterDiscoveryReqType(Header=f_Header, AC_CPDReqEnergyTransferMode=f_AC_CPDReqEnergyTransferMode, BPT_AC_CPDReqEnergyTransferMode=f_BPT_AC_CPDReqEnergyTransferMode)
 
 def _e_iso20_ac_AC_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_ac.AC_ChargeParameterDiscoveryReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('AC_ChargeParameterDiscoveryReqType', 'missing SE(Header)')
+    if o.Header is None:
+        raise encode_error('AC_ChargeParameterDiscoveryReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
     if o.AC_CPDReqEnergyTransferMode is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w, o.AC_CPDReqEnergyTransferMode)
         if o.BPT_AC_CPDReqEnergyTransferMode is not None:
             raise encode_error('AC_ChargeParameterDiscoveryReqType.BPT_AC_CPDReqEnergyTransferMode', 'cannot be combined with AC_CPDReqEnergyTransferMode')
     elif o.BPT_AC_CPDReqEnergyTransferMode is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w, o.BPT_AC_CPDReqEnergyTransferMode)
     else:
         raise encode_error('AC_ChargeParameterDiscoveryReqType', 'missing SE(AC_CPDReqEnergyTransferMode), SE(BPT_AC_CPDReqEnergyTransferMode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_ac.AC_ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3231,19 +3159,16 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_ac.AC
     f_AC_CPDResEnergyTransferMode: _iso20_ac.AC_CPDResEnergyTransferModeType | None = None
     f_BPT_AC_CPDResEnergyTransferMode: _iso20_ac.BPT_AC_CPDResEnergyTransferModeType | None = None
     if r.bits(1):
-        raise r.fail('AC_ChargeParameterDiscoveryResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'AC_ChargeParameterDiscoveryResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('AC_ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('AC_ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(11)
+    if c & 0x604 != 0x0:
+        raise r.fail_back(11, 'AC_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 3) & 63)
     if iv >= 40:
-        raise r.fail('AC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('AC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('AC_ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    ec = r.bits(2)
+    ec = (c & 3)
     if ec == 0:
         f_AC_CPDResEnergyTransferMode = _d_iso20_ac_AC_CPDResEnergyTransferModeType(r)
     elif ec == 1:
@@ -3251,36 +3176,28 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_ac.AC
     else:
         raise r.fail('AC_ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(AC_CPDResEnergyTransferMode), SE(BPT_AC_CPDResEnergyTransferMode)')
     if r.bits(1):
-        raise r.fail('AC_ChargeParameterDiscoveryResType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'AC_ChargeParameterDiscoveryResType', 'expected EE')
     return _iso20_ac.AC_ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, AC_CPDResEnergyTransferMode=f_AC_CPDResEnergyTransferMode, BPT_AC_CPDResEnergyTransferMode=f_BPT_AC_CPDResEnergyTransferMode)
 
 def _e_iso20_ac_AC_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_ac.AC_ChargeParameterDiscoveryResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('AC_ChargeParameterDiscoveryResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AC_ChargeParameterDiscoveryResType', 'missing SE(ResponseCode)')
+    if o.Header is None:
+        raise encode_error('AC_ChargeParameterDiscoveryResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('AC_ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
     if o.AC_CPDResEnergyTransferMode is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_ac_AC_CPDResEnergyTransferModeType(w, o.AC_CPDResEnergyTransferMode)
         if o.BPT_AC_CPDResEnergyTransferMode is not None:
             raise encode_error('AC_ChargeParameterDiscoveryResType.BPT_AC_CPDResEnergyTransferMode', 'cannot be combined with AC_CPDResEnergyTransferMode')
     elif o.BPT_AC_CPDResEnergyTransferMode is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w, o.BPT_AC_CPDResEnergyTransferMode)
     else:
         raise encode_error('AC_ChargeParameterDiscoveryResType', 'missing SE(AC_CPDResEnergyTransferMode), SE(BPT_AC_CPDResEnergyTransferMode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.BPT_AC_CPDReqEnergyTransferModeType:
     f_EVMaximumChargePower: _iso20_common_types.RationalNumberType
@@ -3297,10 +3214,11 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
     f_EVMinimumDischargePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('BPT_AC_CPDReqEnergyTransferModeType[0]', 'expected SE(EVMaximumChargePower)')
+        raise r.fail_back(1, 'BPT_AC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower)')
     f_EVMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_EVMaximumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 2
@@ -3324,10 +3242,11 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_AC_CPDReqEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 3:
         if r.bits(1):
-            raise r.fail('BPT_AC_CPDReqEnergyTransferModeType[3]', 'expected SE(EVMinimumChargePower)')
+            raise r.fail_back(1, 'BPT_AC_CPDReqEnergyTransferModeType[3]', 'expected SE(EVMinimumChargePower)')
         f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 4
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVMinimumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 5
@@ -3351,10 +3270,11 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_AC_CPDReqEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVMaximumDischargePower)')
     if s == 6:
         if r.bits(1):
-            raise r.fail('BPT_AC_CPDReqEnergyTransferModeType[6]', 'expected SE(EVMaximumDischargePower)')
+            raise r.fail_back(1, 'BPT_AC_CPDReqEnergyTransferModeType[6]', 'expected SE(EVMaximumDischargePower)')
         f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 7
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVMaximumDischargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 8
@@ -3378,10 +3298,11 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_AC_CPDReqEnergyTransferModeType[8]', f'event code {ec}, expected SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
     if s == 9:
         if r.bits(1):
-            raise r.fail('BPT_AC_CPDReqEnergyTransferModeType[9]', 'expected SE(EVMinimumDischargePower)')
+            raise r.fail_back(1, 'BPT_AC_CPDReqEnergyTransferModeType[9]', 'expected SE(EVMinimumDischargePower)')
         f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 10
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVMinimumDischargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 11
@@ -3403,136 +3324,135 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_AC_CPDReqEnergyTransferModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower_L3), EE')
     if s == 12:
         if r.bits(1):
-            raise r.fail('BPT_AC_CPDReqEnergyTransferModeType[12]', 'expected EE')
+            raise r.fail_back(1, 'BPT_AC_CPDReqEnergyTransferModeType[12]', 'expected EE')
         s = -1
     return _iso20_ac.BPT_AC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMaximumDischargePower_L2=f_EVMaximumDischargePower_L2, EVMaximumDischargePower_L3=f_EVMaximumDischargePower_L3, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMinimumDischargePower_L2=f_EVMinimumDischargePower_L2, EVMinimumDischargePower_L3=f_EVMinimumDischargePower_L3)
 
 def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.BPT_AC_CPDReqEnergyTransferModeType) -> None:
     s = 0
-    if o.EVMaximumChargePower is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
-        s = 1
-    else:
-        raise encode_error('BPT_AC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumChargePower)')
+    if o.EVMaximumChargePower is None:
+        raise encode_error('BPT_AC_CPDReqEnergyTransferModeType.EVMaximumChargePower', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
+    s = 1
     if o.EVMaximumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
         s = 2
     elif o.EVMaximumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
         s = 3
     elif o.EVMinimumChargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
         s = 4
     else:
         raise encode_error('BPT_AC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 2:
         if o.EVMaximumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 3
         elif o.EVMinimumChargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 4
         else:
             raise encode_error('BPT_AC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 3:
         if o.EVMinimumChargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 4
         else:
             raise encode_error('BPT_AC_CPDReqEnergyTransferModeType', 'missing SE(EVMinimumChargePower)')
     if o.EVMinimumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
         s = 5
     elif o.EVMinimumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
         s = 6
     elif o.EVMaximumDischargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
         s = 7
     else:
         raise encode_error('BPT_AC_CPDReqEnergyTransferModeType', 'missing SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVMaximumDischargePower)')
     if s == 5:
         if o.EVMinimumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 6
         elif o.EVMaximumDischargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
             s = 7
         else:
             raise encode_error('BPT_AC_CPDReqEnergyTransferModeType', 'missing SE(EVMinimumChargePower_L3), SE(EVMaximumDischargePower)')
     if s == 6:
         if o.EVMaximumDischargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
             s = 7
         else:
             raise encode_error('BPT_AC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumDischargePower)')
     if o.EVMaximumDischargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L2)
         s = 8
     elif o.EVMaximumDischargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
         s = 9
     elif o.EVMinimumDischargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
         s = 10
     else:
         raise encode_error('BPT_AC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
     if s == 8:
         if o.EVMaximumDischargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
             s = 9
         elif o.EVMinimumDischargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 10
         else:
             raise encode_error('BPT_AC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
     if s == 9:
         if o.EVMinimumDischargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 10
         else:
             raise encode_error('BPT_AC_CPDReqEnergyTransferModeType', 'missing SE(EVMinimumDischargePower)')
     if o.EVMinimumDischargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
         s = 11
     elif o.EVMinimumDischargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
         s = 12
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 11:
         if o.EVMinimumDischargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 12
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 12:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.BPT_AC_CPDResEnergyTransferModeType:
@@ -3556,10 +3476,11 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
     f_EVSEMinimumDischargePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('BPT_AC_CPDResEnergyTransferModeType[0]', 'expected SE(EVSEMaximumChargePower)')
+        raise r.fail_back(1, 'BPT_AC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower)')
     f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_EVSEMaximumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 2
@@ -3583,10 +3504,11 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_AC_CPDResEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
     if s == 3:
         if r.bits(1):
-            raise r.fail('BPT_AC_CPDResEnergyTransferModeType[3]', 'expected SE(EVSEMinimumChargePower)')
+            raise r.fail_back(1, 'BPT_AC_CPDResEnergyTransferModeType[3]', 'expected SE(EVSEMinimumChargePower)')
         f_EVSEMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 4
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVSEMinimumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 5
@@ -3610,10 +3532,11 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_AC_CPDResEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
     if s == 6:
         if r.bits(1):
-            raise r.fail('BPT_AC_CPDResEnergyTransferModeType[6]', 'expected SE(EVSENominalFrequency)')
+            raise r.fail_back(1, 'BPT_AC_CPDResEnergyTransferModeType[6]', 'expected SE(EVSENominalFrequency)')
         f_EVSENominalFrequency = _d_iso20_common_types_RationalNumberType(r)
         s = 7
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_MaximumPowerAsymmetry = _d_iso20_common_types_RationalNumberType(r)
         s = 8
@@ -3694,10 +3617,11 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_AC_CPDResEnergyTransferModeType[11]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 12:
         if r.bits(1):
-            raise r.fail('BPT_AC_CPDResEnergyTransferModeType[12]', 'expected SE(EVSEMaximumDischargePower)')
+            raise r.fail_back(1, 'BPT_AC_CPDResEnergyTransferModeType[12]', 'expected SE(EVSEMaximumDischargePower)')
         f_EVSEMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 13
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVSEMaximumDischargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 14
@@ -3721,10 +3645,11 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_AC_CPDResEnergyTransferModeType[14]', f'event code {ec}, expected SE(EVSEMaximumDischargePower_L3), SE(EVSEMinimumDischargePower)')
     if s == 15:
         if r.bits(1):
-            raise r.fail('BPT_AC_CPDResEnergyTransferModeType[15]', 'expected SE(EVSEMinimumDischargePower)')
+            raise r.fail_back(1, 'BPT_AC_CPDResEnergyTransferModeType[15]', 'expected SE(EVSEMinimumDischargePower)')
         f_EVSEMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 16
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVSEMinimumDischargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 17
@@ -3746,237 +3671,236 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_AC_CPDResEnergyTransferModeType[17]', f'event code {ec}, expected SE(EVSEMinimumDischargePower_L3), EE')
     if s == 18:
         if r.bits(1):
-            raise r.fail('BPT_AC_CPDResEnergyTransferModeType[18]', 'expected EE')
+            raise r.fail_back(1, 'BPT_AC_CPDResEnergyTransferModeType[18]', 'expected EE')
         s = -1
     return _iso20_ac.BPT_AC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMaximumChargePower_L2=f_EVSEMaximumChargePower_L2, EVSEMaximumChargePower_L3=f_EVSEMaximumChargePower_L3, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMinimumChargePower_L2=f_EVSEMinimumChargePower_L2, EVSEMinimumChargePower_L3=f_EVSEMinimumChargePower_L3, EVSENominalFrequency=f_EVSENominalFrequency, MaximumPowerAsymmetry=f_MaximumPowerAsymmetry, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMaximumDischargePower_L2=f_EVSEMaximumDischargePower_L2, EVSEMaximumDischargePower_L3=f_EVSEMaximumDischargePower_L3, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMinimumDischargePower_L2=f_EVSEMinimumDischargePower_L2, EVSEMinimumDischargePower_L3=f_EVSEMinimumDischargePower_L3)
 
 def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.BPT_AC_CPDResEnergyTransferModeType) -> None:
     s = 0
-    if o.EVSEMaximumChargePower is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
-        s = 1
-    else:
-        raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumChargePower)')
+    if o.EVSEMaximumChargePower is None:
+        raise encode_error('BPT_AC_CPDResEnergyTransferModeType.EVSEMaximumChargePower', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+    s = 1
     if o.EVSEMaximumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower_L2)
         s = 2
     elif o.EVSEMaximumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower_L3)
         s = 3
     elif o.EVSEMinimumChargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
         s = 4
     else:
         raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumChargePower_L2), SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
     if s == 2:
         if o.EVSEMaximumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower_L3)
             s = 3
         elif o.EVSEMinimumChargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
             s = 4
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
     if s == 3:
         if o.EVSEMinimumChargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
             s = 4
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMinimumChargePower)')
     if o.EVSEMinimumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower_L2)
         s = 5
     elif o.EVSEMinimumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower_L3)
         s = 6
     elif o.EVSENominalFrequency is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSENominalFrequency)
         s = 7
     else:
         raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMinimumChargePower_L2), SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
     if s == 5:
         if o.EVSEMinimumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower_L3)
             s = 6
         elif o.EVSENominalFrequency is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSENominalFrequency)
             s = 7
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
     if s == 6:
         if o.EVSENominalFrequency is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVSENominalFrequency)
             s = 7
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSENominalFrequency)')
     if o.MaximumPowerAsymmetry is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.MaximumPowerAsymmetry)
         s = 8
     elif o.EVSEPowerRampLimitation is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPowerRampLimitation)
         s = 9
     elif o.EVSEPresentActivePower is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
         s = 10
     elif o.EVSEPresentActivePower_L2 is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
         s = 11
     elif o.EVSEPresentActivePower_L3 is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
         s = 12
     elif o.EVSEMaximumDischargePower is not None:
-        w.bits(5, 3)
+        w.bits(0x5, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
         s = 13
     else:
         raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(MaximumPowerAsymmetry), SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 8:
         if o.EVSEPowerRampLimitation is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPowerRampLimitation)
             s = 9
         elif o.EVSEPresentActivePower is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 10
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 11
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 12
         elif o.EVSEMaximumDischargePower is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
             s = 13
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 9:
         if o.EVSEPresentActivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 10
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 11
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 12
         elif o.EVSEMaximumDischargePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
             s = 13
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 10:
         if o.EVSEPresentActivePower_L2 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 11
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 12
         elif o.EVSEMaximumDischargePower is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
             s = 13
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 11:
         if o.EVSEPresentActivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 12
         elif o.EVSEMaximumDischargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
             s = 13
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 12:
         if o.EVSEMaximumDischargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
             s = 13
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumDischargePower)')
     if o.EVSEMaximumDischargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower_L2)
         s = 14
     elif o.EVSEMaximumDischargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower_L3)
         s = 15
     elif o.EVSEMinimumDischargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
         s = 16
     else:
         raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumDischargePower_L2), SE(EVSEMaximumDischargePower_L3), SE(EVSEMinimumDischargePower)')
     if s == 14:
         if o.EVSEMaximumDischargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower_L3)
             s = 15
         elif o.EVSEMinimumDischargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
             s = 16
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumDischargePower_L3), SE(EVSEMinimumDischargePower)')
     if s == 15:
         if o.EVSEMinimumDischargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
             s = 16
         else:
             raise encode_error('BPT_AC_CPDResEnergyTransferModeType', 'missing SE(EVSEMinimumDischargePower)')
     if o.EVSEMinimumDischargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower_L2)
         s = 17
     elif o.EVSEMinimumDischargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower_L3)
         s = 18
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 17:
         if o.EVSEMinimumDischargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower_L3)
             s = 18
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 18:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.BPT_Dynamic_AC_CLReqControlModeType:
@@ -4005,16 +3929,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('BPT_Dynamic_AC_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -4023,22 +3948,23 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[2]', 'expected SE(EVMaximumEnergyRequest)')
+        raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
     f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
     s = 3
-    if r.bits(1):
-        raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[3]', 'expected SE(EVMinimumEnergyRequest)')
     f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    s = 4
     if r.bits(1):
-        raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[4]', 'expected SE(EVMaximumChargePower)')
+        raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected SE(EVMaximumChargePower)')
+    s = 4
     f_EVMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    ec = c
     s = 5
-    ec = r.bits(2)
     if ec == 0:
         f_EVMaximumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 6
@@ -4062,10 +3988,11 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 7:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[7]', 'expected SE(EVMinimumChargePower)')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType[7]', 'expected SE(EVMinimumChargePower)')
         f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 8
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVMinimumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 9
@@ -4089,10 +4016,11 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 10:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[10]', 'expected SE(EVPresentActivePower)')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType[10]', 'expected SE(EVPresentActivePower)')
         f_EVPresentActivePower = _d_iso20_common_types_RationalNumberType(r)
         s = 11
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVPresentActivePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 12
@@ -4116,10 +4044,11 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
     if s == 13:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[13]', 'expected SE(EVPresentReactivePower)')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType[13]', 'expected SE(EVPresentReactivePower)')
         f_EVPresentReactivePower = _d_iso20_common_types_RationalNumberType(r)
         s = 14
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVPresentReactivePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 15
@@ -4143,10 +4072,11 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[15]', f'event code {ec}, expected SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower)')
     if s == 16:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[16]', 'expected SE(EVMaximumDischargePower)')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType[16]', 'expected SE(EVMaximumDischargePower)')
         f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 17
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVMaximumDischargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 18
@@ -4170,10 +4100,11 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[18]', f'event code {ec}, expected SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
     if s == 19:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[19]', 'expected SE(EVMinimumDischargePower)')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType[19]', 'expected SE(EVMinimumDischargePower)')
         f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 20
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_EVMinimumDischargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 21
@@ -4228,269 +4159,265 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[23]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
     if s == 24:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLReqControlModeType[24]', 'expected EE')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLReqControlModeType[24]', 'expected EE')
         s = -1
     return _iso20_ac.BPT_Dynamic_AC_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVPresentActivePower=f_EVPresentActivePower, EVPresentActivePower_L2=f_EVPresentActivePower_L2, EVPresentActivePower_L3=f_EVPresentActivePower_L3, EVPresentReactivePower=f_EVPresentReactivePower, EVPresentReactivePower_L2=f_EVPresentReactivePower_L2, EVPresentReactivePower_L3=f_EVPresentReactivePower_L3, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMaximumDischargePower_L2=f_EVMaximumDischargePower_L2, EVMaximumDischargePower_L3=f_EVMaximumDischargePower_L3, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMinimumDischargePower_L2=f_EVMinimumDischargePower_L2, EVMinimumDischargePower_L3=f_EVMinimumDischargePower_L3, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest)
 
 def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.BPT_Dynamic_AC_CLReqControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 3)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 2
     else:
         raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
             s = 2
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
-    if o.EVMaximumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
-        s = 3
-    else:
-        raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest)')
-    if o.EVMinimumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-        s = 4
-    else:
-        raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest)')
-    if o.EVMaximumChargePower is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
-        s = 5
-    else:
-        raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower)')
+    if o.EVMaximumEnergyRequest is None:
+        raise encode_error('BPT_Dynamic_AC_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMinimumEnergyRequest is None:
+        raise encode_error('BPT_Dynamic_AC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+    if o.EVMaximumChargePower is None:
+        raise encode_error('BPT_Dynamic_AC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
+    w.bits(0x0, 1)
+    s = 4
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
+    s = 5
     if o.EVMaximumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
         s = 6
     elif o.EVMaximumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
         s = 7
     elif o.EVMinimumChargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
         s = 8
     else:
         raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 6:
         if o.EVMaximumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 7
         elif o.EVMinimumChargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 8
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 7:
         if o.EVMinimumChargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 8
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower)')
     if o.EVMinimumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
         s = 9
     elif o.EVMinimumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
         s = 10
     elif o.EVPresentActivePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
         s = 11
     else:
         raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 9:
         if o.EVMinimumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 10
         elif o.EVPresentActivePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 11
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 10:
         if o.EVPresentActivePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 11
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVPresentActivePower)')
     if o.EVPresentActivePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L2)
         s = 12
     elif o.EVPresentActivePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L3)
         s = 13
     elif o.EVPresentReactivePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
         s = 14
     else:
         raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
     if s == 12:
         if o.EVPresentActivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L3)
             s = 13
         elif o.EVPresentReactivePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
             s = 14
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
     if s == 13:
         if o.EVPresentReactivePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
             s = 14
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVPresentReactivePower)')
     if o.EVPresentReactivePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L2)
         s = 15
     elif o.EVPresentReactivePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
         s = 16
     elif o.EVMaximumDischargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
         s = 17
     else:
         raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower)')
     if s == 15:
         if o.EVPresentReactivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
             s = 16
         elif o.EVMaximumDischargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
             s = 17
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower)')
     if s == 16:
         if o.EVMaximumDischargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
             s = 17
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumDischargePower)')
     if o.EVMaximumDischargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L2)
         s = 18
     elif o.EVMaximumDischargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
         s = 19
     elif o.EVMinimumDischargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
         s = 20
     else:
         raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
     if s == 18:
         if o.EVMaximumDischargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
             s = 19
         elif o.EVMinimumDischargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 20
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
     if s == 19:
         if o.EVMinimumDischargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 20
         else:
             raise encode_error('BPT_Dynamic_AC_CLReqControlModeType', 'missing SE(EVMinimumDischargePower)')
     if o.EVMinimumDischargePower_L2 is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
         s = 21
     elif o.EVMinimumDischargePower_L3 is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
         s = 22
     elif o.EVMaximumV2XEnergyRequest is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumV2XEnergyRequest)
         s = 23
     elif o.EVMinimumV2XEnergyRequest is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumV2XEnergyRequest)
         s = 24
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 21:
         if o.EVMinimumDischargePower_L3 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 22
         elif o.EVMaximumV2XEnergyRequest is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumV2XEnergyRequest)
             s = 23
         elif o.EVMinimumV2XEnergyRequest is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumV2XEnergyRequest)
             s = 24
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 22:
         if o.EVMaximumV2XEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumV2XEnergyRequest)
             s = 23
         elif o.EVMinimumV2XEnergyRequest is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumV2XEnergyRequest)
             s = 24
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 23:
         if o.EVMinimumV2XEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumV2XEnergyRequest)
             s = 24
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 24:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.BPT_Dynamic_AC_CLResControlModeType:
@@ -4508,46 +4435,45 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
     f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         iv = r.uint()
         if iv > 65535:
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
         f_AckMaxDelay = iv
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
         f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -4557,34 +4483,32 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -4594,24 +4518,23 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'BPT_Dynamic_AC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -4622,13 +4545,13 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -4637,10 +4560,11 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType[4]', 'expected SE(EVSETargetActivePower)')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[4]', 'expected SE(EVSETargetActivePower)')
         f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
         s = 5
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_EVSETargetActivePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 6
@@ -4797,304 +4721,284 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail('BPT_Dynamic_AC_CLResControlModeType[12]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), EE')
     if s == 13:
         if r.bits(1):
-            raise r.fail('BPT_Dynamic_AC_CLResControlModeType[13]', 'expected EE')
+            raise r.fail_back(1, 'BPT_Dynamic_AC_CLResControlModeType[13]', 'expected EE')
         s = -1
     return _iso20_ac.BPT_Dynamic_AC_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSETargetActivePower=f_EVSETargetActivePower, EVSETargetActivePower_L2=f_EVSETargetActivePower_L2, EVSETargetActivePower_L3=f_EVSETargetActivePower_L3, EVSETargetReactivePower=f_EVSETargetReactivePower, EVSETargetReactivePower_L2=f_EVSETargetReactivePower_L2, EVSETargetReactivePower_L3=f_EVSETargetReactivePower_L3, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3)
 
 def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.BPT_Dynamic_AC_CLResControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 4)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('BPT_Dynamic_AC_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.AckMaxDelay <= 65535):
+        w.bits(0x6, 4)
+        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
             raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.EVSETargetActivePower is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
         s = 5
     else:
         raise encode_error('BPT_Dynamic_AC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x4, 4)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.EVSETargetActivePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
             s = 5
         else:
             raise encode_error('BPT_Dynamic_AC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x2, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.EVSETargetActivePower is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
             s = 5
         else:
             raise encode_error('BPT_Dynamic_AC_CLResControlModeType', 'missing SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x0, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.EVSETargetActivePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
             s = 5
         else:
             raise encode_error('BPT_Dynamic_AC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 4:
         if o.EVSETargetActivePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
             s = 5
         else:
             raise encode_error('BPT_Dynamic_AC_CLResControlModeType', 'missing SE(EVSETargetActivePower)')
     if o.EVSETargetActivePower_L2 is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L2)
         s = 6
     elif o.EVSETargetActivePower_L3 is not None:
-        w.bits(1, 4)
+        w.bits(0x1, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L3)
         s = 7
     elif o.EVSETargetReactivePower is not None:
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
         s = 8
     elif o.EVSETargetReactivePower_L2 is not None:
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
         s = 9
     elif o.EVSETargetReactivePower_L3 is not None:
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
         s = 10
     elif o.EVSEPresentActivePower is not None:
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
         s = 11
     elif o.EVSEPresentActivePower_L2 is not None:
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
         s = 12
     elif o.EVSEPresentActivePower_L3 is not None:
-        w.bits(7, 4)
+        w.bits(0x7, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
         s = 13
     else:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         s = -1
     if s == 6:
         if o.EVSETargetActivePower_L3 is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L3)
             s = 7
         elif o.EVSETargetReactivePower is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
             s = 8
         elif o.EVSETargetReactivePower_L2 is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 9
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 10
         elif o.EVSEPresentActivePower is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 11
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             s = -1
     if s == 7:
         if o.EVSETargetReactivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
             s = 8
         elif o.EVSETargetReactivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 9
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 10
         elif o.EVSEPresentActivePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 11
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             s = -1
     if s == 8:
         if o.EVSETargetReactivePower_L2 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 9
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 10
         elif o.EVSEPresentActivePower is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 11
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 9:
         if o.EVSETargetReactivePower_L3 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 10
         elif o.EVSEPresentActivePower is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 11
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 10:
         if o.EVSEPresentActivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 11
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 11:
         if o.EVSEPresentActivePower_L2 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 12:
         if o.EVSEPresentActivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 13:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.BPT_Scheduled_AC_CLReqControlModeType:
@@ -5120,7 +5024,8 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
     f_EVMinimumDischargePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumDischargePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 1
@@ -5319,10 +5224,11 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             raise r.fail('BPT_Scheduled_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 9:
         if r.bits(1):
-            raise r.fail('BPT_Scheduled_AC_CLReqControlModeType[9]', 'expected SE(EVPresentActivePower)')
+            raise r.fail_back(1, 'BPT_Scheduled_AC_CLReqControlModeType[9]', 'expected SE(EVPresentActivePower)')
         f_EVPresentActivePower = _d_iso20_common_types_RationalNumberType(r)
         s = 10
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_EVPresentActivePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 11
@@ -5587,571 +5493,571 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             raise r.fail('BPT_Scheduled_AC_CLReqControlModeType[20]', f'event code {ec}, expected SE(EVMinimumDischargePower_L3), EE')
     if s == 21:
         if r.bits(1):
-            raise r.fail('BPT_Scheduled_AC_CLReqControlModeType[21]', 'expected EE')
+            raise r.fail_back(1, 'BPT_Scheduled_AC_CLReqControlModeType[21]', 'expected EE')
         s = -1
     return _iso20_ac.BPT_Scheduled_AC_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVPresentActivePower=f_EVPresentActivePower, EVPresentActivePower_L2=f_EVPresentActivePower_L2, EVPresentActivePower_L3=f_EVPresentActivePower_L3, EVPresentReactivePower=f_EVPresentReactivePower, EVPresentReactivePower_L2=f_EVPresentReactivePower_L2, EVPresentReactivePower_L3=f_EVPresentReactivePower_L3, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMaximumDischargePower_L2=f_EVMaximumDischargePower_L2, EVMaximumDischargePower_L3=f_EVMaximumDischargePower_L3, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMinimumDischargePower_L2=f_EVMinimumDischargePower_L2, EVMinimumDischargePower_L3=f_EVMinimumDischargePower_L3)
 
 def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.BPT_Scheduled_AC_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(1, 4)
+        w.bits(0x1, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
         s = 3
     elif o.EVMaximumChargePower is not None:
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
         s = 4
     elif o.EVMaximumChargePower_L2 is not None:
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
         s = 5
     elif o.EVMaximumChargePower_L3 is not None:
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
         s = 6
     elif o.EVMinimumChargePower is not None:
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
         s = 7
     elif o.EVMinimumChargePower_L2 is not None:
-        w.bits(7, 4)
+        w.bits(0x7, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
         s = 8
     elif o.EVMinimumChargePower_L3 is not None:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
         s = 9
     elif o.EVPresentActivePower is not None:
-        w.bits(9, 4)
+        w.bits(0x9, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
         s = 10
     else:
         raise encode_error('BPT_Scheduled_AC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         elif o.EVMaximumChargePower is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
             s = 4
         elif o.EVMaximumChargePower_L2 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
             s = 5
         elif o.EVMaximumChargePower_L3 is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 6
         elif o.EVMinimumChargePower is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('BPT_Scheduled_AC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         elif o.EVMaximumChargePower is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
             s = 4
         elif o.EVMaximumChargePower_L2 is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
             s = 5
         elif o.EVMaximumChargePower_L3 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 6
         elif o.EVMinimumChargePower is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('BPT_Scheduled_AC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 3:
         if o.EVMaximumChargePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
             s = 4
         elif o.EVMaximumChargePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
             s = 5
         elif o.EVMaximumChargePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 6
         elif o.EVMinimumChargePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('BPT_Scheduled_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 4:
         if o.EVMaximumChargePower_L2 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
             s = 5
         elif o.EVMaximumChargePower_L3 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 6
         elif o.EVMinimumChargePower is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('BPT_Scheduled_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 5:
         if o.EVMaximumChargePower_L3 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 6
         elif o.EVMinimumChargePower is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('BPT_Scheduled_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 6:
         if o.EVMinimumChargePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('BPT_Scheduled_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 7:
         if o.EVMinimumChargePower_L2 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('BPT_Scheduled_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 8:
         if o.EVMinimumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('BPT_Scheduled_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 9:
         if o.EVPresentActivePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('BPT_Scheduled_AC_CLReqControlModeType', 'missing SE(EVPresentActivePower)')
     if o.EVPresentActivePower_L2 is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L2)
         s = 11
     elif o.EVPresentActivePower_L3 is not None:
-        w.bits(1, 4)
+        w.bits(0x1, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L3)
         s = 12
     elif o.EVPresentReactivePower is not None:
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
         s = 13
     elif o.EVPresentReactivePower_L2 is not None:
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L2)
         s = 14
     elif o.EVPresentReactivePower_L3 is not None:
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
         s = 15
     elif o.EVMaximumDischargePower is not None:
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
         s = 16
     elif o.EVMaximumDischargePower_L2 is not None:
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L2)
         s = 17
     elif o.EVMaximumDischargePower_L3 is not None:
-        w.bits(7, 4)
+        w.bits(0x7, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
         s = 18
     elif o.EVMinimumDischargePower is not None:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
         s = 19
     elif o.EVMinimumDischargePower_L2 is not None:
-        w.bits(9, 4)
+        w.bits(0x9, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
         s = 20
     elif o.EVMinimumDischargePower_L3 is not None:
-        w.bits(10, 4)
+        w.bits(0xa, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
         s = 21
     else:
-        w.bits(11, 4)
+        w.bits(0xb, 4)
         s = -1
     if s == 11:
         if o.EVPresentActivePower_L3 is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L3)
             s = 12
         elif o.EVPresentReactivePower is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
             s = 13
         elif o.EVPresentReactivePower_L2 is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L2)
             s = 14
         elif o.EVPresentReactivePower_L3 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
             s = 15
         elif o.EVMaximumDischargePower is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
             s = 16
         elif o.EVMaximumDischargePower_L2 is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L2)
             s = 17
         elif o.EVMaximumDischargePower_L3 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
             s = 18
         elif o.EVMinimumDischargePower is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 19
         elif o.EVMinimumDischargePower_L2 is not None:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
             s = 20
         elif o.EVMinimumDischargePower_L3 is not None:
-            w.bits(9, 4)
+            w.bits(0x9, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 21
         else:
-            w.bits(10, 4)
+            w.bits(0xa, 4)
             s = -1
     if s == 12:
         if o.EVPresentReactivePower is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
             s = 13
         elif o.EVPresentReactivePower_L2 is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L2)
             s = 14
         elif o.EVPresentReactivePower_L3 is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
             s = 15
         elif o.EVMaximumDischargePower is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
             s = 16
         elif o.EVMaximumDischargePower_L2 is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L2)
             s = 17
         elif o.EVMaximumDischargePower_L3 is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
             s = 18
         elif o.EVMinimumDischargePower is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 19
         elif o.EVMinimumDischargePower_L2 is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
             s = 20
         elif o.EVMinimumDischargePower_L3 is not None:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 21
         else:
-            w.bits(9, 4)
+            w.bits(0x9, 4)
             s = -1
     if s == 13:
         if o.EVPresentReactivePower_L2 is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L2)
             s = 14
         elif o.EVPresentReactivePower_L3 is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
             s = 15
         elif o.EVMaximumDischargePower is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
             s = 16
         elif o.EVMaximumDischargePower_L2 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L2)
             s = 17
         elif o.EVMaximumDischargePower_L3 is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
             s = 18
         elif o.EVMinimumDischargePower is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 19
         elif o.EVMinimumDischargePower_L2 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
             s = 20
         elif o.EVMinimumDischargePower_L3 is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 21
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
     if s == 14:
         if o.EVPresentReactivePower_L3 is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
             s = 15
         elif o.EVMaximumDischargePower is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
             s = 16
         elif o.EVMaximumDischargePower_L2 is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L2)
             s = 17
         elif o.EVMaximumDischargePower_L3 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
             s = 18
         elif o.EVMinimumDischargePower is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 19
         elif o.EVMinimumDischargePower_L2 is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
             s = 20
         elif o.EVMinimumDischargePower_L3 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 21
         else:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             s = -1
     if s == 15:
         if o.EVMaximumDischargePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
             s = 16
         elif o.EVMaximumDischargePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L2)
             s = 17
         elif o.EVMaximumDischargePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
             s = 18
         elif o.EVMinimumDischargePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 19
         elif o.EVMinimumDischargePower_L2 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
             s = 20
         elif o.EVMinimumDischargePower_L3 is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 21
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             s = -1
     if s == 16:
         if o.EVMaximumDischargePower_L2 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L2)
             s = 17
         elif o.EVMaximumDischargePower_L3 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
             s = 18
         elif o.EVMinimumDischargePower is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 19
         elif o.EVMinimumDischargePower_L2 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
             s = 20
         elif o.EVMinimumDischargePower_L3 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 21
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 17:
         if o.EVMaximumDischargePower_L3 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower_L3)
             s = 18
         elif o.EVMinimumDischargePower is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 19
         elif o.EVMinimumDischargePower_L2 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
             s = 20
         elif o.EVMinimumDischargePower_L3 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 21
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 18:
         if o.EVMinimumDischargePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 19
         elif o.EVMinimumDischargePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
             s = 20
         elif o.EVMinimumDischargePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 21
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 19:
         if o.EVMinimumDischargePower_L2 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L2)
             s = 20
         elif o.EVMinimumDischargePower_L3 is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 21
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 20:
         if o.EVMinimumDischargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower_L3)
             s = 21
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 21:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.BPT_Scheduled_AC_CLResControlModeType:
@@ -6165,7 +6071,8 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
     f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
         s = 1
@@ -6355,230 +6262,230 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             raise r.fail('BPT_Scheduled_AC_CLResControlModeType[8]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), EE')
     if s == 9:
         if r.bits(1):
-            raise r.fail('BPT_Scheduled_AC_CLResControlModeType[9]', 'expected EE')
+            raise r.fail_back(1, 'BPT_Scheduled_AC_CLResControlModeType[9]', 'expected EE')
         s = -1
     return _iso20_ac.BPT_Scheduled_AC_CLResControlModeType(EVSETargetActivePower=f_EVSETargetActivePower, EVSETargetActivePower_L2=f_EVSETargetActivePower_L2, EVSETargetActivePower_L3=f_EVSETargetActivePower_L3, EVSETargetReactivePower=f_EVSETargetReactivePower, EVSETargetReactivePower_L2=f_EVSETargetReactivePower_L2, EVSETargetReactivePower_L3=f_EVSETargetReactivePower_L3, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3)
 
 def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.BPT_Scheduled_AC_CLResControlModeType) -> None:
     s = 0
     if o.EVSETargetActivePower is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
         s = 1
     elif o.EVSETargetActivePower_L2 is not None:
-        w.bits(1, 4)
+        w.bits(0x1, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L2)
         s = 2
     elif o.EVSETargetActivePower_L3 is not None:
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L3)
         s = 3
     elif o.EVSETargetReactivePower is not None:
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
         s = 4
     elif o.EVSETargetReactivePower_L2 is not None:
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
         s = 5
     elif o.EVSETargetReactivePower_L3 is not None:
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
         s = 6
     elif o.EVSEPresentActivePower is not None:
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
         s = 7
     elif o.EVSEPresentActivePower_L2 is not None:
-        w.bits(7, 4)
+        w.bits(0x7, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
         s = 8
     elif o.EVSEPresentActivePower_L3 is not None:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
         s = 9
     else:
-        w.bits(9, 4)
+        w.bits(0x9, 4)
         s = -1
     if s == 1:
         if o.EVSETargetActivePower_L2 is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L2)
             s = 2
         elif o.EVSETargetActivePower_L3 is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L3)
             s = 3
         elif o.EVSETargetReactivePower is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
             s = 4
         elif o.EVSETargetReactivePower_L2 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 5
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 6
         elif o.EVSEPresentActivePower is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
     if s == 2:
         if o.EVSETargetActivePower_L3 is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L3)
             s = 3
         elif o.EVSETargetReactivePower is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
             s = 4
         elif o.EVSETargetReactivePower_L2 is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 5
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 6
         elif o.EVSEPresentActivePower is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             s = -1
     if s == 3:
         if o.EVSETargetReactivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
             s = 4
         elif o.EVSETargetReactivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 5
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 6
         elif o.EVSEPresentActivePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             s = -1
     if s == 4:
         if o.EVSETargetReactivePower_L2 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 5
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 6
         elif o.EVSEPresentActivePower is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 5:
         if o.EVSETargetReactivePower_L3 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 6
         elif o.EVSEPresentActivePower is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 6:
         if o.EVSEPresentActivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 7:
         if o.EVSEPresentActivePower_L2 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 8:
         if o.EVSEPresentActivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 9:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynamic_AC_CLReqControlModeType:
@@ -6599,16 +6506,17 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
     f_EVPresentReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVPresentReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLReqControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_AC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_AC_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLReqControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_AC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -6617,22 +6525,23 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         raise r.fail('Dynamic_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
+            raise r.fail_back(1, 'Dynamic_AC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('Dynamic_AC_CLReqControlModeType[2]', 'expected SE(EVMaximumEnergyRequest)')
+        raise r.fail_back(1, 'Dynamic_AC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
     f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'Dynamic_AC_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
     s = 3
-    if r.bits(1):
-        raise r.fail('Dynamic_AC_CLReqControlModeType[3]', 'expected SE(EVMinimumEnergyRequest)')
     f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    s = 4
     if r.bits(1):
-        raise r.fail('Dynamic_AC_CLReqControlModeType[4]', 'expected SE(EVMaximumChargePower)')
+        raise r.fail_back(1, 'Dynamic_AC_CLReqControlModeType', 'expected SE(EVMaximumChargePower)')
+    s = 4
     f_EVMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    ec = c
     s = 5
-    ec = r.bits(2)
     if ec == 0:
         f_EVMaximumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 6
@@ -6656,10 +6565,11 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             raise r.fail('Dynamic_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 7:
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLReqControlModeType[7]', 'expected SE(EVMinimumChargePower)')
+            raise r.fail_back(1, 'Dynamic_AC_CLReqControlModeType[7]', 'expected SE(EVMinimumChargePower)')
         f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
         s = 8
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVMinimumChargePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 9
@@ -6683,10 +6593,11 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             raise r.fail('Dynamic_AC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 10:
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLReqControlModeType[10]', 'expected SE(EVPresentActivePower)')
+            raise r.fail_back(1, 'Dynamic_AC_CLReqControlModeType[10]', 'expected SE(EVPresentActivePower)')
         f_EVPresentActivePower = _d_iso20_common_types_RationalNumberType(r)
         s = 11
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVPresentActivePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 12
@@ -6710,10 +6621,11 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             raise r.fail('Dynamic_AC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
     if s == 13:
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLReqControlModeType[13]', 'expected SE(EVPresentReactivePower)')
+            raise r.fail_back(1, 'Dynamic_AC_CLReqControlModeType[13]', 'expected SE(EVPresentReactivePower)')
         f_EVPresentReactivePower = _d_iso20_common_types_RationalNumberType(r)
         s = 14
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EVPresentReactivePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 15
@@ -6735,169 +6647,165 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             raise r.fail('Dynamic_AC_CLReqControlModeType[15]', f'event code {ec}, expected SE(EVPresentReactivePower_L3), EE')
     if s == 16:
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLReqControlModeType[16]', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_AC_CLReqControlModeType[16]', 'expected EE')
         s = -1
     return _iso20_ac.Dynamic_AC_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVPresentActivePower=f_EVPresentActivePower, EVPresentActivePower_L2=f_EVPresentActivePower_L2, EVPresentActivePower_L3=f_EVPresentActivePower_L3, EVPresentReactivePower=f_EVPresentReactivePower, EVPresentReactivePower_L2=f_EVPresentReactivePower_L2, EVPresentReactivePower_L3=f_EVPresentReactivePower_L3)
 
 def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynamic_AC_CLReqControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 3)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_AC_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 2
     else:
         raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
             s = 2
         else:
             raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
-    if o.EVMaximumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
-        s = 3
-    else:
-        raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest)')
-    if o.EVMinimumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-        s = 4
-    else:
-        raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest)')
-    if o.EVMaximumChargePower is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
-        s = 5
-    else:
-        raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower)')
+    if o.EVMaximumEnergyRequest is None:
+        raise encode_error('Dynamic_AC_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMinimumEnergyRequest is None:
+        raise encode_error('Dynamic_AC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+    if o.EVMaximumChargePower is None:
+        raise encode_error('Dynamic_AC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
+    w.bits(0x0, 1)
+    s = 4
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
+    s = 5
     if o.EVMaximumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
         s = 6
     elif o.EVMaximumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
         s = 7
     elif o.EVMinimumChargePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
         s = 8
     else:
         raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 6:
         if o.EVMaximumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 7
         elif o.EVMinimumChargePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 8
         else:
             raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 7:
         if o.EVMinimumChargePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 8
         else:
             raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower)')
     if o.EVMinimumChargePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
         s = 9
     elif o.EVMinimumChargePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
         s = 10
     elif o.EVPresentActivePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
         s = 11
     else:
         raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 9:
         if o.EVMinimumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 10
         elif o.EVPresentActivePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 11
         else:
             raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 10:
         if o.EVPresentActivePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 11
         else:
             raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVPresentActivePower)')
     if o.EVPresentActivePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L2)
         s = 12
     elif o.EVPresentActivePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L3)
         s = 13
     elif o.EVPresentReactivePower is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
         s = 14
     else:
         raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
     if s == 12:
         if o.EVPresentActivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L3)
             s = 13
         elif o.EVPresentReactivePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
             s = 14
         else:
             raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
     if s == 13:
         if o.EVPresentReactivePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
             s = 14
         else:
             raise encode_error('Dynamic_AC_CLReqControlModeType', 'missing SE(EVPresentReactivePower)')
     if o.EVPresentReactivePower_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L2)
         s = 15
     elif o.EVPresentReactivePower_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
         s = 16
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 15:
         if o.EVPresentReactivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
             s = 16
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 16:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynamic_AC_CLResControlModeType:
@@ -6915,46 +6823,45 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
     f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLResControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_AC_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLResControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         iv = r.uint()
         if iv > 65535:
             raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
         f_AckMaxDelay = iv
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
         f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -6964,34 +6871,32 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_AC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_AC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -7001,24 +6906,23 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_AC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -7029,13 +6933,13 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
             f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
@@ -7044,10 +6948,11 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             raise r.fail('Dynamic_AC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLResControlModeType[4]', 'expected SE(EVSETargetActivePower)')
+            raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[4]', 'expected SE(EVSETargetActivePower)')
         f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
         s = 5
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_EVSETargetActivePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 6
@@ -7204,304 +7109,284 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             raise r.fail('Dynamic_AC_CLResControlModeType[12]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), EE')
     if s == 13:
         if r.bits(1):
-            raise r.fail('Dynamic_AC_CLResControlModeType[13]', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_AC_CLResControlModeType[13]', 'expected EE')
         s = -1
     return _iso20_ac.Dynamic_AC_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSETargetActivePower=f_EVSETargetActivePower, EVSETargetActivePower_L2=f_EVSETargetActivePower_L2, EVSETargetActivePower_L3=f_EVSETargetActivePower_L3, EVSETargetReactivePower=f_EVSETargetReactivePower, EVSETargetReactivePower_L2=f_EVSETargetReactivePower_L2, EVSETargetReactivePower_L3=f_EVSETargetReactivePower_L3, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3)
 
 def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynamic_AC_CLResControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 4)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_AC_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('Dynamic_AC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('Dynamic_AC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.AckMaxDelay <= 65535):
+        w.bits(0x6, 4)
+        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
             raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.EVSETargetActivePower is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
         s = 5
     else:
         raise encode_error('Dynamic_AC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('Dynamic_AC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_AC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x4, 4)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.EVSETargetActivePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
             s = 5
         else:
             raise encode_error('Dynamic_AC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_AC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x2, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.EVSETargetActivePower is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
             s = 5
         else:
             raise encode_error('Dynamic_AC_CLResControlModeType', 'missing SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x0, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.EVSETargetActivePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
             s = 5
         else:
             raise encode_error('Dynamic_AC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 4:
         if o.EVSETargetActivePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
             s = 5
         else:
             raise encode_error('Dynamic_AC_CLResControlModeType', 'missing SE(EVSETargetActivePower)')
     if o.EVSETargetActivePower_L2 is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L2)
         s = 6
     elif o.EVSETargetActivePower_L3 is not None:
-        w.bits(1, 4)
+        w.bits(0x1, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L3)
         s = 7
     elif o.EVSETargetReactivePower is not None:
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
         s = 8
     elif o.EVSETargetReactivePower_L2 is not None:
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
         s = 9
     elif o.EVSETargetReactivePower_L3 is not None:
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
         s = 10
     elif o.EVSEPresentActivePower is not None:
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
         s = 11
     elif o.EVSEPresentActivePower_L2 is not None:
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
         s = 12
     elif o.EVSEPresentActivePower_L3 is not None:
-        w.bits(7, 4)
+        w.bits(0x7, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
         s = 13
     else:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         s = -1
     if s == 6:
         if o.EVSETargetActivePower_L3 is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L3)
             s = 7
         elif o.EVSETargetReactivePower is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
             s = 8
         elif o.EVSETargetReactivePower_L2 is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 9
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 10
         elif o.EVSEPresentActivePower is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 11
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             s = -1
     if s == 7:
         if o.EVSETargetReactivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
             s = 8
         elif o.EVSETargetReactivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 9
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 10
         elif o.EVSEPresentActivePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 11
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             s = -1
     if s == 8:
         if o.EVSETargetReactivePower_L2 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 9
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 10
         elif o.EVSEPresentActivePower is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 11
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 9:
         if o.EVSETargetReactivePower_L3 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 10
         elif o.EVSEPresentActivePower is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 11
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 10:
         if o.EVSEPresentActivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 11
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 11:
         if o.EVSEPresentActivePower_L2 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 12
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 12:
         if o.EVSEPresentActivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 13
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 13:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Scheduled_AC_CLReqControlModeType:
@@ -7521,7 +7406,8 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
     f_EVPresentReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVPresentReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 1
@@ -7720,10 +7606,11 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             raise r.fail('Scheduled_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 9:
         if r.bits(1):
-            raise r.fail('Scheduled_AC_CLReqControlModeType[9]', 'expected SE(EVPresentActivePower)')
+            raise r.fail_back(1, 'Scheduled_AC_CLReqControlModeType[9]', 'expected SE(EVPresentActivePower)')
         f_EVPresentActivePower = _d_iso20_common_types_RationalNumberType(r)
         s = 10
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_EVPresentActivePower_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 11
@@ -7799,343 +7686,343 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             raise r.fail('Scheduled_AC_CLReqControlModeType[14]', f'event code {ec}, expected SE(EVPresentReactivePower_L3), EE')
     if s == 15:
         if r.bits(1):
-            raise r.fail('Scheduled_AC_CLReqControlModeType[15]', 'expected EE')
+            raise r.fail_back(1, 'Scheduled_AC_CLReqControlModeType[15]', 'expected EE')
         s = -1
     return _iso20_ac.Scheduled_AC_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVPresentActivePower=f_EVPresentActivePower, EVPresentActivePower_L2=f_EVPresentActivePower_L2, EVPresentActivePower_L3=f_EVPresentActivePower_L3, EVPresentReactivePower=f_EVPresentReactivePower, EVPresentReactivePower_L2=f_EVPresentReactivePower_L2, EVPresentReactivePower_L3=f_EVPresentReactivePower_L3)
 
 def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Scheduled_AC_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(1, 4)
+        w.bits(0x1, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
         s = 3
     elif o.EVMaximumChargePower is not None:
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
         s = 4
     elif o.EVMaximumChargePower_L2 is not None:
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
         s = 5
     elif o.EVMaximumChargePower_L3 is not None:
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
         s = 6
     elif o.EVMinimumChargePower is not None:
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
         s = 7
     elif o.EVMinimumChargePower_L2 is not None:
-        w.bits(7, 4)
+        w.bits(0x7, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
         s = 8
     elif o.EVMinimumChargePower_L3 is not None:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
         s = 9
     elif o.EVPresentActivePower is not None:
-        w.bits(9, 4)
+        w.bits(0x9, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
         s = 10
     else:
         raise encode_error('Scheduled_AC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         elif o.EVMaximumChargePower is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
             s = 4
         elif o.EVMaximumChargePower_L2 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
             s = 5
         elif o.EVMaximumChargePower_L3 is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 6
         elif o.EVMinimumChargePower is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('Scheduled_AC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         elif o.EVMaximumChargePower is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
             s = 4
         elif o.EVMaximumChargePower_L2 is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
             s = 5
         elif o.EVMaximumChargePower_L3 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 6
         elif o.EVMinimumChargePower is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('Scheduled_AC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 3:
         if o.EVMaximumChargePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
             s = 4
         elif o.EVMaximumChargePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
             s = 5
         elif o.EVMaximumChargePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 6
         elif o.EVMinimumChargePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('Scheduled_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 4:
         if o.EVMaximumChargePower_L2 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L2)
             s = 5
         elif o.EVMaximumChargePower_L3 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 6
         elif o.EVMinimumChargePower is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('Scheduled_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 5:
         if o.EVMaximumChargePower_L3 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower_L3)
             s = 6
         elif o.EVMinimumChargePower is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('Scheduled_AC_CLReqControlModeType', 'missing SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 6:
         if o.EVMinimumChargePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
             s = 7
         elif o.EVMinimumChargePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('Scheduled_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 7:
         if o.EVMinimumChargePower_L2 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L2)
             s = 8
         elif o.EVMinimumChargePower_L3 is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('Scheduled_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 8:
         if o.EVMinimumChargePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower_L3)
             s = 9
         elif o.EVPresentActivePower is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('Scheduled_AC_CLReqControlModeType', 'missing SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 9:
         if o.EVPresentActivePower is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower)
             s = 10
         else:
             raise encode_error('Scheduled_AC_CLReqControlModeType', 'missing SE(EVPresentActivePower)')
     if o.EVPresentActivePower_L2 is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L2)
         s = 11
     elif o.EVPresentActivePower_L3 is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L3)
         s = 12
     elif o.EVPresentReactivePower is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
         s = 13
     elif o.EVPresentReactivePower_L2 is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L2)
         s = 14
     elif o.EVPresentReactivePower_L3 is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
         s = 15
     else:
-        w.bits(5, 3)
+        w.bits(0x5, 3)
         s = -1
     if s == 11:
         if o.EVPresentActivePower_L3 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentActivePower_L3)
             s = 12
         elif o.EVPresentReactivePower is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
             s = 13
         elif o.EVPresentReactivePower_L2 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L2)
             s = 14
         elif o.EVPresentReactivePower_L3 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
             s = 15
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 12:
         if o.EVPresentReactivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower)
             s = 13
         elif o.EVPresentReactivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L2)
             s = 14
         elif o.EVPresentReactivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
             s = 15
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 13:
         if o.EVPresentReactivePower_L2 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L2)
             s = 14
         elif o.EVPresentReactivePower_L3 is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
             s = 15
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 14:
         if o.EVPresentReactivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPresentReactivePower_L3)
             s = 15
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 15:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Scheduled_AC_CLResControlModeType:
@@ -8149,7 +8036,8 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
     f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
     f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_EVSETargetActivePower = _d_iso20_common_types_RationalNumberType(r)
         s = 1
@@ -8339,253 +8227,247 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             raise r.fail('Scheduled_AC_CLResControlModeType[8]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), EE')
     if s == 9:
         if r.bits(1):
-            raise r.fail('Scheduled_AC_CLResControlModeType[9]', 'expected EE')
+            raise r.fail_back(1, 'Scheduled_AC_CLResControlModeType[9]', 'expected EE')
         s = -1
     return _iso20_ac.Scheduled_AC_CLResControlModeType(EVSETargetActivePower=f_EVSETargetActivePower, EVSETargetActivePower_L2=f_EVSETargetActivePower_L2, EVSETargetActivePower_L3=f_EVSETargetActivePower_L3, EVSETargetReactivePower=f_EVSETargetReactivePower, EVSETargetReactivePower_L2=f_EVSETargetReactivePower_L2, EVSETargetReactivePower_L3=f_EVSETargetReactivePower_L3, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3)
 
 def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Scheduled_AC_CLResControlModeType) -> None:
     s = 0
     if o.EVSETargetActivePower is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower)
         s = 1
     elif o.EVSETargetActivePower_L2 is not None:
-        w.bits(1, 4)
+        w.bits(0x1, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L2)
         s = 2
     elif o.EVSETargetActivePower_L3 is not None:
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L3)
         s = 3
     elif o.EVSETargetReactivePower is not None:
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
         s = 4
     elif o.EVSETargetReactivePower_L2 is not None:
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
         s = 5
     elif o.EVSETargetReactivePower_L3 is not None:
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
         s = 6
     elif o.EVSEPresentActivePower is not None:
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
         s = 7
     elif o.EVSEPresentActivePower_L2 is not None:
-        w.bits(7, 4)
+        w.bits(0x7, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
         s = 8
     elif o.EVSEPresentActivePower_L3 is not None:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
         s = 9
     else:
-        w.bits(9, 4)
+        w.bits(0x9, 4)
         s = -1
     if s == 1:
         if o.EVSETargetActivePower_L2 is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L2)
             s = 2
         elif o.EVSETargetActivePower_L3 is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L3)
             s = 3
         elif o.EVSETargetReactivePower is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
             s = 4
         elif o.EVSETargetReactivePower_L2 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 5
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 6
         elif o.EVSEPresentActivePower is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
     if s == 2:
         if o.EVSETargetActivePower_L3 is not None:
-            w.bits(0, 4)
+            w.bits(0x0, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetActivePower_L3)
             s = 3
         elif o.EVSETargetReactivePower is not None:
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
             s = 4
         elif o.EVSETargetReactivePower_L2 is not None:
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 5
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 6
         elif o.EVSEPresentActivePower is not None:
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             s = -1
     if s == 3:
         if o.EVSETargetReactivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower)
             s = 4
         elif o.EVSETargetReactivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 5
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 6
         elif o.EVSEPresentActivePower is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             s = -1
     if s == 4:
         if o.EVSETargetReactivePower_L2 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L2)
             s = 5
         elif o.EVSETargetReactivePower_L3 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 6
         elif o.EVSEPresentActivePower is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 5:
         if o.EVSETargetReactivePower_L3 is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSETargetReactivePower_L3)
             s = 6
         elif o.EVSEPresentActivePower is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 6:
         if o.EVSEPresentActivePower is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower)
             s = 7
         elif o.EVSEPresentActivePower_L2 is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 7:
         if o.EVSEPresentActivePower_L2 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L2)
             s = 8
         elif o.EVSEPresentActivePower_L3 is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 8:
         if o.EVSEPresentActivePower_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentActivePower_L3)
             s = 9
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 9:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
     if r.bits(1):
-        raise r.fail('CLReqControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CLReqControlModeType', 'expected EE')
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
     if r.bits(1):
-        raise r.fail('CLResControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CLResControlModeType', 'expected EE')
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8593,68 +8475,57 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_MeterInfoRequested: bool
     s = 0
     if r.bits(1):
-        raise r.fail('ChargeLoopReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeLoopReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
         raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     if r.bits(1):
-        raise r.fail('ChargeLoopReqType[3]', 'expected EE')
+        raise r.fail_back(1, 'ChargeLoopReqType', 'expected EE')
     s = -1
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ChargeLoopReqType', 'missing SE(Header)')
+    if o.Header is None:
+        raise encode_error('ChargeLoopReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    s = 1
     if o.DisplayParameters is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.MeterInfoRequested else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.MeterInfoRequested else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
             s = 3
         else:
             raise encode_error('ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8664,21 +8535,18 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('ChargeLoopResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeLoopResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(12)
+    if c & 0xc08 != 0x0:
+        raise r.fail_back(12, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType.ResponseCode', 'expected EE')
+    ec = (c & 7)
+    s = 1
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
         s = 3
@@ -8715,192 +8583,155 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail('ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('ChargeLoopResType[5]', 'expected EE')
+            raise r.fail_back(1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ChargeLoopResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ChargeLoopResType', 'missing SE(ResponseCode)')
+    if o.Header is None:
+        raise encode_error('ChargeLoopResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ChargeLoopResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    s = 1
+    s = 2
     if o.EVSEStatus is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
         s = 4
     elif o.Receipt is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
         s = 5
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
             s = 4
         elif o.Receipt is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ChargeParameterDiscoveryReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[2]', 'expected EE')
-    pass
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ChargeParameterDiscoveryResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
     if r.bits(1):
-        raise r.fail('DetailedCostType[0]', 'expected SE(Amount)')
+        raise r.fail_back(1, 'DetailedCostType', 'expected SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedCostType[1]', 'expected SE(CostPerUnit)')
+        raise r.fail_back(1, 'DetailedCostType', 'expected SE(CostPerUnit)')
     f_CostPerUnit = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedCostType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'DetailedCostType', 'expected EE')
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
-    if o.Amount is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    else:
-        raise encode_error('DetailedCostType', 'missing SE(Amount)')
-    if o.CostPerUnit is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
-    else:
-        raise encode_error('DetailedCostType', 'missing SE(CostPerUnit)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Amount is None:
+        raise encode_error('DetailedCostType.Amount', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    if o.CostPerUnit is None:
+        raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail('DetailedTaxType[0]', 'expected SE(TaxRuleID)')
-    if r.bits(1):
-        raise r.fail('DetailedTaxType.TaxRuleID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
     f_TaxRuleID = iv
-    if r.bits(1):
-        raise r.fail('DetailedTaxType.TaxRuleID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('DetailedTaxType[1]', 'expected SE(Amount)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedTaxType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'DetailedTaxType', 'expected EE')
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
-    if o.TaxRuleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.TaxRuleID <= 4294967295):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-        w.uint(o.TaxRuleID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('DetailedTaxType', 'missing SE(TaxRuleID)')
-    if o.Amount is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    else:
-        raise encode_error('DetailedTaxType', 'missing SE(Amount)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.TaxRuleID is None:
+        raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TaxRuleID < 1 or o.TaxRuleID > 4294967295:
+        raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
+    w.uint(o.TaxRuleID)
+    if o.Amount is None:
+        raise encode_error('DetailedTaxType.Amount', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     f_PresentSOC: int | None = None
@@ -8914,93 +8745,88 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
     f_InletHot: bool | None = None
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.PresentSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
         f_PresentSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.PresentSOC', 'expected EE')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
         f_MaximumSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
         s = 4
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToMinimumSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToTargetSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToMaximumSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
         f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
         s = 9
     elif ec == 9:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-        f_InletHot = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+        f_InletHot = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -9009,81 +8835,76 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 1:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 8:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -9092,71 +8913,67 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 2:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 7:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -9165,61 +8982,58 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 3:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -9229,50 +9043,48 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -9282,40 +9094,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -9325,30 +9135,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -9357,21 +9165,19 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 7:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -9383,11 +9189,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -9396,11 +9201,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 9:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -9408,422 +9212,320 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail('DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
     if s == 10:
         if r.bits(1):
-            raise r.fail('DisplayParametersType[10]', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
     return _iso20_common_types.DisplayParametersType(PresentSOC=f_PresentSOC, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, MaximumSOC=f_MaximumSOC, RemainingTimeToMinimumSOC=f_RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC=f_RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC=f_RemainingTimeToMaximumSOC, ChargingComplete=f_ChargingComplete, BatteryEnergyCapacity=f_BatteryEnergyCapacity, InletHot=f_InletHot)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
     if o.PresentSOC is not None:
-        w.bits(0, 4)
-        w.bits(0, 1)
-        if not (0 <= o.PresentSOC <= 100):
+        if o.PresentSOC < 0 or o.PresentSOC > 100:
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        w.bits(o.PresentSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.PresentSOC) << 1, 13)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 4)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 13)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 4)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 13)
         s = 3
     elif o.MaximumSOC is not None:
-        w.bits(3, 4)
-        w.bits(0, 1)
-        if not (0 <= o.MaximumSOC <= 100):
+        if o.MaximumSOC < 0 or o.MaximumSOC > 100:
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        w.bits(o.MaximumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MaximumSOC) << 1 | 0x600, 13)
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
-        w.bits(4, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+        w.bits(0x8, 5)
+        if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMinimumSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
-        w.bits(5, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+        w.bits(0xa, 5)
+        if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToTargetSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
-        w.bits(6, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+        w.bits(0xc, 5)
+        if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMaximumSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 7
     elif o.ChargingComplete is not None:
-        w.bits(7, 4)
-        w.bits(0, 1)
-        w.bits(1 if o.ChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
         s = 9
     elif o.InletHot is not None:
-        w.bits(9, 4)
-        w.bits(0, 1)
-        w.bits(1 if o.InletHot else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
         s = 10
     else:
-        w.bits(10, 4)
+        w.bits(0xa, 4)
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 13)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1 | 0x400, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x8, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(5, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0xa, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(6, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(8, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
             s = 10
         else:
-            w.bits(9, 4)
+            w.bits(0x9, 4)
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1 | 0x200, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x4, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x8, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(5, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(7, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
             s = 10
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x2, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x4, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(6, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
             s = 10
         else:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             s = -1
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x2, 4)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x4, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(5, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
             s = 10
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             s = -1
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x2, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(4, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
             s = 10
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
             s = 10
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
             s = 10
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
             s = 10
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1, 5)
             s = 10
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 10:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
@@ -9832,16 +9534,17 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -9850,60 +9553,56 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[2]', 'expected SE(EVMaximumEnergyRequest)')
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
     f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
     s = 3
-    if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[3]', 'expected SE(EVMinimumEnergyRequest)')
     f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    s = 4
     if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[4]', 'expected EE')
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected EE')
+    s = 4
     s = -1
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 3)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
-    if o.EVMaximumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
-        s = 3
-    else:
-        raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest)')
-    if o.EVMinimumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-        s = 4
-    else:
-        raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.EVMaximumEnergyRequest is None:
+        raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMinimumEnergyRequest is None:
+        raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+    w.bits(0x0, 1)
+    s = 4
+    s = -1
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
     f_DepartureTime: int | None = None
@@ -9911,46 +9610,45 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     f_TargetSOC: int | None = None
     f_AckMaxDelay: int | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         iv = r.uint()
         if iv > 65535:
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
         f_AckMaxDelay = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
         s = -1
@@ -9959,34 +9657,32 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
             s = -1
@@ -9995,24 +9691,23 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
             s = -1
@@ -10022,13 +9717,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
             s = -1
@@ -10036,166 +9731,127 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail('Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType[4]', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 4)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.AckMaxDelay <= 65535):
+        w.bits(0x6, 4)
+        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x4, 4)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x2, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x0, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
     f_NotificationMaxDelay = iv
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(8)
+    if c & 0xe3 != 0x0:
+        raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+    iv = ((c >> 2) & 7)
     if iv >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[2]', 'expected EE')
-    pass
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
-    if o.NotificationMaxDelay is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NotificationMaxDelay <= 65535):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.NotificationMaxDelay)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVSEStatusType', 'missing SE(NotificationMaxDelay)')
-    if o.EVSENotification is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_evseNotificationType[o.EVSENotification], 3)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVSEStatusType', 'missing SE(EVSENotification)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.NotificationMaxDelay is None:
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits(0x0, 2)
+    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
+    w.uint(o.NotificationMaxDelay)
+    if o.EVSENotification is None:
+        raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+    w.bits((_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2, 8)
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ListOfRootCertificateIDsType[0]', 'expected SE(RootCertificateID)')
+        raise r.fail_back(1, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID)')
     f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
     s = 1
     n = 0
@@ -10214,7 +9870,7 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 20:
         if r.bits(1):
-            raise r.fail('ListOfRootCertificateIDsType[20]', 'expected EE')
+            raise r.fail_back(1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
@@ -10222,7 +9878,7 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
@@ -10232,7 +9888,7 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     n = 0
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
@@ -10243,12 +9899,12 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
@@ -10256,26 +9912,23 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     f_SessionID = r.binary(8)
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     s = 1
-    if r.bits(1):
-        raise r.fail('MessageHeaderType[1]', 'expected SE(TimeStamp)')
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.TimeStamp', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
     f_TimeStamp = iv
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.TimeStamp', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_Signature = _d_xmldsig_SignatureType(r)
         s = 3
@@ -10285,42 +9938,37 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('MessageHeaderType[3]', 'expected EE')
+            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
     s = 0
-    if o.SessionID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
-            raise encode_error('MessageHeaderType.SessionID', f'value length {len(o.SessionID)} outside 8..8')
-        w.binary(o.SessionID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MessageHeaderType', 'missing SE(SessionID)')
-    if o.TimeStamp is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeStamp <= 18446744073709551615):
-            raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-        w.uint(o.TimeStamp)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('MessageHeaderType', 'missing SE(TimeStamp)')
+    if o.SessionID is None:
+        raise encode_error('MessageHeaderType.SessionID', 'required value missing')
+    w.bits(0x0, 2)
+    if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
+        raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 8..8')
+    w.binary(o.SessionID)
+    if o.TimeStamp is None:
+        raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
+    w.bits(0x0, 3)
+    s = 1
+    if o.TimeStamp < 0 or o.TimeStamp > 18446744073709551615:
+        raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
+    w.uint(o.TimeStamp)
+    w.bits(0x0, 1)
+    s = 2
     if o.Signature is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_SignatureType(w, o.Signature)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
@@ -10333,82 +9981,83 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     f_MeterID = r.string(32)
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     s = 1
-    if r.bits(1):
-        raise r.fail('MeterInfoType[1]', 'expected SE(ChargedEnergyReadingWh)')
-    if r.bits(1):
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
     f_ChargedEnergyReadingWh = iv
-    if r.bits(1):
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
+    ec = (c & 7)
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
         f_BPT_DischargedEnergyReadingWh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
         f_CapacitiveEnergyReadingVARh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
         f_BPT_InductiveEnergyReadingVARh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterSignature')
         f_MeterSignature = r.binary(64)
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
         f_MeterStatus = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
         f_MeterTimestamp = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
     elif ec == 6:
         s = -1
@@ -10418,50 +10067,54 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_CapacitiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 5:
             s = -1
@@ -10471,40 +10124,44 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 4:
             s = -1
@@ -10514,30 +10171,34 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 3:
             s = -1
@@ -10546,24 +10207,28 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 2:
             s = -1
@@ -10573,13 +10238,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 1:
             s = -1
@@ -10587,275 +10252,233 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail('MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('MeterInfoType[8]', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[8]', 'expected EE')
         s = -1
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
     s = 0
-    if o.MeterID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.MeterID) > 32:
-            raise encode_error('MeterInfoType.MeterID', f'value length {len(o.MeterID)} outside 0..32')
-        w.string(o.MeterID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MeterInfoType', 'missing SE(MeterID)')
-    if o.ChargedEnergyReadingWh is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ChargedEnergyReadingWh <= 18446744073709551615):
-            raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        w.uint(o.ChargedEnergyReadingWh)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('MeterInfoType', 'missing SE(ChargedEnergyReadingWh)')
+    if o.MeterID is None:
+        raise encode_error('MeterInfoType.MeterID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.MeterID) > 32:
+        raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.string(o.MeterID)
+    if o.ChargedEnergyReadingWh is None:
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
+    w.bits(0x0, 3)
+    s = 1
+    if o.ChargedEnergyReadingWh < 0 or o.ChargedEnergyReadingWh > 18446744073709551615:
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
+    w.uint(o.ChargedEnergyReadingWh)
+    w.bits(0x0, 1)
+    s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.BPT_DischargedEnergyReadingWh <= 18446744073709551615):
+        w.bits(0x0, 4)
+        if o.BPT_DischargedEnergyReadingWh < 0 or o.BPT_DischargedEnergyReadingWh > 18446744073709551615:
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_DischargedEnergyReadingWh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.CapacitiveEnergyReadingVARh <= 18446744073709551615):
+        w.bits(0x2, 4)
+        if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.CapacitiveEnergyReadingVARh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+        w.bits(0x4, 4)
+        if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_InductiveEnergyReadingVARh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.MeterSignature is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         if len(o.MeterSignature) > 64:
-            raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+            raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
         w.binary(o.MeterSignature)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     elif o.MeterStatus is not None:
-        w.bits(4, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.MeterStatus <= 32767):
+        w.bits(0x8, 4)
+        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 7
     elif o.MeterTimestamp is not None:
-        w.bits(5, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+        w.bits(0xa, 4)
+        if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
         w.uint(o.MeterTimestamp)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 8
     else:
-        w.bits(6, 3)
+        w.bits(0x6, 3)
         s = -1
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.CapacitiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x0, 4)
+            if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.CapacitiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x2, 4)
+            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x6, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(4, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x8, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x0, 4)
+            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x4, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x6, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 5:
         if o.MeterSignature is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x2, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x4, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x0, 3)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x2, 3)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 7:
         if o.MeterTimestamp is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x0, 3)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
     f_Value: int
-    if r.bits(1):
-        raise r.fail('RationalNumberType[0]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Exponent', 'expected CH')
-    f_Exponent = r.bits(8) + -128
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RationalNumberType[1]', 'expected SE(Value)')
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(14)
+    if c & 0x300e != 0x0:
+        raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_Exponent = ((c >> 4) & 255) - 128
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
     f_Value = iv
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Value', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RationalNumberType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-128 <= o.Exponent <= 127):
-            raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
-        w.bits(o.Exponent - -128, 8)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RationalNumberType', 'missing SE(Exponent)')
-    if o.Value is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.Value <= 32767):
-            raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-        w.integer(o.Value)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RationalNumberType', 'missing SE(Value)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Exponent < -128 or o.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
+    if o.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Exponent + 128) << 3, 13)
+    if o.Value < -32768 or o.Value > 32767:
+        raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
+    w.integer(o.Value)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
     f_TimeAnchor: int
@@ -10865,18 +10488,18 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ReceiptType[0]', 'expected SE(TimeAnchor)')
-    if r.bits(1):
-        raise r.fail('ReceiptType.TimeAnchor', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
     f_TimeAnchor = iv
-    if r.bits(1):
-        raise r.fail('ReceiptType.TimeAnchor', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
+    ec = (c & 7)
     s = 1
-    ec = r.bits(3)
     if ec == 0:
         f_EnergyCosts = _d_iso20_common_types_DetailedCostType(r)
         s = 2
@@ -10967,117 +10590,115 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail('ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
     if s == 15:
         if r.bits(1):
-            raise r.fail('ReceiptType[15]', 'expected EE')
+            raise r.fail_back(1, 'ReceiptType[15]', 'expected EE')
         s = -1
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
     i_TaxCosts = 0
     s = 0
-    if o.TimeAnchor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
-            raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ReceiptType', 'missing SE(TimeAnchor)')
+    if o.TimeAnchor is None:
+        raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
+    w.uint(o.TimeAnchor)
+    w.bits(0x0, 1)
+    s = 1
     if o.EnergyCosts is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_DetailedCostType(w, o.EnergyCosts)
         s = 2
     elif o.OccupancyCosts is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
         s = 4
     elif o.OverstayCosts is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
         _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
         s = 6
     else:
-        w.bits(5, 3)
+        w.bits(0x5, 3)
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         n = 0
         while True:
             if i_TaxCosts < len(o.TaxCosts):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
                 _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
@@ -11088,12 +10709,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                         raise encode_error('ReceiptType.TaxCosts', 'too many entries')
                     break
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
     if s == 15:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
@@ -11101,7 +10722,8 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 1
@@ -11138,431 +10760,405 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             raise r.fail('Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('Scheduled_CLReqControlModeType[3]', 'expected EE')
+            raise r.fail_back(1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
     if r.bits(1):
-        raise r.fail('Scheduled_CLResControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'Scheduled_CLResControlModeType', 'expected EE')
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('V2GMessageType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GMessageType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('V2GMessageType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'V2GMessageType', 'expected EE')
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GMessageType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GMessageType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('V2GRequestType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GRequestType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('V2GRequestType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'V2GRequestType', 'expected EE')
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GRequestType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GRequestType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('V2GResponseType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GResponseType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('V2GResponseType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('V2GResponseType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('V2GResponseType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('V2GResponseType[2]', 'expected EE')
-    pass
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GResponseType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('V2GResponseType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GResponseType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('V2GResponseType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_v0(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('value', f'value {iv} outside 0..65535')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 65535):
+    w.bits(0x0, 1)
+    if o < 0 or o > 65535:
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 18446744073709551615):
+    w.bits(0x0, 1)
+    if o < 0 or o > 18446744073709551615:
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v4(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 1) == 1
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(1 if o else 0, 1)
-    w.bits(0, 1)
+    w.bits((1 if o else 0) << 1, 3)
 
 def _d_v5(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 0..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 0 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v6(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_evseNotificationType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_evseNotificationType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
 
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v8(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8) + -128
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255) - 128
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-128 <= o <= 127):
+    if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits(o - -128, 8)
-    w.bits(0, 1)
+    w.bits((o + 128) << 1, 10)
 
 def _d_v9(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v10(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(7)
+    c = r.bits(9)
+    if c & 0x101 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 127)
     if iv > 100:
         raise r.fail('value', f'value {iv} outside 0..100')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 100):
+    if o < 0 or o > 100:
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits(o, 7)
-    w.bits(0, 1)
+    w.bits((o) << 1, 9)
 
 def _d_v11(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v12(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(64)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 64:
-        raise encode_error('value', f'value length {len(o)} outside 0..64')
+        raise encode_error('value', f'length {len(o)} outside 0..64')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v13(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('value', f'value {iv} outside -32768..32767')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-32768 <= o <= 32767):
+    w.bits(0x0, 1)
+    if o < -32768 or o > 32767:
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v14(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v15(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(8)
+    if c & 0x81 != 0x0:
+        raise r.fail_back(8, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 63)
     if iv >= 40:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_responseCodeType[o], 6)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
 
 def _d_v16(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(8)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 8 and w.strict) or len(o) > 8:
-        raise encode_error('value', f'value length {len(o)} outside 8..8')
+        raise encode_error('value', f'length {len(o)} outside 8..8')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v17(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 1..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (1 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 1 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 1..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v18(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 DOCUMENT: EntryTable = (
     ('urn:iso:std:iso:15118:-20:AC', 'AC_CPDReqEnergyTransferMode', _d_iso20_ac_AC_CPDReqEnergyTransferModeType, _e_iso20_ac_AC_CPDReqEnergyTransferModeType, _iso20_ac.AC_CPDReqEnergyTransferModeType),

@@ -41,7 +41,7 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('CanonicalizationMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -71,18 +71,17 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('CanonicalizationMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
@@ -94,80 +93,80 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
         f_P = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
         f_G = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         f_Q = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
             f_G = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
             f_Y = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
         f_J = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
         f_Seed = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
@@ -177,129 +176,117 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
             f_Seed = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         f_PgenCounter = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType[7]', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     s = 0
     if o.P is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.P)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.G is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.G)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.Y is not None:
-        w.bits(2, 2)
-        w.bits(0, 1)
+        w.bits(0x4, 3)
         w.binary(o.Y)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Q)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.G)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif o.Y is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.J)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.Seed is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.Seed)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.Seed)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.PgenCounter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('DigestMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -329,18 +316,17 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('DigestMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('DigestMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
@@ -353,16 +339,17 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
         f_KeyName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -381,10 +368,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         s = 2
     elif ec == 7:
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
         f_MgmtData.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -397,10 +384,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             ec = r.bits(4)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
                 f_KeyName.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
@@ -425,10 +412,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 break
             elif ec == 6:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 f_MgmtData.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
@@ -441,10 +428,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         ec = r.bits(4)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
             f_KeyName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -457,10 +444,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
             f_MgmtData.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -482,148 +469,142 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         w.string(o.Id)
         s = 1
     elif i_KeyName < len(o.KeyName):
-        w.bits(1, 4)
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0, 1)
+        w.bits(0x2, 5)
         w.string(x_KeyName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
         _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
         _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
         _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
-        w.bits(7, 4)
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0, 1)
+        w.bits(0xe, 5)
         w.string(x_MgmtData)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     if s == 1:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     while True:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
             break
 
@@ -647,7 +628,6 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     while True:
         ec = r.bits(2)
         if ec == 0:
-            pass
             break
         elif ec == 1:
             raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
@@ -657,24 +637,25 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     if o.DSAKeyValue is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         pass
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -685,10 +666,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('ManifestType[1]', 'expected SE(Reference)')
+            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 3
@@ -712,11 +694,11 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -725,7 +707,7 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
             _e_xmldsig_ReferenceType(w, x_Reference)
@@ -733,23 +715,23 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -758,7 +740,8 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Encoding = r.string(None)
         s = 1
@@ -834,67 +817,68 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     s = 0
     if o.Encoding is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Encoding)
         s = 1
     elif o.Id is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Id)
         s = 2
     elif o.MimeType is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.MimeType)
         s = 3
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Id)
             s = 2
         elif o.MimeType is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         f_PGPKeyID = r.binary(None)
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -902,10 +886,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -955,18 +939,16 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.PGPKeyID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        w.bits(1, 2)
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(x_PGPKeyPacket)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -974,75 +956,60 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            w.bits(0, 2)
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(x_PGPKeyPacket)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     f_Modulus = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     f_Exponent = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
-    if o.Modulus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Modulus)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Modulus)')
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Exponent)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Exponent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Modulus is None:
+        raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.Modulus)
+    if o.Exponent is None:
+        raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+    w.bits(0x0, 3)
+    w.binary(o.Exponent)
+    w.bits(0x0, 2)
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1052,7 +1019,8 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1111,116 +1079,111 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ReferenceType[4]', 'expected SE(DigestMethod)')
+            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    if r.bits(1):
-        raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     f_DigestValue = r.binary(None)
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
-    if r.bits(1):
-        raise r.fail('ReferenceType[6]', 'expected EE')
     s = -1
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Id)
         s = 1
     elif o.Type is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Type)
         s = 2
     elif o.URI is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.URI)
         s = 3
     elif o.Transforms is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Type)
             s = 2
         elif o.URI is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
-    if o.DigestValue is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.DigestValue)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('ReferenceType', 'missing SE(DigestValue)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.DigestValue is None:
+        raise encode_error('ReferenceType.DigestValue', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.DigestValue)
+    w.bits(0x0, 2)
+    s = 6
+    s = -1
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Type = r.string(None)
         s = 1
@@ -1257,50 +1220,50 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('RetrievalMethodType[3]', 'expected EE')
+            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     s = 0
     if o.Type is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Type)
         s = 1
     elif o.URI is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.URI)
         s = 2
     elif o.Transforms is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 2
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
@@ -1308,23 +1271,22 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            if r.bits(1):
-                raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
-            if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             f_SPKISexp.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1336,10 +1298,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1353,39 +1315,36 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     while s >= 0:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 1)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 2)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
         if s == 1:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
-                    w.bits(0, 2)
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0, 1)
+                    w.bits(0x0, 3)
                     w.binary(x_SPKISexp)
-                    w.bits(0, 1)
+                    w.bits(0x0, 1)
                 else:
-                    w.bits(2, 2)
+                    w.bits(0x2, 2)
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 2)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
@@ -1393,17 +1352,22 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_HMACOutputLength: int | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('SignatureMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
+            f_HMACOutputLength = iv
             if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            f_HMACOutputLength = r.integer()
-            if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
+                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
@@ -1443,35 +1407,34 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('SignatureMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
+        w.bits(0x0, 4)
         w.integer(o.HMACOutputLength)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1482,10 +1445,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 3
@@ -1509,11 +1473,11 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1522,7 +1486,7 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1530,23 +1494,23 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1554,7 +1518,8 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     f_Id: str | None = None
     f_Target: str
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1565,7 +1530,7 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
         f_Target = r.string(None)
         s = 2
     while True:
@@ -1604,18 +1569,18 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.Target is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.string(o.Target)
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.string(o.Target)
             s = 2
         else:
@@ -1623,11 +1588,11 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
@@ -1637,7 +1602,8 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1648,14 +1614,15 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureType[1]', 'expected SE(SignedInfo)')
+            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureType[2]', 'expected SE(SignatureValue)')
+        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         s = 4
@@ -1691,60 +1658,59 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
-    if o.SignatureValue is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureValueType(w, o.SignatureValue)
-        s = 3
-    else:
-        raise encode_error('SignatureType', 'missing SE(SignatureValue)')
+    if o.SignatureValue is None:
+        raise encode_error('SignatureType.SignatureValue', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    s = 3
     if o.KeyInfo is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Object = o.Object[i_Object]
         i_Object += 1
         _e_xmldsig_ObjectType(w, x_Object)
         s = 5
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Object = o.Object[i_Object]
             i_Object += 1
             _e_xmldsig_ObjectType(w, x_Object)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Object = o.Object[i_Object]
                 i_Object += 1
                 _e_xmldsig_ObjectType(w, x_Object)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1752,7 +1718,8 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1763,36 +1730,35 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureValueType[1]', 'expected CH')
+            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
         f_value = r.binary(None)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureValueType[2]', 'expected EE')
+        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
     s = -1
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.value is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.binary(o.value)
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.binary(o.value)
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -1800,7 +1766,8 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1811,18 +1778,19 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignedInfoType[2]', 'expected SE(SignatureMethod)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    s = 3
     if r.bits(1):
-        raise r.fail('SignedInfoType[3]', 'expected SE(Reference)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    s = 3
     f_Reference.append(_d_xmldsig_ReferenceType(r))
+    c = r.bits(2)
+    ec = c
     s = 4
-    ec = r.bits(2)
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 5
@@ -1846,30 +1814,29 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
-    if o.SignatureMethod is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
-        s = 3
-    else:
-        raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
+    if o.SignatureMethod is None:
+        raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -1877,23 +1844,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 5
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1901,20 +1868,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
     if r.bits(1):
-        raise r.fail('TransformType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     while True:
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected CH')
+                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
             f_XPath.append(r.string(None))
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected EE')
+                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
-            pass
             break
         elif ec == 3:
             raise r.fail('TransformType[1]', 'untyped character content is not supported')
@@ -1924,21 +1890,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     i_XPath = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-    else:
-        raise encode_error('TransformType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('TransformType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
     while True:
         if i_XPath < len(o.XPath):
-            w.bits(0, 3)
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             w.string(x_XPath)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             pass
             break
 
@@ -1946,10 +1910,11 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('TransformsType[0]', 'expected SE(Transform)')
+        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
     f_Transform.append(_d_xmldsig_TransformType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Transform.append(_d_xmldsig_TransformType(r))
         s = 2
@@ -1973,7 +1938,7 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
@@ -1981,23 +1946,23 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
                 _e_xmldsig_TransformType(w, x_Transform)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -2007,33 +1972,34 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
         f_X509SKI.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
         f_X509SubjectName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
         f_X509Certificate.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
         f_X509CRL.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -2044,32 +2010,31 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
             f_X509SKI.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
             f_X509SubjectName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
             f_X509Certificate.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
             f_X509CRL.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
-            pass
             break
         else:
             raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
@@ -2082,154 +2047,122 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
-        w.bits(1, 3)
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0, 1)
+        w.bits(0x2, 4)
         w.binary(x_X509SKI)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
-        w.bits(2, 3)
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         w.string(x_X509SubjectName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
-        w.bits(3, 3)
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         w.binary(x_X509Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509CRL < len(o.X509CRL):
-        w.bits(4, 3)
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0, 1)
+        w.bits(0x8, 4)
         w.binary(x_X509CRL)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
-            w.bits(1, 3)
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             w.binary(x_X509SKI)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
-            w.bits(2, 3)
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             w.string(x_X509SubjectName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
-            w.bits(3, 3)
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0, 1)
+            w.bits(0x6, 4)
             w.binary(x_X509Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509CRL < len(o.X509CRL):
-            w.bits(4, 3)
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0, 1)
+            w.bits(0x8, 4)
             w.binary(x_X509CRL)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             pass
             break
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     f_X509IssuerName = r.string(None)
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    f_X509SerialNumber = r.integer()
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[2]', 'expected EE')
-    pass
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    f_X509SerialNumber = iv
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
-    if o.X509IssuerName is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.string(o.X509IssuerName)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509IssuerName)')
-    if o.X509SerialNumber is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.integer(o.X509SerialNumber)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509SerialNumber)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.X509IssuerName is None:
+        raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+    w.bits(0x0, 2)
+    w.string(o.X509IssuerName)
+    if o.X509SerialNumber is None:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+    w.bits(0x0, 3)
+    w.integer(o.X509SerialNumber)
+    w.bits(0x0, 2)
 
 def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVElectricalChargingDeviceStatus: _iso20_acdp.electricalChargingDeviceStatusType
     if r.bits(1):
-        raise r.fail('ACDP_ConnectReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ACDP_ConnectReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectReqType[1]', 'expected SE(EVElectricalChargingDeviceStatus)')
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectReqType.EVElectricalChargingDeviceStatus', 'expected CH')
-    f_EVElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectReqType.EVElectricalChargingDeviceStatus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectReqType[2]', 'expected EE')
-    pass
+    c = r.bits(6)
+    if c & 0x33 != 0x0:
+        raise r.fail_back(6, 'ACDP_ConnectReqType', 'expected SE(EVElectricalChargingDeviceStatus), CH of EVElectricalChargingDeviceStatus, EE of EVElectricalChargingDeviceStatus, EE')
+    f_EVElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 2) & 3)]
     return _iso20_acdp.ACDP_ConnectReqType(Header=f_Header, EVElectricalChargingDeviceStatus=f_EVElectricalChargingDeviceStatus)
 
 def _e_iso20_acdp_ACDP_ConnectReqType(w: BitWriter, o: _iso20_acdp.ACDP_ConnectReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ACDP_ConnectReqType', 'missing SE(Header)')
-    if o.EVElectricalChargingDeviceStatus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_acdp_electricalChargingDeviceStatusType[o.EVElectricalChargingDeviceStatus], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_ConnectReqType', 'missing SE(EVElectricalChargingDeviceStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ACDP_ConnectReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVElectricalChargingDeviceStatus is None:
+        raise encode_error('ACDP_ConnectReqType.EVElectricalChargingDeviceStatus', 'required value missing')
+    w.bits((_I_iso20_acdp_electricalChargingDeviceStatusType[o.EVElectricalChargingDeviceStatus]) << 2, 6)
 
 def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2238,116 +2171,64 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     f_EVSEElectricalChargingDeviceStatus: _iso20_acdp.electricalChargingDeviceStatusType
     f_EVSEMechanicalChargingDeviceStatus: _iso20_acdp.mechanicalChargingDeviceStatusType
     if r.bits(1):
-        raise r.fail('ACDP_ConnectResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ACDP_ConnectResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(25)
+    if c & 0x181ce73 != 0x0:
+        raise r.fail_back(25, 'ACDP_ConnectResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEElectricalChargingDeviceStatus), CH of EVSEElectricalChargingDeviceStatus, EE of EVSEElectricalChargingDeviceStatus, SE(EVSEMechanicalChargingDeviceStatus), CH of EVSEMechanicalChargingDeviceStatus, EE of EVSEMechanicalChargingDeviceStatus, EE')
+    iv = ((c >> 17) & 63)
     if iv >= 40:
-        raise r.fail('ACDP_ConnectResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ACDP_ConnectResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType[2]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 12) & 3)
     if iv >= 3:
-        raise r.fail('ACDP_ConnectResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('ACDP_ConnectResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType.EVSEProcessing', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType[3]', 'expected SE(EVSEElectricalChargingDeviceStatus)')
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType.EVSEElectricalChargingDeviceStatus', 'expected CH')
-    f_EVSEElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType.EVSEElectricalChargingDeviceStatus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType[4]', 'expected SE(EVSEMechanicalChargingDeviceStatus)')
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', 'expected CH')
-    iv = r.bits(2)
+    f_EVSEElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 7) & 3)]
+    iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {iv} out of range')
+        raise r.fail('ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {iv}')
     f_EVSEMechanicalChargingDeviceStatus = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_ConnectResType[5]', 'expected EE')
-    pass
     return _iso20_acdp.ACDP_ConnectResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, EVSEElectricalChargingDeviceStatus=f_EVSEElectricalChargingDeviceStatus, EVSEMechanicalChargingDeviceStatus=f_EVSEMechanicalChargingDeviceStatus)
 
 def _e_iso20_acdp_ACDP_ConnectResType(w: BitWriter, o: _iso20_acdp.ACDP_ConnectResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ACDP_ConnectResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_ConnectResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_ConnectResType', 'missing SE(EVSEProcessing)')
-    if o.EVSEElectricalChargingDeviceStatus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_acdp_electricalChargingDeviceStatusType[o.EVSEElectricalChargingDeviceStatus], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_ConnectResType', 'missing SE(EVSEElectricalChargingDeviceStatus)')
-    if o.EVSEMechanicalChargingDeviceStatus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_acdp_mechanicalChargingDeviceStatusType[o.EVSEMechanicalChargingDeviceStatus], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_ConnectResType', 'missing SE(EVSEMechanicalChargingDeviceStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ACDP_ConnectResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ACDP_ConnectResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('ACDP_ConnectResType.EVSEProcessing', 'required value missing')
+    if o.EVSEElectricalChargingDeviceStatus is None:
+        raise encode_error('ACDP_ConnectResType.EVSEElectricalChargingDeviceStatus', 'required value missing')
+    if o.EVSEMechanicalChargingDeviceStatus is None:
+        raise encode_error('ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 17 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 12 | (_I_iso20_acdp_electricalChargingDeviceStatusType[o.EVSEElectricalChargingDeviceStatus]) << 7 | (_I_iso20_acdp_mechanicalChargingDeviceStatusType[o.EVSEMechanicalChargingDeviceStatus]) << 2, 25)
 
 def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader) -> _iso20_acdp.ACDP_SystemStatusReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVTechnicalStatus: _iso20_acdp.EVTechnicalStatusType
     if r.bits(1):
-        raise r.fail('ACDP_SystemStatusReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ACDP_SystemStatusReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('ACDP_SystemStatusReqType[1]', 'expected SE(EVTechnicalStatus)')
+        raise r.fail_back(1, 'ACDP_SystemStatusReqType', 'expected SE(EVTechnicalStatus)')
     f_EVTechnicalStatus = _d_iso20_acdp_EVTechnicalStatusType(r)
     if r.bits(1):
-        raise r.fail('ACDP_SystemStatusReqType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ACDP_SystemStatusReqType', 'expected EE')
     return _iso20_acdp.ACDP_SystemStatusReqType(Header=f_Header, EVTechnicalStatus=f_EVTechnicalStatus)
 
 def _e_iso20_acdp_ACDP_SystemStatusReqType(w: BitWriter, o: _iso20_acdp.ACDP_SystemStatusReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ACDP_SystemStatusReqType', 'missing SE(Header)')
-    if o.EVTechnicalStatus is not None:
-        w.bits(0, 1)
-        _e_iso20_acdp_EVTechnicalStatusType(w, o.EVTechnicalStatus)
-    else:
-        raise encode_error('ACDP_SystemStatusReqType', 'missing SE(EVTechnicalStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ACDP_SystemStatusReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVTechnicalStatus is None:
+        raise encode_error('ACDP_SystemStatusReqType.EVTechnicalStatus', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_acdp_EVTechnicalStatusType(w, o.EVTechnicalStatus)
+    w.bits(0x0, 1)
 
 def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_SystemStatusResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2362,218 +2243,80 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     f_EVInChargePosition: bool
     f_EVAssociationStatus: bool
     if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ACDP_SystemStatusResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(48)
+    if c & 0xc0e773bbbbbb != 0x0:
+        raise r.fail_back(48, 'ACDP_SystemStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEMechanicalChargingDeviceStatus), CH of EVSEMechanicalChargingDeviceStatus, EE of EVSEMechanicalChargingDeviceStatus, SE(EVSEReadyToCharge), CH of EVSEReadyToCharge, EE of EVSEReadyToCharge, SE(EVSEIsolationStatus), CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEDisabled), CH of EVSEDisabled, EE of EVSEDisabled, SE(EVSEUtilityInterruptEvent), CH of EVSEUtilityInterruptEvent, EE of EVSEUtilityInterruptEvent, SE(EVSEEmergencyShutdown), CH of EVSEEmergencyShutdown, EE of EVSEEmergencyShutdown, SE(EVSEMalfunction), CH of EVSEMalfunction, EE of EVSEMalfunction, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, SE(EVAssociationStatus), CH of EVAssociationStatus, EE of EVAssociationStatus, EE')
+    iv = ((c >> 40) & 63)
     if iv >= 40:
-        raise r.fail('ACDP_SystemStatusResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ACDP_SystemStatusResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[2]', 'expected SE(EVSEMechanicalChargingDeviceStatus)')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEMechanicalChargingDeviceStatus', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 35) & 3)
     if iv >= 3:
-        raise r.fail('ACDP_SystemStatusResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {iv} out of range')
+        raise r.fail('ACDP_SystemStatusResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {iv}')
     f_EVSEMechanicalChargingDeviceStatus = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEMechanicalChargingDeviceStatus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[3]', 'expected SE(EVSEReadyToCharge)')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEReadyToCharge', 'expected CH')
-    f_EVSEReadyToCharge = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEReadyToCharge', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[4]', 'expected SE(EVSEIsolationStatus)')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEIsolationStatus', 'expected CH')
-    f_EVSEIsolationStatus = _E_iso20_acdp_isolationStatusType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEIsolationStatus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[5]', 'expected SE(EVSEDisabled)')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEDisabled', 'expected CH')
-    f_EVSEDisabled = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEDisabled', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[6]', 'expected SE(EVSEUtilityInterruptEvent)')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEUtilityInterruptEvent', 'expected CH')
-    f_EVSEUtilityInterruptEvent = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEUtilityInterruptEvent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[7]', 'expected SE(EVSEEmergencyShutdown)')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEEmergencyShutdown', 'expected CH')
-    f_EVSEEmergencyShutdown = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEEmergencyShutdown', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[8]', 'expected SE(EVSEMalfunction)')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEMalfunction', 'expected CH')
-    f_EVSEMalfunction = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVSEMalfunction', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[9]', 'expected SE(EVInChargePosition)')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVInChargePosition', 'expected CH')
-    f_EVInChargePosition = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVInChargePosition', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[10]', 'expected SE(EVAssociationStatus)')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVAssociationStatus', 'expected CH')
-    f_EVAssociationStatus = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType.EVAssociationStatus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_SystemStatusResType[11]', 'expected EE')
-    pass
+    f_EVSEReadyToCharge = ((c >> 31) & 1) == 1
+    f_EVSEIsolationStatus = _E_iso20_acdp_isolationStatusType[((c >> 26) & 3)]
+    f_EVSEDisabled = ((c >> 22) & 1) == 1
+    f_EVSEUtilityInterruptEvent = ((c >> 18) & 1) == 1
+    f_EVSEEmergencyShutdown = ((c >> 14) & 1) == 1
+    f_EVSEMalfunction = ((c >> 10) & 1) == 1
+    f_EVInChargePosition = ((c >> 6) & 1) == 1
+    f_EVAssociationStatus = ((c >> 2) & 1) == 1
     return _iso20_acdp.ACDP_SystemStatusResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEMechanicalChargingDeviceStatus=f_EVSEMechanicalChargingDeviceStatus, EVSEReadyToCharge=f_EVSEReadyToCharge, EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEDisabled=f_EVSEDisabled, EVSEUtilityInterruptEvent=f_EVSEUtilityInterruptEvent, EVSEEmergencyShutdown=f_EVSEEmergencyShutdown, EVSEMalfunction=f_EVSEMalfunction, EVInChargePosition=f_EVInChargePosition, EVAssociationStatus=f_EVAssociationStatus)
 
 def _e_iso20_acdp_ACDP_SystemStatusResType(w: BitWriter, o: _iso20_acdp.ACDP_SystemStatusResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(ResponseCode)')
-    if o.EVSEMechanicalChargingDeviceStatus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_acdp_mechanicalChargingDeviceStatusType[o.EVSEMechanicalChargingDeviceStatus], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(EVSEMechanicalChargingDeviceStatus)')
-    if o.EVSEReadyToCharge is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSEReadyToCharge else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(EVSEReadyToCharge)')
-    if o.EVSEIsolationStatus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_acdp_isolationStatusType[o.EVSEIsolationStatus], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(EVSEIsolationStatus)')
-    if o.EVSEDisabled is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSEDisabled else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(EVSEDisabled)')
-    if o.EVSEUtilityInterruptEvent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSEUtilityInterruptEvent else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(EVSEUtilityInterruptEvent)')
-    if o.EVSEEmergencyShutdown is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSEEmergencyShutdown else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(EVSEEmergencyShutdown)')
-    if o.EVSEMalfunction is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSEMalfunction else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(EVSEMalfunction)')
-    if o.EVInChargePosition is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVInChargePosition else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(EVInChargePosition)')
-    if o.EVAssociationStatus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVAssociationStatus else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_SystemStatusResType', 'missing SE(EVAssociationStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ACDP_SystemStatusResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ACDP_SystemStatusResType.ResponseCode', 'required value missing')
+    if o.EVSEMechanicalChargingDeviceStatus is None:
+        raise encode_error('ACDP_SystemStatusResType.EVSEMechanicalChargingDeviceStatus', 'required value missing')
+    if o.EVSEReadyToCharge is None:
+        raise encode_error('ACDP_SystemStatusResType.EVSEReadyToCharge', 'required value missing')
+    if o.EVSEIsolationStatus is None:
+        raise encode_error('ACDP_SystemStatusResType.EVSEIsolationStatus', 'required value missing')
+    if o.EVSEDisabled is None:
+        raise encode_error('ACDP_SystemStatusResType.EVSEDisabled', 'required value missing')
+    if o.EVSEUtilityInterruptEvent is None:
+        raise encode_error('ACDP_SystemStatusResType.EVSEUtilityInterruptEvent', 'required value missing')
+    if o.EVSEEmergencyShutdown is None:
+        raise encode_error('ACDP_SystemStatusResType.EVSEEmergencyShutdown', 'required value missing')
+    if o.EVSEMalfunction is None:
+        raise encode_error('ACDP_SystemStatusResType.EVSEMalfunction', 'required value missing')
+    if o.EVInChargePosition is None:
+        raise encode_error('ACDP_SystemStatusResType.EVInChargePosition', 'required value missing')
+    if o.EVAssociationStatus is None:
+        raise encode_error('ACDP_SystemStatusResType.EVAssociationStatus', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 40 | (_I_iso20_acdp_mechanicalChargingDeviceStatusType[o.EVSEMechanicalChargingDeviceStatus]) << 35 | (1 if o.EVSEReadyToCharge else 0) << 31 | (_I_iso20_acdp_isolationStatusType[o.EVSEIsolationStatus]) << 26 | (1 if o.EVSEDisabled else 0) << 22 | (1 if o.EVSEUtilityInterruptEvent else 0) << 18 | (1 if o.EVSEEmergencyShutdown else 0) << 14 | (1 if o.EVSEMalfunction else 0) << 10 | (1 if o.EVInChargePosition else 0) << 6 | (1 if o.EVAssociationStatus else 0) << 2, 48)
 
 def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.ACDP_VehiclePositioningReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVMobilityStatus: bool
     f_EVPositioningSupport: bool
     if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ACDP_VehiclePositioningReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningReqType[1]', 'expected SE(EVMobilityStatus)')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningReqType.EVMobilityStatus', 'expected CH')
-    f_EVMobilityStatus = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningReqType.EVMobilityStatus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningReqType[2]', 'expected SE(EVPositioningSupport)')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningReqType.EVPositioningSupport', 'expected CH')
-    f_EVPositioningSupport = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningReqType.EVPositioningSupport', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningReqType[3]', 'expected EE')
-    pass
+    c = r.bits(9)
+    if c & 0x1bb != 0x0:
+        raise r.fail_back(9, 'ACDP_VehiclePositioningReqType', 'expected SE(EVMobilityStatus), CH of EVMobilityStatus, EE of EVMobilityStatus, SE(EVPositioningSupport), CH of EVPositioningSupport, EE of EVPositioningSupport, EE')
+    f_EVMobilityStatus = ((c >> 6) & 1) == 1
+    f_EVPositioningSupport = ((c >> 2) & 1) == 1
     return _iso20_acdp.ACDP_VehiclePositioningReqType(Header=f_Header, EVMobilityStatus=f_EVMobilityStatus, EVPositioningSupport=f_EVPositioningSupport)
 
 def _e_iso20_acdp_ACDP_VehiclePositioningReqType(w: BitWriter, o: _iso20_acdp.ACDP_VehiclePositioningReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ACDP_VehiclePositioningReqType', 'missing SE(Header)')
-    if o.EVMobilityStatus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVMobilityStatus else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_VehiclePositioningReqType', 'missing SE(EVMobilityStatus)')
-    if o.EVPositioningSupport is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVPositioningSupport else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_VehiclePositioningReqType', 'missing SE(EVPositioningSupport)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ACDP_VehiclePositioningReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVMobilityStatus is None:
+        raise encode_error('ACDP_VehiclePositioningReqType.EVMobilityStatus', 'required value missing')
+    if o.EVPositioningSupport is None:
+        raise encode_error('ACDP_VehiclePositioningReqType.EVPositioningSupport', 'required value missing')
+    w.bits((1 if o.EVMobilityStatus else 0) << 6 | (1 if o.EVPositioningSupport else 0) << 2, 9)
 
 def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.ACDP_VehiclePositioningResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2586,160 +2329,101 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     f_ContactWindowYc: int
     f_EVInChargePosition: bool
     if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ACDP_VehiclePositioningResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(21)
+    if c & 0x181cee != 0x0:
+        raise r.fail_back(21, 'ACDP_VehiclePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEPositioningSupport), CH of EVSEPositioningSupport, EE of EVSEPositioningSupport, SE(EVRelativeXDeviation), CH of EVRelativeXDeviation')
+    iv = ((c >> 13) & 63)
     if iv >= 40:
-        raise r.fail('ACDP_VehiclePositioningResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ACDP_VehiclePositioningResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType[2]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 8) & 3)
     if iv >= 3:
-        raise r.fail('ACDP_VehiclePositioningResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('ACDP_VehiclePositioningResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.EVSEProcessing', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType[3]', 'expected SE(EVSEPositioningSupport)')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.EVSEPositioningSupport', 'expected CH')
-    f_EVSEPositioningSupport = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.EVSEPositioningSupport', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType[4]', 'expected SE(EVRelativeXDeviation)')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'expected CH')
-    iv = r.integer()
+    f_EVSEPositioningSupport = ((c >> 4) & 1) == 1
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'value {iv} outside -32768..32767')
     f_EVRelativeXDeviation = iv
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType[5]', 'expected SE(EVRelativeYDeviation)')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'expected CH')
-    iv = r.integer()
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeXDeviation, SE(EVRelativeYDeviation), CH of EVRelativeYDeviation')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'value {iv} outside -32768..32767')
     f_EVRelativeYDeviation = iv
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType[6]', 'expected SE(ContactWindowXc)')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.ContactWindowXc', 'expected CH')
-    iv = r.integer()
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeYDeviation, SE(ContactWindowXc), CH of ContactWindowXc')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('ACDP_VehiclePositioningResType.ContactWindowXc', f'value {iv} outside -32768..32767')
     f_ContactWindowXc = iv
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.ContactWindowXc', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType[7]', 'expected SE(ContactWindowYc)')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.ContactWindowYc', 'expected CH')
-    iv = r.integer()
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowXc, SE(ContactWindowYc), CH of ContactWindowYc')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('ACDP_VehiclePositioningResType.ContactWindowYc', f'value {iv} outside -32768..32767')
     f_ContactWindowYc = iv
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.ContactWindowYc', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType[8]', 'expected SE(EVInChargePosition)')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.EVInChargePosition', 'expected CH')
-    f_EVInChargePosition = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType.EVInChargePosition', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ACDP_VehiclePositioningResType[9]', 'expected EE')
-    pass
+    c = r.bits(6)
+    if c & 0x3b != 0x0:
+        raise r.fail_back(6, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowYc, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, EE')
+    f_EVInChargePosition = ((c >> 2) & 1) == 1
     return _iso20_acdp.ACDP_VehiclePositioningResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, EVSEPositioningSupport=f_EVSEPositioningSupport, EVRelativeXDeviation=f_EVRelativeXDeviation, EVRelativeYDeviation=f_EVRelativeYDeviation, ContactWindowXc=f_ContactWindowXc, ContactWindowYc=f_ContactWindowYc, EVInChargePosition=f_EVInChargePosition)
 
 def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.ACDP_VehiclePositioningResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ACDP_VehiclePositioningResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_VehiclePositioningResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_VehiclePositioningResType', 'missing SE(EVSEProcessing)')
-    if o.EVSEPositioningSupport is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVSEPositioningSupport else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_VehiclePositioningResType', 'missing SE(EVSEPositioningSupport)')
-    if o.EVRelativeXDeviation is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.EVRelativeXDeviation <= 32767):
-            raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'{o.EVRelativeXDeviation!r} outside -32768..32767')
-        w.integer(o.EVRelativeXDeviation)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_VehiclePositioningResType', 'missing SE(EVRelativeXDeviation)')
-    if o.EVRelativeYDeviation is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.EVRelativeYDeviation <= 32767):
-            raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'{o.EVRelativeYDeviation!r} outside -32768..32767')
-        w.integer(o.EVRelativeYDeviation)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_VehiclePositioningResType', 'missing SE(EVRelativeYDeviation)')
-    if o.ContactWindowXc is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.ContactWindowXc <= 32767):
-            raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', f'{o.ContactWindowXc!r} outside -32768..32767')
-        w.integer(o.ContactWindowXc)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_VehiclePositioningResType', 'missing SE(ContactWindowXc)')
-    if o.ContactWindowYc is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.ContactWindowYc <= 32767):
-            raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', f'{o.ContactWindowYc!r} outside -32768..32767')
-        w.integer(o.ContactWindowYc)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_VehiclePositioningResType', 'missing SE(ContactWindowYc)')
-    if o.EVInChargePosition is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVInChargePosition else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ACDP_VehiclePositioningResType', 'missing SE(EVInChargePosition)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ACDP_VehiclePositioningResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ACDP_VehiclePositioningResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('ACDP_VehiclePositioningResType.EVSEProcessing', 'required value missing')
+    if o.EVSEPositioningSupport is None:
+        raise encode_error('ACDP_VehiclePositioningResType.EVSEPositioningSupport', 'required value missing')
+    if o.EVRelativeXDeviation is None:
+        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 12 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 7 | (1 if o.EVSEPositioningSupport else 0) << 3, 20)
+    if o.EVRelativeXDeviation < -32768 or o.EVRelativeXDeviation > 32767:
+        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'{o.EVRelativeXDeviation!r} outside -32768..32767')
+    w.integer(o.EVRelativeXDeviation)
+    if o.EVRelativeYDeviation is None:
+        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'required value missing')
+    w.bits(0x0, 3)
+    if o.EVRelativeYDeviation < -32768 or o.EVRelativeYDeviation > 32767:
+        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'{o.EVRelativeYDeviation!r} outside -32768..32767')
+    w.integer(o.EVRelativeYDeviation)
+    if o.ContactWindowXc is None:
+        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', 'required value missing')
+    w.bits(0x0, 3)
+    if o.ContactWindowXc < -32768 or o.ContactWindowXc > 32767:
+        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', f'{o.ContactWindowXc!r} outside -32768..32767')
+    w.integer(o.ContactWindowXc)
+    if o.ContactWindowYc is None:
+        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', 'required value missing')
+    w.bits(0x0, 3)
+    if o.ContactWindowYc < -32768 or o.ContactWindowYc > 32767:
+        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', f'{o.ContactWindowYc!r} outside -32768..32767')
+    w.integer(o.ContactWindowYc)
+    if o.EVInChargePosition is None:
+        raise encode_error('ACDP_VehiclePositioningResType.EVInChargePosition', 'required value missing')
+    w.bits((1 if o.EVInChargePosition else 0) << 2, 6)
 
 def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnicalStatusType:
     f_EVReadyToCharge: bool
@@ -2751,69 +2435,55 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
     f_EVErrorCode: _iso20_acdp.errorCodeType | None = None
     f_EVTimeout: bool | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('EVTechnicalStatusType[0]', 'expected SE(EVReadyToCharge)')
-    if r.bits(1):
-        raise r.fail('EVTechnicalStatusType.EVReadyToCharge', 'expected CH')
-    f_EVReadyToCharge = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('EVTechnicalStatusType.EVReadyToCharge', 'expected EE')
+    c = r.bits(11)
+    if c & 0x6e8 != 0x0:
+        raise r.fail_back(11, 'EVTechnicalStatusType', 'expected SE(EVReadyToCharge), CH of EVReadyToCharge, EE of EVReadyToCharge, SE(EVImmobilizationRequest), CH of EVImmobilizationRequest, EE of EVImmobilizationRequest')
+    f_EVReadyToCharge = ((c >> 8) & 1) == 1
+    f_EVImmobilizationRequest = ((c >> 4) & 1) == 1
+    ec = (c & 7)
     s = 1
-    if r.bits(1):
-        raise r.fail('EVTechnicalStatusType[1]', 'expected SE(EVImmobilizationRequest)')
-    if r.bits(1):
-        raise r.fail('EVTechnicalStatusType.EVImmobilizationRequest', 'expected CH')
-    f_EVImmobilizationRequest = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('EVTechnicalStatusType.EVImmobilizationRequest', 'expected EE')
     s = 2
-    ec = r.bits(3)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('EVTechnicalStatusType.EVImmobilized', 'expected CH')
-        f_EVImmobilized = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('EVTechnicalStatusType.EVImmobilized', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'EVTechnicalStatusType[2]', 'expected CH of EVImmobilized, EE of EVImmobilized')
+        f_EVImmobilized = ((c >> 1) & 1) == 1
         s = 3
     elif ec == 1:
         f_EVWLANStrength = _d_iso20_common_types_RationalNumberType(r)
         s = 4
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected CH')
-        iv = r.bits(3)
+        c = r.bits(5)
+        if c & 0x11 != 0x0:
+            raise r.fail_back(5, 'EVTechnicalStatusType[2]', 'expected CH of EVCPStatus, EE of EVCPStatus')
+        iv = ((c >> 1) & 7)
         if iv >= 5:
-            raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv} out of range')
+            raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}')
         f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
-        if r.bits(1):
-            raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected EE')
         s = 5
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('EVTechnicalStatusType.EVSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'EVTechnicalStatusType[2]', 'expected CH of EVSOC, EE of EVSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
         f_EVSOC = iv
-        if r.bits(1):
-            raise r.fail('EVTechnicalStatusType.EVSOC', 'expected EE')
         s = 6
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected CH')
-        iv = r.bits(4)
+        c = r.bits(6)
+        if c & 0x21 != 0x0:
+            raise r.fail_back(6, 'EVTechnicalStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode')
+        iv = ((c >> 1) & 15)
         if iv >= 10:
-            raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+            raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}')
         f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-        if r.bits(1):
-            raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected EE')
         s = 7
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-        f_EVTimeout = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'EVTechnicalStatusType[2]', 'expected CH of EVTimeout, EE of EVTimeout')
+        f_EVTimeout = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 6:
         s = -1
@@ -2825,41 +2495,37 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
             f_EVWLANStrength = _d_iso20_common_types_RationalNumberType(r)
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected CH')
-            iv = r.bits(3)
+            c = r.bits(5)
+            if c & 0x11 != 0x0:
+                raise r.fail_back(5, 'EVTechnicalStatusType[3]', 'expected CH of EVCPStatus, EE of EVCPStatus')
+            iv = ((c >> 1) & 7)
             if iv >= 5:
-                raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv} out of range')
+                raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}')
             f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected EE')
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'EVTechnicalStatusType[3]', 'expected CH of EVSOC, EE of EVSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
             f_EVSOC = iv
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVSOC', 'expected EE')
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected CH')
-            iv = r.bits(4)
+            c = r.bits(6)
+            if c & 0x21 != 0x0:
+                raise r.fail_back(6, 'EVTechnicalStatusType[3]', 'expected CH of EVErrorCode, EE of EVErrorCode')
+            iv = ((c >> 1) & 15)
             if iv >= 10:
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}')
             f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected EE')
             s = 7
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-            f_EVTimeout = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'EVTechnicalStatusType[3]', 'expected CH of EVTimeout, EE of EVTimeout')
+            f_EVTimeout = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
             s = -1
@@ -2868,41 +2534,37 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
     if s == 4:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected CH')
-            iv = r.bits(3)
+            c = r.bits(5)
+            if c & 0x11 != 0x0:
+                raise r.fail_back(5, 'EVTechnicalStatusType[4]', 'expected CH of EVCPStatus, EE of EVCPStatus')
+            iv = ((c >> 1) & 7)
             if iv >= 5:
-                raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv} out of range')
+                raise r.fail('EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}')
             f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVCPStatus', 'expected EE')
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'EVTechnicalStatusType[4]', 'expected CH of EVSOC, EE of EVSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
             f_EVSOC = iv
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVSOC', 'expected EE')
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected CH')
-            iv = r.bits(4)
+            c = r.bits(6)
+            if c & 0x21 != 0x0:
+                raise r.fail_back(6, 'EVTechnicalStatusType[4]', 'expected CH of EVErrorCode, EE of EVErrorCode')
+            iv = ((c >> 1) & 15)
             if iv >= 10:
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}')
             f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected EE')
             s = 7
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-            f_EVTimeout = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'EVTechnicalStatusType[4]', 'expected CH of EVTimeout, EE of EVTimeout')
+            f_EVTimeout = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
             s = -1
@@ -2911,31 +2573,28 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
     if s == 5:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'EVTechnicalStatusType[5]', 'expected CH of EVSOC, EE of EVSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
             f_EVSOC = iv
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVSOC', 'expected EE')
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected CH')
-            iv = r.bits(4)
+            c = r.bits(6)
+            if c & 0x21 != 0x0:
+                raise r.fail_back(6, 'EVTechnicalStatusType[5]', 'expected CH of EVErrorCode, EE of EVErrorCode')
+            iv = ((c >> 1) & 15)
             if iv >= 10:
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}')
             f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected EE')
             s = 7
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-            f_EVTimeout = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'EVTechnicalStatusType[5]', 'expected CH of EVTimeout, EE of EVTimeout')
+            f_EVTimeout = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
             s = -1
@@ -2944,21 +2603,19 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected CH')
-            iv = r.bits(4)
+            c = r.bits(6)
+            if c & 0x21 != 0x0:
+                raise r.fail_back(6, 'EVTechnicalStatusType[6]', 'expected CH of EVErrorCode, EE of EVErrorCode')
+            iv = ((c >> 1) & 15)
             if iv >= 10:
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv} out of range')
+                raise r.fail('EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}')
             f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVErrorCode', 'expected EE')
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-            f_EVTimeout = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'EVTechnicalStatusType[6]', 'expected CH of EVTimeout, EE of EVTimeout')
+            f_EVTimeout = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
             s = -1
@@ -2967,11 +2624,10 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
     if s == 7:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected CH')
-            f_EVTimeout = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('EVTechnicalStatusType.EVTimeout', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'EVTechnicalStatusType[7]', 'expected CH of EVTimeout, EE of EVTimeout')
+            f_EVTimeout = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
             s = -1
@@ -2979,207 +2635,135 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
             raise r.fail('EVTechnicalStatusType[7]', f'event code {ec}, expected SE(EVTimeout), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('EVTechnicalStatusType[8]', 'expected EE')
+            raise r.fail_back(1, 'EVTechnicalStatusType[8]', 'expected EE')
         s = -1
     return _iso20_acdp.EVTechnicalStatusType(EVReadyToCharge=f_EVReadyToCharge, EVImmobilizationRequest=f_EVImmobilizationRequest, EVImmobilized=f_EVImmobilized, EVWLANStrength=f_EVWLANStrength, EVCPStatus=f_EVCPStatus, EVSOC=f_EVSOC, EVErrorCode=f_EVErrorCode, EVTimeout=f_EVTimeout)
 
 def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnicalStatusType) -> None:
     s = 0
-    if o.EVReadyToCharge is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVReadyToCharge else 0, 1)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('EVTechnicalStatusType', 'missing SE(EVReadyToCharge)')
-    if o.EVImmobilizationRequest is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVImmobilizationRequest else 0, 1)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('EVTechnicalStatusType', 'missing SE(EVImmobilizationRequest)')
+    if o.EVReadyToCharge is None:
+        raise encode_error('EVTechnicalStatusType.EVReadyToCharge', 'required value missing')
+    if o.EVImmobilizationRequest is None:
+        raise encode_error('EVTechnicalStatusType.EVImmobilizationRequest', 'required value missing')
+    w.bits((1 if o.EVReadyToCharge else 0) << 5 | (1 if o.EVImmobilizationRequest else 0) << 1, 8)
+    s = 1
+    s = 2
     if o.EVImmobilized is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        w.bits(1 if o.EVImmobilized else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.EVImmobilized else 0) << 1, 6)
         s = 3
     elif o.EVWLANStrength is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVWLANStrength)
         s = 4
     elif o.EVCPStatus is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        w.bits(_I_iso20_acdp_cpStatusType[o.EVCPStatus], 3)
-        w.bits(0, 1)
+        w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x40, 8)
         s = 5
     elif o.EVSOC is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.EVSOC <= 100):
+        if o.EVSOC < 0 or o.EVSOC > 100:
             raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-        w.bits(o.EVSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.EVSOC) << 1 | 0x600, 12)
         s = 6
     elif o.EVErrorCode is not None:
-        w.bits(4, 3)
-        w.bits(0, 1)
-        w.bits(_I_iso20_acdp_errorCodeType[o.EVErrorCode], 4)
-        w.bits(0, 1)
+        w.bits((_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0x100, 9)
         s = 7
     elif o.EVTimeout is not None:
-        w.bits(5, 3)
-        w.bits(0, 1)
-        w.bits(1 if o.EVTimeout else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.EVTimeout else 0) << 1 | 0x28, 6)
         s = 8
     else:
-        w.bits(6, 3)
+        w.bits(0x6, 3)
         s = -1
     if s == 3:
         if o.EVWLANStrength is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVWLANStrength)
             s = 4
         elif o.EVCPStatus is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            w.bits(_I_iso20_acdp_cpStatusType[o.EVCPStatus], 3)
-            w.bits(0, 1)
+            w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x20, 8)
             s = 5
         elif o.EVSOC is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.EVSOC <= 100):
+            if o.EVSOC < 0 or o.EVSOC > 100:
                 raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-            w.bits(o.EVSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.EVSOC) << 1 | 0x400, 12)
             s = 6
         elif o.EVErrorCode is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(_I_iso20_acdp_errorCodeType[o.EVErrorCode], 4)
-            w.bits(0, 1)
+            w.bits((_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0xc0, 9)
             s = 7
         elif o.EVTimeout is not None:
-            w.bits(4, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.EVTimeout else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.EVTimeout else 0) << 1 | 0x20, 6)
             s = 8
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 4:
         if o.EVCPStatus is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            w.bits(_I_iso20_acdp_cpStatusType[o.EVCPStatus], 3)
-            w.bits(0, 1)
+            w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1, 8)
             s = 5
         elif o.EVSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.EVSOC <= 100):
+            if o.EVSOC < 0 or o.EVSOC > 100:
                 raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-            w.bits(o.EVSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.EVSOC) << 1 | 0x200, 12)
             s = 6
         elif o.EVErrorCode is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(_I_iso20_acdp_errorCodeType[o.EVErrorCode], 4)
-            w.bits(0, 1)
+            w.bits((_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0x80, 9)
             s = 7
         elif o.EVTimeout is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.EVTimeout else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.EVTimeout else 0) << 1 | 0x18, 6)
             s = 8
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 5:
         if o.EVSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.EVSOC <= 100):
+            if o.EVSOC < 0 or o.EVSOC > 100:
                 raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-            w.bits(o.EVSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.EVSOC) << 1, 12)
             s = 6
         elif o.EVErrorCode is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            w.bits(_I_iso20_acdp_errorCodeType[o.EVErrorCode], 4)
-            w.bits(0, 1)
+            w.bits((_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0x40, 9)
             s = 7
         elif o.EVTimeout is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.EVTimeout else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.EVTimeout else 0) << 1 | 0x10, 6)
             s = 8
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 6:
         if o.EVErrorCode is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(_I_iso20_acdp_errorCodeType[o.EVErrorCode], 4)
-            w.bits(0, 1)
+            w.bits((_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1, 8)
             s = 7
         elif o.EVTimeout is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.EVTimeout else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.EVTimeout else 0) << 1 | 0x8, 5)
             s = 8
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 7:
         if o.EVTimeout is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.EVTimeout else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.EVTimeout else 0) << 1, 5)
             s = 8
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
     if r.bits(1):
-        raise r.fail('CLReqControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CLReqControlModeType', 'expected EE')
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
     if r.bits(1):
-        raise r.fail('CLResControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CLResControlModeType', 'expected EE')
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3187,68 +2771,57 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_MeterInfoRequested: bool
     s = 0
     if r.bits(1):
-        raise r.fail('ChargeLoopReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeLoopReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
         raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     if r.bits(1):
-        raise r.fail('ChargeLoopReqType[3]', 'expected EE')
+        raise r.fail_back(1, 'ChargeLoopReqType', 'expected EE')
     s = -1
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ChargeLoopReqType', 'missing SE(Header)')
+    if o.Header is None:
+        raise encode_error('ChargeLoopReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    s = 1
     if o.DisplayParameters is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.MeterInfoRequested else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.MeterInfoRequested else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
             s = 3
         else:
             raise encode_error('ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3258,21 +2831,18 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('ChargeLoopResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeLoopResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(12)
+    if c & 0xc08 != 0x0:
+        raise r.fail_back(12, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType.ResponseCode', 'expected EE')
+    ec = (c & 7)
+    s = 1
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
         s = 3
@@ -3309,192 +2879,155 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail('ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('ChargeLoopResType[5]', 'expected EE')
+            raise r.fail_back(1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ChargeLoopResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ChargeLoopResType', 'missing SE(ResponseCode)')
+    if o.Header is None:
+        raise encode_error('ChargeLoopResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ChargeLoopResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    s = 1
+    s = 2
     if o.EVSEStatus is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
         s = 4
     elif o.Receipt is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
         s = 5
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
             s = 4
         elif o.Receipt is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ChargeParameterDiscoveryReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[2]', 'expected EE')
-    pass
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ChargeParameterDiscoveryResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
     if r.bits(1):
-        raise r.fail('DetailedCostType[0]', 'expected SE(Amount)')
+        raise r.fail_back(1, 'DetailedCostType', 'expected SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedCostType[1]', 'expected SE(CostPerUnit)')
+        raise r.fail_back(1, 'DetailedCostType', 'expected SE(CostPerUnit)')
     f_CostPerUnit = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedCostType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'DetailedCostType', 'expected EE')
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
-    if o.Amount is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    else:
-        raise encode_error('DetailedCostType', 'missing SE(Amount)')
-    if o.CostPerUnit is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
-    else:
-        raise encode_error('DetailedCostType', 'missing SE(CostPerUnit)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Amount is None:
+        raise encode_error('DetailedCostType.Amount', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    if o.CostPerUnit is None:
+        raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail('DetailedTaxType[0]', 'expected SE(TaxRuleID)')
-    if r.bits(1):
-        raise r.fail('DetailedTaxType.TaxRuleID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
     f_TaxRuleID = iv
-    if r.bits(1):
-        raise r.fail('DetailedTaxType.TaxRuleID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('DetailedTaxType[1]', 'expected SE(Amount)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedTaxType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'DetailedTaxType', 'expected EE')
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
-    if o.TaxRuleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.TaxRuleID <= 4294967295):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-        w.uint(o.TaxRuleID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('DetailedTaxType', 'missing SE(TaxRuleID)')
-    if o.Amount is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    else:
-        raise encode_error('DetailedTaxType', 'missing SE(Amount)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.TaxRuleID is None:
+        raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TaxRuleID < 1 or o.TaxRuleID > 4294967295:
+        raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
+    w.uint(o.TaxRuleID)
+    if o.Amount is None:
+        raise encode_error('DetailedTaxType.Amount', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     f_PresentSOC: int | None = None
@@ -3508,93 +3041,88 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
     f_InletHot: bool | None = None
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.PresentSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
         f_PresentSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.PresentSOC', 'expected EE')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
         f_MaximumSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
         s = 4
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToMinimumSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToTargetSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToMaximumSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
         f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
         s = 9
     elif ec == 9:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-        f_InletHot = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+        f_InletHot = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -3603,81 +3131,76 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 1:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 8:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -3686,71 +3209,67 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 2:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 7:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -3759,61 +3278,58 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 3:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -3823,50 +3339,48 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -3876,40 +3390,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -3919,30 +3431,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -3951,21 +3461,19 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 7:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -3977,11 +3485,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -3990,11 +3497,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 9:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -4002,422 +3508,320 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail('DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
     if s == 10:
         if r.bits(1):
-            raise r.fail('DisplayParametersType[10]', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
     return _iso20_common_types.DisplayParametersType(PresentSOC=f_PresentSOC, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, MaximumSOC=f_MaximumSOC, RemainingTimeToMinimumSOC=f_RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC=f_RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC=f_RemainingTimeToMaximumSOC, ChargingComplete=f_ChargingComplete, BatteryEnergyCapacity=f_BatteryEnergyCapacity, InletHot=f_InletHot)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
     if o.PresentSOC is not None:
-        w.bits(0, 4)
-        w.bits(0, 1)
-        if not (0 <= o.PresentSOC <= 100):
+        if o.PresentSOC < 0 or o.PresentSOC > 100:
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        w.bits(o.PresentSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.PresentSOC) << 1, 13)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 4)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 13)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 4)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 13)
         s = 3
     elif o.MaximumSOC is not None:
-        w.bits(3, 4)
-        w.bits(0, 1)
-        if not (0 <= o.MaximumSOC <= 100):
+        if o.MaximumSOC < 0 or o.MaximumSOC > 100:
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        w.bits(o.MaximumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MaximumSOC) << 1 | 0x600, 13)
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
-        w.bits(4, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+        w.bits(0x8, 5)
+        if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMinimumSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
-        w.bits(5, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+        w.bits(0xa, 5)
+        if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToTargetSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
-        w.bits(6, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+        w.bits(0xc, 5)
+        if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMaximumSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 7
     elif o.ChargingComplete is not None:
-        w.bits(7, 4)
-        w.bits(0, 1)
-        w.bits(1 if o.ChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
         s = 9
     elif o.InletHot is not None:
-        w.bits(9, 4)
-        w.bits(0, 1)
-        w.bits(1 if o.InletHot else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
         s = 10
     else:
-        w.bits(10, 4)
+        w.bits(0xa, 4)
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 13)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1 | 0x400, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x8, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(5, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0xa, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(6, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(8, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
             s = 10
         else:
-            w.bits(9, 4)
+            w.bits(0x9, 4)
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1 | 0x200, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x4, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x8, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(5, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(7, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
             s = 10
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x2, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x4, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(6, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
             s = 10
         else:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             s = -1
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x2, 4)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x4, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(5, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
             s = 10
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             s = -1
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x2, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(4, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
             s = 10
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
             s = 10
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
             s = 10
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
             s = 10
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1, 5)
             s = 10
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 10:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
@@ -4426,16 +3830,17 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -4444,60 +3849,56 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[2]', 'expected SE(EVMaximumEnergyRequest)')
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
     f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
     s = 3
-    if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[3]', 'expected SE(EVMinimumEnergyRequest)')
     f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    s = 4
     if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[4]', 'expected EE')
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected EE')
+    s = 4
     s = -1
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 3)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
-    if o.EVMaximumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
-        s = 3
-    else:
-        raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest)')
-    if o.EVMinimumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-        s = 4
-    else:
-        raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.EVMaximumEnergyRequest is None:
+        raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMinimumEnergyRequest is None:
+        raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+    w.bits(0x0, 1)
+    s = 4
+    s = -1
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
     f_DepartureTime: int | None = None
@@ -4505,46 +3906,45 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     f_TargetSOC: int | None = None
     f_AckMaxDelay: int | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         iv = r.uint()
         if iv > 65535:
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
         f_AckMaxDelay = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
         s = -1
@@ -4553,34 +3953,32 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
             s = -1
@@ -4589,24 +3987,23 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
             s = -1
@@ -4616,13 +4013,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
             s = -1
@@ -4630,166 +4027,127 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail('Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType[4]', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 4)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.AckMaxDelay <= 65535):
+        w.bits(0x6, 4)
+        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x4, 4)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x2, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x0, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
     f_NotificationMaxDelay = iv
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(8)
+    if c & 0xe3 != 0x0:
+        raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+    iv = ((c >> 2) & 7)
     if iv >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[2]', 'expected EE')
-    pass
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
-    if o.NotificationMaxDelay is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NotificationMaxDelay <= 65535):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.NotificationMaxDelay)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVSEStatusType', 'missing SE(NotificationMaxDelay)')
-    if o.EVSENotification is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_evseNotificationType[o.EVSENotification], 3)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVSEStatusType', 'missing SE(EVSENotification)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.NotificationMaxDelay is None:
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits(0x0, 2)
+    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
+    w.uint(o.NotificationMaxDelay)
+    if o.EVSENotification is None:
+        raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+    w.bits((_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2, 8)
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ListOfRootCertificateIDsType[0]', 'expected SE(RootCertificateID)')
+        raise r.fail_back(1, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID)')
     f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
     s = 1
     n = 0
@@ -4808,7 +4166,7 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 20:
         if r.bits(1):
-            raise r.fail('ListOfRootCertificateIDsType[20]', 'expected EE')
+            raise r.fail_back(1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
@@ -4816,7 +4174,7 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
@@ -4826,7 +4184,7 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     n = 0
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
@@ -4837,12 +4195,12 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
@@ -4850,26 +4208,23 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     f_SessionID = r.binary(8)
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     s = 1
-    if r.bits(1):
-        raise r.fail('MessageHeaderType[1]', 'expected SE(TimeStamp)')
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.TimeStamp', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
     f_TimeStamp = iv
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.TimeStamp', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_Signature = _d_xmldsig_SignatureType(r)
         s = 3
@@ -4879,42 +4234,37 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('MessageHeaderType[3]', 'expected EE')
+            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
     s = 0
-    if o.SessionID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
-            raise encode_error('MessageHeaderType.SessionID', f'value length {len(o.SessionID)} outside 8..8')
-        w.binary(o.SessionID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MessageHeaderType', 'missing SE(SessionID)')
-    if o.TimeStamp is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeStamp <= 18446744073709551615):
-            raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-        w.uint(o.TimeStamp)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('MessageHeaderType', 'missing SE(TimeStamp)')
+    if o.SessionID is None:
+        raise encode_error('MessageHeaderType.SessionID', 'required value missing')
+    w.bits(0x0, 2)
+    if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
+        raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 8..8')
+    w.binary(o.SessionID)
+    if o.TimeStamp is None:
+        raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
+    w.bits(0x0, 3)
+    s = 1
+    if o.TimeStamp < 0 or o.TimeStamp > 18446744073709551615:
+        raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
+    w.uint(o.TimeStamp)
+    w.bits(0x0, 1)
+    s = 2
     if o.Signature is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_SignatureType(w, o.Signature)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
@@ -4927,82 +4277,83 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     f_MeterID = r.string(32)
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     s = 1
-    if r.bits(1):
-        raise r.fail('MeterInfoType[1]', 'expected SE(ChargedEnergyReadingWh)')
-    if r.bits(1):
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
     f_ChargedEnergyReadingWh = iv
-    if r.bits(1):
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
+    ec = (c & 7)
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
         f_BPT_DischargedEnergyReadingWh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
         f_CapacitiveEnergyReadingVARh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
         f_BPT_InductiveEnergyReadingVARh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterSignature')
         f_MeterSignature = r.binary(64)
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
         f_MeterStatus = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
         f_MeterTimestamp = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
     elif ec == 6:
         s = -1
@@ -5012,50 +4363,54 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_CapacitiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 5:
             s = -1
@@ -5065,40 +4420,44 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 4:
             s = -1
@@ -5108,30 +4467,34 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 3:
             s = -1
@@ -5140,24 +4503,28 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 2:
             s = -1
@@ -5167,13 +4534,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 1:
             s = -1
@@ -5181,275 +4548,233 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail('MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('MeterInfoType[8]', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[8]', 'expected EE')
         s = -1
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
     s = 0
-    if o.MeterID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.MeterID) > 32:
-            raise encode_error('MeterInfoType.MeterID', f'value length {len(o.MeterID)} outside 0..32')
-        w.string(o.MeterID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MeterInfoType', 'missing SE(MeterID)')
-    if o.ChargedEnergyReadingWh is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ChargedEnergyReadingWh <= 18446744073709551615):
-            raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        w.uint(o.ChargedEnergyReadingWh)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('MeterInfoType', 'missing SE(ChargedEnergyReadingWh)')
+    if o.MeterID is None:
+        raise encode_error('MeterInfoType.MeterID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.MeterID) > 32:
+        raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.string(o.MeterID)
+    if o.ChargedEnergyReadingWh is None:
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
+    w.bits(0x0, 3)
+    s = 1
+    if o.ChargedEnergyReadingWh < 0 or o.ChargedEnergyReadingWh > 18446744073709551615:
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
+    w.uint(o.ChargedEnergyReadingWh)
+    w.bits(0x0, 1)
+    s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.BPT_DischargedEnergyReadingWh <= 18446744073709551615):
+        w.bits(0x0, 4)
+        if o.BPT_DischargedEnergyReadingWh < 0 or o.BPT_DischargedEnergyReadingWh > 18446744073709551615:
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_DischargedEnergyReadingWh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.CapacitiveEnergyReadingVARh <= 18446744073709551615):
+        w.bits(0x2, 4)
+        if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.CapacitiveEnergyReadingVARh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+        w.bits(0x4, 4)
+        if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_InductiveEnergyReadingVARh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.MeterSignature is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         if len(o.MeterSignature) > 64:
-            raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+            raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
         w.binary(o.MeterSignature)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     elif o.MeterStatus is not None:
-        w.bits(4, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.MeterStatus <= 32767):
+        w.bits(0x8, 4)
+        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 7
     elif o.MeterTimestamp is not None:
-        w.bits(5, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+        w.bits(0xa, 4)
+        if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
         w.uint(o.MeterTimestamp)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 8
     else:
-        w.bits(6, 3)
+        w.bits(0x6, 3)
         s = -1
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.CapacitiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x0, 4)
+            if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.CapacitiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x2, 4)
+            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x6, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(4, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x8, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x0, 4)
+            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x4, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x6, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 5:
         if o.MeterSignature is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x2, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x4, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x0, 3)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x2, 3)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 7:
         if o.MeterTimestamp is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x0, 3)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
     f_Value: int
-    if r.bits(1):
-        raise r.fail('RationalNumberType[0]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Exponent', 'expected CH')
-    f_Exponent = r.bits(8) + -128
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RationalNumberType[1]', 'expected SE(Value)')
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(14)
+    if c & 0x300e != 0x0:
+        raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_Exponent = ((c >> 4) & 255) - 128
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
     f_Value = iv
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Value', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RationalNumberType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-128 <= o.Exponent <= 127):
-            raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
-        w.bits(o.Exponent - -128, 8)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RationalNumberType', 'missing SE(Exponent)')
-    if o.Value is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.Value <= 32767):
-            raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-        w.integer(o.Value)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RationalNumberType', 'missing SE(Value)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Exponent < -128 or o.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
+    if o.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Exponent + 128) << 3, 13)
+    if o.Value < -32768 or o.Value > 32767:
+        raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
+    w.integer(o.Value)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
     f_TimeAnchor: int
@@ -5459,18 +4784,18 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ReceiptType[0]', 'expected SE(TimeAnchor)')
-    if r.bits(1):
-        raise r.fail('ReceiptType.TimeAnchor', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
     f_TimeAnchor = iv
-    if r.bits(1):
-        raise r.fail('ReceiptType.TimeAnchor', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
+    ec = (c & 7)
     s = 1
-    ec = r.bits(3)
     if ec == 0:
         f_EnergyCosts = _d_iso20_common_types_DetailedCostType(r)
         s = 2
@@ -5561,117 +4886,115 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail('ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
     if s == 15:
         if r.bits(1):
-            raise r.fail('ReceiptType[15]', 'expected EE')
+            raise r.fail_back(1, 'ReceiptType[15]', 'expected EE')
         s = -1
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
     i_TaxCosts = 0
     s = 0
-    if o.TimeAnchor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
-            raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ReceiptType', 'missing SE(TimeAnchor)')
+    if o.TimeAnchor is None:
+        raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
+    w.uint(o.TimeAnchor)
+    w.bits(0x0, 1)
+    s = 1
     if o.EnergyCosts is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_DetailedCostType(w, o.EnergyCosts)
         s = 2
     elif o.OccupancyCosts is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
         s = 4
     elif o.OverstayCosts is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
         _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
         s = 6
     else:
-        w.bits(5, 3)
+        w.bits(0x5, 3)
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         n = 0
         while True:
             if i_TaxCosts < len(o.TaxCosts):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
                 _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
@@ -5682,12 +5005,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                         raise encode_error('ReceiptType.TaxCosts', 'too many entries')
                     break
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
     if s == 15:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
@@ -5695,7 +5018,8 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 1
@@ -5732,521 +5056,477 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             raise r.fail('Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('Scheduled_CLReqControlModeType[3]', 'expected EE')
+            raise r.fail_back(1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
     if r.bits(1):
-        raise r.fail('Scheduled_CLResControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'Scheduled_CLResControlModeType', 'expected EE')
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('V2GMessageType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GMessageType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('V2GMessageType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'V2GMessageType', 'expected EE')
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GMessageType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GMessageType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('V2GRequestType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GRequestType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('V2GRequestType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'V2GRequestType', 'expected EE')
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GRequestType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GRequestType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('V2GResponseType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GResponseType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('V2GResponseType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('V2GResponseType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('V2GResponseType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('V2GResponseType[2]', 'expected EE')
-    pass
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GResponseType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('V2GResponseType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GResponseType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('V2GResponseType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_v0(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('value', f'value {iv} outside 0..65535')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 65535):
+    w.bits(0x0, 1)
+    if o < 0 or o > 65535:
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 18446744073709551615):
+    w.bits(0x0, 1)
+    if o < 0 or o > 18446744073709551615:
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v4(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 1) == 1
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(1 if o else 0, 1)
-    w.bits(0, 1)
+    w.bits((1 if o else 0) << 1, 3)
 
 def _d_v5(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('value', f'value {iv} outside -32768..32767')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-32768 <= o <= 32767):
+    w.bits(0x0, 1)
+    if o < -32768 or o > 32767:
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 0..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 0 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v7(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 5:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_acdp_cpStatusType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_acdp_cpStatusType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso20_acdp_cpStatusType[o]) << 1, 5)
 
 def _d_v8(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso20_acdp_electricalChargingDeviceStatusType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    v = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 1) & 3)]
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_acdp_electricalChargingDeviceStatusType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_acdp_electricalChargingDeviceStatusType[o]) << 1, 4)
 
 def _d_v9(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(4)
+    c = r.bits(6)
+    if c & 0x21 != 0x0:
+        raise r.fail_back(6, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 15)
     if iv >= 10:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_acdp_errorCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_acdp_errorCodeType[o], 4)
-    w.bits(0, 1)
+    w.bits((_I_iso20_acdp_errorCodeType[o]) << 1, 6)
 
 def _d_v10(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso20_acdp_isolationStatusType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    v = _E_iso20_acdp_isolationStatusType[((c >> 1) & 3)]
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_acdp_isolationStatusType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_acdp_isolationStatusType[o]) << 1, 4)
 
 def _d_v11(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_acdp_mechanicalChargingDeviceStatusType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_acdp_mechanicalChargingDeviceStatusType[o]) << 1, 4)
 
 def _d_v12(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_evseNotificationType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_evseNotificationType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
 
 def _d_v13(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_processingType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_processingType[o]) << 1, 4)
 
 def _d_v14(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(7)
+    c = r.bits(9)
+    if c & 0x101 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 127)
     if iv > 100:
         raise r.fail('value', f'value {iv} outside 0..100')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 100):
+    if o < 0 or o > 100:
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits(o, 7)
-    w.bits(0, 1)
+    w.bits((o) << 1, 9)
 
 def _d_v15(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v16(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8) + -128
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255) - 128
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-128 <= o <= 127):
+    if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits(o - -128, 8)
-    w.bits(0, 1)
+    w.bits((o + 128) << 1, 10)
 
 def _d_v17(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v18(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v19(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(64)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 64:
-        raise encode_error('value', f'value length {len(o)} outside 0..64')
+        raise encode_error('value', f'length {len(o)} outside 0..64')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v20(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v21(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(8)
+    if c & 0x81 != 0x0:
+        raise r.fail_back(8, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 63)
     if iv >= 40:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_responseCodeType[o], 6)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
 
 def _d_v22(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(8)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 8 and w.strict) or len(o) > 8:
-        raise encode_error('value', f'value length {len(o)} outside 8..8')
+        raise encode_error('value', f'length {len(o)} outside 8..8')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v23(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 1..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (1 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 1 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 1..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v24(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 DOCUMENT: EntryTable = (
     ('urn:iso:std:iso:15118:-20:ACDP', 'ACDP_ConnectReq', _d_iso20_acdp_ACDP_ConnectReqType, _e_iso20_acdp_ACDP_ConnectReqType, _iso20_acdp.ACDP_ConnectReqType),

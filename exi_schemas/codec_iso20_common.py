@@ -51,7 +51,7 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('CanonicalizationMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -81,18 +81,17 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('CanonicalizationMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
@@ -104,80 +103,80 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
         f_P = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
         f_G = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         f_Q = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
             f_G = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
             f_Y = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
         f_J = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
         f_Seed = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
@@ -187,129 +186,117 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
             f_Seed = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         f_PgenCounter = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType[7]', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     s = 0
     if o.P is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.P)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.G is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.G)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.Y is not None:
-        w.bits(2, 2)
-        w.bits(0, 1)
+        w.bits(0x4, 3)
         w.binary(o.Y)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Q)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.G)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif o.Y is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.J)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.Seed is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.Seed)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.Seed)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.PgenCounter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('DigestMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -339,18 +326,17 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('DigestMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('DigestMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
@@ -363,16 +349,17 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
         f_KeyName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -391,10 +378,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         s = 2
     elif ec == 7:
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
         f_MgmtData.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -407,10 +394,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             ec = r.bits(4)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
                 f_KeyName.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
@@ -435,10 +422,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 break
             elif ec == 6:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 f_MgmtData.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
@@ -451,10 +438,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         ec = r.bits(4)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
             f_KeyName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -467,10 +454,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
             f_MgmtData.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -492,148 +479,142 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         w.string(o.Id)
         s = 1
     elif i_KeyName < len(o.KeyName):
-        w.bits(1, 4)
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0, 1)
+        w.bits(0x2, 5)
         w.string(x_KeyName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
         _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
         _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
         _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
-        w.bits(7, 4)
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0, 1)
+        w.bits(0xe, 5)
         w.string(x_MgmtData)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     if s == 1:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     while True:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
             break
 
@@ -657,7 +638,6 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     while True:
         ec = r.bits(2)
         if ec == 0:
-            pass
             break
         elif ec == 1:
             raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
@@ -667,24 +647,25 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     if o.DSAKeyValue is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         pass
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -695,10 +676,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('ManifestType[1]', 'expected SE(Reference)')
+            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 3
@@ -722,11 +704,11 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -735,7 +717,7 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
             _e_xmldsig_ReferenceType(w, x_Reference)
@@ -743,23 +725,23 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -768,7 +750,8 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Encoding = r.string(None)
         s = 1
@@ -844,67 +827,68 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     s = 0
     if o.Encoding is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Encoding)
         s = 1
     elif o.Id is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Id)
         s = 2
     elif o.MimeType is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.MimeType)
         s = 3
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Id)
             s = 2
         elif o.MimeType is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         f_PGPKeyID = r.binary(None)
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -912,10 +896,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -965,18 +949,16 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.PGPKeyID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        w.bits(1, 2)
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(x_PGPKeyPacket)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -984,75 +966,60 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            w.bits(0, 2)
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(x_PGPKeyPacket)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     f_Modulus = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     f_Exponent = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
-    if o.Modulus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Modulus)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Modulus)')
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Exponent)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Exponent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Modulus is None:
+        raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.Modulus)
+    if o.Exponent is None:
+        raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+    w.bits(0x0, 3)
+    w.binary(o.Exponent)
+    w.bits(0x0, 2)
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1062,7 +1029,8 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1121,116 +1089,111 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ReferenceType[4]', 'expected SE(DigestMethod)')
+            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    if r.bits(1):
-        raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     f_DigestValue = r.binary(None)
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
-    if r.bits(1):
-        raise r.fail('ReferenceType[6]', 'expected EE')
     s = -1
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Id)
         s = 1
     elif o.Type is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Type)
         s = 2
     elif o.URI is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.URI)
         s = 3
     elif o.Transforms is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Type)
             s = 2
         elif o.URI is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
-    if o.DigestValue is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.DigestValue)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('ReferenceType', 'missing SE(DigestValue)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.DigestValue is None:
+        raise encode_error('ReferenceType.DigestValue', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.DigestValue)
+    w.bits(0x0, 2)
+    s = 6
+    s = -1
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Type = r.string(None)
         s = 1
@@ -1267,50 +1230,50 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('RetrievalMethodType[3]', 'expected EE')
+            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     s = 0
     if o.Type is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Type)
         s = 1
     elif o.URI is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.URI)
         s = 2
     elif o.Transforms is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 2
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
@@ -1318,23 +1281,22 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            if r.bits(1):
-                raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
-            if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             f_SPKISexp.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1346,10 +1308,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1363,39 +1325,36 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     while s >= 0:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 1)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 2)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
         if s == 1:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
-                    w.bits(0, 2)
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0, 1)
+                    w.bits(0x0, 3)
                     w.binary(x_SPKISexp)
-                    w.bits(0, 1)
+                    w.bits(0x0, 1)
                 else:
-                    w.bits(2, 2)
+                    w.bits(0x2, 2)
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 2)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
@@ -1403,17 +1362,22 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_HMACOutputLength: int | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('SignatureMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
+            f_HMACOutputLength = iv
             if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            f_HMACOutputLength = r.integer()
-            if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
+                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
@@ -1453,35 +1417,34 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('SignatureMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
+        w.bits(0x0, 4)
         w.integer(o.HMACOutputLength)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1492,10 +1455,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 3
@@ -1519,11 +1483,11 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1532,7 +1496,7 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1540,23 +1504,23 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1564,7 +1528,8 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     f_Id: str | None = None
     f_Target: str
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1575,7 +1540,7 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
         f_Target = r.string(None)
         s = 2
     while True:
@@ -1614,18 +1579,18 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.Target is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.string(o.Target)
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.string(o.Target)
             s = 2
         else:
@@ -1633,11 +1598,11 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
@@ -1647,7 +1612,8 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1658,14 +1624,15 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureType[1]', 'expected SE(SignedInfo)')
+            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureType[2]', 'expected SE(SignatureValue)')
+        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         s = 4
@@ -1701,60 +1668,59 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
-    if o.SignatureValue is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureValueType(w, o.SignatureValue)
-        s = 3
-    else:
-        raise encode_error('SignatureType', 'missing SE(SignatureValue)')
+    if o.SignatureValue is None:
+        raise encode_error('SignatureType.SignatureValue', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    s = 3
     if o.KeyInfo is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Object = o.Object[i_Object]
         i_Object += 1
         _e_xmldsig_ObjectType(w, x_Object)
         s = 5
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Object = o.Object[i_Object]
             i_Object += 1
             _e_xmldsig_ObjectType(w, x_Object)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Object = o.Object[i_Object]
                 i_Object += 1
                 _e_xmldsig_ObjectType(w, x_Object)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1762,7 +1728,8 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1773,36 +1740,35 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureValueType[1]', 'expected CH')
+            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
         f_value = r.binary(None)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureValueType[2]', 'expected EE')
+        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
     s = -1
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.value is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.binary(o.value)
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.binary(o.value)
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -1810,7 +1776,8 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1821,18 +1788,19 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignedInfoType[2]', 'expected SE(SignatureMethod)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    s = 3
     if r.bits(1):
-        raise r.fail('SignedInfoType[3]', 'expected SE(Reference)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    s = 3
     f_Reference.append(_d_xmldsig_ReferenceType(r))
+    c = r.bits(2)
+    ec = c
     s = 4
-    ec = r.bits(2)
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 5
@@ -1856,30 +1824,29 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
-    if o.SignatureMethod is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
-        s = 3
-    else:
-        raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
+    if o.SignatureMethod is None:
+        raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -1887,23 +1854,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 5
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1911,20 +1878,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
     if r.bits(1):
-        raise r.fail('TransformType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     while True:
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected CH')
+                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
             f_XPath.append(r.string(None))
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected EE')
+                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
-            pass
             break
         elif ec == 3:
             raise r.fail('TransformType[1]', 'untyped character content is not supported')
@@ -1934,21 +1900,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     i_XPath = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-    else:
-        raise encode_error('TransformType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('TransformType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
     while True:
         if i_XPath < len(o.XPath):
-            w.bits(0, 3)
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             w.string(x_XPath)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             pass
             break
 
@@ -1956,10 +1920,11 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('TransformsType[0]', 'expected SE(Transform)')
+        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
     f_Transform.append(_d_xmldsig_TransformType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Transform.append(_d_xmldsig_TransformType(r))
         s = 2
@@ -1983,7 +1948,7 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
@@ -1991,23 +1956,23 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
                 _e_xmldsig_TransformType(w, x_Transform)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -2017,33 +1982,34 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
         f_X509SKI.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
         f_X509SubjectName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
         f_X509Certificate.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
         f_X509CRL.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -2054,32 +2020,31 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
             f_X509SKI.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
             f_X509SubjectName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
             f_X509Certificate.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
             f_X509CRL.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
-            pass
             break
         else:
             raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
@@ -2092,119 +2057,101 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
-        w.bits(1, 3)
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0, 1)
+        w.bits(0x2, 4)
         w.binary(x_X509SKI)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
-        w.bits(2, 3)
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         w.string(x_X509SubjectName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
-        w.bits(3, 3)
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         w.binary(x_X509Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509CRL < len(o.X509CRL):
-        w.bits(4, 3)
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0, 1)
+        w.bits(0x8, 4)
         w.binary(x_X509CRL)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
-            w.bits(1, 3)
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             w.binary(x_X509SKI)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
-            w.bits(2, 3)
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             w.string(x_X509SubjectName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
-            w.bits(3, 3)
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0, 1)
+            w.bits(0x6, 4)
             w.binary(x_X509Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509CRL < len(o.X509CRL):
-            w.bits(4, 3)
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0, 1)
+            w.bits(0x8, 4)
             w.binary(x_X509CRL)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             pass
             break
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     f_X509IssuerName = r.string(None)
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    f_X509SerialNumber = r.integer()
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[2]', 'expected EE')
-    pass
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    f_X509SerialNumber = iv
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
-    if o.X509IssuerName is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.string(o.X509IssuerName)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509IssuerName)')
-    if o.X509SerialNumber is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.integer(o.X509SerialNumber)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509SerialNumber)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.X509IssuerName is None:
+        raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+    w.bits(0x0, 2)
+    w.string(o.X509IssuerName)
+    if o.X509SerialNumber is None:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+    w.bits(0x0, 3)
+    w.integer(o.X509SerialNumber)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_common_messages.AbsolutePriceScheduleType:
     f_Id: str | None = None
@@ -2221,88 +2168,84 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
     f_OverstayRules: _iso20_common_messages.OverstayRuleListType | None = None
     f_AdditionalSelectedServices: _iso20_common_messages.AdditionalServiceListType | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType.TimeAnchor', 'expected CH')
+            raise r.fail_back(1, 'AbsolutePriceScheduleType[0]', 'expected CH of TimeAnchor')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('AbsolutePriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
         f_TimeAnchor = iv
         if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType.TimeAnchor', 'expected EE')
+            raise r.fail_back(1, 'AbsolutePriceScheduleType[0]', 'expected EE of TimeAnchor')
         s = 2
     else:
         raise r.fail('AbsolutePriceScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType[1]', 'expected SE(TimeAnchor)')
-        if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType.TimeAnchor', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'AbsolutePriceScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('AbsolutePriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
         f_TimeAnchor = iv
         if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType.TimeAnchor', 'expected EE')
+            raise r.fail_back(1, 'AbsolutePriceScheduleType[1]', 'expected EE of TimeAnchor')
         s = 2
-    if r.bits(1):
-        raise r.fail('AbsolutePriceScheduleType[2]', 'expected SE(PriceScheduleID)')
-    if r.bits(1):
-        raise r.fail('AbsolutePriceScheduleType.PriceScheduleID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'AbsolutePriceScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('AbsolutePriceScheduleType.PriceScheduleID', f'value {iv} outside 1..4294967295')
     f_PriceScheduleID = iv
-    if r.bits(1):
-        raise r.fail('AbsolutePriceScheduleType.PriceScheduleID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'AbsolutePriceScheduleType', 'expected EE of PriceScheduleID')
+    ec = (c & 3)
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType.PriceScheduleDescription', 'expected CH')
+            raise r.fail_back(1, 'AbsolutePriceScheduleType[3]', 'expected CH of PriceScheduleDescription')
         f_PriceScheduleDescription = r.string(160)
         if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType.PriceScheduleDescription', 'expected EE')
+            raise r.fail_back(1, 'AbsolutePriceScheduleType[3]', 'expected EE of PriceScheduleDescription')
         s = 4
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType.Currency', 'expected CH')
+            raise r.fail_back(1, 'AbsolutePriceScheduleType[3]', 'expected CH of Currency')
         f_Currency = r.string(3)
         if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType.Currency', 'expected EE')
+            raise r.fail_back(1, 'AbsolutePriceScheduleType[3]', 'expected EE of Currency')
         s = 5
     else:
         raise r.fail('AbsolutePriceScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(Currency)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType[4]', 'expected SE(Currency)')
-        if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType.Currency', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'AbsolutePriceScheduleType[4]', 'expected SE(Currency), CH of Currency')
         f_Currency = r.string(3)
         if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType.Currency', 'expected EE')
+            raise r.fail_back(1, 'AbsolutePriceScheduleType[4]', 'expected EE of Currency')
         s = 5
-    if r.bits(1):
-        raise r.fail('AbsolutePriceScheduleType[5]', 'expected SE(Language)')
-    if r.bits(1):
-        raise r.fail('AbsolutePriceScheduleType.Language', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'AbsolutePriceScheduleType', 'expected SE(Language), CH of Language')
     f_Language = r.string(3)
-    if r.bits(1):
-        raise r.fail('AbsolutePriceScheduleType.Language', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'AbsolutePriceScheduleType', 'expected EE of Language, SE(PriceAlgorithm), CH of PriceAlgorithm')
     s = 6
-    if r.bits(1):
-        raise r.fail('AbsolutePriceScheduleType[6]', 'expected SE(PriceAlgorithm)')
-    if r.bits(1):
-        raise r.fail('AbsolutePriceScheduleType.PriceAlgorithm', 'expected CH')
     f_PriceAlgorithm = r.string(255)
-    if r.bits(1):
-        raise r.fail('AbsolutePriceScheduleType.PriceAlgorithm', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'AbsolutePriceScheduleType', 'expected EE of PriceAlgorithm')
+    ec = (c & 7)
     s = 7
-    ec = r.bits(3)
     if ec == 0:
         f_MinimumCost = _d_iso20_common_types_RationalNumberType(r)
         s = 8
@@ -2342,10 +2285,11 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             raise r.fail('AbsolutePriceScheduleType[9]', f'event code {ec}, expected SE(TaxRules), SE(PriceRuleStacks)')
     if s == 10:
         if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType[10]', 'expected SE(PriceRuleStacks)')
+            raise r.fail_back(1, 'AbsolutePriceScheduleType[10]', 'expected SE(PriceRuleStacks)')
         f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r)
         s = 11
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_OverstayRules = _d_iso20_common_messages_OverstayRuleListType(r)
         s = 12
@@ -2367,176 +2311,164 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             raise r.fail('AbsolutePriceScheduleType[12]', f'event code {ec}, expected SE(AdditionalSelectedServices), EE')
     if s == 13:
         if r.bits(1):
-            raise r.fail('AbsolutePriceScheduleType[13]', 'expected EE')
+            raise r.fail_back(1, 'AbsolutePriceScheduleType[13]', 'expected EE')
         s = -1
     return _iso20_common_messages.AbsolutePriceScheduleType(Id=f_Id, TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription, Currency=f_Currency, Language=f_Language, PriceAlgorithm=f_PriceAlgorithm, MinimumCost=f_MinimumCost, MaximumCost=f_MaximumCost, TaxRules=f_TaxRules, PriceRuleStacks=f_PriceRuleStacks, OverstayRules=f_OverstayRules, AdditionalSelectedServices=f_AdditionalSelectedServices)
 
 def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_common_messages.AbsolutePriceScheduleType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.TimeAnchor is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
+        w.bits(0x2, 3)
+        if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
             raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
         w.uint(o.TimeAnchor)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('AbsolutePriceScheduleType', 'missing AT(Id), SE(TimeAnchor)')
     if s == 1:
         if o.TimeAnchor is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            if not (0 <= o.TimeAnchor <= 18446744073709551615):
+            w.bits(0x0, 2)
+            if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
                 raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
             w.uint(o.TimeAnchor)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('AbsolutePriceScheduleType', 'missing SE(TimeAnchor)')
-    if o.PriceScheduleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.PriceScheduleID <= 4294967295):
-            raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
-        w.uint(o.PriceScheduleID)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('AbsolutePriceScheduleType', 'missing SE(PriceScheduleID)')
+    if o.PriceScheduleID is None:
+        raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295:
+        raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
+    w.uint(o.PriceScheduleID)
+    w.bits(0x0, 1)
+    s = 3
     if o.PriceScheduleDescription is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.PriceScheduleDescription) > 160:
-            raise encode_error('AbsolutePriceScheduleType.PriceScheduleDescription', f'value length {len(o.PriceScheduleDescription)} outside 0..160')
+            raise encode_error('AbsolutePriceScheduleType.PriceScheduleDescription', f'length {len(o.PriceScheduleDescription)} outside 0..160')
         w.string(o.PriceScheduleDescription)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.Currency is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         if len(o.Currency) > 3:
-            raise encode_error('AbsolutePriceScheduleType.Currency', f'value length {len(o.Currency)} outside 0..3')
+            raise encode_error('AbsolutePriceScheduleType.Currency', f'length {len(o.Currency)} outside 0..3')
         w.string(o.Currency)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     else:
         raise encode_error('AbsolutePriceScheduleType', 'missing SE(PriceScheduleDescription), SE(Currency)')
     if s == 4:
         if o.Currency is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             if len(o.Currency) > 3:
-                raise encode_error('AbsolutePriceScheduleType.Currency', f'value length {len(o.Currency)} outside 0..3')
+                raise encode_error('AbsolutePriceScheduleType.Currency', f'length {len(o.Currency)} outside 0..3')
             w.string(o.Currency)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         else:
             raise encode_error('AbsolutePriceScheduleType', 'missing SE(Currency)')
-    if o.Language is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.Language) > 3:
-            raise encode_error('AbsolutePriceScheduleType.Language', f'value length {len(o.Language)} outside 0..3')
-        w.string(o.Language)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('AbsolutePriceScheduleType', 'missing SE(Language)')
-    if o.PriceAlgorithm is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.PriceAlgorithm) > 255:
-            raise encode_error('AbsolutePriceScheduleType.PriceAlgorithm', f'value length {len(o.PriceAlgorithm)} outside 0..255')
-        w.string(o.PriceAlgorithm)
-        w.bits(0, 1)
-        s = 7
-    else:
-        raise encode_error('AbsolutePriceScheduleType', 'missing SE(PriceAlgorithm)')
+    if o.Language is None:
+        raise encode_error('AbsolutePriceScheduleType.Language', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.Language) > 3:
+        raise encode_error('AbsolutePriceScheduleType.Language', f'length {len(o.Language)} outside 0..3')
+    w.string(o.Language)
+    if o.PriceAlgorithm is None:
+        raise encode_error('AbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+    w.bits(0x0, 3)
+    s = 6
+    if len(o.PriceAlgorithm) > 255:
+        raise encode_error('AbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.PriceAlgorithm)} outside 0..255')
+    w.string(o.PriceAlgorithm)
+    w.bits(0x0, 1)
+    s = 7
     if o.MinimumCost is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.MinimumCost)
         s = 8
     elif o.MaximumCost is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.MaximumCost)
         s = 9
     elif o.TaxRules is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_messages_TaxRuleListType(w, o.TaxRules)
         s = 10
     elif o.PriceRuleStacks is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_messages_PriceRuleStackListType(w, o.PriceRuleStacks)
         s = 11
     else:
         raise encode_error('AbsolutePriceScheduleType', 'missing SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
     if s == 8:
         if o.MaximumCost is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.MaximumCost)
             s = 9
         elif o.TaxRules is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_messages_TaxRuleListType(w, o.TaxRules)
             s = 10
         elif o.PriceRuleStacks is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_iso20_common_messages_PriceRuleStackListType(w, o.PriceRuleStacks)
             s = 11
         else:
             raise encode_error('AbsolutePriceScheduleType', 'missing SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
     if s == 9:
         if o.TaxRules is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_messages_TaxRuleListType(w, o.TaxRules)
             s = 10
         elif o.PriceRuleStacks is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_messages_PriceRuleStackListType(w, o.PriceRuleStacks)
             s = 11
         else:
             raise encode_error('AbsolutePriceScheduleType', 'missing SE(TaxRules), SE(PriceRuleStacks)')
     if s == 10:
         if o.PriceRuleStacks is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_messages_PriceRuleStackListType(w, o.PriceRuleStacks)
             s = 11
         else:
             raise encode_error('AbsolutePriceScheduleType', 'missing SE(PriceRuleStacks)')
     if o.OverstayRules is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_OverstayRuleListType(w, o.OverstayRules)
         s = 12
     elif o.AdditionalSelectedServices is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_messages_AdditionalServiceListType(w, o.AdditionalSelectedServices)
         s = 13
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 12:
         if o.AdditionalSelectedServices is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_messages_AdditionalServiceListType(w, o.AdditionalSelectedServices)
             s = 13
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 13:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_common_messages.AdditionalServiceListType:
     f_AdditionalService: list[_iso20_common_messages.AdditionalServiceType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('AdditionalServiceListType[0]', 'expected SE(AdditionalService)')
+        raise r.fail_back(1, 'AdditionalServiceListType', 'expected SE(AdditionalService)')
     f_AdditionalService.append(_d_iso20_common_messages_AdditionalServiceType(r))
     s = 1
     n = 0
@@ -2555,7 +2487,7 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_c
             raise r.fail('AdditionalServiceListType[1]', f'event code {ec}, expected SE(AdditionalService), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('AdditionalServiceListType[5]', 'expected EE')
+            raise r.fail_back(1, 'AdditionalServiceListType[5]', 'expected EE')
         s = -1
     return _iso20_common_messages.AdditionalServiceListType(AdditionalService=f_AdditionalService)
 
@@ -2563,7 +2495,7 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
     i_AdditionalService = 0
     s = 0
     if i_AdditionalService < len(o.AdditionalService):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_AdditionalService = o.AdditionalService[i_AdditionalService]
         i_AdditionalService += 1
         _e_iso20_common_messages_AdditionalServiceType(w, x_AdditionalService)
@@ -2573,7 +2505,7 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
     n = 0
     while True:
         if i_AdditionalService < len(o.AdditionalService):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_AdditionalService = o.AdditionalService[i_AdditionalService]
             i_AdditionalService += 1
             _e_iso20_common_messages_AdditionalServiceType(w, x_AdditionalService)
@@ -2584,50 +2516,41 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
                     raise encode_error('AdditionalServiceListType.AdditionalService', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_AdditionalServiceType(r: BitReader) -> _iso20_common_messages.AdditionalServiceType:
     f_ServiceName: str
     f_ServiceFee: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail('AdditionalServiceType[0]', 'expected SE(ServiceName)')
-    if r.bits(1):
-        raise r.fail('AdditionalServiceType.ServiceName', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'AdditionalServiceType', 'expected SE(ServiceName), CH of ServiceName')
     f_ServiceName = r.string(80)
-    if r.bits(1):
-        raise r.fail('AdditionalServiceType.ServiceName', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AdditionalServiceType[1]', 'expected SE(ServiceFee)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'AdditionalServiceType', 'expected EE of ServiceName, SE(ServiceFee)')
     f_ServiceFee = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('AdditionalServiceType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'AdditionalServiceType', 'expected EE')
     return _iso20_common_messages.AdditionalServiceType(ServiceName=f_ServiceName, ServiceFee=f_ServiceFee)
 
 def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_common_messages.AdditionalServiceType) -> None:
-    if o.ServiceName is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.ServiceName) > 80:
-            raise encode_error('AdditionalServiceType.ServiceName', f'value length {len(o.ServiceName)} outside 0..80')
-        w.string(o.ServiceName)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AdditionalServiceType', 'missing SE(ServiceName)')
-    if o.ServiceFee is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.ServiceFee)
-    else:
-        raise encode_error('AdditionalServiceType', 'missing SE(ServiceFee)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ServiceName is None:
+        raise encode_error('AdditionalServiceType.ServiceName', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.ServiceName) > 80:
+        raise encode_error('AdditionalServiceType.ServiceName', f'length {len(o.ServiceName)} outside 0..80')
+    w.string(o.ServiceName)
+    if o.ServiceFee is None:
+        raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_types_RationalNumberType(w, o.ServiceFee)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common_messages.AuthorizationReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2635,16 +2558,13 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
     f_EIM_AReqAuthorizationMode: _iso20_common_messages.EIM_AReqAuthorizationModeType | None = None
     f_PnC_AReqAuthorizationMode: _iso20_common_messages.PnC_AReqAuthorizationModeType | None = None
     if r.bits(1):
-        raise r.fail('AuthorizationReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'AuthorizationReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('AuthorizationReqType[1]', 'expected SE(SelectedAuthorizationService)')
-    if r.bits(1):
-        raise r.fail('AuthorizationReqType.SelectedAuthorizationService', 'expected CH')
-    f_SelectedAuthorizationService = _E_iso20_common_messages_authorizationType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('AuthorizationReqType.SelectedAuthorizationService', 'expected EE')
-    ec = r.bits(2)
+    c = r.bits(6)
+    if c & 0x34 != 0x0:
+        raise r.fail_back(6, 'AuthorizationReqType', 'expected SE(SelectedAuthorizationService), CH of SelectedAuthorizationService, EE of SelectedAuthorizationService')
+    f_SelectedAuthorizationService = _E_iso20_common_messages_authorizationType[((c >> 3) & 1)]
+    ec = (c & 3)
     if ec == 0:
         f_EIM_AReqAuthorizationMode = _d_iso20_common_messages_EIM_AReqAuthorizationModeType(r)
     elif ec == 1:
@@ -2652,112 +2572,75 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
     else:
         raise r.fail('AuthorizationReqType[2]', f'event code {ec}, expected SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
     if r.bits(1):
-        raise r.fail('AuthorizationReqType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'AuthorizationReqType', 'expected EE')
     return _iso20_common_messages.AuthorizationReqType(Header=f_Header, SelectedAuthorizationService=f_SelectedAuthorizationService, EIM_AReqAuthorizationMode=f_EIM_AReqAuthorizationMode, PnC_AReqAuthorizationMode=f_PnC_AReqAuthorizationMode)
 
 def _e_iso20_common_messages_AuthorizationReqType(w: BitWriter, o: _iso20_common_messages.AuthorizationReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('AuthorizationReqType', 'missing SE(Header)')
-    if o.SelectedAuthorizationService is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_authorizationType[o.SelectedAuthorizationService], 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AuthorizationReqType', 'missing SE(SelectedAuthorizationService)')
+    if o.Header is None:
+        raise encode_error('AuthorizationReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.SelectedAuthorizationService is None:
+        raise encode_error('AuthorizationReqType.SelectedAuthorizationService', 'required value missing')
+    w.bits((_I_iso20_common_messages_authorizationType[o.SelectedAuthorizationService]) << 1, 4)
     if o.EIM_AReqAuthorizationMode is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_EIM_AReqAuthorizationModeType(w, o.EIM_AReqAuthorizationMode)
         if o.PnC_AReqAuthorizationMode is not None:
             raise encode_error('AuthorizationReqType.PnC_AReqAuthorizationMode', 'cannot be combined with EIM_AReqAuthorizationMode')
     elif o.PnC_AReqAuthorizationMode is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_messages_PnC_AReqAuthorizationModeType(w, o.PnC_AReqAuthorizationMode)
     else:
         raise encode_error('AuthorizationReqType', 'missing SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_AuthorizationResType(r: BitReader) -> _iso20_common_messages.AuthorizationResType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
     if r.bits(1):
-        raise r.fail('AuthorizationResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'AuthorizationResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('AuthorizationResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('AuthorizationResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(15)
+    if c & 0x6073 != 0x0:
+        raise r.fail_back(15, 'AuthorizationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+    iv = ((c >> 7) & 63)
     if iv >= 40:
-        raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('AuthorizationResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AuthorizationResType[2]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('AuthorizationResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('AuthorizationResType.EVSEProcessing', 'expected EE')
-    if r.bits(1):
-        raise r.fail('AuthorizationResType[3]', 'expected EE')
-    pass
     return _iso20_common_messages.AuthorizationResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso20_common_messages_AuthorizationResType(w: BitWriter, o: _iso20_common_messages.AuthorizationResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('AuthorizationResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AuthorizationResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('AuthorizationResType', 'missing SE(EVSEProcessing)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('AuthorizationResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('AuthorizationResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('AuthorizationResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 7 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 2, 15)
 
 def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader) -> _iso20_common_messages.AuthorizationSetupReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('AuthorizationSetupReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'AuthorizationSetupReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('AuthorizationSetupReqType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'AuthorizationSetupReqType', 'expected EE')
     return _iso20_common_messages.AuthorizationSetupReqType(Header=f_Header)
 
 def _e_iso20_common_messages_AuthorizationSetupReqType(w: BitWriter, o: _iso20_common_messages.AuthorizationSetupReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('AuthorizationSetupReqType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('AuthorizationSetupReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_common_messages.AuthorizationSetupResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2768,55 +2651,42 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     f_PnC_ASResAuthorizationMode: _iso20_common_messages.PnC_ASResAuthorizationModeType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('AuthorizationSetupResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'AuthorizationSetupResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('AuthorizationSetupResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('AuthorizationSetupResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(15)
+    if c & 0x6074 != 0x0:
+        raise r.fail_back(15, 'AuthorizationSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AuthorizationServices), CH of AuthorizationServices, EE of AuthorizationServices')
+    iv = ((c >> 7) & 63)
     if iv >= 40:
-        raise r.fail('AuthorizationSetupResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('AuthorizationSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('AuthorizationSetupResType.ResponseCode', 'expected EE')
+    f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[((c >> 3) & 1)])
+    ec = (c & 3)
+    s = 1
     s = 2
-    if r.bits(1):
-        raise r.fail('AuthorizationSetupResType[2]', 'expected SE(AuthorizationServices)')
-    if r.bits(1):
-        raise r.fail('AuthorizationSetupResType.AuthorizationServices', 'expected CH')
-    f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[r.bits(1)])
-    if r.bits(1):
-        raise r.fail('AuthorizationSetupResType.AuthorizationServices', 'expected EE')
     s = 3
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('AuthorizationSetupResType.AuthorizationServices', 'expected CH')
-        f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[r.bits(1)])
-        if r.bits(1):
-            raise r.fail('AuthorizationSetupResType.AuthorizationServices', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'AuthorizationSetupResType[3]', 'expected CH of AuthorizationServices, EE of AuthorizationServices')
+        f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[((c >> 1) & 1)])
         s = 4
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('AuthorizationSetupResType.CertificateInstallationService', 'expected CH')
-        f_CertificateInstallationService = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('AuthorizationSetupResType.CertificateInstallationService', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'AuthorizationSetupResType[3]', 'expected CH of CertificateInstallationService, EE of CertificateInstallationService')
+        f_CertificateInstallationService = ((c >> 1) & 1) == 1
         s = 5
     else:
         raise r.fail('AuthorizationSetupResType[3]', f'event code {ec}, expected SE(AuthorizationServices), SE(CertificateInstallationService)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail('AuthorizationSetupResType[4]', 'expected SE(CertificateInstallationService)')
-        if r.bits(1):
-            raise r.fail('AuthorizationSetupResType.CertificateInstallationService', 'expected CH')
-        f_CertificateInstallationService = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('AuthorizationSetupResType.CertificateInstallationService', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'AuthorizationSetupResType[4]', 'expected SE(CertificateInstallationService), CH of CertificateInstallationService, EE of CertificateInstallationService')
+        f_CertificateInstallationService = ((c >> 1) & 1) == 1
         s = 5
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_EIM_ASResAuthorizationMode = _d_iso20_common_messages_EIM_ASResAuthorizationModeType(r)
         s = 6
@@ -2826,93 +2696,75 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     else:
         raise r.fail('AuthorizationSetupResType[5]', f'event code {ec}, expected SE(EIM_ASResAuthorizationMode), SE(PnC_ASResAuthorizationMode)')
     if r.bits(1):
-        raise r.fail('AuthorizationSetupResType[6]', 'expected EE')
+        raise r.fail_back(1, 'AuthorizationSetupResType', 'expected EE')
     s = -1
     return _iso20_common_messages.AuthorizationSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, AuthorizationServices=f_AuthorizationServices, CertificateInstallationService=f_CertificateInstallationService, EIM_ASResAuthorizationMode=f_EIM_ASResAuthorizationMode, PnC_ASResAuthorizationMode=f_PnC_ASResAuthorizationMode)
 
 def _e_iso20_common_messages_AuthorizationSetupResType(w: BitWriter, o: _iso20_common_messages.AuthorizationSetupResType) -> None:
     i_AuthorizationServices = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('AuthorizationSetupResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('AuthorizationSetupResType', 'missing SE(ResponseCode)')
+    if o.Header is None:
+        raise encode_error('AuthorizationSetupResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('AuthorizationSetupResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    s = 1
+    s = 2
     if i_AuthorizationServices < len(o.AuthorizationServices):
-        w.bits(0, 1)
         x_AuthorizationServices = o.AuthorizationServices[i_AuthorizationServices]
         i_AuthorizationServices += 1
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_authorizationType[x_AuthorizationServices], 1)
-        w.bits(0, 1)
+        w.bits((_I_iso20_common_messages_authorizationType[x_AuthorizationServices]) << 1, 4)
         s = 3
     else:
         raise encode_error('AuthorizationSetupResType', 'missing SE(AuthorizationServices)')
     if i_AuthorizationServices < len(o.AuthorizationServices):
-        w.bits(0, 2)
         x_AuthorizationServices = o.AuthorizationServices[i_AuthorizationServices]
         i_AuthorizationServices += 1
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_authorizationType[x_AuthorizationServices], 1)
-        w.bits(0, 1)
+        w.bits((_I_iso20_common_messages_authorizationType[x_AuthorizationServices]) << 1, 5)
         if i_AuthorizationServices < len(o.AuthorizationServices):
             raise encode_error('AuthorizationSetupResType.AuthorizationServices', 'too many entries')
         s = 4
     elif o.CertificateInstallationService is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.CertificateInstallationService else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.CertificateInstallationService else 0) << 1 | 0x8, 5)
         s = 5
     else:
         raise encode_error('AuthorizationSetupResType', 'missing SE(AuthorizationServices), SE(CertificateInstallationService)')
     if s == 4:
         if o.CertificateInstallationService is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.CertificateInstallationService else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.CertificateInstallationService else 0) << 1, 4)
             s = 5
         else:
             raise encode_error('AuthorizationSetupResType', 'missing SE(CertificateInstallationService)')
     if o.EIM_ASResAuthorizationMode is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_EIM_ASResAuthorizationModeType(w, o.EIM_ASResAuthorizationMode)
         if o.PnC_ASResAuthorizationMode is not None:
             raise encode_error('AuthorizationSetupResType.PnC_ASResAuthorizationMode', 'cannot be combined with EIM_ASResAuthorizationMode')
         s = 6
     elif o.PnC_ASResAuthorizationMode is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_messages_PnC_ASResAuthorizationModeType(w, o.PnC_ASResAuthorizationMode)
         s = 6
     else:
         raise encode_error('AuthorizationSetupResType', 'missing SE(EIM_ASResAuthorizationMode), SE(PnC_ASResAuthorizationMode)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common_messages.CertificateChainType:
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('CertificateChainType[0]', 'expected SE(Certificate)')
-    if r.bits(1):
-        raise r.fail('CertificateChainType.Certificate', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
     f_Certificate = r.binary(1600)
-    if r.bits(1):
-        raise r.fail('CertificateChainType.Certificate', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'CertificateChainType', 'expected EE of Certificate')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
         s = 2
@@ -2922,32 +2774,30 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common
         raise r.fail('CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('CertificateChainType[2]', 'expected EE')
+            raise r.fail_back(1, 'CertificateChainType[2]', 'expected EE')
         s = -1
     return _iso20_common_messages.CertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso20_common_messages_CertificateChainType(w: BitWriter, o: _iso20_common_messages.CertificateChainType) -> None:
     s = 0
-    if o.Certificate is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.Certificate) > 1600:
-            raise encode_error('CertificateChainType.Certificate', f'value length {len(o.Certificate)} outside 0..1600')
-        w.binary(o.Certificate)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('CertificateChainType', 'missing SE(Certificate)')
+    if o.Certificate is None:
+        raise encode_error('CertificateChainType.Certificate', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.Certificate) > 1600:
+        raise encode_error('CertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..1600')
+    w.binary(o.Certificate)
+    w.bits(0x0, 1)
+    s = 1
     if o.SubCertificates is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_SubCertificatesType(w, o.SubCertificates)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _iso20_common_messages.CertificateInstallationReqType:
@@ -2958,26 +2808,23 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _is
     f_PrioritizedEMAIDs: _iso20_common_messages.EMAIDListType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCertificateChain)')
     s = 1
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCertificateChain)')
     f_OEMProvisioningCertificateChain = _d_iso20_common_messages_SignedCertificateChainType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
     s = 2
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[2]', 'expected SE(ListOfRootCertificateIDs)')
     f_ListOfRootCertificateIDs = _d_iso20_common_types_ListOfRootCertificateIDsType(r)
+    c = r.bits(13)
+    if c & 0x1804 != 0x0:
+        raise r.fail_back(13, 'CertificateInstallationReqType', 'expected SE(MaximumContractCertificateChains), CH of MaximumContractCertificateChains, EE of MaximumContractCertificateChains')
+    f_MaximumContractCertificateChains = ((c >> 3) & 255)
+    ec = (c & 3)
     s = 3
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType[3]', 'expected SE(MaximumContractCertificateChains)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType.MaximumContractCertificateChains', 'expected CH')
-    f_MaximumContractCertificateChains = r.bits(8)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationReqType.MaximumContractCertificateChains', 'expected EE')
     s = 4
-    ec = r.bits(2)
     if ec == 0:
         f_PrioritizedEMAIDs = _d_iso20_common_messages_EMAIDListType(r)
         s = 5
@@ -2987,50 +2834,43 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _is
         raise r.fail('CertificateInstallationReqType[4]', f'event code {ec}, expected SE(PrioritizedEMAIDs), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('CertificateInstallationReqType[5]', 'expected EE')
+            raise r.fail_back(1, 'CertificateInstallationReqType[5]', 'expected EE')
         s = -1
     return _iso20_common_messages.CertificateInstallationReqType(Header=f_Header, OEMProvisioningCertificateChain=f_OEMProvisioningCertificateChain, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, MaximumContractCertificateChains=f_MaximumContractCertificateChains, PrioritizedEMAIDs=f_PrioritizedEMAIDs)
 
 def _e_iso20_common_messages_CertificateInstallationReqType(w: BitWriter, o: _iso20_common_messages.CertificateInstallationReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('CertificateInstallationReqType', 'missing SE(Header)')
-    if o.OEMProvisioningCertificateChain is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_SignedCertificateChainType(w, o.OEMProvisioningCertificateChain)
-        s = 2
-    else:
-        raise encode_error('CertificateInstallationReqType', 'missing SE(OEMProvisioningCertificateChain)')
-    if o.ListOfRootCertificateIDs is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
-        s = 3
-    else:
-        raise encode_error('CertificateInstallationReqType', 'missing SE(ListOfRootCertificateIDs)')
-    if o.MaximumContractCertificateChains is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.MaximumContractCertificateChains <= 255):
-            raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', f'{o.MaximumContractCertificateChains!r} outside 0..255')
-        w.bits(o.MaximumContractCertificateChains, 8)
-        w.bits(0, 1)
-        s = 4
-    else:
-        raise encode_error('CertificateInstallationReqType', 'missing SE(MaximumContractCertificateChains)')
+    if o.Header is None:
+        raise encode_error('CertificateInstallationReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.OEMProvisioningCertificateChain is None:
+        raise encode_error('CertificateInstallationReqType.OEMProvisioningCertificateChain', 'required value missing')
+    w.bits(0x0, 1)
+    s = 1
+    _e_iso20_common_messages_SignedCertificateChainType(w, o.OEMProvisioningCertificateChain)
+    if o.ListOfRootCertificateIDs is None:
+        raise encode_error('CertificateInstallationReqType.ListOfRootCertificateIDs', 'required value missing')
+    w.bits(0x0, 1)
+    s = 2
+    _e_iso20_common_types_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
+    if o.MaximumContractCertificateChains is None:
+        raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', 'required value missing')
+    if o.MaximumContractCertificateChains < 0 or o.MaximumContractCertificateChains > 255:
+        raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', f'{o.MaximumContractCertificateChains!r} outside 0..255')
+    w.bits((o.MaximumContractCertificateChains) << 1, 11)
+    s = 3
+    s = 4
     if o.PrioritizedEMAIDs is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_EMAIDListType(w, o.PrioritizedEMAIDs)
         s = 5
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader) -> _iso20_common_messages.CertificateInstallationResType:
@@ -3041,88 +2881,51 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader) -> _is
     f_SignedInstallationData: _iso20_common_messages.SignedInstallationDataType
     f_RemainingContractCertificateChains: int
     if r.bits(1):
-        raise r.fail('CertificateInstallationResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(15)
+    if c & 0x6073 != 0x0:
+        raise r.fail_back(15, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(CPSCertificateChain)')
+    iv = ((c >> 7) & 63)
     if iv >= 40:
-        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[2]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('CertificateInstallationResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('CertificateInstallationResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.EVSEProcessing', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[3]', 'expected SE(CPSCertificateChain)')
     f_CPSCertificateChain = _d_iso20_common_messages_CertificateChainType(r)
     if r.bits(1):
-        raise r.fail('CertificateInstallationResType[4]', 'expected SE(SignedInstallationData)')
+        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(SignedInstallationData)')
     f_SignedInstallationData = _d_iso20_common_messages_SignedInstallationDataType(r)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[5]', 'expected SE(RemainingContractCertificateChains)')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.RemainingContractCertificateChains', 'expected CH')
-    f_RemainingContractCertificateChains = r.bits(8)
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType.RemainingContractCertificateChains', 'expected EE')
-    if r.bits(1):
-        raise r.fail('CertificateInstallationResType[6]', 'expected EE')
-    pass
+    c = r.bits(12)
+    if c & 0xc03 != 0x0:
+        raise r.fail_back(12, 'CertificateInstallationResType', 'expected SE(RemainingContractCertificateChains), CH of RemainingContractCertificateChains, EE of RemainingContractCertificateChains, EE')
+    f_RemainingContractCertificateChains = ((c >> 2) & 255)
     return _iso20_common_messages.CertificateInstallationResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, CPSCertificateChain=f_CPSCertificateChain, SignedInstallationData=f_SignedInstallationData, RemainingContractCertificateChains=f_RemainingContractCertificateChains)
 
 def _e_iso20_common_messages_CertificateInstallationResType(w: BitWriter, o: _iso20_common_messages.CertificateInstallationResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(EVSEProcessing)')
-    if o.CPSCertificateChain is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_CertificateChainType(w, o.CPSCertificateChain)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(CPSCertificateChain)')
-    if o.SignedInstallationData is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_SignedInstallationDataType(w, o.SignedInstallationData)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(SignedInstallationData)')
-    if o.RemainingContractCertificateChains is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingContractCertificateChains <= 255):
-            raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', f'{o.RemainingContractCertificateChains!r} outside 0..255')
-        w.bits(o.RemainingContractCertificateChains, 8)
-        w.bits(0, 1)
-    else:
-        raise encode_error('CertificateInstallationResType', 'missing SE(RemainingContractCertificateChains)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('CertificateInstallationResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('CertificateInstallationResType.EVSEProcessing', 'required value missing')
+    if o.CPSCertificateChain is None:
+        raise encode_error('CertificateInstallationResType.CPSCertificateChain', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 7 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 2, 15)
+    _e_iso20_common_messages_CertificateChainType(w, o.CPSCertificateChain)
+    if o.SignedInstallationData is None:
+        raise encode_error('CertificateInstallationResType.SignedInstallationData', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_messages_SignedInstallationDataType(w, o.SignedInstallationData)
+    if o.RemainingContractCertificateChains is None:
+        raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', 'required value missing')
+    if o.RemainingContractCertificateChains < 0 or o.RemainingContractCertificateChains > 255:
+        raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', f'{o.RemainingContractCertificateChains!r} outside 0..255')
+    w.bits((o.RemainingContractCertificateChains) << 2, 12)
 
 def _d_iso20_common_messages_ChargingScheduleType(r: BitReader) -> _iso20_common_messages.ChargingScheduleType:
     f_PowerSchedule: _iso20_common_messages.PowerScheduleType
@@ -3130,10 +2933,11 @@ def _d_iso20_common_messages_ChargingScheduleType(r: BitReader) -> _iso20_common
     f_PriceLevelSchedule: _iso20_common_messages.PriceLevelScheduleType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('ChargingScheduleType[0]', 'expected SE(PowerSchedule)')
+        raise r.fail_back(1, 'ChargingScheduleType', 'expected SE(PowerSchedule)')
     f_PowerSchedule = _d_iso20_common_messages_PowerScheduleType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
         s = 2
@@ -3146,83 +2950,70 @@ def _d_iso20_common_messages_ChargingScheduleType(r: BitReader) -> _iso20_common
         raise r.fail('ChargingScheduleType[1]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('ChargingScheduleType[2]', 'expected EE')
+            raise r.fail_back(1, 'ChargingScheduleType[2]', 'expected EE')
         s = -1
     return _iso20_common_messages.ChargingScheduleType(PowerSchedule=f_PowerSchedule, AbsolutePriceSchedule=f_AbsolutePriceSchedule, PriceLevelSchedule=f_PriceLevelSchedule)
 
 def _e_iso20_common_messages_ChargingScheduleType(w: BitWriter, o: _iso20_common_messages.ChargingScheduleType) -> None:
     s = 0
-    if o.PowerSchedule is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_PowerScheduleType(w, o.PowerSchedule)
-        s = 1
-    else:
-        raise encode_error('ChargingScheduleType', 'missing SE(PowerSchedule)')
+    if o.PowerSchedule is None:
+        raise encode_error('ChargingScheduleType.PowerSchedule', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_messages_PowerScheduleType(w, o.PowerSchedule)
+    s = 1
     if o.AbsolutePriceSchedule is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_AbsolutePriceScheduleType(w, o.AbsolutePriceSchedule)
         if o.PriceLevelSchedule is not None:
             raise encode_error('ChargingScheduleType.PriceLevelSchedule', 'cannot be combined with AbsolutePriceSchedule')
         s = 2
     elif o.PriceLevelSchedule is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_messages_PriceLevelScheduleType(w, o.PriceLevelSchedule)
         s = 2
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader) -> _iso20_common_messages.ContractCertificateChainType:
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType
-    if r.bits(1):
-        raise r.fail('ContractCertificateChainType[0]', 'expected SE(Certificate)')
-    if r.bits(1):
-        raise r.fail('ContractCertificateChainType.Certificate', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ContractCertificateChainType', 'expected SE(Certificate), CH of Certificate')
     f_Certificate = r.binary(1600)
-    if r.bits(1):
-        raise r.fail('ContractCertificateChainType.Certificate', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ContractCertificateChainType[1]', 'expected SE(SubCertificates)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ContractCertificateChainType', 'expected EE of Certificate, SE(SubCertificates)')
     f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
     if r.bits(1):
-        raise r.fail('ContractCertificateChainType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ContractCertificateChainType', 'expected EE')
     return _iso20_common_messages.ContractCertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso20_common_messages_ContractCertificateChainType(w: BitWriter, o: _iso20_common_messages.ContractCertificateChainType) -> None:
-    if o.Certificate is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.Certificate) > 1600:
-            raise encode_error('ContractCertificateChainType.Certificate', f'value length {len(o.Certificate)} outside 0..1600')
-        w.binary(o.Certificate)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ContractCertificateChainType', 'missing SE(Certificate)')
-    if o.SubCertificates is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_SubCertificatesType(w, o.SubCertificates)
-    else:
-        raise encode_error('ContractCertificateChainType', 'missing SE(SubCertificates)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Certificate is None:
+        raise encode_error('ContractCertificateChainType.Certificate', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.Certificate) > 1600:
+        raise encode_error('ContractCertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..1600')
+    w.binary(o.Certificate)
+    if o.SubCertificates is None:
+        raise encode_error('ContractCertificateChainType.SubCertificates', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_messages_SubCertificatesType(w, o.SubCertificates)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_Dynamic_EVPPTControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_EVPPTControlModeType:
     if r.bits(1):
-        raise r.fail('Dynamic_EVPPTControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'Dynamic_EVPPTControlModeType', 'expected EE')
     return _iso20_common_messages.Dynamic_EVPPTControlModeType()
 
 def _e_iso20_common_messages_Dynamic_EVPPTControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_EVPPTControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_SEReqControlModeType:
     f_DepartureTime: int
@@ -3234,37 +3025,35 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('Dynamic_SEReqControlModeType[0]', 'expected SE(DepartureTime)')
-    if r.bits(1):
-        raise r.fail('Dynamic_SEReqControlModeType.DepartureTime', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'Dynamic_SEReqControlModeType', 'expected SE(DepartureTime), CH of DepartureTime')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('Dynamic_SEReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
     f_DepartureTime = iv
-    if r.bits(1):
-        raise r.fail('Dynamic_SEReqControlModeType.DepartureTime', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'Dynamic_SEReqControlModeType', 'expected EE of DepartureTime')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('Dynamic_SEReqControlModeType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_SEReqControlModeType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_SEReqControlModeType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 2:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -3274,14 +3063,13 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_SEReqControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
             f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -3290,18 +3078,19 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             raise r.fail('Dynamic_SEReqControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 3:
         if r.bits(1):
-            raise r.fail('Dynamic_SEReqControlModeType[3]', 'expected SE(EVTargetEnergyRequest)')
+            raise r.fail_back(1, 'Dynamic_SEReqControlModeType[3]', 'expected SE(EVTargetEnergyRequest)')
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 4
     if r.bits(1):
-        raise r.fail('Dynamic_SEReqControlModeType[4]', 'expected SE(EVMaximumEnergyRequest)')
+        raise r.fail_back(1, 'Dynamic_SEReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
     f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    s = 5
     if r.bits(1):
-        raise r.fail('Dynamic_SEReqControlModeType[5]', 'expected SE(EVMinimumEnergyRequest)')
+        raise r.fail_back(1, 'Dynamic_SEReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
+    s = 5
     f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    ec = c
     s = 6
-    ec = r.bits(2)
     if ec == 0:
         f_EVMaximumV2XEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 7
@@ -3323,100 +3112,87 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             raise r.fail('Dynamic_SEReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('Dynamic_SEReqControlModeType[8]', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_SEReqControlModeType[8]', 'expected EE')
         s = -1
     return _iso20_common_messages.Dynamic_SEReqControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest)
 
 def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SEReqControlModeType) -> None:
     s = 0
-    if o.DepartureTime is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
-            raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(DepartureTime)')
+    if o.DepartureTime is None:
+        raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', 'required value missing')
+    w.bits(0x0, 2)
+    if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
+    w.uint(o.DepartureTime)
+    w.bits(0x0, 1)
+    s = 1
     if o.MinimumSOC is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('Dynamic_SEReqControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1, 11)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x200, 11)
         s = 3
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 4
     else:
         raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.EVTargetEnergyRequest is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
             s = 4
         else:
             raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 3:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
             s = 4
         else:
             raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
-    if o.EVMaximumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
-        s = 5
-    else:
-        raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(EVMaximumEnergyRequest)')
-    if o.EVMinimumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-        s = 6
-    else:
-        raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(EVMinimumEnergyRequest)')
+    if o.EVMaximumEnergyRequest is None:
+        raise encode_error('Dynamic_SEReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMinimumEnergyRequest is None:
+        raise encode_error('Dynamic_SEReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    s = 5
+    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+    s = 6
     if o.EVMaximumV2XEnergyRequest is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumV2XEnergyRequest)
         s = 7
     elif o.EVMinimumV2XEnergyRequest is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumV2XEnergyRequest)
         s = 8
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 7:
         if o.EVMinimumV2XEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumV2XEnergyRequest)
             s = 8
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_SEResControlModeType:
@@ -3426,36 +3202,35 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
     f_AbsolutePriceSchedule: _iso20_common_messages.AbsolutePriceScheduleType | None = None
     f_PriceLevelSchedule: _iso20_common_messages.PriceLevelScheduleType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_SEResControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_SEResControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_SEResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_SEResControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_SEResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_SEResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_SEResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
         f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
@@ -3470,24 +3245,22 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_SEResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_SEResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
             f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
@@ -3502,14 +3275,13 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_SEResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_SEResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
             f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
@@ -3535,173 +3307,147 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
             raise r.fail('Dynamic_SEResControlModeType[3]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('Dynamic_SEResControlModeType[4]', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_SEResControlModeType[4]', 'expected EE')
         s = -1
     return _iso20_common_messages.Dynamic_SEResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AbsolutePriceSchedule=f_AbsolutePriceSchedule, PriceLevelSchedule=f_PriceLevelSchedule)
 
 def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SEResControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 4)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_SEResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AbsolutePriceSchedule is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_messages_AbsolutePriceScheduleType(w, o.AbsolutePriceSchedule)
         if o.PriceLevelSchedule is not None:
             raise encode_error('Dynamic_SEResControlModeType.PriceLevelSchedule', 'cannot be combined with AbsolutePriceSchedule')
         s = 4
     elif o.PriceLevelSchedule is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso20_common_messages_PriceLevelScheduleType(w, o.PriceLevelSchedule)
         s = 4
     else:
-        w.bits(5, 3)
+        w.bits(0x5, 3)
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AbsolutePriceSchedule is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_messages_AbsolutePriceScheduleType(w, o.AbsolutePriceSchedule)
             if o.PriceLevelSchedule is not None:
                 raise encode_error('Dynamic_SEResControlModeType.PriceLevelSchedule', 'cannot be combined with AbsolutePriceSchedule')
             s = 4
         elif o.PriceLevelSchedule is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_messages_PriceLevelScheduleType(w, o.PriceLevelSchedule)
             s = 4
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 12)
             s = 3
         elif o.AbsolutePriceSchedule is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_messages_AbsolutePriceScheduleType(w, o.AbsolutePriceSchedule)
             if o.PriceLevelSchedule is not None:
                 raise encode_error('Dynamic_SEResControlModeType.PriceLevelSchedule', 'cannot be combined with AbsolutePriceSchedule')
             s = 4
         elif o.PriceLevelSchedule is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_messages_PriceLevelScheduleType(w, o.PriceLevelSchedule)
             s = 4
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 3:
         if o.AbsolutePriceSchedule is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_messages_AbsolutePriceScheduleType(w, o.AbsolutePriceSchedule)
             if o.PriceLevelSchedule is not None:
                 raise encode_error('Dynamic_SEResControlModeType.PriceLevelSchedule', 'cannot be combined with AbsolutePriceSchedule')
             s = 4
         elif o.PriceLevelSchedule is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_messages_PriceLevelScheduleType(w, o.PriceLevelSchedule)
             s = 4
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_Dynamic_SMDTControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_SMDTControlModeType:
     if r.bits(1):
-        raise r.fail('Dynamic_SMDTControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'Dynamic_SMDTControlModeType', 'expected EE')
     return _iso20_common_messages.Dynamic_SMDTControlModeType()
 
 def _e_iso20_common_messages_Dynamic_SMDTControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SMDTControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_EIM_AReqAuthorizationModeType(r: BitReader) -> _iso20_common_messages.EIM_AReqAuthorizationModeType:
     if r.bits(1):
-        raise r.fail('EIM_AReqAuthorizationModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EIM_AReqAuthorizationModeType', 'expected EE')
     return _iso20_common_messages.EIM_AReqAuthorizationModeType()
 
 def _e_iso20_common_messages_EIM_AReqAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.EIM_AReqAuthorizationModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_EIM_ASResAuthorizationModeType(r: BitReader) -> _iso20_common_messages.EIM_ASResAuthorizationModeType:
     if r.bits(1):
-        raise r.fail('EIM_ASResAuthorizationModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EIM_ASResAuthorizationModeType', 'expected EE')
     return _iso20_common_messages.EIM_ASResAuthorizationModeType()
 
 def _e_iso20_common_messages_EIM_ASResAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.EIM_ASResAuthorizationModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messages.EMAIDListType:
     f_EMAID: list[str] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('EMAIDListType[0]', 'expected SE(EMAID)')
-    if r.bits(1):
-        raise r.fail('EMAIDListType.EMAID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EMAIDListType', 'expected SE(EMAID), CH of EMAID')
     f_EMAID.append(r.string(255))
     if r.bits(1):
-        raise r.fail('EMAIDListType.EMAID', 'expected EE')
+        raise r.fail_back(1, 'EMAIDListType', 'expected EE of EMAID')
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('EMAIDListType.EMAID', 'expected CH')
+                raise r.fail_back(1, 'EMAIDListType[1]', 'expected CH of EMAID')
             f_EMAID.append(r.string(255))
             if r.bits(1):
-                raise r.fail('EMAIDListType.EMAID', 'expected EE')
+                raise r.fail_back(1, 'EMAIDListType[1]', 'expected EE of EMAID')
             n += 1
             if n == 7:
                 s = 8
@@ -3713,7 +3459,7 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messag
             raise r.fail('EMAIDListType[1]', f'event code {ec}, expected SE(EMAID), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('EMAIDListType[8]', 'expected EE')
+            raise r.fail_back(1, 'EMAIDListType[8]', 'expected EE')
         s = -1
     return _iso20_common_messages.EMAIDListType(EMAID=f_EMAID)
 
@@ -3721,28 +3467,26 @@ def _e_iso20_common_messages_EMAIDListType(w: BitWriter, o: _iso20_common_messag
     i_EMAID = 0
     s = 0
     if i_EMAID < len(o.EMAID):
-        w.bits(0, 1)
         x_EMAID = o.EMAID[i_EMAID]
         i_EMAID += 1
-        w.bits(0, 1)
+        w.bits(0x0, 2)
         if len(x_EMAID) > 255:
-            raise encode_error('EMAIDListType.EMAID', f'value length {len(x_EMAID)} outside 0..255')
+            raise encode_error('EMAIDListType.EMAID', f'length {len(x_EMAID)} outside 0..255')
         w.string(x_EMAID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     else:
         raise encode_error('EMAIDListType', 'missing SE(EMAID)')
     n = 0
     while True:
         if i_EMAID < len(o.EMAID):
-            w.bits(0, 2)
             x_EMAID = o.EMAID[i_EMAID]
             i_EMAID += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_EMAID) > 255:
-                raise encode_error('EMAIDListType.EMAID', f'value length {len(x_EMAID)} outside 0..255')
+                raise encode_error('EMAIDListType.EMAID', f'length {len(x_EMAID)} outside 0..255')
             w.string(x_EMAID)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 7:
                 s = 8
@@ -3750,12 +3494,12 @@ def _e_iso20_common_messages_EMAIDListType(w: BitWriter, o: _iso20_common_messag
                     raise encode_error('EMAIDListType.EMAID', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20_common_messages.EVAbsolutePriceScheduleType:
@@ -3763,109 +3507,83 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20
     f_Currency: str
     f_PriceAlgorithm: str
     f_EVPriceRuleStacks: _iso20_common_messages.EVPriceRuleStackListType
-    if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType[0]', 'expected SE(TimeAnchor)')
-    if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType.TimeAnchor', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVAbsolutePriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('EVAbsolutePriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
     f_TimeAnchor = iv
-    if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType.TimeAnchor', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType[1]', 'expected SE(Currency)')
-    if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType.Currency', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'EVAbsolutePriceScheduleType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
     f_Currency = r.string(3)
-    if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType.Currency', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType[2]', 'expected SE(PriceAlgorithm)')
-    if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType.PriceAlgorithm', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'EVAbsolutePriceScheduleType', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
     f_PriceAlgorithm = r.string(255)
-    if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType.PriceAlgorithm', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType[3]', 'expected SE(EVPriceRuleStacks)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVAbsolutePriceScheduleType', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
     f_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
     if r.bits(1):
-        raise r.fail('EVAbsolutePriceScheduleType[4]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVAbsolutePriceScheduleType', 'expected EE')
     return _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_TimeAnchor, Currency=f_Currency, PriceAlgorithm=f_PriceAlgorithm, EVPriceRuleStacks=f_EVPriceRuleStacks)
 
 def _e_iso20_common_messages_EVAbsolutePriceScheduleType(w: BitWriter, o: _iso20_common_messages.EVAbsolutePriceScheduleType) -> None:
-    if o.TimeAnchor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
-            raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVAbsolutePriceScheduleType', 'missing SE(TimeAnchor)')
-    if o.Currency is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.Currency) > 3:
-            raise encode_error('EVAbsolutePriceScheduleType.Currency', f'value length {len(o.Currency)} outside 0..3')
-        w.string(o.Currency)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVAbsolutePriceScheduleType', 'missing SE(Currency)')
-    if o.PriceAlgorithm is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.PriceAlgorithm) > 255:
-            raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'value length {len(o.PriceAlgorithm)} outside 0..255')
-        w.string(o.PriceAlgorithm)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVAbsolutePriceScheduleType', 'missing SE(PriceAlgorithm)')
-    if o.EVPriceRuleStacks is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVPriceRuleStacks)
-    else:
-        raise encode_error('EVAbsolutePriceScheduleType', 'missing SE(EVPriceRuleStacks)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.TimeAnchor is None:
+        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
+    w.uint(o.TimeAnchor)
+    if o.Currency is None:
+        raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
+    w.bits(0x0, 3)
+    if len(o.Currency) > 3:
+        raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.Currency)} outside 0..3')
+    w.string(o.Currency)
+    if o.PriceAlgorithm is None:
+        raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+    w.bits(0x0, 3)
+    if len(o.PriceAlgorithm) > 255:
+        raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.PriceAlgorithm)} outside 0..255')
+    w.string(o.PriceAlgorithm)
+    if o.EVPriceRuleStacks is None:
+        raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVPriceRuleStacks)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_messages.EVEnergyOfferType:
     f_EVPowerSchedule: _iso20_common_messages.EVPowerScheduleType
     f_EVAbsolutePriceSchedule: _iso20_common_messages.EVAbsolutePriceScheduleType
     if r.bits(1):
-        raise r.fail('EVEnergyOfferType[0]', 'expected SE(EVPowerSchedule)')
+        raise r.fail_back(1, 'EVEnergyOfferType', 'expected SE(EVPowerSchedule)')
     f_EVPowerSchedule = _d_iso20_common_messages_EVPowerScheduleType(r)
     if r.bits(1):
-        raise r.fail('EVEnergyOfferType[1]', 'expected SE(EVAbsolutePriceSchedule)')
+        raise r.fail_back(1, 'EVEnergyOfferType', 'expected SE(EVAbsolutePriceSchedule)')
     f_EVAbsolutePriceSchedule = _d_iso20_common_messages_EVAbsolutePriceScheduleType(r)
     if r.bits(1):
-        raise r.fail('EVEnergyOfferType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVEnergyOfferType', 'expected EE')
     return _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_EVPowerSchedule, EVAbsolutePriceSchedule=f_EVAbsolutePriceSchedule)
 
 def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_messages.EVEnergyOfferType) -> None:
-    if o.EVPowerSchedule is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_EVPowerScheduleType(w, o.EVPowerSchedule)
-    else:
-        raise encode_error('EVEnergyOfferType', 'missing SE(EVPowerSchedule)')
-    if o.EVAbsolutePriceSchedule is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_EVAbsolutePriceScheduleType(w, o.EVAbsolutePriceSchedule)
-    else:
-        raise encode_error('EVEnergyOfferType', 'missing SE(EVAbsolutePriceSchedule)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.EVPowerSchedule is None:
+        raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_messages_EVPowerScheduleType(w, o.EVPowerSchedule)
+    if o.EVAbsolutePriceSchedule is None:
+        raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_messages_EVAbsolutePriceScheduleType(w, o.EVAbsolutePriceSchedule)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader) -> _iso20_common_messages.EVPowerProfileEntryListType:
     f_EVPowerProfileEntry: list[_iso20_common_messages.PowerScheduleEntryType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('EVPowerProfileEntryListType[0]', 'expected SE(EVPowerProfileEntry)')
+        raise r.fail_back(1, 'EVPowerProfileEntryListType', 'expected SE(EVPowerProfileEntry)')
     f_EVPowerProfileEntry.append(_d_iso20_common_messages_PowerScheduleEntryType(r))
     s = 1
     n = 0
@@ -3884,7 +3602,7 @@ def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader) -> _iso20
             raise r.fail('EVPowerProfileEntryListType[1]', f'event code {ec}, expected SE(EVPowerProfileEntry), EE')
     if s == 2048:
         if r.bits(1):
-            raise r.fail('EVPowerProfileEntryListType[2048]', 'expected EE')
+            raise r.fail_back(1, 'EVPowerProfileEntryListType[2048]', 'expected EE')
         s = -1
     return _iso20_common_messages.EVPowerProfileEntryListType(EVPowerProfileEntry=f_EVPowerProfileEntry)
 
@@ -3892,7 +3610,7 @@ def _e_iso20_common_messages_EVPowerProfileEntryListType(w: BitWriter, o: _iso20
     i_EVPowerProfileEntry = 0
     s = 0
     if i_EVPowerProfileEntry < len(o.EVPowerProfileEntry):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_EVPowerProfileEntry = o.EVPowerProfileEntry[i_EVPowerProfileEntry]
         i_EVPowerProfileEntry += 1
         _e_iso20_common_messages_PowerScheduleEntryType(w, x_EVPowerProfileEntry)
@@ -3902,7 +3620,7 @@ def _e_iso20_common_messages_EVPowerProfileEntryListType(w: BitWriter, o: _iso20
     n = 0
     while True:
         if i_EVPowerProfileEntry < len(o.EVPowerProfileEntry):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_EVPowerProfileEntry = o.EVPowerProfileEntry[i_EVPowerProfileEntry]
             i_EVPowerProfileEntry += 1
             _e_iso20_common_messages_PowerScheduleEntryType(w, x_EVPowerProfileEntry)
@@ -3913,12 +3631,12 @@ def _e_iso20_common_messages_EVPowerProfileEntryListType(w: BitWriter, o: _iso20
                     raise encode_error('EVPowerProfileEntryListType.EVPowerProfileEntry', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 2048:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_messages.EVPowerProfileType:
@@ -3926,17 +3644,17 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_m
     f_Dynamic_EVPPTControlMode: _iso20_common_messages.Dynamic_EVPPTControlModeType | None = None
     f_Scheduled_EVPPTControlMode: _iso20_common_messages.Scheduled_EVPPTControlModeType | None = None
     f_EVPowerProfileEntries: _iso20_common_messages.EVPowerProfileEntryListType
-    if r.bits(1):
-        raise r.fail('EVPowerProfileType[0]', 'expected SE(TimeAnchor)')
-    if r.bits(1):
-        raise r.fail('EVPowerProfileType.TimeAnchor', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVPowerProfileType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('EVPowerProfileType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
     f_TimeAnchor = iv
-    if r.bits(1):
-        raise r.fail('EVPowerProfileType.TimeAnchor', 'expected EE')
-    ec = r.bits(2)
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'EVPowerProfileType', 'expected EE of TimeAnchor')
+    ec = (c & 3)
     if ec == 0:
         f_Dynamic_EVPPTControlMode = _d_iso20_common_messages_Dynamic_EVPPTControlModeType(r)
     elif ec == 1:
@@ -3944,47 +3662,41 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_m
     else:
         raise r.fail('EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
     if r.bits(1):
-        raise r.fail('EVPowerProfileType[2]', 'expected SE(EVPowerProfileEntries)')
+        raise r.fail_back(1, 'EVPowerProfileType', 'expected SE(EVPowerProfileEntries)')
     f_EVPowerProfileEntries = _d_iso20_common_messages_EVPowerProfileEntryListType(r)
     if r.bits(1):
-        raise r.fail('EVPowerProfileType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVPowerProfileType', 'expected EE')
     return _iso20_common_messages.EVPowerProfileType(TimeAnchor=f_TimeAnchor, Dynamic_EVPPTControlMode=f_Dynamic_EVPPTControlMode, Scheduled_EVPPTControlMode=f_Scheduled_EVPPTControlMode, EVPowerProfileEntries=f_EVPowerProfileEntries)
 
 def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_messages.EVPowerProfileType) -> None:
-    if o.TimeAnchor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
-            raise encode_error('EVPowerProfileType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVPowerProfileType', 'missing SE(TimeAnchor)')
+    if o.TimeAnchor is None:
+        raise encode_error('EVPowerProfileType.TimeAnchor', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        raise encode_error('EVPowerProfileType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
+    w.uint(o.TimeAnchor)
+    w.bits(0x0, 1)
     if o.Dynamic_EVPPTControlMode is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_Dynamic_EVPPTControlModeType(w, o.Dynamic_EVPPTControlMode)
         if o.Scheduled_EVPPTControlMode is not None:
             raise encode_error('EVPowerProfileType.Scheduled_EVPPTControlMode', 'cannot be combined with Dynamic_EVPPTControlMode')
     elif o.Scheduled_EVPPTControlMode is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_messages_Scheduled_EVPPTControlModeType(w, o.Scheduled_EVPPTControlMode)
     else:
         raise encode_error('EVPowerProfileType', 'missing SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
-    if o.EVPowerProfileEntries is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_EVPowerProfileEntryListType(w, o.EVPowerProfileEntries)
-    else:
-        raise encode_error('EVPowerProfileType', 'missing SE(EVPowerProfileEntries)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.EVPowerProfileEntries is None:
+        raise encode_error('EVPowerProfileType.EVPowerProfileEntries', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_messages_EVPowerProfileEntryListType(w, o.EVPowerProfileEntries)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleEntryListType:
     f_EVPowerScheduleEntry: list[_iso20_common_messages.EVPowerScheduleEntryType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('EVPowerScheduleEntryListType[0]', 'expected SE(EVPowerScheduleEntry)')
+        raise r.fail_back(1, 'EVPowerScheduleEntryListType', 'expected SE(EVPowerScheduleEntry)')
     f_EVPowerScheduleEntry.append(_d_iso20_common_messages_EVPowerScheduleEntryType(r))
     s = 1
     n = 0
@@ -4003,7 +3715,7 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso2
             raise r.fail('EVPowerScheduleEntryListType[1]', f'event code {ec}, expected SE(EVPowerScheduleEntry), EE')
     if s == 1024:
         if r.bits(1):
-            raise r.fail('EVPowerScheduleEntryListType[1024]', 'expected EE')
+            raise r.fail_back(1, 'EVPowerScheduleEntryListType[1024]', 'expected EE')
         s = -1
     return _iso20_common_messages.EVPowerScheduleEntryListType(EVPowerScheduleEntry=f_EVPowerScheduleEntry)
 
@@ -4011,7 +3723,7 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
     i_EVPowerScheduleEntry = 0
     s = 0
     if i_EVPowerScheduleEntry < len(o.EVPowerScheduleEntry):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
         i_EVPowerScheduleEntry += 1
         _e_iso20_common_messages_EVPowerScheduleEntryType(w, x_EVPowerScheduleEntry)
@@ -4021,7 +3733,7 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
     n = 0
     while True:
         if i_EVPowerScheduleEntry < len(o.EVPowerScheduleEntry):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
             i_EVPowerScheduleEntry += 1
             _e_iso20_common_messages_EVPowerScheduleEntryType(w, x_EVPowerScheduleEntry)
@@ -4032,99 +3744,81 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
                     raise encode_error('EVPowerScheduleEntryListType.EVPowerScheduleEntry', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleEntryType:
     f_Duration: int
     f_Power: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail('EVPowerScheduleEntryType[0]', 'expected SE(Duration)')
-    if r.bits(1):
-        raise r.fail('EVPowerScheduleEntryType.Duration', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVPowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('EVPowerScheduleEntryType.Duration', f'value {iv} outside 0..4294967295')
     f_Duration = iv
-    if r.bits(1):
-        raise r.fail('EVPowerScheduleEntryType.Duration', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVPowerScheduleEntryType[1]', 'expected SE(Power)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVPowerScheduleEntryType', 'expected EE of Duration, SE(Power)')
     f_Power = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('EVPowerScheduleEntryType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVPowerScheduleEntryType', 'expected EE')
     return _iso20_common_messages.EVPowerScheduleEntryType(Duration=f_Duration, Power=f_Power)
 
 def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleEntryType) -> None:
-    if o.Duration is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.Duration <= 4294967295):
-            raise encode_error('EVPowerScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
-        w.uint(o.Duration)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVPowerScheduleEntryType', 'missing SE(Duration)')
-    if o.Power is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.Power)
-    else:
-        raise encode_error('EVPowerScheduleEntryType', 'missing SE(Power)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Duration is None:
+        raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
+    w.bits(0x0, 2)
+    if o.Duration < 0 or o.Duration > 4294967295:
+        raise encode_error('EVPowerScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
+    w.uint(o.Duration)
+    if o.Power is None:
+        raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_types_RationalNumberType(w, o.Power)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_EVPowerScheduleType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleType:
     f_TimeAnchor: int
     f_EVPowerScheduleEntries: _iso20_common_messages.EVPowerScheduleEntryListType
-    if r.bits(1):
-        raise r.fail('EVPowerScheduleType[0]', 'expected SE(TimeAnchor)')
-    if r.bits(1):
-        raise r.fail('EVPowerScheduleType.TimeAnchor', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVPowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('EVPowerScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
     f_TimeAnchor = iv
-    if r.bits(1):
-        raise r.fail('EVPowerScheduleType.TimeAnchor', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVPowerScheduleType[1]', 'expected SE(EVPowerScheduleEntries)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVPowerScheduleType', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
     f_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
     if r.bits(1):
-        raise r.fail('EVPowerScheduleType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVPowerScheduleType', 'expected EE')
     return _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_TimeAnchor, EVPowerScheduleEntries=f_EVPowerScheduleEntries)
 
 def _e_iso20_common_messages_EVPowerScheduleType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleType) -> None:
-    if o.TimeAnchor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
-            raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVPowerScheduleType', 'missing SE(TimeAnchor)')
-    if o.EVPowerScheduleEntries is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVPowerScheduleEntries)
-    else:
-        raise encode_error('EVPowerScheduleType', 'missing SE(EVPowerScheduleEntries)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.TimeAnchor is None:
+        raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
+    w.uint(o.TimeAnchor)
+    if o.EVPowerScheduleEntries is None:
+        raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVPowerScheduleEntries)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader) -> _iso20_common_messages.EVPriceRuleStackListType:
     f_EVPriceRuleStack: list[_iso20_common_messages.EVPriceRuleStackType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('EVPriceRuleStackListType[0]', 'expected SE(EVPriceRuleStack)')
+        raise r.fail_back(1, 'EVPriceRuleStackListType', 'expected SE(EVPriceRuleStack)')
     f_EVPriceRuleStack.append(_d_iso20_common_messages_EVPriceRuleStackType(r))
     s = 1
     n = 0
@@ -4143,7 +3837,7 @@ def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader) -> _iso20_co
             raise r.fail('EVPriceRuleStackListType[1]', f'event code {ec}, expected SE(EVPriceRuleStack), EE')
     if s == 1024:
         if r.bits(1):
-            raise r.fail('EVPriceRuleStackListType[1024]', 'expected EE')
+            raise r.fail_back(1, 'EVPriceRuleStackListType[1024]', 'expected EE')
         s = -1
     return _iso20_common_messages.EVPriceRuleStackListType(EVPriceRuleStack=f_EVPriceRuleStack)
 
@@ -4151,7 +3845,7 @@ def _e_iso20_common_messages_EVPriceRuleStackListType(w: BitWriter, o: _iso20_co
     i_EVPriceRuleStack = 0
     s = 0
     if i_EVPriceRuleStack < len(o.EVPriceRuleStack):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_EVPriceRuleStack = o.EVPriceRuleStack[i_EVPriceRuleStack]
         i_EVPriceRuleStack += 1
         _e_iso20_common_messages_EVPriceRuleStackType(w, x_EVPriceRuleStack)
@@ -4161,7 +3855,7 @@ def _e_iso20_common_messages_EVPriceRuleStackListType(w: BitWriter, o: _iso20_co
     n = 0
     while True:
         if i_EVPriceRuleStack < len(o.EVPriceRuleStack):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_EVPriceRuleStack = o.EVPriceRuleStack[i_EVPriceRuleStack]
             i_EVPriceRuleStack += 1
             _e_iso20_common_messages_EVPriceRuleStackType(w, x_EVPriceRuleStack)
@@ -4172,31 +3866,29 @@ def _e_iso20_common_messages_EVPriceRuleStackListType(w: BitWriter, o: _iso20_co
                     raise encode_error('EVPriceRuleStackListType.EVPriceRuleStack', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common_messages.EVPriceRuleStackType:
     f_Duration: int
     f_EVPriceRule: list[_iso20_common_messages.EVPriceRuleType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('EVPriceRuleStackType[0]', 'expected SE(Duration)')
-    if r.bits(1):
-        raise r.fail('EVPriceRuleStackType.Duration', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVPriceRuleStackType', 'expected SE(Duration), CH of Duration')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('EVPriceRuleStackType.Duration', f'value {iv} outside 0..4294967295')
     f_Duration = iv
-    if r.bits(1):
-        raise r.fail('EVPriceRuleStackType.Duration', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVPriceRuleStackType', 'expected EE of Duration, SE(EVPriceRule)')
     s = 1
-    if r.bits(1):
-        raise r.fail('EVPriceRuleStackType[1]', 'expected SE(EVPriceRule)')
     f_EVPriceRule.append(_d_iso20_common_messages_EVPriceRuleType(r))
     s = 2
     n = 0
@@ -4215,25 +3907,23 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
             raise r.fail('EVPriceRuleStackType[2]', f'event code {ec}, expected SE(EVPriceRule), EE')
     if s == 9:
         if r.bits(1):
-            raise r.fail('EVPriceRuleStackType[9]', 'expected EE')
+            raise r.fail_back(1, 'EVPriceRuleStackType[9]', 'expected EE')
         s = -1
     return _iso20_common_messages.EVPriceRuleStackType(Duration=f_Duration, EVPriceRule=f_EVPriceRule)
 
 def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleStackType) -> None:
     i_EVPriceRule = 0
     s = 0
-    if o.Duration is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.Duration <= 4294967295):
-            raise encode_error('EVPriceRuleStackType.Duration', f'{o.Duration!r} outside 0..4294967295')
-        w.uint(o.Duration)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('EVPriceRuleStackType', 'missing SE(Duration)')
+    if o.Duration is None:
+        raise encode_error('EVPriceRuleStackType.Duration', 'required value missing')
+    w.bits(0x0, 2)
+    if o.Duration < 0 or o.Duration > 4294967295:
+        raise encode_error('EVPriceRuleStackType.Duration', f'{o.Duration!r} outside 0..4294967295')
+    w.uint(o.Duration)
+    w.bits(0x0, 1)
+    s = 1
     if i_EVPriceRule < len(o.EVPriceRule):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
         i_EVPriceRule += 1
         _e_iso20_common_messages_EVPriceRuleType(w, x_EVPriceRule)
@@ -4243,7 +3933,7 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
     n = 0
     while True:
         if i_EVPriceRule < len(o.EVPriceRule):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
             i_EVPriceRule += 1
             _e_iso20_common_messages_EVPriceRuleType(w, x_EVPriceRule)
@@ -4254,125 +3944,102 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
                     raise encode_error('EVPriceRuleStackType.EVPriceRule', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 9:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_EVPriceRuleType(r: BitReader) -> _iso20_common_messages.EVPriceRuleType:
     f_EnergyFee: _iso20_common_types.RationalNumberType
     f_PowerRangeStart: _iso20_common_types.RationalNumberType
     if r.bits(1):
-        raise r.fail('EVPriceRuleType[0]', 'expected SE(EnergyFee)')
+        raise r.fail_back(1, 'EVPriceRuleType', 'expected SE(EnergyFee)')
     f_EnergyFee = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('EVPriceRuleType[1]', 'expected SE(PowerRangeStart)')
+        raise r.fail_back(1, 'EVPriceRuleType', 'expected SE(PowerRangeStart)')
     f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('EVPriceRuleType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'EVPriceRuleType', 'expected EE')
     return _iso20_common_messages.EVPriceRuleType(EnergyFee=f_EnergyFee, PowerRangeStart=f_PowerRangeStart)
 
 def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleType) -> None:
-    if o.EnergyFee is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EnergyFee)
-    else:
-        raise encode_error('EVPriceRuleType', 'missing SE(EnergyFee)')
-    if o.PowerRangeStart is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
-    else:
-        raise encode_error('EVPriceRuleType', 'missing SE(PowerRangeStart)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.EnergyFee is None:
+        raise encode_error('EVPriceRuleType.EnergyFee', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EnergyFee)
+    if o.PowerRangeStart is None:
+        raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader) -> _iso20_common_messages.MeteringConfirmationReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_SignedMeteringData: _iso20_common_messages.SignedMeteringDataType
     if r.bits(1):
-        raise r.fail('MeteringConfirmationReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'MeteringConfirmationReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('MeteringConfirmationReqType[1]', 'expected SE(SignedMeteringData)')
+        raise r.fail_back(1, 'MeteringConfirmationReqType', 'expected SE(SignedMeteringData)')
     f_SignedMeteringData = _d_iso20_common_messages_SignedMeteringDataType(r)
     if r.bits(1):
-        raise r.fail('MeteringConfirmationReqType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'MeteringConfirmationReqType', 'expected EE')
     return _iso20_common_messages.MeteringConfirmationReqType(Header=f_Header, SignedMeteringData=f_SignedMeteringData)
 
 def _e_iso20_common_messages_MeteringConfirmationReqType(w: BitWriter, o: _iso20_common_messages.MeteringConfirmationReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('MeteringConfirmationReqType', 'missing SE(Header)')
-    if o.SignedMeteringData is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_SignedMeteringDataType(w, o.SignedMeteringData)
-    else:
-        raise encode_error('MeteringConfirmationReqType', 'missing SE(SignedMeteringData)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('MeteringConfirmationReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.SignedMeteringData is None:
+        raise encode_error('MeteringConfirmationReqType.SignedMeteringData', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_messages_SignedMeteringDataType(w, o.SignedMeteringData)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader) -> _iso20_common_messages.MeteringConfirmationResType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('MeteringConfirmationResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'MeteringConfirmationResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('MeteringConfirmationResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('MeteringConfirmationResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'MeteringConfirmationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('MeteringConfirmationResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('MeteringConfirmationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('MeteringConfirmationResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('MeteringConfirmationResType[2]', 'expected EE')
-    pass
     return _iso20_common_messages.MeteringConfirmationResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_messages_MeteringConfirmationResType(w: BitWriter, o: _iso20_common_messages.MeteringConfirmationResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('MeteringConfirmationResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('MeteringConfirmationResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('MeteringConfirmationResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('MeteringConfirmationResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common_messages.OverstayRuleListType:
     f_OverstayTimeThreshold: int | None = None
     f_OverstayPowerThreshold: _iso20_common_types.RationalNumberType | None = None
     f_OverstayRule: list[_iso20_common_messages.OverstayRuleType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('OverstayRuleListType.OverstayTimeThreshold', 'expected CH')
+            raise r.fail_back(1, 'OverstayRuleListType[0]', 'expected CH of OverstayTimeThreshold')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('OverstayRuleListType.OverstayTimeThreshold', f'value {iv} outside 0..4294967295')
         f_OverstayTimeThreshold = iv
         if r.bits(1):
-            raise r.fail('OverstayRuleListType.OverstayTimeThreshold', 'expected EE')
+            raise r.fail_back(1, 'OverstayRuleListType[0]', 'expected EE of OverstayTimeThreshold')
         s = 1
     elif ec == 1:
         f_OverstayPowerThreshold = _d_iso20_common_types_RationalNumberType(r)
@@ -4394,7 +4061,7 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             raise r.fail('OverstayRuleListType[1]', f'event code {ec}, expected SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 2:
         if r.bits(1):
-            raise r.fail('OverstayRuleListType[2]', 'expected SE(OverstayRule)')
+            raise r.fail_back(1, 'OverstayRuleListType[2]', 'expected SE(OverstayRule)')
         f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
         s = 3
     n = 0
@@ -4413,7 +4080,7 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             raise r.fail('OverstayRuleListType[3]', f'event code {ec}, expected SE(OverstayRule), EE')
     if s == 7:
         if r.bits(1):
-            raise r.fail('OverstayRuleListType[7]', 'expected EE')
+            raise r.fail_back(1, 'OverstayRuleListType[7]', 'expected EE')
         s = -1
     return _iso20_common_messages.OverstayRuleListType(OverstayTimeThreshold=f_OverstayTimeThreshold, OverstayPowerThreshold=f_OverstayPowerThreshold, OverstayRule=f_OverstayRule)
 
@@ -4421,19 +4088,18 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
     i_OverstayRule = 0
     s = 0
     if o.OverstayTimeThreshold is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.OverstayTimeThreshold <= 4294967295):
+        w.bits(0x0, 3)
+        if o.OverstayTimeThreshold < 0 or o.OverstayTimeThreshold > 4294967295:
             raise encode_error('OverstayRuleListType.OverstayTimeThreshold', f'{o.OverstayTimeThreshold!r} outside 0..4294967295')
         w.uint(o.OverstayTimeThreshold)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.OverstayPowerThreshold is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.OverstayPowerThreshold)
         s = 2
     elif i_OverstayRule < len(o.OverstayRule):
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         x_OverstayRule = o.OverstayRule[i_OverstayRule]
         i_OverstayRule += 1
         _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
@@ -4442,11 +4108,11 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
         raise encode_error('OverstayRuleListType', 'missing SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 1:
         if o.OverstayPowerThreshold is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.OverstayPowerThreshold)
             s = 2
         elif i_OverstayRule < len(o.OverstayRule):
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             x_OverstayRule = o.OverstayRule[i_OverstayRule]
             i_OverstayRule += 1
             _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
@@ -4455,7 +4121,7 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
             raise encode_error('OverstayRuleListType', 'missing SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 2:
         if i_OverstayRule < len(o.OverstayRule):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_OverstayRule = o.OverstayRule[i_OverstayRule]
             i_OverstayRule += 1
             _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
@@ -4465,7 +4131,7 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
     n = 0
     while True:
         if i_OverstayRule < len(o.OverstayRule):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_OverstayRule = o.OverstayRule[i_OverstayRule]
             i_OverstayRule += 1
             _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
@@ -4476,12 +4142,12 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
                     raise encode_error('OverstayRuleListType.OverstayRule', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 7:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_messages.OverstayRuleType:
@@ -4490,126 +4156,114 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     f_OverstayFee: _iso20_common_types.RationalNumberType
     f_OverstayFeePeriod: int
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('OverstayRuleType.OverstayRuleDescription', 'expected CH')
+            raise r.fail_back(1, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
         f_OverstayRuleDescription = r.string(160)
         if r.bits(1):
-            raise r.fail('OverstayRuleType.OverstayRuleDescription', 'expected EE')
+            raise r.fail_back(1, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('OverstayRuleType.StartTime', 'expected CH')
+            raise r.fail_back(1, 'OverstayRuleType[0]', 'expected CH of StartTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('OverstayRuleType.StartTime', f'value {iv} outside 0..4294967295')
         f_StartTime = iv
         if r.bits(1):
-            raise r.fail('OverstayRuleType.StartTime', 'expected EE')
+            raise r.fail_back(1, 'OverstayRuleType[0]', 'expected EE of StartTime')
         s = 2
     else:
         raise r.fail('OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('OverstayRuleType[1]', 'expected SE(StartTime)')
-        if r.bits(1):
-            raise r.fail('OverstayRuleType.StartTime', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'OverstayRuleType[1]', 'expected SE(StartTime), CH of StartTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('OverstayRuleType.StartTime', f'value {iv} outside 0..4294967295')
         f_StartTime = iv
         if r.bits(1):
-            raise r.fail('OverstayRuleType.StartTime', 'expected EE')
+            raise r.fail_back(1, 'OverstayRuleType[1]', 'expected EE of StartTime')
         s = 2
     if r.bits(1):
-        raise r.fail('OverstayRuleType[2]', 'expected SE(OverstayFee)')
+        raise r.fail_back(1, 'OverstayRuleType', 'expected SE(OverstayFee)')
     f_OverstayFee = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'OverstayRuleType', 'expected SE(OverstayFeePeriod), CH of OverstayFeePeriod')
     s = 3
-    if r.bits(1):
-        raise r.fail('OverstayRuleType[3]', 'expected SE(OverstayFeePeriod)')
-    if r.bits(1):
-        raise r.fail('OverstayRuleType.OverstayFeePeriod', 'expected CH')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('OverstayRuleType.OverstayFeePeriod', f'value {iv} outside 0..4294967295')
     f_OverstayFeePeriod = iv
-    if r.bits(1):
-        raise r.fail('OverstayRuleType.OverstayFeePeriod', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'OverstayRuleType', 'expected EE of OverstayFeePeriod, EE')
     s = 4
-    if r.bits(1):
-        raise r.fail('OverstayRuleType[4]', 'expected EE')
     s = -1
     return _iso20_common_messages.OverstayRuleType(OverstayRuleDescription=f_OverstayRuleDescription, StartTime=f_StartTime, OverstayFee=f_OverstayFee, OverstayFeePeriod=f_OverstayFeePeriod)
 
 def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_messages.OverstayRuleType) -> None:
     s = 0
     if o.OverstayRuleDescription is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.OverstayRuleDescription) > 160:
-            raise encode_error('OverstayRuleType.OverstayRuleDescription', f'value length {len(o.OverstayRuleDescription)} outside 0..160')
+            raise encode_error('OverstayRuleType.OverstayRuleDescription', f'length {len(o.OverstayRuleDescription)} outside 0..160')
         w.string(o.OverstayRuleDescription)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.StartTime is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        if not (0 <= o.StartTime <= 4294967295):
+        w.bits(0x2, 3)
+        if o.StartTime < 0 or o.StartTime > 4294967295:
             raise encode_error('OverstayRuleType.StartTime', f'{o.StartTime!r} outside 0..4294967295')
         w.uint(o.StartTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('OverstayRuleType', 'missing SE(OverstayRuleDescription), SE(StartTime)')
     if s == 1:
         if o.StartTime is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            if not (0 <= o.StartTime <= 4294967295):
+            w.bits(0x0, 2)
+            if o.StartTime < 0 or o.StartTime > 4294967295:
                 raise encode_error('OverstayRuleType.StartTime', f'{o.StartTime!r} outside 0..4294967295')
             w.uint(o.StartTime)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('OverstayRuleType', 'missing SE(StartTime)')
-    if o.OverstayFee is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.OverstayFee)
-        s = 3
-    else:
-        raise encode_error('OverstayRuleType', 'missing SE(OverstayFee)')
-    if o.OverstayFeePeriod is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.OverstayFeePeriod <= 4294967295):
-            raise encode_error('OverstayRuleType.OverstayFeePeriod', f'{o.OverstayFeePeriod!r} outside 0..4294967295')
-        w.uint(o.OverstayFeePeriod)
-        w.bits(0, 1)
-        s = 4
-    else:
-        raise encode_error('OverstayRuleType', 'missing SE(OverstayFeePeriod)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.OverstayFee is None:
+        raise encode_error('OverstayRuleType.OverstayFee', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.OverstayFee)
+    if o.OverstayFeePeriod is None:
+        raise encode_error('OverstayRuleType.OverstayFeePeriod', 'required value missing')
+    w.bits(0x0, 2)
+    s = 3
+    if o.OverstayFeePeriod < 0 or o.OverstayFeePeriod > 4294967295:
+        raise encode_error('OverstayRuleType.OverstayFeePeriod', f'{o.OverstayFeePeriod!r} outside 0..4294967295')
+    w.uint(o.OverstayFeePeriod)
+    w.bits(0x0, 2)
+    s = 4
+    s = -1
 
 def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_messages.ParameterSetType:
     f_ParameterSetID: int
     f_Parameter: list[_iso20_common_messages.ParameterType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ParameterSetType[0]', 'expected SE(ParameterSetID)')
-    if r.bits(1):
-        raise r.fail('ParameterSetType.ParameterSetID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ParameterSetType.ParameterSetID', f'value {iv} outside 0..65535')
     f_ParameterSetID = iv
-    if r.bits(1):
-        raise r.fail('ParameterSetType.ParameterSetID', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
     s = 1
-    if r.bits(1):
-        raise r.fail('ParameterSetType[1]', 'expected SE(Parameter)')
     f_Parameter.append(_d_iso20_common_messages_ParameterType(r))
     s = 2
     n = 0
@@ -4628,25 +4282,23 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_mes
             raise r.fail('ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     if s == 33:
         if r.bits(1):
-            raise r.fail('ParameterSetType[33]', 'expected EE')
+            raise r.fail_back(1, 'ParameterSetType[33]', 'expected EE')
         s = -1
     return _iso20_common_messages.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
 
 def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_messages.ParameterSetType) -> None:
     i_Parameter = 0
     s = 0
-    if o.ParameterSetID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ParameterSetID <= 65535):
-            raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside 0..65535')
-        w.uint(o.ParameterSetID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ParameterSetType', 'missing SE(ParameterSetID)')
+    if o.ParameterSetID is None:
+        raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ParameterSetID < 0 or o.ParameterSetID > 65535:
+        raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside 0..65535')
+    w.uint(o.ParameterSetID)
+    w.bits(0x0, 1)
+    s = 1
     if i_Parameter < len(o.Parameter):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
         _e_iso20_common_messages_ParameterType(w, x_Parameter)
@@ -4656,7 +4308,7 @@ def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_mes
     n = 0
     while True:
         if i_Parameter < len(o.Parameter):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Parameter = o.Parameter[i_Parameter]
             i_Parameter += 1
             _e_iso20_common_messages_ParameterType(w, x_Parameter)
@@ -4667,12 +4319,12 @@ def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_mes
                     raise encode_error('ParameterSetType.Parameter', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 33:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messages.ParameterType:
@@ -4684,67 +4336,69 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
     f_rationalNumber: _iso20_common_types.RationalNumberType | None = None
     f_finiteString: str | None = None
     if r.bits(1):
-        raise r.fail('ParameterType[0]', 'expected AT(Name)')
+        raise r.fail_back(1, 'ParameterType', 'expected AT(Name)')
     f_Name = r.string(80)
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('ParameterType.boolValue', 'expected CH')
-        f_boolValue = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ParameterType.boolValue', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue')
+        f_boolValue = ((c >> 1) & 1) == 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ParameterType.byteValue', 'expected CH')
-        f_byteValue = r.bits(8) + -128
-        if r.bits(1):
-            raise r.fail('ParameterType.byteValue', 'expected EE')
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
+        f_byteValue = ((c >> 1) & 255) - 128
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('ParameterType.shortValue', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'ParameterType[1]', 'expected CH of shortValue')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('ParameterType.shortValue', f'value {iv} outside -32768..32767')
         f_shortValue = iv
         if r.bits(1):
-            raise r.fail('ParameterType.shortValue', 'expected EE')
+            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of shortValue')
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('ParameterType.intValue', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'ParameterType[1]', 'expected CH of intValue')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -2147483648 or iv > 2147483647:
             raise r.fail('ParameterType.intValue', f'value {iv} outside -2147483648..2147483647')
         f_intValue = iv
         if r.bits(1):
-            raise r.fail('ParameterType.intValue', 'expected EE')
+            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of intValue')
     elif ec == 4:
         f_rationalNumber = _d_iso20_common_types_RationalNumberType(r)
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('ParameterType.finiteString', 'expected CH')
+            raise r.fail_back(1, 'ParameterType[1]', 'expected CH of finiteString')
         f_finiteString = r.string(80)
         if r.bits(1):
-            raise r.fail('ParameterType.finiteString', 'expected EE')
+            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of finiteString')
     else:
         raise r.fail('ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
     if r.bits(1):
-        raise r.fail('ParameterType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ParameterType', 'expected EE')
     return _iso20_common_messages.ParameterType(Name=f_Name, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, rationalNumber=f_rationalNumber, finiteString=f_finiteString)
 
 def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messages.ParameterType) -> None:
-    if o.Name is not None:
-        w.bits(0, 1)
-        if len(o.Name) > 80:
-            raise encode_error('ParameterType.Name', f'value length {len(o.Name)} outside 0..80')
-        w.string(o.Name)
-    else:
-        raise encode_error('ParameterType', 'missing AT(Name)')
+    if o.Name is None:
+        raise encode_error('ParameterType.Name', 'required value missing')
+    w.bits(0x0, 1)
+    if len(o.Name) > 80:
+        raise encode_error('ParameterType.Name', f'length {len(o.Name)} outside 0..80')
+    w.string(o.Name)
     if o.boolValue is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        w.bits(1 if o.boolValue else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.boolValue else 0) << 1, 6)
         if o.byteValue is not None:
             raise encode_error('ParameterType.byteValue', 'cannot be combined with boolValue')
         if o.shortValue is not None:
@@ -4756,12 +4410,9 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with boolValue')
     elif o.byteValue is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (-128 <= o.byteValue <= 127):
+        if o.byteValue < -128 or o.byteValue > 127:
             raise encode_error('ParameterType.byteValue', f'{o.byteValue!r} outside -128..127')
-        w.bits(o.byteValue - -128, 8)
-        w.bits(0, 1)
+        w.bits((o.byteValue + 128) << 1 | 0x400, 13)
         if o.shortValue is not None:
             raise encode_error('ParameterType.shortValue', 'cannot be combined with byteValue')
         if o.intValue is not None:
@@ -4771,12 +4422,11 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.shortValue <= 32767):
+        w.bits(0x4, 4)
+        if o.shortValue < -32768 or o.shortValue > 32767:
             raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
         w.integer(o.shortValue)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if o.intValue is not None:
             raise encode_error('ParameterType.intValue', 'cannot be combined with shortValue')
         if o.rationalNumber is not None:
@@ -4784,93 +4434,79 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with shortValue')
     elif o.intValue is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (-2147483648 <= o.intValue <= 2147483647):
+        w.bits(0x6, 4)
+        if o.intValue < -2147483648 or o.intValue > 2147483647:
             raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
         w.integer(o.intValue)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if o.rationalNumber is not None:
             raise encode_error('ParameterType.rationalNumber', 'cannot be combined with intValue')
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with intValue')
     elif o.rationalNumber is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso20_common_types_RationalNumberType(w, o.rationalNumber)
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with rationalNumber')
     elif o.finiteString is not None:
-        w.bits(5, 3)
-        w.bits(0, 1)
+        w.bits(0xa, 4)
         if len(o.finiteString) > 80:
-            raise encode_error('ParameterType.finiteString', f'value length {len(o.finiteString)} outside 0..80')
+            raise encode_error('ParameterType.finiteString', f'length {len(o.finiteString)} outside 0..80')
         w.string(o.finiteString)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('ParameterType', 'missing SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso20_common_messages.PnC_AReqAuthorizationModeType:
     f_Id: str
     f_GenChallenge: bytes
     f_ContractCertificateChain: _iso20_common_messages.ContractCertificateChainType
     if r.bits(1):
-        raise r.fail('PnC_AReqAuthorizationModeType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'PnC_AReqAuthorizationModeType', 'expected AT(Id)')
     f_Id = r.string(None)
-    if r.bits(1):
-        raise r.fail('PnC_AReqAuthorizationModeType[1]', 'expected SE(GenChallenge)')
-    if r.bits(1):
-        raise r.fail('PnC_AReqAuthorizationModeType.GenChallenge', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PnC_AReqAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
     f_GenChallenge = r.binary(16)
-    if r.bits(1):
-        raise r.fail('PnC_AReqAuthorizationModeType.GenChallenge', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PnC_AReqAuthorizationModeType[2]', 'expected SE(ContractCertificateChain)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PnC_AReqAuthorizationModeType', 'expected EE of GenChallenge, SE(ContractCertificateChain)')
     f_ContractCertificateChain = _d_iso20_common_messages_ContractCertificateChainType(r)
     if r.bits(1):
-        raise r.fail('PnC_AReqAuthorizationModeType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'PnC_AReqAuthorizationModeType', 'expected EE')
     return _iso20_common_messages.PnC_AReqAuthorizationModeType(Id=f_Id, GenChallenge=f_GenChallenge, ContractCertificateChain=f_ContractCertificateChain)
 
 def _e_iso20_common_messages_PnC_AReqAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.PnC_AReqAuthorizationModeType) -> None:
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-    else:
-        raise encode_error('PnC_AReqAuthorizationModeType', 'missing AT(Id)')
-    if o.GenChallenge is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
-            raise encode_error('PnC_AReqAuthorizationModeType.GenChallenge', f'value length {len(o.GenChallenge)} outside 16..16')
-        w.binary(o.GenChallenge)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PnC_AReqAuthorizationModeType', 'missing SE(GenChallenge)')
-    if o.ContractCertificateChain is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_ContractCertificateChainType(w, o.ContractCertificateChain)
-    else:
-        raise encode_error('PnC_AReqAuthorizationModeType', 'missing SE(ContractCertificateChain)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Id is None:
+        raise encode_error('PnC_AReqAuthorizationModeType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.GenChallenge is None:
+        raise encode_error('PnC_AReqAuthorizationModeType.GenChallenge', 'required value missing')
+    w.bits(0x0, 2)
+    if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
+        raise encode_error('PnC_AReqAuthorizationModeType.GenChallenge', f'length {len(o.GenChallenge)} outside 16..16')
+    w.binary(o.GenChallenge)
+    if o.ContractCertificateChain is None:
+        raise encode_error('PnC_AReqAuthorizationModeType.ContractCertificateChain', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_messages_ContractCertificateChainType(w, o.ContractCertificateChain)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _iso20_common_messages.PnC_ASResAuthorizationModeType:
     f_GenChallenge: bytes
     f_SupportedProviders: _iso20_common_messages.SupportedProvidersListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('PnC_ASResAuthorizationModeType[0]', 'expected SE(GenChallenge)')
-    if r.bits(1):
-        raise r.fail('PnC_ASResAuthorizationModeType.GenChallenge', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PnC_ASResAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
     f_GenChallenge = r.binary(16)
-    if r.bits(1):
-        raise r.fail('PnC_ASResAuthorizationModeType.GenChallenge', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'PnC_ASResAuthorizationModeType', 'expected EE of GenChallenge')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_SupportedProviders = _d_iso20_common_messages_SupportedProvidersListType(r)
         s = 2
@@ -4880,32 +4516,30 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _is
         raise r.fail('PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('PnC_ASResAuthorizationModeType[2]', 'expected EE')
+            raise r.fail_back(1, 'PnC_ASResAuthorizationModeType[2]', 'expected EE')
         s = -1
     return _iso20_common_messages.PnC_ASResAuthorizationModeType(GenChallenge=f_GenChallenge, SupportedProviders=f_SupportedProviders)
 
 def _e_iso20_common_messages_PnC_ASResAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.PnC_ASResAuthorizationModeType) -> None:
     s = 0
-    if o.GenChallenge is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
-            raise encode_error('PnC_ASResAuthorizationModeType.GenChallenge', f'value length {len(o.GenChallenge)} outside 16..16')
-        w.binary(o.GenChallenge)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('PnC_ASResAuthorizationModeType', 'missing SE(GenChallenge)')
+    if o.GenChallenge is None:
+        raise encode_error('PnC_ASResAuthorizationModeType.GenChallenge', 'required value missing')
+    w.bits(0x0, 2)
+    if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
+        raise encode_error('PnC_ASResAuthorizationModeType.GenChallenge', f'length {len(o.GenChallenge)} outside 16..16')
+    w.binary(o.GenChallenge)
+    w.bits(0x0, 1)
+    s = 1
     if o.SupportedProviders is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_SupportedProvidersListType(w, o.SupportedProviders)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common_messages.PowerDeliveryReqType:
@@ -4916,38 +4550,28 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
     f_BPT_ChannelSelection: _iso20_common_messages.channelSelectionType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('PowerDeliveryReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'PowerDeliveryReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType[1]', 'expected SE(EVProcessing)')
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType.EVProcessing', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(12)
+    if c & 0xce4 != 0x0:
+        raise r.fail_back(12, 'PowerDeliveryReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(ChargeProgress), CH of ChargeProgress, EE of ChargeProgress')
+    iv = ((c >> 8) & 3)
     if iv >= 3:
-        raise r.fail('PowerDeliveryReqType.EVProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('PowerDeliveryReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType.EVProcessing', 'expected EE')
+    f_ChargeProgress = _E_iso20_common_messages_chargeProgressType[((c >> 3) & 3)]
+    ec = (c & 3)
+    s = 1
     s = 2
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType[2]', 'expected SE(ChargeProgress)')
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType.ChargeProgress', 'expected CH')
-    f_ChargeProgress = _E_iso20_common_messages_chargeProgressType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('PowerDeliveryReqType.ChargeProgress', 'expected EE')
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_EVPowerProfile = _d_iso20_common_messages_EVPowerProfileType(r)
         s = 4
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('PowerDeliveryReqType.BPT_ChannelSelection', 'expected CH')
-        f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[r.bits(1)]
-        if r.bits(1):
-            raise r.fail('PowerDeliveryReqType.BPT_ChannelSelection', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'PowerDeliveryReqType[3]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection')
+        f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[((c >> 1) & 1)]
         s = 5
     elif ec == 2:
         s = -1
@@ -4956,11 +4580,10 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('PowerDeliveryReqType.BPT_ChannelSelection', 'expected CH')
-            f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[r.bits(1)]
-            if r.bits(1):
-                raise r.fail('PowerDeliveryReqType.BPT_ChannelSelection', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'PowerDeliveryReqType[4]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection')
+            f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[((c >> 1) & 1)]
             s = 5
         elif ec == 1:
             s = -1
@@ -4968,60 +4591,44 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
             raise r.fail('PowerDeliveryReqType[4]', f'event code {ec}, expected SE(BPT_ChannelSelection), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('PowerDeliveryReqType[5]', 'expected EE')
+            raise r.fail_back(1, 'PowerDeliveryReqType[5]', 'expected EE')
         s = -1
     return _iso20_common_messages.PowerDeliveryReqType(Header=f_Header, EVProcessing=f_EVProcessing, ChargeProgress=f_ChargeProgress, EVPowerProfile=f_EVPowerProfile, BPT_ChannelSelection=f_BPT_ChannelSelection)
 
 def _e_iso20_common_messages_PowerDeliveryReqType(w: BitWriter, o: _iso20_common_messages.PowerDeliveryReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('PowerDeliveryReqType', 'missing SE(Header)')
-    if o.EVProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVProcessing], 2)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('PowerDeliveryReqType', 'missing SE(EVProcessing)')
-    if o.ChargeProgress is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_chargeProgressType[o.ChargeProgress], 2)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('PowerDeliveryReqType', 'missing SE(ChargeProgress)')
+    if o.Header is None:
+        raise encode_error('PowerDeliveryReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVProcessing is None:
+        raise encode_error('PowerDeliveryReqType.EVProcessing', 'required value missing')
+    if o.ChargeProgress is None:
+        raise encode_error('PowerDeliveryReqType.ChargeProgress', 'required value missing')
+    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 6 | (_I_iso20_common_messages_chargeProgressType[o.ChargeProgress]) << 1, 10)
+    s = 1
+    s = 2
+    s = 3
     if o.EVPowerProfile is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_EVPowerProfileType(w, o.EVPowerProfile)
         s = 4
     elif o.BPT_ChannelSelection is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_channelSelectionType[o.BPT_ChannelSelection], 1)
-        w.bits(0, 1)
+        w.bits((_I_iso20_common_messages_channelSelectionType[o.BPT_ChannelSelection]) << 1 | 0x8, 5)
         s = 5
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 4:
         if o.BPT_ChannelSelection is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(_I_iso20_common_messages_channelSelectionType[o.BPT_ChannelSelection], 1)
-            w.bits(0, 1)
+            w.bits((_I_iso20_common_messages_channelSelectionType[o.BPT_ChannelSelection]) << 1, 5)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common_messages.PowerDeliveryResType:
@@ -5030,21 +4637,18 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
     f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('PowerDeliveryResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'PowerDeliveryResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('PowerDeliveryResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('PowerDeliveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(11)
+    if c & 0x604 != 0x0:
+        raise r.fail_back(11, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 3) & 63)
     if iv >= 40:
-        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('PowerDeliveryResType.ResponseCode', 'expected EE')
+    ec = (c & 3)
+    s = 1
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
         s = 3
@@ -5054,43 +4658,38 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
         raise r.fail('PowerDeliveryResType[2]', f'event code {ec}, expected SE(EVSEStatus), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('PowerDeliveryResType[3]', 'expected EE')
+            raise r.fail_back(1, 'PowerDeliveryResType[3]', 'expected EE')
         s = -1
     return _iso20_common_messages.PowerDeliveryResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus)
 
 def _e_iso20_common_messages_PowerDeliveryResType(w: BitWriter, o: _iso20_common_messages.PowerDeliveryResType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('PowerDeliveryResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('PowerDeliveryResType', 'missing SE(ResponseCode)')
+    if o.Header is None:
+        raise encode_error('PowerDeliveryResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('PowerDeliveryResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    s = 1
+    s = 2
     if o.EVSEStatus is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader) -> _iso20_common_messages.PowerScheduleEntryListType:
     f_PowerScheduleEntry: list[_iso20_common_messages.PowerScheduleEntryType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('PowerScheduleEntryListType[0]', 'expected SE(PowerScheduleEntry)')
+        raise r.fail_back(1, 'PowerScheduleEntryListType', 'expected SE(PowerScheduleEntry)')
     f_PowerScheduleEntry.append(_d_iso20_common_messages_PowerScheduleEntryType(r))
     s = 1
     n = 0
@@ -5109,7 +4708,7 @@ def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader) -> _iso20_
             raise r.fail('PowerScheduleEntryListType[1]', f'event code {ec}, expected SE(PowerScheduleEntry), EE')
     if s == 1024:
         if r.bits(1):
-            raise r.fail('PowerScheduleEntryListType[1024]', 'expected EE')
+            raise r.fail_back(1, 'PowerScheduleEntryListType[1024]', 'expected EE')
         s = -1
     return _iso20_common_messages.PowerScheduleEntryListType(PowerScheduleEntry=f_PowerScheduleEntry)
 
@@ -5117,7 +4716,7 @@ def _e_iso20_common_messages_PowerScheduleEntryListType(w: BitWriter, o: _iso20_
     i_PowerScheduleEntry = 0
     s = 0
     if i_PowerScheduleEntry < len(o.PowerScheduleEntry):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_PowerScheduleEntry = o.PowerScheduleEntry[i_PowerScheduleEntry]
         i_PowerScheduleEntry += 1
         _e_iso20_common_messages_PowerScheduleEntryType(w, x_PowerScheduleEntry)
@@ -5127,7 +4726,7 @@ def _e_iso20_common_messages_PowerScheduleEntryListType(w: BitWriter, o: _iso20_
     n = 0
     while True:
         if i_PowerScheduleEntry < len(o.PowerScheduleEntry):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_PowerScheduleEntry = o.PowerScheduleEntry[i_PowerScheduleEntry]
             i_PowerScheduleEntry += 1
             _e_iso20_common_messages_PowerScheduleEntryType(w, x_PowerScheduleEntry)
@@ -5138,12 +4737,12 @@ def _e_iso20_common_messages_PowerScheduleEntryListType(w: BitWriter, o: _iso20_
                     raise encode_error('PowerScheduleEntryListType.PowerScheduleEntry', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_common_messages.PowerScheduleEntryType:
@@ -5152,22 +4751,21 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
     f_Power_L2: _iso20_common_types.RationalNumberType | None = None
     f_Power_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('PowerScheduleEntryType[0]', 'expected SE(Duration)')
-    if r.bits(1):
-        raise r.fail('PowerScheduleEntryType.Duration', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('PowerScheduleEntryType.Duration', f'value {iv} outside 0..4294967295')
     f_Duration = iv
-    if r.bits(1):
-        raise r.fail('PowerScheduleEntryType.Duration', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PowerScheduleEntryType', 'expected EE of Duration, SE(Power)')
     s = 1
-    if r.bits(1):
-        raise r.fail('PowerScheduleEntryType[1]', 'expected SE(Power)')
     f_Power = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_Power_L2 = _d_iso20_common_types_RationalNumberType(r)
         s = 3
@@ -5189,50 +4787,46 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
             raise r.fail('PowerScheduleEntryType[3]', f'event code {ec}, expected SE(Power_L3), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('PowerScheduleEntryType[4]', 'expected EE')
+            raise r.fail_back(1, 'PowerScheduleEntryType[4]', 'expected EE')
         s = -1
     return _iso20_common_messages.PowerScheduleEntryType(Duration=f_Duration, Power=f_Power, Power_L2=f_Power_L2, Power_L3=f_Power_L3)
 
 def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_common_messages.PowerScheduleEntryType) -> None:
     s = 0
-    if o.Duration is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.Duration <= 4294967295):
-            raise encode_error('PowerScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
-        w.uint(o.Duration)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('PowerScheduleEntryType', 'missing SE(Duration)')
-    if o.Power is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.Power)
-        s = 2
-    else:
-        raise encode_error('PowerScheduleEntryType', 'missing SE(Power)')
+    if o.Duration is None:
+        raise encode_error('PowerScheduleEntryType.Duration', 'required value missing')
+    w.bits(0x0, 2)
+    if o.Duration < 0 or o.Duration > 4294967295:
+        raise encode_error('PowerScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
+    w.uint(o.Duration)
+    if o.Power is None:
+        raise encode_error('PowerScheduleEntryType.Power', 'required value missing')
+    w.bits(0x0, 2)
+    s = 1
+    _e_iso20_common_types_RationalNumberType(w, o.Power)
+    s = 2
     if o.Power_L2 is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.Power_L2)
         s = 3
     elif o.Power_L3 is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.Power_L3)
         s = 4
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 3:
         if o.Power_L3 is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.Power_L3)
             s = 4
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_messages.PowerScheduleType:
@@ -5241,18 +4835,18 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
     f_PowerTolerance: _iso20_common_types.RationalNumberType | None = None
     f_PowerScheduleEntries: _iso20_common_messages.PowerScheduleEntryListType
     s = 0
-    if r.bits(1):
-        raise r.fail('PowerScheduleType[0]', 'expected SE(TimeAnchor)')
-    if r.bits(1):
-        raise r.fail('PowerScheduleType.TimeAnchor', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('PowerScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
     f_TimeAnchor = iv
-    if r.bits(1):
-        raise r.fail('PowerScheduleType.TimeAnchor', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'PowerScheduleType', 'expected EE of TimeAnchor')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_AvailableEnergy = _d_iso20_common_types_RationalNumberType(r)
         s = 2
@@ -5276,67 +4870,64 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
             raise r.fail('PowerScheduleType[2]', f'event code {ec}, expected SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 3:
         if r.bits(1):
-            raise r.fail('PowerScheduleType[3]', 'expected SE(PowerScheduleEntries)')
+            raise r.fail_back(1, 'PowerScheduleType[3]', 'expected SE(PowerScheduleEntries)')
         f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r)
         s = 4
     if r.bits(1):
-        raise r.fail('PowerScheduleType[4]', 'expected EE')
+        raise r.fail_back(1, 'PowerScheduleType', 'expected EE')
     s = -1
     return _iso20_common_messages.PowerScheduleType(TimeAnchor=f_TimeAnchor, AvailableEnergy=f_AvailableEnergy, PowerTolerance=f_PowerTolerance, PowerScheduleEntries=f_PowerScheduleEntries)
 
 def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_messages.PowerScheduleType) -> None:
     s = 0
-    if o.TimeAnchor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
-            raise encode_error('PowerScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('PowerScheduleType', 'missing SE(TimeAnchor)')
+    if o.TimeAnchor is None:
+        raise encode_error('PowerScheduleType.TimeAnchor', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        raise encode_error('PowerScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
+    w.uint(o.TimeAnchor)
+    w.bits(0x0, 1)
+    s = 1
     if o.AvailableEnergy is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.AvailableEnergy)
         s = 2
     elif o.PowerTolerance is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.PowerTolerance)
         s = 3
     elif o.PowerScheduleEntries is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_messages_PowerScheduleEntryListType(w, o.PowerScheduleEntries)
         s = 4
     else:
         raise encode_error('PowerScheduleType', 'missing SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 2:
         if o.PowerTolerance is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.PowerTolerance)
             s = 3
         elif o.PowerScheduleEntries is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_messages_PowerScheduleEntryListType(w, o.PowerScheduleEntries)
             s = 4
         else:
             raise encode_error('PowerScheduleType', 'missing SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 3:
         if o.PowerScheduleEntries is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_messages_PowerScheduleEntryListType(w, o.PowerScheduleEntries)
             s = 4
         else:
             raise encode_error('PowerScheduleType', 'missing SE(PowerScheduleEntries)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleEntryListType:
     f_PriceLevelScheduleEntry: list[_iso20_common_messages.PriceLevelScheduleEntryType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('PriceLevelScheduleEntryListType[0]', 'expected SE(PriceLevelScheduleEntry)')
+        raise r.fail_back(1, 'PriceLevelScheduleEntryListType', 'expected SE(PriceLevelScheduleEntry)')
     f_PriceLevelScheduleEntry.append(_d_iso20_common_messages_PriceLevelScheduleEntryType(r))
     s = 1
     n = 0
@@ -5355,7 +4946,7 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _i
             raise r.fail('PriceLevelScheduleEntryListType[1]', f'event code {ec}, expected SE(PriceLevelScheduleEntry), EE')
     if s == 1024:
         if r.bits(1):
-            raise r.fail('PriceLevelScheduleEntryListType[1024]', 'expected EE')
+            raise r.fail_back(1, 'PriceLevelScheduleEntryListType[1024]', 'expected EE')
         s = -1
     return _iso20_common_messages.PriceLevelScheduleEntryListType(PriceLevelScheduleEntry=f_PriceLevelScheduleEntry)
 
@@ -5363,7 +4954,7 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
     i_PriceLevelScheduleEntry = 0
     s = 0
     if i_PriceLevelScheduleEntry < len(o.PriceLevelScheduleEntry):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
         i_PriceLevelScheduleEntry += 1
         _e_iso20_common_messages_PriceLevelScheduleEntryType(w, x_PriceLevelScheduleEntry)
@@ -5373,7 +4964,7 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
     n = 0
     while True:
         if i_PriceLevelScheduleEntry < len(o.PriceLevelScheduleEntry):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
             i_PriceLevelScheduleEntry += 1
             _e_iso20_common_messages_PriceLevelScheduleEntryType(w, x_PriceLevelScheduleEntry)
@@ -5384,61 +4975,42 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
                     raise encode_error('PriceLevelScheduleEntryListType.PriceLevelScheduleEntry', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleEntryType:
     f_Duration: int
     f_PriceLevel: int
-    if r.bits(1):
-        raise r.fail('PriceLevelScheduleEntryType[0]', 'expected SE(Duration)')
-    if r.bits(1):
-        raise r.fail('PriceLevelScheduleEntryType.Duration', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PriceLevelScheduleEntryType', 'expected SE(Duration), CH of Duration')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('PriceLevelScheduleEntryType.Duration', f'value {iv} outside 0..4294967295')
     f_Duration = iv
-    if r.bits(1):
-        raise r.fail('PriceLevelScheduleEntryType.Duration', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PriceLevelScheduleEntryType[1]', 'expected SE(PriceLevel)')
-    if r.bits(1):
-        raise r.fail('PriceLevelScheduleEntryType.PriceLevel', 'expected CH')
-    f_PriceLevel = r.bits(8)
-    if r.bits(1):
-        raise r.fail('PriceLevelScheduleEntryType.PriceLevel', 'expected EE')
-    if r.bits(1):
-        raise r.fail('PriceLevelScheduleEntryType[2]', 'expected EE')
-    pass
+    c = r.bits(13)
+    if c & 0x1c03 != 0x0:
+        raise r.fail_back(13, 'PriceLevelScheduleEntryType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
+    f_PriceLevel = ((c >> 2) & 255)
     return _iso20_common_messages.PriceLevelScheduleEntryType(Duration=f_Duration, PriceLevel=f_PriceLevel)
 
 def _e_iso20_common_messages_PriceLevelScheduleEntryType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleEntryType) -> None:
-    if o.Duration is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.Duration <= 4294967295):
-            raise encode_error('PriceLevelScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
-        w.uint(o.Duration)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PriceLevelScheduleEntryType', 'missing SE(Duration)')
-    if o.PriceLevel is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.PriceLevel <= 255):
-            raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{o.PriceLevel!r} outside 0..255')
-        w.bits(o.PriceLevel, 8)
-        w.bits(0, 1)
-    else:
-        raise encode_error('PriceLevelScheduleEntryType', 'missing SE(PriceLevel)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Duration is None:
+        raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
+    w.bits(0x0, 2)
+    if o.Duration < 0 or o.Duration > 4294967295:
+        raise encode_error('PriceLevelScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
+    w.uint(o.Duration)
+    if o.PriceLevel is None:
+        raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
+    if o.PriceLevel < 0 or o.PriceLevel > 255:
+        raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{o.PriceLevel!r} outside 0..255')
+    w.bits((o.PriceLevel) << 2, 13)
 
 def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleType:
     f_Id: str | None = None
@@ -5448,161 +5020,144 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
     f_NumberOfPriceLevels: int
     f_PriceLevelScheduleEntries: _iso20_common_messages.PriceLevelScheduleEntryListType
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('PriceLevelScheduleType.TimeAnchor', 'expected CH')
+            raise r.fail_back(1, 'PriceLevelScheduleType[0]', 'expected CH of TimeAnchor')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('PriceLevelScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
         f_TimeAnchor = iv
         if r.bits(1):
-            raise r.fail('PriceLevelScheduleType.TimeAnchor', 'expected EE')
+            raise r.fail_back(1, 'PriceLevelScheduleType[0]', 'expected EE of TimeAnchor')
         s = 2
     else:
         raise r.fail('PriceLevelScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('PriceLevelScheduleType[1]', 'expected SE(TimeAnchor)')
-        if r.bits(1):
-            raise r.fail('PriceLevelScheduleType.TimeAnchor', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'PriceLevelScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('PriceLevelScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
         f_TimeAnchor = iv
         if r.bits(1):
-            raise r.fail('PriceLevelScheduleType.TimeAnchor', 'expected EE')
+            raise r.fail_back(1, 'PriceLevelScheduleType[1]', 'expected EE of TimeAnchor')
         s = 2
-    if r.bits(1):
-        raise r.fail('PriceLevelScheduleType[2]', 'expected SE(PriceScheduleID)')
-    if r.bits(1):
-        raise r.fail('PriceLevelScheduleType.PriceScheduleID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PriceLevelScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('PriceLevelScheduleType.PriceScheduleID', f'value {iv} outside 1..4294967295')
     f_PriceScheduleID = iv
-    if r.bits(1):
-        raise r.fail('PriceLevelScheduleType.PriceScheduleID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'PriceLevelScheduleType', 'expected EE of PriceScheduleID')
+    ec = (c & 3)
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('PriceLevelScheduleType.PriceScheduleDescription', 'expected CH')
+            raise r.fail_back(1, 'PriceLevelScheduleType[3]', 'expected CH of PriceScheduleDescription')
         f_PriceScheduleDescription = r.string(160)
         if r.bits(1):
-            raise r.fail('PriceLevelScheduleType.PriceScheduleDescription', 'expected EE')
+            raise r.fail_back(1, 'PriceLevelScheduleType[3]', 'expected EE of PriceScheduleDescription')
         s = 4
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('PriceLevelScheduleType.NumberOfPriceLevels', 'expected CH')
-        f_NumberOfPriceLevels = r.bits(8)
-        if r.bits(1):
-            raise r.fail('PriceLevelScheduleType.NumberOfPriceLevels', 'expected EE')
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'PriceLevelScheduleType[3]', 'expected CH of NumberOfPriceLevels, EE of NumberOfPriceLevels')
+        f_NumberOfPriceLevels = ((c >> 1) & 255)
         s = 5
     else:
         raise r.fail('PriceLevelScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail('PriceLevelScheduleType[4]', 'expected SE(NumberOfPriceLevels)')
-        if r.bits(1):
-            raise r.fail('PriceLevelScheduleType.NumberOfPriceLevels', 'expected CH')
-        f_NumberOfPriceLevels = r.bits(8)
-        if r.bits(1):
-            raise r.fail('PriceLevelScheduleType.NumberOfPriceLevels', 'expected EE')
+        c = r.bits(11)
+        if c & 0x601 != 0x0:
+            raise r.fail_back(11, 'PriceLevelScheduleType[4]', 'expected SE(NumberOfPriceLevels), CH of NumberOfPriceLevels, EE of NumberOfPriceLevels')
+        f_NumberOfPriceLevels = ((c >> 1) & 255)
         s = 5
     if r.bits(1):
-        raise r.fail('PriceLevelScheduleType[5]', 'expected SE(PriceLevelScheduleEntries)')
+        raise r.fail_back(1, 'PriceLevelScheduleType', 'expected SE(PriceLevelScheduleEntries)')
     f_PriceLevelScheduleEntries = _d_iso20_common_messages_PriceLevelScheduleEntryListType(r)
-    s = 6
     if r.bits(1):
-        raise r.fail('PriceLevelScheduleType[6]', 'expected EE')
+        raise r.fail_back(1, 'PriceLevelScheduleType', 'expected EE')
+    s = 6
     s = -1
     return _iso20_common_messages.PriceLevelScheduleType(Id=f_Id, TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription, NumberOfPriceLevels=f_NumberOfPriceLevels, PriceLevelScheduleEntries=f_PriceLevelScheduleEntries)
 
 def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.TimeAnchor is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
+        w.bits(0x2, 3)
+        if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
             raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
         w.uint(o.TimeAnchor)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('PriceLevelScheduleType', 'missing AT(Id), SE(TimeAnchor)')
     if s == 1:
         if o.TimeAnchor is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            if not (0 <= o.TimeAnchor <= 18446744073709551615):
+            w.bits(0x0, 2)
+            if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
                 raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
             w.uint(o.TimeAnchor)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('PriceLevelScheduleType', 'missing SE(TimeAnchor)')
-    if o.PriceScheduleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.PriceScheduleID <= 4294967295):
-            raise encode_error('PriceLevelScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
-        w.uint(o.PriceScheduleID)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('PriceLevelScheduleType', 'missing SE(PriceScheduleID)')
+    if o.PriceScheduleID is None:
+        raise encode_error('PriceLevelScheduleType.PriceScheduleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295:
+        raise encode_error('PriceLevelScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
+    w.uint(o.PriceScheduleID)
+    w.bits(0x0, 1)
+    s = 3
     if o.PriceScheduleDescription is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.PriceScheduleDescription) > 160:
-            raise encode_error('PriceLevelScheduleType.PriceScheduleDescription', f'value length {len(o.PriceScheduleDescription)} outside 0..160')
+            raise encode_error('PriceLevelScheduleType.PriceScheduleDescription', f'length {len(o.PriceScheduleDescription)} outside 0..160')
         w.string(o.PriceScheduleDescription)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.NumberOfPriceLevels is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        if not (0 <= o.NumberOfPriceLevels <= 255):
+        if o.NumberOfPriceLevels < 0 or o.NumberOfPriceLevels > 255:
             raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', f'{o.NumberOfPriceLevels!r} outside 0..255')
-        w.bits(o.NumberOfPriceLevels, 8)
-        w.bits(0, 1)
+        w.bits((o.NumberOfPriceLevels) << 1 | 0x400, 12)
         s = 5
     else:
         raise encode_error('PriceLevelScheduleType', 'missing SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
     if s == 4:
         if o.NumberOfPriceLevels is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            if not (0 <= o.NumberOfPriceLevels <= 255):
+            if o.NumberOfPriceLevels < 0 or o.NumberOfPriceLevels > 255:
                 raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', f'{o.NumberOfPriceLevels!r} outside 0..255')
-            w.bits(o.NumberOfPriceLevels, 8)
-            w.bits(0, 1)
+            w.bits((o.NumberOfPriceLevels) << 1, 11)
             s = 5
         else:
             raise encode_error('PriceLevelScheduleType', 'missing SE(NumberOfPriceLevels)')
-    if o.PriceLevelScheduleEntries is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_PriceLevelScheduleEntryListType(w, o.PriceLevelScheduleEntries)
-        s = 6
-    else:
-        raise encode_error('PriceLevelScheduleType', 'missing SE(PriceLevelScheduleEntries)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.PriceLevelScheduleEntries is None:
+        raise encode_error('PriceLevelScheduleType.PriceLevelScheduleEntries', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_messages_PriceLevelScheduleEntryListType(w, o.PriceLevelScheduleEntries)
+    w.bits(0x0, 1)
+    s = 6
+    s = -1
 
 def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader) -> _iso20_common_messages.PriceRuleStackListType:
     f_PriceRuleStack: list[_iso20_common_messages.PriceRuleStackType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('PriceRuleStackListType[0]', 'expected SE(PriceRuleStack)')
+        raise r.fail_back(1, 'PriceRuleStackListType', 'expected SE(PriceRuleStack)')
     f_PriceRuleStack.append(_d_iso20_common_messages_PriceRuleStackType(r))
     s = 1
     n = 0
@@ -5621,7 +5176,7 @@ def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader) -> _iso20_comm
             raise r.fail('PriceRuleStackListType[1]', f'event code {ec}, expected SE(PriceRuleStack), EE')
     if s == 1024:
         if r.bits(1):
-            raise r.fail('PriceRuleStackListType[1024]', 'expected EE')
+            raise r.fail_back(1, 'PriceRuleStackListType[1024]', 'expected EE')
         s = -1
     return _iso20_common_messages.PriceRuleStackListType(PriceRuleStack=f_PriceRuleStack)
 
@@ -5629,7 +5184,7 @@ def _e_iso20_common_messages_PriceRuleStackListType(w: BitWriter, o: _iso20_comm
     i_PriceRuleStack = 0
     s = 0
     if i_PriceRuleStack < len(o.PriceRuleStack):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_PriceRuleStack = o.PriceRuleStack[i_PriceRuleStack]
         i_PriceRuleStack += 1
         _e_iso20_common_messages_PriceRuleStackType(w, x_PriceRuleStack)
@@ -5639,7 +5194,7 @@ def _e_iso20_common_messages_PriceRuleStackListType(w: BitWriter, o: _iso20_comm
     n = 0
     while True:
         if i_PriceRuleStack < len(o.PriceRuleStack):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_PriceRuleStack = o.PriceRuleStack[i_PriceRuleStack]
             i_PriceRuleStack += 1
             _e_iso20_common_messages_PriceRuleStackType(w, x_PriceRuleStack)
@@ -5650,31 +5205,29 @@ def _e_iso20_common_messages_PriceRuleStackListType(w: BitWriter, o: _iso20_comm
                     raise encode_error('PriceRuleStackListType.PriceRuleStack', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_messages.PriceRuleStackType:
     f_Duration: int
     f_PriceRule: list[_iso20_common_messages.PriceRuleType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('PriceRuleStackType[0]', 'expected SE(Duration)')
-    if r.bits(1):
-        raise r.fail('PriceRuleStackType.Duration', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PriceRuleStackType', 'expected SE(Duration), CH of Duration')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('PriceRuleStackType.Duration', f'value {iv} outside 0..4294967295')
     f_Duration = iv
-    if r.bits(1):
-        raise r.fail('PriceRuleStackType.Duration', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PriceRuleStackType', 'expected EE of Duration, SE(PriceRule)')
     s = 1
-    if r.bits(1):
-        raise r.fail('PriceRuleStackType[1]', 'expected SE(PriceRule)')
     f_PriceRule.append(_d_iso20_common_messages_PriceRuleType(r))
     s = 2
     n = 0
@@ -5693,25 +5246,23 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_m
             raise r.fail('PriceRuleStackType[2]', f'event code {ec}, expected SE(PriceRule), EE')
     if s == 9:
         if r.bits(1):
-            raise r.fail('PriceRuleStackType[9]', 'expected EE')
+            raise r.fail_back(1, 'PriceRuleStackType[9]', 'expected EE')
         s = -1
     return _iso20_common_messages.PriceRuleStackType(Duration=f_Duration, PriceRule=f_PriceRule)
 
 def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_messages.PriceRuleStackType) -> None:
     i_PriceRule = 0
     s = 0
-    if o.Duration is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.Duration <= 4294967295):
-            raise encode_error('PriceRuleStackType.Duration', f'{o.Duration!r} outside 0..4294967295')
-        w.uint(o.Duration)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('PriceRuleStackType', 'missing SE(Duration)')
+    if o.Duration is None:
+        raise encode_error('PriceRuleStackType.Duration', 'required value missing')
+    w.bits(0x0, 2)
+    if o.Duration < 0 or o.Duration > 4294967295:
+        raise encode_error('PriceRuleStackType.Duration', f'{o.Duration!r} outside 0..4294967295')
+    w.uint(o.Duration)
+    w.bits(0x0, 1)
+    s = 1
     if i_PriceRule < len(o.PriceRule):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_PriceRule = o.PriceRule[i_PriceRule]
         i_PriceRule += 1
         _e_iso20_common_messages_PriceRuleType(w, x_PriceRule)
@@ -5721,7 +5272,7 @@ def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_m
     n = 0
     while True:
         if i_PriceRule < len(o.PriceRule):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_PriceRule = o.PriceRule[i_PriceRule]
             i_PriceRule += 1
             _e_iso20_common_messages_PriceRuleType(w, x_PriceRule)
@@ -5732,12 +5283,12 @@ def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_m
                     raise encode_error('PriceRuleStackType.PriceRule', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 9:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messages.PriceRuleType:
@@ -5749,39 +5300,39 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
     f_PowerRangeStart: _iso20_common_types.RationalNumberType
     s = 0
     if r.bits(1):
-        raise r.fail('PriceRuleType[0]', 'expected SE(EnergyFee)')
+        raise r.fail_back(1, 'PriceRuleType', 'expected SE(EnergyFee)')
     f_EnergyFee = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(3)
+    ec = c
     s = 1
-    ec = r.bits(3)
     if ec == 0:
         f_ParkingFee = _d_iso20_common_types_RationalNumberType(r)
         s = 2
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('PriceRuleType.ParkingFeePeriod', 'expected CH')
+            raise r.fail_back(1, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('PriceRuleType.ParkingFeePeriod', f'value {iv} outside 0..4294967295')
         f_ParkingFeePeriod = iv
         if r.bits(1):
-            raise r.fail('PriceRuleType.ParkingFeePeriod', 'expected EE')
+            raise r.fail_back(1, 'PriceRuleType[1]', 'expected EE of ParkingFeePeriod')
         s = 3
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected CH')
+            raise r.fail_back(1, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
         iv = r.uint()
         if iv > 65535:
             raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {iv} outside 0..65535')
         f_CarbonDioxideEmission = iv
         if r.bits(1):
-            raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected EE')
+            raise r.fail_back(1, 'PriceRuleType[1]', 'expected EE of CarbonDioxideEmission')
         s = 4
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected CH')
-        f_RenewableGenerationPercentage = r.bits(8)
-        if r.bits(1):
-            raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected EE')
+        c = r.bits(10)
+        if c & 0x201 != 0x0:
+            raise r.fail_back(10, 'PriceRuleType[1]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
+        f_RenewableGenerationPercentage = ((c >> 1) & 255)
         s = 5
     elif ec == 4:
         f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
@@ -5792,30 +5343,29 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('PriceRuleType.ParkingFeePeriod', 'expected CH')
+                raise r.fail_back(1, 'PriceRuleType[2]', 'expected CH of ParkingFeePeriod')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('PriceRuleType.ParkingFeePeriod', f'value {iv} outside 0..4294967295')
             f_ParkingFeePeriod = iv
             if r.bits(1):
-                raise r.fail('PriceRuleType.ParkingFeePeriod', 'expected EE')
+                raise r.fail_back(1, 'PriceRuleType[2]', 'expected EE of ParkingFeePeriod')
             s = 3
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected CH')
+                raise r.fail_back(1, 'PriceRuleType[2]', 'expected CH of CarbonDioxideEmission')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {iv} outside 0..65535')
             f_CarbonDioxideEmission = iv
             if r.bits(1):
-                raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected EE')
+                raise r.fail_back(1, 'PriceRuleType[2]', 'expected EE of CarbonDioxideEmission')
             s = 4
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected CH')
-            f_RenewableGenerationPercentage = r.bits(8)
-            if r.bits(1):
-                raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected EE')
+            c = r.bits(10)
+            if c & 0x201 != 0x0:
+                raise r.fail_back(10, 'PriceRuleType[2]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
+            f_RenewableGenerationPercentage = ((c >> 1) & 255)
             s = 5
         elif ec == 3:
             f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
@@ -5826,20 +5376,19 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected CH')
+                raise r.fail_back(1, 'PriceRuleType[3]', 'expected CH of CarbonDioxideEmission')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {iv} outside 0..65535')
             f_CarbonDioxideEmission = iv
             if r.bits(1):
-                raise r.fail('PriceRuleType.CarbonDioxideEmission', 'expected EE')
+                raise r.fail_back(1, 'PriceRuleType[3]', 'expected EE of CarbonDioxideEmission')
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected CH')
-            f_RenewableGenerationPercentage = r.bits(8)
-            if r.bits(1):
-                raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected EE')
+            c = r.bits(10)
+            if c & 0x201 != 0x0:
+                raise r.fail_back(10, 'PriceRuleType[3]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
+            f_RenewableGenerationPercentage = ((c >> 1) & 255)
             s = 5
         elif ec == 2:
             f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
@@ -5849,11 +5398,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected CH')
-            f_RenewableGenerationPercentage = r.bits(8)
-            if r.bits(1):
-                raise r.fail('PriceRuleType.RenewableGenerationPercentage', 'expected EE')
+            c = r.bits(10)
+            if c & 0x201 != 0x0:
+                raise r.fail_back(10, 'PriceRuleType[4]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
+            f_RenewableGenerationPercentage = ((c >> 1) & 255)
             s = 5
         elif ec == 1:
             f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
@@ -5862,170 +5410,148 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             raise r.fail('PriceRuleType[4]', f'event code {ec}, expected SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 5:
         if r.bits(1):
-            raise r.fail('PriceRuleType[5]', 'expected SE(PowerRangeStart)')
+            raise r.fail_back(1, 'PriceRuleType[5]', 'expected SE(PowerRangeStart)')
         f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
         s = 6
     if r.bits(1):
-        raise r.fail('PriceRuleType[6]', 'expected EE')
+        raise r.fail_back(1, 'PriceRuleType', 'expected EE')
     s = -1
     return _iso20_common_messages.PriceRuleType(EnergyFee=f_EnergyFee, ParkingFee=f_ParkingFee, ParkingFeePeriod=f_ParkingFeePeriod, CarbonDioxideEmission=f_CarbonDioxideEmission, RenewableGenerationPercentage=f_RenewableGenerationPercentage, PowerRangeStart=f_PowerRangeStart)
 
 def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messages.PriceRuleType) -> None:
     s = 0
-    if o.EnergyFee is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EnergyFee)
-        s = 1
-    else:
-        raise encode_error('PriceRuleType', 'missing SE(EnergyFee)')
+    if o.EnergyFee is None:
+        raise encode_error('PriceRuleType.EnergyFee', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EnergyFee)
+    s = 1
     if o.ParkingFee is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.ParkingFee)
         s = 2
     elif o.ParkingFeePeriod is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.ParkingFeePeriod <= 4294967295):
+        w.bits(0x2, 4)
+        if o.ParkingFeePeriod < 0 or o.ParkingFeePeriod > 4294967295:
             raise encode_error('PriceRuleType.ParkingFeePeriod', f'{o.ParkingFeePeriod!r} outside 0..4294967295')
         w.uint(o.ParkingFeePeriod)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.CarbonDioxideEmission is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.CarbonDioxideEmission <= 65535):
+        w.bits(0x4, 4)
+        if o.CarbonDioxideEmission < 0 or o.CarbonDioxideEmission > 65535:
             raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
         w.uint(o.CarbonDioxideEmission)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.RenewableGenerationPercentage is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.RenewableGenerationPercentage <= 255):
+        if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
             raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-        w.bits(o.RenewableGenerationPercentage, 8)
-        w.bits(0, 1)
+        w.bits((o.RenewableGenerationPercentage) << 1 | 0xc00, 13)
         s = 5
     elif o.PowerRangeStart is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
         s = 6
     else:
         raise encode_error('PriceRuleType', 'missing SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 2:
         if o.ParkingFeePeriod is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.ParkingFeePeriod <= 4294967295):
+            w.bits(0x0, 4)
+            if o.ParkingFeePeriod < 0 or o.ParkingFeePeriod > 4294967295:
                 raise encode_error('PriceRuleType.ParkingFeePeriod', f'{o.ParkingFeePeriod!r} outside 0..4294967295')
             w.uint(o.ParkingFeePeriod)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         elif o.CarbonDioxideEmission is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.CarbonDioxideEmission <= 65535):
+            w.bits(0x2, 4)
+            if o.CarbonDioxideEmission < 0 or o.CarbonDioxideEmission > 65535:
                 raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
             w.uint(o.CarbonDioxideEmission)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.RenewableGenerationPercentage is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RenewableGenerationPercentage <= 255):
+            if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
                 raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-            w.bits(o.RenewableGenerationPercentage, 8)
-            w.bits(0, 1)
+            w.bits((o.RenewableGenerationPercentage) << 1 | 0x800, 13)
             s = 5
         elif o.PowerRangeStart is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 3:
         if o.CarbonDioxideEmission is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.CarbonDioxideEmission <= 65535):
+            w.bits(0x0, 3)
+            if o.CarbonDioxideEmission < 0 or o.CarbonDioxideEmission > 65535:
                 raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
             w.uint(o.CarbonDioxideEmission)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.RenewableGenerationPercentage is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.RenewableGenerationPercentage <= 255):
+            if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
                 raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-            w.bits(o.RenewableGenerationPercentage, 8)
-            w.bits(0, 1)
+            w.bits((o.RenewableGenerationPercentage) << 1 | 0x400, 12)
             s = 5
         elif o.PowerRangeStart is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 4:
         if o.RenewableGenerationPercentage is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.RenewableGenerationPercentage <= 255):
+            if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
                 raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-            w.bits(o.RenewableGenerationPercentage, 8)
-            w.bits(0, 1)
+            w.bits((o.RenewableGenerationPercentage) << 1, 12)
             s = 5
         elif o.PowerRangeStart is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 5:
         if o.PowerRangeStart is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(PowerRangeStart)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_messages.PriceScheduleType:
     f_TimeAnchor: int
     f_PriceScheduleID: int
     f_PriceScheduleDescription: str | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('PriceScheduleType[0]', 'expected SE(TimeAnchor)')
-    if r.bits(1):
-        raise r.fail('PriceScheduleType.TimeAnchor', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'PriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('PriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
     f_TimeAnchor = iv
-    if r.bits(1):
-        raise r.fail('PriceScheduleType.TimeAnchor', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'PriceScheduleType', 'expected EE of TimeAnchor, SE(PriceScheduleID), CH of PriceScheduleID')
     s = 1
-    if r.bits(1):
-        raise r.fail('PriceScheduleType[1]', 'expected SE(PriceScheduleID)')
-    if r.bits(1):
-        raise r.fail('PriceScheduleType.PriceScheduleID', 'expected CH')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('PriceScheduleType.PriceScheduleID', f'value {iv} outside 1..4294967295')
     f_PriceScheduleID = iv
-    if r.bits(1):
-        raise r.fail('PriceScheduleType.PriceScheduleID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'PriceScheduleType', 'expected EE of PriceScheduleID')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('PriceScheduleType.PriceScheduleDescription', 'expected CH')
+            raise r.fail_back(1, 'PriceScheduleType[2]', 'expected CH of PriceScheduleDescription')
         f_PriceScheduleDescription = r.string(160)
         if r.bits(1):
-            raise r.fail('PriceScheduleType.PriceScheduleDescription', 'expected EE')
+            raise r.fail_back(1, 'PriceScheduleType[2]', 'expected EE of PriceScheduleDescription')
         s = 3
     elif ec == 1:
         s = -1
@@ -6033,46 +5559,40 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
         raise r.fail('PriceScheduleType[2]', f'event code {ec}, expected SE(PriceScheduleDescription), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('PriceScheduleType[3]', 'expected EE')
+            raise r.fail_back(1, 'PriceScheduleType[3]', 'expected EE')
         s = -1
     return _iso20_common_messages.PriceScheduleType(TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription)
 
 def _e_iso20_common_messages_PriceScheduleType(w: BitWriter, o: _iso20_common_messages.PriceScheduleType) -> None:
     s = 0
-    if o.TimeAnchor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
-            raise encode_error('PriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('PriceScheduleType', 'missing SE(TimeAnchor)')
-    if o.PriceScheduleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.PriceScheduleID <= 4294967295):
-            raise encode_error('PriceScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
-        w.uint(o.PriceScheduleID)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('PriceScheduleType', 'missing SE(PriceScheduleID)')
+    if o.TimeAnchor is None:
+        raise encode_error('PriceScheduleType.TimeAnchor', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        raise encode_error('PriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
+    w.uint(o.TimeAnchor)
+    if o.PriceScheduleID is None:
+        raise encode_error('PriceScheduleType.PriceScheduleID', 'required value missing')
+    w.bits(0x0, 3)
+    s = 1
+    if o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295:
+        raise encode_error('PriceScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
+    w.uint(o.PriceScheduleID)
+    w.bits(0x0, 1)
+    s = 2
     if o.PriceScheduleDescription is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.PriceScheduleDescription) > 160:
-            raise encode_error('PriceScheduleType.PriceScheduleDescription', f'value length {len(o.PriceScheduleDescription)} outside 0..160')
+            raise encode_error('PriceScheduleType.PriceScheduleDescription', f'length {len(o.PriceScheduleDescription)} outside 0..160')
         w.string(o.PriceScheduleDescription)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_common_messages.ScheduleExchangeReqType:
@@ -6081,19 +5601,16 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_com
     f_Dynamic_SEReqControlMode: _iso20_common_messages.Dynamic_SEReqControlModeType | None = None
     f_Scheduled_SEReqControlMode: _iso20_common_messages.Scheduled_SEReqControlModeType | None = None
     if r.bits(1):
-        raise r.fail('ScheduleExchangeReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ScheduleExchangeReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ScheduleExchangeReqType[1]', 'expected SE(MaximumSupportingPoints)')
-    if r.bits(1):
-        raise r.fail('ScheduleExchangeReqType.MaximumSupportingPoints', 'expected CH')
-    iv = r.bits(10) + 12
+    c = r.bits(15)
+    if c & 0x6004 != 0x0:
+        raise r.fail_back(15, 'ScheduleExchangeReqType', 'expected SE(MaximumSupportingPoints), CH of MaximumSupportingPoints, EE of MaximumSupportingPoints')
+    iv = ((c >> 3) & 1023) + 12
     if iv > 1024:
         raise r.fail('ScheduleExchangeReqType.MaximumSupportingPoints', f'value {iv} outside 12..1024')
     f_MaximumSupportingPoints = iv
-    if r.bits(1):
-        raise r.fail('ScheduleExchangeReqType.MaximumSupportingPoints', 'expected EE')
-    ec = r.bits(2)
+    ec = (c & 3)
     if ec == 0:
         f_Dynamic_SEReqControlMode = _d_iso20_common_messages_Dynamic_SEReqControlModeType(r)
     elif ec == 1:
@@ -6101,38 +5618,30 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_com
     else:
         raise r.fail('ScheduleExchangeReqType[2]', f'event code {ec}, expected SE(Dynamic_SEReqControlMode), SE(Scheduled_SEReqControlMode)')
     if r.bits(1):
-        raise r.fail('ScheduleExchangeReqType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ScheduleExchangeReqType', 'expected EE')
     return _iso20_common_messages.ScheduleExchangeReqType(Header=f_Header, MaximumSupportingPoints=f_MaximumSupportingPoints, Dynamic_SEReqControlMode=f_Dynamic_SEReqControlMode, Scheduled_SEReqControlMode=f_Scheduled_SEReqControlMode)
 
 def _e_iso20_common_messages_ScheduleExchangeReqType(w: BitWriter, o: _iso20_common_messages.ScheduleExchangeReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ScheduleExchangeReqType', 'missing SE(Header)')
-    if o.MaximumSupportingPoints is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (12 <= o.MaximumSupportingPoints <= 1024):
-            raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', f'{o.MaximumSupportingPoints!r} outside 12..1024')
-        w.bits(o.MaximumSupportingPoints - 12, 10)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ScheduleExchangeReqType', 'missing SE(MaximumSupportingPoints)')
+    if o.Header is None:
+        raise encode_error('ScheduleExchangeReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.MaximumSupportingPoints is None:
+        raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', 'required value missing')
+    if o.MaximumSupportingPoints < 12 or o.MaximumSupportingPoints > 1024:
+        raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', f'{o.MaximumSupportingPoints!r} outside 12..1024')
+    w.bits((o.MaximumSupportingPoints - 12) << 1, 13)
     if o.Dynamic_SEReqControlMode is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_Dynamic_SEReqControlModeType(w, o.Dynamic_SEReqControlMode)
         if o.Scheduled_SEReqControlMode is not None:
             raise encode_error('ScheduleExchangeReqType.Scheduled_SEReqControlMode', 'cannot be combined with Dynamic_SEReqControlMode')
     elif o.Scheduled_SEReqControlMode is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_messages_Scheduled_SEReqControlModeType(w, o.Scheduled_SEReqControlMode)
     else:
         raise encode_error('ScheduleExchangeReqType', 'missing SE(Dynamic_SEReqControlMode), SE(Scheduled_SEReqControlMode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_common_messages.ScheduleExchangeResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6143,38 +5652,28 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
     f_Scheduled_SEResControlMode: _iso20_common_messages.Scheduled_SEResControlModeType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('ScheduleExchangeResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ScheduleExchangeResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('ScheduleExchangeResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ScheduleExchangeResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(16)
+    if c & 0xc0e4 != 0x0:
+        raise r.fail_back(16, 'ScheduleExchangeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+    iv = ((c >> 8) & 63)
     if iv >= 40:
-        raise r.fail('ScheduleExchangeResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ScheduleExchangeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ScheduleExchangeResType.ResponseCode', 'expected EE')
-    s = 2
-    if r.bits(1):
-        raise r.fail('ScheduleExchangeResType[2]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('ScheduleExchangeResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('ScheduleExchangeResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('ScheduleExchangeResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('ScheduleExchangeResType.EVSEProcessing', 'expected EE')
+    ec = (c & 3)
+    s = 1
+    s = 2
     s = 3
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('ScheduleExchangeResType.GoToPause', 'expected CH')
-        f_GoToPause = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ScheduleExchangeResType.GoToPause', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ScheduleExchangeResType[3]', 'expected CH of GoToPause, EE of GoToPause')
+        f_GoToPause = ((c >> 1) & 1) == 1
         s = 4
     elif ec == 1:
         f_Dynamic_SEResControlMode = _d_iso20_common_messages_Dynamic_SEResControlModeType(r)
@@ -6195,90 +5694,75 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
         else:
             raise r.fail('ScheduleExchangeResType[4]', f'event code {ec}, expected SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
     if r.bits(1):
-        raise r.fail('ScheduleExchangeResType[5]', 'expected EE')
+        raise r.fail_back(1, 'ScheduleExchangeResType', 'expected EE')
     s = -1
     return _iso20_common_messages.ScheduleExchangeResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, GoToPause=f_GoToPause, Dynamic_SEResControlMode=f_Dynamic_SEResControlMode, Scheduled_SEResControlMode=f_Scheduled_SEResControlMode)
 
 def _e_iso20_common_messages_ScheduleExchangeResType(w: BitWriter, o: _iso20_common_messages.ScheduleExchangeResType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ScheduleExchangeResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ScheduleExchangeResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('ScheduleExchangeResType', 'missing SE(EVSEProcessing)')
+    if o.Header is None:
+        raise encode_error('ScheduleExchangeResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ScheduleExchangeResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('ScheduleExchangeResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1, 14)
+    s = 1
+    s = 2
+    s = 3
     if o.GoToPause is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.GoToPause else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.GoToPause else 0) << 1, 5)
         s = 4
     elif o.Dynamic_SEResControlMode is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_messages_Dynamic_SEResControlModeType(w, o.Dynamic_SEResControlMode)
         if o.Scheduled_SEResControlMode is not None:
             raise encode_error('ScheduleExchangeResType.Scheduled_SEResControlMode', 'cannot be combined with Dynamic_SEResControlMode')
         s = 5
     elif o.Scheduled_SEResControlMode is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_messages_Scheduled_SEResControlModeType(w, o.Scheduled_SEResControlMode)
         s = 5
     else:
         raise encode_error('ScheduleExchangeResType', 'missing SE(GoToPause), SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
     if s == 4:
         if o.Dynamic_SEResControlMode is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_messages_Dynamic_SEResControlModeType(w, o.Dynamic_SEResControlMode)
             if o.Scheduled_SEResControlMode is not None:
                 raise encode_error('ScheduleExchangeResType.Scheduled_SEResControlMode', 'cannot be combined with Dynamic_SEResControlMode')
             s = 5
         elif o.Scheduled_SEResControlMode is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_messages_Scheduled_SEResControlModeType(w, o.Scheduled_SEResControlMode)
             s = 5
         else:
             raise encode_error('ScheduleExchangeResType', 'missing SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_messages.ScheduleTupleType:
     f_ScheduleTupleID: int
     f_ChargingSchedule: _iso20_common_messages.ChargingScheduleType
     f_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('ScheduleTupleType[0]', 'expected SE(ScheduleTupleID)')
-    if r.bits(1):
-        raise r.fail('ScheduleTupleType.ScheduleTupleID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ScheduleTupleType', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('ScheduleTupleType.ScheduleTupleID', f'value {iv} outside 1..4294967295')
     f_ScheduleTupleID = iv
-    if r.bits(1):
-        raise r.fail('ScheduleTupleType.ScheduleTupleID', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ScheduleTupleType', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
     s = 1
-    if r.bits(1):
-        raise r.fail('ScheduleTupleType[1]', 'expected SE(ChargingSchedule)')
     f_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
         s = 3
@@ -6288,62 +5772,57 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_me
         raise r.fail('ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('ScheduleTupleType[3]', 'expected EE')
+            raise r.fail_back(1, 'ScheduleTupleType[3]', 'expected EE')
         s = -1
     return _iso20_common_messages.ScheduleTupleType(ScheduleTupleID=f_ScheduleTupleID, ChargingSchedule=f_ChargingSchedule, DischargingSchedule=f_DischargingSchedule)
 
 def _e_iso20_common_messages_ScheduleTupleType(w: BitWriter, o: _iso20_common_messages.ScheduleTupleType) -> None:
     s = 0
-    if o.ScheduleTupleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.ScheduleTupleID <= 4294967295):
-            raise encode_error('ScheduleTupleType.ScheduleTupleID', f'{o.ScheduleTupleID!r} outside 1..4294967295')
-        w.uint(o.ScheduleTupleID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ScheduleTupleType', 'missing SE(ScheduleTupleID)')
-    if o.ChargingSchedule is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_ChargingScheduleType(w, o.ChargingSchedule)
-        s = 2
-    else:
-        raise encode_error('ScheduleTupleType', 'missing SE(ChargingSchedule)')
+    if o.ScheduleTupleID is None:
+        raise encode_error('ScheduleTupleType.ScheduleTupleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ScheduleTupleID < 1 or o.ScheduleTupleID > 4294967295:
+        raise encode_error('ScheduleTupleType.ScheduleTupleID', f'{o.ScheduleTupleID!r} outside 1..4294967295')
+    w.uint(o.ScheduleTupleID)
+    if o.ChargingSchedule is None:
+        raise encode_error('ScheduleTupleType.ChargingSchedule', 'required value missing')
+    w.bits(0x0, 2)
+    s = 1
+    _e_iso20_common_messages_ChargingScheduleType(w, o.ChargingSchedule)
+    s = 2
     if o.DischargingSchedule is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_ChargingScheduleType(w, o.DischargingSchedule)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_EVPPTControlModeType:
     f_SelectedScheduleTupleID: int
     f_PowerToleranceAcceptance: _iso20_common_messages.powerToleranceAcceptanceType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('Scheduled_EVPPTControlModeType[0]', 'expected SE(SelectedScheduleTupleID)')
-    if r.bits(1):
-        raise r.fail('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'Scheduled_EVPPTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'value {iv} outside 1..4294967295')
     f_SelectedScheduleTupleID = iv
-    if r.bits(1):
-        raise r.fail('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'Scheduled_EVPPTControlModeType', 'expected EE of SelectedScheduleTupleID')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('Scheduled_EVPPTControlModeType.PowerToleranceAcceptance', 'expected CH')
-        f_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[r.bits(1)]
-        if r.bits(1):
-            raise r.fail('Scheduled_EVPPTControlModeType.PowerToleranceAcceptance', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance')
+        f_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 1) & 1)]
         s = 2
     elif ec == 1:
         s = -1
@@ -6351,34 +5830,29 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _is
         raise r.fail('Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('Scheduled_EVPPTControlModeType[2]', 'expected EE')
+            raise r.fail_back(1, 'Scheduled_EVPPTControlModeType[2]', 'expected EE')
         s = -1
     return _iso20_common_messages.Scheduled_EVPPTControlModeType(SelectedScheduleTupleID=f_SelectedScheduleTupleID, PowerToleranceAcceptance=f_PowerToleranceAcceptance)
 
 def _e_iso20_common_messages_Scheduled_EVPPTControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_EVPPTControlModeType) -> None:
     s = 0
-    if o.SelectedScheduleTupleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.SelectedScheduleTupleID <= 4294967295):
-            raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'{o.SelectedScheduleTupleID!r} outside 1..4294967295')
-        w.uint(o.SelectedScheduleTupleID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('Scheduled_EVPPTControlModeType', 'missing SE(SelectedScheduleTupleID)')
+    if o.SelectedScheduleTupleID is None:
+        raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.SelectedScheduleTupleID < 1 or o.SelectedScheduleTupleID > 4294967295:
+        raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'{o.SelectedScheduleTupleID!r} outside 1..4294967295')
+    w.uint(o.SelectedScheduleTupleID)
+    w.bits(0x0, 1)
+    s = 1
     if o.PowerToleranceAcceptance is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_powerToleranceAcceptanceType[o.PowerToleranceAcceptance], 1)
-        w.bits(0, 1)
+        w.bits((_I_iso20_common_messages_powerToleranceAcceptanceType[o.PowerToleranceAcceptance]) << 1, 5)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_SEReqControlModeType:
@@ -6388,16 +5862,17 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVEnergyOffer: _iso20_common_messages.EVEnergyOfferType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Scheduled_SEReqControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Scheduled_SEReqControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Scheduled_SEReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Scheduled_SEReqControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Scheduled_SEReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -6471,108 +5946,108 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             raise r.fail('Scheduled_SEReqControlModeType[4]', f'event code {ec}, expected SE(EVEnergyOffer), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('Scheduled_SEReqControlModeType[5]', 'expected EE')
+            raise r.fail_back(1, 'Scheduled_SEReqControlModeType[5]', 'expected EE')
         s = -1
     return _iso20_common_messages.Scheduled_SEReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVEnergyOffer=f_EVEnergyOffer)
 
 def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SEReqControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 4)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Scheduled_SEReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 2
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
         s = 3
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
         s = 4
     elif o.EVEnergyOffer is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
         s = 5
     else:
-        w.bits(5, 3)
+        w.bits(0x5, 3)
         s = -1
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
             s = 2
         elif o.EVMaximumEnergyRequest is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 3
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 4
         elif o.EVEnergyOffer is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
             s = 5
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 2:
         if o.EVMaximumEnergyRequest is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 3
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 4
         elif o.EVEnergyOffer is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
             s = 5
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 3:
         if o.EVMinimumEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 4
         elif o.EVEnergyOffer is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
             s = 5
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 4:
         if o.EVEnergyOffer is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_SEResControlModeType:
     f_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('Scheduled_SEResControlModeType[0]', 'expected SE(ScheduleTuple)')
+        raise r.fail_back(1, 'Scheduled_SEResControlModeType', 'expected SE(ScheduleTuple)')
     f_ScheduleTuple.append(_d_iso20_common_messages_ScheduleTupleType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_ScheduleTuple.append(_d_iso20_common_messages_ScheduleTupleType(r))
         s = 2
@@ -6591,7 +6066,7 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _is
             raise r.fail('Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('Scheduled_SEResControlModeType[3]', 'expected EE')
+            raise r.fail_back(1, 'Scheduled_SEResControlModeType[3]', 'expected EE')
         s = -1
     return _iso20_common_messages.Scheduled_SEResControlModeType(ScheduleTuple=f_ScheduleTuple)
 
@@ -6599,7 +6074,7 @@ def _e_iso20_common_messages_Scheduled_SEResControlModeType(w: BitWriter, o: _is
     i_ScheduleTuple = 0
     s = 0
     if i_ScheduleTuple < len(o.ScheduleTuple):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_ScheduleTuple = o.ScheduleTuple[i_ScheduleTuple]
         i_ScheduleTuple += 1
         _e_iso20_common_messages_ScheduleTupleType(w, x_ScheduleTuple)
@@ -6607,17 +6082,17 @@ def _e_iso20_common_messages_Scheduled_SEResControlModeType(w: BitWriter, o: _is
     else:
         raise encode_error('Scheduled_SEResControlModeType', 'missing SE(ScheduleTuple)')
     if i_ScheduleTuple < len(o.ScheduleTuple):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_ScheduleTuple = o.ScheduleTuple[i_ScheduleTuple]
         i_ScheduleTuple += 1
         _e_iso20_common_messages_ScheduleTupleType(w, x_ScheduleTuple)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if i_ScheduleTuple < len(o.ScheduleTuple):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_ScheduleTuple = o.ScheduleTuple[i_ScheduleTuple]
             i_ScheduleTuple += 1
             _e_iso20_common_messages_ScheduleTupleType(w, x_ScheduleTuple)
@@ -6625,49 +6100,41 @@ def _e_iso20_common_messages_Scheduled_SEResControlModeType(w: BitWriter, o: _is
                 raise encode_error('Scheduled_SEResControlModeType.ScheduleTuple', 'too many entries')
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_Scheduled_SMDTControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_SMDTControlModeType:
     f_SelectedScheduleTupleID: int
-    if r.bits(1):
-        raise r.fail('Scheduled_SMDTControlModeType[0]', 'expected SE(SelectedScheduleTupleID)')
-    if r.bits(1):
-        raise r.fail('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'Scheduled_SMDTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'value {iv} outside 1..4294967295')
     f_SelectedScheduleTupleID = iv
-    if r.bits(1):
-        raise r.fail('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('Scheduled_SMDTControlModeType[1]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'Scheduled_SMDTControlModeType', 'expected EE of SelectedScheduleTupleID, EE')
     return _iso20_common_messages.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=f_SelectedScheduleTupleID)
 
 def _e_iso20_common_messages_Scheduled_SMDTControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SMDTControlModeType) -> None:
-    if o.SelectedScheduleTupleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.SelectedScheduleTupleID <= 4294967295):
-            raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.SelectedScheduleTupleID!r} outside 1..4294967295')
-        w.uint(o.SelectedScheduleTupleID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('Scheduled_SMDTControlModeType', 'missing SE(SelectedScheduleTupleID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.SelectedScheduleTupleID is None:
+        raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.SelectedScheduleTupleID < 1 or o.SelectedScheduleTupleID > 4294967295:
+        raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.SelectedScheduleTupleID!r} outside 1..4294967295')
+    w.uint(o.SelectedScheduleTupleID)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_common_messages.SelectedServiceListType:
     f_SelectedService: list[_iso20_common_messages.SelectedServiceType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('SelectedServiceListType[0]', 'expected SE(SelectedService)')
+        raise r.fail_back(1, 'SelectedServiceListType', 'expected SE(SelectedService)')
     f_SelectedService.append(_d_iso20_common_messages_SelectedServiceType(r))
     s = 1
     n = 0
@@ -6686,7 +6153,7 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_com
             raise r.fail('SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     if s == 16:
         if r.bits(1):
-            raise r.fail('SelectedServiceListType[16]', 'expected EE')
+            raise r.fail_back(1, 'SelectedServiceListType[16]', 'expected EE')
         s = -1
     return _iso20_common_messages.SelectedServiceListType(SelectedService=f_SelectedService)
 
@@ -6694,7 +6161,7 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
     i_SelectedService = 0
     s = 0
     if i_SelectedService < len(o.SelectedService):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
         _e_iso20_common_messages_SelectedServiceType(w, x_SelectedService)
@@ -6704,7 +6171,7 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
     n = 0
     while True:
         if i_SelectedService < len(o.SelectedService):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_SelectedService = o.SelectedService[i_SelectedService]
             i_SelectedService += 1
             _e_iso20_common_messages_SelectedServiceType(w, x_SelectedService)
@@ -6715,104 +6182,81 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
                     raise encode_error('SelectedServiceListType.SelectedService', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 16:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_SelectedServiceType(r: BitReader) -> _iso20_common_messages.SelectedServiceType:
     f_ServiceID: int
     f_ParameterSetID: int
-    if r.bits(1):
-        raise r.fail('SelectedServiceType[0]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('SelectedServiceType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('SelectedServiceType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('SelectedServiceType.ServiceID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SelectedServiceType[1]', 'expected SE(ParameterSetID)')
-    if r.bits(1):
-        raise r.fail('SelectedServiceType.ParameterSetID', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('SelectedServiceType.ParameterSetID', f'value {iv} outside 0..65535')
     f_ParameterSetID = iv
-    if r.bits(1):
-        raise r.fail('SelectedServiceType.ParameterSetID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SelectedServiceType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SelectedServiceType', 'expected EE of ParameterSetID, EE')
     return _iso20_common_messages.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
 
 def _e_iso20_common_messages_SelectedServiceType(w: BitWriter, o: _iso20_common_messages.SelectedServiceType) -> None:
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SelectedServiceType', 'missing SE(ServiceID)')
-    if o.ParameterSetID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ParameterSetID <= 65535):
-            raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside 0..65535')
-        w.uint(o.ParameterSetID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SelectedServiceType', 'missing SE(ParameterSetID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ServiceID is None:
+        raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    if o.ParameterSetID is None:
+        raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
+    w.bits(0x0, 3)
+    if o.ParameterSetID < 0 or o.ParameterSetID > 65535:
+        raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside 0..65535')
+    w.uint(o.ParameterSetID)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common_messages.ServiceDetailReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ServiceID: int
     if r.bits(1):
-        raise r.fail('ServiceDetailReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ServiceDetailReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType[1]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ServiceDetailReqType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType.ServiceID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceDetailReqType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
     return _iso20_common_messages.ServiceDetailReqType(Header=f_Header, ServiceID=f_ServiceID)
 
 def _e_iso20_common_messages_ServiceDetailReqType(w: BitWriter, o: _iso20_common_messages.ServiceDetailReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ServiceDetailReqType', 'missing SE(Header)')
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceDetailReqType', 'missing SE(ServiceID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ServiceDetailReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ServiceID is None:
+        raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common_messages.ServiceDetailResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6820,76 +6264,56 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common
     f_ServiceID: int
     f_ServiceParameterList: _iso20_common_messages.ServiceParameterListType
     if r.bits(1):
-        raise r.fail('ServiceDetailResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ServiceDetailResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(11)
+    if c & 0x607 != 0x0:
+        raise r.fail_back(11, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+    iv = ((c >> 3) & 63)
     if iv >= 40:
-        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType[2]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ServiceID', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ServiceDetailResType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType.ServiceID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceDetailResType[3]', 'expected SE(ServiceParameterList)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceDetailResType', 'expected EE of ServiceID, SE(ServiceParameterList)')
     f_ServiceParameterList = _d_iso20_common_messages_ServiceParameterListType(r)
     if r.bits(1):
-        raise r.fail('ServiceDetailResType[4]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ServiceDetailResType', 'expected EE')
     return _iso20_common_messages.ServiceDetailResType(Header=f_Header, ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
 
 def _e_iso20_common_messages_ServiceDetailResType(w: BitWriter, o: _iso20_common_messages.ServiceDetailResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ServiceDetailResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceDetailResType', 'missing SE(ResponseCode)')
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceDetailResType', 'missing SE(ServiceID)')
-    if o.ServiceParameterList is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_ServiceParameterListType(w, o.ServiceParameterList)
-    else:
-        raise encode_error('ServiceDetailResType', 'missing SE(ServiceParameterList)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ServiceDetailResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ServiceDetailResType.ResponseCode', 'required value missing')
+    if o.ServiceID is None:
+        raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 3, 11)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    if o.ServiceParameterList is None:
+        raise encode_error('ServiceDetailResType.ServiceParameterList', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_messages_ServiceParameterListType(w, o.ServiceParameterList)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader) -> _iso20_common_messages.ServiceDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_SupportedServiceIDs: _iso20_common_messages.ServiceIDListType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('ServiceDiscoveryReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ServiceDiscoveryReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_SupportedServiceIDs = _d_iso20_common_messages_ServiceIDListType(r)
         s = 2
@@ -6899,28 +6323,27 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader) -> _iso20_com
         raise r.fail('ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(SupportedServiceIDs), EE')
     if s == 2:
         if r.bits(1):
-            raise r.fail('ServiceDiscoveryReqType[2]', 'expected EE')
+            raise r.fail_back(1, 'ServiceDiscoveryReqType[2]', 'expected EE')
         s = -1
     return _iso20_common_messages.ServiceDiscoveryReqType(Header=f_Header, SupportedServiceIDs=f_SupportedServiceIDs)
 
 def _e_iso20_common_messages_ServiceDiscoveryReqType(w: BitWriter, o: _iso20_common_messages.ServiceDiscoveryReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ServiceDiscoveryReqType', 'missing SE(Header)')
+    if o.Header is None:
+        raise encode_error('ServiceDiscoveryReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    s = 1
     if o.SupportedServiceIDs is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_ServiceIDListType(w, o.SupportedServiceIDs)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_common_messages.ServiceDiscoveryResType:
@@ -6931,33 +6354,23 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_com
     f_VASList: _iso20_common_messages.ServiceListType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ServiceDiscoveryResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(14)
+    if c & 0x303b != 0x0:
+        raise r.fail_back(14, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceRenegotiationSupported), CH of ServiceRenegotiationSupported, EE of ServiceRenegotiationSupported, SE(EnergyTransferServiceList)')
+    iv = ((c >> 6) & 63)
     if iv >= 40:
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', 'expected EE')
+    f_ServiceRenegotiationSupported = ((c >> 2) & 1) == 1
+    s = 1
     s = 2
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType[2]', 'expected SE(ServiceRenegotiationSupported)')
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType.ServiceRenegotiationSupported', 'expected CH')
-    f_ServiceRenegotiationSupported = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType.ServiceRenegotiationSupported', 'expected EE')
     s = 3
-    if r.bits(1):
-        raise r.fail('ServiceDiscoveryResType[3]', 'expected SE(EnergyTransferServiceList)')
     f_EnergyTransferServiceList = _d_iso20_common_messages_ServiceListType(r)
+    c = r.bits(2)
+    ec = c
     s = 4
-    ec = r.bits(2)
     if ec == 0:
         f_VASList = _d_iso20_common_messages_ServiceListType(r)
         s = 5
@@ -6967,78 +6380,65 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_com
         raise r.fail('ServiceDiscoveryResType[4]', f'event code {ec}, expected SE(VASList), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('ServiceDiscoveryResType[5]', 'expected EE')
+            raise r.fail_back(1, 'ServiceDiscoveryResType[5]', 'expected EE')
         s = -1
     return _iso20_common_messages.ServiceDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, ServiceRenegotiationSupported=f_ServiceRenegotiationSupported, EnergyTransferServiceList=f_EnergyTransferServiceList, VASList=f_VASList)
 
 def _e_iso20_common_messages_ServiceDiscoveryResType(w: BitWriter, o: _iso20_common_messages.ServiceDiscoveryResType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ServiceDiscoveryResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ServiceDiscoveryResType', 'missing SE(ResponseCode)')
-    if o.ServiceRenegotiationSupported is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.ServiceRenegotiationSupported else 0, 1)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('ServiceDiscoveryResType', 'missing SE(ServiceRenegotiationSupported)')
-    if o.EnergyTransferServiceList is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_ServiceListType(w, o.EnergyTransferServiceList)
-        s = 4
-    else:
-        raise encode_error('ServiceDiscoveryResType', 'missing SE(EnergyTransferServiceList)')
+    if o.Header is None:
+        raise encode_error('ServiceDiscoveryResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ServiceDiscoveryResType.ResponseCode', 'required value missing')
+    if o.ServiceRenegotiationSupported is None:
+        raise encode_error('ServiceDiscoveryResType.ServiceRenegotiationSupported', 'required value missing')
+    if o.EnergyTransferServiceList is None:
+        raise encode_error('ServiceDiscoveryResType.EnergyTransferServiceList', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (1 if o.ServiceRenegotiationSupported else 0) << 2, 14)
+    s = 1
+    s = 2
+    s = 3
+    _e_iso20_common_messages_ServiceListType(w, o.EnergyTransferServiceList)
+    s = 4
     if o.VASList is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_ServiceListType(w, o.VASList)
         s = 5
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_messages.ServiceIDListType:
     f_ServiceID: list[int] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ServiceIDListType[0]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ServiceIDListType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceIDListType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ServiceIDListType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID.append(iv)
     if r.bits(1):
-        raise r.fail('ServiceIDListType.ServiceID', 'expected EE')
+        raise r.fail_back(1, 'ServiceIDListType', 'expected EE of ServiceID')
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('ServiceIDListType.ServiceID', 'expected CH')
+                raise r.fail_back(1, 'ServiceIDListType[1]', 'expected CH of ServiceID')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('ServiceIDListType.ServiceID', f'value {iv} outside 0..65535')
             f_ServiceID.append(iv)
             if r.bits(1):
-                raise r.fail('ServiceIDListType.ServiceID', 'expected EE')
+                raise r.fail_back(1, 'ServiceIDListType[1]', 'expected EE of ServiceID')
             n += 1
             if n == 15:
                 s = 16
@@ -7050,7 +6450,7 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
             raise r.fail('ServiceIDListType[1]', f'event code {ec}, expected SE(ServiceID), EE')
     if s == 16:
         if r.bits(1):
-            raise r.fail('ServiceIDListType[16]', 'expected EE')
+            raise r.fail_back(1, 'ServiceIDListType[16]', 'expected EE')
         s = -1
     return _iso20_common_messages.ServiceIDListType(ServiceID=f_ServiceID)
 
@@ -7058,28 +6458,26 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
     i_ServiceID = 0
     s = 0
     if i_ServiceID < len(o.ServiceID):
-        w.bits(0, 1)
         x_ServiceID = o.ServiceID[i_ServiceID]
         i_ServiceID += 1
-        w.bits(0, 1)
-        if not (0 <= x_ServiceID <= 65535):
+        w.bits(0x0, 2)
+        if x_ServiceID < 0 or x_ServiceID > 65535:
             raise encode_error('ServiceIDListType.ServiceID', f'{x_ServiceID!r} outside 0..65535')
         w.uint(x_ServiceID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     else:
         raise encode_error('ServiceIDListType', 'missing SE(ServiceID)')
     n = 0
     while True:
         if i_ServiceID < len(o.ServiceID):
-            w.bits(0, 2)
             x_ServiceID = o.ServiceID[i_ServiceID]
             i_ServiceID += 1
-            w.bits(0, 1)
-            if not (0 <= x_ServiceID <= 65535):
+            w.bits(0x0, 3)
+            if x_ServiceID < 0 or x_ServiceID > 65535:
                 raise encode_error('ServiceIDListType.ServiceID', f'{x_ServiceID!r} outside 0..65535')
             w.uint(x_ServiceID)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 15:
                 s = 16
@@ -7087,19 +6485,19 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
                     raise encode_error('ServiceIDListType.ServiceID', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 16:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_messages.ServiceListType:
     f_Service: list[_iso20_common_messages.ServiceType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ServiceListType[0]', 'expected SE(Service)')
+        raise r.fail_back(1, 'ServiceListType', 'expected SE(Service)')
     f_Service.append(_d_iso20_common_messages_ServiceType(r))
     s = 1
     n = 0
@@ -7118,7 +6516,7 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_mess
             raise r.fail('ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('ServiceListType[8]', 'expected EE')
+            raise r.fail_back(1, 'ServiceListType[8]', 'expected EE')
         s = -1
     return _iso20_common_messages.ServiceListType(Service=f_Service)
 
@@ -7126,7 +6524,7 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
     i_Service = 0
     s = 0
     if i_Service < len(o.Service):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Service = o.Service[i_Service]
         i_Service += 1
         _e_iso20_common_messages_ServiceType(w, x_Service)
@@ -7136,7 +6534,7 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
     n = 0
     while True:
         if i_Service < len(o.Service):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Service = o.Service[i_Service]
             i_Service += 1
             _e_iso20_common_messages_ServiceType(w, x_Service)
@@ -7147,19 +6545,19 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
                     raise encode_error('ServiceListType.Service', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_ServiceParameterListType(r: BitReader) -> _iso20_common_messages.ServiceParameterListType:
     f_ParameterSet: list[_iso20_common_messages.ParameterSetType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ServiceParameterListType[0]', 'expected SE(ParameterSet)')
+        raise r.fail_back(1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
     f_ParameterSet.append(_d_iso20_common_messages_ParameterSetType(r))
     s = 1
     n = 0
@@ -7178,7 +6576,7 @@ def _d_iso20_common_messages_ServiceParameterListType(r: BitReader) -> _iso20_co
             raise r.fail('ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     if s == 32:
         if r.bits(1):
-            raise r.fail('ServiceParameterListType[32]', 'expected EE')
+            raise r.fail_back(1, 'ServiceParameterListType[32]', 'expected EE')
         s = -1
     return _iso20_common_messages.ServiceParameterListType(ParameterSet=f_ParameterSet)
 
@@ -7186,7 +6584,7 @@ def _e_iso20_common_messages_ServiceParameterListType(w: BitWriter, o: _iso20_co
     i_ParameterSet = 0
     s = 0
     if i_ParameterSet < len(o.ParameterSet):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
         _e_iso20_common_messages_ParameterSetType(w, x_ParameterSet)
@@ -7196,7 +6594,7 @@ def _e_iso20_common_messages_ServiceParameterListType(w: BitWriter, o: _iso20_co
     n = 0
     while True:
         if i_ParameterSet < len(o.ParameterSet):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_ParameterSet = o.ParameterSet[i_ParameterSet]
             i_ParameterSet += 1
             _e_iso20_common_messages_ParameterSetType(w, x_ParameterSet)
@@ -7207,12 +6605,12 @@ def _e_iso20_common_messages_ServiceParameterListType(w: BitWriter, o: _iso20_co
                     raise encode_error('ServiceParameterListType.ParameterSet', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 32:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_common_messages.ServiceSelectionReqType:
@@ -7221,14 +6619,15 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
     f_SelectedVASList: _iso20_common_messages.SelectedServiceListType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('ServiceSelectionReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ServiceSelectionReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
     if r.bits(1):
-        raise r.fail('ServiceSelectionReqType[1]', 'expected SE(SelectedEnergyTransferService)')
+        raise r.fail_back(1, 'ServiceSelectionReqType', 'expected SE(SelectedEnergyTransferService)')
+    s = 1
     f_SelectedEnergyTransferService = _d_iso20_common_messages_SelectedServiceType(r)
+    c = r.bits(2)
+    ec = c
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_SelectedVASList = _d_iso20_common_messages_SelectedServiceListType(r)
         s = 3
@@ -7238,211 +6637,147 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
         raise r.fail('ServiceSelectionReqType[2]', f'event code {ec}, expected SE(SelectedVASList), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('ServiceSelectionReqType[3]', 'expected EE')
+            raise r.fail_back(1, 'ServiceSelectionReqType[3]', 'expected EE')
         s = -1
     return _iso20_common_messages.ServiceSelectionReqType(Header=f_Header, SelectedEnergyTransferService=f_SelectedEnergyTransferService, SelectedVASList=f_SelectedVASList)
 
 def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_common_messages.ServiceSelectionReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ServiceSelectionReqType', 'missing SE(Header)')
-    if o.SelectedEnergyTransferService is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_SelectedServiceType(w, o.SelectedEnergyTransferService)
-        s = 2
-    else:
-        raise encode_error('ServiceSelectionReqType', 'missing SE(SelectedEnergyTransferService)')
+    if o.Header is None:
+        raise encode_error('ServiceSelectionReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.SelectedEnergyTransferService is None:
+        raise encode_error('ServiceSelectionReqType.SelectedEnergyTransferService', 'required value missing')
+    w.bits(0x0, 1)
+    s = 1
+    _e_iso20_common_messages_SelectedServiceType(w, o.SelectedEnergyTransferService)
+    s = 2
     if o.SelectedVASList is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_SelectedServiceListType(w, o.SelectedVASList)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader) -> _iso20_common_messages.ServiceSelectionResType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('ServiceSelectionResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ServiceSelectionResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ServiceSelectionResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ServiceSelectionResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'ServiceSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('ServiceSelectionResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ServiceSelectionResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceSelectionResType[2]', 'expected EE')
-    pass
     return _iso20_common_messages.ServiceSelectionResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_messages_ServiceSelectionResType(w: BitWriter, o: _iso20_common_messages.ServiceSelectionResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ServiceSelectionResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceSelectionResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ServiceSelectionResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ServiceSelectionResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_iso20_common_messages_ServiceType(r: BitReader) -> _iso20_common_messages.ServiceType:
     f_ServiceID: int
     f_FreeService: bool
-    if r.bits(1):
-        raise r.fail('ServiceType[0]', 'expected SE(ServiceID)')
-    if r.bits(1):
-        raise r.fail('ServiceType.ServiceID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('ServiceType.ServiceID', f'value {iv} outside 0..65535')
     f_ServiceID = iv
-    if r.bits(1):
-        raise r.fail('ServiceType.ServiceID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceType[1]', 'expected SE(FreeService)')
-    if r.bits(1):
-        raise r.fail('ServiceType.FreeService', 'expected CH')
-    f_FreeService = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('ServiceType.FreeService', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ServiceType[2]', 'expected EE')
-    pass
+    c = r.bits(6)
+    if c & 0x3b != 0x0:
+        raise r.fail_back(6, 'ServiceType', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
+    f_FreeService = ((c >> 2) & 1) == 1
     return _iso20_common_messages.ServiceType(ServiceID=f_ServiceID, FreeService=f_FreeService)
 
 def _e_iso20_common_messages_ServiceType(w: BitWriter, o: _iso20_common_messages.ServiceType) -> None:
-    if o.ServiceID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ServiceID <= 65535):
-            raise encode_error('ServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceType', 'missing SE(ServiceID)')
-    if o.FreeService is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.FreeService else 0, 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ServiceType', 'missing SE(FreeService)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.ServiceID is None:
+        raise encode_error('ServiceType.ServiceID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.ServiceID < 0 or o.ServiceID > 65535:
+        raise encode_error('ServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
+    w.uint(o.ServiceID)
+    if o.FreeService is None:
+        raise encode_error('ServiceType.FreeService', 'required value missing')
+    w.bits((1 if o.FreeService else 0) << 2, 6)
 
 def _d_iso20_common_messages_SessionSetupReqType(r: BitReader) -> _iso20_common_messages.SessionSetupReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVCCID: str
     if r.bits(1):
-        raise r.fail('SessionSetupReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'SessionSetupReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType[1]', 'expected SE(EVCCID)')
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType.EVCCID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     f_EVCCID = r.string(255)
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType.EVCCID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SessionSetupReqType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
     return _iso20_common_messages.SessionSetupReqType(Header=f_Header, EVCCID=f_EVCCID)
 
 def _e_iso20_common_messages_SessionSetupReqType(w: BitWriter, o: _iso20_common_messages.SessionSetupReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('SessionSetupReqType', 'missing SE(Header)')
-    if o.EVCCID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.EVCCID) > 255:
-            raise encode_error('SessionSetupReqType.EVCCID', f'value length {len(o.EVCCID)} outside 0..255')
-        w.string(o.EVCCID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SessionSetupReqType', 'missing SE(EVCCID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('SessionSetupReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVCCID is None:
+        raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.EVCCID) > 255:
+        raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.EVCCID)} outside 0..255')
+    w.string(o.EVCCID)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_messages_SessionSetupResType(r: BitReader) -> _iso20_common_messages.SessionSetupResType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEID: str
     if r.bits(1):
-        raise r.fail('SessionSetupResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'SessionSetupResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('SessionSetupResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(11)
+    if c & 0x607 != 0x0:
+        raise r.fail_back(11, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+    iv = ((c >> 3) & 63)
     if iv >= 40:
-        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SessionSetupResType[2]', 'expected SE(EVSEID)')
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.EVSEID', 'expected CH')
     f_EVSEID = r.string(255)
-    if r.bits(1):
-        raise r.fail('SessionSetupResType.EVSEID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SessionSetupResType[3]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SessionSetupResType', 'expected EE of EVSEID, EE')
     return _iso20_common_messages.SessionSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEID=f_EVSEID)
 
 def _e_iso20_common_messages_SessionSetupResType(w: BitWriter, o: _iso20_common_messages.SessionSetupResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('SessionSetupResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SessionSetupResType', 'missing SE(ResponseCode)')
-    if o.EVSEID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.EVSEID) > 255:
-            raise encode_error('SessionSetupResType.EVSEID', f'value length {len(o.EVSEID)} outside 0..255')
-        w.string(o.EVSEID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SessionSetupResType', 'missing SE(EVSEID)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('SessionSetupResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('SessionSetupResType.ResponseCode', 'required value missing')
+    if o.EVSEID is None:
+        raise encode_error('SessionSetupResType.EVSEID', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 3, 11)
+    if len(o.EVSEID) > 255:
+        raise encode_error('SessionSetupResType.EVSEID', f'length {len(o.EVSEID)} outside 0..255')
+    w.string(o.EVSEID)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_messages.SessionStopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -7451,34 +6786,31 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
     f_EVTerminationExplanation: str | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('SessionStopReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'SessionStopReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('SessionStopReqType[1]', 'expected SE(ChargingSession)')
-    if r.bits(1):
-        raise r.fail('SessionStopReqType.ChargingSession', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x64 != 0x0:
+        raise r.fail_back(7, 'SessionStopReqType', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession')
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('SessionStopReqType.ChargingSession', f'enumeration index {iv} out of range')
+        raise r.fail('SessionStopReqType.ChargingSession', f'enumeration index {iv}')
     f_ChargingSession = _E_iso20_common_messages_chargingSessionType[iv]
-    if r.bits(1):
-        raise r.fail('SessionStopReqType.ChargingSession', 'expected EE')
+    ec = (c & 3)
+    s = 1
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('SessionStopReqType.EVTerminationCode', 'expected CH')
+            raise r.fail_back(1, 'SessionStopReqType[2]', 'expected CH of EVTerminationCode')
         f_EVTerminationCode = r.string(80)
         if r.bits(1):
-            raise r.fail('SessionStopReqType.EVTerminationCode', 'expected EE')
+            raise r.fail_back(1, 'SessionStopReqType[2]', 'expected EE of EVTerminationCode')
         s = 3
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('SessionStopReqType.EVTerminationExplanation', 'expected CH')
+            raise r.fail_back(1, 'SessionStopReqType[2]', 'expected CH of EVTerminationExplanation')
         f_EVTerminationExplanation = r.string(160)
         if r.bits(1):
-            raise r.fail('SessionStopReqType.EVTerminationExplanation', 'expected EE')
+            raise r.fail_back(1, 'SessionStopReqType[2]', 'expected EE of EVTerminationExplanation')
         s = 4
     elif ec == 2:
         s = -1
@@ -7488,10 +6820,10 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('SessionStopReqType.EVTerminationExplanation', 'expected CH')
+                raise r.fail_back(1, 'SessionStopReqType[3]', 'expected CH of EVTerminationExplanation')
             f_EVTerminationExplanation = r.string(160)
             if r.bits(1):
-                raise r.fail('SessionStopReqType.EVTerminationExplanation', 'expected EE')
+                raise r.fail_back(1, 'SessionStopReqType[3]', 'expected EE of EVTerminationExplanation')
             s = 4
         elif ec == 1:
             s = -1
@@ -7499,99 +6831,77 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
             raise r.fail('SessionStopReqType[3]', f'event code {ec}, expected SE(EVTerminationExplanation), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('SessionStopReqType[4]', 'expected EE')
+            raise r.fail_back(1, 'SessionStopReqType[4]', 'expected EE')
         s = -1
     return _iso20_common_messages.SessionStopReqType(Header=f_Header, ChargingSession=f_ChargingSession, EVTerminationCode=f_EVTerminationCode, EVTerminationExplanation=f_EVTerminationExplanation)
 
 def _e_iso20_common_messages_SessionStopReqType(w: BitWriter, o: _iso20_common_messages.SessionStopReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('SessionStopReqType', 'missing SE(Header)')
-    if o.ChargingSession is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_chargingSessionType[o.ChargingSession], 2)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('SessionStopReqType', 'missing SE(ChargingSession)')
+    if o.Header is None:
+        raise encode_error('SessionStopReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ChargingSession is None:
+        raise encode_error('SessionStopReqType.ChargingSession', 'required value missing')
+    w.bits((_I_iso20_common_messages_chargingSessionType[o.ChargingSession]) << 1, 5)
+    s = 1
+    s = 2
     if o.EVTerminationCode is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.EVTerminationCode) > 80:
-            raise encode_error('SessionStopReqType.EVTerminationCode', f'value length {len(o.EVTerminationCode)} outside 0..80')
+            raise encode_error('SessionStopReqType.EVTerminationCode', f'length {len(o.EVTerminationCode)} outside 0..80')
         w.string(o.EVTerminationCode)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.EVTerminationExplanation is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         if len(o.EVTerminationExplanation) > 160:
-            raise encode_error('SessionStopReqType.EVTerminationExplanation', f'value length {len(o.EVTerminationExplanation)} outside 0..160')
+            raise encode_error('SessionStopReqType.EVTerminationExplanation', f'length {len(o.EVTerminationExplanation)} outside 0..160')
         w.string(o.EVTerminationExplanation)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 3:
         if o.EVTerminationExplanation is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(o.EVTerminationExplanation) > 160:
-                raise encode_error('SessionStopReqType.EVTerminationExplanation', f'value length {len(o.EVTerminationExplanation)} outside 0..160')
+                raise encode_error('SessionStopReqType.EVTerminationExplanation', f'length {len(o.EVTerminationExplanation)} outside 0..160')
             w.string(o.EVTerminationExplanation)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_SessionStopResType(r: BitReader) -> _iso20_common_messages.SessionStopResType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('SessionStopResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'SessionStopResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('SessionStopResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('SessionStopResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('SessionStopResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SessionStopResType[2]', 'expected EE')
-    pass
     return _iso20_common_messages.SessionStopResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_messages_SessionStopResType(w: BitWriter, o: _iso20_common_messages.SessionStopResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('SessionStopResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SessionStopResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('SessionStopResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_common_messages.SignedCertificateChainType:
     f_Id: str
@@ -7599,18 +6909,18 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
     f_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('SignedCertificateChainType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'SignedCertificateChainType', 'expected AT(Id)')
     f_Id = r.string(None)
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SignedCertificateChainType', 'expected SE(Certificate), CH of Certificate')
     s = 1
-    if r.bits(1):
-        raise r.fail('SignedCertificateChainType[1]', 'expected SE(Certificate)')
-    if r.bits(1):
-        raise r.fail('SignedCertificateChainType.Certificate', 'expected CH')
     f_Certificate = r.binary(1600)
-    if r.bits(1):
-        raise r.fail('SignedCertificateChainType.Certificate', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'SignedCertificateChainType', 'expected EE of Certificate')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
         s = 3
@@ -7620,38 +6930,35 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
         raise r.fail('SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('SignedCertificateChainType[3]', 'expected EE')
+            raise r.fail_back(1, 'SignedCertificateChainType[3]', 'expected EE')
         s = -1
     return _iso20_common_messages.SignedCertificateChainType(Id=f_Id, Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso20_common_messages_SignedCertificateChainType(w: BitWriter, o: _iso20_common_messages.SignedCertificateChainType) -> None:
     s = 0
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-        s = 1
-    else:
-        raise encode_error('SignedCertificateChainType', 'missing AT(Id)')
-    if o.Certificate is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.Certificate) > 1600:
-            raise encode_error('SignedCertificateChainType.Certificate', f'value length {len(o.Certificate)} outside 0..1600')
-        w.binary(o.Certificate)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('SignedCertificateChainType', 'missing SE(Certificate)')
+    if o.Id is None:
+        raise encode_error('SignedCertificateChainType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.Certificate is None:
+        raise encode_error('SignedCertificateChainType.Certificate', 'required value missing')
+    w.bits(0x0, 2)
+    s = 1
+    if len(o.Certificate) > 1600:
+        raise encode_error('SignedCertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..1600')
+    w.binary(o.Certificate)
+    w.bits(0x0, 1)
+    s = 2
     if o.SubCertificates is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_messages_SubCertificatesType(w, o.SubCertificates)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_common_messages.SignedInstallationDataType:
@@ -7663,110 +6970,89 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
     f_X448_EncryptedPrivateKey: bytes | None = None
     f_TPM_EncryptedPrivateKey: bytes | None = None
     if r.bits(1):
-        raise r.fail('SignedInstallationDataType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'SignedInstallationDataType', 'expected AT(Id)')
     f_Id = r.string(None)
     if r.bits(1):
-        raise r.fail('SignedInstallationDataType[1]', 'expected SE(ContractCertificateChain)')
+        raise r.fail_back(1, 'SignedInstallationDataType', 'expected SE(ContractCertificateChain)')
     f_ContractCertificateChain = _d_iso20_common_messages_ContractCertificateChainType(r)
-    if r.bits(1):
-        raise r.fail('SignedInstallationDataType[2]', 'expected SE(ECDHCurve)')
-    if r.bits(1):
-        raise r.fail('SignedInstallationDataType.ECDHCurve', 'expected CH')
-    f_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('SignedInstallationDataType.ECDHCurve', 'expected EE')
-    if r.bits(1):
-        raise r.fail('SignedInstallationDataType[3]', 'expected SE(DHPublicKey)')
-    if r.bits(1):
-        raise r.fail('SignedInstallationDataType.DHPublicKey', 'expected CH')
+    c = r.bits(6)
+    if c & 0x37 != 0x0:
+        raise r.fail_back(6, 'SignedInstallationDataType', 'expected SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey')
+    f_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[((c >> 3) & 1)]
     f_DHPublicKey = r.binary(133)
-    if r.bits(1):
-        raise r.fail('SignedInstallationDataType.DHPublicKey', 'expected EE')
-    ec = r.bits(2)
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'SignedInstallationDataType', 'expected EE of DHPublicKey')
+    ec = (c & 3)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('SignedInstallationDataType.SECP521_EncryptedPrivateKey', 'expected CH')
+            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
         f_SECP521_EncryptedPrivateKey = r.binary(94)
         if r.bits(1):
-            raise r.fail('SignedInstallationDataType.SECP521_EncryptedPrivateKey', 'expected EE')
+            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected EE of SECP521_EncryptedPrivateKey')
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('SignedInstallationDataType.X448_EncryptedPrivateKey', 'expected CH')
+            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
         f_X448_EncryptedPrivateKey = r.binary(84)
         if r.bits(1):
-            raise r.fail('SignedInstallationDataType.X448_EncryptedPrivateKey', 'expected EE')
+            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('SignedInstallationDataType.TPM_EncryptedPrivateKey', 'expected CH')
+            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
         f_TPM_EncryptedPrivateKey = r.binary(206)
         if r.bits(1):
-            raise r.fail('SignedInstallationDataType.TPM_EncryptedPrivateKey', 'expected EE')
+            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
     else:
         raise r.fail('SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
     if r.bits(1):
-        raise r.fail('SignedInstallationDataType[5]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'SignedInstallationDataType', 'expected EE')
     return _iso20_common_messages.SignedInstallationDataType(Id=f_Id, ContractCertificateChain=f_ContractCertificateChain, ECDHCurve=f_ECDHCurve, DHPublicKey=f_DHPublicKey, SECP521_EncryptedPrivateKey=f_SECP521_EncryptedPrivateKey, X448_EncryptedPrivateKey=f_X448_EncryptedPrivateKey, TPM_EncryptedPrivateKey=f_TPM_EncryptedPrivateKey)
 
 def _e_iso20_common_messages_SignedInstallationDataType(w: BitWriter, o: _iso20_common_messages.SignedInstallationDataType) -> None:
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-    else:
-        raise encode_error('SignedInstallationDataType', 'missing AT(Id)')
-    if o.ContractCertificateChain is not None:
-        w.bits(0, 1)
-        _e_iso20_common_messages_ContractCertificateChainType(w, o.ContractCertificateChain)
-    else:
-        raise encode_error('SignedInstallationDataType', 'missing SE(ContractCertificateChain)')
-    if o.ECDHCurve is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_ecdhCurveType[o.ECDHCurve], 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SignedInstallationDataType', 'missing SE(ECDHCurve)')
-    if o.DHPublicKey is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.DHPublicKey) < 133 and w.strict) or len(o.DHPublicKey) > 133:
-            raise encode_error('SignedInstallationDataType.DHPublicKey', f'value length {len(o.DHPublicKey)} outside 133..133')
-        w.binary(o.DHPublicKey)
-        w.bits(0, 1)
-    else:
-        raise encode_error('SignedInstallationDataType', 'missing SE(DHPublicKey)')
+    if o.Id is None:
+        raise encode_error('SignedInstallationDataType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.ContractCertificateChain is None:
+        raise encode_error('SignedInstallationDataType.ContractCertificateChain', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_messages_ContractCertificateChainType(w, o.ContractCertificateChain)
+    if o.ECDHCurve is None:
+        raise encode_error('SignedInstallationDataType.ECDHCurve', 'required value missing')
+    if o.DHPublicKey is None:
+        raise encode_error('SignedInstallationDataType.DHPublicKey', 'required value missing')
+    w.bits((_I_iso20_common_messages_ecdhCurveType[o.ECDHCurve]) << 3, 6)
+    if (len(o.DHPublicKey) < 133 and w.strict) or len(o.DHPublicKey) > 133:
+        raise encode_error('SignedInstallationDataType.DHPublicKey', f'length {len(o.DHPublicKey)} outside 133..133')
+    w.binary(o.DHPublicKey)
+    w.bits(0x0, 1)
     if o.SECP521_EncryptedPrivateKey is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if (len(o.SECP521_EncryptedPrivateKey) < 94 and w.strict) or len(o.SECP521_EncryptedPrivateKey) > 94:
-            raise encode_error('SignedInstallationDataType.SECP521_EncryptedPrivateKey', f'value length {len(o.SECP521_EncryptedPrivateKey)} outside 94..94')
+            raise encode_error('SignedInstallationDataType.SECP521_EncryptedPrivateKey', f'length {len(o.SECP521_EncryptedPrivateKey)} outside 94..94')
         w.binary(o.SECP521_EncryptedPrivateKey)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if o.X448_EncryptedPrivateKey is not None:
             raise encode_error('SignedInstallationDataType.X448_EncryptedPrivateKey', 'cannot be combined with SECP521_EncryptedPrivateKey')
         if o.TPM_EncryptedPrivateKey is not None:
             raise encode_error('SignedInstallationDataType.TPM_EncryptedPrivateKey', 'cannot be combined with SECP521_EncryptedPrivateKey')
     elif o.X448_EncryptedPrivateKey is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         if (len(o.X448_EncryptedPrivateKey) < 84 and w.strict) or len(o.X448_EncryptedPrivateKey) > 84:
-            raise encode_error('SignedInstallationDataType.X448_EncryptedPrivateKey', f'value length {len(o.X448_EncryptedPrivateKey)} outside 84..84')
+            raise encode_error('SignedInstallationDataType.X448_EncryptedPrivateKey', f'length {len(o.X448_EncryptedPrivateKey)} outside 84..84')
         w.binary(o.X448_EncryptedPrivateKey)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if o.TPM_EncryptedPrivateKey is not None:
             raise encode_error('SignedInstallationDataType.TPM_EncryptedPrivateKey', 'cannot be combined with X448_EncryptedPrivateKey')
     elif o.TPM_EncryptedPrivateKey is not None:
-        w.bits(2, 2)
-        w.bits(0, 1)
+        w.bits(0x4, 3)
         if (len(o.TPM_EncryptedPrivateKey) < 206 and w.strict) or len(o.TPM_EncryptedPrivateKey) > 206:
-            raise encode_error('SignedInstallationDataType.TPM_EncryptedPrivateKey', f'value length {len(o.TPM_EncryptedPrivateKey)} outside 206..206')
+            raise encode_error('SignedInstallationDataType.TPM_EncryptedPrivateKey', f'length {len(o.TPM_EncryptedPrivateKey)} outside 206..206')
         w.binary(o.TPM_EncryptedPrivateKey)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('SignedInstallationDataType', 'missing SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_common_messages.SignedMeteringDataType:
     f_Id: str
@@ -7777,22 +7063,21 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
     f_Scheduled_SMDTControlMode: _iso20_common_messages.Scheduled_SMDTControlModeType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('SignedMeteringDataType[0]', 'expected AT(Id)')
+        raise r.fail_back(1, 'SignedMeteringDataType', 'expected AT(Id)')
     f_Id = r.string(None)
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SignedMeteringDataType', 'expected SE(SessionID), CH of SessionID')
     s = 1
-    if r.bits(1):
-        raise r.fail('SignedMeteringDataType[1]', 'expected SE(SessionID)')
-    if r.bits(1):
-        raise r.fail('SignedMeteringDataType.SessionID', 'expected CH')
     f_SessionID = r.binary(8)
-    if r.bits(1):
-        raise r.fail('SignedMeteringDataType.SessionID', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SignedMeteringDataType', 'expected EE of SessionID, SE(MeterInfo)')
     s = 2
-    if r.bits(1):
-        raise r.fail('SignedMeteringDataType[2]', 'expected SE(MeterInfo)')
     f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
         s = 4
@@ -7815,85 +7100,79 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
         else:
             raise r.fail('SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if r.bits(1):
-        raise r.fail('SignedMeteringDataType[5]', 'expected EE')
+        raise r.fail_back(1, 'SignedMeteringDataType', 'expected EE')
     s = -1
     return _iso20_common_messages.SignedMeteringDataType(Id=f_Id, SessionID=f_SessionID, MeterInfo=f_MeterInfo, Receipt=f_Receipt, Dynamic_SMDTControlMode=f_Dynamic_SMDTControlMode, Scheduled_SMDTControlMode=f_Scheduled_SMDTControlMode)
 
 def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_common_messages.SignedMeteringDataType) -> None:
     s = 0
-    if o.Id is not None:
-        w.bits(0, 1)
-        w.string(o.Id)
-        s = 1
-    else:
-        raise encode_error('SignedMeteringDataType', 'missing AT(Id)')
-    if o.SessionID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
-            raise encode_error('SignedMeteringDataType.SessionID', f'value length {len(o.SessionID)} outside 8..8')
-        w.binary(o.SessionID)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('SignedMeteringDataType', 'missing SE(SessionID)')
-    if o.MeterInfo is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
-        s = 3
-    else:
-        raise encode_error('SignedMeteringDataType', 'missing SE(MeterInfo)')
+    if o.Id is None:
+        raise encode_error('SignedMeteringDataType.Id', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Id)
+    if o.SessionID is None:
+        raise encode_error('SignedMeteringDataType.SessionID', 'required value missing')
+    w.bits(0x0, 2)
+    s = 1
+    if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
+        raise encode_error('SignedMeteringDataType.SessionID', f'length {len(o.SessionID)} outside 8..8')
+    w.binary(o.SessionID)
+    if o.MeterInfo is None:
+        raise encode_error('SignedMeteringDataType.MeterInfo', 'required value missing')
+    w.bits(0x0, 2)
+    s = 2
+    _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+    s = 3
     if o.Receipt is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
         s = 4
     elif o.Dynamic_SMDTControlMode is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_messages_Dynamic_SMDTControlModeType(w, o.Dynamic_SMDTControlMode)
         if o.Scheduled_SMDTControlMode is not None:
             raise encode_error('SignedMeteringDataType.Scheduled_SMDTControlMode', 'cannot be combined with Dynamic_SMDTControlMode')
         s = 5
     elif o.Scheduled_SMDTControlMode is not None:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         _e_iso20_common_messages_Scheduled_SMDTControlModeType(w, o.Scheduled_SMDTControlMode)
         s = 5
     else:
         raise encode_error('SignedMeteringDataType', 'missing SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if s == 4:
         if o.Dynamic_SMDTControlMode is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_messages_Dynamic_SMDTControlModeType(w, o.Dynamic_SMDTControlMode)
             if o.Scheduled_SMDTControlMode is not None:
                 raise encode_error('SignedMeteringDataType.Scheduled_SMDTControlMode', 'cannot be combined with Dynamic_SMDTControlMode')
             s = 5
         elif o.Scheduled_SMDTControlMode is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_messages_Scheduled_SMDTControlModeType(w, o.Scheduled_SMDTControlMode)
             s = 5
         else:
             raise encode_error('SignedMeteringDataType', 'missing SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_messages.SubCertificatesType:
     f_Certificate: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('SubCertificatesType[0]', 'expected SE(Certificate)')
-    if r.bits(1):
-        raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
     f_Certificate.append(r.binary(1600))
-    if r.bits(1):
-        raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'SubCertificatesType', 'expected EE of Certificate')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected CH of Certificate')
         f_Certificate.append(r.binary(1600))
         if r.bits(1):
-            raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
     elif ec == 1:
         s = -1
@@ -7903,10 +7182,10 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('SubCertificatesType.Certificate', 'expected CH')
+                raise r.fail_back(1, 'SubCertificatesType[2]', 'expected CH of Certificate')
             f_Certificate.append(r.binary(1600))
             if r.bits(1):
-                raise r.fail('SubCertificatesType.Certificate', 'expected EE')
+                raise r.fail_back(1, 'SubCertificatesType[2]', 'expected EE of Certificate')
             s = 3
         elif ec == 1:
             s = -1
@@ -7914,7 +7193,7 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
             raise r.fail('SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('SubCertificatesType[3]', 'expected EE')
+            raise r.fail_back(1, 'SubCertificatesType[3]', 'expected EE')
         s = -1
     return _iso20_common_messages.SubCertificatesType(Certificate=f_Certificate)
 
@@ -7922,71 +7201,67 @@ def _e_iso20_common_messages_SubCertificatesType(w: BitWriter, o: _iso20_common_
     i_Certificate = 0
     s = 0
     if i_Certificate < len(o.Certificate):
-        w.bits(0, 1)
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x0, 2)
         if len(x_Certificate) > 1600:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1600')
+            raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1600')
         w.binary(x_Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     else:
         raise encode_error('SubCertificatesType', 'missing SE(Certificate)')
     if i_Certificate < len(o.Certificate):
-        w.bits(0, 2)
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(x_Certificate) > 1600:
-            raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1600')
+            raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1600')
         w.binary(x_Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if i_Certificate < len(o.Certificate):
-            w.bits(0, 2)
             x_Certificate = o.Certificate[i_Certificate]
             i_Certificate += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_Certificate) > 1600:
-                raise encode_error('SubCertificatesType.Certificate', f'value length {len(x_Certificate)} outside 0..1600')
+                raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1600')
             w.binary(x_Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             if i_Certificate < len(o.Certificate):
                 raise encode_error('SubCertificatesType.Certificate', 'too many entries')
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_common_messages.SupportedProvidersListType:
     f_ProviderID: list[str] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('SupportedProvidersListType[0]', 'expected SE(ProviderID)')
-    if r.bits(1):
-        raise r.fail('SupportedProvidersListType.ProviderID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SupportedProvidersListType', 'expected SE(ProviderID), CH of ProviderID')
     f_ProviderID.append(r.string(80))
     if r.bits(1):
-        raise r.fail('SupportedProvidersListType.ProviderID', 'expected EE')
+        raise r.fail_back(1, 'SupportedProvidersListType', 'expected EE of ProviderID')
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('SupportedProvidersListType.ProviderID', 'expected CH')
+                raise r.fail_back(1, 'SupportedProvidersListType[1]', 'expected CH of ProviderID')
             f_ProviderID.append(r.string(80))
             if r.bits(1):
-                raise r.fail('SupportedProvidersListType.ProviderID', 'expected EE')
+                raise r.fail_back(1, 'SupportedProvidersListType[1]', 'expected EE of ProviderID')
             n += 1
             if n == 127:
                 s = 128
@@ -7998,7 +7273,7 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_
             raise r.fail('SupportedProvidersListType[1]', f'event code {ec}, expected SE(ProviderID), EE')
     if s == 128:
         if r.bits(1):
-            raise r.fail('SupportedProvidersListType[128]', 'expected EE')
+            raise r.fail_back(1, 'SupportedProvidersListType[128]', 'expected EE')
         s = -1
     return _iso20_common_messages.SupportedProvidersListType(ProviderID=f_ProviderID)
 
@@ -8006,28 +7281,26 @@ def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_
     i_ProviderID = 0
     s = 0
     if i_ProviderID < len(o.ProviderID):
-        w.bits(0, 1)
         x_ProviderID = o.ProviderID[i_ProviderID]
         i_ProviderID += 1
-        w.bits(0, 1)
+        w.bits(0x0, 2)
         if len(x_ProviderID) > 80:
-            raise encode_error('SupportedProvidersListType.ProviderID', f'value length {len(x_ProviderID)} outside 0..80')
+            raise encode_error('SupportedProvidersListType.ProviderID', f'length {len(x_ProviderID)} outside 0..80')
         w.string(x_ProviderID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     else:
         raise encode_error('SupportedProvidersListType', 'missing SE(ProviderID)')
     n = 0
     while True:
         if i_ProviderID < len(o.ProviderID):
-            w.bits(0, 2)
             x_ProviderID = o.ProviderID[i_ProviderID]
             i_ProviderID += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_ProviderID) > 80:
-                raise encode_error('SupportedProvidersListType.ProviderID', f'value length {len(x_ProviderID)} outside 0..80')
+                raise encode_error('SupportedProvidersListType.ProviderID', f'length {len(x_ProviderID)} outside 0..80')
             w.string(x_ProviderID)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 127:
                 s = 128
@@ -8035,70 +7308,56 @@ def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_
                     raise encode_error('SupportedProvidersListType.ProviderID', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 128:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_TargetPositionType(r: BitReader) -> _iso20_common_messages.TargetPositionType:
     f_TargetOffsetX: int
     f_TargetOffsetY: int
-    if r.bits(1):
-        raise r.fail('TargetPositionType[0]', 'expected SE(TargetOffsetX)')
-    if r.bits(1):
-        raise r.fail('TargetPositionType.TargetOffsetX', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'TargetPositionType', 'expected SE(TargetOffsetX), CH of TargetOffsetX')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('TargetPositionType.TargetOffsetX', f'value {iv} outside 0..65535')
     f_TargetOffsetX = iv
-    if r.bits(1):
-        raise r.fail('TargetPositionType.TargetOffsetX', 'expected EE')
-    if r.bits(1):
-        raise r.fail('TargetPositionType[1]', 'expected SE(TargetOffsetY)')
-    if r.bits(1):
-        raise r.fail('TargetPositionType.TargetOffsetY', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'TargetPositionType', 'expected EE of TargetOffsetX, SE(TargetOffsetY), CH of TargetOffsetY')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('TargetPositionType.TargetOffsetY', f'value {iv} outside 0..65535')
     f_TargetOffsetY = iv
-    if r.bits(1):
-        raise r.fail('TargetPositionType.TargetOffsetY', 'expected EE')
-    if r.bits(1):
-        raise r.fail('TargetPositionType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'TargetPositionType', 'expected EE of TargetOffsetY, EE')
     return _iso20_common_messages.TargetPositionType(TargetOffsetX=f_TargetOffsetX, TargetOffsetY=f_TargetOffsetY)
 
 def _e_iso20_common_messages_TargetPositionType(w: BitWriter, o: _iso20_common_messages.TargetPositionType) -> None:
-    if o.TargetOffsetX is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TargetOffsetX <= 65535):
-            raise encode_error('TargetPositionType.TargetOffsetX', f'{o.TargetOffsetX!r} outside 0..65535')
-        w.uint(o.TargetOffsetX)
-        w.bits(0, 1)
-    else:
-        raise encode_error('TargetPositionType', 'missing SE(TargetOffsetX)')
-    if o.TargetOffsetY is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TargetOffsetY <= 65535):
-            raise encode_error('TargetPositionType.TargetOffsetY', f'{o.TargetOffsetY!r} outside 0..65535')
-        w.uint(o.TargetOffsetY)
-        w.bits(0, 1)
-    else:
-        raise encode_error('TargetPositionType', 'missing SE(TargetOffsetY)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.TargetOffsetX is None:
+        raise encode_error('TargetPositionType.TargetOffsetX', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TargetOffsetX < 0 or o.TargetOffsetX > 65535:
+        raise encode_error('TargetPositionType.TargetOffsetX', f'{o.TargetOffsetX!r} outside 0..65535')
+    w.uint(o.TargetOffsetX)
+    if o.TargetOffsetY is None:
+        raise encode_error('TargetPositionType.TargetOffsetY', 'required value missing')
+    w.bits(0x0, 3)
+    if o.TargetOffsetY < 0 or o.TargetOffsetY > 65535:
+        raise encode_error('TargetPositionType.TargetOffsetY', f'{o.TargetOffsetY!r} outside 0..65535')
+    w.uint(o.TargetOffsetY)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_messages_TaxRuleListType(r: BitReader) -> _iso20_common_messages.TaxRuleListType:
     f_TaxRule: list[_iso20_common_messages.TaxRuleType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('TaxRuleListType[0]', 'expected SE(TaxRule)')
+        raise r.fail_back(1, 'TaxRuleListType', 'expected SE(TaxRule)')
     f_TaxRule.append(_d_iso20_common_messages_TaxRuleType(r))
     s = 1
     n = 0
@@ -8117,7 +7376,7 @@ def _d_iso20_common_messages_TaxRuleListType(r: BitReader) -> _iso20_common_mess
             raise r.fail('TaxRuleListType[1]', f'event code {ec}, expected SE(TaxRule), EE')
     if s == 10:
         if r.bits(1):
-            raise r.fail('TaxRuleListType[10]', 'expected EE')
+            raise r.fail_back(1, 'TaxRuleListType[10]', 'expected EE')
         s = -1
     return _iso20_common_messages.TaxRuleListType(TaxRule=f_TaxRule)
 
@@ -8125,7 +7384,7 @@ def _e_iso20_common_messages_TaxRuleListType(w: BitWriter, o: _iso20_common_mess
     i_TaxRule = 0
     s = 0
     if i_TaxRule < len(o.TaxRule):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_TaxRule = o.TaxRule[i_TaxRule]
         i_TaxRule += 1
         _e_iso20_common_messages_TaxRuleType(w, x_TaxRule)
@@ -8135,7 +7394,7 @@ def _e_iso20_common_messages_TaxRuleListType(w: BitWriter, o: _iso20_common_mess
     n = 0
     while True:
         if i_TaxRule < len(o.TaxRule):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_TaxRule = o.TaxRule[i_TaxRule]
             i_TaxRule += 1
             _e_iso20_common_messages_TaxRuleType(w, x_TaxRule)
@@ -8146,12 +7405,12 @@ def _e_iso20_common_messages_TaxRuleListType(w: BitWriter, o: _iso20_common_mess
                     raise encode_error('TaxRuleListType.TaxRule', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 10:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages.TaxRuleType:
@@ -8164,24 +7423,24 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     f_AppliesToOverstayFee: bool
     f_AppliesMinimumMaximumCost: bool
     s = 0
-    if r.bits(1):
-        raise r.fail('TaxRuleType[0]', 'expected SE(TaxRuleID)')
-    if r.bits(1):
-        raise r.fail('TaxRuleType.TaxRuleID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'TaxRuleType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('TaxRuleType.TaxRuleID', f'value {iv} outside 1..4294967295')
     f_TaxRuleID = iv
-    if r.bits(1):
-        raise r.fail('TaxRuleType.TaxRuleID', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'TaxRuleType', 'expected EE of TaxRuleID')
+    ec = (c & 3)
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('TaxRuleType.TaxRuleName', 'expected CH')
+            raise r.fail_back(1, 'TaxRuleType[1]', 'expected CH of TaxRuleName')
         f_TaxRuleName = r.string(80)
         if r.bits(1):
-            raise r.fail('TaxRuleType.TaxRuleName', 'expected EE')
+            raise r.fail_back(1, 'TaxRuleType[1]', 'expected EE of TaxRuleName')
         s = 2
     elif ec == 1:
         f_TaxRate = _d_iso20_common_types_RationalNumberType(r)
@@ -8190,147 +7449,98 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
         raise r.fail('TaxRuleType[1]', f'event code {ec}, expected SE(TaxRuleName), SE(TaxRate)')
     if s == 2:
         if r.bits(1):
-            raise r.fail('TaxRuleType[2]', 'expected SE(TaxRate)')
+            raise r.fail_back(1, 'TaxRuleType[2]', 'expected SE(TaxRate)')
         f_TaxRate = _d_iso20_common_types_RationalNumberType(r)
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('TaxRuleType.TaxIncludedInPrice', 'expected CH')
-        f_TaxIncludedInPrice = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('TaxRuleType.TaxIncludedInPrice', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'TaxRuleType[3]', 'expected CH of TaxIncludedInPrice, EE of TaxIncludedInPrice')
+        f_TaxIncludedInPrice = ((c >> 1) & 1) == 1
         s = 4
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('TaxRuleType.AppliesToEnergyFee', 'expected CH')
-        f_AppliesToEnergyFee = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('TaxRuleType.AppliesToEnergyFee', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'TaxRuleType[3]', 'expected CH of AppliesToEnergyFee, EE of AppliesToEnergyFee')
+        f_AppliesToEnergyFee = ((c >> 1) & 1) == 1
         s = 5
     else:
         raise r.fail('TaxRuleType[3]', f'event code {ec}, expected SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail('TaxRuleType[4]', 'expected SE(AppliesToEnergyFee)')
-        if r.bits(1):
-            raise r.fail('TaxRuleType.AppliesToEnergyFee', 'expected CH')
-        f_AppliesToEnergyFee = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('TaxRuleType.AppliesToEnergyFee', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'TaxRuleType[4]', 'expected SE(AppliesToEnergyFee), CH of AppliesToEnergyFee, EE of AppliesToEnergyFee')
+        f_AppliesToEnergyFee = ((c >> 1) & 1) == 1
         s = 5
-    if r.bits(1):
-        raise r.fail('TaxRuleType[5]', 'expected SE(AppliesToParkingFee)')
-    if r.bits(1):
-        raise r.fail('TaxRuleType.AppliesToParkingFee', 'expected CH')
-    f_AppliesToParkingFee = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('TaxRuleType.AppliesToParkingFee', 'expected EE')
+    c = r.bits(13)
+    if c & 0x1bbb != 0x0:
+        raise r.fail_back(13, 'TaxRuleType', 'expected SE(AppliesToParkingFee), CH of AppliesToParkingFee, EE of AppliesToParkingFee, SE(AppliesToOverstayFee), CH of AppliesToOverstayFee, EE of AppliesToOverstayFee, SE(AppliesMinimumMaximumCost), CH of AppliesMinimumMaximumCost, EE of AppliesMinimumMaximumCost, EE')
+    f_AppliesToParkingFee = ((c >> 10) & 1) == 1
+    f_AppliesToOverstayFee = ((c >> 6) & 1) == 1
+    f_AppliesMinimumMaximumCost = ((c >> 2) & 1) == 1
     s = 6
-    if r.bits(1):
-        raise r.fail('TaxRuleType[6]', 'expected SE(AppliesToOverstayFee)')
-    if r.bits(1):
-        raise r.fail('TaxRuleType.AppliesToOverstayFee', 'expected CH')
-    f_AppliesToOverstayFee = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('TaxRuleType.AppliesToOverstayFee', 'expected EE')
     s = 7
-    if r.bits(1):
-        raise r.fail('TaxRuleType[7]', 'expected SE(AppliesMinimumMaximumCost)')
-    if r.bits(1):
-        raise r.fail('TaxRuleType.AppliesMinimumMaximumCost', 'expected CH')
-    f_AppliesMinimumMaximumCost = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('TaxRuleType.AppliesMinimumMaximumCost', 'expected EE')
     s = 8
-    if r.bits(1):
-        raise r.fail('TaxRuleType[8]', 'expected EE')
     s = -1
     return _iso20_common_messages.TaxRuleType(TaxRuleID=f_TaxRuleID, TaxRuleName=f_TaxRuleName, TaxRate=f_TaxRate, TaxIncludedInPrice=f_TaxIncludedInPrice, AppliesToEnergyFee=f_AppliesToEnergyFee, AppliesToParkingFee=f_AppliesToParkingFee, AppliesToOverstayFee=f_AppliesToOverstayFee, AppliesMinimumMaximumCost=f_AppliesMinimumMaximumCost)
 
 def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages.TaxRuleType) -> None:
     s = 0
-    if o.TaxRuleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.TaxRuleID <= 4294967295):
-            raise encode_error('TaxRuleType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-        w.uint(o.TaxRuleID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('TaxRuleType', 'missing SE(TaxRuleID)')
+    if o.TaxRuleID is None:
+        raise encode_error('TaxRuleType.TaxRuleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TaxRuleID < 1 or o.TaxRuleID > 4294967295:
+        raise encode_error('TaxRuleType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
+    w.uint(o.TaxRuleID)
+    w.bits(0x0, 1)
+    s = 1
     if o.TaxRuleName is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         if len(o.TaxRuleName) > 80:
-            raise encode_error('TaxRuleType.TaxRuleName', f'value length {len(o.TaxRuleName)} outside 0..80')
+            raise encode_error('TaxRuleType.TaxRuleName', f'length {len(o.TaxRuleName)} outside 0..80')
         w.string(o.TaxRuleName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.TaxRate is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.TaxRate)
         s = 3
     else:
         raise encode_error('TaxRuleType', 'missing SE(TaxRuleName), SE(TaxRate)')
     if s == 2:
         if o.TaxRate is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.TaxRate)
             s = 3
         else:
             raise encode_error('TaxRuleType', 'missing SE(TaxRate)')
     if o.TaxIncludedInPrice is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.TaxIncludedInPrice else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.TaxIncludedInPrice else 0) << 1, 5)
         s = 4
     elif o.AppliesToEnergyFee is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.AppliesToEnergyFee else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.AppliesToEnergyFee else 0) << 1 | 0x8, 5)
         s = 5
     else:
         raise encode_error('TaxRuleType', 'missing SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
     if s == 4:
         if o.AppliesToEnergyFee is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.AppliesToEnergyFee else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.AppliesToEnergyFee else 0) << 1, 4)
             s = 5
         else:
             raise encode_error('TaxRuleType', 'missing SE(AppliesToEnergyFee)')
-    if o.AppliesToParkingFee is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.AppliesToParkingFee else 0, 1)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('TaxRuleType', 'missing SE(AppliesToParkingFee)')
-    if o.AppliesToOverstayFee is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.AppliesToOverstayFee else 0, 1)
-        w.bits(0, 1)
-        s = 7
-    else:
-        raise encode_error('TaxRuleType', 'missing SE(AppliesToOverstayFee)')
-    if o.AppliesMinimumMaximumCost is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.AppliesMinimumMaximumCost else 0, 1)
-        w.bits(0, 1)
-        s = 8
-    else:
-        raise encode_error('TaxRuleType', 'missing SE(AppliesMinimumMaximumCost)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.AppliesToParkingFee is None:
+        raise encode_error('TaxRuleType.AppliesToParkingFee', 'required value missing')
+    if o.AppliesToOverstayFee is None:
+        raise encode_error('TaxRuleType.AppliesToOverstayFee', 'required value missing')
+    if o.AppliesMinimumMaximumCost is None:
+        raise encode_error('TaxRuleType.AppliesMinimumMaximumCost', 'required value missing')
+    w.bits((1 if o.AppliesToParkingFee else 0) << 10 | (1 if o.AppliesToOverstayFee else 0) << 6 | (1 if o.AppliesMinimumMaximumCost else 0) << 2, 13)
+    s = 6
+    s = 7
+    s = 8
+    s = -1
 
 def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_common_messages.VehicleCheckInReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8341,61 +7551,64 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
     f_VehicleTravel: int | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('VehicleCheckInReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'VehicleCheckInReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('VehicleCheckInReqType[1]', 'expected SE(EVCheckInStatus)')
-    if r.bits(1):
-        raise r.fail('VehicleCheckInReqType.EVCheckInStatus', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(13)
+    if c & 0x19c8 != 0x0:
+        raise r.fail_back(13, 'VehicleCheckInReqType', 'expected SE(EVCheckInStatus), CH of EVCheckInStatus, EE of EVCheckInStatus, SE(ParkingMethod), CH of ParkingMethod, EE of ParkingMethod')
+    iv = ((c >> 9) & 3)
     if iv >= 3:
-        raise r.fail('VehicleCheckInReqType.EVCheckInStatus', f'enumeration index {iv} out of range')
+        raise r.fail('VehicleCheckInReqType.EVCheckInStatus', f'enumeration index {iv}')
     f_EVCheckInStatus = _E_iso20_common_messages_evCheckInStatusType[iv]
-    if r.bits(1):
-        raise r.fail('VehicleCheckInReqType.EVCheckInStatus', 'expected EE')
-    s = 2
-    if r.bits(1):
-        raise r.fail('VehicleCheckInReqType[2]', 'expected SE(ParkingMethod)')
-    if r.bits(1):
-        raise r.fail('VehicleCheckInReqType.ParkingMethod', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 4) & 3)
     if iv >= 3:
-        raise r.fail('VehicleCheckInReqType.ParkingMethod', f'enumeration index {iv} out of range')
+        raise r.fail('VehicleCheckInReqType.ParkingMethod', f'enumeration index {iv}')
     f_ParkingMethod = _E_iso20_common_messages_parkingMethodType[iv]
-    if r.bits(1):
-        raise r.fail('VehicleCheckInReqType.ParkingMethod', 'expected EE')
+    ec = (c & 7)
+    s = 1
+    s = 2
     s = 3
-    ec = r.bits(3)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('VehicleCheckInReqType.VehicleFrame', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'VehicleCheckInReqType[3]', 'expected CH of VehicleFrame')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('VehicleCheckInReqType.VehicleFrame', f'value {iv} outside -32768..32767')
         f_VehicleFrame = iv
         if r.bits(1):
-            raise r.fail('VehicleCheckInReqType.VehicleFrame', 'expected EE')
+            raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame')
         s = 4
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('VehicleCheckInReqType.DeviceOffset', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'VehicleCheckInReqType[3]', 'expected CH of DeviceOffset')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('VehicleCheckInReqType.DeviceOffset', f'value {iv} outside -32768..32767')
         f_DeviceOffset = iv
         if r.bits(1):
-            raise r.fail('VehicleCheckInReqType.DeviceOffset', 'expected EE')
+            raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of DeviceOffset')
         s = 5
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'VehicleCheckInReqType[3]', 'expected CH of VehicleTravel')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {iv} outside -32768..32767')
         f_VehicleTravel = iv
         if r.bits(1):
-            raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected EE')
+            raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleTravel')
         s = 6
     elif ec == 3:
         s = -1
@@ -8404,24 +7617,32 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('VehicleCheckInReqType.DeviceOffset', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'VehicleCheckInReqType[4]', 'expected CH of DeviceOffset')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('VehicleCheckInReqType.DeviceOffset', f'value {iv} outside -32768..32767')
             f_DeviceOffset = iv
             if r.bits(1):
-                raise r.fail('VehicleCheckInReqType.DeviceOffset', 'expected EE')
+                raise r.fail_back(1, 'VehicleCheckInReqType[4]', 'expected EE of DeviceOffset')
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'VehicleCheckInReqType[4]', 'expected CH of VehicleTravel')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {iv} outside -32768..32767')
             f_VehicleTravel = iv
             if r.bits(1):
-                raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected EE')
+                raise r.fail_back(1, 'VehicleCheckInReqType[4]', 'expected EE of VehicleTravel')
             s = 6
         elif ec == 2:
             s = -1
@@ -8430,14 +7651,18 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'VehicleCheckInReqType[5]', 'expected CH of VehicleTravel')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {iv} outside -32768..32767')
             f_VehicleTravel = iv
             if r.bits(1):
-                raise r.fail('VehicleCheckInReqType.VehicleTravel', 'expected EE')
+                raise r.fail_back(1, 'VehicleCheckInReqType[5]', 'expected EE of VehicleTravel')
             s = 6
         elif ec == 1:
             s = -1
@@ -8445,96 +7670,80 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
             raise r.fail('VehicleCheckInReqType[5]', f'event code {ec}, expected SE(VehicleTravel), EE')
     if s == 6:
         if r.bits(1):
-            raise r.fail('VehicleCheckInReqType[6]', 'expected EE')
+            raise r.fail_back(1, 'VehicleCheckInReqType[6]', 'expected EE')
         s = -1
     return _iso20_common_messages.VehicleCheckInReqType(Header=f_Header, EVCheckInStatus=f_EVCheckInStatus, ParkingMethod=f_ParkingMethod, VehicleFrame=f_VehicleFrame, DeviceOffset=f_DeviceOffset, VehicleTravel=f_VehicleTravel)
 
 def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_common_messages.VehicleCheckInReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('VehicleCheckInReqType', 'missing SE(Header)')
-    if o.EVCheckInStatus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_evCheckInStatusType[o.EVCheckInStatus], 2)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('VehicleCheckInReqType', 'missing SE(EVCheckInStatus)')
-    if o.ParkingMethod is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_parkingMethodType[o.ParkingMethod], 2)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('VehicleCheckInReqType', 'missing SE(ParkingMethod)')
+    if o.Header is None:
+        raise encode_error('VehicleCheckInReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVCheckInStatus is None:
+        raise encode_error('VehicleCheckInReqType.EVCheckInStatus', 'required value missing')
+    if o.ParkingMethod is None:
+        raise encode_error('VehicleCheckInReqType.ParkingMethod', 'required value missing')
+    w.bits((_I_iso20_common_messages_evCheckInStatusType[o.EVCheckInStatus]) << 6 | (_I_iso20_common_messages_parkingMethodType[o.ParkingMethod]) << 1, 10)
+    s = 1
+    s = 2
+    s = 3
     if o.VehicleFrame is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.VehicleFrame <= 32767):
+        w.bits(0x0, 4)
+        if o.VehicleFrame < -32768 or o.VehicleFrame > 32767:
             raise encode_error('VehicleCheckInReqType.VehicleFrame', f'{o.VehicleFrame!r} outside -32768..32767')
         w.integer(o.VehicleFrame)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.DeviceOffset is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.DeviceOffset <= 32767):
+        w.bits(0x2, 4)
+        if o.DeviceOffset < -32768 or o.DeviceOffset > 32767:
             raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{o.DeviceOffset!r} outside -32768..32767')
         w.integer(o.DeviceOffset)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.VehicleTravel is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.VehicleTravel <= 32767):
+        w.bits(0x4, 4)
+        if o.VehicleTravel < -32768 or o.VehicleTravel > 32767:
             raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
         w.integer(o.VehicleTravel)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 4:
         if o.DeviceOffset is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.DeviceOffset <= 32767):
+            w.bits(0x0, 3)
+            if o.DeviceOffset < -32768 or o.DeviceOffset > 32767:
                 raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{o.DeviceOffset!r} outside -32768..32767')
             w.integer(o.DeviceOffset)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.VehicleTravel is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.VehicleTravel <= 32767):
+            w.bits(0x2, 3)
+            if o.VehicleTravel < -32768 or o.VehicleTravel > 32767:
                 raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
             w.integer(o.VehicleTravel)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 5:
         if o.VehicleTravel is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.VehicleTravel <= 32767):
+            w.bits(0x0, 3)
+            if o.VehicleTravel < -32768 or o.VehicleTravel > 32767:
                 raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
             w.integer(o.VehicleTravel)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_common_messages.VehicleCheckInResType:
@@ -8545,50 +7754,59 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
     f_TargetDistance: int | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('VehicleCheckInResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'VehicleCheckInResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('VehicleCheckInResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('VehicleCheckInResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(12)
+    if c & 0xc08 != 0x0:
+        raise r.fail_back(12, 'VehicleCheckInResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('VehicleCheckInResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('VehicleCheckInResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('VehicleCheckInResType.ResponseCode', 'expected EE')
+    ec = (c & 7)
+    s = 1
     s = 2
-    ec = r.bits(3)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('VehicleCheckInResType.ParkingSpace', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'VehicleCheckInResType[2]', 'expected CH of ParkingSpace')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('VehicleCheckInResType.ParkingSpace', f'value {iv} outside -32768..32767')
         f_ParkingSpace = iv
         if r.bits(1):
-            raise r.fail('VehicleCheckInResType.ParkingSpace', 'expected EE')
+            raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of ParkingSpace')
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('VehicleCheckInResType.DeviceLocation', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'VehicleCheckInResType[2]', 'expected CH of DeviceLocation')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('VehicleCheckInResType.DeviceLocation', f'value {iv} outside -32768..32767')
         f_DeviceLocation = iv
         if r.bits(1):
-            raise r.fail('VehicleCheckInResType.DeviceLocation', 'expected EE')
+            raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of DeviceLocation')
         s = 4
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('VehicleCheckInResType.TargetDistance', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'VehicleCheckInResType[2]', 'expected CH of TargetDistance')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('VehicleCheckInResType.TargetDistance', f'value {iv} outside -32768..32767')
         f_TargetDistance = iv
         if r.bits(1):
-            raise r.fail('VehicleCheckInResType.TargetDistance', 'expected EE')
+            raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of TargetDistance')
         s = 5
     elif ec == 3:
         s = -1
@@ -8597,24 +7815,32 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('VehicleCheckInResType.DeviceLocation', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'VehicleCheckInResType[3]', 'expected CH of DeviceLocation')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('VehicleCheckInResType.DeviceLocation', f'value {iv} outside -32768..32767')
             f_DeviceLocation = iv
             if r.bits(1):
-                raise r.fail('VehicleCheckInResType.DeviceLocation', 'expected EE')
+                raise r.fail_back(1, 'VehicleCheckInResType[3]', 'expected EE of DeviceLocation')
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('VehicleCheckInResType.TargetDistance', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'VehicleCheckInResType[3]', 'expected CH of TargetDistance')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('VehicleCheckInResType.TargetDistance', f'value {iv} outside -32768..32767')
             f_TargetDistance = iv
             if r.bits(1):
-                raise r.fail('VehicleCheckInResType.TargetDistance', 'expected EE')
+                raise r.fail_back(1, 'VehicleCheckInResType[3]', 'expected EE of TargetDistance')
             s = 5
         elif ec == 2:
             s = -1
@@ -8623,14 +7849,18 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('VehicleCheckInResType.TargetDistance', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'VehicleCheckInResType[4]', 'expected CH of TargetDistance')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('VehicleCheckInResType.TargetDistance', f'value {iv} outside -32768..32767')
             f_TargetDistance = iv
             if r.bits(1):
-                raise r.fail('VehicleCheckInResType.TargetDistance', 'expected EE')
+                raise r.fail_back(1, 'VehicleCheckInResType[4]', 'expected EE of TargetDistance')
             s = 5
         elif ec == 1:
             s = -1
@@ -8638,88 +7868,77 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
             raise r.fail('VehicleCheckInResType[4]', f'event code {ec}, expected SE(TargetDistance), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('VehicleCheckInResType[5]', 'expected EE')
+            raise r.fail_back(1, 'VehicleCheckInResType[5]', 'expected EE')
         s = -1
     return _iso20_common_messages.VehicleCheckInResType(Header=f_Header, ResponseCode=f_ResponseCode, ParkingSpace=f_ParkingSpace, DeviceLocation=f_DeviceLocation, TargetDistance=f_TargetDistance)
 
 def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_common_messages.VehicleCheckInResType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('VehicleCheckInResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('VehicleCheckInResType', 'missing SE(ResponseCode)')
+    if o.Header is None:
+        raise encode_error('VehicleCheckInResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('VehicleCheckInResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    s = 1
+    s = 2
     if o.ParkingSpace is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.ParkingSpace <= 32767):
+        w.bits(0x0, 4)
+        if o.ParkingSpace < -32768 or o.ParkingSpace > 32767:
             raise encode_error('VehicleCheckInResType.ParkingSpace', f'{o.ParkingSpace!r} outside -32768..32767')
         w.integer(o.ParkingSpace)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.DeviceLocation is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.DeviceLocation <= 32767):
+        w.bits(0x2, 4)
+        if o.DeviceLocation < -32768 or o.DeviceLocation > 32767:
             raise encode_error('VehicleCheckInResType.DeviceLocation', f'{o.DeviceLocation!r} outside -32768..32767')
         w.integer(o.DeviceLocation)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.TargetDistance is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.TargetDistance <= 32767):
+        w.bits(0x4, 4)
+        if o.TargetDistance < -32768 or o.TargetDistance > 32767:
             raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
         w.integer(o.TargetDistance)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 3:
         if o.DeviceLocation is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.DeviceLocation <= 32767):
+            w.bits(0x0, 3)
+            if o.DeviceLocation < -32768 or o.DeviceLocation > 32767:
                 raise encode_error('VehicleCheckInResType.DeviceLocation', f'{o.DeviceLocation!r} outside -32768..32767')
             w.integer(o.DeviceLocation)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.TargetDistance is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.TargetDistance <= 32767):
+            w.bits(0x2, 3)
+            if o.TargetDistance < -32768 or o.TargetDistance > 32767:
                 raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
             w.integer(o.TargetDistance)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 4:
         if o.TargetDistance is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.TargetDistance <= 32767):
+            w.bits(0x0, 3)
+            if o.TargetDistance < -32768 or o.TargetDistance > 32767:
                 raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
             w.integer(o.TargetDistance)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_common_messages.VehicleCheckOutReqType:
@@ -8727,133 +7946,82 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_comm
     f_EVCheckOutStatus: _iso20_common_messages.evCheckOutStatusType
     f_CheckOutTime: int
     if r.bits(1):
-        raise r.fail('VehicleCheckOutReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'VehicleCheckOutReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutReqType[1]', 'expected SE(EVCheckOutStatus)')
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x67 != 0x0:
+        raise r.fail_back(7, 'VehicleCheckOutReqType', 'expected SE(EVCheckOutStatus), CH of EVCheckOutStatus, EE of EVCheckOutStatus, SE(CheckOutTime), CH of CheckOutTime')
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', f'enumeration index {iv} out of range')
+        raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', f'enumeration index {iv}')
     f_EVCheckOutStatus = _E_iso20_common_messages_evCheckOutStatusType[iv]
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutReqType[2]', 'expected SE(CheckOutTime)')
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutReqType.CheckOutTime', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('VehicleCheckOutReqType.CheckOutTime', f'value {iv} outside 0..18446744073709551615')
     f_CheckOutTime = iv
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutReqType.CheckOutTime', 'expected EE')
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutReqType[3]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'VehicleCheckOutReqType', 'expected EE of CheckOutTime, EE')
     return _iso20_common_messages.VehicleCheckOutReqType(Header=f_Header, EVCheckOutStatus=f_EVCheckOutStatus, CheckOutTime=f_CheckOutTime)
 
 def _e_iso20_common_messages_VehicleCheckOutReqType(w: BitWriter, o: _iso20_common_messages.VehicleCheckOutReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('VehicleCheckOutReqType', 'missing SE(Header)')
-    if o.EVCheckOutStatus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_evCheckOutStatusType[o.EVCheckOutStatus], 2)
-        w.bits(0, 1)
-    else:
-        raise encode_error('VehicleCheckOutReqType', 'missing SE(EVCheckOutStatus)')
-    if o.CheckOutTime is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.CheckOutTime <= 18446744073709551615):
-            raise encode_error('VehicleCheckOutReqType.CheckOutTime', f'{o.CheckOutTime!r} outside 0..18446744073709551615')
-        w.uint(o.CheckOutTime)
-        w.bits(0, 1)
-    else:
-        raise encode_error('VehicleCheckOutReqType', 'missing SE(CheckOutTime)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('VehicleCheckOutReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVCheckOutStatus is None:
+        raise encode_error('VehicleCheckOutReqType.EVCheckOutStatus', 'required value missing')
+    if o.CheckOutTime is None:
+        raise encode_error('VehicleCheckOutReqType.CheckOutTime', 'required value missing')
+    w.bits((_I_iso20_common_messages_evCheckOutStatusType[o.EVCheckOutStatus]) << 3, 7)
+    if o.CheckOutTime < 0 or o.CheckOutTime > 18446744073709551615:
+        raise encode_error('VehicleCheckOutReqType.CheckOutTime', f'{o.CheckOutTime!r} outside 0..18446744073709551615')
+    w.uint(o.CheckOutTime)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader) -> _iso20_common_messages.VehicleCheckOutResType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSECheckOutStatus: _iso20_common_messages.evseCheckOutStatusType
     if r.bits(1):
-        raise r.fail('VehicleCheckOutResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'VehicleCheckOutResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(14)
+    if c & 0x303b != 0x0:
+        raise r.fail_back(14, 'VehicleCheckOutResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSECheckOutStatus), CH of EVSECheckOutStatus, EE of EVSECheckOutStatus, EE')
+    iv = ((c >> 6) & 63)
     if iv >= 40:
-        raise r.fail('VehicleCheckOutResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('VehicleCheckOutResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutResType[2]', 'expected SE(EVSECheckOutStatus)')
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutResType.EVSECheckOutStatus', 'expected CH')
-    f_EVSECheckOutStatus = _E_iso20_common_messages_evseCheckOutStatusType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutResType.EVSECheckOutStatus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('VehicleCheckOutResType[3]', 'expected EE')
-    pass
+    f_EVSECheckOutStatus = _E_iso20_common_messages_evseCheckOutStatusType[((c >> 2) & 1)]
     return _iso20_common_messages.VehicleCheckOutResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSECheckOutStatus=f_EVSECheckOutStatus)
 
 def _e_iso20_common_messages_VehicleCheckOutResType(w: BitWriter, o: _iso20_common_messages.VehicleCheckOutResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('VehicleCheckOutResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('VehicleCheckOutResType', 'missing SE(ResponseCode)')
-    if o.EVSECheckOutStatus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_messages_evseCheckOutStatusType[o.EVSECheckOutStatus], 1)
-        w.bits(0, 1)
-    else:
-        raise encode_error('VehicleCheckOutResType', 'missing SE(EVSECheckOutStatus)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('VehicleCheckOutResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('VehicleCheckOutResType.ResponseCode', 'required value missing')
+    if o.EVSECheckOutStatus is None:
+        raise encode_error('VehicleCheckOutResType.EVSECheckOutStatus', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_messages_evseCheckOutStatusType[o.EVSECheckOutStatus]) << 2, 14)
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
     if r.bits(1):
-        raise r.fail('CLReqControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CLReqControlModeType', 'expected EE')
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
     if r.bits(1):
-        raise r.fail('CLResControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CLResControlModeType', 'expected EE')
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8861,68 +8029,57 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_MeterInfoRequested: bool
     s = 0
     if r.bits(1):
-        raise r.fail('ChargeLoopReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeLoopReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
         raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     if r.bits(1):
-        raise r.fail('ChargeLoopReqType[3]', 'expected EE')
+        raise r.fail_back(1, 'ChargeLoopReqType', 'expected EE')
     s = -1
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ChargeLoopReqType', 'missing SE(Header)')
+    if o.Header is None:
+        raise encode_error('ChargeLoopReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    s = 1
     if o.DisplayParameters is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.MeterInfoRequested else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.MeterInfoRequested else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
             s = 3
         else:
             raise encode_error('ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8932,21 +8089,18 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('ChargeLoopResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeLoopResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(12)
+    if c & 0xc08 != 0x0:
+        raise r.fail_back(12, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType.ResponseCode', 'expected EE')
+    ec = (c & 7)
+    s = 1
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
         s = 3
@@ -8983,192 +8137,155 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail('ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('ChargeLoopResType[5]', 'expected EE')
+            raise r.fail_back(1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ChargeLoopResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ChargeLoopResType', 'missing SE(ResponseCode)')
+    if o.Header is None:
+        raise encode_error('ChargeLoopResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ChargeLoopResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    s = 1
+    s = 2
     if o.EVSEStatus is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
         s = 4
     elif o.Receipt is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
         s = 5
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
             s = 4
         elif o.Receipt is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ChargeParameterDiscoveryReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[2]', 'expected EE')
-    pass
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ChargeParameterDiscoveryResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
     if r.bits(1):
-        raise r.fail('DetailedCostType[0]', 'expected SE(Amount)')
+        raise r.fail_back(1, 'DetailedCostType', 'expected SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedCostType[1]', 'expected SE(CostPerUnit)')
+        raise r.fail_back(1, 'DetailedCostType', 'expected SE(CostPerUnit)')
     f_CostPerUnit = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedCostType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'DetailedCostType', 'expected EE')
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
-    if o.Amount is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    else:
-        raise encode_error('DetailedCostType', 'missing SE(Amount)')
-    if o.CostPerUnit is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
-    else:
-        raise encode_error('DetailedCostType', 'missing SE(CostPerUnit)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Amount is None:
+        raise encode_error('DetailedCostType.Amount', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    if o.CostPerUnit is None:
+        raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail('DetailedTaxType[0]', 'expected SE(TaxRuleID)')
-    if r.bits(1):
-        raise r.fail('DetailedTaxType.TaxRuleID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
     f_TaxRuleID = iv
-    if r.bits(1):
-        raise r.fail('DetailedTaxType.TaxRuleID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('DetailedTaxType[1]', 'expected SE(Amount)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedTaxType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'DetailedTaxType', 'expected EE')
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
-    if o.TaxRuleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.TaxRuleID <= 4294967295):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-        w.uint(o.TaxRuleID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('DetailedTaxType', 'missing SE(TaxRuleID)')
-    if o.Amount is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    else:
-        raise encode_error('DetailedTaxType', 'missing SE(Amount)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.TaxRuleID is None:
+        raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TaxRuleID < 1 or o.TaxRuleID > 4294967295:
+        raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
+    w.uint(o.TaxRuleID)
+    if o.Amount is None:
+        raise encode_error('DetailedTaxType.Amount', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     f_PresentSOC: int | None = None
@@ -9182,93 +8299,88 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
     f_InletHot: bool | None = None
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.PresentSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
         f_PresentSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.PresentSOC', 'expected EE')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
         f_MaximumSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
         s = 4
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToMinimumSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToTargetSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToMaximumSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
         f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
         s = 9
     elif ec == 9:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-        f_InletHot = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+        f_InletHot = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -9277,81 +8389,76 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 1:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 8:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -9360,71 +8467,67 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 2:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 7:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -9433,61 +8536,58 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 3:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -9497,50 +8597,48 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -9550,40 +8648,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -9593,30 +8689,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -9625,21 +8719,19 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 7:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -9651,11 +8743,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -9664,11 +8755,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 9:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -9676,422 +8766,320 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail('DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
     if s == 10:
         if r.bits(1):
-            raise r.fail('DisplayParametersType[10]', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
     return _iso20_common_types.DisplayParametersType(PresentSOC=f_PresentSOC, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, MaximumSOC=f_MaximumSOC, RemainingTimeToMinimumSOC=f_RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC=f_RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC=f_RemainingTimeToMaximumSOC, ChargingComplete=f_ChargingComplete, BatteryEnergyCapacity=f_BatteryEnergyCapacity, InletHot=f_InletHot)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
     if o.PresentSOC is not None:
-        w.bits(0, 4)
-        w.bits(0, 1)
-        if not (0 <= o.PresentSOC <= 100):
+        if o.PresentSOC < 0 or o.PresentSOC > 100:
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        w.bits(o.PresentSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.PresentSOC) << 1, 13)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 4)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 13)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 4)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 13)
         s = 3
     elif o.MaximumSOC is not None:
-        w.bits(3, 4)
-        w.bits(0, 1)
-        if not (0 <= o.MaximumSOC <= 100):
+        if o.MaximumSOC < 0 or o.MaximumSOC > 100:
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        w.bits(o.MaximumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MaximumSOC) << 1 | 0x600, 13)
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
-        w.bits(4, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+        w.bits(0x8, 5)
+        if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMinimumSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
-        w.bits(5, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+        w.bits(0xa, 5)
+        if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToTargetSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
-        w.bits(6, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+        w.bits(0xc, 5)
+        if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMaximumSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 7
     elif o.ChargingComplete is not None:
-        w.bits(7, 4)
-        w.bits(0, 1)
-        w.bits(1 if o.ChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
         s = 9
     elif o.InletHot is not None:
-        w.bits(9, 4)
-        w.bits(0, 1)
-        w.bits(1 if o.InletHot else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
         s = 10
     else:
-        w.bits(10, 4)
+        w.bits(0xa, 4)
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 13)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1 | 0x400, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x8, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(5, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0xa, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(6, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(8, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
             s = 10
         else:
-            w.bits(9, 4)
+            w.bits(0x9, 4)
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1 | 0x200, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x4, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x8, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(5, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(7, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
             s = 10
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x2, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x4, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(6, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
             s = 10
         else:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             s = -1
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x2, 4)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x4, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(5, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
             s = 10
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             s = -1
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x2, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(4, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
             s = 10
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
             s = 10
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
             s = 10
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
             s = 10
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1, 5)
             s = 10
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 10:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
@@ -10100,16 +9088,17 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -10118,60 +9107,56 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[2]', 'expected SE(EVMaximumEnergyRequest)')
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
     f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
     s = 3
-    if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[3]', 'expected SE(EVMinimumEnergyRequest)')
     f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    s = 4
     if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[4]', 'expected EE')
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected EE')
+    s = 4
     s = -1
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 3)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
-    if o.EVMaximumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
-        s = 3
-    else:
-        raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest)')
-    if o.EVMinimumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-        s = 4
-    else:
-        raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.EVMaximumEnergyRequest is None:
+        raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMinimumEnergyRequest is None:
+        raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+    w.bits(0x0, 1)
+    s = 4
+    s = -1
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
     f_DepartureTime: int | None = None
@@ -10179,46 +9164,45 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     f_TargetSOC: int | None = None
     f_AckMaxDelay: int | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         iv = r.uint()
         if iv > 65535:
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
         f_AckMaxDelay = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
         s = -1
@@ -10227,34 +9211,32 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
             s = -1
@@ -10263,24 +9245,23 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
             s = -1
@@ -10290,13 +9271,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
             s = -1
@@ -10304,166 +9285,127 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail('Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType[4]', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 4)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.AckMaxDelay <= 65535):
+        w.bits(0x6, 4)
+        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x4, 4)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x2, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x0, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
     f_NotificationMaxDelay = iv
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(8)
+    if c & 0xe3 != 0x0:
+        raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+    iv = ((c >> 2) & 7)
     if iv >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[2]', 'expected EE')
-    pass
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
-    if o.NotificationMaxDelay is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NotificationMaxDelay <= 65535):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.NotificationMaxDelay)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVSEStatusType', 'missing SE(NotificationMaxDelay)')
-    if o.EVSENotification is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_evseNotificationType[o.EVSENotification], 3)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVSEStatusType', 'missing SE(EVSENotification)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.NotificationMaxDelay is None:
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits(0x0, 2)
+    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
+    w.uint(o.NotificationMaxDelay)
+    if o.EVSENotification is None:
+        raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+    w.bits((_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2, 8)
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ListOfRootCertificateIDsType[0]', 'expected SE(RootCertificateID)')
+        raise r.fail_back(1, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID)')
     f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
     s = 1
     n = 0
@@ -10482,7 +9424,7 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 20:
         if r.bits(1):
-            raise r.fail('ListOfRootCertificateIDsType[20]', 'expected EE')
+            raise r.fail_back(1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
@@ -10490,7 +9432,7 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
@@ -10500,7 +9442,7 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     n = 0
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
@@ -10511,12 +9453,12 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
@@ -10524,26 +9466,23 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     f_SessionID = r.binary(8)
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     s = 1
-    if r.bits(1):
-        raise r.fail('MessageHeaderType[1]', 'expected SE(TimeStamp)')
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.TimeStamp', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
     f_TimeStamp = iv
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.TimeStamp', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_Signature = _d_xmldsig_SignatureType(r)
         s = 3
@@ -10553,42 +9492,37 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('MessageHeaderType[3]', 'expected EE')
+            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
     s = 0
-    if o.SessionID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
-            raise encode_error('MessageHeaderType.SessionID', f'value length {len(o.SessionID)} outside 8..8')
-        w.binary(o.SessionID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MessageHeaderType', 'missing SE(SessionID)')
-    if o.TimeStamp is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeStamp <= 18446744073709551615):
-            raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-        w.uint(o.TimeStamp)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('MessageHeaderType', 'missing SE(TimeStamp)')
+    if o.SessionID is None:
+        raise encode_error('MessageHeaderType.SessionID', 'required value missing')
+    w.bits(0x0, 2)
+    if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
+        raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 8..8')
+    w.binary(o.SessionID)
+    if o.TimeStamp is None:
+        raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
+    w.bits(0x0, 3)
+    s = 1
+    if o.TimeStamp < 0 or o.TimeStamp > 18446744073709551615:
+        raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
+    w.uint(o.TimeStamp)
+    w.bits(0x0, 1)
+    s = 2
     if o.Signature is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_SignatureType(w, o.Signature)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
@@ -10601,82 +9535,83 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     f_MeterID = r.string(32)
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     s = 1
-    if r.bits(1):
-        raise r.fail('MeterInfoType[1]', 'expected SE(ChargedEnergyReadingWh)')
-    if r.bits(1):
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
     f_ChargedEnergyReadingWh = iv
-    if r.bits(1):
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
+    ec = (c & 7)
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
         f_BPT_DischargedEnergyReadingWh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
         f_CapacitiveEnergyReadingVARh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
         f_BPT_InductiveEnergyReadingVARh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterSignature')
         f_MeterSignature = r.binary(64)
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
         f_MeterStatus = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
         f_MeterTimestamp = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
     elif ec == 6:
         s = -1
@@ -10686,50 +9621,54 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_CapacitiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 5:
             s = -1
@@ -10739,40 +9678,44 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 4:
             s = -1
@@ -10782,30 +9725,34 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 3:
             s = -1
@@ -10814,24 +9761,28 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 2:
             s = -1
@@ -10841,13 +9792,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 1:
             s = -1
@@ -10855,275 +9806,233 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail('MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('MeterInfoType[8]', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[8]', 'expected EE')
         s = -1
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
     s = 0
-    if o.MeterID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.MeterID) > 32:
-            raise encode_error('MeterInfoType.MeterID', f'value length {len(o.MeterID)} outside 0..32')
-        w.string(o.MeterID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MeterInfoType', 'missing SE(MeterID)')
-    if o.ChargedEnergyReadingWh is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ChargedEnergyReadingWh <= 18446744073709551615):
-            raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        w.uint(o.ChargedEnergyReadingWh)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('MeterInfoType', 'missing SE(ChargedEnergyReadingWh)')
+    if o.MeterID is None:
+        raise encode_error('MeterInfoType.MeterID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.MeterID) > 32:
+        raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.string(o.MeterID)
+    if o.ChargedEnergyReadingWh is None:
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
+    w.bits(0x0, 3)
+    s = 1
+    if o.ChargedEnergyReadingWh < 0 or o.ChargedEnergyReadingWh > 18446744073709551615:
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
+    w.uint(o.ChargedEnergyReadingWh)
+    w.bits(0x0, 1)
+    s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.BPT_DischargedEnergyReadingWh <= 18446744073709551615):
+        w.bits(0x0, 4)
+        if o.BPT_DischargedEnergyReadingWh < 0 or o.BPT_DischargedEnergyReadingWh > 18446744073709551615:
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_DischargedEnergyReadingWh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.CapacitiveEnergyReadingVARh <= 18446744073709551615):
+        w.bits(0x2, 4)
+        if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.CapacitiveEnergyReadingVARh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+        w.bits(0x4, 4)
+        if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_InductiveEnergyReadingVARh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.MeterSignature is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         if len(o.MeterSignature) > 64:
-            raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+            raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
         w.binary(o.MeterSignature)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     elif o.MeterStatus is not None:
-        w.bits(4, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.MeterStatus <= 32767):
+        w.bits(0x8, 4)
+        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 7
     elif o.MeterTimestamp is not None:
-        w.bits(5, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+        w.bits(0xa, 4)
+        if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
         w.uint(o.MeterTimestamp)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 8
     else:
-        w.bits(6, 3)
+        w.bits(0x6, 3)
         s = -1
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.CapacitiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x0, 4)
+            if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.CapacitiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x2, 4)
+            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x6, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(4, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x8, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x0, 4)
+            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x4, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x6, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 5:
         if o.MeterSignature is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x2, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x4, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x0, 3)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x2, 3)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 7:
         if o.MeterTimestamp is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x0, 3)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
     f_Value: int
-    if r.bits(1):
-        raise r.fail('RationalNumberType[0]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Exponent', 'expected CH')
-    f_Exponent = r.bits(8) + -128
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RationalNumberType[1]', 'expected SE(Value)')
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(14)
+    if c & 0x300e != 0x0:
+        raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_Exponent = ((c >> 4) & 255) - 128
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
     f_Value = iv
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Value', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RationalNumberType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-128 <= o.Exponent <= 127):
-            raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
-        w.bits(o.Exponent - -128, 8)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RationalNumberType', 'missing SE(Exponent)')
-    if o.Value is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.Value <= 32767):
-            raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-        w.integer(o.Value)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RationalNumberType', 'missing SE(Value)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Exponent < -128 or o.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
+    if o.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Exponent + 128) << 3, 13)
+    if o.Value < -32768 or o.Value > 32767:
+        raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
+    w.integer(o.Value)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
     f_TimeAnchor: int
@@ -11133,18 +10042,18 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ReceiptType[0]', 'expected SE(TimeAnchor)')
-    if r.bits(1):
-        raise r.fail('ReceiptType.TimeAnchor', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
     f_TimeAnchor = iv
-    if r.bits(1):
-        raise r.fail('ReceiptType.TimeAnchor', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
+    ec = (c & 7)
     s = 1
-    ec = r.bits(3)
     if ec == 0:
         f_EnergyCosts = _d_iso20_common_types_DetailedCostType(r)
         s = 2
@@ -11235,117 +10144,115 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail('ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
     if s == 15:
         if r.bits(1):
-            raise r.fail('ReceiptType[15]', 'expected EE')
+            raise r.fail_back(1, 'ReceiptType[15]', 'expected EE')
         s = -1
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
     i_TaxCosts = 0
     s = 0
-    if o.TimeAnchor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
-            raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ReceiptType', 'missing SE(TimeAnchor)')
+    if o.TimeAnchor is None:
+        raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
+    w.uint(o.TimeAnchor)
+    w.bits(0x0, 1)
+    s = 1
     if o.EnergyCosts is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_DetailedCostType(w, o.EnergyCosts)
         s = 2
     elif o.OccupancyCosts is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
         s = 4
     elif o.OverstayCosts is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
         _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
         s = 6
     else:
-        w.bits(5, 3)
+        w.bits(0x5, 3)
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         n = 0
         while True:
             if i_TaxCosts < len(o.TaxCosts):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
                 _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
@@ -11356,12 +10263,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                         raise encode_error('ReceiptType.TaxCosts', 'too many entries')
                     break
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
     if s == 15:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
@@ -11369,7 +10276,8 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 1
@@ -11406,823 +10314,762 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             raise r.fail('Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('Scheduled_CLReqControlModeType[3]', 'expected EE')
+            raise r.fail_back(1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
     if r.bits(1):
-        raise r.fail('Scheduled_CLResControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'Scheduled_CLResControlModeType', 'expected EE')
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('V2GMessageType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GMessageType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('V2GMessageType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'V2GMessageType', 'expected EE')
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GMessageType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GMessageType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('V2GRequestType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GRequestType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('V2GRequestType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'V2GRequestType', 'expected EE')
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GRequestType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GRequestType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('V2GResponseType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GResponseType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('V2GResponseType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('V2GResponseType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('V2GResponseType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('V2GResponseType[2]', 'expected EE')
-    pass
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GResponseType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('V2GResponseType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GResponseType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('V2GResponseType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_v0(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('value', f'value {iv} outside 0..65535')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 65535):
+    w.bits(0x0, 1)
+    if o < 0 or o > 65535:
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v3(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 1) == 1
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(1 if o else 0, 1)
-    w.bits(0, 1)
+    w.bits((1 if o else 0) << 1, 3)
 
 def _d_v4(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso20_common_messages_authorizationType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = _E_iso20_common_messages_authorizationType[((c >> 1) & 1)]
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_messages_authorizationType[o], 1)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_messages_authorizationType[o]) << 1, 3)
 
 def _d_v5(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso20_common_messages_channelSelectionType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = _E_iso20_common_messages_channelSelectionType[((c >> 1) & 1)]
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_messages_channelSelectionType[o], 1)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_messages_channelSelectionType[o]) << 1, 3)
 
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 18446744073709551615):
+    w.bits(0x0, 1)
+    if o < 0 or o > 18446744073709551615:
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(1600)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 1600:
-        raise encode_error('value', f'value length {len(o)} outside 0..1600')
+        raise encode_error('value', f'length {len(o)} outside 0..1600')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v8(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso20_common_messages_chargeProgressType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    v = _E_iso20_common_messages_chargeProgressType[((c >> 1) & 3)]
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_messages_chargeProgressType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_messages_chargeProgressType[o]) << 1, 4)
 
 def _d_v9(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_messages_chargingSessionType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_messages_chargingSessionType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_messages_chargingSessionType[o]) << 1, 4)
 
 def _d_v10(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(3)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 3:
-        raise encode_error('value', f'value length {len(o)} outside 0..3')
+        raise encode_error('value', f'length {len(o)} outside 0..3')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v11(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(133)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 133 and w.strict) or len(o) > 133:
-        raise encode_error('value', f'value length {len(o)} outside 133..133')
+        raise encode_error('value', f'length {len(o)} outside 133..133')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v12(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 0..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 0 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v13(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('value', f'value {iv} outside -32768..32767')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-32768 <= o <= 32767):
+    w.bits(0x0, 1)
+    if o < -32768 or o > 32767:
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v14(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso20_common_messages_ecdhCurveType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = _E_iso20_common_messages_ecdhCurveType[((c >> 1) & 1)]
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_messages_ecdhCurveType[o], 1)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_messages_ecdhCurveType[o]) << 1, 3)
 
 def _d_v15(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(255)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 255:
-        raise encode_error('value', f'value length {len(o)} outside 0..255')
+        raise encode_error('value', f'length {len(o)} outside 0..255')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v16(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_messages_evCheckInStatusType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_messages_evCheckInStatusType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_messages_evCheckInStatusType[o]) << 1, 4)
 
 def _d_v17(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_messages_evCheckOutStatusType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_messages_evCheckOutStatusType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_messages_evCheckOutStatusType[o]) << 1, 4)
 
 def _d_v18(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_processingType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_processingType[o]) << 1, 4)
 
 def _d_v19(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso20_common_messages_evseCheckOutStatusType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = _E_iso20_common_messages_evseCheckOutStatusType[((c >> 1) & 1)]
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_messages_evseCheckOutStatusType[o], 1)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_messages_evseCheckOutStatusType[o]) << 1, 3)
 
 def _d_v20(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_evseNotificationType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_evseNotificationType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
 
 def _d_v21(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(80)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 80:
-        raise encode_error('value', f'value length {len(o)} outside 0..80')
+        raise encode_error('value', f'length {len(o)} outside 0..80')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v22(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(160)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 160:
-        raise encode_error('value', f'value length {len(o)} outside 0..160')
+        raise encode_error('value', f'length {len(o)} outside 0..160')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v23(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v24(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8) + -128
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255) - 128
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-128 <= o <= 127):
+    if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits(o - -128, 8)
-    w.bits(0, 1)
+    w.bits((o + 128) << 1, 10)
 
 def _d_v25(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(16)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 16 and w.strict) or len(o) > 16:
-        raise encode_error('value', f'value length {len(o)} outside 16..16')
+        raise encode_error('value', f'length {len(o)} outside 16..16')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v26(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v27(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(3)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 3:
-        raise encode_error('value', f'value length {len(o)} outside 0..3')
+        raise encode_error('value', f'length {len(o)} outside 0..3')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v28(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8)
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255)
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 255):
+    if o < 0 or o > 255:
         raise encode_error('value', f'{o!r} outside 0..255')
-    w.bits(o, 8)
-    w.bits(0, 1)
+    w.bits((o) << 1, 10)
 
 def _d_v29(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(7)
+    c = r.bits(9)
+    if c & 0x101 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 127)
     if iv > 100:
         raise r.fail('value', f'value {iv} outside 0..100')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 100):
+    if o < 0 or o > 100:
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits(o, 7)
-    w.bits(0, 1)
+    w.bits((o) << 1, 9)
 
 def _d_v30(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(10) + 12
+    c = r.bits(12)
+    if c & 0x801 != 0x0:
+        raise r.fail_back(12, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 1023) + 12
     if iv > 1024:
         raise r.fail('value', f'value {iv} outside 12..1024')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (12 <= o <= 1024):
+    if o < 12 or o > 1024:
         raise encode_error('value', f'{o!r} outside 12..1024')
-    w.bits(o - 12, 10)
-    w.bits(0, 1)
+    w.bits((o - 12) << 1, 12)
 
 def _d_v31(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v32(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(64)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v32(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 64:
-        raise encode_error('value', f'value length {len(o)} outside 0..64')
+        raise encode_error('value', f'length {len(o)} outside 0..64')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v33(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v33(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v34(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('value', f'value {iv} outside 0..65535')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v34(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 65535):
+    w.bits(0x0, 1)
+    if o < 0 or o > 65535:
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v35(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_messages_parkingMethodType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v35(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_messages_parkingMethodType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_messages_parkingMethodType[o]) << 1, 4)
 
 def _d_v36(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso20_common_messages_powerToleranceAcceptanceType[r.bits(1)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 1) & 1)]
     return v
 
 def _e_v36(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_messages_powerToleranceAcceptanceType[o], 1)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_messages_powerToleranceAcceptanceType[o]) << 1, 3)
 
 def _d_v37(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 1..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (1 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 1 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 1..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v38(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(8)
+    if c & 0x81 != 0x0:
+        raise r.fail_back(8, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 63)
     if iv >= 40:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v38(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_responseCodeType[o], 6)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
 
 def _d_v39(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(94)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v39(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 94 and w.strict) or len(o) > 94:
-        raise encode_error('value', f'value length {len(o)} outside 94..94')
+        raise encode_error('value', f'length {len(o)} outside 94..94')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v40(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(8)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v40(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 8 and w.strict) or len(o) > 8:
-        raise encode_error('value', f'value length {len(o)} outside 8..8')
+        raise encode_error('value', f'length {len(o)} outside 8..8')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v41(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(206)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v41(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 206 and w.strict) or len(o) > 206:
-        raise encode_error('value', f'value length {len(o)} outside 206..206')
+        raise encode_error('value', f'length {len(o)} outside 206..206')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v42(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(84)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v42(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 84 and w.strict) or len(o) > 84:
-        raise encode_error('value', f'value length {len(o)} outside 84..84')
+        raise encode_error('value', f'length {len(o)} outside 84..84')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v43(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v43(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v44(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -2147483648 or iv > 2147483647:
         raise r.fail('value', f'value {iv} outside -2147483648..2147483647')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v44(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-2147483648 <= o <= 2147483647):
+    w.bits(0x0, 1)
+    if o < -2147483648 or o > 2147483647:
         raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 DOCUMENT: EntryTable = (
     ('urn:iso:std:iso:15118:-20:CommonMessages', 'AuthorizationReq', _d_iso20_common_messages_AuthorizationReqType, _e_iso20_common_messages_AuthorizationReqType, _iso20_common_messages.AuthorizationReqType),

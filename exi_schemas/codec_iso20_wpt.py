@@ -45,7 +45,7 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('CanonicalizationMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -75,18 +75,17 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('CanonicalizationMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
@@ -98,80 +97,80 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
         f_P = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
         f_G = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         f_Q = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
             f_G = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
             f_Y = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
         f_J = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
         f_Seed = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
@@ -181,129 +180,117 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
             f_Seed = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         f_PgenCounter = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType[7]', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     s = 0
     if o.P is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.P)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.G is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.G)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.Y is not None:
-        w.bits(2, 2)
-        w.bits(0, 1)
+        w.bits(0x4, 3)
         w.binary(o.Y)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Q)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.G)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif o.Y is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.J)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.Seed is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.Seed)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.Seed)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.PgenCounter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('DigestMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -333,18 +320,17 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('DigestMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('DigestMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
@@ -357,16 +343,17 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
         f_KeyName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -385,10 +372,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         s = 2
     elif ec == 7:
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
         f_MgmtData.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -401,10 +388,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             ec = r.bits(4)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
                 f_KeyName.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
@@ -429,10 +416,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 break
             elif ec == 6:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 f_MgmtData.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
@@ -445,10 +432,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         ec = r.bits(4)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
             f_KeyName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -461,10 +448,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
             f_MgmtData.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -486,148 +473,142 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         w.string(o.Id)
         s = 1
     elif i_KeyName < len(o.KeyName):
-        w.bits(1, 4)
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0, 1)
+        w.bits(0x2, 5)
         w.string(x_KeyName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
         _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
         _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
         _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
-        w.bits(7, 4)
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0, 1)
+        w.bits(0xe, 5)
         w.string(x_MgmtData)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     if s == 1:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     while True:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
             break
 
@@ -651,7 +632,6 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     while True:
         ec = r.bits(2)
         if ec == 0:
-            pass
             break
         elif ec == 1:
             raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
@@ -661,24 +641,25 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     if o.DSAKeyValue is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         pass
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -689,10 +670,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('ManifestType[1]', 'expected SE(Reference)')
+            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 3
@@ -716,11 +698,11 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -729,7 +711,7 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
             _e_xmldsig_ReferenceType(w, x_Reference)
@@ -737,23 +719,23 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -762,7 +744,8 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Encoding = r.string(None)
         s = 1
@@ -838,67 +821,68 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     s = 0
     if o.Encoding is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Encoding)
         s = 1
     elif o.Id is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Id)
         s = 2
     elif o.MimeType is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.MimeType)
         s = 3
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Id)
             s = 2
         elif o.MimeType is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         f_PGPKeyID = r.binary(None)
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -906,10 +890,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -959,18 +943,16 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.PGPKeyID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        w.bits(1, 2)
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(x_PGPKeyPacket)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -978,75 +960,60 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            w.bits(0, 2)
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(x_PGPKeyPacket)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     f_Modulus = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     f_Exponent = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
-    if o.Modulus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Modulus)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Modulus)')
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Exponent)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Exponent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Modulus is None:
+        raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.Modulus)
+    if o.Exponent is None:
+        raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+    w.bits(0x0, 3)
+    w.binary(o.Exponent)
+    w.bits(0x0, 2)
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1056,7 +1023,8 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1115,116 +1083,111 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ReferenceType[4]', 'expected SE(DigestMethod)')
+            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    if r.bits(1):
-        raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     f_DigestValue = r.binary(None)
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
-    if r.bits(1):
-        raise r.fail('ReferenceType[6]', 'expected EE')
     s = -1
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Id)
         s = 1
     elif o.Type is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Type)
         s = 2
     elif o.URI is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.URI)
         s = 3
     elif o.Transforms is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Type)
             s = 2
         elif o.URI is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
-    if o.DigestValue is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.DigestValue)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('ReferenceType', 'missing SE(DigestValue)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.DigestValue is None:
+        raise encode_error('ReferenceType.DigestValue', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.DigestValue)
+    w.bits(0x0, 2)
+    s = 6
+    s = -1
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Type = r.string(None)
         s = 1
@@ -1261,50 +1224,50 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('RetrievalMethodType[3]', 'expected EE')
+            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     s = 0
     if o.Type is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Type)
         s = 1
     elif o.URI is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.URI)
         s = 2
     elif o.Transforms is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 2
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
@@ -1312,23 +1275,22 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            if r.bits(1):
-                raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
-            if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             f_SPKISexp.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1340,10 +1302,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1357,39 +1319,36 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     while s >= 0:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 1)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 2)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
         if s == 1:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
-                    w.bits(0, 2)
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0, 1)
+                    w.bits(0x0, 3)
                     w.binary(x_SPKISexp)
-                    w.bits(0, 1)
+                    w.bits(0x0, 1)
                 else:
-                    w.bits(2, 2)
+                    w.bits(0x2, 2)
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 2)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
@@ -1397,17 +1356,22 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_HMACOutputLength: int | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('SignatureMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
+            f_HMACOutputLength = iv
             if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            f_HMACOutputLength = r.integer()
-            if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
+                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
@@ -1447,35 +1411,34 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('SignatureMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
+        w.bits(0x0, 4)
         w.integer(o.HMACOutputLength)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1486,10 +1449,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 3
@@ -1513,11 +1477,11 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1526,7 +1490,7 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1534,23 +1498,23 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1558,7 +1522,8 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     f_Id: str | None = None
     f_Target: str
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1569,7 +1534,7 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
         f_Target = r.string(None)
         s = 2
     while True:
@@ -1608,18 +1573,18 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.Target is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.string(o.Target)
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.string(o.Target)
             s = 2
         else:
@@ -1627,11 +1592,11 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
@@ -1641,7 +1606,8 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1652,14 +1618,15 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureType[1]', 'expected SE(SignedInfo)')
+            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureType[2]', 'expected SE(SignatureValue)')
+        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         s = 4
@@ -1695,60 +1662,59 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
-    if o.SignatureValue is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureValueType(w, o.SignatureValue)
-        s = 3
-    else:
-        raise encode_error('SignatureType', 'missing SE(SignatureValue)')
+    if o.SignatureValue is None:
+        raise encode_error('SignatureType.SignatureValue', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    s = 3
     if o.KeyInfo is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Object = o.Object[i_Object]
         i_Object += 1
         _e_xmldsig_ObjectType(w, x_Object)
         s = 5
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Object = o.Object[i_Object]
             i_Object += 1
             _e_xmldsig_ObjectType(w, x_Object)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Object = o.Object[i_Object]
                 i_Object += 1
                 _e_xmldsig_ObjectType(w, x_Object)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1756,7 +1722,8 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1767,36 +1734,35 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureValueType[1]', 'expected CH')
+            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
         f_value = r.binary(None)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureValueType[2]', 'expected EE')
+        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
     s = -1
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.value is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.binary(o.value)
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.binary(o.value)
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -1804,7 +1770,8 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1815,18 +1782,19 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignedInfoType[2]', 'expected SE(SignatureMethod)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    s = 3
     if r.bits(1):
-        raise r.fail('SignedInfoType[3]', 'expected SE(Reference)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    s = 3
     f_Reference.append(_d_xmldsig_ReferenceType(r))
+    c = r.bits(2)
+    ec = c
     s = 4
-    ec = r.bits(2)
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 5
@@ -1850,30 +1818,29 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
-    if o.SignatureMethod is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
-        s = 3
-    else:
-        raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
+    if o.SignatureMethod is None:
+        raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -1881,23 +1848,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 5
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1905,20 +1872,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
     if r.bits(1):
-        raise r.fail('TransformType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     while True:
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected CH')
+                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
             f_XPath.append(r.string(None))
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected EE')
+                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
-            pass
             break
         elif ec == 3:
             raise r.fail('TransformType[1]', 'untyped character content is not supported')
@@ -1928,21 +1894,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     i_XPath = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-    else:
-        raise encode_error('TransformType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('TransformType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
     while True:
         if i_XPath < len(o.XPath):
-            w.bits(0, 3)
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             w.string(x_XPath)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             pass
             break
 
@@ -1950,10 +1914,11 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('TransformsType[0]', 'expected SE(Transform)')
+        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
     f_Transform.append(_d_xmldsig_TransformType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Transform.append(_d_xmldsig_TransformType(r))
         s = 2
@@ -1977,7 +1942,7 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
@@ -1985,23 +1950,23 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
                 _e_xmldsig_TransformType(w, x_Transform)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -2011,33 +1976,34 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
         f_X509SKI.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
         f_X509SubjectName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
         f_X509Certificate.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
         f_X509CRL.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -2048,32 +2014,31 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
             f_X509SKI.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
             f_X509SubjectName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
             f_X509Certificate.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
             f_X509CRL.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
-            pass
             break
         else:
             raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
@@ -2086,141 +2051,117 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
-        w.bits(1, 3)
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0, 1)
+        w.bits(0x2, 4)
         w.binary(x_X509SKI)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
-        w.bits(2, 3)
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         w.string(x_X509SubjectName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
-        w.bits(3, 3)
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         w.binary(x_X509Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509CRL < len(o.X509CRL):
-        w.bits(4, 3)
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0, 1)
+        w.bits(0x8, 4)
         w.binary(x_X509CRL)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
-            w.bits(1, 3)
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             w.binary(x_X509SKI)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
-            w.bits(2, 3)
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             w.string(x_X509SubjectName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
-            w.bits(3, 3)
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0, 1)
+            w.bits(0x6, 4)
             w.binary(x_X509Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509CRL < len(o.X509CRL):
-            w.bits(4, 3)
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0, 1)
+            w.bits(0x8, 4)
             w.binary(x_X509CRL)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             pass
             break
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     f_X509IssuerName = r.string(None)
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    f_X509SerialNumber = r.integer()
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[2]', 'expected EE')
-    pass
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    f_X509SerialNumber = iv
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
-    if o.X509IssuerName is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.string(o.X509IssuerName)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509IssuerName)')
-    if o.X509SerialNumber is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.integer(o.X509SerialNumber)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509SerialNumber)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.X509IssuerName is None:
+        raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+    w.bits(0x0, 2)
+    w.string(o.X509IssuerName)
+    if o.X509SerialNumber is None:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+    w.bits(0x0, 3)
+    w.integer(o.X509SerialNumber)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
     if r.bits(1):
-        raise r.fail('CLReqControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CLReqControlModeType', 'expected EE')
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
     if r.bits(1):
-        raise r.fail('CLResControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'CLResControlModeType', 'expected EE')
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2228,68 +2169,57 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_MeterInfoRequested: bool
     s = 0
     if r.bits(1):
-        raise r.fail('ChargeLoopReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeLoopReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
         raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     if r.bits(1):
-        raise r.fail('ChargeLoopReqType[3]', 'expected EE')
+        raise r.fail_back(1, 'ChargeLoopReqType', 'expected EE')
     s = -1
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ChargeLoopReqType', 'missing SE(Header)')
+    if o.Header is None:
+        raise encode_error('ChargeLoopReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    s = 1
     if o.DisplayParameters is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.MeterInfoRequested else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.MeterInfoRequested else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
             s = 3
         else:
             raise encode_error('ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2299,21 +2229,18 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('ChargeLoopResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeLoopResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(12)
+    if c & 0xc08 != 0x0:
+        raise r.fail_back(12, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeLoopResType.ResponseCode', 'expected EE')
+    ec = (c & 7)
+    s = 1
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
         s = 3
@@ -2350,192 +2277,155 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail('ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('ChargeLoopResType[5]', 'expected EE')
+            raise r.fail_back(1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('ChargeLoopResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('ChargeLoopResType', 'missing SE(ResponseCode)')
+    if o.Header is None:
+        raise encode_error('ChargeLoopResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ChargeLoopResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    s = 1
+    s = 2
     if o.EVSEStatus is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
         s = 4
     elif o.Receipt is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
         s = 5
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
             s = 4
         elif o.Receipt is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryReqType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ChargeParameterDiscoveryReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('ChargeParameterDiscoveryResType[2]', 'expected EE')
-    pass
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('ChargeParameterDiscoveryResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
     if r.bits(1):
-        raise r.fail('DetailedCostType[0]', 'expected SE(Amount)')
+        raise r.fail_back(1, 'DetailedCostType', 'expected SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedCostType[1]', 'expected SE(CostPerUnit)')
+        raise r.fail_back(1, 'DetailedCostType', 'expected SE(CostPerUnit)')
     f_CostPerUnit = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedCostType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'DetailedCostType', 'expected EE')
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
-    if o.Amount is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    else:
-        raise encode_error('DetailedCostType', 'missing SE(Amount)')
-    if o.CostPerUnit is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
-    else:
-        raise encode_error('DetailedCostType', 'missing SE(CostPerUnit)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Amount is None:
+        raise encode_error('DetailedCostType.Amount', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    if o.CostPerUnit is None:
+        raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail('DetailedTaxType[0]', 'expected SE(TaxRuleID)')
-    if r.bits(1):
-        raise r.fail('DetailedTaxType.TaxRuleID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
     f_TaxRuleID = iv
-    if r.bits(1):
-        raise r.fail('DetailedTaxType.TaxRuleID', 'expected EE')
-    if r.bits(1):
-        raise r.fail('DetailedTaxType[1]', 'expected SE(Amount)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
     f_Amount = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('DetailedTaxType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'DetailedTaxType', 'expected EE')
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
-    if o.TaxRuleID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.TaxRuleID <= 4294967295):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-        w.uint(o.TaxRuleID)
-        w.bits(0, 1)
-    else:
-        raise encode_error('DetailedTaxType', 'missing SE(TaxRuleID)')
-    if o.Amount is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    else:
-        raise encode_error('DetailedTaxType', 'missing SE(Amount)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.TaxRuleID is None:
+        raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TaxRuleID < 1 or o.TaxRuleID > 4294967295:
+        raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
+    w.uint(o.TaxRuleID)
+    if o.Amount is None:
+        raise encode_error('DetailedTaxType.Amount', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     f_PresentSOC: int | None = None
@@ -2549,93 +2439,88 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
     f_InletHot: bool | None = None
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.PresentSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
         f_PresentSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.PresentSOC', 'expected EE')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
         f_MaximumSOC = iv
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
         s = 4
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToMinimumSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToTargetSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
         f_RemainingTimeToMaximumSOC = iv
         if r.bits(1):
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-        f_ChargingComplete = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
         f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
         s = 9
     elif ec == 9:
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-        f_InletHot = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+        f_InletHot = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -2644,81 +2529,76 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 1:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 8:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -2727,71 +2607,67 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 2:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 7:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -2800,61 +2676,58 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 3:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
             f_MaximumSOC = iv
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.MaximumSOC', 'expected EE')
             s = 4
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -2864,50 +2737,48 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMinimumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -2917,40 +2788,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToTargetSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -2960,30 +2829,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected CH')
+                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
             iv = r.uint()
             if iv > 4294967295:
                 raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
             f_RemainingTimeToMaximumSOC = iv
             if r.bits(1):
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', 'expected EE')
+                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -2992,21 +2859,19 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 7:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected CH')
-            f_ChargingComplete = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.ChargingComplete', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -3018,11 +2883,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
             s = 9
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -3031,11 +2895,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 9:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected CH')
-            f_InletHot = r.bits(1) == 1
-            if r.bits(1):
-                raise r.fail('DisplayParametersType.InletHot', 'expected EE')
+            c = r.bits(3)
+            if c & 0x5 != 0x0:
+                raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -3043,422 +2906,320 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail('DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
     if s == 10:
         if r.bits(1):
-            raise r.fail('DisplayParametersType[10]', 'expected EE')
+            raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
     return _iso20_common_types.DisplayParametersType(PresentSOC=f_PresentSOC, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, MaximumSOC=f_MaximumSOC, RemainingTimeToMinimumSOC=f_RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC=f_RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC=f_RemainingTimeToMaximumSOC, ChargingComplete=f_ChargingComplete, BatteryEnergyCapacity=f_BatteryEnergyCapacity, InletHot=f_InletHot)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
     if o.PresentSOC is not None:
-        w.bits(0, 4)
-        w.bits(0, 1)
-        if not (0 <= o.PresentSOC <= 100):
+        if o.PresentSOC < 0 or o.PresentSOC > 100:
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        w.bits(o.PresentSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.PresentSOC) << 1, 13)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 4)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 13)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 4)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 13)
         s = 3
     elif o.MaximumSOC is not None:
-        w.bits(3, 4)
-        w.bits(0, 1)
-        if not (0 <= o.MaximumSOC <= 100):
+        if o.MaximumSOC < 0 or o.MaximumSOC > 100:
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        w.bits(o.MaximumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MaximumSOC) << 1 | 0x600, 13)
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
-        w.bits(4, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+        w.bits(0x8, 5)
+        if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMinimumSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
-        w.bits(5, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+        w.bits(0xa, 5)
+        if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToTargetSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
-        w.bits(6, 4)
-        w.bits(0, 1)
-        if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+        w.bits(0xc, 5)
+        if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMaximumSOC)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 7
     elif o.ChargingComplete is not None:
-        w.bits(7, 4)
-        w.bits(0, 1)
-        w.bits(1 if o.ChargingComplete else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        w.bits(8, 4)
+        w.bits(0x8, 4)
         _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
         s = 9
     elif o.InletHot is not None:
-        w.bits(9, 4)
-        w.bits(0, 1)
-        w.bits(1 if o.InletHot else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
         s = 10
     else:
-        w.bits(10, 4)
+        w.bits(0xa, 4)
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 13)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1 | 0x400, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x8, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(5, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0xa, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(6, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(8, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
             s = 10
         else:
-            w.bits(9, 4)
+            w.bits(0x9, 4)
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1 | 0x200, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x4, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x8, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(5, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(6, 4)
+            w.bits(0x6, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(7, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
             s = 10
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            w.bits(0, 4)
-            w.bits(0, 1)
-            if not (0 <= o.MaximumSOC <= 100):
+            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits(o.MaximumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MaximumSOC) << 1, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(1, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x2, 5)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(2, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x4, 5)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(3, 4)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x6, 5)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(4, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(6, 4)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
             s = 10
         else:
-            w.bits(7, 4)
+            w.bits(0x7, 4)
             s = -1
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMinimumSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x2, 4)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x4, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(5, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
             s = 10
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             s = -1
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToTargetSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x2, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(4, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
             s = 10
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.RemainingTimeToMaximumSOC <= 4294967295):
+            w.bits(0x0, 4)
+            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
             s = 10
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.ChargingComplete else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.ChargingComplete else 0) << 1, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
             s = 10
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
             s = 10
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            w.bits(1 if o.InletHot else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.InletHot else 0) << 1, 5)
             s = 10
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 10:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
@@ -3467,16 +3228,17 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -3485,60 +3247,56 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
+            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[2]', 'expected SE(EVMaximumEnergyRequest)')
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
     f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
     s = 3
-    if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[3]', 'expected SE(EVMinimumEnergyRequest)')
     f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    s = 4
     if r.bits(1):
-        raise r.fail('Dynamic_CLReqControlModeType[4]', 'expected EE')
+        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected EE')
+    s = 4
     s = -1
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 3)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
-    if o.EVMaximumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
-        s = 3
-    else:
-        raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest)')
-    if o.EVMinimumEnergyRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-        s = 4
-    else:
-        raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.EVMaximumEnergyRequest is None:
+        raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMinimumEnergyRequest is None:
+        raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+    w.bits(0x0, 1)
+    s = 4
+    s = -1
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
     f_DepartureTime: int | None = None
@@ -3546,46 +3304,45 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     f_TargetSOC: int | None = None
     f_AckMaxDelay: int | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         iv = r.uint()
         if iv > 4294967295:
             raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
         f_DepartureTime = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
         f_MinimumSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-        iv = r.bits(7)
+        c = r.bits(9)
+        if c & 0x101 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        iv = ((c >> 1) & 127)
         if iv > 100:
             raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
         f_TargetSOC = iv
-        if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
         s = 3
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         iv = r.uint()
         if iv > 65535:
             raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
         f_AckMaxDelay = iv
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
         s = -1
@@ -3594,34 +3351,32 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
             f_MinimumSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', 'expected EE')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
             s = -1
@@ -3630,24 +3385,23 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected CH')
-            iv = r.bits(7)
+            c = r.bits(9)
+            if c & 0x101 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+            iv = ((c >> 1) & 127)
             if iv > 100:
                 raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
             f_TargetSOC = iv
-            if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', 'expected EE')
             s = 3
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
             s = -1
@@ -3657,13 +3411,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected CH')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
             f_AckMaxDelay = iv
             if r.bits(1):
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', 'expected EE')
+                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
             s = -1
@@ -3671,166 +3425,127 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail('Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('Dynamic_CLResControlModeType[4]', 'expected EE')
+            raise r.fail_back(1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.DepartureTime <= 4294967295):
+        w.bits(0x0, 4)
+        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MinimumSOC <= 100):
+        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits(o.MinimumSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.TargetSOC <= 100):
+        if o.TargetSOC < 0 or o.TargetSOC > 100:
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits(o.TargetSOC, 7)
-        w.bits(0, 1)
+        w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.AckMaxDelay <= 65535):
+        w.bits(0x6, 4)
+        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MinimumSOC <= 100):
+            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits(o.MinimumSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x4, 4)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.TargetSOC <= 100):
+            if o.TargetSOC < 0 or o.TargetSOC > 100:
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits(o.TargetSOC, 7)
-            w.bits(0, 1)
+            w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x2, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.AckMaxDelay <= 65535):
+            w.bits(0x0, 3)
+            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[0]', 'expected SE(NotificationMaxDelay)')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
     f_NotificationMaxDelay = iv
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[1]', 'expected SE(EVSENotification)')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.EVSENotification', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(8)
+    if c & 0xe3 != 0x0:
+        raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+    iv = ((c >> 2) & 7)
     if iv >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv} out of range')
+        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-    if r.bits(1):
-        raise r.fail('EVSEStatusType.EVSENotification', 'expected EE')
-    if r.bits(1):
-        raise r.fail('EVSEStatusType[2]', 'expected EE')
-    pass
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
-    if o.NotificationMaxDelay is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NotificationMaxDelay <= 65535):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.NotificationMaxDelay)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVSEStatusType', 'missing SE(NotificationMaxDelay)')
-    if o.EVSENotification is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_evseNotificationType[o.EVSENotification], 3)
-        w.bits(0, 1)
-    else:
-        raise encode_error('EVSEStatusType', 'missing SE(EVSENotification)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.NotificationMaxDelay is None:
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits(0x0, 2)
+    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
+    w.uint(o.NotificationMaxDelay)
+    if o.EVSENotification is None:
+        raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+    w.bits((_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2, 8)
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('ListOfRootCertificateIDsType[0]', 'expected SE(RootCertificateID)')
+        raise r.fail_back(1, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID)')
     f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
     s = 1
     n = 0
@@ -3849,7 +3564,7 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 20:
         if r.bits(1):
-            raise r.fail('ListOfRootCertificateIDsType[20]', 'expected EE')
+            raise r.fail_back(1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
@@ -3857,7 +3572,7 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
@@ -3867,7 +3582,7 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
     n = 0
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
@@ -3878,12 +3593,12 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
@@ -3891,26 +3606,23 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MessageHeaderType[0]', 'expected SE(SessionID)')
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     f_SessionID = r.binary(8)
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.SessionID', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     s = 1
-    if r.bits(1):
-        raise r.fail('MessageHeaderType[1]', 'expected SE(TimeStamp)')
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.TimeStamp', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
     f_TimeStamp = iv
-    if r.bits(1):
-        raise r.fail('MessageHeaderType.TimeStamp', 'expected EE')
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
+    ec = (c & 3)
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_Signature = _d_xmldsig_SignatureType(r)
         s = 3
@@ -3920,42 +3632,37 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('MessageHeaderType[3]', 'expected EE')
+            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
     s = 0
-    if o.SessionID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
-            raise encode_error('MessageHeaderType.SessionID', f'value length {len(o.SessionID)} outside 8..8')
-        w.binary(o.SessionID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MessageHeaderType', 'missing SE(SessionID)')
-    if o.TimeStamp is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeStamp <= 18446744073709551615):
-            raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-        w.uint(o.TimeStamp)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('MessageHeaderType', 'missing SE(TimeStamp)')
+    if o.SessionID is None:
+        raise encode_error('MessageHeaderType.SessionID', 'required value missing')
+    w.bits(0x0, 2)
+    if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
+        raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 8..8')
+    w.binary(o.SessionID)
+    if o.TimeStamp is None:
+        raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
+    w.bits(0x0, 3)
+    s = 1
+    if o.TimeStamp < 0 or o.TimeStamp > 18446744073709551615:
+        raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
+    w.uint(o.TimeStamp)
+    w.bits(0x0, 1)
+    s = 2
     if o.Signature is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_SignatureType(w, o.Signature)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
@@ -3968,82 +3675,83 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('MeterInfoType[0]', 'expected SE(MeterID)')
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     f_MeterID = r.string(32)
-    if r.bits(1):
-        raise r.fail('MeterInfoType.MeterID', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     s = 1
-    if r.bits(1):
-        raise r.fail('MeterInfoType[1]', 'expected SE(ChargedEnergyReadingWh)')
-    if r.bits(1):
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
     f_ChargedEnergyReadingWh = iv
-    if r.bits(1):
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
+    ec = (c & 7)
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
         f_BPT_DischargedEnergyReadingWh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
         f_CapacitiveEnergyReadingVARh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
         f_BPT_InductiveEnergyReadingVARh = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterSignature')
         f_MeterSignature = r.binary(64)
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-        iv = r.integer()
+        c = r.bits(2)
+        if c & 0x2 != 0x0:
+            raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = (c & 1)
+        iv = r.uint()
+        if sg:
+            iv = -iv - 1
         if iv < -32768 or iv > 32767:
             raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
         f_MeterStatus = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
         iv = r.uint()
         if iv > 18446744073709551615:
             raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
         f_MeterTimestamp = iv
         if r.bits(1):
-            raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
     elif ec == 6:
         s = -1
@@ -4053,50 +3761,54 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_CapacitiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 5:
             s = -1
@@ -4106,40 +3818,44 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
             f_BPT_InductiveEnergyReadingVARh = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 4:
             s = -1
@@ -4149,30 +3865,34 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterSignature')
             f_MeterSignature = r.binary(64)
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterSignature', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 3:
             s = -1
@@ -4181,24 +3901,28 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected CH')
-            iv = r.integer()
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
             if iv < -32768 or iv > 32767:
                 raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
             f_MeterStatus = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterStatus', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 2:
             s = -1
@@ -4208,13 +3932,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected CH')
+                raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             iv = r.uint()
             if iv > 18446744073709551615:
                 raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
             f_MeterTimestamp = iv
             if r.bits(1):
-                raise r.fail('MeterInfoType.MeterTimestamp', 'expected EE')
+                raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 1:
             s = -1
@@ -4222,275 +3946,233 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail('MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('MeterInfoType[8]', 'expected EE')
+            raise r.fail_back(1, 'MeterInfoType[8]', 'expected EE')
         s = -1
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
     s = 0
-    if o.MeterID is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if len(o.MeterID) > 32:
-            raise encode_error('MeterInfoType.MeterID', f'value length {len(o.MeterID)} outside 0..32')
-        w.string(o.MeterID)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('MeterInfoType', 'missing SE(MeterID)')
-    if o.ChargedEnergyReadingWh is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.ChargedEnergyReadingWh <= 18446744073709551615):
-            raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        w.uint(o.ChargedEnergyReadingWh)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('MeterInfoType', 'missing SE(ChargedEnergyReadingWh)')
+    if o.MeterID is None:
+        raise encode_error('MeterInfoType.MeterID', 'required value missing')
+    w.bits(0x0, 2)
+    if len(o.MeterID) > 32:
+        raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.string(o.MeterID)
+    if o.ChargedEnergyReadingWh is None:
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
+    w.bits(0x0, 3)
+    s = 1
+    if o.ChargedEnergyReadingWh < 0 or o.ChargedEnergyReadingWh > 18446744073709551615:
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
+    w.uint(o.ChargedEnergyReadingWh)
+    w.bits(0x0, 1)
+    s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (0 <= o.BPT_DischargedEnergyReadingWh <= 18446744073709551615):
+        w.bits(0x0, 4)
+        if o.BPT_DischargedEnergyReadingWh < 0 or o.BPT_DischargedEnergyReadingWh > 18446744073709551615:
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_DischargedEnergyReadingWh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
-        if not (0 <= o.CapacitiveEnergyReadingVARh <= 18446744073709551615):
+        w.bits(0x2, 4)
+        if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.CapacitiveEnergyReadingVARh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
-        if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+        w.bits(0x4, 4)
+        if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_InductiveEnergyReadingVARh)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.MeterSignature is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         if len(o.MeterSignature) > 64:
-            raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+            raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
         w.binary(o.MeterSignature)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     elif o.MeterStatus is not None:
-        w.bits(4, 3)
-        w.bits(0, 1)
-        if not (-32768 <= o.MeterStatus <= 32767):
+        w.bits(0x8, 4)
+        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 7
     elif o.MeterTimestamp is not None:
-        w.bits(5, 3)
-        w.bits(0, 1)
-        if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+        w.bits(0xa, 4)
+        if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
         w.uint(o.MeterTimestamp)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 8
     else:
-        w.bits(6, 3)
+        w.bits(0x6, 3)
         s = -1
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.CapacitiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x0, 4)
+            if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.CapacitiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x2, 4)
+            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x6, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(4, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x8, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(5, 3)
+            w.bits(0x5, 3)
             s = -1
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
-            if not (0 <= o.BPT_InductiveEnergyReadingVARh <= 18446744073709551615):
+            w.bits(0x0, 4)
+            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x4, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(3, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x6, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 5:
         if o.MeterSignature is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             if len(o.MeterSignature) > 64:
-                raise encode_error('MeterInfoType.MeterSignature', f'value length {len(o.MeterSignature)} outside 0..64')
+                raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
             w.binary(o.MeterSignature)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x2, 4)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x4, 4)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (-32768 <= o.MeterStatus <= 32767):
+            w.bits(0x0, 3)
+            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x2, 3)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 7:
         if o.MeterTimestamp is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.MeterTimestamp <= 18446744073709551615):
+            w.bits(0x0, 3)
+            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 8
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
     f_Value: int
-    if r.bits(1):
-        raise r.fail('RationalNumberType[0]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Exponent', 'expected CH')
-    f_Exponent = r.bits(8) + -128
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RationalNumberType[1]', 'expected SE(Value)')
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(14)
+    if c & 0x300e != 0x0:
+        raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_Exponent = ((c >> 4) & 255) - 128
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
     f_Value = iv
-    if r.bits(1):
-        raise r.fail('RationalNumberType.Value', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RationalNumberType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-128 <= o.Exponent <= 127):
-            raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
-        w.bits(o.Exponent - -128, 8)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RationalNumberType', 'missing SE(Exponent)')
-    if o.Value is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.Value <= 32767):
-            raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-        w.integer(o.Value)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RationalNumberType', 'missing SE(Value)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Exponent < -128 or o.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
+    if o.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Exponent + 128) << 3, 13)
+    if o.Value < -32768 or o.Value > 32767:
+        raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
+    w.integer(o.Value)
+    w.bits(0x0, 2)
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
     f_TimeAnchor: int
@@ -4500,18 +4182,18 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('ReceiptType[0]', 'expected SE(TimeAnchor)')
-    if r.bits(1):
-        raise r.fail('ReceiptType.TimeAnchor', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
     f_TimeAnchor = iv
-    if r.bits(1):
-        raise r.fail('ReceiptType.TimeAnchor', 'expected EE')
+    c = r.bits(4)
+    if c & 0x8 != 0x0:
+        raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
+    ec = (c & 7)
     s = 1
-    ec = r.bits(3)
     if ec == 0:
         f_EnergyCosts = _d_iso20_common_types_DetailedCostType(r)
         s = 2
@@ -4602,117 +4284,115 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail('ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
     if s == 15:
         if r.bits(1):
-            raise r.fail('ReceiptType[15]', 'expected EE')
+            raise r.fail_back(1, 'ReceiptType[15]', 'expected EE')
         s = -1
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
     i_TaxCosts = 0
     s = 0
-    if o.TimeAnchor is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.TimeAnchor <= 18446744073709551615):
-            raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('ReceiptType', 'missing SE(TimeAnchor)')
+    if o.TimeAnchor is None:
+        raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
+    w.uint(o.TimeAnchor)
+    w.bits(0x0, 1)
+    s = 1
     if o.EnergyCosts is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_DetailedCostType(w, o.EnergyCosts)
         s = 2
     elif o.OccupancyCosts is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
         s = 4
     elif o.OverstayCosts is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
         _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
         s = 6
     else:
-        w.bits(5, 3)
+        w.bits(0x5, 3)
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(4, 3)
+            w.bits(0x4, 3)
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         n = 0
         while True:
             if i_TaxCosts < len(o.TaxCosts):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
                 _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
@@ -4723,12 +4403,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                         raise encode_error('ReceiptType.TaxCosts', 'too many entries')
                     break
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
     if s == 15:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
@@ -4736,7 +4416,8 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 1
@@ -4773,146 +4454,121 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             raise r.fail('Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('Scheduled_CLReqControlModeType[3]', 'expected EE')
+            raise r.fail_back(1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
     if r.bits(1):
-        raise r.fail('Scheduled_CLResControlModeType[0]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'Scheduled_CLResControlModeType', 'expected EE')
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('V2GMessageType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GMessageType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('V2GMessageType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'V2GMessageType', 'expected EE')
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GMessageType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GMessageType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
     f_Header: _iso20_common_types.MessageHeaderType
     if r.bits(1):
-        raise r.fail('V2GRequestType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GRequestType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
     if r.bits(1):
-        raise r.fail('V2GRequestType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'V2GRequestType', 'expected EE')
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GRequestType', 'missing SE(Header)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GRequestType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    w.bits(0x0, 1)
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     if r.bits(1):
-        raise r.fail('V2GResponseType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'V2GResponseType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail('V2GResponseType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('V2GResponseType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('V2GResponseType.ResponseCode', 'expected EE')
-    if r.bits(1):
-        raise r.fail('V2GResponseType[2]', 'expected EE')
-    pass
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    else:
-        raise encode_error('V2GResponseType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-    else:
-        raise encode_error('V2GResponseType', 'missing SE(ResponseCode)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Header is None:
+        raise encode_error('V2GResponseType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('V2GResponseType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.AlternativeSECCListType:
     f_AlternativeSECC: list[_iso20_wpt.AlternativeSECCType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('AlternativeSECCListType[0]', 'expected SE(AlternativeSECC)')
+        raise r.fail_back(1, 'AlternativeSECCListType', 'expected SE(AlternativeSECC)')
     f_AlternativeSECC.append(_d_iso20_wpt_AlternativeSECCType(r))
     s = 1
     n = 0
@@ -4931,7 +4587,7 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.Alternative
             raise r.fail('AlternativeSECCListType[1]', f'event code {ec}, expected SE(AlternativeSECC), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('AlternativeSECCListType[8]', 'expected EE')
+            raise r.fail_back(1, 'AlternativeSECCListType[8]', 'expected EE')
         s = -1
     return _iso20_wpt.AlternativeSECCListType(AlternativeSECC=f_AlternativeSECC)
 
@@ -4939,7 +4595,7 @@ def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.Alternative
     i_AlternativeSECC = 0
     s = 0
     if i_AlternativeSECC < len(o.AlternativeSECC):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_AlternativeSECC = o.AlternativeSECC[i_AlternativeSECC]
         i_AlternativeSECC += 1
         _e_iso20_wpt_AlternativeSECCType(w, x_AlternativeSECC)
@@ -4949,7 +4605,7 @@ def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.Alternative
     n = 0
     while True:
         if i_AlternativeSECC < len(o.AlternativeSECC):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_AlternativeSECC = o.AlternativeSECC[i_AlternativeSECC]
             i_AlternativeSECC += 1
             _e_iso20_wpt_AlternativeSECCType(w, x_AlternativeSECC)
@@ -4960,12 +4616,12 @@ def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.Alternative
                     raise encode_error('AlternativeSECCListType.AlternativeSECC', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECCType:
@@ -4974,37 +4630,38 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
     f_IPAddress: str | None = None
     f_Port: int | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('AlternativeSECCType.SSID', 'expected CH')
+            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected CH of SSID')
         f_SSID = r.string(255)
         if r.bits(1):
-            raise r.fail('AlternativeSECCType.SSID', 'expected EE')
+            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of SSID')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('AlternativeSECCType.BSSID', 'expected CH')
+            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected CH of BSSID')
         f_BSSID = r.string(12)
         if r.bits(1):
-            raise r.fail('AlternativeSECCType.BSSID', 'expected EE')
+            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of BSSID')
         s = 2
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('AlternativeSECCType.IPAddress', 'expected CH')
+            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
         f_IPAddress = r.string(39)
         if r.bits(1):
-            raise r.fail('AlternativeSECCType.IPAddress', 'expected EE')
+            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
         s = 3
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('AlternativeSECCType.Port', 'expected CH')
+            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected CH of Port')
         iv = r.uint()
         if iv > 65535:
             raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
         f_Port = iv
         if r.bits(1):
-            raise r.fail('AlternativeSECCType.Port', 'expected EE')
+            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of Port')
         s = 4
     elif ec == 4:
         s = -1
@@ -5014,27 +4671,27 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.BSSID', 'expected CH')
+                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected CH of BSSID')
             f_BSSID = r.string(12)
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.BSSID', 'expected EE')
+                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected EE of BSSID')
             s = 2
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.IPAddress', 'expected CH')
+                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected CH of IPAddress')
             f_IPAddress = r.string(39)
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.IPAddress', 'expected EE')
+                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected EE of IPAddress')
             s = 3
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.Port', 'expected CH')
+                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected CH of Port')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
             f_Port = iv
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.Port', 'expected EE')
+                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected EE of Port')
             s = 4
         elif ec == 3:
             s = -1
@@ -5044,20 +4701,20 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.IPAddress', 'expected CH')
+                raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected CH of IPAddress')
             f_IPAddress = r.string(39)
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.IPAddress', 'expected EE')
+                raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected EE of IPAddress')
             s = 3
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.Port', 'expected CH')
+                raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected CH of Port')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
             f_Port = iv
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.Port', 'expected EE')
+                raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected EE of Port')
             s = 4
         elif ec == 2:
             s = -1
@@ -5067,13 +4724,13 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.Port', 'expected CH')
+                raise r.fail_back(1, 'AlternativeSECCType[3]', 'expected CH of Port')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
             f_Port = iv
             if r.bits(1):
-                raise r.fail('AlternativeSECCType.Port', 'expected EE')
+                raise r.fail_back(1, 'AlternativeSECCType[3]', 'expected EE of Port')
             s = 4
         elif ec == 1:
             s = -1
@@ -5081,138 +4738,124 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             raise r.fail('AlternativeSECCType[3]', f'event code {ec}, expected SE(Port), EE')
     if s == 4:
         if r.bits(1):
-            raise r.fail('AlternativeSECCType[4]', 'expected EE')
+            raise r.fail_back(1, 'AlternativeSECCType[4]', 'expected EE')
         s = -1
     return _iso20_wpt.AlternativeSECCType(SSID=f_SSID, BSSID=f_BSSID, IPAddress=f_IPAddress, Port=f_Port)
 
 def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECCType) -> None:
     s = 0
     if o.SSID is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
+        w.bits(0x0, 4)
         if len(o.SSID) > 255:
-            raise encode_error('AlternativeSECCType.SSID', f'value length {len(o.SSID)} outside 0..255')
+            raise encode_error('AlternativeSECCType.SSID', f'length {len(o.SSID)} outside 0..255')
         w.string(o.SSID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.BSSID is not None:
-        w.bits(1, 3)
-        w.bits(0, 1)
+        w.bits(0x2, 4)
         if len(o.BSSID) > 12:
-            raise encode_error('AlternativeSECCType.BSSID', f'value length {len(o.BSSID)} outside 0..12')
+            raise encode_error('AlternativeSECCType.BSSID', f'length {len(o.BSSID)} outside 0..12')
         w.string(o.BSSID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.IPAddress is not None:
-        w.bits(2, 3)
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         if len(o.IPAddress) > 39:
-            raise encode_error('AlternativeSECCType.IPAddress', f'value length {len(o.IPAddress)} outside 0..39')
+            raise encode_error('AlternativeSECCType.IPAddress', f'length {len(o.IPAddress)} outside 0..39')
         w.string(o.IPAddress)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.Port is not None:
-        w.bits(3, 3)
-        w.bits(0, 1)
-        if not (0 <= o.Port <= 65535):
+        w.bits(0x6, 4)
+        if o.Port < 0 or o.Port > 65535:
             raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
         w.uint(o.Port)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.BSSID is not None:
-            w.bits(0, 3)
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             if len(o.BSSID) > 12:
-                raise encode_error('AlternativeSECCType.BSSID', f'value length {len(o.BSSID)} outside 0..12')
+                raise encode_error('AlternativeSECCType.BSSID', f'length {len(o.BSSID)} outside 0..12')
             w.string(o.BSSID)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif o.IPAddress is not None:
-            w.bits(1, 3)
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             if len(o.IPAddress) > 39:
-                raise encode_error('AlternativeSECCType.IPAddress', f'value length {len(o.IPAddress)} outside 0..39')
+                raise encode_error('AlternativeSECCType.IPAddress', f'length {len(o.IPAddress)} outside 0..39')
             w.string(o.IPAddress)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         elif o.Port is not None:
-            w.bits(2, 3)
-            w.bits(0, 1)
-            if not (0 <= o.Port <= 65535):
+            w.bits(0x4, 4)
+            if o.Port < 0 or o.Port > 65535:
                 raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
             w.uint(o.Port)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.IPAddress is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(o.IPAddress) > 39:
-                raise encode_error('AlternativeSECCType.IPAddress', f'value length {len(o.IPAddress)} outside 0..39')
+                raise encode_error('AlternativeSECCType.IPAddress', f'length {len(o.IPAddress)} outside 0..39')
             w.string(o.IPAddress)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         elif o.Port is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.Port <= 65535):
+            w.bits(0x2, 3)
+            if o.Port < 0 or o.Port > 65535:
                 raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
             w.uint(o.Port)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 3:
         if o.Port is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
-            if not (0 <= o.Port <= 65535):
+            w.bits(0x0, 3)
+            if o.Port < 0 or o.Port > 65535:
                 raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
             w.uint(o.Port)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckMethodListType:
     f_WPT_AlignmentCheckMethod: list[_iso20_wpt.WPT_AlignmentCheckMethodType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckMethodListType[0]', 'expected SE(WPT_AlignmentCheckMethod)')
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(5)
+    if c & 0x19 != 0x0:
+        raise r.fail_back(5, 'WPT_AlignmentCheckMethodListType', 'expected SE(WPT_AlignmentCheckMethod), CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv}')
     f_WPT_AlignmentCheckMethod.append(_E_iso20_wpt_WPT_AlignmentCheckMethodType[iv])
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', 'expected EE')
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', 'expected CH')
-            iv = r.bits(2)
+            c = r.bits(4)
+            if c & 0x9 != 0x0:
+                raise r.fail_back(4, 'WPT_AlignmentCheckMethodListType[1]', 'expected CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
+            iv = ((c >> 1) & 3)
             if iv >= 3:
-                raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv} out of range')
+                raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv}')
             f_WPT_AlignmentCheckMethod.append(_E_iso20_wpt_WPT_AlignmentCheckMethodType[iv])
-            if r.bits(1):
-                raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', 'expected EE')
             n += 1
             if n == 7:
                 s = 8
@@ -5224,7 +4867,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WP
             raise r.fail('WPT_AlignmentCheckMethodListType[1]', f'event code {ec}, expected SE(WPT_AlignmentCheckMethod), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('WPT_AlignmentCheckMethodListType[8]', 'expected EE')
+            raise r.fail_back(1, 'WPT_AlignmentCheckMethodListType[8]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_AlignmentCheckMethodListType(WPT_AlignmentCheckMethod=f_WPT_AlignmentCheckMethod)
 
@@ -5232,24 +4875,18 @@ def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WP
     i_WPT_AlignmentCheckMethod = 0
     s = 0
     if i_WPT_AlignmentCheckMethod < len(o.WPT_AlignmentCheckMethod):
-        w.bits(0, 1)
         x_WPT_AlignmentCheckMethod = o.WPT_AlignmentCheckMethod[i_WPT_AlignmentCheckMethod]
         i_WPT_AlignmentCheckMethod += 1
-        w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_AlignmentCheckMethodType[x_WPT_AlignmentCheckMethod], 2)
-        w.bits(0, 1)
+        w.bits((_I_iso20_wpt_WPT_AlignmentCheckMethodType[x_WPT_AlignmentCheckMethod]) << 1, 5)
         s = 1
     else:
         raise encode_error('WPT_AlignmentCheckMethodListType', 'missing SE(WPT_AlignmentCheckMethod)')
     n = 0
     while True:
         if i_WPT_AlignmentCheckMethod < len(o.WPT_AlignmentCheckMethod):
-            w.bits(0, 2)
             x_WPT_AlignmentCheckMethod = o.WPT_AlignmentCheckMethod[i_WPT_AlignmentCheckMethod]
             i_WPT_AlignmentCheckMethod += 1
-            w.bits(0, 1)
-            w.bits(_I_iso20_wpt_WPT_AlignmentCheckMethodType[x_WPT_AlignmentCheckMethod], 2)
-            w.bits(0, 1)
+            w.bits((_I_iso20_wpt_WPT_AlignmentCheckMethodType[x_WPT_AlignmentCheckMethod]) << 1, 6)
             n += 1
             if n == 7:
                 s = 8
@@ -5257,12 +4894,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WP
                     raise encode_error('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckReqType:
@@ -5273,57 +4910,50 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_AlignmentCheckReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckReqType[1]', 'expected SE(EVProcessing)')
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckReqType.EVProcessing', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x64 != 0x0:
+        raise r.fail_back(7, 'WPT_AlignmentCheckReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing')
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckReqType.EVProcessing', 'expected EE')
+    ec = (c & 3)
+    s = 1
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         f_TargetCoilCurrent = _d_iso20_common_types_RationalNumberType(r)
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', 'expected CH')
-        iv = r.bits(2)
+        c = r.bits(4)
+        if c & 0x9 != 0x0:
+            raise r.fail_back(4, 'WPT_AlignmentCheckReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode')
+        iv = ((c >> 1) & 3)
         if iv >= 3:
-            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv} out of range')
+            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
         f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-        if r.bits(1):
-            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', 'expected EE')
         s = 4
     else:
         raise r.fail('WPT_AlignmentCheckReqType[2]', f'event code {ec}, expected SE(TargetCoilCurrent), SE(EVResultCode)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail('WPT_AlignmentCheckReqType[3]', 'expected SE(EVResultCode)')
-        if r.bits(1):
-            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', 'expected CH')
-        iv = r.bits(2)
+        c = r.bits(5)
+        if c & 0x19 != 0x0:
+            raise r.fail_back(5, 'WPT_AlignmentCheckReqType[3]', 'expected SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
+        iv = ((c >> 1) & 3)
         if iv >= 3:
-            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv} out of range')
+            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
         f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-        if r.bits(1):
-            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', 'expected EE')
         s = 4
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_AlignmentCheckReqType[4]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_AlignmentCheckReqType[4]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 20
@@ -5335,59 +4965,47 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
             raise r.fail('WPT_AlignmentCheckReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 20:
         if r.bits(1):
-            raise r.fail('WPT_AlignmentCheckReqType[20]', 'expected EE')
+            raise r.fail_back(1, 'WPT_AlignmentCheckReqType[20]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_AlignmentCheckReqType(Header=f_Header, EVProcessing=f_EVProcessing, TargetCoilCurrent=f_TargetCoilCurrent, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckReqType) -> None:
     i_VendorSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_AlignmentCheckReqType', 'missing SE(Header)')
-    if o.EVProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVProcessing], 2)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('WPT_AlignmentCheckReqType', 'missing SE(EVProcessing)')
+    if o.Header is None:
+        raise encode_error('WPT_AlignmentCheckReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVProcessing is None:
+        raise encode_error('WPT_AlignmentCheckReqType.EVProcessing', 'required value missing')
+    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 1, 5)
+    s = 1
+    s = 2
     if o.TargetCoilCurrent is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.TargetCoilCurrent)
         s = 3
     elif o.EVResultCode is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_EVResultType[o.EVResultCode], 2)
-        w.bits(0, 1)
+        w.bits((_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1 | 0x10, 6)
         s = 4
     else:
         raise encode_error('WPT_AlignmentCheckReqType', 'missing SE(TargetCoilCurrent), SE(EVResultCode)')
     if s == 3:
         if o.EVResultCode is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(_I_iso20_wpt_WPT_EVResultType[o.EVResultCode], 2)
-            w.bits(0, 1)
+            w.bits((_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1, 5)
             s = 4
         else:
             raise encode_error('WPT_AlignmentCheckReqType', 'missing SE(EVResultCode)')
     n = 0
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(0, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 16:
                 s = 20
@@ -5395,12 +5013,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
                     raise encode_error('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckResType:
@@ -5412,32 +5030,23 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_AlignmentCheckResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(17)
+    if c & 0x181c8 != 0x0:
+        raise r.fail_back(17, 'WPT_AlignmentCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+    iv = ((c >> 9) & 63)
     if iv >= 40:
-        raise r.fail('WPT_AlignmentCheckResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_AlignmentCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckResType.ResponseCode', 'expected EE')
-    s = 2
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckResType[2]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 4) & 3)
     if iv >= 3:
-        raise r.fail('WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_AlignmentCheckResType.EVSEProcessing', 'expected EE')
+    ec = (c & 7)
+    s = 1
+    s = 2
     s = 3
-    ec = r.bits(3)
     if ec == 0:
         f_PowerTransmitted = _d_iso20_common_types_RationalNumberType(r)
         s = 4
@@ -5446,10 +5055,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         s = 5
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected CH')
+            raise r.fail_back(1, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
         f_VendorSpecificDataContainer.append(r.binary(256))
         if r.bits(1):
-            raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected EE')
+            raise r.fail_back(1, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
     elif ec == 3:
         s = -1
@@ -5462,10 +5071,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             s = 5
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_AlignmentCheckResType[4]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_AlignmentCheckResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 2:
             s = -1
@@ -5475,10 +5084,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_AlignmentCheckResType[5]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_AlignmentCheckResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 1:
             s = -1
@@ -5490,10 +5099,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected CH')
+                    raise r.fail_back(1, 'WPT_AlignmentCheckResType[6]', 'expected CH of VendorSpecificDataContainer')
                 f_VendorSpecificDataContainer.append(r.binary(256))
                 if r.bits(1):
-                    raise r.fail('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'expected EE')
+                    raise r.fail_back(1, 'WPT_AlignmentCheckResType[6]', 'expected EE of VendorSpecificDataContainer')
                 n += 1
                 if n == 15:
                     s = 21
@@ -5505,100 +5114,86 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                 raise r.fail('WPT_AlignmentCheckResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 21:
         if r.bits(1):
-            raise r.fail('WPT_AlignmentCheckResType[21]', 'expected EE')
+            raise r.fail_back(1, 'WPT_AlignmentCheckResType[21]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_AlignmentCheckResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, PowerTransmitted=f_PowerTransmitted, SupplyDeviceCurrent=f_SupplyDeviceCurrent, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckResType) -> None:
     i_VendorSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_AlignmentCheckResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('WPT_AlignmentCheckResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('WPT_AlignmentCheckResType', 'missing SE(EVSEProcessing)')
+    if o.Header is None:
+        raise encode_error('WPT_AlignmentCheckResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('WPT_AlignmentCheckResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('WPT_AlignmentCheckResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1, 14)
+    s = 1
+    s = 2
+    s = 3
     if o.PowerTransmitted is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.PowerTransmitted)
         s = 4
     elif o.SupplyDeviceCurrent is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_RationalNumberType(w, o.SupplyDeviceCurrent)
         s = 5
     elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-        w.bits(2, 3)
         x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
         i_VendorSpecificDataContainer += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         if len(x_VendorSpecificDataContainer) > 256:
-            raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
         w.binary(x_VendorSpecificDataContainer)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 4:
         if o.SupplyDeviceCurrent is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_RationalNumberType(w, o.SupplyDeviceCurrent)
             s = 5
         elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(1, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 5:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(0, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         n = 0
         while True:
             if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-                w.bits(0, 2)
                 x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
                 i_VendorSpecificDataContainer += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 if len(x_VendorSpecificDataContainer) > 256:
-                    raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                    raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
                 w.binary(x_VendorSpecificDataContainer)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 n += 1
                 if n == 15:
                     s = 21
@@ -5606,12 +5201,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
                         raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'too many entries')
                     break
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
     if s == 21:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoopReqType:
@@ -5626,48 +5221,42 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_ManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_ChargeLoopReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_ChargeLoopReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('WPT_ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('WPT_ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(3)
+        if c & 0x5 != 0x0:
+            raise r.fail_back(3, 'WPT_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
         raise r.fail('WPT_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('WPT_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested)')
-        if r.bits(1):
-            raise r.fail('WPT_ChargeLoopReqType.MeterInfoRequested', 'expected CH')
-        f_MeterInfoRequested = r.bits(1) == 1
-        if r.bits(1):
-            raise r.fail('WPT_ChargeLoopReqType.MeterInfoRequested', 'expected EE')
+        c = r.bits(4)
+        if c & 0xd != 0x0:
+            raise r.fail_back(4, 'WPT_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     if r.bits(1):
-        raise r.fail('WPT_ChargeLoopReqType[3]', 'expected SE(EVPCPowerRequest)')
+        raise r.fail_back(1, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerRequest)')
     f_EVPCPowerRequest = _d_iso20_common_types_RationalNumberType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerOutput)')
     s = 4
-    if r.bits(1):
-        raise r.fail('WPT_ChargeLoopReqType[4]', 'expected SE(EVPCPowerOutput)')
     f_EVPCPowerOutput = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(8)
+    if c & 0xc8 != 0x0:
+        raise r.fail_back(8, 'WPT_ChargeLoopReqType', 'expected SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics')
+    f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 4) & 3)]
+    ec = (c & 7)
     s = 5
-    if r.bits(1):
-        raise r.fail('WPT_ChargeLoopReqType[5]', 'expected SE(EVPCChargeDiagnostics)')
-    if r.bits(1):
-        raise r.fail('WPT_ChargeLoopReqType.EVPCChargeDiagnostics', 'expected CH')
-    f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('WPT_ChargeLoopReqType.EVPCChargeDiagnostics', 'expected EE')
     s = 6
-    ec = r.bits(3)
     if ec == 0:
         f_EVPCOperatingFrequency = _d_iso20_common_types_RationalNumberType(r)
         s = 7
@@ -5676,10 +5265,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         s = 8
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected CH')
+            raise r.fail_back(1, 'WPT_ChargeLoopReqType[6]', 'expected CH of ManufacturerSpecificDataContainer')
         f_ManufacturerSpecificDataContainer.append(r.binary(256))
         if r.bits(1):
-            raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected EE')
+            raise r.fail_back(1, 'WPT_ChargeLoopReqType[6]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 9
     elif ec == 3:
         s = -1
@@ -5692,10 +5281,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             s = 8
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_ChargeLoopReqType[7]', 'expected CH of ManufacturerSpecificDataContainer')
             f_ManufacturerSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_ChargeLoopReqType[7]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
         elif ec == 2:
             s = -1
@@ -5705,10 +5294,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_ChargeLoopReqType[8]', 'expected CH of ManufacturerSpecificDataContainer')
             f_ManufacturerSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_ChargeLoopReqType[8]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
         elif ec == 1:
             s = -1
@@ -5720,10 +5309,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected CH')
+                    raise r.fail_back(1, 'WPT_ChargeLoopReqType[9]', 'expected CH of ManufacturerSpecificDataContainer')
                 f_ManufacturerSpecificDataContainer.append(r.binary(256))
                 if r.bits(1):
-                    raise r.fail('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'expected EE')
+                    raise r.fail_back(1, 'WPT_ChargeLoopReqType[9]', 'expected EE of ManufacturerSpecificDataContainer')
                 n += 1
                 if n == 15:
                     s = 24
@@ -5735,125 +5324,108 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail('WPT_ChargeLoopReqType[9]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     if s == 24:
         if r.bits(1):
-            raise r.fail('WPT_ChargeLoopReqType[24]', 'expected EE')
+            raise r.fail_back(1, 'WPT_ChargeLoopReqType[24]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, EVPCPowerRequest=f_EVPCPowerRequest, EVPCPowerOutput=f_EVPCPowerOutput, EVPCChargeDiagnostics=f_EVPCChargeDiagnostics, EVPCOperatingFrequency=f_EVPCOperatingFrequency, EVPCPowerControlParameter=f_EVPCPowerControlParameter, ManufacturerSpecificDataContainer=f_ManufacturerSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoopReqType) -> None:
     i_ManufacturerSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_ChargeLoopReqType', 'missing SE(Header)')
+    if o.Header is None:
+        raise encode_error('WPT_ChargeLoopReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    s = 1
     if o.DisplayParameters is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(1 if o.MeterInfoRequested else 0, 1)
-        w.bits(0, 1)
+        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
         s = 3
     else:
         raise encode_error('WPT_ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(1 if o.MeterInfoRequested else 0, 1)
-            w.bits(0, 1)
+            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
             s = 3
         else:
             raise encode_error('WPT_ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
-    if o.EVPCPowerRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
-        s = 4
-    else:
-        raise encode_error('WPT_ChargeLoopReqType', 'missing SE(EVPCPowerRequest)')
-    if o.EVPCPowerOutput is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerOutput)
-        s = 5
-    else:
-        raise encode_error('WPT_ChargeLoopReqType', 'missing SE(EVPCPowerOutput)')
-    if o.EVPCChargeDiagnostics is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics], 2)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('WPT_ChargeLoopReqType', 'missing SE(EVPCChargeDiagnostics)')
+    if o.EVPCPowerRequest is None:
+        raise encode_error('WPT_ChargeLoopReqType.EVPCPowerRequest', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
+    if o.EVPCPowerOutput is None:
+        raise encode_error('WPT_ChargeLoopReqType.EVPCPowerOutput', 'required value missing')
+    w.bits(0x0, 1)
+    s = 4
+    _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerOutput)
+    if o.EVPCChargeDiagnostics is None:
+        raise encode_error('WPT_ChargeLoopReqType.EVPCChargeDiagnostics', 'required value missing')
+    w.bits((_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics]) << 1, 5)
+    s = 5
+    s = 6
     if o.EVPCOperatingFrequency is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVPCOperatingFrequency)
         s = 7
     elif o.EVPCPowerControlParameter is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w, o.EVPCPowerControlParameter)
         s = 8
     elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
-        w.bits(2, 3)
         x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
         i_ManufacturerSpecificDataContainer += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         if len(x_ManufacturerSpecificDataContainer) > 256:
-            raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+            raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
         w.binary(x_ManufacturerSpecificDataContainer)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 9
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 7:
         if o.EVPCPowerControlParameter is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w, o.EVPCPowerControlParameter)
             s = 8
         elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
-            w.bits(1, 2)
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             if len(x_ManufacturerSpecificDataContainer) > 256:
-                raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
             w.binary(x_ManufacturerSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 9
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 8:
         if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
-            w.bits(0, 2)
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_ManufacturerSpecificDataContainer) > 256:
-                raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
             w.binary(x_ManufacturerSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 9
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 9:
         n = 0
         while True:
             if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
-                w.bits(0, 2)
                 x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
                 i_ManufacturerSpecificDataContainer += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 if len(x_ManufacturerSpecificDataContainer) > 256:
-                    raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+                    raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
                 w.binary(x_ManufacturerSpecificDataContainer)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 n += 1
                 if n == 15:
                     s = 24
@@ -5861,12 +5433,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                         raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'too many entries')
                     break
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
     if s == 24:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoopResType:
@@ -5885,21 +5457,18 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_ManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_ChargeLoopResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_ChargeLoopResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('WPT_ChargeLoopResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('WPT_ChargeLoopResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(12)
+    if c & 0xc08 != 0x0:
+        raise r.fail_back(12, 'WPT_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+    iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_ChargeLoopResType.ResponseCode', 'expected EE')
+    ec = (c & 7)
+    s = 1
     s = 2
-    ec = r.bits(3)
     if ec == 0:
         f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
         s = 3
@@ -5939,10 +5508,11 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail('WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
     if s == 5:
         if r.bits(1):
-            raise r.fail('WPT_ChargeLoopResType[5]', 'expected SE(EVPCPowerRequest)')
+            raise r.fail_back(1, 'WPT_ChargeLoopResType[5]', 'expected SE(EVPCPowerRequest)')
         f_EVPCPowerRequest = _d_iso20_common_types_RationalNumberType(r)
         s = 6
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_SDPowerInput = _d_iso20_common_types_RationalNumberType(r)
         s = 7
@@ -5953,25 +5523,22 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail('WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     if s == 7:
         if r.bits(1):
-            raise r.fail('WPT_ChargeLoopResType[7]', 'expected SE(SPCMaxOutputPowerLimit)')
+            raise r.fail_back(1, 'WPT_ChargeLoopResType[7]', 'expected SE(SPCMaxOutputPowerLimit)')
         f_SPCMaxOutputPowerLimit = _d_iso20_common_types_RationalNumberType(r)
         s = 8
     if r.bits(1):
-        raise r.fail('WPT_ChargeLoopResType[8]', 'expected SE(SPCMinOutputPowerLimit)')
+        raise r.fail_back(1, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit)')
     f_SPCMinOutputPowerLimit = _d_iso20_common_types_RationalNumberType(r)
-    s = 9
-    if r.bits(1):
-        raise r.fail('WPT_ChargeLoopResType[9]', 'expected SE(SPCChargeDiagnostics)')
-    if r.bits(1):
-        raise r.fail('WPT_ChargeLoopResType.SPCChargeDiagnostics', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(9)
+    if c & 0x188 != 0x0:
+        raise r.fail_back(9, 'WPT_ChargeLoopResType', 'expected SE(SPCChargeDiagnostics), CH of SPCChargeDiagnostics, EE of SPCChargeDiagnostics')
+    iv = ((c >> 4) & 7)
     if iv >= 6:
-        raise r.fail('WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}')
     f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_ChargeLoopResType.SPCChargeDiagnostics', 'expected EE')
+    ec = (c & 7)
+    s = 9
     s = 10
-    ec = r.bits(3)
     if ec == 0:
         f_SPCOperatingFrequency = _d_iso20_common_types_RationalNumberType(r)
         s = 11
@@ -5980,10 +5547,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         s = 12
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected CH')
+            raise r.fail_back(1, 'WPT_ChargeLoopResType[10]', 'expected CH of ManufacturerSpecificDataContainer')
         f_ManufacturerSpecificDataContainer.append(r.binary(256))
         if r.bits(1):
-            raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected EE')
+            raise r.fail_back(1, 'WPT_ChargeLoopResType[10]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 13
     elif ec == 3:
         s = -1
@@ -5996,10 +5563,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             s = 12
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_ChargeLoopResType[11]', 'expected CH of ManufacturerSpecificDataContainer')
             f_ManufacturerSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_ChargeLoopResType[11]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
         elif ec == 2:
             s = -1
@@ -6009,10 +5576,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_ChargeLoopResType[12]', 'expected CH of ManufacturerSpecificDataContainer')
             f_ManufacturerSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_ChargeLoopResType[12]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
         elif ec == 1:
             s = -1
@@ -6024,10 +5591,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected CH')
+                    raise r.fail_back(1, 'WPT_ChargeLoopResType[13]', 'expected CH of ManufacturerSpecificDataContainer')
                 f_ManufacturerSpecificDataContainer.append(r.binary(256))
                 if r.bits(1):
-                    raise r.fail('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'expected EE')
+                    raise r.fail_back(1, 'WPT_ChargeLoopResType[13]', 'expected EE of ManufacturerSpecificDataContainer')
                 n += 1
                 if n == 15:
                     s = 28
@@ -6039,174 +5606,160 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail('WPT_ChargeLoopResType[13]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     if s == 28:
         if r.bits(1):
-            raise r.fail('WPT_ChargeLoopResType[28]', 'expected EE')
+            raise r.fail_back(1, 'WPT_ChargeLoopResType[28]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVPCPowerRequest=f_EVPCPowerRequest, SDPowerInput=f_SDPowerInput, SPCMaxOutputPowerLimit=f_SPCMaxOutputPowerLimit, SPCMinOutputPowerLimit=f_SPCMinOutputPowerLimit, SPCChargeDiagnostics=f_SPCChargeDiagnostics, SPCOperatingFrequency=f_SPCOperatingFrequency, SPCPowerControlParameter=f_SPCPowerControlParameter, ManufacturerSpecificDataContainer=f_ManufacturerSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoopResType) -> None:
     i_ManufacturerSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_ChargeLoopResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('WPT_ChargeLoopResType', 'missing SE(ResponseCode)')
+    if o.Header is None:
+        raise encode_error('WPT_ChargeLoopResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('WPT_ChargeLoopResType.ResponseCode', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    s = 1
+    s = 2
     if o.EVSEStatus is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
         s = 4
     elif o.Receipt is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
         s = 5
     elif o.EVPCPowerRequest is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
         s = 6
     else:
         raise encode_error('WPT_ChargeLoopResType', 'missing SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
             s = 4
         elif o.Receipt is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         elif o.EVPCPowerRequest is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         elif o.EVPCPowerRequest is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(Receipt), SE(EVPCPowerRequest)')
     if s == 5:
         if o.EVPCPowerRequest is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(EVPCPowerRequest)')
     if o.SDPowerInput is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_common_types_RationalNumberType(w, o.SDPowerInput)
         s = 7
     elif o.SPCMaxOutputPowerLimit is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_common_types_RationalNumberType(w, o.SPCMaxOutputPowerLimit)
         s = 8
     else:
         raise encode_error('WPT_ChargeLoopResType', 'missing SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     if s == 7:
         if o.SPCMaxOutputPowerLimit is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_iso20_common_types_RationalNumberType(w, o.SPCMaxOutputPowerLimit)
             s = 8
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(SPCMaxOutputPowerLimit)')
-    if o.SPCMinOutputPowerLimit is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.SPCMinOutputPowerLimit)
-        s = 9
-    else:
-        raise encode_error('WPT_ChargeLoopResType', 'missing SE(SPCMinOutputPowerLimit)')
-    if o.SPCChargeDiagnostics is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics], 3)
-        w.bits(0, 1)
-        s = 10
-    else:
-        raise encode_error('WPT_ChargeLoopResType', 'missing SE(SPCChargeDiagnostics)')
+    if o.SPCMinOutputPowerLimit is None:
+        raise encode_error('WPT_ChargeLoopResType.SPCMinOutputPowerLimit', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.SPCMinOutputPowerLimit)
+    if o.SPCChargeDiagnostics is None:
+        raise encode_error('WPT_ChargeLoopResType.SPCChargeDiagnostics', 'required value missing')
+    w.bits((_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics]) << 1, 6)
+    s = 9
+    s = 10
     if o.SPCOperatingFrequency is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_iso20_common_types_RationalNumberType(w, o.SPCOperatingFrequency)
         s = 11
     elif o.SPCPowerControlParameter is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_wpt_WPT_SPCPowerControlParameterType(w, o.SPCPowerControlParameter)
         s = 12
     elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
-        w.bits(2, 3)
         x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
         i_ManufacturerSpecificDataContainer += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         if len(x_ManufacturerSpecificDataContainer) > 256:
-            raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+            raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
         w.binary(x_ManufacturerSpecificDataContainer)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 13
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 11:
         if o.SPCPowerControlParameter is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_wpt_WPT_SPCPowerControlParameterType(w, o.SPCPowerControlParameter)
             s = 12
         elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
-            w.bits(1, 2)
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             if len(x_ManufacturerSpecificDataContainer) > 256:
-                raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
             w.binary(x_ManufacturerSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 13
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 12:
         if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
-            w.bits(0, 2)
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_ManufacturerSpecificDataContainer) > 256:
-                raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
             w.binary(x_ManufacturerSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 13
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 13:
         n = 0
         while True:
             if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
-                w.bits(0, 2)
                 x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
                 i_ManufacturerSpecificDataContainer += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 if len(x_ManufacturerSpecificDataContainer) > 256:
-                    raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'value length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+                    raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
                 w.binary(x_ManufacturerSpecificDataContainer)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 n += 1
                 if n == 15:
                     s = 28
@@ -6214,12 +5767,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                         raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'too many entries')
                     break
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
     if s == 28:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeParameterDiscoveryReqType:
@@ -6232,56 +5785,48 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower)')
     s = 1
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType[1]', 'expected SE(EVPCMaxReceivablePower)')
     f_EVPCMaxReceivablePower = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
     s = 2
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType[2]', 'expected SE(SDMaxGroundClearence)')
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'value {iv} outside 0..65535')
     f_SDMaxGroundClearence = iv
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
     s = 3
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType[3]', 'expected SE(SDMinGroundClearence)')
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'value {iv} outside 0..65535')
     f_SDMinGroundClearence = iv
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMinGroundClearence, SE(EVPCNaturalFrequency)')
     s = 4
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType[4]', 'expected SE(EVPCNaturalFrequency)')
     f_EVPCNaturalFrequency = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(4)
+    if c & 0xd != 0x0:
+        raise r.fail_back(4, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCDeviceLocalControl), CH of EVPCDeviceLocalControl, EE of EVPCDeviceLocalControl')
+    f_EVPCDeviceLocalControl = ((c >> 1) & 1) == 1
     s = 5
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType[5]', 'expected SE(EVPCDeviceLocalControl)')
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType.EVPCDeviceLocalControl', 'expected CH')
-    f_EVPCDeviceLocalControl = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType.EVPCDeviceLocalControl', 'expected EE')
     s = 6
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 22
@@ -6293,70 +5838,56 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
             raise r.fail('WPT_ChargeParameterDiscoveryReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 22:
         if r.bits(1):
-            raise r.fail('WPT_ChargeParameterDiscoveryReqType[22]', 'expected EE')
+            raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType[22]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_ChargeParameterDiscoveryReqType(Header=f_Header, EVPCMaxReceivablePower=f_EVPCMaxReceivablePower, SDMaxGroundClearence=f_SDMaxGroundClearence, SDMinGroundClearence=f_SDMinGroundClearence, EVPCNaturalFrequency=f_EVPCNaturalFrequency, EVPCDeviceLocalControl=f_EVPCDeviceLocalControl, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeParameterDiscoveryReqType) -> None:
     i_VendorSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType', 'missing SE(Header)')
-    if o.EVPCMaxReceivablePower is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVPCMaxReceivablePower)
-        s = 2
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType', 'missing SE(EVPCMaxReceivablePower)')
-    if o.SDMaxGroundClearence is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.SDMaxGroundClearence <= 65535):
-            raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'{o.SDMaxGroundClearence!r} outside 0..65535')
-        w.uint(o.SDMaxGroundClearence)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType', 'missing SE(SDMaxGroundClearence)')
-    if o.SDMinGroundClearence is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.SDMinGroundClearence <= 65535):
-            raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'{o.SDMinGroundClearence!r} outside 0..65535')
-        w.uint(o.SDMinGroundClearence)
-        w.bits(0, 1)
-        s = 4
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType', 'missing SE(SDMinGroundClearence)')
-    if o.EVPCNaturalFrequency is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVPCNaturalFrequency)
-        s = 5
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType', 'missing SE(EVPCNaturalFrequency)')
-    if o.EVPCDeviceLocalControl is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(1 if o.EVPCDeviceLocalControl else 0, 1)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType', 'missing SE(EVPCDeviceLocalControl)')
+    if o.Header is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVPCMaxReceivablePower is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCMaxReceivablePower', 'required value missing')
+    w.bits(0x0, 1)
+    s = 1
+    _e_iso20_common_types_RationalNumberType(w, o.EVPCMaxReceivablePower)
+    if o.SDMaxGroundClearence is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'required value missing')
+    w.bits(0x0, 2)
+    s = 2
+    if o.SDMaxGroundClearence < 0 or o.SDMaxGroundClearence > 65535:
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'{o.SDMaxGroundClearence!r} outside 0..65535')
+    w.uint(o.SDMaxGroundClearence)
+    if o.SDMinGroundClearence is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'required value missing')
+    w.bits(0x0, 3)
+    s = 3
+    if o.SDMinGroundClearence < 0 or o.SDMinGroundClearence > 65535:
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'{o.SDMinGroundClearence!r} outside 0..65535')
+    w.uint(o.SDMinGroundClearence)
+    if o.EVPCNaturalFrequency is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCNaturalFrequency', 'required value missing')
+    w.bits(0x0, 2)
+    s = 4
+    _e_iso20_common_types_RationalNumberType(w, o.EVPCNaturalFrequency)
+    if o.EVPCDeviceLocalControl is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCDeviceLocalControl', 'required value missing')
+    w.bits((1 if o.EVPCDeviceLocalControl else 0) << 1, 4)
+    s = 5
+    s = 6
     n = 0
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(0, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 16:
                 s = 22
@@ -6364,12 +5895,12 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
                     raise encode_error('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 22:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt.WPT_ChargeParameterDiscoveryResType:
@@ -6385,64 +5916,48 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_SDManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(15)
+    if c & 0x6073 != 0x0:
+        raise r.fail_back(15, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PDInputPowerClass), CH of PDInputPowerClass, EE of PDInputPowerClass, SE(SDMinOutputPower)')
+    iv = ((c >> 7) & 63)
     if iv >= 40:
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.ResponseCode', 'expected EE')
+    f_PDInputPowerClass = _E_iso20_wpt_WPT_PowerClassType[((c >> 2) & 3)]
+    s = 1
     s = 2
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType[2]', 'expected SE(PDInputPowerClass)')
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.PDInputPowerClass', 'expected CH')
-    f_PDInputPowerClass = _E_iso20_wpt_WPT_PowerClassType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.PDInputPowerClass', 'expected EE')
     s = 3
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType[3]', 'expected SE(SDMinOutputPower)')
     f_SDMinOutputPower = _d_iso20_common_types_RationalNumberType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(SDMaxOutputPower)')
     s = 4
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType[4]', 'expected SE(SDMaxOutputPower)')
     f_SDMaxOutputPower = _d_iso20_common_types_RationalNumberType(r)
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
     s = 5
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType[5]', 'expected SE(SDMaxGroundClearanceSupport)')
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'value {iv} outside 0..65535')
     f_SDMaxGroundClearanceSupport = iv
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
     s = 6
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType[6]', 'expected SE(SDMinGroundClearanceSupport)')
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'value {iv} outside 0..65535')
     f_SDMinGroundClearanceSupport = iv
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMinGroundClearanceSupport, SE(PDMinCoilCurrent)')
     s = 7
-    if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType[7]', 'expected SE(PDMinCoilCurrent)')
     f_PDMinCoilCurrent = _d_iso20_common_types_RationalNumberType(r)
-    s = 8
     if r.bits(1):
-        raise r.fail('WPT_ChargeParameterDiscoveryResType[8]', 'expected SE(PDMaxCoilCurrent)')
+        raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(PDMaxCoilCurrent)')
+    s = 8
     f_PDMaxCoilCurrent = _d_iso20_common_types_RationalNumberType(r)
     s = 9
     n = 0
@@ -6450,10 +5965,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected CH of SDManufacturerSpecificDataContainer')
             f_SDManufacturerSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected EE of SDManufacturerSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 25
@@ -6465,90 +5980,68 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
             raise r.fail('WPT_ChargeParameterDiscoveryResType[9]', f'event code {ec}, expected SE(SDManufacturerSpecificDataContainer), EE')
     if s == 25:
         if r.bits(1):
-            raise r.fail('WPT_ChargeParameterDiscoveryResType[25]', 'expected EE')
+            raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType[25]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, PDInputPowerClass=f_PDInputPowerClass, SDMinOutputPower=f_SDMinOutputPower, SDMaxOutputPower=f_SDMaxOutputPower, SDMaxGroundClearanceSupport=f_SDMaxGroundClearanceSupport, SDMinGroundClearanceSupport=f_SDMinGroundClearanceSupport, PDMinCoilCurrent=f_PDMinCoilCurrent, PDMaxCoilCurrent=f_PDMaxCoilCurrent, SDManufacturerSpecificDataContainer=f_SDManufacturerSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeParameterDiscoveryResType) -> None:
     i_SDManufacturerSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType', 'missing SE(ResponseCode)')
-    if o.PDInputPowerClass is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass], 2)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType', 'missing SE(PDInputPowerClass)')
-    if o.SDMinOutputPower is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.SDMinOutputPower)
-        s = 4
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType', 'missing SE(SDMinOutputPower)')
-    if o.SDMaxOutputPower is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.SDMaxOutputPower)
-        s = 5
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType', 'missing SE(SDMaxOutputPower)')
-    if o.SDMaxGroundClearanceSupport is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.SDMaxGroundClearanceSupport <= 65535):
-            raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'{o.SDMaxGroundClearanceSupport!r} outside 0..65535')
-        w.uint(o.SDMaxGroundClearanceSupport)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType', 'missing SE(SDMaxGroundClearanceSupport)')
-    if o.SDMinGroundClearanceSupport is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.SDMinGroundClearanceSupport <= 65535):
-            raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'{o.SDMinGroundClearanceSupport!r} outside 0..65535')
-        w.uint(o.SDMinGroundClearanceSupport)
-        w.bits(0, 1)
-        s = 7
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType', 'missing SE(SDMinGroundClearanceSupport)')
-    if o.PDMinCoilCurrent is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.PDMinCoilCurrent)
-        s = 8
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType', 'missing SE(PDMinCoilCurrent)')
-    if o.PDMaxCoilCurrent is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.PDMaxCoilCurrent)
-        s = 9
-    else:
-        raise encode_error('WPT_ChargeParameterDiscoveryResType', 'missing SE(PDMaxCoilCurrent)')
+    if o.Header is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
+    if o.PDInputPowerClass is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.PDInputPowerClass', 'required value missing')
+    if o.SDMinOutputPower is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinOutputPower', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 7 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 2, 15)
+    s = 1
+    s = 2
+    s = 3
+    _e_iso20_common_types_RationalNumberType(w, o.SDMinOutputPower)
+    if o.SDMaxOutputPower is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxOutputPower', 'required value missing')
+    w.bits(0x0, 1)
+    s = 4
+    _e_iso20_common_types_RationalNumberType(w, o.SDMaxOutputPower)
+    if o.SDMaxGroundClearanceSupport is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'required value missing')
+    w.bits(0x0, 2)
+    s = 5
+    if o.SDMaxGroundClearanceSupport < 0 or o.SDMaxGroundClearanceSupport > 65535:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'{o.SDMaxGroundClearanceSupport!r} outside 0..65535')
+    w.uint(o.SDMaxGroundClearanceSupport)
+    if o.SDMinGroundClearanceSupport is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'required value missing')
+    w.bits(0x0, 3)
+    s = 6
+    if o.SDMinGroundClearanceSupport < 0 or o.SDMinGroundClearanceSupport > 65535:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'{o.SDMinGroundClearanceSupport!r} outside 0..65535')
+    w.uint(o.SDMinGroundClearanceSupport)
+    if o.PDMinCoilCurrent is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMinCoilCurrent', 'required value missing')
+    w.bits(0x0, 2)
+    s = 7
+    _e_iso20_common_types_RationalNumberType(w, o.PDMinCoilCurrent)
+    if o.PDMaxCoilCurrent is None:
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMaxCoilCurrent', 'required value missing')
+    w.bits(0x0, 1)
+    s = 8
+    _e_iso20_common_types_RationalNumberType(w, o.PDMaxCoilCurrent)
+    s = 9
     n = 0
     while True:
         if i_SDManufacturerSpecificDataContainer < len(o.SDManufacturerSpecificDataContainer):
-            w.bits(0, 2)
             x_SDManufacturerSpecificDataContainer = o.SDManufacturerSpecificDataContainer[i_SDManufacturerSpecificDataContainer]
             i_SDManufacturerSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_SDManufacturerSpecificDataContainer) > 256:
-                raise encode_error('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', f'value length {len(x_SDManufacturerSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', f'length {len(x_SDManufacturerSpecificDataContainer)} outside 0..256')
             w.binary(x_SDManufacturerSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 16:
                 s = 25
@@ -6556,84 +6049,73 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
                     raise encode_error('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 25:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_CoordinateXYZType:
     f_Coord_X: int
     f_Coord_Y: int
     f_Coord_Z: int
-    if r.bits(1):
-        raise r.fail('WPT_CoordinateXYZType[0]', 'expected SE(Coord_X)')
-    if r.bits(1):
-        raise r.fail('WPT_CoordinateXYZType.Coord_X', 'expected CH')
-    iv = r.integer()
+    c = r.bits(3)
+    if c & 0x6 != 0x0:
+        raise r.fail_back(3, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('WPT_CoordinateXYZType.Coord_X', f'value {iv} outside -32768..32767')
     f_Coord_X = iv
-    if r.bits(1):
-        raise r.fail('WPT_CoordinateXYZType.Coord_X', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WPT_CoordinateXYZType[1]', 'expected SE(Coord_Y)')
-    if r.bits(1):
-        raise r.fail('WPT_CoordinateXYZType.Coord_Y', 'expected CH')
-    iv = r.integer()
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('WPT_CoordinateXYZType.Coord_Y', f'value {iv} outside -32768..32767')
     f_Coord_Y = iv
-    if r.bits(1):
-        raise r.fail('WPT_CoordinateXYZType.Coord_Y', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WPT_CoordinateXYZType[2]', 'expected SE(Coord_Z)')
-    if r.bits(1):
-        raise r.fail('WPT_CoordinateXYZType.Coord_Z', 'expected CH')
-    iv = r.integer()
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('WPT_CoordinateXYZType.Coord_Z', f'value {iv} outside -32768..32767')
     f_Coord_Z = iv
-    if r.bits(1):
-        raise r.fail('WPT_CoordinateXYZType.Coord_Z', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WPT_CoordinateXYZType[3]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_CoordinateXYZType', 'expected EE of Coord_Z, EE')
     return _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_Coord_X, Coord_Y=f_Coord_Y, Coord_Z=f_Coord_Z)
 
 def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_CoordinateXYZType) -> None:
-    if o.Coord_X is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.Coord_X <= 32767):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.Coord_X!r} outside -32768..32767')
-        w.integer(o.Coord_X)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_CoordinateXYZType', 'missing SE(Coord_X)')
-    if o.Coord_Y is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.Coord_Y <= 32767):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.Coord_Y!r} outside -32768..32767')
-        w.integer(o.Coord_Y)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_CoordinateXYZType', 'missing SE(Coord_Y)')
-    if o.Coord_Z is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (-32768 <= o.Coord_Z <= 32767):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.Coord_Z!r} outside -32768..32767')
-        w.integer(o.Coord_Z)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_CoordinateXYZType', 'missing SE(Coord_Z)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Coord_X is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+    w.bits(0x0, 2)
+    if o.Coord_X < -32768 or o.Coord_X > 32767:
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.Coord_X!r} outside -32768..32767')
+    w.integer(o.Coord_X)
+    if o.Coord_Y is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+    w.bits(0x0, 3)
+    if o.Coord_Y < -32768 or o.Coord_Y > 32767:
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.Coord_Y!r} outside -32768..32767')
+    w.integer(o.Coord_Y)
+    if o.Coord_Z is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+    w.bits(0x0, 3)
+    if o.Coord_Z < -32768 or o.Coord_Z > 32767:
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.Coord_Z!r} outside -32768..32767')
+    w.integer(o.Coord_Z)
+    w.bits(0x0, 2)
 
 def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WPT_EVPCPowerControlParameterType:
     f_EVPCCoilCurrentRequest: _iso20_common_types.RationalNumberType
@@ -6641,73 +6123,62 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     f_EVPCCurrentOutputInformation: _iso20_common_types.RationalNumberType
     f_EVPCVoltageOutputInformation: _iso20_common_types.RationalNumberType
     if r.bits(1):
-        raise r.fail('WPT_EVPCPowerControlParameterType[0]', 'expected SE(EVPCCoilCurrentRequest)')
+        raise r.fail_back(1, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentRequest)')
     f_EVPCCoilCurrentRequest = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('WPT_EVPCPowerControlParameterType[1]', 'expected SE(EVPCCoilCurrentInformation)')
+        raise r.fail_back(1, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentInformation)')
     f_EVPCCoilCurrentInformation = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('WPT_EVPCPowerControlParameterType[2]', 'expected SE(EVPCCurrentOutputInformation)')
+        raise r.fail_back(1, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCurrentOutputInformation)')
     f_EVPCCurrentOutputInformation = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('WPT_EVPCPowerControlParameterType[3]', 'expected SE(EVPCVoltageOutputInformation)')
+        raise r.fail_back(1, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCVoltageOutputInformation)')
     f_EVPCVoltageOutputInformation = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('WPT_EVPCPowerControlParameterType[4]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_EVPCPowerControlParameterType', 'expected EE')
     return _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_EVPCVoltageOutputInformation)
 
 def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WPT_EVPCPowerControlParameterType) -> None:
-    if o.EVPCCoilCurrentRequest is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVPCCoilCurrentRequest)
-    else:
-        raise encode_error('WPT_EVPCPowerControlParameterType', 'missing SE(EVPCCoilCurrentRequest)')
-    if o.EVPCCoilCurrentInformation is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVPCCoilCurrentInformation)
-    else:
-        raise encode_error('WPT_EVPCPowerControlParameterType', 'missing SE(EVPCCoilCurrentInformation)')
-    if o.EVPCCurrentOutputInformation is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVPCCurrentOutputInformation)
-    else:
-        raise encode_error('WPT_EVPCPowerControlParameterType', 'missing SE(EVPCCurrentOutputInformation)')
-    if o.EVPCVoltageOutputInformation is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EVPCVoltageOutputInformation)
-    else:
-        raise encode_error('WPT_EVPCPowerControlParameterType', 'missing SE(EVPCVoltageOutputInformation)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.EVPCCoilCurrentRequest is None:
+        raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentRequest', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVPCCoilCurrentRequest)
+    if o.EVPCCoilCurrentInformation is None:
+        raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVPCCoilCurrentInformation)
+    if o.EVPCCurrentOutputInformation is None:
+        raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVPCCurrentOutputInformation)
+    if o.EVPCVoltageOutputInformation is None:
+        raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.EVPCVoltageOutputInformation)
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningMethodListType:
     f_WPT_FinePositioningMethod: list[_iso20_wpt.WPT_FinePositioningMethodType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningMethodListType[0]', 'expected SE(WPT_FinePositioningMethod)')
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(6)
+    if c & 0x31 != 0x0:
+        raise r.fail_back(6, 'WPT_FinePositioningMethodListType', 'expected SE(WPT_FinePositioningMethod), CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
+    iv = ((c >> 1) & 7)
     if iv >= 5:
-        raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv}')
     f_WPT_FinePositioningMethod.append(_E_iso20_wpt_WPT_FinePositioningMethodType[iv])
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', 'expected EE')
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', 'expected CH')
-            iv = r.bits(3)
+            c = r.bits(5)
+            if c & 0x11 != 0x0:
+                raise r.fail_back(5, 'WPT_FinePositioningMethodListType[1]', 'expected CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
+            iv = ((c >> 1) & 7)
             if iv >= 5:
-                raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv} out of range')
+                raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv}')
             f_WPT_FinePositioningMethod.append(_E_iso20_wpt_WPT_FinePositioningMethodType[iv])
-            if r.bits(1):
-                raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', 'expected EE')
             n += 1
             if n == 7:
                 s = 8
@@ -6719,7 +6190,7 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.W
             raise r.fail('WPT_FinePositioningMethodListType[1]', f'event code {ec}, expected SE(WPT_FinePositioningMethod), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('WPT_FinePositioningMethodListType[8]', 'expected EE')
+            raise r.fail_back(1, 'WPT_FinePositioningMethodListType[8]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_FinePositioningMethodListType(WPT_FinePositioningMethod=f_WPT_FinePositioningMethod)
 
@@ -6727,24 +6198,18 @@ def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.W
     i_WPT_FinePositioningMethod = 0
     s = 0
     if i_WPT_FinePositioningMethod < len(o.WPT_FinePositioningMethod):
-        w.bits(0, 1)
         x_WPT_FinePositioningMethod = o.WPT_FinePositioningMethod[i_WPT_FinePositioningMethod]
         i_WPT_FinePositioningMethod += 1
-        w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_FinePositioningMethodType[x_WPT_FinePositioningMethod], 3)
-        w.bits(0, 1)
+        w.bits((_I_iso20_wpt_WPT_FinePositioningMethodType[x_WPT_FinePositioningMethod]) << 1, 6)
         s = 1
     else:
         raise encode_error('WPT_FinePositioningMethodListType', 'missing SE(WPT_FinePositioningMethod)')
     n = 0
     while True:
         if i_WPT_FinePositioningMethod < len(o.WPT_FinePositioningMethod):
-            w.bits(0, 2)
             x_WPT_FinePositioningMethod = o.WPT_FinePositioningMethod[i_WPT_FinePositioningMethod]
             i_WPT_FinePositioningMethod += 1
-            w.bits(0, 1)
-            w.bits(_I_iso20_wpt_WPT_FinePositioningMethodType[x_WPT_FinePositioningMethod], 3)
-            w.bits(0, 1)
+            w.bits((_I_iso20_wpt_WPT_FinePositioningMethodType[x_WPT_FinePositioningMethod]) << 1, 7)
             n += 1
             if n == 7:
                 s = 8
@@ -6752,12 +6217,12 @@ def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.W
                     raise encode_error('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningReqType:
@@ -6768,40 +6233,31 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
     f_WPT_LF_DataPackageList: _iso20_wpt.WPT_LF_DataPackageListType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_FinePositioningReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_FinePositioningReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningReqType[1]', 'expected SE(EVProcessing)')
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningReqType.EVProcessing', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(10)
+    if c & 0x339 != 0x0:
+        raise r.fail_back(10, 'WPT_FinePositioningReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
+    iv = ((c >> 6) & 3)
     if iv >= 3:
-        raise r.fail('WPT_FinePositioningReqType.EVProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_FinePositioningReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningReqType.EVProcessing', 'expected EE')
-    s = 2
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningReqType[2]', 'expected SE(EVResultCode)')
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningReqType.EVResultCode', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('WPT_FinePositioningReqType.EVResultCode', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_FinePositioningReqType.EVResultCode', f'enumeration index {iv}')
     f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningReqType.EVResultCode', 'expected EE')
+    s = 1
+    s = 2
     s = 3
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_FinePositioningReqType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_FinePositioningReqType[3]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_FinePositioningReqType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_FinePositioningReqType[3]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 20
@@ -6826,46 +6282,35 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
             raise r.fail('WPT_FinePositioningReqType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('WPT_FinePositioningReqType[5]', 'expected EE')
+            raise r.fail_back(1, 'WPT_FinePositioningReqType[5]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_FinePositioningReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer, WPT_LF_DataPackageList=f_WPT_LF_DataPackageList)
 
 def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningReqType) -> None:
     i_VendorSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_FinePositioningReqType', 'missing SE(Header)')
-    if o.EVProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVProcessing], 2)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('WPT_FinePositioningReqType', 'missing SE(EVProcessing)')
-    if o.EVResultCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_EVResultType[o.EVResultCode], 2)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('WPT_FinePositioningReqType', 'missing SE(EVResultCode)')
+    if o.Header is None:
+        raise encode_error('WPT_FinePositioningReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVProcessing is None:
+        raise encode_error('WPT_FinePositioningReqType.EVProcessing', 'required value missing')
+    if o.EVResultCode is None:
+        raise encode_error('WPT_FinePositioningReqType.EVResultCode', 'required value missing')
+    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 6 | (_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1, 10)
+    s = 1
+    s = 2
+    s = 3
     n = 0
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(0, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_FinePositioningReqType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_FinePositioningReqType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 16:
                 s = 20
@@ -6873,25 +6318,25 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                     raise encode_error('WPT_FinePositioningReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.WPT_LF_DataPackageList is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
             s = 5
             break
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
             break
     if s == 20:
         if o.WPT_LF_DataPackageList is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningResType:
@@ -6902,40 +6347,31 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
     f_WPT_LF_DataPackageList: _iso20_wpt.WPT_LF_DataPackageListType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_FinePositioningResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_FinePositioningResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(14)
+    if c & 0x3039 != 0x0:
+        raise r.fail_back(14, 'WPT_FinePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+    iv = ((c >> 6) & 63)
     if iv >= 40:
-        raise r.fail('WPT_FinePositioningResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_FinePositioningResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningResType.ResponseCode', 'expected EE')
-    s = 2
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningResType[2]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('WPT_FinePositioningResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_FinePositioningResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningResType.EVSEProcessing', 'expected EE')
+    s = 1
+    s = 2
     s = 3
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_FinePositioningResType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_FinePositioningResType[3]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_FinePositioningResType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_FinePositioningResType[3]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 20
@@ -6960,46 +6396,35 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
             raise r.fail('WPT_FinePositioningResType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
     if s == 5:
         if r.bits(1):
-            raise r.fail('WPT_FinePositioningResType[5]', 'expected EE')
+            raise r.fail_back(1, 'WPT_FinePositioningResType[5]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_FinePositioningResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, VendorSpecificDataContainer=f_VendorSpecificDataContainer, WPT_LF_DataPackageList=f_WPT_LF_DataPackageList)
 
 def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningResType) -> None:
     i_VendorSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_FinePositioningResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('WPT_FinePositioningResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('WPT_FinePositioningResType', 'missing SE(EVSEProcessing)')
+    if o.Header is None:
+        raise encode_error('WPT_FinePositioningResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('WPT_FinePositioningResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('WPT_FinePositioningResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1, 14)
+    s = 1
+    s = 2
+    s = 3
     n = 0
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(0, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_FinePositioningResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_FinePositioningResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 16:
                 s = 20
@@ -7007,25 +6432,25 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                     raise encode_error('WPT_FinePositioningResType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.WPT_LF_DataPackageList is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
             s = 5
             break
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
             break
     if s == 20:
         if o.WPT_LF_DataPackageList is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningSetupReqType:
@@ -7039,52 +6464,46 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     f_LF_SystemSetupData: _iso20_wpt.WPT_LF_SystemSetupDataType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupReqType[1]', 'expected SE(EVProcessing)')
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupReqType.EVProcessing', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(6)
+    if c & 0x33 != 0x0:
+        raise r.fail_back(6, 'WPT_FinePositioningSetupReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVDeviceFinePositioningMethodList)')
+    iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupReqType.EVProcessing', 'expected EE')
+    s = 1
     s = 2
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupReqType[2]', 'expected SE(EVDeviceFinePositioningMethodList)')
     f_EVDeviceFinePositioningMethodList = _d_iso20_wpt_WPT_FinePositioningMethodListType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDevicePairingMethodList)')
     s = 3
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupReqType[3]', 'expected SE(EVDevicePairingMethodList)')
     f_EVDevicePairingMethodList = _d_iso20_wpt_WPT_PairingMethodListType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDeviceAlignmentCheckMethodList)')
     s = 4
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupReqType[4]', 'expected SE(EVDeviceAlignmentCheckMethodList)')
     f_EVDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r)
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
     s = 5
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupReqType[5]', 'expected SE(NaturalOffset)')
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupReqType.NaturalOffset', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('WPT_FinePositioningSetupReqType.NaturalOffset', f'value {iv} outside 0..65535')
     f_NaturalOffset = iv
     if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupReqType.NaturalOffset', 'expected EE')
+        raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected EE of NaturalOffset')
     s = 6
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_FinePositioningSetupReqType[6]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_FinePositioningSetupReqType[6]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 23
@@ -7109,66 +6528,54 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
             raise r.fail('WPT_FinePositioningSetupReqType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('WPT_FinePositioningSetupReqType[8]', 'expected EE')
+            raise r.fail_back(1, 'WPT_FinePositioningSetupReqType[8]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_FinePositioningSetupReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVDeviceFinePositioningMethodList=f_EVDeviceFinePositioningMethodList, EVDevicePairingMethodList=f_EVDevicePairingMethodList, EVDeviceAlignmentCheckMethodList=f_EVDeviceAlignmentCheckMethodList, NaturalOffset=f_NaturalOffset, VendorSpecificDataContainer=f_VendorSpecificDataContainer, LF_SystemSetupData=f_LF_SystemSetupData)
 
 def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningSetupReqType) -> None:
     i_VendorSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_FinePositioningSetupReqType', 'missing SE(Header)')
-    if o.EVProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVProcessing], 2)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('WPT_FinePositioningSetupReqType', 'missing SE(EVProcessing)')
-    if o.EVDeviceFinePositioningMethodList is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_FinePositioningMethodListType(w, o.EVDeviceFinePositioningMethodList)
-        s = 3
-    else:
-        raise encode_error('WPT_FinePositioningSetupReqType', 'missing SE(EVDeviceFinePositioningMethodList)')
-    if o.EVDevicePairingMethodList is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_PairingMethodListType(w, o.EVDevicePairingMethodList)
-        s = 4
-    else:
-        raise encode_error('WPT_FinePositioningSetupReqType', 'missing SE(EVDevicePairingMethodList)')
-    if o.EVDeviceAlignmentCheckMethodList is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w, o.EVDeviceAlignmentCheckMethodList)
-        s = 5
-    else:
-        raise encode_error('WPT_FinePositioningSetupReqType', 'missing SE(EVDeviceAlignmentCheckMethodList)')
-    if o.NaturalOffset is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NaturalOffset <= 65535):
-            raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', f'{o.NaturalOffset!r} outside 0..65535')
-        w.uint(o.NaturalOffset)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('WPT_FinePositioningSetupReqType', 'missing SE(NaturalOffset)')
+    if o.Header is None:
+        raise encode_error('WPT_FinePositioningSetupReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVProcessing is None:
+        raise encode_error('WPT_FinePositioningSetupReqType.EVProcessing', 'required value missing')
+    if o.EVDeviceFinePositioningMethodList is None:
+        raise encode_error('WPT_FinePositioningSetupReqType.EVDeviceFinePositioningMethodList', 'required value missing')
+    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 2, 6)
+    s = 1
+    s = 2
+    _e_iso20_wpt_WPT_FinePositioningMethodListType(w, o.EVDeviceFinePositioningMethodList)
+    if o.EVDevicePairingMethodList is None:
+        raise encode_error('WPT_FinePositioningSetupReqType.EVDevicePairingMethodList', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso20_wpt_WPT_PairingMethodListType(w, o.EVDevicePairingMethodList)
+    if o.EVDeviceAlignmentCheckMethodList is None:
+        raise encode_error('WPT_FinePositioningSetupReqType.EVDeviceAlignmentCheckMethodList', 'required value missing')
+    w.bits(0x0, 1)
+    s = 4
+    _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w, o.EVDeviceAlignmentCheckMethodList)
+    if o.NaturalOffset is None:
+        raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', 'required value missing')
+    w.bits(0x0, 2)
+    s = 5
+    if o.NaturalOffset < 0 or o.NaturalOffset > 65535:
+        raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', f'{o.NaturalOffset!r} outside 0..65535')
+    w.uint(o.NaturalOffset)
+    w.bits(0x0, 1)
+    s = 6
     n = 0
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(0, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 16:
                 s = 23
@@ -7176,25 +6583,25 @@ def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT
                     raise encode_error('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.LF_SystemSetupData is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_wpt_WPT_LF_SystemSetupDataType(w, o.LF_SystemSetupData)
             s = 8
             break
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
             break
     if s == 23:
         if o.LF_SystemSetupData is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_wpt_WPT_LF_SystemSetupDataType(w, o.LF_SystemSetupData)
             s = 8
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningSetupResType:
@@ -7208,52 +6615,46 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     f_LF_SystemSetupData: _iso20_wpt.WPT_LF_SystemSetupDataType | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(10)
+    if c & 0x303 != 0x0:
+        raise r.fail_back(10, 'WPT_FinePositioningSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PrimaryDeviceFinePositioningMethodList)')
+    iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupResType.ResponseCode', 'expected EE')
+    s = 1
     s = 2
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupResType[2]', 'expected SE(PrimaryDeviceFinePositioningMethodList)')
     f_PrimaryDeviceFinePositioningMethodList = _d_iso20_wpt_WPT_FinePositioningMethodListType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDevicePairingMethodList)')
     s = 3
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupResType[3]', 'expected SE(PrimaryDevicePairingMethodList)')
     f_PrimaryDevicePairingMethodList = _d_iso20_wpt_WPT_PairingMethodListType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDeviceAlignmentCheckMethodList)')
     s = 4
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupResType[4]', 'expected SE(PrimaryDeviceAlignmentCheckMethodList)')
     f_PrimaryDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r)
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
     s = 5
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupResType[5]', 'expected SE(NaturalOffset)')
-    if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupResType.NaturalOffset', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('WPT_FinePositioningSetupResType.NaturalOffset', f'value {iv} outside 0..65535')
     f_NaturalOffset = iv
     if r.bits(1):
-        raise r.fail('WPT_FinePositioningSetupResType.NaturalOffset', 'expected EE')
+        raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected EE of NaturalOffset')
     s = 6
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_FinePositioningSetupResType[6]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_FinePositioningSetupResType[6]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 23
@@ -7278,66 +6679,54 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
             raise r.fail('WPT_FinePositioningSetupResType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('WPT_FinePositioningSetupResType[8]', 'expected EE')
+            raise r.fail_back(1, 'WPT_FinePositioningSetupResType[8]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_FinePositioningSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, PrimaryDeviceFinePositioningMethodList=f_PrimaryDeviceFinePositioningMethodList, PrimaryDevicePairingMethodList=f_PrimaryDevicePairingMethodList, PrimaryDeviceAlignmentCheckMethodList=f_PrimaryDeviceAlignmentCheckMethodList, NaturalOffset=f_NaturalOffset, VendorSpecificDataContainer=f_VendorSpecificDataContainer, LF_SystemSetupData=f_LF_SystemSetupData)
 
 def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningSetupResType) -> None:
     i_VendorSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_FinePositioningSetupResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('WPT_FinePositioningSetupResType', 'missing SE(ResponseCode)')
-    if o.PrimaryDeviceFinePositioningMethodList is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_FinePositioningMethodListType(w, o.PrimaryDeviceFinePositioningMethodList)
-        s = 3
-    else:
-        raise encode_error('WPT_FinePositioningSetupResType', 'missing SE(PrimaryDeviceFinePositioningMethodList)')
-    if o.PrimaryDevicePairingMethodList is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_PairingMethodListType(w, o.PrimaryDevicePairingMethodList)
-        s = 4
-    else:
-        raise encode_error('WPT_FinePositioningSetupResType', 'missing SE(PrimaryDevicePairingMethodList)')
-    if o.PrimaryDeviceAlignmentCheckMethodList is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w, o.PrimaryDeviceAlignmentCheckMethodList)
-        s = 5
-    else:
-        raise encode_error('WPT_FinePositioningSetupResType', 'missing SE(PrimaryDeviceAlignmentCheckMethodList)')
-    if o.NaturalOffset is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NaturalOffset <= 65535):
-            raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', f'{o.NaturalOffset!r} outside 0..65535')
-        w.uint(o.NaturalOffset)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('WPT_FinePositioningSetupResType', 'missing SE(NaturalOffset)')
+    if o.Header is None:
+        raise encode_error('WPT_FinePositioningSetupResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('WPT_FinePositioningSetupResType.ResponseCode', 'required value missing')
+    if o.PrimaryDeviceFinePositioningMethodList is None:
+        raise encode_error('WPT_FinePositioningSetupResType.PrimaryDeviceFinePositioningMethodList', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    s = 1
+    s = 2
+    _e_iso20_wpt_WPT_FinePositioningMethodListType(w, o.PrimaryDeviceFinePositioningMethodList)
+    if o.PrimaryDevicePairingMethodList is None:
+        raise encode_error('WPT_FinePositioningSetupResType.PrimaryDevicePairingMethodList', 'required value missing')
+    w.bits(0x0, 1)
+    s = 3
+    _e_iso20_wpt_WPT_PairingMethodListType(w, o.PrimaryDevicePairingMethodList)
+    if o.PrimaryDeviceAlignmentCheckMethodList is None:
+        raise encode_error('WPT_FinePositioningSetupResType.PrimaryDeviceAlignmentCheckMethodList', 'required value missing')
+    w.bits(0x0, 1)
+    s = 4
+    _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w, o.PrimaryDeviceAlignmentCheckMethodList)
+    if o.NaturalOffset is None:
+        raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', 'required value missing')
+    w.bits(0x0, 2)
+    s = 5
+    if o.NaturalOffset < 0 or o.NaturalOffset > 65535:
+        raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', f'{o.NaturalOffset!r} outside 0..65535')
+    w.uint(o.NaturalOffset)
+    w.bits(0x0, 1)
+    s = 6
     n = 0
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(0, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 16:
                 s = 23
@@ -7345,76 +6734,59 @@ def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT
                     raise encode_error('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.LF_SystemSetupData is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_wpt_WPT_LF_SystemSetupDataType(w, o.LF_SystemSetupData)
             s = 8
             break
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
             break
     if s == 23:
         if o.LF_SystemSetupData is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_wpt_WPT_LF_SystemSetupDataType(w, o.LF_SystemSetupData)
             s = 8
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_DataPackageListType:
     f_NumPackages: int
     f_WPT_LF_DataPackage: _iso20_wpt.WPT_LF_DataPackageType
-    if r.bits(1):
-        raise r.fail('WPT_LF_DataPackageListType[0]', 'expected SE(NumPackages)')
-    if r.bits(1):
-        raise r.fail('WPT_LF_DataPackageListType.NumPackages', 'expected CH')
-    f_NumPackages = r.bits(8)
-    if r.bits(1):
-        raise r.fail('WPT_LF_DataPackageListType.NumPackages', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WPT_LF_DataPackageListType[1]', 'expected SE(WPT_LF_DataPackage)')
+    c = r.bits(12)
+    if c & 0xc03 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
+    f_NumPackages = ((c >> 2) & 255)
     f_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
     if r.bits(1):
-        raise r.fail('WPT_LF_DataPackageListType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_LF_DataPackageListType', 'expected EE')
     return _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_NumPackages, WPT_LF_DataPackage=f_WPT_LF_DataPackage)
 
 def _e_iso20_wpt_WPT_LF_DataPackageListType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataPackageListType) -> None:
-    if o.NumPackages is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NumPackages <= 255):
-            raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.NumPackages!r} outside 0..255')
-        w.bits(o.NumPackages, 8)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_LF_DataPackageListType', 'missing SE(NumPackages)')
-    if o.WPT_LF_DataPackage is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackage)
-    else:
-        raise encode_error('WPT_LF_DataPackageListType', 'missing SE(WPT_LF_DataPackage)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.NumPackages is None:
+        raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
+    if o.NumPackages < 0 or o.NumPackages > 255:
+        raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.NumPackages!r} outside 0..255')
+    if o.WPT_LF_DataPackage is None:
+        raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
+    w.bits((o.NumPackages) << 2, 12)
+    _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackage)
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataPackageType:
     f_PackageIndex: int
     f_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
     f_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
-    if r.bits(1):
-        raise r.fail('WPT_LF_DataPackageType[0]', 'expected SE(PackageIndex)')
-    if r.bits(1):
-        raise r.fail('WPT_LF_DataPackageType.PackageIndex', 'expected CH')
-    f_PackageIndex = r.bits(8)
-    if r.bits(1):
-        raise r.fail('WPT_LF_DataPackageType.PackageIndex', 'expected EE')
-    ec = r.bits(2)
+    c = r.bits(13)
+    if c & 0x1804 != 0x0:
+        raise r.fail_back(13, 'WPT_LF_DataPackageType', 'expected SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+    f_PackageIndex = ((c >> 3) & 255)
+    ec = (c & 3)
     if ec == 0:
         f_LF_TxData = _d_iso20_wpt_WPT_LF_TxDataListType(r)
     elif ec == 1:
@@ -7422,52 +6794,40 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
     else:
         raise r.fail('WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
     if r.bits(1):
-        raise r.fail('WPT_LF_DataPackageType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_LF_DataPackageType', 'expected EE')
     return _iso20_wpt.WPT_LF_DataPackageType(PackageIndex=f_PackageIndex, LF_TxData=f_LF_TxData, LF_RxData=f_LF_RxData)
 
 def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataPackageType) -> None:
-    if o.PackageIndex is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.PackageIndex <= 255):
-            raise encode_error('WPT_LF_DataPackageType.PackageIndex', f'{o.PackageIndex!r} outside 0..255')
-        w.bits(o.PackageIndex, 8)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_LF_DataPackageType', 'missing SE(PackageIndex)')
+    if o.PackageIndex is None:
+        raise encode_error('WPT_LF_DataPackageType.PackageIndex', 'required value missing')
+    if o.PackageIndex < 0 or o.PackageIndex > 255:
+        raise encode_error('WPT_LF_DataPackageType.PackageIndex', f'{o.PackageIndex!r} outside 0..255')
+    w.bits((o.PackageIndex) << 1, 11)
     if o.LF_TxData is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_wpt_WPT_LF_TxDataListType(w, o.LF_TxData)
         if o.LF_RxData is not None:
             raise encode_error('WPT_LF_DataPackageType.LF_RxData', 'cannot be combined with LF_TxData')
     elif o.LF_RxData is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_wpt_WPT_LF_RxDataListType(w, o.LF_RxData)
     else:
         raise encode_error('WPT_LF_DataPackageType', 'missing SE(LF_TxData), SE(LF_RxData)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_ReceiverDataType:
     f_NumberOfReceivers: int
     f_RxSpecData: list[_iso20_wpt.WPT_TxRxSpecDataType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('WPT_LF_ReceiverDataType[0]', 'expected SE(NumberOfReceivers)')
-    if r.bits(1):
-        raise r.fail('WPT_LF_ReceiverDataType.NumberOfReceivers', 'expected CH')
-    f_NumberOfReceivers = r.bits(8)
-    if r.bits(1):
-        raise r.fail('WPT_LF_ReceiverDataType.NumberOfReceivers', 'expected EE')
+    c = r.bits(12)
+    if c & 0xc03 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected SE(NumberOfReceivers), CH of NumberOfReceivers, EE of NumberOfReceivers, SE(RxSpecData)')
+    f_NumberOfReceivers = ((c >> 2) & 255)
     s = 1
-    if r.bits(1):
-        raise r.fail('WPT_LF_ReceiverDataType[1]', 'expected SE(RxSpecData)')
     f_RxSpecData.append(_d_iso20_wpt_WPT_TxRxSpecDataType(r))
-    s = 2
     if r.bits(1):
-        raise r.fail('WPT_LF_ReceiverDataType[2]', 'expected SE(RxSpecData)')
+        raise r.fail_back(1, 'WPT_LF_ReceiverDataType', 'expected SE(RxSpecData)')
+    s = 2
     f_RxSpecData.append(_d_iso20_wpt_WPT_TxRxSpecDataType(r))
     s = 3
     n = 0
@@ -7486,25 +6846,21 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             raise r.fail('WPT_LF_ReceiverDataType[3]', f'event code {ec}, expected SE(RxSpecData), EE')
     if s == 256:
         if r.bits(1):
-            raise r.fail('WPT_LF_ReceiverDataType[256]', 'expected EE')
+            raise r.fail_back(1, 'WPT_LF_ReceiverDataType[256]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_LF_ReceiverDataType(NumberOfReceivers=f_NumberOfReceivers, RxSpecData=f_RxSpecData)
 
 def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_ReceiverDataType) -> None:
     i_RxSpecData = 0
     s = 0
-    if o.NumberOfReceivers is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NumberOfReceivers <= 255):
-            raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', f'{o.NumberOfReceivers!r} outside 0..255')
-        w.bits(o.NumberOfReceivers, 8)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(NumberOfReceivers)')
+    if o.NumberOfReceivers is None:
+        raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', 'required value missing')
+    if o.NumberOfReceivers < 0 or o.NumberOfReceivers > 255:
+        raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', f'{o.NumberOfReceivers!r} outside 0..255')
+    w.bits((o.NumberOfReceivers) << 1, 11)
+    s = 1
     if i_RxSpecData < len(o.RxSpecData):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
         _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_RxSpecData)
@@ -7512,7 +6868,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
     else:
         raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(RxSpecData)')
     if i_RxSpecData < len(o.RxSpecData):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
         _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_RxSpecData)
@@ -7522,7 +6878,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
     n = 0
     while True:
         if i_RxSpecData < len(o.RxSpecData):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_RxSpecData = o.RxSpecData[i_RxSpecData]
             i_RxSpecData += 1
             _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_RxSpecData)
@@ -7533,138 +6889,113 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                     raise encode_error('WPT_LF_ReceiverDataType.RxSpecData', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 256:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataListType:
     f_WPT_LF_RxDataList: _iso20_wpt.WPT_LF_RxDataType
     if r.bits(1):
-        raise r.fail('WPT_LF_RxDataListType[0]', 'expected SE(WPT_LF_RxDataList)')
+        raise r.fail_back(1, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList)')
     f_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
     if r.bits(1):
-        raise r.fail('WPT_LF_RxDataListType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_LF_RxDataListType', 'expected EE')
     return _iso20_wpt.WPT_LF_RxDataListType(WPT_LF_RxDataList=f_WPT_LF_RxDataList)
 
 def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataListType) -> None:
-    if o.WPT_LF_RxDataList is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_LF_RxDataType(w, o.WPT_LF_RxDataList)
-    else:
-        raise encode_error('WPT_LF_RxDataListType', 'missing SE(WPT_LF_RxDataList)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.WPT_LF_RxDataList is None:
+        raise encode_error('WPT_LF_RxDataListType.WPT_LF_RxDataList', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_wpt_WPT_LF_RxDataType(w, o.WPT_LF_RxDataList)
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType:
     f_RxIdentifier: int
     f_RSSIData: _iso20_wpt.WPT_LF_RxRSSIListType
-    if r.bits(1):
-        raise r.fail('WPT_LF_RxDataType[0]', 'expected SE(RxIdentifier)')
-    if r.bits(1):
-        raise r.fail('WPT_LF_RxDataType.RxIdentifier', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('WPT_LF_RxDataType.RxIdentifier', f'value {iv} outside 1..4294967295')
     f_RxIdentifier = iv
-    if r.bits(1):
-        raise r.fail('WPT_LF_RxDataType.RxIdentifier', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WPT_LF_RxDataType[1]', 'expected SE(RSSIData)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData)')
     f_RSSIData = _d_iso20_wpt_WPT_LF_RxRSSIListType(r)
     if r.bits(1):
-        raise r.fail('WPT_LF_RxDataType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_LF_RxDataType', 'expected EE')
     return _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_RxIdentifier, RSSIData=f_RSSIData)
 
 def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType) -> None:
-    if o.RxIdentifier is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.RxIdentifier <= 4294967295):
-            raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.RxIdentifier!r} outside 1..4294967295')
-        w.uint(o.RxIdentifier)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_LF_RxDataType', 'missing SE(RxIdentifier)')
-    if o.RSSIData is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_LF_RxRSSIListType(w, o.RSSIData)
-    else:
-        raise encode_error('WPT_LF_RxDataType', 'missing SE(RSSIData)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.RxIdentifier is None:
+        raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
+    w.bits(0x0, 2)
+    if o.RxIdentifier < 1 or o.RxIdentifier > 4294967295:
+        raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.RxIdentifier!r} outside 1..4294967295')
+    w.uint(o.RxIdentifier)
+    if o.RSSIData is None:
+        raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_wpt_WPT_LF_RxRSSIListType(w, o.RSSIData)
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIListType:
     f_RSSIDataList: _iso20_wpt.WPT_LF_RxRSSIType
     if r.bits(1):
-        raise r.fail('WPT_LF_RxRSSIListType[0]', 'expected SE(RSSIDataList)')
+        raise r.fail_back(1, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList)')
     f_RSSIDataList = _d_iso20_wpt_WPT_LF_RxRSSIType(r)
     if r.bits(1):
-        raise r.fail('WPT_LF_RxRSSIListType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_LF_RxRSSIListType', 'expected EE')
     return _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_RSSIDataList)
 
 def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIListType) -> None:
-    if o.RSSIDataList is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_LF_RxRSSIType(w, o.RSSIDataList)
-    else:
-        raise encode_error('WPT_LF_RxRSSIListType', 'missing SE(RSSIDataList)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.RSSIDataList is None:
+        raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_wpt_WPT_LF_RxRSSIType(w, o.RSSIDataList)
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType:
     f_TxIdentifier: int
     f_RSSI: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail('WPT_LF_RxRSSIType[0]', 'expected SE(TxIdentifier)')
-    if r.bits(1):
-        raise r.fail('WPT_LF_RxRSSIType.TxIdentifier', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('WPT_LF_RxRSSIType.TxIdentifier', f'value {iv} outside 1..4294967295')
     f_TxIdentifier = iv
-    if r.bits(1):
-        raise r.fail('WPT_LF_RxRSSIType.TxIdentifier', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WPT_LF_RxRSSIType[1]', 'expected SE(RSSI)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI)')
     f_RSSI = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('WPT_LF_RxRSSIType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_LF_RxRSSIType', 'expected EE')
     return _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_TxIdentifier, RSSI=f_RSSI)
 
 def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType) -> None:
-    if o.TxIdentifier is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.TxIdentifier <= 4294967295):
-            raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.TxIdentifier!r} outside 1..4294967295')
-        w.uint(o.TxIdentifier)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_LF_RxRSSIType', 'missing SE(TxIdentifier)')
-    if o.RSSI is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.RSSI)
-    else:
-        raise encode_error('WPT_LF_RxRSSIType', 'missing SE(RSSI)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.TxIdentifier is None:
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TxIdentifier < 1 or o.TxIdentifier > 4294967295:
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.TxIdentifier!r} outside 1..4294967295')
+    w.uint(o.TxIdentifier)
+    if o.RSSI is None:
+        raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_types_RationalNumberType(w, o.RSSI)
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_SystemSetupDataType:
     f_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
     f_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
     elif ec == 1:
@@ -7672,24 +7003,21 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_S
     else:
         raise r.fail('WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
     if r.bits(1):
-        raise r.fail('WPT_LF_SystemSetupDataType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_LF_SystemSetupDataType', 'expected EE')
     return _iso20_wpt.WPT_LF_SystemSetupDataType(LF_TransmitterSetupData=f_LF_TransmitterSetupData, LF_ReceiverSetupData=f_LF_ReceiverSetupData)
 
 def _e_iso20_wpt_WPT_LF_SystemSetupDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_SystemSetupDataType) -> None:
     if o.LF_TransmitterSetupData is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_iso20_wpt_WPT_LF_TransmitterDataType(w, o.LF_TransmitterSetupData)
         if o.LF_ReceiverSetupData is not None:
             raise encode_error('WPT_LF_SystemSetupDataType.LF_ReceiverSetupData', 'cannot be combined with LF_TransmitterSetupData')
     elif o.LF_ReceiverSetupData is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_iso20_wpt_WPT_LF_ReceiverDataType(w, o.LF_ReceiverSetupData)
     else:
         raise encode_error('WPT_LF_SystemSetupDataType', 'missing SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-    if True:
-        w.bits(0, 1)
-        pass
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TransmitterDataType:
     f_NumberOfTransmitters: int
@@ -7697,24 +7025,19 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     f_TxSpecData: list[_iso20_wpt.WPT_TxRxSpecDataType] = []
     f_TxPackageSpecData: _iso20_wpt.WPT_TxRxPackageSpecDataType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail('WPT_LF_TransmitterDataType[0]', 'expected SE(NumberOfTransmitters)')
-    if r.bits(1):
-        raise r.fail('WPT_LF_TransmitterDataType.NumberOfTransmitters', 'expected CH')
-    f_NumberOfTransmitters = r.bits(8)
-    if r.bits(1):
-        raise r.fail('WPT_LF_TransmitterDataType.NumberOfTransmitters', 'expected EE')
+    c = r.bits(12)
+    if c & 0xc03 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected SE(NumberOfTransmitters), CH of NumberOfTransmitters, EE of NumberOfTransmitters, SE(SignalFrequency)')
+    f_NumberOfTransmitters = ((c >> 2) & 255)
     s = 1
-    if r.bits(1):
-        raise r.fail('WPT_LF_TransmitterDataType[1]', 'expected SE(SignalFrequency)')
     f_SignalFrequency = _d_iso20_common_types_RationalNumberType(r)
+    if r.bits(1):
+        raise r.fail_back(1, 'WPT_LF_TransmitterDataType', 'expected SE(TxSpecData)')
     s = 2
-    if r.bits(1):
-        raise r.fail('WPT_LF_TransmitterDataType[2]', 'expected SE(TxSpecData)')
     f_TxSpecData.append(_d_iso20_wpt_WPT_TxRxSpecDataType(r))
-    s = 3
     if r.bits(1):
-        raise r.fail('WPT_LF_TransmitterDataType[3]', 'expected SE(TxSpecData)')
+        raise r.fail_back(1, 'WPT_LF_TransmitterDataType', 'expected SE(TxSpecData)')
+    s = 3
     f_TxSpecData.append(_d_iso20_wpt_WPT_TxRxSpecDataType(r))
     s = 4
     n = 0
@@ -7746,31 +7069,25 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             raise r.fail('WPT_LF_TransmitterDataType[258]', f'event code {ec}, expected SE(TxPackageSpecData), EE')
     if s == 6:
         if r.bits(1):
-            raise r.fail('WPT_LF_TransmitterDataType[6]', 'expected EE')
+            raise r.fail_back(1, 'WPT_LF_TransmitterDataType[6]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_LF_TransmitterDataType(NumberOfTransmitters=f_NumberOfTransmitters, SignalFrequency=f_SignalFrequency, TxSpecData=f_TxSpecData, TxPackageSpecData=f_TxPackageSpecData)
 
 def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TransmitterDataType) -> None:
     i_TxSpecData = 0
     s = 0
-    if o.NumberOfTransmitters is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.NumberOfTransmitters <= 255):
-            raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', f'{o.NumberOfTransmitters!r} outside 0..255')
-        w.bits(o.NumberOfTransmitters, 8)
-        w.bits(0, 1)
-        s = 1
-    else:
-        raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(NumberOfTransmitters)')
-    if o.SignalFrequency is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.SignalFrequency)
-        s = 2
-    else:
-        raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(SignalFrequency)')
+    if o.NumberOfTransmitters is None:
+        raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', 'required value missing')
+    if o.NumberOfTransmitters < 0 or o.NumberOfTransmitters > 255:
+        raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', f'{o.NumberOfTransmitters!r} outside 0..255')
+    if o.SignalFrequency is None:
+        raise encode_error('WPT_LF_TransmitterDataType.SignalFrequency', 'required value missing')
+    w.bits((o.NumberOfTransmitters) << 2, 12)
+    s = 1
+    _e_iso20_common_types_RationalNumberType(w, o.SignalFrequency)
+    s = 2
     if i_TxSpecData < len(o.TxSpecData):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
         _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_TxSpecData)
@@ -7778,7 +7095,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
     else:
         raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(TxSpecData)')
     if i_TxSpecData < len(o.TxSpecData):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
         _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_TxSpecData)
@@ -7788,7 +7105,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
     n = 0
     while True:
         if i_TxSpecData < len(o.TxSpecData):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_TxSpecData = o.TxSpecData[i_TxSpecData]
             i_TxSpecData += 1
             _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_TxSpecData)
@@ -7799,113 +7116,96 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                     raise encode_error('WPT_LF_TransmitterDataType.TxSpecData', 'too many entries')
                 break
         elif o.TxPackageSpecData is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w, o.TxPackageSpecData)
             s = 6
             break
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
             break
     if s == 258:
         if o.TxPackageSpecData is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w, o.TxPackageSpecData)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataListType:
     f_WPT_LF_TxDataList: _iso20_wpt.WPT_LF_TxDataType
     if r.bits(1):
-        raise r.fail('WPT_LF_TxDataListType[0]', 'expected SE(WPT_LF_TxDataList)')
+        raise r.fail_back(1, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList)')
     f_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
     if r.bits(1):
-        raise r.fail('WPT_LF_TxDataListType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_LF_TxDataListType', 'expected EE')
     return _iso20_wpt.WPT_LF_TxDataListType(WPT_LF_TxDataList=f_WPT_LF_TxDataList)
 
 def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataListType) -> None:
-    if o.WPT_LF_TxDataList is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_LF_TxDataType(w, o.WPT_LF_TxDataList)
-    else:
-        raise encode_error('WPT_LF_TxDataListType', 'missing SE(WPT_LF_TxDataList)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.WPT_LF_TxDataList is None:
+        raise encode_error('WPT_LF_TxDataListType.WPT_LF_TxDataList', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_wpt_WPT_LF_TxDataType(w, o.WPT_LF_TxDataList)
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType:
     f_TxIdentifier: int
     f_EIRP: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail('WPT_LF_TxDataType[0]', 'expected SE(TxIdentifier)')
-    if r.bits(1):
-        raise r.fail('WPT_LF_TxDataType.TxIdentifier', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('WPT_LF_TxDataType.TxIdentifier', f'value {iv} outside 1..4294967295')
     f_TxIdentifier = iv
-    if r.bits(1):
-        raise r.fail('WPT_LF_TxDataType.TxIdentifier', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WPT_LF_TxDataType[1]', 'expected SE(EIRP)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP)')
     f_EIRP = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('WPT_LF_TxDataType[2]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_LF_TxDataType', 'expected EE')
     return _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_TxIdentifier, EIRP=f_EIRP)
 
 def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType) -> None:
-    if o.TxIdentifier is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.TxIdentifier <= 4294967295):
-            raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.TxIdentifier!r} outside 1..4294967295')
-        w.uint(o.TxIdentifier)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_LF_TxDataType', 'missing SE(TxIdentifier)')
-    if o.EIRP is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.EIRP)
-    else:
-        raise encode_error('WPT_LF_TxDataType', 'missing SE(EIRP)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.TxIdentifier is None:
+        raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TxIdentifier < 1 or o.TxIdentifier > 4294967295:
+        raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.TxIdentifier!r} outside 1..4294967295')
+    w.uint(o.TxIdentifier)
+    if o.EIRP is None:
+        raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_common_types_RationalNumberType(w, o.EIRP)
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_PairingMethodListType:
     f_WPT_PairingMethod: list[_iso20_wpt.WPT_PairingMethodType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail('WPT_PairingMethodListType[0]', 'expected SE(WPT_PairingMethod)')
-    if r.bits(1):
-        raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(6)
+    if c & 0x31 != 0x0:
+        raise r.fail_back(6, 'WPT_PairingMethodListType', 'expected SE(WPT_PairingMethod), CH of WPT_PairingMethod, EE of WPT_PairingMethod')
+    iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv}')
     f_WPT_PairingMethod.append(_E_iso20_wpt_WPT_PairingMethodType[iv])
-    if r.bits(1):
-        raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', 'expected EE')
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', 'expected CH')
-            iv = r.bits(3)
+            c = r.bits(5)
+            if c & 0x11 != 0x0:
+                raise r.fail_back(5, 'WPT_PairingMethodListType[1]', 'expected CH of WPT_PairingMethod, EE of WPT_PairingMethod')
+            iv = ((c >> 1) & 7)
             if iv >= 6:
-                raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv} out of range')
+                raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv}')
             f_WPT_PairingMethod.append(_E_iso20_wpt_WPT_PairingMethodType[iv])
-            if r.bits(1):
-                raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', 'expected EE')
             n += 1
             if n == 7:
                 s = 8
@@ -7917,7 +7217,7 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_Pairi
             raise r.fail('WPT_PairingMethodListType[1]', f'event code {ec}, expected SE(WPT_PairingMethod), EE')
     if s == 8:
         if r.bits(1):
-            raise r.fail('WPT_PairingMethodListType[8]', 'expected EE')
+            raise r.fail_back(1, 'WPT_PairingMethodListType[8]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_PairingMethodListType(WPT_PairingMethod=f_WPT_PairingMethod)
 
@@ -7925,24 +7225,18 @@ def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_Pairi
     i_WPT_PairingMethod = 0
     s = 0
     if i_WPT_PairingMethod < len(o.WPT_PairingMethod):
-        w.bits(0, 1)
         x_WPT_PairingMethod = o.WPT_PairingMethod[i_WPT_PairingMethod]
         i_WPT_PairingMethod += 1
-        w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_PairingMethodType[x_WPT_PairingMethod], 3)
-        w.bits(0, 1)
+        w.bits((_I_iso20_wpt_WPT_PairingMethodType[x_WPT_PairingMethod]) << 1, 6)
         s = 1
     else:
         raise encode_error('WPT_PairingMethodListType', 'missing SE(WPT_PairingMethod)')
     n = 0
     while True:
         if i_WPT_PairingMethod < len(o.WPT_PairingMethod):
-            w.bits(0, 2)
             x_WPT_PairingMethod = o.WPT_PairingMethod[i_WPT_PairingMethod]
             i_WPT_PairingMethod += 1
-            w.bits(0, 1)
-            w.bits(_I_iso20_wpt_WPT_PairingMethodType[x_WPT_PairingMethod], 3)
-            w.bits(0, 1)
+            w.bits((_I_iso20_wpt_WPT_PairingMethodType[x_WPT_PairingMethod]) << 1, 7)
             n += 1
             if n == 7:
                 s = 8
@@ -7950,12 +7244,12 @@ def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_Pairi
                     raise encode_error('WPT_PairingMethodListType.WPT_PairingMethod', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqType:
@@ -7966,64 +7260,57 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_PairingReqType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_PairingReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('WPT_PairingReqType[1]', 'expected SE(EVProcessing)')
-    if r.bits(1):
-        raise r.fail('WPT_PairingReqType.EVProcessing', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(7)
+    if c & 0x64 != 0x0:
+        raise r.fail_back(7, 'WPT_PairingReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing')
+    iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('WPT_PairingReqType.EVProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_PairingReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_PairingReqType.EVProcessing', 'expected EE')
+    ec = (c & 3)
+    s = 1
     s = 2
-    ec = r.bits(2)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('WPT_PairingReqType.ObservedIDCode', 'expected CH')
+            raise r.fail_back(1, 'WPT_PairingReqType[2]', 'expected CH of ObservedIDCode')
         iv = r.uint()
         if iv < 1 or iv > 4294967295:
             raise r.fail('WPT_PairingReqType.ObservedIDCode', f'value {iv} outside 1..4294967295')
         f_ObservedIDCode = iv
         if r.bits(1):
-            raise r.fail('WPT_PairingReqType.ObservedIDCode', 'expected EE')
+            raise r.fail_back(1, 'WPT_PairingReqType[2]', 'expected EE of ObservedIDCode')
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail('WPT_PairingReqType.EVResultCode', 'expected CH')
-        iv = r.bits(2)
+        c = r.bits(4)
+        if c & 0x9 != 0x0:
+            raise r.fail_back(4, 'WPT_PairingReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode')
+        iv = ((c >> 1) & 3)
         if iv >= 3:
-            raise r.fail('WPT_PairingReqType.EVResultCode', f'enumeration index {iv} out of range')
+            raise r.fail('WPT_PairingReqType.EVResultCode', f'enumeration index {iv}')
         f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-        if r.bits(1):
-            raise r.fail('WPT_PairingReqType.EVResultCode', 'expected EE')
         s = 4
     else:
         raise r.fail('WPT_PairingReqType[2]', f'event code {ec}, expected SE(ObservedIDCode), SE(EVResultCode)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail('WPT_PairingReqType[3]', 'expected SE(EVResultCode)')
-        if r.bits(1):
-            raise r.fail('WPT_PairingReqType.EVResultCode', 'expected CH')
-        iv = r.bits(2)
+        c = r.bits(5)
+        if c & 0x19 != 0x0:
+            raise r.fail_back(5, 'WPT_PairingReqType[3]', 'expected SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
+        iv = ((c >> 1) & 3)
         if iv >= 3:
-            raise r.fail('WPT_PairingReqType.EVResultCode', f'enumeration index {iv} out of range')
+            raise r.fail('WPT_PairingReqType.EVResultCode', f'enumeration index {iv}')
         f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-        if r.bits(1):
-            raise r.fail('WPT_PairingReqType.EVResultCode', 'expected EE')
         s = 4
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_PairingReqType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_PairingReqType[4]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_PairingReqType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_PairingReqType[4]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 20
@@ -8035,63 +7322,50 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
             raise r.fail('WPT_PairingReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 20:
         if r.bits(1):
-            raise r.fail('WPT_PairingReqType[20]', 'expected EE')
+            raise r.fail_back(1, 'WPT_PairingReqType[20]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_PairingReqType(Header=f_Header, EVProcessing=f_EVProcessing, ObservedIDCode=f_ObservedIDCode, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqType) -> None:
     i_VendorSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_PairingReqType', 'missing SE(Header)')
-    if o.EVProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVProcessing], 2)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('WPT_PairingReqType', 'missing SE(EVProcessing)')
+    if o.Header is None:
+        raise encode_error('WPT_PairingReqType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.EVProcessing is None:
+        raise encode_error('WPT_PairingReqType.EVProcessing', 'required value missing')
+    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 1, 5)
+    s = 1
+    s = 2
     if o.ObservedIDCode is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
-        if not (1 <= o.ObservedIDCode <= 4294967295):
+        w.bits(0x0, 3)
+        if o.ObservedIDCode < 1 or o.ObservedIDCode > 4294967295:
             raise encode_error('WPT_PairingReqType.ObservedIDCode', f'{o.ObservedIDCode!r} outside 1..4294967295')
         w.uint(o.ObservedIDCode)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     elif o.EVResultCode is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
-        w.bits(_I_iso20_wpt_WPT_EVResultType[o.EVResultCode], 2)
-        w.bits(0, 1)
+        w.bits((_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1 | 0x10, 6)
         s = 4
     else:
         raise encode_error('WPT_PairingReqType', 'missing SE(ObservedIDCode), SE(EVResultCode)')
     if s == 3:
         if o.EVResultCode is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            w.bits(_I_iso20_wpt_WPT_EVResultType[o.EVResultCode], 2)
-            w.bits(0, 1)
+            w.bits((_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1, 5)
             s = 4
         else:
             raise encode_error('WPT_PairingReqType', 'missing SE(EVResultCode)')
     n = 0
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(0, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_PairingReqType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_PairingReqType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             n += 1
             if n == 16:
                 s = 20
@@ -8099,12 +7373,12 @@ def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqTy
                     raise encode_error('WPT_PairingReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResType:
@@ -8116,51 +7390,42 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_PairingResType[0]', 'expected SE(Header)')
+        raise r.fail_back(1, 'WPT_PairingResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    s = 1
-    if r.bits(1):
-        raise r.fail('WPT_PairingResType[1]', 'expected SE(ResponseCode)')
-    if r.bits(1):
-        raise r.fail('WPT_PairingResType.ResponseCode', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(17)
+    if c & 0x181c8 != 0x0:
+        raise r.fail_back(17, 'WPT_PairingResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+    iv = ((c >> 9) & 63)
     if iv >= 40:
-        raise r.fail('WPT_PairingResType.ResponseCode', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_PairingResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_PairingResType.ResponseCode', 'expected EE')
-    s = 2
-    if r.bits(1):
-        raise r.fail('WPT_PairingResType[2]', 'expected SE(EVSEProcessing)')
-    if r.bits(1):
-        raise r.fail('WPT_PairingResType.EVSEProcessing', 'expected CH')
-    iv = r.bits(2)
+    iv = ((c >> 4) & 3)
     if iv >= 3:
-        raise r.fail('WPT_PairingResType.EVSEProcessing', f'enumeration index {iv} out of range')
+        raise r.fail('WPT_PairingResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('WPT_PairingResType.EVSEProcessing', 'expected EE')
+    ec = (c & 7)
+    s = 1
+    s = 2
     s = 3
-    ec = r.bits(3)
     if ec == 0:
         if r.bits(1):
-            raise r.fail('WPT_PairingResType.ObservedIDCode', 'expected CH')
+            raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected CH of ObservedIDCode')
         iv = r.uint()
         if iv < 1 or iv > 4294967295:
             raise r.fail('WPT_PairingResType.ObservedIDCode', f'value {iv} outside 1..4294967295')
         f_ObservedIDCode = iv
         if r.bits(1):
-            raise r.fail('WPT_PairingResType.ObservedIDCode', 'expected EE')
+            raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode')
         s = 4
     elif ec == 1:
         f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
         s = 5
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected CH')
+            raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
         f_VendorSpecificDataContainer.append(r.binary(256))
         if r.bits(1):
-            raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected EE')
+            raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
     elif ec == 3:
         s = -1
@@ -8173,10 +7438,10 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             s = 5
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_PairingResType[4]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_PairingResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 2:
             s = -1
@@ -8186,10 +7451,10 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected CH')
+                raise r.fail_back(1, 'WPT_PairingResType[5]', 'expected CH of VendorSpecificDataContainer')
             f_VendorSpecificDataContainer.append(r.binary(256))
             if r.bits(1):
-                raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected EE')
+                raise r.fail_back(1, 'WPT_PairingResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 1:
             s = -1
@@ -8201,10 +7466,10 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected CH')
+                    raise r.fail_back(1, 'WPT_PairingResType[6]', 'expected CH of VendorSpecificDataContainer')
                 f_VendorSpecificDataContainer.append(r.binary(256))
                 if r.bits(1):
-                    raise r.fail('WPT_PairingResType.VendorSpecificDataContainer', 'expected EE')
+                    raise r.fail_back(1, 'WPT_PairingResType[6]', 'expected EE of VendorSpecificDataContainer')
                 n += 1
                 if n == 15:
                     s = 21
@@ -8216,104 +7481,89 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                 raise r.fail('WPT_PairingResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 21:
         if r.bits(1):
-            raise r.fail('WPT_PairingResType[21]', 'expected EE')
+            raise r.fail_back(1, 'WPT_PairingResType[21]', 'expected EE')
         s = -1
     return _iso20_wpt.WPT_PairingResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, ObservedIDCode=f_ObservedIDCode, AlternativeSECCList=f_AlternativeSECCList, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResType) -> None:
     i_VendorSpecificDataContainer = 0
     s = 0
-    if o.Header is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_MessageHeaderType(w, o.Header)
-        s = 1
-    else:
-        raise encode_error('WPT_PairingResType', 'missing SE(Header)')
-    if o.ResponseCode is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_responseCodeType[o.ResponseCode], 6)
-        w.bits(0, 1)
-        s = 2
-    else:
-        raise encode_error('WPT_PairingResType', 'missing SE(ResponseCode)')
-    if o.EVSEProcessing is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.bits(_I_iso20_common_types_processingType[o.EVSEProcessing], 2)
-        w.bits(0, 1)
-        s = 3
-    else:
-        raise encode_error('WPT_PairingResType', 'missing SE(EVSEProcessing)')
+    if o.Header is None:
+        raise encode_error('WPT_PairingResType.Header', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    if o.ResponseCode is None:
+        raise encode_error('WPT_PairingResType.ResponseCode', 'required value missing')
+    if o.EVSEProcessing is None:
+        raise encode_error('WPT_PairingResType.EVSEProcessing', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1, 14)
+    s = 1
+    s = 2
+    s = 3
     if o.ObservedIDCode is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
-        if not (1 <= o.ObservedIDCode <= 4294967295):
+        w.bits(0x0, 4)
+        if o.ObservedIDCode < 1 or o.ObservedIDCode > 4294967295:
             raise encode_error('WPT_PairingResType.ObservedIDCode', f'{o.ObservedIDCode!r} outside 1..4294967295')
         w.uint(o.ObservedIDCode)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 4
     elif o.AlternativeSECCList is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_iso20_wpt_AlternativeSECCListType(w, o.AlternativeSECCList)
         s = 5
     elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-        w.bits(2, 3)
         x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
         i_VendorSpecificDataContainer += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         if len(x_VendorSpecificDataContainer) > 256:
-            raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
         w.binary(x_VendorSpecificDataContainer)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 4:
         if o.AlternativeSECCList is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_iso20_wpt_AlternativeSECCListType(w, o.AlternativeSECCList)
             s = 5
         elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(1, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 5:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-            w.bits(0, 2)
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             if len(x_VendorSpecificDataContainer) > 256:
-                raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         n = 0
         while True:
             if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
-                w.bits(0, 2)
                 x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
                 i_VendorSpecificDataContainer += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 if len(x_VendorSpecificDataContainer) > 256:
-                    raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'value length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                    raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
                 w.binary(x_VendorSpecificDataContainer)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 n += 1
                 if n == 15:
                     s = 21
@@ -8321,33 +7571,29 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
                         raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', 'too many entries')
                     break
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
     if s == 21:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WPT_SPCPowerControlParameterType:
     f_SPCPrimaryDeviceCoilCurrentInformation: _iso20_common_types.RationalNumberType
     if r.bits(1):
-        raise r.fail('WPT_SPCPowerControlParameterType[0]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation)')
+        raise r.fail_back(1, 'WPT_SPCPowerControlParameterType', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation)')
     f_SPCPrimaryDeviceCoilCurrentInformation = _d_iso20_common_types_RationalNumberType(r)
     if r.bits(1):
-        raise r.fail('WPT_SPCPowerControlParameterType[1]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_SPCPowerControlParameterType', 'expected EE')
     return _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_SPCPrimaryDeviceCoilCurrentInformation)
 
 def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WPT_SPCPowerControlParameterType) -> None:
-    if o.SPCPrimaryDeviceCoilCurrentInformation is not None:
-        w.bits(0, 1)
-        _e_iso20_common_types_RationalNumberType(w, o.SPCPrimaryDeviceCoilCurrentInformation)
-    else:
-        raise encode_error('WPT_SPCPowerControlParameterType', 'missing SE(SPCPrimaryDeviceCoilCurrentInformation)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.SPCPrimaryDeviceCoilCurrentInformation is None:
+        raise encode_error('WPT_SPCPowerControlParameterType.SPCPrimaryDeviceCoilCurrentInformation', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_common_types_RationalNumberType(w, o.SPCPrimaryDeviceCoilCurrentInformation)
+    w.bits(0x0, 1)
 
 def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxPackageSpecDataType:
     f_PulseSequenceOrder: list[_iso20_wpt.WPT_TxRxPulseOrderType] = []
@@ -8356,11 +7602,11 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     f_PackageSeparationTime: int
     s = 0
     if r.bits(1):
-        raise r.fail('WPT_TxRxPackageSpecDataType[0]', 'expected SE(PulseSequenceOrder)')
+        raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder)')
     f_PulseSequenceOrder.append(_d_iso20_wpt_WPT_TxRxPulseOrderType(r))
-    s = 1
     if r.bits(1):
-        raise r.fail('WPT_TxRxPackageSpecDataType[1]', 'expected SE(PulseSequenceOrder)')
+        raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder)')
+    s = 1
     f_PulseSequenceOrder.append(_d_iso20_wpt_WPT_TxRxPulseOrderType(r))
     s = 2
     n = 0
@@ -8374,53 +7620,47 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                 break
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'expected CH')
+                raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
             iv = r.uint()
             if iv > 65535:
                 raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'value {iv} outside 0..65535')
             f_PulseSeparationTime = iv
             if r.bits(1):
-                raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'expected EE')
+                raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of PulseSeparationTime')
             s = 4
             break
         else:
             raise r.fail('WPT_TxRxPackageSpecDataType[2]', f'event code {ec}, expected SE(PulseSequenceOrder), SE(PulseSeparationTime)')
     if s == 258:
-        if r.bits(1):
-            raise r.fail('WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime)')
-        if r.bits(1):
-            raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
         iv = r.uint()
         if iv > 65535:
             raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'value {iv} outside 0..65535')
         f_PulseSeparationTime = iv
         if r.bits(1):
-            raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'expected EE')
+            raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[258]', 'expected EE of PulseSeparationTime')
         s = 4
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPackageSpecDataType[4]', 'expected SE(PulseDuration)')
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPackageSpecDataType.PulseDuration', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('WPT_TxRxPackageSpecDataType.PulseDuration', f'value {iv} outside 0..65535')
     f_PulseDuration = iv
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPackageSpecDataType.PulseDuration', 'expected EE')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
     s = 6
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPackageSpecDataType[6]', 'expected SE(PackageSeparationTime)')
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'value {iv} outside 0..65535')
     f_PackageSeparationTime = iv
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType', 'expected EE of PackageSeparationTime, EE')
     s = 8
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPackageSpecDataType[8]', 'expected EE')
     s = -1
     return _iso20_wpt.WPT_TxRxPackageSpecDataType(PulseSequenceOrder=f_PulseSequenceOrder, PulseSeparationTime=f_PulseSeparationTime, PulseDuration=f_PulseDuration, PackageSeparationTime=f_PackageSeparationTime)
 
@@ -8428,7 +7668,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     i_PulseSequenceOrder = 0
     s = 0
     if i_PulseSequenceOrder < len(o.PulseSequenceOrder):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
         _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x_PulseSequenceOrder)
@@ -8436,7 +7676,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     else:
         raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder)')
     if i_PulseSequenceOrder < len(o.PulseSequenceOrder):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
         _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x_PulseSequenceOrder)
@@ -8446,7 +7686,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     n = 0
     while True:
         if i_PulseSequenceOrder < len(o.PulseSequenceOrder):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
             i_PulseSequenceOrder += 1
             _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x_PulseSequenceOrder)
@@ -8457,638 +7697,577 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
                     raise encode_error('WPT_TxRxPackageSpecDataType.PulseSequenceOrder', 'too many entries')
                 break
         elif o.PulseSeparationTime is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
-            if not (0 <= o.PulseSeparationTime <= 65535):
+            w.bits(0x2, 3)
+            if o.PulseSeparationTime < 0 or o.PulseSeparationTime > 65535:
                 raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{o.PulseSeparationTime!r} outside 0..65535')
             w.uint(o.PulseSeparationTime)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
             break
         else:
             raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder), SE(PulseSeparationTime)')
     if s == 258:
         if o.PulseSeparationTime is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
-            if not (0 <= o.PulseSeparationTime <= 65535):
+            w.bits(0x0, 2)
+            if o.PulseSeparationTime < 0 or o.PulseSeparationTime > 65535:
                 raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{o.PulseSeparationTime!r} outside 0..65535')
             w.uint(o.PulseSeparationTime)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
             raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSeparationTime)')
-    if o.PulseDuration is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.PulseDuration <= 65535):
-            raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', f'{o.PulseDuration!r} outside 0..65535')
-        w.uint(o.PulseDuration)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseDuration)')
-    if o.PackageSeparationTime is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.PackageSeparationTime <= 65535):
-            raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'{o.PackageSeparationTime!r} outside 0..65535')
-        w.uint(o.PackageSeparationTime)
-        w.bits(0, 1)
-        s = 8
-    else:
-        raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PackageSeparationTime)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.PulseDuration is None:
+        raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', 'required value missing')
+    w.bits(0x0, 2)
+    if o.PulseDuration < 0 or o.PulseDuration > 65535:
+        raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', f'{o.PulseDuration!r} outside 0..65535')
+    w.uint(o.PulseDuration)
+    if o.PackageSeparationTime is None:
+        raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'required value missing')
+    w.bits(0x0, 3)
+    s = 6
+    if o.PackageSeparationTime < 0 or o.PackageSeparationTime > 65535:
+        raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'{o.PackageSeparationTime!r} outside 0..65535')
+    w.uint(o.PackageSeparationTime)
+    w.bits(0x0, 2)
+    s = 8
+    s = -1
 
 def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPulseOrderType:
     f_IndexNumber: int
     f_TxRxIdentifier: int
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPulseOrderType[0]', 'expected SE(IndexNumber)')
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPulseOrderType.IndexNumber', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('WPT_TxRxPulseOrderType.IndexNumber', f'value {iv} outside 0..65535')
     f_IndexNumber = iv
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPulseOrderType.IndexNumber', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPulseOrderType[1]', 'expected SE(TxRxIdentifier)')
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPulseOrderType.TxRxIdentifier', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('WPT_TxRxPulseOrderType.TxRxIdentifier', f'value {iv} outside 1..4294967295')
     f_TxRxIdentifier = iv
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPulseOrderType.TxRxIdentifier', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WPT_TxRxPulseOrderType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_TxRxPulseOrderType', 'expected EE of TxRxIdentifier, EE')
     return _iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_IndexNumber, TxRxIdentifier=f_TxRxIdentifier)
 
 def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPulseOrderType) -> None:
-    if o.IndexNumber is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (0 <= o.IndexNumber <= 65535):
-            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{o.IndexNumber!r} outside 0..65535')
-        w.uint(o.IndexNumber)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_TxRxPulseOrderType', 'missing SE(IndexNumber)')
-    if o.TxRxIdentifier is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.TxRxIdentifier <= 4294967295):
-            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{o.TxRxIdentifier!r} outside 1..4294967295')
-        w.uint(o.TxRxIdentifier)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_TxRxPulseOrderType', 'missing SE(TxRxIdentifier)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.IndexNumber is None:
+        raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
+    w.bits(0x0, 2)
+    if o.IndexNumber < 0 or o.IndexNumber > 65535:
+        raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{o.IndexNumber!r} outside 0..65535')
+    w.uint(o.IndexNumber)
+    if o.TxRxIdentifier is None:
+        raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
+    w.bits(0x0, 3)
+    if o.TxRxIdentifier < 1 or o.TxRxIdentifier > 4294967295:
+        raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{o.TxRxIdentifier!r} outside 1..4294967295')
+    w.uint(o.TxRxIdentifier)
+    w.bits(0x0, 2)
 
 def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDataType:
     f_TxRxIdentifier: int
     f_TxRxPosition: _iso20_wpt.WPT_CoordinateXYZType
     f_TxRxOrientation: _iso20_wpt.WPT_CoordinateXYZType
-    if r.bits(1):
-        raise r.fail('WPT_TxRxSpecDataType[0]', 'expected SE(TxRxIdentifier)')
-    if r.bits(1):
-        raise r.fail('WPT_TxRxSpecDataType.TxRxIdentifier', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('WPT_TxRxSpecDataType.TxRxIdentifier', f'value {iv} outside 1..4294967295')
     f_TxRxIdentifier = iv
-    if r.bits(1):
-        raise r.fail('WPT_TxRxSpecDataType.TxRxIdentifier', 'expected EE')
-    if r.bits(1):
-        raise r.fail('WPT_TxRxSpecDataType[1]', 'expected SE(TxRxPosition)')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition)')
     f_TxRxPosition = _d_iso20_wpt_WPT_CoordinateXYZType(r)
     if r.bits(1):
-        raise r.fail('WPT_TxRxSpecDataType[2]', 'expected SE(TxRxOrientation)')
+        raise r.fail_back(1, 'WPT_TxRxSpecDataType', 'expected SE(TxRxOrientation)')
     f_TxRxOrientation = _d_iso20_wpt_WPT_CoordinateXYZType(r)
     if r.bits(1):
-        raise r.fail('WPT_TxRxSpecDataType[3]', 'expected EE')
-    pass
+        raise r.fail_back(1, 'WPT_TxRxSpecDataType', 'expected EE')
     return _iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_TxRxIdentifier, TxRxPosition=f_TxRxPosition, TxRxOrientation=f_TxRxOrientation)
 
 def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDataType) -> None:
-    if o.TxRxIdentifier is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        if not (1 <= o.TxRxIdentifier <= 4294967295):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{o.TxRxIdentifier!r} outside 1..4294967295')
-        w.uint(o.TxRxIdentifier)
-        w.bits(0, 1)
-    else:
-        raise encode_error('WPT_TxRxSpecDataType', 'missing SE(TxRxIdentifier)')
-    if o.TxRxPosition is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_CoordinateXYZType(w, o.TxRxPosition)
-    else:
-        raise encode_error('WPT_TxRxSpecDataType', 'missing SE(TxRxPosition)')
-    if o.TxRxOrientation is not None:
-        w.bits(0, 1)
-        _e_iso20_wpt_WPT_CoordinateXYZType(w, o.TxRxOrientation)
-    else:
-        raise encode_error('WPT_TxRxSpecDataType', 'missing SE(TxRxOrientation)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.TxRxIdentifier is None:
+        raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
+    w.bits(0x0, 2)
+    if o.TxRxIdentifier < 1 or o.TxRxIdentifier > 4294967295:
+        raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{o.TxRxIdentifier!r} outside 1..4294967295')
+    w.uint(o.TxRxIdentifier)
+    if o.TxRxPosition is None:
+        raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
+    w.bits(0x0, 2)
+    _e_iso20_wpt_WPT_CoordinateXYZType(w, o.TxRxPosition)
+    if o.TxRxOrientation is None:
+        raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
+    w.bits(0x0, 1)
+    _e_iso20_wpt_WPT_CoordinateXYZType(w, o.TxRxOrientation)
+    w.bits(0x0, 1)
 
 def _d_v0(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 65535:
         raise r.fail('value', f'value {iv} outside 0..65535')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 65535):
+    w.bits(0x0, 1)
+    if o < 0 or o > 65535:
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 18446744073709551615:
         raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 18446744073709551615):
+    w.bits(0x0, 1)
+    if o < 0 or o > 18446744073709551615:
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v4(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(12)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 12:
-        raise encode_error('value', f'value length {len(o)} outside 0..12')
+        raise encode_error('value', f'length {len(o)} outside 0..12')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v5(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(1) == 1
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(3)
+    if c & 0x5 != 0x0:
+        raise r.fail_back(3, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 1) == 1
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(1 if o else 0, 1)
-    w.bits(0, 1)
+    w.bits((1 if o else 0) << 1, 3)
 
 def _d_v6(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.integer()
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
     if iv < -32768 or iv > 32767:
         raise r.fail('value', f'value {iv} outside -32768..32767')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-32768 <= o <= 32767):
+    w.bits(0x0, 1)
+    if o < -32768 or o > 32767:
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 0..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 0 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v8(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    v = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 1) & 3)]
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o]) << 1, 4)
 
 def _d_v9(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_processingType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_processingType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_processingType[o]) << 1, 4)
 
 def _d_v10(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_wpt_WPT_EVResultType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_wpt_WPT_EVResultType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_wpt_WPT_EVResultType[o]) << 1, 4)
 
 def _d_v11(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_evseNotificationType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_evseNotificationType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
 
 def _d_v12(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v13(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8) + -128
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255) - 128
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (-128 <= o <= 127):
+    if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits(o - -128, 8)
-    w.bits(0, 1)
+    w.bits((o + 128) << 1, 10)
 
 def _d_v14(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v15(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(39)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 39:
-        raise encode_error('value', f'value length {len(o)} outside 0..39')
+        raise encode_error('value', f'length {len(o)} outside 0..39')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v16(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(256)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 256:
-        raise encode_error('value', f'value length {len(o)} outside 0..256')
+        raise encode_error('value', f'length {len(o)} outside 0..256')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v17(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(7)
+    c = r.bits(9)
+    if c & 0x101 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 127)
     if iv > 100:
         raise r.fail('value', f'value {iv} outside 0..100')
     v = iv
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 100):
+    if o < 0 or o > 100:
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits(o, 7)
-    w.bits(0, 1)
+    w.bits((o) << 1, 9)
 
 def _d_v18(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(32)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 32:
-        raise encode_error('value', f'value length {len(o)} outside 0..32')
+        raise encode_error('value', f'length {len(o)} outside 0..32')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v19(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(64)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 64:
-        raise encode_error('value', f'value length {len(o)} outside 0..64')
+        raise encode_error('value', f'length {len(o)} outside 0..64')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v20(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.bits(8)
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(10)
+    if c & 0x201 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH, EE')
+    v = ((c >> 1) & 255)
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (0 <= o <= 255):
+    if o < 0 or o > 255:
         raise encode_error('value', f'{o!r} outside 0..255')
-    w.bits(o, 8)
-    w.bits(0, 1)
+    w.bits((o) << 1, 10)
 
 def _d_v21(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     iv = r.uint()
     if iv < 1 or iv > 4294967295:
         raise r.fail('value', f'value {iv} outside 1..4294967295')
     v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    if not (1 <= o <= 4294967295):
+    w.bits(0x0, 1)
+    if o < 1 or o > 4294967295:
         raise encode_error('value', f'{o!r} outside 1..4294967295')
     w.uint(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v22(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = _E_iso20_wpt_WPT_PowerClassType[r.bits(2)]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    v = _E_iso20_wpt_WPT_PowerClassType[((c >> 1) & 3)]
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_wpt_WPT_PowerClassType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_wpt_WPT_PowerClassType[o]) << 1, 4)
 
 def _d_v23(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v24(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(6)
+    c = r.bits(8)
+    if c & 0x81 != 0x0:
+        raise r.fail_back(8, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 63)
     if iv >= 40:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_common_types_responseCodeType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_common_types_responseCodeType[o], 6)
-    w.bits(0, 1)
+    w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
 
 def _d_v25(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o]) << 1, 5)
 
 def _d_v26(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(255)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if len(o) > 255:
-        raise encode_error('value', f'value length {len(o)} outside 0..255')
+        raise encode_error('value', f'length {len(o)} outside 0..255')
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v27(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(8)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     if (len(o) < 8 and w.strict) or len(o) > 8:
-        raise encode_error('value', f'value length {len(o)} outside 8..8')
+        raise encode_error('value', f'length {len(o)} outside 8..8')
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v28(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(2)
+    c = r.bits(4)
+    if c & 0x9 != 0x0:
+        raise r.fail_back(4, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_wpt_WPT_AlignmentCheckMethodType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_wpt_WPT_AlignmentCheckMethodType[o], 2)
-    w.bits(0, 1)
+    w.bits((_I_iso20_wpt_WPT_AlignmentCheckMethodType[o]) << 1, 4)
 
 def _d_v29(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 5:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_wpt_WPT_FinePositioningMethodType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_wpt_WPT_FinePositioningMethodType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso20_wpt_WPT_FinePositioningMethodType[o]) << 1, 5)
 
 def _d_v30(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    iv = r.bits(3)
+    c = r.bits(5)
+    if c & 0x11 != 0x0:
+        raise r.fail_back(5, 'value', 'expected CH, EE')
+    iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv} out of range')
+        raise r.fail('value', f'enumeration index {iv}')
     v = _E_iso20_wpt_WPT_PairingMethodType[iv]
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
-    w.bits(_I_iso20_wpt_WPT_PairingMethodType[o], 3)
-    w.bits(0, 1)
+    w.bits((_I_iso20_wpt_WPT_PairingMethodType[o]) << 1, 5)
 
 def _d_v31(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 DOCUMENT: EntryTable = (
     ('urn:iso:std:iso:15118:-20:CommonTypes', 'CLReqControlMode', _d_iso20_common_types_CLReqControlModeType, _e_iso20_common_types_CLReqControlModeType, _iso20_common_types.CLReqControlModeType),

@@ -23,7 +23,7 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('CanonicalizationMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -53,18 +53,17 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('CanonicalizationMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
@@ -76,80 +75,80 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
         f_P = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.P', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
         f_G = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.G', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[1]', 'expected SE(Q)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         f_Q = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Q', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
             f_G = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.G', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
             f_Y = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Y', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[2]', 'expected SE(Y)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         f_Y = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Y', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
         f_J = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.J', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
         f_Seed = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
@@ -159,129 +158,117 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected CH')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
             f_Seed = r.binary(None)
             if r.bits(1):
-                raise r.fail('DSAKeyValueType.Seed', 'expected EE')
+                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType[6]', 'expected SE(PgenCounter)')
-        if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected CH')
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         f_PgenCounter = r.binary(None)
         if r.bits(1):
-            raise r.fail('DSAKeyValueType.PgenCounter', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
         if r.bits(1):
-            raise r.fail('DSAKeyValueType[7]', 'expected EE')
+            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     s = 0
     if o.P is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.P)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif o.G is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.G)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif o.Y is not None:
-        w.bits(2, 2)
-        w.bits(0, 1)
+        w.bits(0x4, 3)
         w.binary(o.Y)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Q)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.G)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif o.Y is not None:
-            w.bits(1, 2)
-            w.bits(0, 1)
+            w.bits(0x2, 3)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.Y)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.J)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 5
     elif o.Seed is not None:
-        w.bits(1, 2)
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(o.Seed)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 6
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0, 2)
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(o.Seed)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 6
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0, 1)
-            w.bits(0, 1)
+            w.bits(0x0, 2)
             w.binary(o.PgenCounter)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
     if r.bits(1):
-        raise r.fail('DigestMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
@@ -311,18 +298,17 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('DigestMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('DigestMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
@@ -335,16 +321,17 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    ec = r.bits(4)
+    c = r.bits(4)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
         f_KeyName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.KeyName', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
@@ -363,10 +350,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         s = 2
     elif ec == 7:
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
         f_MgmtData.append(r.string(None))
         if r.bits(1):
-            raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
         raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
@@ -379,10 +366,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             ec = r.bits(4)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
                 f_KeyName.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
@@ -407,10 +394,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 break
             elif ec == 6:
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 f_MgmtData.append(r.string(None))
                 if r.bits(1):
-                    raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
@@ -423,10 +410,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         ec = r.bits(4)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
             f_KeyName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.KeyName', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
         elif ec == 2:
@@ -439,10 +426,10 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected CH')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
             f_MgmtData.append(r.string(None))
             if r.bits(1):
-                raise r.fail('KeyInfoType.MgmtData', 'expected EE')
+                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
             raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
@@ -464,148 +451,142 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 4)
+        w.bits(0x0, 4)
         w.string(o.Id)
         s = 1
     elif i_KeyName < len(o.KeyName):
-        w.bits(1, 4)
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0, 1)
+        w.bits(0x2, 5)
         w.string(x_KeyName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(2, 4)
+        w.bits(0x2, 4)
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
         _e_xmldsig_KeyValueType(w, x_KeyValue)
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(3, 4)
+        w.bits(0x3, 4)
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(4, 4)
+        w.bits(0x4, 4)
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
         _e_xmldsig_X509DataType(w, x_X509Data)
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(5, 4)
+        w.bits(0x5, 4)
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
         _e_xmldsig_PGPDataType(w, x_PGPData)
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(6, 4)
+        w.bits(0x6, 4)
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
         s = 2
     elif i_MgmtData < len(o.MgmtData):
-        w.bits(7, 4)
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0, 1)
+        w.bits(0xe, 5)
         w.string(x_MgmtData)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     if s == 1:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
             s = 2
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
     while True:
         if i_KeyName < len(o.KeyName):
-            w.bits(0, 4)
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0, 1)
+            w.bits(0x0, 5)
             w.string(x_KeyName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(1, 4)
+            w.bits(0x1, 4)
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
             _e_xmldsig_KeyValueType(w, x_KeyValue)
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(2, 4)
+            w.bits(0x2, 4)
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
         elif i_X509Data < len(o.X509Data):
-            w.bits(3, 4)
+            w.bits(0x3, 4)
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
             _e_xmldsig_X509DataType(w, x_X509Data)
         elif i_PGPData < len(o.PGPData):
-            w.bits(4, 4)
+            w.bits(0x4, 4)
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
             _e_xmldsig_PGPDataType(w, x_PGPData)
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(5, 4)
+            w.bits(0x5, 4)
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
         elif i_MgmtData < len(o.MgmtData):
-            w.bits(6, 4)
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0, 1)
+            w.bits(0xc, 5)
             w.string(x_MgmtData)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(8, 4)
+            w.bits(0x8, 4)
             s = -1
             break
 
@@ -629,7 +610,6 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     while True:
         ec = r.bits(2)
         if ec == 0:
-            pass
             break
         elif ec == 1:
             raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
@@ -639,24 +619,25 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     if o.DSAKeyValue is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         pass
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -667,10 +648,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('ManifestType[1]', 'expected SE(Reference)')
+            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 3
@@ -694,11 +676,11 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -707,7 +689,7 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
             _e_xmldsig_ReferenceType(w, x_Reference)
@@ -715,23 +697,23 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -740,7 +722,8 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Encoding = r.string(None)
         s = 1
@@ -816,67 +799,68 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     s = 0
     if o.Encoding is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Encoding)
         s = 1
     elif o.Id is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Id)
         s = 2
     elif o.MimeType is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.MimeType)
         s = 3
     else:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Id)
             s = 2
         elif o.MimeType is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.MimeType)
             s = 3
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         f_PGPKeyID = r.binary(None)
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyID', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         f_PGPKeyPacket.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
         raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
@@ -884,10 +868,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         ec = r.bits(2)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected CH')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             f_PGPKeyPacket.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('PGPDataType.PGPKeyPacket', 'expected EE')
+                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
             raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
@@ -937,18 +921,16 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0, 2)
-        w.bits(0, 1)
+        w.bits(0x0, 3)
         w.binary(o.PGPKeyID)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        w.bits(1, 2)
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0, 1)
+        w.bits(0x2, 3)
         w.binary(x_PGPKeyPacket)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -956,75 +938,60 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            w.bits(0, 2)
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0, 1)
+            w.bits(0x0, 3)
             w.binary(x_PGPKeyPacket)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[0]', 'expected SE(Modulus)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     f_Modulus = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Modulus', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[1]', 'expected SE(Exponent)')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected CH')
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     f_Exponent = r.binary(None)
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType.Exponent', 'expected EE')
-    if r.bits(1):
-        raise r.fail('RSAKeyValueType[2]', 'expected EE')
-    pass
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
-    if o.Modulus is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Modulus)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Modulus)')
-    if o.Exponent is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.Exponent)
-        w.bits(0, 1)
-    else:
-        raise encode_error('RSAKeyValueType', 'missing SE(Exponent)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.Modulus is None:
+        raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.Modulus)
+    if o.Exponent is None:
+        raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+    w.bits(0x0, 3)
+    w.binary(o.Exponent)
+    w.bits(0x0, 2)
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1034,7 +1001,8 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1093,116 +1061,111 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if r.bits(1):
-            raise r.fail('ReferenceType[4]', 'expected SE(DigestMethod)')
+            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    if r.bits(1):
-        raise r.fail('ReferenceType[5]', 'expected SE(DigestValue)')
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     f_DigestValue = r.binary(None)
-    if r.bits(1):
-        raise r.fail('ReferenceType.DigestValue', 'expected EE')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
-    if r.bits(1):
-        raise r.fail('ReferenceType[6]', 'expected EE')
     s = -1
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Id)
         s = 1
     elif o.Type is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.Type)
         s = 2
     elif o.URI is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         w.string(o.URI)
         s = 3
     elif o.Transforms is not None:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(4, 3)
+        w.bits(0x4, 3)
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             w.string(o.Type)
             s = 2
         elif o.URI is not None:
-            w.bits(1, 3)
+            w.bits(0x1, 3)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(3, 3)
+            w.bits(0x3, 3)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 3
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
-    if o.DigestValue is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.binary(o.DigestValue)
-        w.bits(0, 1)
-        s = 6
-    else:
-        raise encode_error('ReferenceType', 'missing SE(DigestValue)')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    if o.DigestValue is None:
+        raise encode_error('ReferenceType.DigestValue', 'required value missing')
+    w.bits(0x0, 2)
+    w.binary(o.DigestValue)
+    w.bits(0x0, 2)
+    s = 6
+    s = -1
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_Type = r.string(None)
         s = 1
@@ -1239,50 +1202,50 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
         if r.bits(1):
-            raise r.fail('RetrievalMethodType[3]', 'expected EE')
+            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     s = 0
     if o.Type is not None:
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         w.string(o.Type)
         s = 1
     elif o.URI is not None:
-        w.bits(1, 3)
+        w.bits(0x1, 3)
         w.string(o.URI)
         s = 2
     elif o.Transforms is not None:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         _e_xmldsig_TransformsType(w, o.Transforms)
         s = 3
     else:
-        w.bits(3, 3)
+        w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             w.string(o.URI)
             s = 2
         elif o.Transforms is not None:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(2, 2)
+            w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             _e_xmldsig_TransformsType(w, o.Transforms)
             s = 3
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             s = -1
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
@@ -1290,23 +1253,22 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            if r.bits(1):
-                raise r.fail('SPKIDataType[0]', 'expected SE(SPKISexp)')
-            if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             f_SPKISexp.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     f_SPKISexp.append(r.binary(None))
                     if r.bits(1):
-                        raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
                     raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
@@ -1318,10 +1280,10 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             ec = r.bits(2)
             if ec == 0:
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected CH')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 f_SPKISexp.append(r.binary(None))
                 if r.bits(1):
-                    raise r.fail('SPKIDataType.SPKISexp', 'expected EE')
+                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
@@ -1335,39 +1297,36 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     while s >= 0:
         if s == 0:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 1)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 2)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
         if s == 1:
             while True:
                 if i_SPKISexp < len(o.SPKISexp):
-                    w.bits(0, 2)
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0, 1)
+                    w.bits(0x0, 3)
                     w.binary(x_SPKISexp)
-                    w.bits(0, 1)
+                    w.bits(0x0, 1)
                 else:
-                    w.bits(2, 2)
+                    w.bits(0x2, 2)
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
-                w.bits(0, 2)
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0, 1)
+                w.bits(0x0, 3)
                 w.binary(x_SPKISexp)
-                w.bits(0, 1)
+                w.bits(0x0, 1)
                 s = 1
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
@@ -1375,17 +1334,22 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_HMACOutputLength: int | None = None
     s = 0
     if r.bits(1):
-        raise r.fail('SignatureMethodType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
+            c = r.bits(2)
+            if c & 0x2 != 0x0:
+                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = (c & 1)
+            iv = r.uint()
+            if sg:
+                iv = -iv - 1
+            f_HMACOutputLength = iv
             if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected CH')
-            f_HMACOutputLength = r.integer()
-            if r.bits(1):
-                raise r.fail('SignatureMethodType.HMACOutputLength', 'expected EE')
+                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
@@ -1425,35 +1389,34 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     s = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-        s = 1
-    else:
-        raise encode_error('SignatureMethodType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
+    s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0, 3)
-        w.bits(0, 1)
+        w.bits(0x0, 4)
         w.integer(o.HMACOutputLength)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         s = 2
     else:
-        w.bits(2, 3)
+        w.bits(0x2, 3)
         s = -1
     if s == 2:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 3:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1464,10 +1427,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 2
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
         s = 3
@@ -1491,11 +1455,11 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1504,7 +1468,7 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
@@ -1512,23 +1476,23 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
         s = 3
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1536,7 +1500,8 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     f_Id: str | None = None
     f_Target: str
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1547,7 +1512,7 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
         f_Target = r.string(None)
         s = 2
     while True:
@@ -1586,18 +1551,18 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.Target is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.string(o.Target)
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.string(o.Target)
             s = 2
         else:
@@ -1605,11 +1570,11 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 4:
         if True:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
@@ -1619,7 +1584,8 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1630,14 +1596,15 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureType[1]', 'expected SE(SignedInfo)')
+            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureType[2]', 'expected SE(SignatureValue)')
+        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
+    c = r.bits(2)
+    ec = c
     s = 3
-    ec = r.bits(2)
     if ec == 0:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         s = 4
@@ -1673,60 +1640,59 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
-    if o.SignatureValue is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureValueType(w, o.SignatureValue)
-        s = 3
-    else:
-        raise encode_error('SignatureType', 'missing SE(SignatureValue)')
+    if o.SignatureValue is None:
+        raise encode_error('SignatureType.SignatureValue', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    s = 3
     if o.KeyInfo is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         x_Object = o.Object[i_Object]
         i_Object += 1
         _e_xmldsig_ObjectType(w, x_Object)
         s = 5
     else:
-        w.bits(2, 2)
+        w.bits(0x2, 2)
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0, 2)
+            w.bits(0x0, 2)
             x_Object = o.Object[i_Object]
             i_Object += 1
             _e_xmldsig_ObjectType(w, x_Object)
             s = 5
         else:
-            w.bits(1, 2)
+            w.bits(0x1, 2)
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Object = o.Object[i_Object]
                 i_Object += 1
                 _e_xmldsig_ObjectType(w, x_Object)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1734,7 +1700,8 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1745,36 +1712,35 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignatureValueType[1]', 'expected CH')
+            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
         f_value = r.binary(None)
         s = 2
     if r.bits(1):
-        raise r.fail('SignatureValueType[2]', 'expected EE')
+        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
     s = -1
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.value is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         w.binary(o.value)
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             w.binary(o.value)
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    if True:
-        w.bits(0, 1)
-        s = -1
+    w.bits(0x0, 1)
+    s = -1
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -1782,7 +1748,8 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    ec = r.bits(2)
+    c = r.bits(2)
+    ec = c
     if ec == 0:
         f_Id = r.string(None)
         s = 1
@@ -1793,18 +1760,19 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if r.bits(1):
-            raise r.fail('SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
         s = 2
     if r.bits(1):
-        raise r.fail('SignedInfoType[2]', 'expected SE(SignatureMethod)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    s = 3
     if r.bits(1):
-        raise r.fail('SignedInfoType[3]', 'expected SE(Reference)')
+        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    s = 3
     f_Reference.append(_d_xmldsig_ReferenceType(r))
+    c = r.bits(2)
+    ec = c
     s = 4
-    ec = r.bits(2)
     if ec == 0:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
         s = 5
@@ -1828,30 +1796,29 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         w.string(o.Id)
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0, 1)
+            w.bits(0x0, 1)
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
-    if o.SignatureMethod is not None:
-        w.bits(0, 1)
-        _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
-        s = 3
-    else:
-        raise encode_error('SignedInfoType', 'missing SE(SignatureMethod)')
+    if o.SignatureMethod is None:
+        raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
+    w.bits(0x0, 1)
+    _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
@@ -1859,23 +1826,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
         _e_xmldsig_ReferenceType(w, x_Reference)
         s = 5
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
                 _e_xmldsig_ReferenceType(w, x_Reference)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1883,20 +1850,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
     if r.bits(1):
-        raise r.fail('TransformType[0]', 'expected AT(Algorithm)')
+        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
     f_Algorithm = r.string(None)
     while True:
         ec = r.bits(3)
         if ec == 0:
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected CH')
+                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
             f_XPath.append(r.string(None))
             if r.bits(1):
-                raise r.fail('TransformType.XPath', 'expected EE')
+                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
             raise r.fail('TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
-            pass
             break
         elif ec == 3:
             raise r.fail('TransformType[1]', 'untyped character content is not supported')
@@ -1906,21 +1872,19 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     i_XPath = 0
-    if o.Algorithm is not None:
-        w.bits(0, 1)
-        w.string(o.Algorithm)
-    else:
-        raise encode_error('TransformType', 'missing AT(Algorithm)')
+    if o.Algorithm is None:
+        raise encode_error('TransformType.Algorithm', 'required value missing')
+    w.bits(0x0, 1)
+    w.string(o.Algorithm)
     while True:
         if i_XPath < len(o.XPath):
-            w.bits(0, 3)
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0, 1)
+            w.bits(0x0, 4)
             w.string(x_XPath)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(2, 3)
+            w.bits(0x2, 3)
             pass
             break
 
@@ -1928,10 +1892,11 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
     if r.bits(1):
-        raise r.fail('TransformsType[0]', 'expected SE(Transform)')
+        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
     f_Transform.append(_d_xmldsig_TransformType(r))
+    c = r.bits(2)
+    ec = c
     s = 1
-    ec = r.bits(2)
     if ec == 0:
         f_Transform.append(_d_xmldsig_TransformType(r))
         s = 2
@@ -1955,7 +1920,7 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0, 1)
+        w.bits(0x0, 1)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
@@ -1963,23 +1928,23 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0, 2)
+        w.bits(0x0, 2)
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
         _e_xmldsig_TransformType(w, x_Transform)
         s = 2
     else:
-        w.bits(1, 2)
+        w.bits(0x1, 2)
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0, 2)
+                w.bits(0x0, 2)
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
                 _e_xmldsig_TransformType(w, x_Transform)
             else:
-                w.bits(1, 2)
+                w.bits(0x1, 2)
                 s = -1
                 break
 
@@ -1989,33 +1954,34 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    ec = r.bits(3)
+    c = r.bits(3)
+    ec = c
     if ec == 0:
         f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
     elif ec == 1:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
         f_X509SKI.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SKI', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
         f_X509SubjectName.append(r.string(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
         f_X509Certificate.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509Certificate', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected CH')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
         f_X509CRL.append(r.binary(None))
         if r.bits(1):
-            raise r.fail('X509DataType.X509CRL', 'expected EE')
+            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
         raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
     else:
@@ -2026,32 +1992,31 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
         elif ec == 1:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
             f_X509SKI.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SKI', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
             f_X509SubjectName.append(r.string(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509SubjectName', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
             f_X509Certificate.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509Certificate', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected CH')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
             f_X509CRL.append(r.binary(None))
             if r.bits(1):
-                raise r.fail('X509DataType.X509CRL', 'expected EE')
+                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
             raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
-            pass
             break
         else:
             raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
@@ -2064,197 +2029,189 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0, 3)
+        w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
     elif i_X509SKI < len(o.X509SKI):
-        w.bits(1, 3)
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0, 1)
+        w.bits(0x2, 4)
         w.binary(x_X509SKI)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509SubjectName < len(o.X509SubjectName):
-        w.bits(2, 3)
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0, 1)
+        w.bits(0x4, 4)
         w.string(x_X509SubjectName)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509Certificate < len(o.X509Certificate):
-        w.bits(3, 3)
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0, 1)
+        w.bits(0x6, 4)
         w.binary(x_X509Certificate)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     elif i_X509CRL < len(o.X509CRL):
-        w.bits(4, 3)
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0, 1)
+        w.bits(0x8, 4)
         w.binary(x_X509CRL)
-        w.bits(0, 1)
+        w.bits(0x0, 1)
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0, 3)
+            w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
         elif i_X509SKI < len(o.X509SKI):
-            w.bits(1, 3)
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0, 1)
+            w.bits(0x2, 4)
             w.binary(x_X509SKI)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509SubjectName < len(o.X509SubjectName):
-            w.bits(2, 3)
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0, 1)
+            w.bits(0x4, 4)
             w.string(x_X509SubjectName)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509Certificate < len(o.X509Certificate):
-            w.bits(3, 3)
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0, 1)
+            w.bits(0x6, 4)
             w.binary(x_X509Certificate)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         elif i_X509CRL < len(o.X509CRL):
-            w.bits(4, 3)
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0, 1)
+            w.bits(0x8, 4)
             w.binary(x_X509CRL)
-            w.bits(0, 1)
+            w.bits(0x0, 1)
         else:
-            w.bits(6, 3)
+            w.bits(0x6, 3)
             pass
             break
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[0]', 'expected SE(X509IssuerName)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected CH')
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     f_X509IssuerName = r.string(None)
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509IssuerName', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[1]', 'expected SE(X509SerialNumber)')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected CH')
-    f_X509SerialNumber = r.integer()
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType.X509SerialNumber', 'expected EE')
-    if r.bits(1):
-        raise r.fail('X509IssuerSerialType[2]', 'expected EE')
-    pass
+    c = r.bits(4)
+    if c & 0xe != 0x0:
+        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    f_X509SerialNumber = iv
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
-    if o.X509IssuerName is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.string(o.X509IssuerName)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509IssuerName)')
-    if o.X509SerialNumber is not None:
-        w.bits(0, 1)
-        w.bits(0, 1)
-        w.integer(o.X509SerialNumber)
-        w.bits(0, 1)
-    else:
-        raise encode_error('X509IssuerSerialType', 'missing SE(X509SerialNumber)')
-    if True:
-        w.bits(0, 1)
-        pass
+    if o.X509IssuerName is None:
+        raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+    w.bits(0x0, 2)
+    w.string(o.X509IssuerName)
+    if o.X509SerialNumber is None:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+    w.bits(0x0, 3)
+    w.integer(o.X509SerialNumber)
+    w.bits(0x0, 2)
 
 def _d_v0(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.string(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.string(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v3(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v4(r: BitReader) -> object:
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
+        raise r.fail_back(1, 'value', 'expected CH')
     v = r.binary(None)
     if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.binary(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 def _d_v5(r: BitReader) -> object:
+    c = r.bits(2)
+    if c & 0x2 != 0x0:
+        raise r.fail_back(2, 'value', 'expected CH')
+    sg = (c & 1)
+    iv = r.uint()
+    if sg:
+        iv = -iv - 1
+    v = iv
     if r.bits(1):
-        raise r.fail('value', 'expected CH')
-    v = r.integer()
-    if r.bits(1):
-        raise r.fail('value', 'expected EE')
+        raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0, 1)
+    w.bits(0x0, 1)
     w.integer(o)
-    w.bits(0, 1)
+    w.bits(0x0, 1)
 
 DOCUMENT: EntryTable = (
     ('http://www.w3.org/2000/09/xmldsig#', 'CanonicalizationMethod', _d_xmldsig_CanonicalizationMethodType, _e_xmldsig_CanonicalizationMethodType, _xmldsig.CanonicalizationMethodType),

@@ -21,6 +21,10 @@ class BitReader:
     def fail(self, where: str, reason: str) -> ExiDecodeError:
         return ExiDecodeError(reason, bit_offset=self.pos, position=where)
 
+    def fail_back(self, nbits: int, where: str, reason: str) -> ExiDecodeError:
+        """An error about the `nbits` just read."""
+        return ExiDecodeError(reason, bit_offset=self.pos - nbits, position=where)
+
     def bits(self, n: int) -> int:
         pos = self.pos
         end = pos + n

@@ -1,0 +1,145 @@
+"""Straight-line runs of fixed-width fields, read or written with one call.
+
+A schema-informed stream is mostly small fixed-width pieces: event codes, the CH and EE
+codes around simple values, enumerations, booleans, bounded integers.  Where the grammar
+leaves no choice between them, the generated code reads (or writes) a whole run at once
+and takes the pieces apart with shifts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_RUN = 62  # bits per call, so that every chunk stays a small int
+_IND = "    "
+
+
+@dataclass(slots=True)
+class ReadBits:
+    """`width` bits: a structural code that must equal `expect`, or a value handed to the
+    statement templates in `lines` as `{x}`."""
+
+    width: int
+    what: str
+    expect: int | None = None
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class WriteBits:
+    """`width` bits with the value of `expr` (an int constant or an expression), after the
+    checks in `pre` have run."""
+
+    width: int
+    expr: int | str
+    pre: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Raw:
+    """Code that reads or writes on its own (or branches): ends a run."""
+
+    lines: list[str]
+
+
+@dataclass(slots=True)
+class Stmt:
+    """Bookkeeping (state numbers) that may move after the run it sits in."""
+
+    lines: list[str]
+
+
+def flush_reads(items: list[ReadBits | Raw | Stmt], where: str) -> list[str]:
+    out: list[str] = []
+    run: list[ReadBits] = []
+    later: list[str] = []
+    for item in items:
+        if isinstance(item, Stmt):
+            later += item.lines
+            continue
+        if isinstance(item, Raw):
+            out += _read_run(run, where) + later + item.lines
+            run, later = [], []
+            continue
+        if run and sum(b.width for b in run) + item.width > MAX_RUN:
+            out += _read_run(run, where) + later
+            run, later = [], []
+        run.append(item)
+    return out + _read_run(run, where) + later
+
+
+def _read_run(run: list[ReadBits], where: str) -> list[str]:
+    if not run:
+        return []
+    total = sum(b.width for b in run)
+    if len(run) == 1 and run[0].expect is not None:
+        b = run[0]
+        return [
+            f"if r.bits({b.width}){f' != {b.expect}' if b.expect else ''}:",
+            _IND + f"raise r.fail_back({b.width}, {where!r}, 'expected {b.what}')",
+        ]
+    out = [f"c = r.bits({total})"]
+    mask = expect = 0
+    shift = total
+    values: list[str] = []
+    whats = []
+    for b in run:
+        shift -= b.width
+        ones = (1 << b.width) - 1
+        if b.expect is not None:
+            mask |= ones << shift
+            expect |= b.expect << shift
+            whats.append(b.what)
+            continue
+        x = "c" if total == b.width else f"(c >> {shift})" if shift + b.width == total else None
+        if x is None:
+            x = f"((c >> {shift}) & {ones})" if shift else f"(c & {ones})"
+        values += [line.replace("{x}", x) for line in b.lines]
+    if mask:
+        test = "c" if mask == (1 << total) - 1 else f"c & {mask:#x}"
+        out += [
+            f"if {test} != {expect:#x}:",
+            _IND + f"raise r.fail_back({total}, {where!r}, 'expected {', '.join(whats)}')",
+        ]
+    return out + values
+
+
+def flush_writes(items: list[WriteBits | Raw | Stmt]) -> list[str]:
+    out: list[str] = []
+    run: list[WriteBits] = []
+    later: list[str] = []
+    for item in items:
+        if isinstance(item, Stmt):
+            later += item.lines
+            continue
+        if isinstance(item, Raw):
+            out += _write_run(run) + later + item.lines
+            run, later = [], []
+            continue
+        if run and sum(b.width for b in run) + item.width > MAX_RUN:
+            out += _write_run(run) + later
+            run, later = [], []
+        run.append(item)
+    return out + _write_run(run) + later
+
+
+def _write_run(run: list[WriteBits]) -> list[str]:
+    if not run:
+        return []
+    out = [line for b in run for line in b.pre]
+    total = sum(b.width for b in run)
+    const = 0
+    parts = []
+    shift = total
+    for b in run:
+        shift -= b.width
+        if isinstance(b.expr, int):
+            const |= b.expr << shift
+        else:
+            parts.append(f"({b.expr}) << {shift}" if shift else f"({b.expr})")
+    if const or not parts:
+        parts.append(f"{const:#x}")
+    expr = " | ".join(parts)
+    if len(parts) == 1 and expr.startswith("(") and expr.endswith(")") and "<<" not in expr:
+        expr = expr[1:-1]
+    return [*out, f"w.bits({expr}, {total})"]

@@ -1,0 +1,466 @@
+"""The decode and encode function of one complex type, walking its EXI grammar.
+
+States the grammar always passes through in order become straight-line code whose
+fixed-width pieces are read or written as one run (see chunks.py); states with a choice
+become an if-chain on the event code; repetitions become loops.
+"""
+
+from __future__ import annotations
+
+from .chunks import Raw, ReadBits, Stmt, WriteBits, flush_reads, flush_writes
+from .gen_types import enum_name
+from .grammar import AT, CH, CH_UNTYPED, EE, SE, SE_ANY, Grammar, Production
+from .layout import chains as find_chains
+from .layout import count_exit, describe, layout, reachable, skip_chain_interiors
+from .model import ClassModel, FieldModel, LoadedSet, module_of
+from .xsd import ComplexType, QName, SimpleType
+
+_IND = "    "
+_PY_SCALAR = {"boolean": "bool", "integer": "int", "base64Binary": "bytes", "hexBinary": "bytes"}
+ReadItem = ReadBits | Raw | Stmt
+WriteItem = WriteBits | Raw | Stmt
+
+
+def int_plan(st: SimpleType) -> tuple[str, int | None, int | None, int]:
+    """How EXI represents an integer type (sections 7.1.5, 7.1.6, 7.1.9): kind, min, max,
+    and the width of an n-bit unsigned integer for a range below 4096."""
+    lo, hi = st.facets.min_inclusive, st.facets.max_inclusive
+    if lo is not None and hi is not None and hi - lo < 4096:
+        return "nbit", lo, hi, (hi - lo).bit_length()
+    if lo is not None and lo >= 0:
+        return "uint", lo, hi, 0
+    return "int", lo, hi, 0
+
+
+def _indent(lines: list[str], depth: int = 1) -> list[str]:
+    return [_IND * depth + line for line in lines]
+
+
+def _length_check(st: SimpleType, expr: str, where: str) -> list[str]:
+    """Length facets when encoding: the maximum always, the minimum when the writer is
+    strict.  (Decoding bounds reads by the maximum and accepts shorter values.)"""
+    f = st.facets
+    lo = f.length if f.length is not None else f.min_length
+    hi = f.length if f.length is not None else f.max_length
+    conds = []
+    if lo:
+        conds.append(f"(len({expr}) < {lo} and w.strict)")
+    if hi is not None:
+        conds.append(f"len({expr}) > {hi}")
+    if not conds:
+        return []
+    bound = f"{lo or 0}..{hi if hi is not None else ''}"
+    msg = f"length {{len({expr})}} outside {bound}"
+    return [f"if {' or '.join(conds)}:", _IND + f"raise encode_error({where!r}, f{msg!r})"]
+
+
+class FunctionWriter:
+    def __init__(self, loaded: LoadedSet, classes: dict[QName, ClassModel]) -> None:
+        self.loaded = loaded
+        self.classes = classes
+        self.modules: set[str] = set()
+        self.enum_tables: dict[str, SimpleType] = {}
+        self.need_s = True
+        self.chains: dict[int, tuple[int, int, int]] = {}
+        self.grammar_of: dict[int, Grammar] = {}
+
+    # -- names --------------------------------------------------------------------------------
+    def cls_ref(self, key: QName) -> str:
+        cm = self.classes[key]
+        self.modules.add(cm.module)
+        return f"_{cm.module}.{cm.name}"
+
+    def fn(self, key: QName, prefix: str) -> str:
+        cm = self.classes[key]
+        return f"_{prefix}_{cm.module}_{cm.name}"
+
+    def key_of(self, ct: ComplexType) -> QName:
+        if ct.name is not None:
+            return ct.name
+        return self.loaded.anon_owner[id(ct)].name
+
+    def enum_table(self, st: SimpleType) -> str:
+        owner = st.enum_owner
+        assert owner is not None and owner.name is not None
+        mod = module_of(owner.name[0])
+        self.modules.add(mod)
+        name = f"{mod}_{enum_name(st)}"
+        self.enum_tables[name] = st
+        return name
+
+    def py_type(self, fm: FieldModel) -> str:
+        if fm.complex_key is not None:
+            return self.cls_ref(fm.complex_key)
+        assert fm.simple is not None
+        st = fm.simple
+        if st.enum_owner is not None:
+            assert st.enum_owner.name is not None
+            mod = module_of(st.enum_owner.name[0])
+            self.modules.add(mod)
+            return f"_{mod}.{enum_name(st)}"
+        return {
+            "boolean": "bool",
+            "integer": "int",
+            "base64Binary": "bytes",
+            "hexBinary": "bytes",
+        }.get(st.primitive, "str")
+
+    def field_for(self, cm: ClassModel, prod: Production) -> FieldModel:
+        if prod.kind == AT:
+            assert prod.attribute is not None
+            key = "@" + prod.attribute.name[1]
+            return next(f for f in cm.fields if f.key == key)
+        if prod.kind == CH:
+            return next(f for f in cm.fields if f.kind == "text")
+        assert prod.element is not None
+        name = prod.element.name
+        return next(f for f in cm.fields if f.kind == "element" and (f.namespace, f.key) == name)
+
+    # -- values -------------------------------------------------------------------------------
+    def read_value(self, st: SimpleType, target: str, where: str) -> list[ReadItem]:
+        """Items that read one value of `st` and run `target` (a statement with `{v}`)."""
+
+        def put(v: str) -> str:
+            return target.replace("{v}", v)
+
+        fail = f"raise r.fail({where!r}, "
+        if st.enum_owner is not None:
+            count = len(st.facets.enumeration or [])
+            table = self.enum_table(st)
+            bits = (count - 1).bit_length()
+            if count == 1 << bits:
+                return [ReadBits(bits, where, lines=[put(f"_E_{table}[{{x}}]")])]
+            check = ["iv = {x}", f"if iv >= {count}:", _IND + fail + "f'enumeration index {iv}')"]
+            return [ReadBits(bits, where, lines=[*check, put(f"_E_{table}[iv]")])]
+        prim = st.primitive
+        if prim == "boolean":
+            return [ReadBits(1, where, lines=[put("{x} == 1")])]
+        if prim == "integer":
+            kind, lo, hi, bits = int_plan(st)
+            bad = f"f'value {{iv}} outside {lo}..{hi}')"
+            if kind == "nbit":
+                assert lo is not None and hi is not None
+                value = "{x}" + ("" if not lo else f" + {lo}" if lo > 0 else f" - {-lo}")
+                if hi - lo + 1 == 1 << bits:
+                    return [ReadBits(bits, where, lines=[put(value)])]
+                lines = [f"iv = {value}", f"if iv > {hi}:", _IND + fail + bad, put("iv")]
+                return [ReadBits(bits, where, lines=lines)]
+            conds = []
+            if lo is not None and not (kind == "uint" and lo == 0):
+                conds.append(f"iv < {lo}")
+            if hi is not None:
+                conds.append(f"iv > {hi}")
+            check = [f"if {' or '.join(conds)}:", _IND + fail + bad] if conds else []
+            if kind == "uint":
+                if not check:
+                    return [Raw([put("r.uint()")])]
+                return [Raw(["iv = r.uint()", *check, put("iv")])]
+            sign = ReadBits(1, where, lines=["sg = {x}"])
+            return [
+                sign,
+                Raw(["iv = r.uint()", "if sg:", _IND + "iv = -iv - 1", *check, put("iv")]),
+            ]
+        f = st.facets
+        hi_len = f.length if f.length is not None else f.max_length
+        if prim in ("base64Binary", "hexBinary"):
+            return [Raw([put(f"r.binary({hi_len})")])]
+        if prim == "string":
+            return [Raw([put(f"r.string({hi_len})")])]
+        raise NotImplementedError(f"EXI datatype for {prim}")
+
+    def write_value(self, st: SimpleType, expr: str, where: str, pre: list[str]) -> list[WriteItem]:
+        """Items that write `expr` as a value of `st`; `pre` runs first."""
+        if st.enum_owner is not None:
+            count = len(st.facets.enumeration or [])
+            table = self.enum_table(st)
+            bits = (count - 1).bit_length()
+            return [WriteBits(bits, f"_I_{table}[{expr}]", pre)] if bits else [Raw(pre)]
+        prim = st.primitive
+        if prim == "boolean":
+            return [WriteBits(1, f"1 if {expr} else 0", pre)]
+        if prim == "integer":
+            kind, lo, hi, bits = int_plan(st)
+            conds = ([f"{expr} < {lo}"] if lo is not None else []) + (
+                [f"{expr} > {hi}"] if hi is not None else []
+            )
+            check: list[str] = []
+            if conds:
+                rng = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+                check = [
+                    f"if {' or '.join(conds)}:",
+                    _IND + f"raise encode_error({where!r}, f'{{{expr}!r}} outside {rng}')",
+                ]
+            if kind == "nbit":
+                offset = "" if not lo else f" - {lo}" if lo > 0 else f" + {-lo}"
+                return [WriteBits(bits, expr + offset, pre + check)]
+            call = "w.uint" if kind == "uint" else "w.integer"
+            return [Raw([*pre, *check, f"{call}({expr})"])]
+        check = _length_check(st, expr, where)
+        call = "w.binary" if prim in ("base64Binary", "hexBinary") else "w.string"
+        if prim not in ("base64Binary", "hexBinary", "string"):
+            raise NotImplementedError(f"EXI datatype for {prim}")
+        return [Raw([*pre, *check, f"{call}({expr})"])]
+
+    # -- decoding -----------------------------------------------------------------------------
+    def decode_function(self, ct: ComplexType, g: Grammar) -> list[str]:
+        key = self.key_of(ct)
+        cm = self.classes[key]
+        order, cyclic, mandatory = layout(g)
+        self.need_s = cyclic or any(k not in mandatory for k in order)
+        self.chains = find_chains(g)
+        order = skip_chain_interiors(order, g, self.chains)
+        out = [f"def {self.fn(key, 'd')}(r: BitReader) -> {self.cls_ref(key)}:"]
+        for fm in cm.fields:
+            t = self.py_type(fm)
+            if fm.is_list:
+                out.append(f"{_IND}f_{fm.py}: list[{t}] = []")
+            elif fm.min == 0 or cyclic:
+                out.append(f"{_IND}f_{fm.py}: {t} | None = None")
+            else:
+                out.append(f"{_IND}f_{fm.py}: {t}")
+        items: list[ReadItem] = []
+        for k in order:
+            items += self.decode_block(cm, g, k, k not in mandatory or cyclic)
+        body = flush_reads(items, cm.name)
+        if self.need_s:
+            out.append(f"{_IND}s = 0")
+        if cyclic:
+            out += [f"{_IND}while s >= 0:", *_indent(body, 2)]
+        else:
+            out += _indent(body)
+        args = ", ".join(f"{fm.py}=f_{fm.py}" for fm in cm.fields)
+        ignore = ""
+        if cyclic and any(fm.min > 0 and not fm.is_list for fm in cm.fields):
+            ignore = "  # type: ignore[arg-type]"
+        out.append(f"{_IND}return {self.cls_ref(key)}({args}){ignore}")
+        return out
+
+    def decode_block(self, cm: ClassModel, g: Grammar, k: int, guarded: bool) -> list[ReadItem]:
+        state = g.states[k]
+        where = f"{cm.name}[{k}]"
+        expected = ", ".join(describe(p) for p in state.productions)
+        chain = self.chains.get(k)
+        prods = state.productions
+        selfloop = chain is not None or any(p.target == k for p in prods)
+        if len(prods) == 1 and not selfloop:
+            items: list[ReadItem] = [ReadBits(state.width, expected, expect=0)]
+            items += self.decode_action(cm, prods[0], where)
+            if prods[0].kind != EE and self.need_s:
+                items.append(Stmt([f"s = {prods[0].target}"]))
+            return (
+                [Raw(["if s == " + str(k) + ":", *_indent(flush_reads(items, where))])]
+                if (guarded)
+                else items
+            )
+        branches: list[str] = []
+        for i, p in enumerate(prods):
+            action = self.decode_action(cm, p, where)
+            tail: list[str] = []
+            if any(isinstance(a, Raw) and a.lines[-1].startswith("raise") for a in action):
+                pass
+            elif chain is not None and i == chain[2]:
+                tail = count_exit(chain, self.need_s)
+            else:
+                if p.kind != EE and p.target != k and self.need_s:
+                    tail.append(f"s = {p.target}")
+                if selfloop and p.target != k:
+                    tail.append("break")
+            code = flush_reads(action, where) + tail
+            branches += [f"{'if' if i == 0 else 'elif'} ec == {i}:", *_indent(code or ["pass"])]
+        bad = f"f'event code {{ec}}, expected {expected}')"
+        branches += ["else:", _IND + f"raise r.fail({where!r}, {bad}"]
+        if not selfloop and not guarded:
+            return [ReadBits(state.width, where, lines=["ec = {x}"]), Raw(branches)]
+        lines = [f"ec = r.bits({state.width})", *branches]
+        if selfloop:
+            lines = ["while True:", *_indent(lines)]
+        if chain is not None:
+            lines.insert(0, "n = 0")
+        if guarded:
+            lines = [f"if s == {k}:", *_indent(lines)]
+        return [Raw(lines)]
+
+    def decode_action(self, cm: ClassModel, p: Production, where: str) -> list[ReadItem]:
+        if p.kind == EE:
+            return [Stmt(["s = -1"])] if self.need_s else []
+        if p.kind in (SE_ANY, CH_UNTYPED):
+            what = "wildcard element" if p.kind == SE_ANY else "untyped character"
+            return [Raw([f"raise r.fail({where!r}, '{what} content is not supported')"])]
+        fm = self.field_for(cm, p)
+        fwhere = f"{cm.name}.{fm.py}"
+        target = f"f_{fm.py}.append({{v}})" if fm.is_list else f"f_{fm.py} = {{v}}"
+        if p.kind == SE and p.element is not None and isinstance(p.element.type, ComplexType):
+            call = f"{self.fn(self.key_of(p.element.type), 'd')}(r)"
+            return [Raw([target.replace("{v}", call)])]
+        if p.kind == SE:
+            assert p.element is not None and isinstance(p.element.type, SimpleType)
+            return [
+                ReadBits(1, f"CH of {fm.key}", expect=0),
+                *self.read_value(p.element.type, target, fwhere),
+                ReadBits(1, f"EE of {fm.key}", expect=0),
+            ]
+        st = p.simple if p.kind == CH else (p.attribute.type if p.attribute else None)
+        assert st is not None
+        return self.read_value(st, target, fwhere)
+
+    # -- encoding -----------------------------------------------------------------------------
+    def encode_function(self, ct: ComplexType, g: Grammar) -> list[str]:
+        key = self.key_of(ct)
+        cm = self.classes[key]
+        order, cyclic, mandatory = layout(g)
+        reach = reachable(
+            [
+                {self.field_for(cm, p).py for p in s.productions if p.kind in (AT, SE, CH)}
+                for s in g.states
+            ],
+            g,
+        )
+        self.need_s = cyclic or any(k not in mandatory for k in order)
+        self.chains = find_chains(g)
+        order = skip_chain_interiors(order, g, self.chains)
+        out = [f"def {self.fn(key, 'e')}(w: BitWriter, o: {self.cls_ref(key)}) -> None:"]
+        out += [f"{_IND}i_{fm.py} = 0" for fm in cm.fields if fm.is_list]
+        items: list[WriteItem] = []
+        for k in order:
+            items += self.encode_block(cm, g, k, k not in mandatory or cyclic, reach)
+        body = flush_writes(items) or ["pass"]
+        if self.need_s:
+            out.append(f"{_IND}s = 0")
+        if cyclic:
+            out += [f"{_IND}while s >= 0:", *_indent(body, 2)]
+        else:
+            out += _indent(body)
+        return out
+
+    def encode_block(
+        self, cm: ClassModel, g: Grammar, k: int, guarded: bool, reach: list[set[str]]
+    ) -> list[WriteItem]:
+        state = g.states[k]
+        prods = [p for p in state.productions if p.kind not in (SE_ANY, CH_UNTYPED)]
+        chain = self.chains.get(k)
+        selfloop = chain is not None or any(p.target == k for p in prods)
+        single = len(state.productions) == 1 and not selfloop
+        if single and not guarded:
+            p = prods[0]
+            if p.kind == EE:
+                return [WriteBits(state.width, 0), *([Stmt(["s = -1"])] if self.need_s else [])]
+            fm = self.field_for(cm, p)
+            if not fm.is_list:
+                missing = [
+                    f"if o.{fm.py} is None:",
+                    _IND + f"raise encode_error('{cm.name}.{fm.py}', 'required value missing')",
+                ]
+                items: list[WriteItem] = [WriteBits(state.width, 0, missing)]
+                items += self.encode_action(cm, p, fm)
+                if self.need_s:
+                    items.append(Stmt([f"s = {p.target}"]))
+                return items
+        lines = self.encode_choice(cm, state.productions, prods, k, reach)
+        if not any(p.kind == EE for p in prods):
+            names = ", ".join(describe(p) for p in prods)
+            lines += ["else:", _IND + f"raise encode_error('{cm.name}', 'missing {names}')"]
+        if selfloop:
+            lines = ["while True:", *_indent(lines)]
+        if chain is not None:
+            lines.insert(0, "n = 0")
+        if guarded:
+            lines = [f"if s == {k}:", *_indent(lines)]
+        return [Raw(lines)]
+
+    def encode_choice(
+        self,
+        cm: ClassModel,
+        all_prods: list[Production],
+        prods: list[Production],
+        k: int,
+        reach: list[set[str]],
+    ) -> list[str]:
+        width = (len(all_prods)).bit_length()
+        chain = self.chains.get(k)
+        selfloop = chain is not None or any(p.target == k for p in prods)
+        lines: list[str] = []
+        for n, p in enumerate(prods):
+            code = all_prods.index(p)
+            if p.kind == EE:
+                action = flush_writes([WriteBits(width, code)])
+                action.append("s = -1" if self.need_s else "pass")
+                if selfloop:
+                    action.append("break")
+                lines += ["else:" if n else "if True:", *_indent(action)]
+                break
+            fm = self.field_for(cm, p)
+            cond = f"i_{fm.py} < len(o.{fm.py})" if fm.is_list else f"o.{fm.py} is not None"
+            items: list[WriteItem] = [WriteBits(width, code)]
+            items += self.encode_action(cm, p, fm)
+            action = flush_writes(items)
+            if chain is not None and code == chain[2]:
+                exit_lines = count_exit(chain, self.need_s)[:-1]
+                if fm.py not in (reach[chain[1]] if chain[1] >= 0 else set()):
+                    exit_lines += _indent(self.too_many(cm, fm))
+                action += [*exit_lines, _IND + "break"]
+            else:
+                action += self.unreachable_checks(cm, all_prods, p, fm, reach)
+                if p.target != k:
+                    action += [f"s = {p.target}"] if self.need_s else []
+                    action += ["break"] if selfloop else []
+            lines += [f"{'elif' if n else 'if'} {cond}:", *_indent(action)]
+        return lines
+
+    def too_many(self, cm: ClassModel, fm: FieldModel) -> list[str]:
+        return [
+            f"if i_{fm.py} < len(o.{fm.py}):",
+            _IND + f"raise encode_error('{cm.name}.{fm.py}', 'too many entries')",
+        ]
+
+    def unreachable_checks(
+        self,
+        cm: ClassModel,
+        all_prods: list[Production],
+        p: Production,
+        fm: FieldModel,
+        reach: list[set[str]],
+    ) -> list[str]:
+        """Fields that taking `p` makes unreachable must be empty (a second choice member,
+        list entries beyond maxOccurs)."""
+        later = all_prods[all_prods.index(p) + 1 :]
+        target_reach = reach[p.target] if p.target >= 0 else set()
+        lines: list[str] = []
+        seen: set[str] = set()
+        for q in [p, *later]:
+            if q.kind not in (AT, SE, CH):
+                continue
+            qf = self.field_for(cm, q)
+            if qf.py in target_reach or qf.py in seen or (qf is fm and not fm.is_list):
+                continue
+            seen.add(qf.py)
+            if qf is fm:
+                lines += self.too_many(cm, fm)
+                continue
+            present = f"i_{qf.py} < len(o.{qf.py})" if qf.is_list else f"o.{qf.py} is not None"
+            lines += [
+                f"if {present}:",
+                _IND + f"raise encode_error('{cm.name}.{qf.py}', 'cannot be combined with "
+                f"{fm.py}')",
+            ]
+        return lines
+
+    def encode_action(self, cm: ClassModel, p: Production, fm: FieldModel) -> list[WriteItem]:
+        fwhere = f"{cm.name}.{fm.py}"
+        pre: list[str] = []
+        if fm.is_list:
+            pre = [f"x_{fm.py} = o.{fm.py}[i_{fm.py}]", f"i_{fm.py} += 1"]
+            expr = f"x_{fm.py}"
+        else:
+            expr = f"o.{fm.py}"
+        if p.kind == SE and p.element is not None and isinstance(p.element.type, ComplexType):
+            return [Raw([*pre, f"{self.fn(self.key_of(p.element.type), 'e')}(w, {expr})"])]
+        if p.kind == SE:
+            assert p.element is not None and isinstance(p.element.type, SimpleType)
+            return [
+                WriteBits(1, 0, pre),
+                *self.write_value(p.element.type, expr, fwhere, []),
+                WriteBits(1, 0),
+            ]
+        st = p.simple if p.kind == CH else (p.attribute.type if p.attribute else None)
+        assert st is not None
+        return self.write_value(st, expr, fwhere, pre)
