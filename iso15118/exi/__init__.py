@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ._bits import BitReader, BitWriter
+from ._bits import BitWriter, reader
 from ._json import from_json_element, to_json_value, to_xml_element
 from .errors import ExiDecodeError, ExiEncodeError, ExiError
 
@@ -121,7 +121,7 @@ def _root_of(message: Any) -> tuple[tuple[str, str], Any]:
 def decode(schema: str, data: bytes) -> Any:
     """Decode one EXI document (the V2GTP payload, starting with the 0x80 header)."""
     codec = _codec(schema)
-    r = BitReader(data)
+    r = reader(data)
     try:
         if r.bits(8) != EXI_HEADER:
             r.pos = 0
@@ -159,7 +159,7 @@ def encode(schema: str, message: Any, *, strict: bool = True) -> bytes:
 def decode_fragment(schema: str, data: bytes) -> Any:
     """Decode an EXI fragment holding one element, as XML signatures digest them."""
     codec = _codec(schema)
-    r = BitReader(data)
+    r = reader(data)
     end = len(codec.fragment) + 1  # SE(*) comes before ED
     try:
         if r.bits(8) != EXI_HEADER:

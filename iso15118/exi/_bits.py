@@ -7,16 +7,26 @@ from __future__ import annotations
 
 from .errors import ExiDecodeError, ExiEncodeError
 
+SMALL_STREAM = 8192  # octets; longer streams are read by slicing (see LargeBitReader)
+
+
+def reader(data: bytes) -> BitReader:
+    """The fastest reader for a stream of this size."""
+    return BitReader(data) if len(data) <= SMALL_STREAM else LargeBitReader(data)
+
 
 class BitReader:
-    """Reads an EXI body MSB-first.  Every failure raises `ExiDecodeError` with the bit offset."""
+    """Reads an EXI body MSB-first.  Every failure raises `ExiDecodeError` with the bit offset.
 
-    __slots__ = ("data", "end", "pos")
+    The whole stream is held as one integer, so that a read is a shift and a mask."""
+
+    __slots__ = ("big", "data", "end", "pos")
 
     def __init__(self, data: bytes) -> None:
         self.data = bytes(data)
         self.pos = 0
         self.end = len(self.data) * 8
+        self.big = int.from_bytes(self.data, "big") if len(self.data) <= SMALL_STREAM else 0
 
     def fail(self, where: str, reason: str) -> ExiDecodeError:
         return ExiDecodeError(reason, bit_offset=self.pos, position=where)
@@ -26,13 +36,11 @@ class BitReader:
         return ExiDecodeError(reason, bit_offset=self.pos - nbits, position=where)
 
     def bits(self, n: int) -> int:
-        pos = self.pos
-        end = pos + n
+        end = self.pos + n
         if end > self.end:
-            raise ExiDecodeError("unexpected end of stream", bit_offset=pos)
+            raise ExiDecodeError("unexpected end of stream", bit_offset=self.pos)
         self.pos = end
-        chunk = int.from_bytes(self.data[pos >> 3 : (end + 7) >> 3], "big")
-        return (chunk >> (-end & 7)) & ((1 << n) - 1)
+        return (self.big >> (self.end - end)) & ((1 << n) - 1)
 
     def uint(self) -> int:
         """EXI Unsigned Integer: 7-bit groups, least significant first (section 7.1.6)."""
@@ -104,6 +112,21 @@ class BitReader:
         if rest and self.bits(rest):
             self.pos -= rest
             raise self.fail(where, "non-zero data after the end of the document")
+
+
+class LargeBitReader(BitReader):
+    """For long streams, where shifting the whole stream for every read would cost too much."""
+
+    __slots__ = ()
+
+    def bits(self, n: int) -> int:
+        pos = self.pos
+        end = pos + n
+        if end > self.end:
+            raise ExiDecodeError("unexpected end of stream", bit_offset=pos)
+        self.pos = end
+        chunk = int.from_bytes(self.data[pos >> 3 : (end + 7) >> 3], "big")
+        return (chunk >> (-end & 7)) & ((1 << n) - 1)
 
 
 class BitWriter:
