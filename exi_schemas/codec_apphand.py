@@ -34,25 +34,16 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
     c = r.bits(3)
     if c != 0x0:
         raise r.fail_back(3, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('AppProtocolType.VersionNumberMajor', f'value {iv} outside 0..4294967295')
-    f_VersionNumberMajor = iv
+    f_VersionNumberMajor = r.uint()
     c = r.bits(3)
     if c != 0x0:
         raise r.fail_back(3, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('AppProtocolType.VersionNumberMinor', f'value {iv} outside 0..4294967295')
-    f_VersionNumberMinor = iv
+    f_VersionNumberMinor = r.uint()
     c = r.bits(21)
     if c & 0x1c0383 != 0x0:
         raise r.fail_back(21, 'AppProtocolType', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
     f_SchemaID = ((c >> 10) & 255)
-    iv = ((c >> 2) & 31) + 1
-    if iv > 20:
-        raise r.fail('AppProtocolType.Priority', f'value {iv} outside 1..20')
-    f_Priority = iv
+    f_Priority = ((c >> 2) & 31) + 1
     return _apphand.AppProtocolType(ProtocolNamespace=f_ProtocolNamespace, VersionNumberMajor=f_VersionNumberMajor, VersionNumberMinor=f_VersionNumberMinor, SchemaID=f_SchemaID, Priority=f_Priority)
 
 def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> None:
@@ -65,13 +56,13 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
     if o.VersionNumberMajor is None:
         raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
     w.bits(0x0, 3)
-    if o.VersionNumberMajor < 0 or o.VersionNumberMajor > 4294967295:
+    if o.VersionNumberMajor < 0 or (w.strict and (o.VersionNumberMajor > 4294967295)):
         raise encode_error('AppProtocolType.VersionNumberMajor', f'{o.VersionNumberMajor!r} outside 0..4294967295')
     w.uint(o.VersionNumberMajor)
     if o.VersionNumberMinor is None:
         raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
     w.bits(0x0, 3)
-    if o.VersionNumberMinor < 0 or o.VersionNumberMinor > 4294967295:
+    if o.VersionNumberMinor < 0 or (w.strict and (o.VersionNumberMinor > 4294967295)):
         raise encode_error('AppProtocolType.VersionNumberMinor', f'{o.VersionNumberMinor!r} outside 0..4294967295')
     w.uint(o.VersionNumberMinor)
     if o.SchemaID is None:
@@ -80,7 +71,7 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
         raise encode_error('AppProtocolType.SchemaID', f'{o.SchemaID!r} outside 0..255')
     if o.Priority is None:
         raise encode_error('AppProtocolType.Priority', 'required value missing')
-    if o.Priority < 1 or o.Priority > 20:
+    if o.Priority < 1 or o.Priority > 32 or (w.strict and (o.Priority > 20)):
         raise encode_error('AppProtocolType.Priority', f'{o.Priority!r} outside 1..20')
     w.bits((o.SchemaID) << 10 | (o.Priority - 1) << 2, 21)
 
@@ -196,14 +187,11 @@ def _d_v0(r: BitReader) -> object:
     c = r.bits(7)
     if c & 0x41 != 0x0:
         raise r.fail_back(7, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 31) + 1
-    if iv > 20:
-        raise r.fail('value', f'value {iv} outside 1..20')
-    v = iv
+    v = ((c >> 1) & 31) + 1
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    if o < 1 or o > 20:
+    if o < 1 or o > 32 or (w.strict and (o > 20)):
         raise encode_error('value', f'{o!r} outside 1..20')
     w.bits((o - 1) << 1, 7)
 
@@ -250,17 +238,14 @@ def _e_v3(w: BitWriter, o: Any) -> None:
 def _d_v4(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 0..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 4294967295:
+    if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
     w.bits(0x0, 1)

@@ -1373,10 +1373,7 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            f_HMACOutputLength = iv
+            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -2134,10 +2131,7 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    f_X509SerialNumber = iv
+    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2467,12 +2461,7 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'CertificateUpdateResType', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('CertificateUpdateResType.RetryCounter', f'value {iv} outside -32768..32767')
-    f_RetryCounter = iv
+    f_RetryCounter = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'CertificateUpdateResType', 'expected EE of RetryCounter, EE')
@@ -2510,7 +2499,7 @@ def _e_din_CertificateUpdateResType(w: BitWriter, o: _din.CertificateUpdateResTy
     if o.RetryCounter is None:
         raise encode_error('CertificateUpdateResType.RetryCounter', 'required value missing')
     w.bits(0x0, 3)
-    if o.RetryCounter < -32768 or o.RetryCounter > 32767:
+    if (w.strict and (o.RetryCounter < -32768 or o.RetryCounter > 32767)):
         raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.RetryCounter!r} outside -32768..32767')
     w.integer(o.RetryCounter)
     w.bits(0x0, 2)
@@ -2666,12 +2655,7 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
         raise r.fail_back(4, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID')
     sg = (c & 1)
     s = 2
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('ChargingStatusResType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
-    f_SAScheduleTupleID = iv
+    f_SAScheduleTupleID = -r.uint() - 1 if sg else r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ChargingStatusResType', 'expected EE of SAScheduleTupleID')
@@ -2734,7 +2718,7 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'required value missing')
     w.bits(0x0, 3)
     s = 2
-    if o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767:
+    if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
     w.integer(o.SAScheduleTupleID)
     w.bits(0x0, 1)
@@ -3301,12 +3285,7 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
-        f_SAScheduleTupleID = iv
+        f_SAScheduleTupleID = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID')
         s = 3
@@ -3352,7 +3331,7 @@ def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) 
             raise encode_error('MeteringReceiptReqType', 'missing SE(SessionID)')
     if o.SAScheduleTupleID is not None:
         w.bits(0x0, 3)
-        if o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767:
+        if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
             raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
         w.integer(o.SAScheduleTupleID)
         w.bits(0x0, 1)
@@ -3441,12 +3420,7 @@ def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -9223372036854775808 or iv > 9223372036854775807:
-        raise r.fail('PaymentDetailsResType.DateTimeNow', f'value {iv} outside -9223372036854775808..9223372036854775807')
-    f_DateTimeNow = iv
+    f_DateTimeNow = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PaymentDetailsResType', 'expected EE of DateTimeNow, EE')
@@ -3462,7 +3436,7 @@ def _e_din_PaymentDetailsResType(w: BitWriter, o: _din.PaymentDetailsResType) ->
     if o.DateTimeNow is None:
         raise encode_error('PaymentDetailsResType.DateTimeNow', 'required value missing')
     w.bits(0x0, 3)
-    if o.DateTimeNow < -9223372036854775808 or o.DateTimeNow > 9223372036854775807:
+    if (w.strict and (o.DateTimeNow < -9223372036854775808 or o.DateTimeNow > 9223372036854775807)):
         raise encode_error('PaymentDetailsResType.DateTimeNow', f'{o.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
     w.integer(o.DateTimeNow)
     w.bits(0x0, 2)
@@ -3669,10 +3643,7 @@ def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ServiceDetailReqType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
@@ -3682,7 +3653,7 @@ def _e_din_ServiceDetailReqType(w: BitWriter, o: _din.ServiceDetailReqType) -> N
     if o.ServiceID is None:
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     w.bits(0x0, 2)
@@ -3700,10 +3671,7 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
         raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     s = 1
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ServiceDetailResType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ServiceDetailResType', 'expected EE of ServiceID')
@@ -3730,7 +3698,7 @@ def _e_din_ServiceDetailResType(w: BitWriter, o: _din.ServiceDetailResType) -> N
         raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
     w.bits((_I_din_responseCodeType[o.ResponseCode]) << 3, 10)
     s = 1
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     w.bits(0x0, 1)
@@ -3958,12 +3926,7 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'SessionSetupResType[2]', 'expected CH of DateTimeNow')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -9223372036854775808 or iv > 9223372036854775807:
-            raise r.fail('SessionSetupResType.DateTimeNow', f'value {iv} outside -9223372036854775808..9223372036854775807')
-        f_DateTimeNow = iv
+        f_DateTimeNow = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'SessionSetupResType[2]', 'expected EE of DateTimeNow')
         s = 3
@@ -3992,7 +3955,7 @@ def _e_din_SessionSetupResType(w: BitWriter, o: _din.SessionSetupResType) -> Non
     s = 2
     if o.DateTimeNow is not None:
         w.bits(0x0, 3)
-        if o.DateTimeNow < -9223372036854775808 or o.DateTimeNow > 9223372036854775807:
+        if (w.strict and (o.DateTimeNow < -9223372036854775808 or o.DateTimeNow > 9223372036854775807)):
             raise encode_error('SessionSetupResType.DateTimeNow', f'{o.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
         w.integer(o.DateTimeNow)
         w.bits(0x0, 1)
@@ -4086,10 +4049,7 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'AC_EVChargeParameterType', 'expected SE(DepartureTime), CH of DepartureTime')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('AC_EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
-    f_DepartureTime = iv
+    f_DepartureTime = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'AC_EVChargeParameterType', 'expected EE of DepartureTime, SE(EAmount)')
@@ -4111,7 +4071,7 @@ def _e_din_AC_EVChargeParameterType(w: BitWriter, o: _din.AC_EVChargeParameterTy
     if o.DepartureTime is None:
         raise encode_error('AC_EVChargeParameterType.DepartureTime', 'required value missing')
     w.bits(0x0, 2)
-    if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+    if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
         raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
     w.uint(o.DepartureTime)
     if o.EAmount is None:
@@ -4182,10 +4142,7 @@ def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
         raise r.fail_back(10, 'AC_EVSEStatusType', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     f_PowerSwitchClosed = ((c >> 7) & 1) == 1
     f_RCD = ((c >> 3) & 1) == 1
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..4294967295')
-    f_NotificationMaxDelay = iv
+    f_NotificationMaxDelay = r.uint()
     c = r.bits(7)
     if c & 0x73 != 0x0:
         raise r.fail_back(7, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -4203,7 +4160,7 @@ def _e_din_AC_EVSEStatusType(w: BitWriter, o: _din.AC_EVSEStatusType) -> None:
     if o.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     w.bits((1 if o.PowerSwitchClosed else 0) << 7 | (1 if o.RCD else 0) << 3, 10)
-    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 4294967295:
+    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 4294967295)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..4294967295')
     w.uint(o.NotificationMaxDelay)
     if o.EVSENotification is None:
@@ -4266,12 +4223,7 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
     if c & 0x6 != 0x0:
         raise r.fail_back(3, 'ChargingProfileType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('ChargingProfileType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
-    f_SAScheduleTupleID = iv
+    f_SAScheduleTupleID = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ChargingProfileType', 'expected EE of SAScheduleTupleID, SE(ProfileEntry)')
@@ -4305,7 +4257,7 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
     if o.SAScheduleTupleID is None:
         raise encode_error('ChargingProfileType.SAScheduleTupleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767:
+    if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
         raise encode_error('ChargingProfileType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
     w.integer(o.SAScheduleTupleID)
     w.bits(0x0, 1)
@@ -4346,10 +4298,7 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ConsumptionCostType', 'expected SE(startValue), CH of startValue')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('ConsumptionCostType.startValue', f'value {iv} outside 0..4294967295')
-    f_startValue = iv
+    f_startValue = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ConsumptionCostType', 'expected EE of startValue')
@@ -4380,7 +4329,7 @@ def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> Non
     if o.startValue is None:
         raise encode_error('ConsumptionCostType.startValue', 'required value missing')
     w.bits(0x0, 2)
-    if o.startValue < 0 or o.startValue > 4294967295:
+    if o.startValue < 0 or (w.strict and (o.startValue > 4294967295)):
         raise encode_error('ConsumptionCostType.startValue', f'{o.startValue!r} outside 0..4294967295')
     w.uint(o.startValue)
     w.bits(0x0, 1)
@@ -4419,10 +4368,7 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
         raise r.fail('CostType.costKind', f'enumeration index {iv}')
     f_costKind = _E_din_costKindType[iv]
     s = 1
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('CostType.amount', f'value {iv} outside 0..4294967295')
-    f_amount = iv
+    f_amount = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'CostType', 'expected EE of amount')
@@ -4432,10 +4378,7 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
         c = r.bits(5)
         if c & 0x11 != 0x0:
             raise r.fail_back(5, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier')
-        iv = ((c >> 1) & 7) - 3
-        if iv > 3:
-            raise r.fail('CostType.amountMultiplier', f'value {iv} outside -3..3')
-        f_amountMultiplier = iv
+        f_amountMultiplier = ((c >> 1) & 7) - 3
         s = 3
     elif ec == 1:
         s = -1
@@ -4455,13 +4398,13 @@ def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
         raise encode_error('CostType.amount', 'required value missing')
     w.bits((_I_din_costKindType[o.costKind]) << 3, 7)
     s = 1
-    if o.amount < 0 or o.amount > 4294967295:
+    if o.amount < 0 or (w.strict and (o.amount > 4294967295)):
         raise encode_error('CostType.amount', f'{o.amount!r} outside 0..4294967295')
     w.uint(o.amount)
     w.bits(0x0, 1)
     s = 2
     if o.amountMultiplier is not None:
-        if o.amountMultiplier < -3 or o.amountMultiplier > 3:
+        if o.amountMultiplier < -3 or o.amountMultiplier > 4 or (w.strict and (o.amountMultiplier > 3)):
             raise encode_error('CostType.amountMultiplier', f'{o.amountMultiplier!r} outside -3..3')
         w.bits((o.amountMultiplier + 3) << 1, 7)
         s = 3
@@ -4518,19 +4461,13 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DC_EVChargeParameterType[4]', 'expected CH of FullSOC, EE of FullSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
-        f_FullSOC = iv
+        f_FullSOC = ((c >> 1) & 127)
         s = 7
     elif ec == 3:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DC_EVChargeParameterType[4]', 'expected CH of BulkSOC, EE of BulkSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
-        f_BulkSOC = iv
+        f_BulkSOC = ((c >> 1) & 127)
         s = 8
     elif ec == 4:
         s = -1
@@ -4545,19 +4482,13 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
-            f_FullSOC = iv
+            f_FullSOC = ((c >> 1) & 127)
             s = 7
         elif ec == 2:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
-            f_BulkSOC = iv
+            f_BulkSOC = ((c >> 1) & 127)
             s = 8
         elif ec == 3:
             s = -1
@@ -4569,19 +4500,13 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
-            f_FullSOC = iv
+            f_FullSOC = ((c >> 1) & 127)
             s = 7
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
-            f_BulkSOC = iv
+            f_BulkSOC = ((c >> 1) & 127)
             s = 8
         elif ec == 2:
             s = -1
@@ -4593,10 +4518,7 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
-            f_BulkSOC = iv
+            f_BulkSOC = ((c >> 1) & 127)
             s = 8
         elif ec == 1:
             s = -1
@@ -4646,12 +4568,12 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
         _e_din_PhysicalValueType(w, o.EVEnergyRequest)
         s = 6
     elif o.FullSOC is not None:
-        if o.FullSOC < 0 or o.FullSOC > 100:
+        if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
             raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
         w.bits((o.FullSOC) << 1 | 0x400, 12)
         s = 7
     elif o.BulkSOC is not None:
-        if o.BulkSOC < 0 or o.BulkSOC > 100:
+        if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
             raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
         w.bits((o.BulkSOC) << 1 | 0x600, 12)
         s = 8
@@ -4664,12 +4586,12 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
             _e_din_PhysicalValueType(w, o.EVEnergyRequest)
             s = 6
         elif o.FullSOC is not None:
-            if o.FullSOC < 0 or o.FullSOC > 100:
+            if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
             w.bits((o.FullSOC) << 1 | 0x200, 12)
             s = 7
         elif o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 100:
+            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
             w.bits((o.BulkSOC) << 1 | 0x400, 12)
             s = 8
@@ -4678,12 +4600,12 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
             s = -1
     if s == 6:
         if o.FullSOC is not None:
-            if o.FullSOC < 0 or o.FullSOC > 100:
+            if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
             w.bits((o.FullSOC) << 1, 11)
             s = 7
         elif o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 100:
+            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
             w.bits((o.BulkSOC) << 1 | 0x200, 11)
             s = 8
@@ -4692,7 +4614,7 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
             s = -1
     if s == 7:
         if o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 100:
+            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
             w.bits((o.BulkSOC) << 1, 11)
             s = 8
@@ -4941,10 +4863,7 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..4294967295')
-    f_NotificationMaxDelay = iv
+    f_NotificationMaxDelay = r.uint()
     c = r.bits(7)
     if c & 0x73 != 0x0:
         raise r.fail_back(7, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -4976,7 +4895,7 @@ def _e_din_DC_EVSEStatusType(w: BitWriter, o: _din.DC_EVSEStatusType) -> None:
     if o.NotificationMaxDelay is None:
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     w.bits(0x0, 2)
-    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 4294967295:
+    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 4294967295)):
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..4294967295')
     w.uint(o.NotificationMaxDelay)
     if o.EVSENotification is None:
@@ -5053,10 +4972,7 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
     c = r.bits(11)
     if c & 0x603 != 0x0:
         raise r.fail_back(11, 'DC_EVStatusType', 'expected SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
-    iv = ((c >> 2) & 127)
-    if iv > 100:
-        raise r.fail('DC_EVStatusType.EVRESSSOC', f'value {iv} outside 0..100')
-    f_EVRESSSOC = iv
+    f_EVRESSSOC = ((c >> 2) & 127)
     s = 5
     s = -1
     return _din.DC_EVStatusType(EVReady=f_EVReady, EVCabinConditioning=f_EVCabinConditioning, EVRESSConditioning=f_EVRESSConditioning, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC)
@@ -5095,7 +5011,7 @@ def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
             raise encode_error('DC_EVStatusType', 'missing SE(EVErrorCode)')
     if o.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    if o.EVRESSSOC < 0 or o.EVRESSSOC > 100:
+    if o.EVRESSSOC < 0 or o.EVRESSSOC > 127 or (w.strict and (o.EVRESSSOC > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.EVRESSSOC!r} outside 0..100')
     w.bits((o.EVRESSSOC) << 2, 11)
     s = 5
@@ -5288,12 +5204,7 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of MeterStatus')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-        f_MeterStatus = iv
+        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
         s = 4
@@ -5302,12 +5213,7 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of TMeter')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -9223372036854775808 or iv > 9223372036854775807:
-            raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
-        f_TMeter = iv
+        f_TMeter = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of TMeter')
         s = 5
@@ -5329,12 +5235,7 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
             s = 4
@@ -5343,12 +5244,7 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of TMeter')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -9223372036854775808 or iv > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
-            f_TMeter = iv
+            f_TMeter = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of TMeter')
             s = 5
@@ -5363,12 +5259,7 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 4
@@ -5377,12 +5268,7 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of TMeter')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -9223372036854775808 or iv > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
-            f_TMeter = iv
+            f_TMeter = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of TMeter')
             s = 5
@@ -5397,12 +5283,7 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of TMeter')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -9223372036854775808 or iv > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
-            f_TMeter = iv
+            f_TMeter = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of TMeter')
             s = 5
@@ -5439,14 +5320,14 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
         s = 3
     elif o.MeterStatus is not None:
         w.bits(0x4, 4)
-        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
         w.bits(0x0, 1)
         s = 4
     elif o.TMeter is not None:
         w.bits(0x6, 4)
-        if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
+        if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
             raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
         w.integer(o.TMeter)
         w.bits(0x0, 1)
@@ -5464,14 +5345,14 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
             s = 3
         elif o.MeterStatus is not None:
             w.bits(0x2, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 4
         elif o.TMeter is not None:
             w.bits(0x4, 4)
-            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
+            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
             w.bits(0x0, 1)
@@ -5482,14 +5363,14 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
     if s == 3:
         if o.MeterStatus is not None:
             w.bits(0x0, 3)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 4
         elif o.TMeter is not None:
             w.bits(0x2, 3)
-            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
+            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
             w.bits(0x0, 1)
@@ -5500,7 +5381,7 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
     if s == 4:
         if o.TMeter is not None:
             w.bits(0x0, 3)
-            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
+            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
             w.bits(0x0, 1)
@@ -5580,12 +5461,7 @@ def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
     if c & 0x6 != 0x0:
         raise r.fail_back(3, 'PMaxScheduleEntryType', 'expected SE(PMax), CH of PMax')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('PMaxScheduleEntryType.PMax', f'value {iv} outside -32768..32767')
-    f_PMax = iv
+    f_PMax = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PMaxScheduleEntryType', 'expected EE of PMax, EE')
@@ -5605,7 +5481,7 @@ def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) ->
     if o.PMax is None:
         raise encode_error('PMaxScheduleEntryType.PMax', 'required value missing')
     w.bits(0x0, 2)
-    if o.PMax < -32768 or o.PMax > 32767:
+    if (w.strict and (o.PMax < -32768 or o.PMax > 32767)):
         raise encode_error('PMaxScheduleEntryType.PMax', f'{o.PMax!r} outside -32768..32767')
     w.integer(o.PMax)
     w.bits(0x0, 2)
@@ -5618,12 +5494,7 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
     if c & 0x6 != 0x0:
         raise r.fail_back(3, 'PMaxScheduleType', 'expected SE(PMaxScheduleID), CH of PMaxScheduleID')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('PMaxScheduleType.PMaxScheduleID', f'value {iv} outside -32768..32767')
-    f_PMaxScheduleID = iv
+    f_PMaxScheduleID = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)')
@@ -5657,7 +5528,7 @@ def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
     if o.PMaxScheduleID is None:
         raise encode_error('PMaxScheduleType.PMaxScheduleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.PMaxScheduleID < -32768 or o.PMaxScheduleID > 32767:
+    if (w.strict and (o.PMaxScheduleID < -32768 or o.PMaxScheduleID > 32767)):
         raise encode_error('PMaxScheduleType.PMaxScheduleID', f'{o.PMaxScheduleID!r} outside -32768..32767')
     w.integer(o.PMaxScheduleID)
     w.bits(0x0, 1)
@@ -5699,12 +5570,7 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
     if c & 0x6 != 0x0:
         raise r.fail_back(3, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('ParameterSetType.ParameterSetID', f'value {iv} outside -32768..32767')
-    f_ParameterSetID = iv
+    f_ParameterSetID = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
@@ -5738,7 +5604,7 @@ def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
     if o.ParameterSetID is None:
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ParameterSetID < -32768 or o.ParameterSetID > 32767:
+    if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
         raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
     w.integer(o.ParameterSetID)
     w.bits(0x0, 1)
@@ -5807,12 +5673,7 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'ParameterType[2]', 'expected CH of shortValue')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('ParameterType.shortValue', f'value {iv} outside -32768..32767')
-        f_shortValue = iv
+        f_shortValue = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[2]', 'expected EE of shortValue')
     elif ec == 3:
@@ -5820,12 +5681,7 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'ParameterType[2]', 'expected CH of intValue')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -2147483648 or iv > 2147483647:
-            raise r.fail('ParameterType.intValue', f'value {iv} outside -2147483648..2147483647')
-        f_intValue = iv
+        f_intValue = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[2]', 'expected EE of intValue')
     elif ec == 4:
@@ -5876,7 +5732,7 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
         w.bits(0x4, 4)
-        if o.shortValue < -32768 or o.shortValue > 32767:
+        if (w.strict and (o.shortValue < -32768 or o.shortValue > 32767)):
             raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
         w.integer(o.shortValue)
         w.bits(0x0, 1)
@@ -5888,7 +5744,7 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with shortValue')
     elif o.intValue is not None:
         w.bits(0x6, 4)
-        if o.intValue < -2147483648 or o.intValue > 2147483647:
+        if (w.strict and (o.intValue < -2147483648 or o.intValue > 2147483647)):
             raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
         w.integer(o.intValue)
         w.bits(0x0, 1)
@@ -5980,10 +5836,7 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
     c = r.bits(8)
     if c & 0xc4 != 0x0:
         raise r.fail_back(8, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
-    iv = ((c >> 3) & 7) - 3
-    if iv > 3:
-        raise r.fail('PhysicalValueType.Multiplier', f'value {iv} outside -3..3')
-    f_Multiplier = iv
+    f_Multiplier = ((c >> 3) & 7) - 3
     ec = (c & 3)
     s = 1
     if ec == 0:
@@ -6000,12 +5853,7 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'PhysicalValueType[1]', 'expected CH of Value')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('PhysicalValueType.Value', f'value {iv} outside -32768..32767')
-        f_Value = iv
+        f_Value = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'PhysicalValueType[1]', 'expected EE of Value')
         s = 3
@@ -6016,12 +5864,7 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
         if c & 0x6 != 0x0:
             raise r.fail_back(3, 'PhysicalValueType[2]', 'expected SE(Value), CH of Value')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('PhysicalValueType.Value', f'value {iv} outside -32768..32767')
-        f_Value = iv
+        f_Value = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'PhysicalValueType[2]', 'expected EE of Value')
         s = 3
@@ -6034,7 +5877,7 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
     s = 0
     if o.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.Multiplier < -3 or o.Multiplier > 3:
+    if o.Multiplier < -3 or o.Multiplier > 4 or (w.strict and (o.Multiplier > 3)):
         raise encode_error('PhysicalValueType.Multiplier', f'{o.Multiplier!r} outside -3..3')
     w.bits((o.Multiplier + 3) << 1, 6)
     s = 1
@@ -6043,7 +5886,7 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
         s = 2
     elif o.Value is not None:
         w.bits(0x2, 3)
-        if o.Value < -32768 or o.Value > 32767:
+        if (w.strict and (o.Value < -32768 or o.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
         w.integer(o.Value)
         w.bits(0x0, 1)
@@ -6053,7 +5896,7 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
     if s == 2:
         if o.Value is not None:
             w.bits(0x0, 2)
-            if o.Value < -32768 or o.Value > 32767:
+            if (w.strict and (o.Value < -32768 or o.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
             w.integer(o.Value)
             w.bits(0x0, 1)
@@ -6069,20 +5912,12 @@ def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('ProfileEntryType.ChargingProfileEntryStart', f'value {iv} outside 0..4294967295')
-    f_ChargingProfileEntryStart = iv
+    f_ChargingProfileEntryStart = r.uint()
     c = r.bits(4)
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('ProfileEntryType.ChargingProfileEntryMaxPower', f'value {iv} outside -32768..32767')
-    f_ChargingProfileEntryMaxPower = iv
+    f_ChargingProfileEntryMaxPower = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ProfileEntryType', 'expected EE of ChargingProfileEntryMaxPower, EE')
@@ -6092,13 +5927,13 @@ def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
     if o.ChargingProfileEntryStart is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
     w.bits(0x0, 2)
-    if o.ChargingProfileEntryStart < 0 or o.ChargingProfileEntryStart > 4294967295:
+    if o.ChargingProfileEntryStart < 0 or (w.strict and (o.ChargingProfileEntryStart > 4294967295)):
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{o.ChargingProfileEntryStart!r} outside 0..4294967295')
     w.uint(o.ChargingProfileEntryStart)
     if o.ChargingProfileEntryMaxPower is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
     w.bits(0x0, 3)
-    if o.ChargingProfileEntryMaxPower < -32768 or o.ChargingProfileEntryMaxPower > 32767:
+    if (w.strict and (o.ChargingProfileEntryMaxPower < -32768 or o.ChargingProfileEntryMaxPower > 32767)):
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{o.ChargingProfileEntryMaxPower!r} outside -32768..32767')
     w.integer(o.ChargingProfileEntryMaxPower)
     w.bits(0x0, 2)
@@ -6110,10 +5945,7 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('RelativeTimeIntervalType.start', f'value {iv} outside 0..4294967295')
-    f_start = iv
+    f_start = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'RelativeTimeIntervalType', 'expected EE of start')
@@ -6122,10 +5954,7 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('RelativeTimeIntervalType.duration', f'value {iv} outside 0..4294967295')
-        f_duration = iv
+        f_duration = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
         s = 2
@@ -6144,14 +5973,14 @@ def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalTy
     if o.start is None:
         raise encode_error('RelativeTimeIntervalType.start', 'required value missing')
     w.bits(0x0, 2)
-    if o.start < 0 or o.start > 4294967295:
+    if o.start < 0 or (w.strict and (o.start > 4294967295)):
         raise encode_error('RelativeTimeIntervalType.start', f'{o.start!r} outside 0..4294967295')
     w.uint(o.start)
     w.bits(0x0, 1)
     s = 1
     if o.duration is not None:
         w.bits(0x0, 3)
-        if o.duration < 0 or o.duration > 4294967295:
+        if o.duration < 0 or (w.strict and (o.duration > 4294967295)):
             raise encode_error('RelativeTimeIntervalType.duration', f'{o.duration!r} outside 0..4294967295')
         w.uint(o.duration)
         w.bits(0x0, 1)
@@ -6233,12 +6062,7 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
     if c & 0x6 != 0x0:
         raise r.fail_back(3, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('SAScheduleTupleType.SAScheduleTupleID', f'value {iv} outside -32768..32767')
-    f_SAScheduleTupleID = iv
+    f_SAScheduleTupleID = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SAScheduleTupleType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
@@ -6265,7 +6089,7 @@ def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> Non
     if o.SAScheduleTupleID is None:
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767:
+    if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
     w.integer(o.SAScheduleTupleID)
     if o.PMaxSchedule is None:
@@ -6392,12 +6216,7 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
         raise r.fail_back(3, 'SalesTariffType', 'expected SE(SalesTariffID), CH of SalesTariffID')
     sg = (c & 1)
     s = 1
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('SalesTariffType.SalesTariffID', f'value {iv} outside -32768..32767')
-    f_SalesTariffID = iv
+    f_SalesTariffID = -r.uint() - 1 if sg else r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SalesTariffType', 'expected EE of SalesTariffID')
@@ -6460,7 +6279,7 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
         raise encode_error('SalesTariffType.SalesTariffID', 'required value missing')
     w.bits(0x0, 2)
     s = 1
-    if o.SalesTariffID < -32768 or o.SalesTariffID > 32767:
+    if (w.strict and (o.SalesTariffID < -32768 or o.SalesTariffID > 32767)):
         raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside -32768..32767')
     w.integer(o.SalesTariffID)
     w.bits(0x0, 1)
@@ -6583,10 +6402,7 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('SelectedServiceType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID')
@@ -6597,12 +6413,7 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('SelectedServiceType.ParameterSetID', f'value {iv} outside -32768..32767')
-        f_ParameterSetID = iv
+        f_ParameterSetID = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
         s = 2
@@ -6621,14 +6432,14 @@ def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> Non
     if o.ServiceID is None:
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     w.bits(0x0, 1)
     s = 1
     if o.ParameterSetID is not None:
         w.bits(0x0, 3)
-        if o.ParameterSetID < -32768 or o.ParameterSetID > 32767:
+        if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
             raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
         w.integer(o.ParameterSetID)
         w.bits(0x0, 1)
@@ -6798,10 +6609,7 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceTagType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ServiceTagType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ServiceTagType', 'expected EE of ServiceID')
@@ -6852,7 +6660,7 @@ def _e_din_ServiceTagType(w: BitWriter, o: _din.ServiceTagType) -> None:
     if o.ServiceID is None:
         raise encode_error('ServiceTagType.ServiceID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceTagType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     w.bits(0x0, 1)
@@ -8630,14 +8438,11 @@ def _d_v3(r: BitReader) -> object:
     c = r.bits(9)
     if c & 0x101 != 0x0:
         raise r.fail_back(9, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 127)
-    if iv > 100:
-        raise r.fail('value', f'value {iv} outside 0..100')
-    v = iv
+    v = ((c >> 1) & 127)
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    if o < 0 or o > 100:
+    if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
     w.bits((o) << 1, 9)
 
@@ -8661,19 +8466,14 @@ def _d_v5(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('value', f'value {iv} outside -32768..32767')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -32768 or o > 32767:
+    if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
     w.bits(0x0, 1)
@@ -8681,17 +8481,14 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 0..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 4294967295:
+    if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
     w.bits(0x0, 1)
@@ -8746,19 +8543,14 @@ def _d_v10(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -9223372036854775808 or iv > 9223372036854775807:
-        raise r.fail('value', f'value {iv} outside -9223372036854775808..9223372036854775807')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -9223372036854775808 or o > 9223372036854775807:
+    if (w.strict and (o < -9223372036854775808 or o > 9223372036854775807)):
         raise encode_error('value', f'{o!r} outside -9223372036854775808..9223372036854775807')
     w.integer(o)
     w.bits(0x0, 1)
@@ -8949,10 +8741,7 @@ def _d_v25(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8982,19 +8771,14 @@ def _d_v27(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('value', f'value {iv} outside -32768..32767')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -32768 or o > 32767:
+    if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
     w.bits(0x0, 1)
@@ -9003,14 +8787,11 @@ def _d_v28(r: BitReader) -> object:
     c = r.bits(5)
     if c & 0x11 != 0x0:
         raise r.fail_back(5, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 7) - 3
-    if iv > 3:
-        raise r.fail('value', f'value {iv} outside -3..3')
-    v = iv
+    v = ((c >> 1) & 7) - 3
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
-    if o < -3 or o > 3:
+    if o < -3 or o > 4 or (w.strict and (o > 3)):
         raise encode_error('value', f'{o!r} outside -3..3')
     w.bits((o + 3) << 1, 5)
 
@@ -9032,19 +8813,14 @@ def _d_v30(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('value', f'value {iv} outside -32768..32767')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -32768 or o > 32767:
+    if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
     w.bits(0x0, 1)
@@ -9054,19 +8830,14 @@ def _d_v31(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('value', f'value {iv} outside -32768..32767')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -32768 or o > 32767:
+    if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
     w.bits(0x0, 1)
@@ -9137,17 +8908,14 @@ def _e_v36(w: BitWriter, o: Any) -> None:
 def _d_v37(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('value', f'value {iv} outside 0..65535')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 65535:
+    if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
     w.bits(0x0, 1)
@@ -9230,10 +8998,7 @@ def _d_v43(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9273,19 +9038,14 @@ def _d_v46(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -2147483648 or iv > 2147483647:
-        raise r.fail('value', f'value {iv} outside -2147483648..2147483647')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v46(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -2147483648 or o > 2147483647:
+    if (w.strict and (o < -2147483648 or o > 2147483647)):
         raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
     w.integer(o)
     w.bits(0x0, 1)

@@ -1373,10 +1373,7 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            f_HMACOutputLength = iv
+            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -2134,10 +2131,7 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    f_X509SerialNumber = iv
+    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -3976,12 +3970,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'CertificateUpdateResType[6]', 'expected CH of RetryCounter')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('CertificateUpdateResType.RetryCounter', f'value {iv} outside -32768..32767')
-        f_RetryCounter = iv
+        f_RetryCounter = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'CertificateUpdateResType[6]', 'expected EE of RetryCounter')
         s = 7
@@ -4027,7 +4016,7 @@ def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateRes
     s = 6
     if o.RetryCounter is not None:
         w.bits(0x0, 3)
-        if o.RetryCounter < -32768 or o.RetryCounter > 32767:
+        if (w.strict and (o.RetryCounter < -32768 or o.RetryCounter > 32767)):
             raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.RetryCounter!r} outside -32768..32767')
         w.integer(o.RetryCounter)
         w.bits(0x0, 1)
@@ -4052,10 +4041,7 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
-        iv = r.uint()
-        if iv > 65535:
-            raise r.fail('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', f'value {iv} outside 0..65535')
-        f_MaxEntriesSAScheduleTuple = iv
+        f_MaxEntriesSAScheduleTuple = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple')
         s = 1
@@ -4101,7 +4087,7 @@ def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParamet
     s = 0
     if o.MaxEntriesSAScheduleTuple is not None:
         w.bits(0x0, 3)
-        if o.MaxEntriesSAScheduleTuple < 0 or o.MaxEntriesSAScheduleTuple > 65535:
+        if o.MaxEntriesSAScheduleTuple < 0 or (w.strict and (o.MaxEntriesSAScheduleTuple > 65535)):
             raise encode_error('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', f'{o.MaxEntriesSAScheduleTuple!r} outside 0..65535')
         w.uint(o.MaxEntriesSAScheduleTuple)
         w.bits(0x0, 1)
@@ -4290,10 +4276,7 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     c = r.bits(15)
     if c & 0x7008 != 0x0:
         raise r.fail_back(15, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
-    iv = ((c >> 4) & 255) + 1
-    if iv > 255:
-        raise r.fail('ChargingStatusResType.SAScheduleTupleID', f'value {iv} outside 1..255')
-    f_SAScheduleTupleID = iv
+    f_SAScheduleTupleID = ((c >> 4) & 255) + 1
     ec = (c & 7)
     s = 2
     s = 3
@@ -4366,7 +4349,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
     w.string(o.EVSEID)
     if o.SAScheduleTupleID is None:
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'required value missing')
-    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 255:
+    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
     w.bits((o.SAScheduleTupleID - 1) << 1, 12)
     s = 2
@@ -4779,10 +4762,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     c = r.bits(13)
     if c & 0x1804 != 0x0:
         raise r.fail_back(13, 'CurrentDemandResType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
-    iv = ((c >> 3) & 255) + 1
-    if iv > 255:
-        raise r.fail('CurrentDemandResType.SAScheduleTupleID', f'value {iv} outside 1..255')
-    f_SAScheduleTupleID = iv
+    f_SAScheduleTupleID = ((c >> 3) & 255) + 1
     ec = (c & 3)
     s = 12
     if ec == 0:
@@ -4911,7 +4891,7 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEID)')
     if o.SAScheduleTupleID is None:
         raise encode_error('CurrentDemandResType.SAScheduleTupleID', 'required value missing')
-    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 255:
+    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
         raise encode_error('CurrentDemandResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
     w.bits((o.SAScheduleTupleID - 1) << 1, 11)
     s = 12
@@ -4971,10 +4951,7 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
         c = r.bits(10)
         if c & 0x201 != 0x0:
             raise r.fail_back(10, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID')
-        iv = ((c >> 1) & 255) + 1
-        if iv > 255:
-            raise r.fail('MeteringReceiptReqType.SAScheduleTupleID', f'value {iv} outside 1..255')
-        f_SAScheduleTupleID = iv
+        f_SAScheduleTupleID = ((c >> 1) & 255) + 1
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_iso2_MeterInfoType(r)
@@ -5017,7 +4994,7 @@ def _e_iso2_MeteringReceiptReqType(w: BitWriter, o: _iso2.MeteringReceiptReqType
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(SessionID)')
     if o.SAScheduleTupleID is not None:
-        if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 255:
+        if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
             raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
         w.bits((o.SAScheduleTupleID - 1) << 1, 12)
         s = 3
@@ -5129,12 +5106,7 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -9223372036854775808 or iv > 9223372036854775807:
-        raise r.fail('PaymentDetailsResType.EVSETimeStamp', f'value {iv} outside -9223372036854775808..9223372036854775807')
-    f_EVSETimeStamp = iv
+    f_EVSETimeStamp = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PaymentDetailsResType', 'expected EE of EVSETimeStamp, EE')
@@ -5152,7 +5124,7 @@ def _e_iso2_PaymentDetailsResType(w: BitWriter, o: _iso2.PaymentDetailsResType) 
     if o.EVSETimeStamp is None:
         raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'required value missing')
     w.bits(0x0, 3)
-    if o.EVSETimeStamp < -9223372036854775808 or o.EVSETimeStamp > 9223372036854775807:
+    if (w.strict and (o.EVSETimeStamp < -9223372036854775808 or o.EVSETimeStamp > 9223372036854775807)):
         raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{o.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
     w.integer(o.EVSETimeStamp)
     w.bits(0x0, 2)
@@ -5208,10 +5180,7 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
     if iv >= 3:
         raise r.fail('PowerDeliveryReqType.ChargeProgress', f'enumeration index {iv}')
     f_ChargeProgress = _E_iso2_chargeProgressType[iv]
-    iv = ((c >> 4) & 255) + 1
-    if iv > 255:
-        raise r.fail('PowerDeliveryReqType.SAScheduleTupleID', f'value {iv} outside 1..255')
-    f_SAScheduleTupleID = iv
+    f_SAScheduleTupleID = ((c >> 4) & 255) + 1
     ec = (c & 7)
     s = 1
     s = 2
@@ -5252,7 +5221,7 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
         raise encode_error('PowerDeliveryReqType.ChargeProgress', 'required value missing')
     if o.SAScheduleTupleID is None:
         raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', 'required value missing')
-    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 255:
+    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
         raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
     w.bits((_I_iso2_chargeProgressType[o.ChargeProgress]) << 12 | (o.SAScheduleTupleID - 1) << 1, 16)
     s = 1
@@ -5410,10 +5379,7 @@ def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ServiceDetailReqType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
@@ -5423,7 +5389,7 @@ def _e_iso2_ServiceDetailReqType(w: BitWriter, o: _iso2.ServiceDetailReqType) ->
     if o.ServiceID is None:
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     w.bits(0x0, 2)
@@ -5441,10 +5407,7 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
         raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     s = 1
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ServiceDetailResType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ServiceDetailResType', 'expected EE of ServiceID')
@@ -5471,7 +5434,7 @@ def _e_iso2_ServiceDetailResType(w: BitWriter, o: _iso2.ServiceDetailResType) ->
         raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
     w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 3, 10)
     s = 1
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     w.bits(0x0, 1)
@@ -5662,12 +5625,7 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -9223372036854775808 or iv > 9223372036854775807:
-            raise r.fail('SessionSetupResType.EVSETimeStamp', f'value {iv} outside -9223372036854775808..9223372036854775807')
-        f_EVSETimeStamp = iv
+        f_EVSETimeStamp = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp')
         s = 3
@@ -5696,7 +5654,7 @@ def _e_iso2_SessionSetupResType(w: BitWriter, o: _iso2.SessionSetupResType) -> N
     s = 2
     if o.EVSETimeStamp is not None:
         w.bits(0x0, 3)
-        if o.EVSETimeStamp < -9223372036854775808 or o.EVSETimeStamp > 9223372036854775807:
+        if (w.strict and (o.EVSETimeStamp < -9223372036854775808 or o.EVSETimeStamp > 9223372036854775807)):
             raise encode_error('SessionSetupResType.EVSETimeStamp', f'{o.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
         w.integer(o.EVSETimeStamp)
         w.bits(0x0, 1)
@@ -5798,10 +5756,7 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('AC_EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -5836,7 +5791,7 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 3)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
@@ -5911,10 +5866,7 @@ def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'AC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('AC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
-    f_NotificationMaxDelay = iv
+    f_NotificationMaxDelay = r.uint()
     c = r.bits(11)
     if c & 0x73b != 0x0:
         raise r.fail_back(11, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
@@ -5929,7 +5881,7 @@ def _e_iso2_AC_EVSEStatusType(w: BitWriter, o: _iso2.AC_EVSEStatusType) -> None:
     if o.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     w.bits(0x0, 2)
-    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
     w.uint(o.NotificationMaxDelay)
     if o.EVSENotification is None:
@@ -6028,10 +5980,7 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ChargeServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ChargeServiceType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ChargeServiceType', 'expected EE of ServiceID')
@@ -6095,7 +6044,7 @@ def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
     if o.ServiceID is None:
         raise encode_error('ChargeServiceType.ServiceID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ChargeServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     w.bits(0x0, 1)
@@ -6321,10 +6270,7 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
         raise r.fail('CostType.costKind', f'enumeration index {iv}')
     f_costKind = _E_iso2_costKindType[iv]
     s = 1
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('CostType.amount', f'value {iv} outside 0..4294967295')
-    f_amount = iv
+    f_amount = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'CostType', 'expected EE of amount')
@@ -6334,10 +6280,7 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
         c = r.bits(5)
         if c & 0x11 != 0x0:
             raise r.fail_back(5, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier')
-        iv = ((c >> 1) & 7) - 3
-        if iv > 3:
-            raise r.fail('CostType.amountMultiplier', f'value {iv} outside -3..3')
-        f_amountMultiplier = iv
+        f_amountMultiplier = ((c >> 1) & 7) - 3
         s = 3
     elif ec == 1:
         s = -1
@@ -6357,13 +6300,13 @@ def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
         raise encode_error('CostType.amount', 'required value missing')
     w.bits((_I_iso2_costKindType[o.costKind]) << 3, 7)
     s = 1
-    if o.amount < 0 or o.amount > 4294967295:
+    if o.amount < 0 or (w.strict and (o.amount > 4294967295)):
         raise encode_error('CostType.amount', f'{o.amount!r} outside 0..4294967295')
     w.uint(o.amount)
     w.bits(0x0, 1)
     s = 2
     if o.amountMultiplier is not None:
-        if o.amountMultiplier < -3 or o.amountMultiplier > 3:
+        if o.amountMultiplier < -3 or o.amountMultiplier > 4 or (w.strict and (o.amountMultiplier > 3)):
             raise encode_error('CostType.amountMultiplier', f'{o.amountMultiplier!r} outside -3..3')
         w.bits((o.amountMultiplier + 3) << 1, 7)
         s = 3
@@ -6391,10 +6334,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DC_EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -6439,19 +6379,13 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
-        f_FullSOC = iv
+        f_FullSOC = ((c >> 1) & 127)
         s = 8
     elif ec == 3:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
-        f_BulkSOC = iv
+        f_BulkSOC = ((c >> 1) & 127)
         s = 9
     elif ec == 4:
         s = -1
@@ -6466,19 +6400,13 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
-            f_FullSOC = iv
+            f_FullSOC = ((c >> 1) & 127)
             s = 8
         elif ec == 2:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
-            f_BulkSOC = iv
+            f_BulkSOC = ((c >> 1) & 127)
             s = 9
         elif ec == 3:
             s = -1
@@ -6490,19 +6418,13 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DC_EVChargeParameterType[7]', 'expected CH of FullSOC, EE of FullSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DC_EVChargeParameterType.FullSOC', f'value {iv} outside 0..100')
-            f_FullSOC = iv
+            f_FullSOC = ((c >> 1) & 127)
             s = 8
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
-            f_BulkSOC = iv
+            f_BulkSOC = ((c >> 1) & 127)
             s = 9
         elif ec == 2:
             s = -1
@@ -6514,10 +6436,7 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DC_EVChargeParameterType[8]', 'expected CH of BulkSOC, EE of BulkSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DC_EVChargeParameterType.BulkSOC', f'value {iv} outside 0..100')
-            f_BulkSOC = iv
+            f_BulkSOC = ((c >> 1) & 127)
             s = 9
         elif ec == 1:
             s = -1
@@ -6533,7 +6452,7 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 3)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('DC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
@@ -6582,12 +6501,12 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         _e_iso2_PhysicalValueType(w, o.EVEnergyRequest)
         s = 7
     elif o.FullSOC is not None:
-        if o.FullSOC < 0 or o.FullSOC > 100:
+        if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
             raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
         w.bits((o.FullSOC) << 1 | 0x400, 12)
         s = 8
     elif o.BulkSOC is not None:
-        if o.BulkSOC < 0 or o.BulkSOC > 100:
+        if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
             raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
         w.bits((o.BulkSOC) << 1 | 0x600, 12)
         s = 9
@@ -6600,12 +6519,12 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             _e_iso2_PhysicalValueType(w, o.EVEnergyRequest)
             s = 7
         elif o.FullSOC is not None:
-            if o.FullSOC < 0 or o.FullSOC > 100:
+            if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
             w.bits((o.FullSOC) << 1 | 0x200, 12)
             s = 8
         elif o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 100:
+            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
             w.bits((o.BulkSOC) << 1 | 0x400, 12)
             s = 9
@@ -6614,12 +6533,12 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             s = -1
     if s == 7:
         if o.FullSOC is not None:
-            if o.FullSOC < 0 or o.FullSOC > 100:
+            if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
             w.bits((o.FullSOC) << 1, 11)
             s = 8
         elif o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 100:
+            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
             w.bits((o.BulkSOC) << 1 | 0x200, 11)
             s = 9
@@ -6628,7 +6547,7 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             s = -1
     if s == 8:
         if o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 100:
+            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
             w.bits((o.BulkSOC) << 1, 11)
             s = 9
@@ -6835,10 +6754,7 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('DC_EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
-    f_NotificationMaxDelay = iv
+    f_NotificationMaxDelay = r.uint()
     c = r.bits(8)
     if c & 0xe4 != 0x0:
         raise r.fail_back(8, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
@@ -6888,7 +6804,7 @@ def _e_iso2_DC_EVSEStatusType(w: BitWriter, o: _iso2.DC_EVSEStatusType) -> None:
     if o.NotificationMaxDelay is None:
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     w.bits(0x0, 2)
-    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
     w.uint(o.NotificationMaxDelay)
     if o.EVSENotification is None:
@@ -6925,10 +6841,7 @@ def _d_iso2_DC_EVStatusType(r: BitReader) -> _iso2.DC_EVStatusType:
     if iv >= 12:
         raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-    iv = ((c >> 2) & 127)
-    if iv > 100:
-        raise r.fail('DC_EVStatusType.EVRESSSOC', f'value {iv} outside 0..100')
-    f_EVRESSSOC = iv
+    f_EVRESSSOC = ((c >> 2) & 127)
     return _iso2.DC_EVStatusType(EVReady=f_EVReady, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC)
 
 def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
@@ -6938,7 +6851,7 @@ def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
     if o.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    if o.EVRESSSOC < 0 or o.EVRESSSOC > 100:
+    if o.EVRESSSOC < 0 or o.EVRESSSOC > 127 or (w.strict and (o.EVRESSSOC > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.EVRESSSOC!r} outside 0..100')
     w.bits((1 if o.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.EVErrorCode]) << 12 | (o.EVRESSSOC) << 2, 22)
 
@@ -7002,10 +6915,7 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('EVChargeParameterType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -7023,7 +6933,7 @@ def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) 
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 3)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
@@ -7058,10 +6968,7 @@ def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
-    f_NotificationMaxDelay = iv
+    f_NotificationMaxDelay = r.uint()
     c = r.bits(7)
     if c & 0x73 != 0x0:
         raise r.fail_back(7, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -7075,7 +6982,7 @@ def _e_iso2_EVSEStatusType(w: BitWriter, o: _iso2.EVSEStatusType) -> None:
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
     w.bits(0x0, 2)
-    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
     w.uint(o.NotificationMaxDelay)
     if o.EVSENotification is None:
@@ -7205,10 +7112,7 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected CH of MeterReading')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterReading', f'value {iv} outside 0..18446744073709551615')
-        f_MeterReading = iv
+        f_MeterReading = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterReading')
         s = 2
@@ -7224,12 +7128,7 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of MeterStatus')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-        f_MeterStatus = iv
+        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
         s = 4
@@ -7238,12 +7137,7 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of TMeter')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -9223372036854775808 or iv > 9223372036854775807:
-            raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
-        f_TMeter = iv
+        f_TMeter = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of TMeter')
         s = 5
@@ -7265,12 +7159,7 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
             s = 4
@@ -7279,12 +7168,7 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of TMeter')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -9223372036854775808 or iv > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
-            f_TMeter = iv
+            f_TMeter = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of TMeter')
             s = 5
@@ -7299,12 +7183,7 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 4
@@ -7313,12 +7192,7 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of TMeter')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -9223372036854775808 or iv > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
-            f_TMeter = iv
+            f_TMeter = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of TMeter')
             s = 5
@@ -7333,12 +7207,7 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of TMeter')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -9223372036854775808 or iv > 9223372036854775807:
-                raise r.fail('MeterInfoType.TMeter', f'value {iv} outside -9223372036854775808..9223372036854775807')
-            f_TMeter = iv
+            f_TMeter = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of TMeter')
             s = 5
@@ -7364,7 +7233,7 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
     s = 1
     if o.MeterReading is not None:
         w.bits(0x0, 4)
-        if o.MeterReading < 0 or o.MeterReading > 18446744073709551615:
+        if o.MeterReading < 0 or (w.strict and (o.MeterReading > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterReading', f'{o.MeterReading!r} outside 0..18446744073709551615')
         w.uint(o.MeterReading)
         w.bits(0x0, 1)
@@ -7378,14 +7247,14 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         s = 3
     elif o.MeterStatus is not None:
         w.bits(0x4, 4)
-        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
         w.bits(0x0, 1)
         s = 4
     elif o.TMeter is not None:
         w.bits(0x6, 4)
-        if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
+        if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
             raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
         w.integer(o.TMeter)
         w.bits(0x0, 1)
@@ -7403,14 +7272,14 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
             s = 3
         elif o.MeterStatus is not None:
             w.bits(0x2, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 4
         elif o.TMeter is not None:
             w.bits(0x4, 4)
-            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
+            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
             w.bits(0x0, 1)
@@ -7421,14 +7290,14 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
     if s == 3:
         if o.MeterStatus is not None:
             w.bits(0x0, 3)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 4
         elif o.TMeter is not None:
             w.bits(0x2, 3)
-            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
+            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
             w.bits(0x0, 1)
@@ -7439,7 +7308,7 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
     if s == 4:
         if o.TMeter is not None:
             w.bits(0x0, 3)
-            if o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807:
+            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
             w.integer(o.TMeter)
             w.bits(0x0, 1)
@@ -7607,12 +7476,7 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
     if c & 0x6 != 0x0:
         raise r.fail_back(3, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('ParameterSetType.ParameterSetID', f'value {iv} outside -32768..32767')
-    f_ParameterSetID = iv
+    f_ParameterSetID = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
@@ -7645,7 +7509,7 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
     if o.ParameterSetID is None:
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ParameterSetID < -32768 or o.ParameterSetID > 32767:
+    if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
         raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
     w.integer(o.ParameterSetID)
     w.bits(0x0, 1)
@@ -7708,12 +7572,7 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'ParameterType[1]', 'expected CH of shortValue')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('ParameterType.shortValue', f'value {iv} outside -32768..32767')
-        f_shortValue = iv
+        f_shortValue = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[1]', 'expected EE of shortValue')
     elif ec == 3:
@@ -7721,12 +7580,7 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'ParameterType[1]', 'expected CH of intValue')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -2147483648 or iv > 2147483647:
-            raise r.fail('ParameterType.intValue', f'value {iv} outside -2147483648..2147483647')
-        f_intValue = iv
+        f_intValue = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[1]', 'expected EE of intValue')
     elif ec == 4:
@@ -7774,7 +7628,7 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
         w.bits(0x4, 4)
-        if o.shortValue < -32768 or o.shortValue > 32767:
+        if (w.strict and (o.shortValue < -32768 or o.shortValue > 32767)):
             raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
         w.integer(o.shortValue)
         w.bits(0x0, 1)
@@ -7786,7 +7640,7 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with shortValue')
     elif o.intValue is not None:
         w.bits(0x6, 4)
-        if o.intValue < -2147483648 or o.intValue > 2147483647:
+        if (w.strict and (o.intValue < -2147483648 or o.intValue > 2147483647)):
             raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
         w.integer(o.intValue)
         w.bits(0x0, 1)
@@ -7864,21 +7718,13 @@ def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
     c = r.bits(15)
     if c & 0x638e != 0x0:
         raise r.fail_back(15, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    iv = ((c >> 10) & 7) - 3
-    if iv > 3:
-        raise r.fail('PhysicalValueType.Multiplier', f'value {iv} outside -3..3')
-    f_Multiplier = iv
+    f_Multiplier = ((c >> 10) & 7) - 3
     iv = ((c >> 4) & 7)
     if iv >= 7:
         raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
     f_Unit = _E_iso2_unitSymbolType[iv]
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('PhysicalValueType.Value', f'value {iv} outside -32768..32767')
-    f_Value = iv
+    f_Value = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PhysicalValueType', 'expected EE of Value, EE')
@@ -7887,14 +7733,14 @@ def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
 def _e_iso2_PhysicalValueType(w: BitWriter, o: _iso2.PhysicalValueType) -> None:
     if o.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.Multiplier < -3 or o.Multiplier > 3:
+    if o.Multiplier < -3 or o.Multiplier > 4 or (w.strict and (o.Multiplier > 3)):
         raise encode_error('PhysicalValueType.Multiplier', f'{o.Multiplier!r} outside -3..3')
     if o.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     w.bits((o.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.Unit]) << 3, 14)
-    if o.Value < -32768 or o.Value > 32767:
+    if (w.strict and (o.Value < -32768 or o.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
     w.integer(o.Value)
     w.bits(0x0, 2)
@@ -7907,10 +7753,7 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('ProfileEntryType.ChargingProfileEntryStart', f'value {iv} outside 0..4294967295')
-    f_ChargingProfileEntryStart = iv
+    f_ChargingProfileEntryStart = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower)')
@@ -7923,10 +7766,7 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
         c = r.bits(4)
         if c & 0x9 != 0x0:
             raise r.fail_back(4, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse')
-        iv = ((c >> 1) & 3) + 1
-        if iv > 3:
-            raise r.fail('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'value {iv} outside 1..3')
-        f_ChargingProfileEntryMaxNumberOfPhasesInUse = iv
+        f_ChargingProfileEntryMaxNumberOfPhasesInUse = ((c >> 1) & 3) + 1
         s = 3
     elif ec == 1:
         s = -1
@@ -7943,7 +7783,7 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     if o.ChargingProfileEntryStart is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
     w.bits(0x0, 2)
-    if o.ChargingProfileEntryStart < 0 or o.ChargingProfileEntryStart > 4294967295:
+    if o.ChargingProfileEntryStart < 0 or (w.strict and (o.ChargingProfileEntryStart > 4294967295)):
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{o.ChargingProfileEntryStart!r} outside 0..4294967295')
     w.uint(o.ChargingProfileEntryStart)
     if o.ChargingProfileEntryMaxPower is None:
@@ -7953,7 +7793,7 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     _e_iso2_PhysicalValueType(w, o.ChargingProfileEntryMaxPower)
     s = 2
     if o.ChargingProfileEntryMaxNumberOfPhasesInUse is not None:
-        if o.ChargingProfileEntryMaxNumberOfPhasesInUse < 1 or o.ChargingProfileEntryMaxNumberOfPhasesInUse > 3:
+        if o.ChargingProfileEntryMaxNumberOfPhasesInUse < 1 or o.ChargingProfileEntryMaxNumberOfPhasesInUse > 4 or (w.strict and (o.ChargingProfileEntryMaxNumberOfPhasesInUse > 3)):
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'{o.ChargingProfileEntryMaxNumberOfPhasesInUse!r} outside 1..3')
         w.bits((o.ChargingProfileEntryMaxNumberOfPhasesInUse - 1) << 1, 6)
         s = 3
@@ -7972,10 +7812,7 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
-    iv = r.uint()
-    if iv > 16777214:
-        raise r.fail('RelativeTimeIntervalType.start', f'value {iv} outside 0..16777214')
-    f_start = iv
+    f_start = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'RelativeTimeIntervalType', 'expected EE of start')
@@ -7984,10 +7821,7 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-        iv = r.uint()
-        if iv > 86400:
-            raise r.fail('RelativeTimeIntervalType.duration', f'value {iv} outside 0..86400')
-        f_duration = iv
+        f_duration = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
         s = 2
@@ -8006,14 +7840,14 @@ def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeInterval
     if o.start is None:
         raise encode_error('RelativeTimeIntervalType.start', 'required value missing')
     w.bits(0x0, 2)
-    if o.start < 0 or o.start > 16777214:
+    if o.start < 0 or (w.strict and (o.start > 16777214)):
         raise encode_error('RelativeTimeIntervalType.start', f'{o.start!r} outside 0..16777214')
     w.uint(o.start)
     w.bits(0x0, 1)
     s = 1
     if o.duration is not None:
         w.bits(0x0, 3)
-        if o.duration < 0 or o.duration > 86400:
+        if o.duration < 0 or (w.strict and (o.duration > 86400)):
             raise encode_error('RelativeTimeIntervalType.duration', f'{o.duration!r} outside 0..86400')
         w.uint(o.duration)
         w.bits(0x0, 1)
@@ -8102,10 +7936,7 @@ def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
     c = r.bits(12)
     if c & 0xc03 != 0x0:
         raise r.fail_back(12, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
-    iv = ((c >> 2) & 255) + 1
-    if iv > 255:
-        raise r.fail('SAScheduleTupleType.SAScheduleTupleID', f'value {iv} outside 1..255')
-    f_SAScheduleTupleID = iv
+    f_SAScheduleTupleID = ((c >> 2) & 255) + 1
     s = 1
     f_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
     c = r.bits(2)
@@ -8128,7 +7959,7 @@ def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> N
     s = 0
     if o.SAScheduleTupleID is None:
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'required value missing')
-    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 255:
+    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
     if o.PMaxSchedule is None:
         raise encode_error('SAScheduleTupleType.PMaxSchedule', 'required value missing')
@@ -8302,10 +8133,7 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
         c = r.bits(10)
         if c & 0x201 != 0x0:
             raise r.fail_back(10, 'SalesTariffType[0]', 'expected CH of SalesTariffID, EE of SalesTariffID')
-        iv = ((c >> 1) & 255) + 1
-        if iv > 255:
-            raise r.fail('SalesTariffType.SalesTariffID', f'value {iv} outside 1..255')
-        f_SalesTariffID = iv
+        f_SalesTariffID = ((c >> 1) & 255) + 1
         s = 2
     else:
         raise r.fail('SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
@@ -8313,10 +8141,7 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
         c = r.bits(11)
         if c & 0x601 != 0x0:
             raise r.fail_back(11, 'SalesTariffType[1]', 'expected SE(SalesTariffID), CH of SalesTariffID, EE of SalesTariffID')
-        iv = ((c >> 1) & 255) + 1
-        if iv > 255:
-            raise r.fail('SalesTariffType.SalesTariffID', f'value {iv} outside 1..255')
-        f_SalesTariffID = iv
+        f_SalesTariffID = ((c >> 1) & 255) + 1
         s = 2
     c = r.bits(2)
     ec = c
@@ -8384,7 +8209,7 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         w.string(o.Id)
         s = 1
     elif o.SalesTariffID is not None:
-        if o.SalesTariffID < 1 or o.SalesTariffID > 255:
+        if o.SalesTariffID < 1 or o.SalesTariffID > 256 or (w.strict and (o.SalesTariffID > 255)):
             raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside 1..255')
         w.bits((o.SalesTariffID - 1) << 1 | 0x400, 12)
         s = 2
@@ -8392,7 +8217,7 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         raise encode_error('SalesTariffType', 'missing AT(Id), SE(SalesTariffID)')
     if s == 1:
         if o.SalesTariffID is not None:
-            if o.SalesTariffID < 1 or o.SalesTariffID > 255:
+            if o.SalesTariffID < 1 or o.SalesTariffID > 256 or (w.strict and (o.SalesTariffID > 255)):
                 raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside 1..255')
             w.bits((o.SalesTariffID - 1) << 1, 11)
             s = 2
@@ -8530,10 +8355,7 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('SelectedServiceType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID')
@@ -8544,12 +8366,7 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('SelectedServiceType.ParameterSetID', f'value {iv} outside -32768..32767')
-        f_ParameterSetID = iv
+        f_ParameterSetID = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
         s = 2
@@ -8568,14 +8385,14 @@ def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> N
     if o.ServiceID is None:
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     w.bits(0x0, 1)
     s = 1
     if o.ParameterSetID is not None:
         w.bits(0x0, 3)
-        if o.ParameterSetID < -32768 or o.ParameterSetID > 32767:
+        if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
             raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
         w.integer(o.ParameterSetID)
         w.bits(0x0, 1)
@@ -8718,10 +8535,7 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ServiceType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ServiceType', 'expected EE of ServiceID')
@@ -8781,7 +8595,7 @@ def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
     if o.ServiceID is None:
         raise encode_error('ServiceType.ServiceID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     w.bits(0x0, 1)
@@ -9144,14 +8958,11 @@ def _d_v3(r: BitReader) -> object:
     c = r.bits(9)
     if c & 0x101 != 0x0:
         raise r.fail_back(9, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 127)
-    if iv > 100:
-        raise r.fail('value', f'value {iv} outside 0..100')
-    v = iv
+    v = ((c >> 1) & 127)
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    if o < 0 or o > 100:
+    if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
     w.bits((o) << 1, 9)
 
@@ -9187,31 +8998,25 @@ def _d_v6(r: BitReader) -> object:
     c = r.bits(4)
     if c & 0x9 != 0x0:
         raise r.fail_back(4, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 3) + 1
-    if iv > 3:
-        raise r.fail('value', f'value {iv} outside 1..3')
-    v = iv
+    v = ((c >> 1) & 3) + 1
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    if o < 1 or o > 3:
+    if o < 1 or o > 4 or (w.strict and (o > 3)):
         raise encode_error('value', f'{o!r} outside 1..3')
     w.bits((o - 1) << 1, 4)
 
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 0..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 4294967295:
+    if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
     w.bits(0x0, 1)
@@ -9338,19 +9143,14 @@ def _d_v17(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -9223372036854775808 or iv > 9223372036854775807:
-        raise r.fail('value', f'value {iv} outside -9223372036854775808..9223372036854775807')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -9223372036854775808 or o > 9223372036854775807:
+    if (w.strict and (o < -9223372036854775808 or o > 9223372036854775807)):
         raise encode_error('value', f'{o!r} outside -9223372036854775808..9223372036854775807')
     w.integer(o)
     w.bits(0x0, 1)
@@ -9429,10 +9229,7 @@ def _d_v23(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9445,17 +9242,14 @@ def _e_v23(w: BitWriter, o: Any) -> None:
 def _d_v24(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('value', f'value {iv} outside 0..65535')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 65535:
+    if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
     w.bits(0x0, 1)
@@ -9478,17 +9272,14 @@ def _e_v25(w: BitWriter, o: Any) -> None:
 def _d_v26(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 18446744073709551615:
+    if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
     w.uint(o)
     w.bits(0x0, 1)
@@ -9498,19 +9289,14 @@ def _d_v27(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('value', f'value {iv} outside -32768..32767')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -32768 or o > 32767:
+    if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
     w.bits(0x0, 1)
@@ -9519,14 +9305,11 @@ def _d_v28(r: BitReader) -> object:
     c = r.bits(5)
     if c & 0x11 != 0x0:
         raise r.fail_back(5, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 7) - 3
-    if iv > 3:
-        raise r.fail('value', f'value {iv} outside -3..3')
-    v = iv
+    v = ((c >> 1) & 7) - 3
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
-    if o < -3 or o > 3:
+    if o < -3 or o > 4 or (w.strict and (o > 3)):
         raise encode_error('value', f'{o!r} outside -3..3')
     w.bits((o + 3) << 1, 5)
 
@@ -9548,19 +9331,14 @@ def _d_v30(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('value', f'value {iv} outside -32768..32767')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -32768 or o > 32767:
+    if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
     w.bits(0x0, 1)
@@ -9592,14 +9370,11 @@ def _d_v33(r: BitReader) -> object:
     c = r.bits(10)
     if c & 0x201 != 0x0:
         raise r.fail_back(10, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 255) + 1
-    if iv > 255:
-        raise r.fail('value', f'value {iv} outside 1..255')
-    v = iv
+    v = ((c >> 1) & 255) + 1
     return v
 
 def _e_v33(w: BitWriter, o: Any) -> None:
-    if o < 1 or o > 255:
+    if o < 1 or o > 256 or (w.strict and (o > 255)):
         raise encode_error('value', f'{o!r} outside 1..255')
     w.bits((o - 1) << 1, 10)
 
@@ -9631,17 +9406,14 @@ def _e_v35(w: BitWriter, o: Any) -> None:
 def _d_v36(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('value', f'value {iv} outside 0..65535')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v36(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 65535:
+    if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
     w.bits(0x0, 1)
@@ -9724,10 +9496,7 @@ def _d_v42(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9765,17 +9534,14 @@ def _e_v44(w: BitWriter, o: Any) -> None:
 def _d_v45(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 86400:
-        raise r.fail('value', f'value {iv} outside 0..86400')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v45(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 86400:
+    if o < 0 or (w.strict and (o > 86400)):
         raise encode_error('value', f'{o!r} outside 0..86400')
     w.uint(o)
     w.bits(0x0, 1)
@@ -9785,19 +9551,14 @@ def _d_v46(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -2147483648 or iv > 2147483647:
-        raise r.fail('value', f'value {iv} outside -2147483648..2147483647')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v46(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -2147483648 or o > 2147483647:
+    if (w.strict and (o < -2147483648 or o > 2147483647)):
         raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
     w.integer(o)
     w.bits(0x0, 1)
@@ -9805,17 +9566,14 @@ def _e_v46(w: BitWriter, o: Any) -> None:
 def _d_v47(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 16777214:
-        raise r.fail('value', f'value {iv} outside 0..16777214')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v47(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 16777214:
+    if o < 0 or (w.strict and (o > 16777214)):
         raise encode_error('value', f'{o!r} outside 0..16777214')
     w.uint(o)
     w.bits(0x0, 1)

@@ -1362,10 +1362,7 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            f_HMACOutputLength = iv
+            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -2123,10 +2120,7 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    f_X509SerialNumber = iv
+    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2344,42 +2338,22 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     f_EVSEPositioningSupport = ((c >> 4) & 1) == 1
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'value {iv} outside -32768..32767')
-    f_EVRelativeXDeviation = iv
+    f_EVRelativeXDeviation = -r.uint() - 1 if sg else r.uint()
     c = r.bits(4)
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeXDeviation, SE(EVRelativeYDeviation), CH of EVRelativeYDeviation')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'value {iv} outside -32768..32767')
-    f_EVRelativeYDeviation = iv
+    f_EVRelativeYDeviation = -r.uint() - 1 if sg else r.uint()
     c = r.bits(4)
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeYDeviation, SE(ContactWindowXc), CH of ContactWindowXc')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('ACDP_VehiclePositioningResType.ContactWindowXc', f'value {iv} outside -32768..32767')
-    f_ContactWindowXc = iv
+    f_ContactWindowXc = -r.uint() - 1 if sg else r.uint()
     c = r.bits(4)
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowXc, SE(ContactWindowYc), CH of ContactWindowYc')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('ACDP_VehiclePositioningResType.ContactWindowYc', f'value {iv} outside -32768..32767')
-    f_ContactWindowYc = iv
+    f_ContactWindowYc = -r.uint() - 1 if sg else r.uint()
     c = r.bits(6)
     if c & 0x3b != 0x0:
         raise r.fail_back(6, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowYc, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, EE')
@@ -2400,25 +2374,25 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
     if o.EVRelativeXDeviation is None:
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'required value missing')
     w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 12 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 7 | (1 if o.EVSEPositioningSupport else 0) << 3, 20)
-    if o.EVRelativeXDeviation < -32768 or o.EVRelativeXDeviation > 32767:
+    if (w.strict and (o.EVRelativeXDeviation < -32768 or o.EVRelativeXDeviation > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'{o.EVRelativeXDeviation!r} outside -32768..32767')
     w.integer(o.EVRelativeXDeviation)
     if o.EVRelativeYDeviation is None:
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'required value missing')
     w.bits(0x0, 3)
-    if o.EVRelativeYDeviation < -32768 or o.EVRelativeYDeviation > 32767:
+    if (w.strict and (o.EVRelativeYDeviation < -32768 or o.EVRelativeYDeviation > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'{o.EVRelativeYDeviation!r} outside -32768..32767')
     w.integer(o.EVRelativeYDeviation)
     if o.ContactWindowXc is None:
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', 'required value missing')
     w.bits(0x0, 3)
-    if o.ContactWindowXc < -32768 or o.ContactWindowXc > 32767:
+    if (w.strict and (o.ContactWindowXc < -32768 or o.ContactWindowXc > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', f'{o.ContactWindowXc!r} outside -32768..32767')
     w.integer(o.ContactWindowXc)
     if o.ContactWindowYc is None:
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', 'required value missing')
     w.bits(0x0, 3)
-    if o.ContactWindowYc < -32768 or o.ContactWindowYc > 32767:
+    if (w.strict and (o.ContactWindowYc < -32768 or o.ContactWindowYc > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', f'{o.ContactWindowYc!r} outside -32768..32767')
     w.integer(o.ContactWindowYc)
     if o.EVInChargePosition is None:
@@ -2465,10 +2439,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'EVTechnicalStatusType[2]', 'expected CH of EVSOC, EE of EVSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
-        f_EVSOC = iv
+        f_EVSOC = ((c >> 1) & 127)
         s = 6
     elif ec == 4:
         c = r.bits(6)
@@ -2507,10 +2478,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'EVTechnicalStatusType[3]', 'expected CH of EVSOC, EE of EVSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
-            f_EVSOC = iv
+            f_EVSOC = ((c >> 1) & 127)
             s = 6
         elif ec == 3:
             c = r.bits(6)
@@ -2546,10 +2514,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'EVTechnicalStatusType[4]', 'expected CH of EVSOC, EE of EVSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
-            f_EVSOC = iv
+            f_EVSOC = ((c >> 1) & 127)
             s = 6
         elif ec == 2:
             c = r.bits(6)
@@ -2576,10 +2541,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'EVTechnicalStatusType[5]', 'expected CH of EVSOC, EE of EVSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('EVTechnicalStatusType.EVSOC', f'value {iv} outside 0..100')
-            f_EVSOC = iv
+            f_EVSOC = ((c >> 1) & 127)
             s = 6
         elif ec == 1:
             c = r.bits(6)
@@ -2659,7 +2621,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x40, 8)
         s = 5
     elif o.EVSOC is not None:
-        if o.EVSOC < 0 or o.EVSOC > 100:
+        if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
             raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
         w.bits((o.EVSOC) << 1 | 0x600, 12)
         s = 6
@@ -2681,7 +2643,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x20, 8)
             s = 5
         elif o.EVSOC is not None:
-            if o.EVSOC < 0 or o.EVSOC > 100:
+            if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
                 raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
             w.bits((o.EVSOC) << 1 | 0x400, 12)
             s = 6
@@ -2699,7 +2661,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1, 8)
             s = 5
         elif o.EVSOC is not None:
-            if o.EVSOC < 0 or o.EVSOC > 100:
+            if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
                 raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
             w.bits((o.EVSOC) << 1 | 0x200, 12)
             s = 6
@@ -2714,7 +2676,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             s = -1
     if s == 5:
         if o.EVSOC is not None:
-            if o.EVSOC < 0 or o.EVSOC > 100:
+            if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
                 raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
             w.bits((o.EVSOC) << 1, 12)
             s = 6
@@ -3004,10 +2966,7 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
-    f_TaxRuleID = iv
+    f_TaxRuleID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
@@ -3020,7 +2979,7 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     if o.TaxRuleID is None:
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.TaxRuleID < 1 or o.TaxRuleID > 4294967295:
+    if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
         raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
     w.uint(o.TaxRuleID)
     if o.Amount is None:
@@ -3047,65 +3006,44 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
-        f_PresentSOC = iv
+        f_PresentSOC = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-        f_MaximumSOC = iv
+        f_MaximumSOC = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToMinimumSOC = iv
+        f_RemainingTimeToMinimumSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToTargetSOC = iv
+        f_RemainingTimeToTargetSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToMaximumSOC = iv
+        f_RemainingTimeToMaximumSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
@@ -3134,56 +3072,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3212,47 +3132,32 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3281,38 +3186,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3340,30 +3233,21 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3391,20 +3275,14 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3432,10 +3310,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3515,42 +3390,42 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
     if o.PresentSOC is not None:
-        if o.PresentSOC < 0 or o.PresentSOC > 100:
+        if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
         w.bits((o.PresentSOC) << 1, 13)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 13)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 13)
         s = 3
     elif o.MaximumSOC is not None:
-        if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+        if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
         w.bits((o.MaximumSOC) << 1 | 0x600, 13)
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
         w.bits(0x8, 5)
-        if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+        if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMinimumSOC)
         w.bits(0x0, 1)
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
         w.bits(0xa, 5)
-        if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+        if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToTargetSOC)
         w.bits(0x0, 1)
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
         w.bits(0xc, 5)
-        if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+        if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMaximumSOC)
         w.bits(0x0, 1)
@@ -3570,37 +3445,37 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 13)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1 | 0x400, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x8, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0xa, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3620,32 +3495,32 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1 | 0x200, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x4, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x8, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3665,27 +3540,27 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x2, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x4, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3706,21 +3581,21 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x2, 4)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x4, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3741,14 +3616,14 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x2, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3769,7 +3644,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3835,10 +3710,7 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3869,7 +3741,7 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 3)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
@@ -3911,10 +3783,7 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3922,27 +3791,18 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        iv = r.uint()
-        if iv > 65535:
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-        f_AckMaxDelay = iv
+        f_AckMaxDelay = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
@@ -3956,27 +3816,18 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3990,18 +3841,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
@@ -4014,10 +3859,7 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
@@ -4035,24 +3877,24 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 4)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
         w.bits(0x6, 4)
-        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
         w.bits(0x0, 1)
@@ -4062,18 +3904,18 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x4, 4)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -4083,13 +3925,13 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x2, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -4100,7 +3942,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     if s == 3:
         if o.AckMaxDelay is not None:
             w.bits(0x0, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -4119,10 +3961,7 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
-    f_NotificationMaxDelay = iv
+    f_NotificationMaxDelay = r.uint()
     c = r.bits(8)
     if c & 0xe3 != 0x0:
         raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -4136,7 +3975,7 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
     w.bits(0x0, 2)
-    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
     w.uint(o.NotificationMaxDelay)
     if o.EVSENotification is None:
@@ -4216,10 +4055,7 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     s = 1
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
-    f_TimeStamp = iv
+    f_TimeStamp = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
@@ -4250,7 +4086,7 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
         raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
     w.bits(0x0, 3)
     s = 1
-    if o.TimeStamp < 0 or o.TimeStamp > 18446744073709551615:
+    if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
         raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
     w.uint(o.TimeStamp)
     w.bits(0x0, 1)
@@ -4285,10 +4121,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if c != 0x0:
         raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     s = 1
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
-    f_ChargedEnergyReadingWh = iv
+    f_ChargedEnergyReadingWh = r.uint()
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
@@ -4297,30 +4130,21 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
-        f_BPT_DischargedEnergyReadingWh = iv
+        f_BPT_DischargedEnergyReadingWh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-        f_CapacitiveEnergyReadingVARh = iv
+        f_CapacitiveEnergyReadingVARh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-        f_BPT_InductiveEnergyReadingVARh = iv
+        f_BPT_InductiveEnergyReadingVARh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
@@ -4336,22 +4160,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-        f_MeterStatus = iv
+        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-        f_MeterTimestamp = iv
+        f_MeterTimestamp = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
@@ -4364,20 +4180,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_CapacitiveEnergyReadingVARh = iv
+            f_CapacitiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_BPT_InductiveEnergyReadingVARh = iv
+            f_BPT_InductiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
@@ -4393,22 +4203,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
@@ -4421,10 +4223,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_BPT_InductiveEnergyReadingVARh = iv
+            f_BPT_InductiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
@@ -4440,22 +4239,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
@@ -4477,22 +4268,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
@@ -4507,22 +4290,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
@@ -4535,10 +4310,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
@@ -4564,28 +4336,28 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
     w.bits(0x0, 3)
     s = 1
-    if o.ChargedEnergyReadingWh < 0 or o.ChargedEnergyReadingWh > 18446744073709551615:
+    if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
     w.uint(o.ChargedEnergyReadingWh)
     w.bits(0x0, 1)
     s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
         w.bits(0x0, 4)
-        if o.BPT_DischargedEnergyReadingWh < 0 or o.BPT_DischargedEnergyReadingWh > 18446744073709551615:
+        if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_DischargedEnergyReadingWh)
         w.bits(0x0, 1)
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
         w.bits(0x2, 4)
-        if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
+        if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.CapacitiveEnergyReadingVARh)
         w.bits(0x0, 1)
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
         w.bits(0x4, 4)
-        if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+        if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_InductiveEnergyReadingVARh)
         w.bits(0x0, 1)
@@ -4599,14 +4371,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         s = 6
     elif o.MeterStatus is not None:
         w.bits(0x8, 4)
-        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
         w.bits(0x0, 1)
         s = 7
     elif o.MeterTimestamp is not None:
         w.bits(0xa, 4)
-        if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+        if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
         w.uint(o.MeterTimestamp)
         w.bits(0x0, 1)
@@ -4617,14 +4389,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
             w.bits(0x0, 4)
-            if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
+            if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.CapacitiveEnergyReadingVARh)
             w.bits(0x0, 1)
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
             w.bits(0x2, 4)
-            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
             w.bits(0x0, 1)
@@ -4638,14 +4410,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x6, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x8, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4656,7 +4428,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
             w.bits(0x0, 4)
-            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
             w.bits(0x0, 1)
@@ -4670,14 +4442,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x4, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x6, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4695,14 +4467,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x2, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x4, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4713,14 +4485,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 6:
         if o.MeterStatus is not None:
             w.bits(0x0, 3)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x2, 3)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4731,7 +4503,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 7:
         if o.MeterTimestamp is not None:
             w.bits(0x0, 3)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4752,12 +4524,7 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_Exponent = ((c >> 4) & 255) - 128
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
-    f_Value = iv
+    f_Value = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
@@ -4771,7 +4538,7 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     w.bits((o.Exponent + 128) << 3, 13)
-    if o.Value < -32768 or o.Value > 32767:
+    if (w.strict and (o.Value < -32768 or o.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
     w.integer(o.Value)
     w.bits(0x0, 2)
@@ -4787,10 +4554,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-    f_TimeAnchor = iv
+    f_TimeAnchor = r.uint()
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
@@ -4896,7 +4660,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     if o.TimeAnchor is None:
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
     w.bits(0x0, 2)
-    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
     w.uint(o.TimeAnchor)
     w.bits(0x0, 1)
@@ -5195,17 +4959,14 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('value', f'value {iv} outside 0..65535')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 65535:
+    if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
     w.bits(0x0, 1)
@@ -5213,17 +4974,14 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 18446744073709551615:
+    if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
     w.uint(o)
     w.bits(0x0, 1)
@@ -5243,19 +5001,14 @@ def _d_v5(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('value', f'value {iv} outside -32768..32767')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -32768 or o > 32767:
+    if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
     w.bits(0x0, 1)
@@ -5263,17 +5016,14 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 0..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 4294967295:
+    if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
     w.bits(0x0, 1)
@@ -5367,14 +5117,11 @@ def _d_v14(r: BitReader) -> object:
     c = r.bits(9)
     if c & 0x101 != 0x0:
         raise r.fail_back(9, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 127)
-    if iv > 100:
-        raise r.fail('value', f'value {iv} outside 0..100')
-    v = iv
+    v = ((c >> 1) & 127)
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    if o < 0 or o > 100:
+    if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
     w.bits((o) << 1, 9)
 
@@ -5408,10 +5155,7 @@ def _d_v17(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -5495,17 +5239,14 @@ def _e_v22(w: BitWriter, o: Any) -> None:
 def _d_v23(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 1..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 1 or o > 4294967295:
+    if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 1..4294967295')
     w.uint(o)
     w.bits(0x0, 1)
@@ -5515,10 +5256,7 @@ def _d_v24(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

@@ -1372,10 +1372,7 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            f_HMACOutputLength = iv
+            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -2133,10 +2130,7 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    f_X509SerialNumber = iv
+    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2176,10 +2170,7 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
     elif ec == 1:
         if r.bits(1):
             raise r.fail_back(1, 'AbsolutePriceScheduleType[0]', 'expected CH of TimeAnchor')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('AbsolutePriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-        f_TimeAnchor = iv
+        f_TimeAnchor = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'AbsolutePriceScheduleType[0]', 'expected EE of TimeAnchor')
         s = 2
@@ -2189,20 +2180,14 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         c = r.bits(2)
         if c != 0x0:
             raise r.fail_back(2, 'AbsolutePriceScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('AbsolutePriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-        f_TimeAnchor = iv
+        f_TimeAnchor = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'AbsolutePriceScheduleType[1]', 'expected EE of TimeAnchor')
         s = 2
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'AbsolutePriceScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('AbsolutePriceScheduleType.PriceScheduleID', f'value {iv} outside 1..4294967295')
-    f_PriceScheduleID = iv
+    f_PriceScheduleID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'AbsolutePriceScheduleType', 'expected EE of PriceScheduleID')
@@ -2323,7 +2308,7 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
         s = 1
     elif o.TimeAnchor is not None:
         w.bits(0x2, 3)
-        if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
             raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
         w.uint(o.TimeAnchor)
         w.bits(0x0, 1)
@@ -2333,7 +2318,7 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
     if s == 1:
         if o.TimeAnchor is not None:
             w.bits(0x0, 2)
-            if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+            if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
                 raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
             w.uint(o.TimeAnchor)
             w.bits(0x0, 1)
@@ -2343,7 +2328,7 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
     if o.PriceScheduleID is None:
         raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295:
+    if o.PriceScheduleID < 0 or (w.strict and (o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295)):
         raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
     w.uint(o.PriceScheduleID)
     w.bits(0x0, 1)
@@ -3028,10 +3013,7 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'Dynamic_SEReqControlModeType', 'expected SE(DepartureTime), CH of DepartureTime')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('Dynamic_SEReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-    f_DepartureTime = iv
+    f_DepartureTime = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'Dynamic_SEReqControlModeType', 'expected EE of DepartureTime')
@@ -3041,19 +3023,13 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_SEReqControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 1:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 2:
         f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -3066,10 +3042,7 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_SEReqControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_SEReqControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
@@ -3121,18 +3094,18 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
     if o.DepartureTime is None:
         raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', 'required value missing')
     w.bits(0x0, 2)
-    if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+    if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
         raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
     w.uint(o.DepartureTime)
     w.bits(0x0, 1)
     s = 1
     if o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_SEReqControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1, 11)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x200, 11)
         s = 3
@@ -3144,7 +3117,7 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 11)
             s = 3
@@ -3207,10 +3180,7 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_SEResControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_SEResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_SEResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3218,19 +3188,13 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_SEResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_SEResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
@@ -3248,19 +3212,13 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_SEResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_SEResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_SEResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
@@ -3278,10 +3236,7 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_SEResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_SEResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
@@ -3315,18 +3270,18 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 4)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_SEResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
@@ -3345,12 +3300,12 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
@@ -3369,7 +3324,7 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 12)
             s = 3
@@ -3510,10 +3465,7 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVAbsolutePriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('EVAbsolutePriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-    f_TimeAnchor = iv
+    f_TimeAnchor = r.uint()
     c = r.bits(3)
     if c != 0x0:
         raise r.fail_back(3, 'EVAbsolutePriceScheduleType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
@@ -3534,7 +3486,7 @@ def _e_iso20_common_messages_EVAbsolutePriceScheduleType(w: BitWriter, o: _iso20
     if o.TimeAnchor is None:
         raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
     w.bits(0x0, 2)
-    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
     w.uint(o.TimeAnchor)
     if o.Currency is None:
@@ -3647,10 +3599,7 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_m
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVPowerProfileType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('EVPowerProfileType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-    f_TimeAnchor = iv
+    f_TimeAnchor = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'EVPowerProfileType', 'expected EE of TimeAnchor')
@@ -3672,7 +3621,7 @@ def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_m
     if o.TimeAnchor is None:
         raise encode_error('EVPowerProfileType.TimeAnchor', 'required value missing')
     w.bits(0x0, 2)
-    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('EVPowerProfileType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
     w.uint(o.TimeAnchor)
     w.bits(0x0, 1)
@@ -3758,10 +3707,7 @@ def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader) -> _iso20_co
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVPowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('EVPowerScheduleEntryType.Duration', f'value {iv} outside 0..4294967295')
-    f_Duration = iv
+    f_Duration = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVPowerScheduleEntryType', 'expected EE of Duration, SE(Power)')
@@ -3774,7 +3720,7 @@ def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_co
     if o.Duration is None:
         raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
     w.bits(0x0, 2)
-    if o.Duration < 0 or o.Duration > 4294967295:
+    if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
         raise encode_error('EVPowerScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
     w.uint(o.Duration)
     if o.Power is None:
@@ -3789,10 +3735,7 @@ def _d_iso20_common_messages_EVPowerScheduleType(r: BitReader) -> _iso20_common_
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVPowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('EVPowerScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-    f_TimeAnchor = iv
+    f_TimeAnchor = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVPowerScheduleType', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
@@ -3805,7 +3748,7 @@ def _e_iso20_common_messages_EVPowerScheduleType(w: BitWriter, o: _iso20_common_
     if o.TimeAnchor is None:
         raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
     w.bits(0x0, 2)
-    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
     w.uint(o.TimeAnchor)
     if o.EVPowerScheduleEntries is None:
@@ -3881,10 +3824,7 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVPriceRuleStackType', 'expected SE(Duration), CH of Duration')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('EVPriceRuleStackType.Duration', f'value {iv} outside 0..4294967295')
-    f_Duration = iv
+    f_Duration = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVPriceRuleStackType', 'expected EE of Duration, SE(EVPriceRule)')
@@ -3917,7 +3857,7 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
     if o.Duration is None:
         raise encode_error('EVPriceRuleStackType.Duration', 'required value missing')
     w.bits(0x0, 2)
-    if o.Duration < 0 or o.Duration > 4294967295:
+    if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
         raise encode_error('EVPriceRuleStackType.Duration', f'{o.Duration!r} outside 0..4294967295')
     w.uint(o.Duration)
     w.bits(0x0, 1)
@@ -4034,10 +3974,7 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'OverstayRuleListType[0]', 'expected CH of OverstayTimeThreshold')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('OverstayRuleListType.OverstayTimeThreshold', f'value {iv} outside 0..4294967295')
-        f_OverstayTimeThreshold = iv
+        f_OverstayTimeThreshold = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'OverstayRuleListType[0]', 'expected EE of OverstayTimeThreshold')
         s = 1
@@ -4089,7 +4026,7 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
     s = 0
     if o.OverstayTimeThreshold is not None:
         w.bits(0x0, 3)
-        if o.OverstayTimeThreshold < 0 or o.OverstayTimeThreshold > 4294967295:
+        if o.OverstayTimeThreshold < 0 or (w.strict and (o.OverstayTimeThreshold > 4294967295)):
             raise encode_error('OverstayRuleListType.OverstayTimeThreshold', f'{o.OverstayTimeThreshold!r} outside 0..4294967295')
         w.uint(o.OverstayTimeThreshold)
         w.bits(0x0, 1)
@@ -4168,10 +4105,7 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     elif ec == 1:
         if r.bits(1):
             raise r.fail_back(1, 'OverstayRuleType[0]', 'expected CH of StartTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('OverstayRuleType.StartTime', f'value {iv} outside 0..4294967295')
-        f_StartTime = iv
+        f_StartTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'OverstayRuleType[0]', 'expected EE of StartTime')
         s = 2
@@ -4181,10 +4115,7 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
         c = r.bits(2)
         if c != 0x0:
             raise r.fail_back(2, 'OverstayRuleType[1]', 'expected SE(StartTime), CH of StartTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('OverstayRuleType.StartTime', f'value {iv} outside 0..4294967295')
-        f_StartTime = iv
+        f_StartTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'OverstayRuleType[1]', 'expected EE of StartTime')
         s = 2
@@ -4195,10 +4126,7 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     if c != 0x0:
         raise r.fail_back(2, 'OverstayRuleType', 'expected SE(OverstayFeePeriod), CH of OverstayFeePeriod')
     s = 3
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('OverstayRuleType.OverstayFeePeriod', f'value {iv} outside 0..4294967295')
-    f_OverstayFeePeriod = iv
+    f_OverstayFeePeriod = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'OverstayRuleType', 'expected EE of OverstayFeePeriod, EE')
@@ -4217,7 +4145,7 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
         s = 1
     elif o.StartTime is not None:
         w.bits(0x2, 3)
-        if o.StartTime < 0 or o.StartTime > 4294967295:
+        if o.StartTime < 0 or (w.strict and (o.StartTime > 4294967295)):
             raise encode_error('OverstayRuleType.StartTime', f'{o.StartTime!r} outside 0..4294967295')
         w.uint(o.StartTime)
         w.bits(0x0, 1)
@@ -4227,7 +4155,7 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
     if s == 1:
         if o.StartTime is not None:
             w.bits(0x0, 2)
-            if o.StartTime < 0 or o.StartTime > 4294967295:
+            if o.StartTime < 0 or (w.strict and (o.StartTime > 4294967295)):
                 raise encode_error('OverstayRuleType.StartTime', f'{o.StartTime!r} outside 0..4294967295')
             w.uint(o.StartTime)
             w.bits(0x0, 1)
@@ -4242,7 +4170,7 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
         raise encode_error('OverstayRuleType.OverstayFeePeriod', 'required value missing')
     w.bits(0x0, 2)
     s = 3
-    if o.OverstayFeePeriod < 0 or o.OverstayFeePeriod > 4294967295:
+    if o.OverstayFeePeriod < 0 or (w.strict and (o.OverstayFeePeriod > 4294967295)):
         raise encode_error('OverstayRuleType.OverstayFeePeriod', f'{o.OverstayFeePeriod!r} outside 0..4294967295')
     w.uint(o.OverstayFeePeriod)
     w.bits(0x0, 2)
@@ -4256,10 +4184,7 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_mes
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ParameterSetType.ParameterSetID', f'value {iv} outside 0..65535')
-    f_ParameterSetID = iv
+    f_ParameterSetID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
@@ -4292,7 +4217,7 @@ def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_mes
     if o.ParameterSetID is None:
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ParameterSetID < 0 or o.ParameterSetID > 65535:
+    if o.ParameterSetID < 0 or (w.strict and (o.ParameterSetID > 65535)):
         raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside 0..65535')
     w.uint(o.ParameterSetID)
     w.bits(0x0, 1)
@@ -4355,12 +4280,7 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'ParameterType[1]', 'expected CH of shortValue')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('ParameterType.shortValue', f'value {iv} outside -32768..32767')
-        f_shortValue = iv
+        f_shortValue = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[1]', 'expected EE of shortValue')
     elif ec == 3:
@@ -4368,12 +4288,7 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'ParameterType[1]', 'expected CH of intValue')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -2147483648 or iv > 2147483647:
-            raise r.fail('ParameterType.intValue', f'value {iv} outside -2147483648..2147483647')
-        f_intValue = iv
+        f_intValue = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[1]', 'expected EE of intValue')
     elif ec == 4:
@@ -4423,7 +4338,7 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('ParameterType.finiteString', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
         w.bits(0x4, 4)
-        if o.shortValue < -32768 or o.shortValue > 32767:
+        if (w.strict and (o.shortValue < -32768 or o.shortValue > 32767)):
             raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
         w.integer(o.shortValue)
         w.bits(0x0, 1)
@@ -4435,7 +4350,7 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('ParameterType.finiteString', 'cannot be combined with shortValue')
     elif o.intValue is not None:
         w.bits(0x6, 4)
-        if o.intValue < -2147483648 or o.intValue > 2147483647:
+        if (w.strict and (o.intValue < -2147483648 or o.intValue > 2147483647)):
             raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
         w.integer(o.intValue)
         w.bits(0x0, 1)
@@ -4754,10 +4669,7 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('PowerScheduleEntryType.Duration', f'value {iv} outside 0..4294967295')
-    f_Duration = iv
+    f_Duration = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PowerScheduleEntryType', 'expected EE of Duration, SE(Power)')
@@ -4796,7 +4708,7 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
     if o.Duration is None:
         raise encode_error('PowerScheduleEntryType.Duration', 'required value missing')
     w.bits(0x0, 2)
-    if o.Duration < 0 or o.Duration > 4294967295:
+    if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
         raise encode_error('PowerScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
     w.uint(o.Duration)
     if o.Power is None:
@@ -4838,10 +4750,7 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('PowerScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-    f_TimeAnchor = iv
+    f_TimeAnchor = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'PowerScheduleType', 'expected EE of TimeAnchor')
@@ -4883,7 +4792,7 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
     if o.TimeAnchor is None:
         raise encode_error('PowerScheduleType.TimeAnchor', 'required value missing')
     w.bits(0x0, 2)
-    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('PowerScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
     w.uint(o.TimeAnchor)
     w.bits(0x0, 1)
@@ -4989,10 +4898,7 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader) -> _iso20
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PriceLevelScheduleEntryType', 'expected SE(Duration), CH of Duration')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('PriceLevelScheduleEntryType.Duration', f'value {iv} outside 0..4294967295')
-    f_Duration = iv
+    f_Duration = r.uint()
     c = r.bits(13)
     if c & 0x1c03 != 0x0:
         raise r.fail_back(13, 'PriceLevelScheduleEntryType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
@@ -5003,7 +4909,7 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryType(w: BitWriter, o: _iso20
     if o.Duration is None:
         raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
     w.bits(0x0, 2)
-    if o.Duration < 0 or o.Duration > 4294967295:
+    if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
         raise encode_error('PriceLevelScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
     w.uint(o.Duration)
     if o.PriceLevel is None:
@@ -5028,10 +4934,7 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
     elif ec == 1:
         if r.bits(1):
             raise r.fail_back(1, 'PriceLevelScheduleType[0]', 'expected CH of TimeAnchor')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('PriceLevelScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-        f_TimeAnchor = iv
+        f_TimeAnchor = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'PriceLevelScheduleType[0]', 'expected EE of TimeAnchor')
         s = 2
@@ -5041,20 +4944,14 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
         c = r.bits(2)
         if c != 0x0:
             raise r.fail_back(2, 'PriceLevelScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('PriceLevelScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-        f_TimeAnchor = iv
+        f_TimeAnchor = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'PriceLevelScheduleType[1]', 'expected EE of TimeAnchor')
         s = 2
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PriceLevelScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('PriceLevelScheduleType.PriceScheduleID', f'value {iv} outside 1..4294967295')
-    f_PriceScheduleID = iv
+    f_PriceScheduleID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'PriceLevelScheduleType', 'expected EE of PriceScheduleID')
@@ -5098,7 +4995,7 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
         s = 1
     elif o.TimeAnchor is not None:
         w.bits(0x2, 3)
-        if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+        if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
             raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
         w.uint(o.TimeAnchor)
         w.bits(0x0, 1)
@@ -5108,7 +5005,7 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
     if s == 1:
         if o.TimeAnchor is not None:
             w.bits(0x0, 2)
-            if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+            if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
                 raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
             w.uint(o.TimeAnchor)
             w.bits(0x0, 1)
@@ -5118,7 +5015,7 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
     if o.PriceScheduleID is None:
         raise encode_error('PriceLevelScheduleType.PriceScheduleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295:
+    if o.PriceScheduleID < 0 or (w.strict and (o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295)):
         raise encode_error('PriceLevelScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
     w.uint(o.PriceScheduleID)
     w.bits(0x0, 1)
@@ -5220,10 +5117,7 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_m
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PriceRuleStackType', 'expected SE(Duration), CH of Duration')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('PriceRuleStackType.Duration', f'value {iv} outside 0..4294967295')
-    f_Duration = iv
+    f_Duration = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PriceRuleStackType', 'expected EE of Duration, SE(PriceRule)')
@@ -5256,7 +5150,7 @@ def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_m
     if o.Duration is None:
         raise encode_error('PriceRuleStackType.Duration', 'required value missing')
     w.bits(0x0, 2)
-    if o.Duration < 0 or o.Duration > 4294967295:
+    if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
         raise encode_error('PriceRuleStackType.Duration', f'{o.Duration!r} outside 0..4294967295')
     w.uint(o.Duration)
     w.bits(0x0, 1)
@@ -5311,20 +5205,14 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
     elif ec == 1:
         if r.bits(1):
             raise r.fail_back(1, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('PriceRuleType.ParkingFeePeriod', f'value {iv} outside 0..4294967295')
-        f_ParkingFeePeriod = iv
+        f_ParkingFeePeriod = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'PriceRuleType[1]', 'expected EE of ParkingFeePeriod')
         s = 3
     elif ec == 2:
         if r.bits(1):
             raise r.fail_back(1, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
-        iv = r.uint()
-        if iv > 65535:
-            raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {iv} outside 0..65535')
-        f_CarbonDioxideEmission = iv
+        f_CarbonDioxideEmission = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'PriceRuleType[1]', 'expected EE of CarbonDioxideEmission')
         s = 4
@@ -5344,20 +5232,14 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'PriceRuleType[2]', 'expected CH of ParkingFeePeriod')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('PriceRuleType.ParkingFeePeriod', f'value {iv} outside 0..4294967295')
-            f_ParkingFeePeriod = iv
+            f_ParkingFeePeriod = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'PriceRuleType[2]', 'expected EE of ParkingFeePeriod')
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'PriceRuleType[2]', 'expected CH of CarbonDioxideEmission')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {iv} outside 0..65535')
-            f_CarbonDioxideEmission = iv
+            f_CarbonDioxideEmission = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'PriceRuleType[2]', 'expected EE of CarbonDioxideEmission')
             s = 4
@@ -5377,10 +5259,7 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'PriceRuleType[3]', 'expected CH of CarbonDioxideEmission')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('PriceRuleType.CarbonDioxideEmission', f'value {iv} outside 0..65535')
-            f_CarbonDioxideEmission = iv
+            f_CarbonDioxideEmission = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'PriceRuleType[3]', 'expected EE of CarbonDioxideEmission')
             s = 4
@@ -5431,14 +5310,14 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         s = 2
     elif o.ParkingFeePeriod is not None:
         w.bits(0x2, 4)
-        if o.ParkingFeePeriod < 0 or o.ParkingFeePeriod > 4294967295:
+        if o.ParkingFeePeriod < 0 or (w.strict and (o.ParkingFeePeriod > 4294967295)):
             raise encode_error('PriceRuleType.ParkingFeePeriod', f'{o.ParkingFeePeriod!r} outside 0..4294967295')
         w.uint(o.ParkingFeePeriod)
         w.bits(0x0, 1)
         s = 3
     elif o.CarbonDioxideEmission is not None:
         w.bits(0x4, 4)
-        if o.CarbonDioxideEmission < 0 or o.CarbonDioxideEmission > 65535:
+        if o.CarbonDioxideEmission < 0 or (w.strict and (o.CarbonDioxideEmission > 65535)):
             raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
         w.uint(o.CarbonDioxideEmission)
         w.bits(0x0, 1)
@@ -5457,14 +5336,14 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     if s == 2:
         if o.ParkingFeePeriod is not None:
             w.bits(0x0, 4)
-            if o.ParkingFeePeriod < 0 or o.ParkingFeePeriod > 4294967295:
+            if o.ParkingFeePeriod < 0 or (w.strict and (o.ParkingFeePeriod > 4294967295)):
                 raise encode_error('PriceRuleType.ParkingFeePeriod', f'{o.ParkingFeePeriod!r} outside 0..4294967295')
             w.uint(o.ParkingFeePeriod)
             w.bits(0x0, 1)
             s = 3
         elif o.CarbonDioxideEmission is not None:
             w.bits(0x2, 4)
-            if o.CarbonDioxideEmission < 0 or o.CarbonDioxideEmission > 65535:
+            if o.CarbonDioxideEmission < 0 or (w.strict and (o.CarbonDioxideEmission > 65535)):
                 raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
             w.uint(o.CarbonDioxideEmission)
             w.bits(0x0, 1)
@@ -5483,7 +5362,7 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     if s == 3:
         if o.CarbonDioxideEmission is not None:
             w.bits(0x0, 3)
-            if o.CarbonDioxideEmission < 0 or o.CarbonDioxideEmission > 65535:
+            if o.CarbonDioxideEmission < 0 or (w.strict and (o.CarbonDioxideEmission > 65535)):
                 raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
             w.uint(o.CarbonDioxideEmission)
             w.bits(0x0, 1)
@@ -5529,18 +5408,12 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('PriceScheduleType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-    f_TimeAnchor = iv
+    f_TimeAnchor = r.uint()
     c = r.bits(3)
     if c != 0x0:
         raise r.fail_back(3, 'PriceScheduleType', 'expected EE of TimeAnchor, SE(PriceScheduleID), CH of PriceScheduleID')
     s = 1
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('PriceScheduleType.PriceScheduleID', f'value {iv} outside 1..4294967295')
-    f_PriceScheduleID = iv
+    f_PriceScheduleID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'PriceScheduleType', 'expected EE of PriceScheduleID')
@@ -5568,14 +5441,14 @@ def _e_iso20_common_messages_PriceScheduleType(w: BitWriter, o: _iso20_common_me
     if o.TimeAnchor is None:
         raise encode_error('PriceScheduleType.TimeAnchor', 'required value missing')
     w.bits(0x0, 2)
-    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('PriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
     w.uint(o.TimeAnchor)
     if o.PriceScheduleID is None:
         raise encode_error('PriceScheduleType.PriceScheduleID', 'required value missing')
     w.bits(0x0, 3)
     s = 1
-    if o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295:
+    if o.PriceScheduleID < 0 or (w.strict and (o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295)):
         raise encode_error('PriceScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
     w.uint(o.PriceScheduleID)
     w.bits(0x0, 1)
@@ -5606,10 +5479,7 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_com
     c = r.bits(15)
     if c & 0x6004 != 0x0:
         raise r.fail_back(15, 'ScheduleExchangeReqType', 'expected SE(MaximumSupportingPoints), CH of MaximumSupportingPoints, EE of MaximumSupportingPoints')
-    iv = ((c >> 3) & 1023) + 12
-    if iv > 1024:
-        raise r.fail('ScheduleExchangeReqType.MaximumSupportingPoints', f'value {iv} outside 12..1024')
-    f_MaximumSupportingPoints = iv
+    f_MaximumSupportingPoints = ((c >> 3) & 1023) + 12
     ec = (c & 3)
     if ec == 0:
         f_Dynamic_SEReqControlMode = _d_iso20_common_messages_Dynamic_SEReqControlModeType(r)
@@ -5628,7 +5498,7 @@ def _e_iso20_common_messages_ScheduleExchangeReqType(w: BitWriter, o: _iso20_com
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
     if o.MaximumSupportingPoints is None:
         raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', 'required value missing')
-    if o.MaximumSupportingPoints < 12 or o.MaximumSupportingPoints > 1024:
+    if o.MaximumSupportingPoints < 12 or o.MaximumSupportingPoints > 1035 or (w.strict and (o.MaximumSupportingPoints > 1024)):
         raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', f'{o.MaximumSupportingPoints!r} outside 12..1024')
     w.bits((o.MaximumSupportingPoints - 12) << 1, 13)
     if o.Dynamic_SEReqControlMode is not None:
@@ -5751,10 +5621,7 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_me
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ScheduleTupleType', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('ScheduleTupleType.ScheduleTupleID', f'value {iv} outside 1..4294967295')
-    f_ScheduleTupleID = iv
+    f_ScheduleTupleID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ScheduleTupleType', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
@@ -5781,7 +5648,7 @@ def _e_iso20_common_messages_ScheduleTupleType(w: BitWriter, o: _iso20_common_me
     if o.ScheduleTupleID is None:
         raise encode_error('ScheduleTupleType.ScheduleTupleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ScheduleTupleID < 1 or o.ScheduleTupleID > 4294967295:
+    if o.ScheduleTupleID < 0 or (w.strict and (o.ScheduleTupleID < 1 or o.ScheduleTupleID > 4294967295)):
         raise encode_error('ScheduleTupleType.ScheduleTupleID', f'{o.ScheduleTupleID!r} outside 1..4294967295')
     w.uint(o.ScheduleTupleID)
     if o.ChargingSchedule is None:
@@ -5809,10 +5676,7 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _is
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'Scheduled_EVPPTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'value {iv} outside 1..4294967295')
-    f_SelectedScheduleTupleID = iv
+    f_SelectedScheduleTupleID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'Scheduled_EVPPTControlModeType', 'expected EE of SelectedScheduleTupleID')
@@ -5839,7 +5703,7 @@ def _e_iso20_common_messages_Scheduled_EVPPTControlModeType(w: BitWriter, o: _is
     if o.SelectedScheduleTupleID is None:
         raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.SelectedScheduleTupleID < 1 or o.SelectedScheduleTupleID > 4294967295:
+    if o.SelectedScheduleTupleID < 0 or (w.strict and (o.SelectedScheduleTupleID < 1 or o.SelectedScheduleTupleID > 4294967295)):
         raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'{o.SelectedScheduleTupleID!r} outside 1..4294967295')
     w.uint(o.SelectedScheduleTupleID)
     w.bits(0x0, 1)
@@ -5867,10 +5731,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Scheduled_SEReqControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Scheduled_SEReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Scheduled_SEReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -5954,7 +5815,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 4)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Scheduled_SEReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
@@ -6112,10 +5973,7 @@ def _d_iso20_common_messages_Scheduled_SMDTControlModeType(r: BitReader) -> _iso
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'Scheduled_SMDTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'value {iv} outside 1..4294967295')
-    f_SelectedScheduleTupleID = iv
+    f_SelectedScheduleTupleID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'Scheduled_SMDTControlModeType', 'expected EE of SelectedScheduleTupleID, EE')
@@ -6125,7 +5983,7 @@ def _e_iso20_common_messages_Scheduled_SMDTControlModeType(w: BitWriter, o: _iso
     if o.SelectedScheduleTupleID is None:
         raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.SelectedScheduleTupleID < 1 or o.SelectedScheduleTupleID > 4294967295:
+    if o.SelectedScheduleTupleID < 0 or (w.strict and (o.SelectedScheduleTupleID < 1 or o.SelectedScheduleTupleID > 4294967295)):
         raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.SelectedScheduleTupleID!r} outside 1..4294967295')
     w.uint(o.SelectedScheduleTupleID)
     w.bits(0x0, 2)
@@ -6196,17 +6054,11 @@ def _d_iso20_common_messages_SelectedServiceType(r: BitReader) -> _iso20_common_
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('SelectedServiceType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(3)
     if c != 0x0:
         raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('SelectedServiceType.ParameterSetID', f'value {iv} outside 0..65535')
-    f_ParameterSetID = iv
+    f_ParameterSetID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SelectedServiceType', 'expected EE of ParameterSetID, EE')
@@ -6216,13 +6068,13 @@ def _e_iso20_common_messages_SelectedServiceType(w: BitWriter, o: _iso20_common_
     if o.ServiceID is None:
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     if o.ParameterSetID is None:
         raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
     w.bits(0x0, 3)
-    if o.ParameterSetID < 0 or o.ParameterSetID > 65535:
+    if o.ParameterSetID < 0 or (w.strict and (o.ParameterSetID > 65535)):
         raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside 0..65535')
     w.uint(o.ParameterSetID)
     w.bits(0x0, 2)
@@ -6236,10 +6088,7 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ServiceDetailReqType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
@@ -6253,7 +6102,7 @@ def _e_iso20_common_messages_ServiceDetailReqType(w: BitWriter, o: _iso20_common
     if o.ServiceID is None:
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     w.bits(0x0, 2)
@@ -6273,10 +6122,7 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common
     if iv >= 40:
         raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ServiceDetailResType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailResType', 'expected EE of ServiceID, SE(ServiceParameterList)')
@@ -6295,7 +6141,7 @@ def _e_iso20_common_messages_ServiceDetailResType(w: BitWriter, o: _iso20_common
     if o.ServiceID is None:
         raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
     w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 3, 11)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     if o.ServiceParameterList is None:
@@ -6420,10 +6266,7 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceIDListType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ServiceIDListType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID.append(iv)
+    f_ServiceID.append(r.uint())
     if r.bits(1):
         raise r.fail_back(1, 'ServiceIDListType', 'expected EE of ServiceID')
     s = 1
@@ -6433,10 +6276,7 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'ServiceIDListType[1]', 'expected CH of ServiceID')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('ServiceIDListType.ServiceID', f'value {iv} outside 0..65535')
-            f_ServiceID.append(iv)
+            f_ServiceID.append(r.uint())
             if r.bits(1):
                 raise r.fail_back(1, 'ServiceIDListType[1]', 'expected EE of ServiceID')
             n += 1
@@ -6461,7 +6301,7 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
         x_ServiceID = o.ServiceID[i_ServiceID]
         i_ServiceID += 1
         w.bits(0x0, 2)
-        if x_ServiceID < 0 or x_ServiceID > 65535:
+        if x_ServiceID < 0 or (w.strict and (x_ServiceID > 65535)):
             raise encode_error('ServiceIDListType.ServiceID', f'{x_ServiceID!r} outside 0..65535')
         w.uint(x_ServiceID)
         w.bits(0x0, 1)
@@ -6474,7 +6314,7 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
             x_ServiceID = o.ServiceID[i_ServiceID]
             i_ServiceID += 1
             w.bits(0x0, 3)
-            if x_ServiceID < 0 or x_ServiceID > 65535:
+            if x_ServiceID < 0 or (w.strict and (x_ServiceID > 65535)):
                 raise encode_error('ServiceIDListType.ServiceID', f'{x_ServiceID!r} outside 0..65535')
             w.uint(x_ServiceID)
             w.bits(0x0, 1)
@@ -6695,10 +6535,7 @@ def _d_iso20_common_messages_ServiceType(r: BitReader) -> _iso20_common_messages
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('ServiceType.ServiceID', f'value {iv} outside 0..65535')
-    f_ServiceID = iv
+    f_ServiceID = r.uint()
     c = r.bits(6)
     if c & 0x3b != 0x0:
         raise r.fail_back(6, 'ServiceType', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
@@ -6709,7 +6546,7 @@ def _e_iso20_common_messages_ServiceType(w: BitWriter, o: _iso20_common_messages
     if o.ServiceID is None:
         raise encode_error('ServiceType.ServiceID', 'required value missing')
     w.bits(0x0, 2)
-    if o.ServiceID < 0 or o.ServiceID > 65535:
+    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
     w.uint(o.ServiceID)
     if o.FreeService is None:
@@ -7322,17 +7159,11 @@ def _d_iso20_common_messages_TargetPositionType(r: BitReader) -> _iso20_common_m
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'TargetPositionType', 'expected SE(TargetOffsetX), CH of TargetOffsetX')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('TargetPositionType.TargetOffsetX', f'value {iv} outside 0..65535')
-    f_TargetOffsetX = iv
+    f_TargetOffsetX = r.uint()
     c = r.bits(3)
     if c != 0x0:
         raise r.fail_back(3, 'TargetPositionType', 'expected EE of TargetOffsetX, SE(TargetOffsetY), CH of TargetOffsetY')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('TargetPositionType.TargetOffsetY', f'value {iv} outside 0..65535')
-    f_TargetOffsetY = iv
+    f_TargetOffsetY = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'TargetPositionType', 'expected EE of TargetOffsetY, EE')
@@ -7342,13 +7173,13 @@ def _e_iso20_common_messages_TargetPositionType(w: BitWriter, o: _iso20_common_m
     if o.TargetOffsetX is None:
         raise encode_error('TargetPositionType.TargetOffsetX', 'required value missing')
     w.bits(0x0, 2)
-    if o.TargetOffsetX < 0 or o.TargetOffsetX > 65535:
+    if o.TargetOffsetX < 0 or (w.strict and (o.TargetOffsetX > 65535)):
         raise encode_error('TargetPositionType.TargetOffsetX', f'{o.TargetOffsetX!r} outside 0..65535')
     w.uint(o.TargetOffsetX)
     if o.TargetOffsetY is None:
         raise encode_error('TargetPositionType.TargetOffsetY', 'required value missing')
     w.bits(0x0, 3)
-    if o.TargetOffsetY < 0 or o.TargetOffsetY > 65535:
+    if o.TargetOffsetY < 0 or (w.strict and (o.TargetOffsetY > 65535)):
         raise encode_error('TargetPositionType.TargetOffsetY', f'{o.TargetOffsetY!r} outside 0..65535')
     w.uint(o.TargetOffsetY)
     w.bits(0x0, 2)
@@ -7426,10 +7257,7 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'TaxRuleType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('TaxRuleType.TaxRuleID', f'value {iv} outside 1..4294967295')
-    f_TaxRuleID = iv
+    f_TaxRuleID = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'TaxRuleType', 'expected EE of TaxRuleID')
@@ -7491,7 +7319,7 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
     if o.TaxRuleID is None:
         raise encode_error('TaxRuleType.TaxRuleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.TaxRuleID < 1 or o.TaxRuleID > 4294967295:
+    if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
         raise encode_error('TaxRuleType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
     w.uint(o.TaxRuleID)
     w.bits(0x0, 1)
@@ -7573,12 +7401,7 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'VehicleCheckInReqType[3]', 'expected CH of VehicleFrame')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('VehicleCheckInReqType.VehicleFrame', f'value {iv} outside -32768..32767')
-        f_VehicleFrame = iv
+        f_VehicleFrame = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame')
         s = 4
@@ -7587,12 +7410,7 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'VehicleCheckInReqType[3]', 'expected CH of DeviceOffset')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('VehicleCheckInReqType.DeviceOffset', f'value {iv} outside -32768..32767')
-        f_DeviceOffset = iv
+        f_DeviceOffset = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of DeviceOffset')
         s = 5
@@ -7601,12 +7419,7 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'VehicleCheckInReqType[3]', 'expected CH of VehicleTravel')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {iv} outside -32768..32767')
-        f_VehicleTravel = iv
+        f_VehicleTravel = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleTravel')
         s = 6
@@ -7621,12 +7434,7 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'VehicleCheckInReqType[4]', 'expected CH of DeviceOffset')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('VehicleCheckInReqType.DeviceOffset', f'value {iv} outside -32768..32767')
-            f_DeviceOffset = iv
+            f_DeviceOffset = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInReqType[4]', 'expected EE of DeviceOffset')
             s = 5
@@ -7635,12 +7443,7 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'VehicleCheckInReqType[4]', 'expected CH of VehicleTravel')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {iv} outside -32768..32767')
-            f_VehicleTravel = iv
+            f_VehicleTravel = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInReqType[4]', 'expected EE of VehicleTravel')
             s = 6
@@ -7655,12 +7458,7 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'VehicleCheckInReqType[5]', 'expected CH of VehicleTravel')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('VehicleCheckInReqType.VehicleTravel', f'value {iv} outside -32768..32767')
-            f_VehicleTravel = iv
+            f_VehicleTravel = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInReqType[5]', 'expected EE of VehicleTravel')
             s = 6
@@ -7690,21 +7488,21 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
     s = 3
     if o.VehicleFrame is not None:
         w.bits(0x0, 4)
-        if o.VehicleFrame < -32768 or o.VehicleFrame > 32767:
+        if (w.strict and (o.VehicleFrame < -32768 or o.VehicleFrame > 32767)):
             raise encode_error('VehicleCheckInReqType.VehicleFrame', f'{o.VehicleFrame!r} outside -32768..32767')
         w.integer(o.VehicleFrame)
         w.bits(0x0, 1)
         s = 4
     elif o.DeviceOffset is not None:
         w.bits(0x2, 4)
-        if o.DeviceOffset < -32768 or o.DeviceOffset > 32767:
+        if (w.strict and (o.DeviceOffset < -32768 or o.DeviceOffset > 32767)):
             raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{o.DeviceOffset!r} outside -32768..32767')
         w.integer(o.DeviceOffset)
         w.bits(0x0, 1)
         s = 5
     elif o.VehicleTravel is not None:
         w.bits(0x4, 4)
-        if o.VehicleTravel < -32768 or o.VehicleTravel > 32767:
+        if (w.strict and (o.VehicleTravel < -32768 or o.VehicleTravel > 32767)):
             raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
         w.integer(o.VehicleTravel)
         w.bits(0x0, 1)
@@ -7715,14 +7513,14 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
     if s == 4:
         if o.DeviceOffset is not None:
             w.bits(0x0, 3)
-            if o.DeviceOffset < -32768 or o.DeviceOffset > 32767:
+            if (w.strict and (o.DeviceOffset < -32768 or o.DeviceOffset > 32767)):
                 raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{o.DeviceOffset!r} outside -32768..32767')
             w.integer(o.DeviceOffset)
             w.bits(0x0, 1)
             s = 5
         elif o.VehicleTravel is not None:
             w.bits(0x2, 3)
-            if o.VehicleTravel < -32768 or o.VehicleTravel > 32767:
+            if (w.strict and (o.VehicleTravel < -32768 or o.VehicleTravel > 32767)):
                 raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
             w.integer(o.VehicleTravel)
             w.bits(0x0, 1)
@@ -7733,7 +7531,7 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
     if s == 5:
         if o.VehicleTravel is not None:
             w.bits(0x0, 3)
-            if o.VehicleTravel < -32768 or o.VehicleTravel > 32767:
+            if (w.strict and (o.VehicleTravel < -32768 or o.VehicleTravel > 32767)):
                 raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
             w.integer(o.VehicleTravel)
             w.bits(0x0, 1)
@@ -7771,12 +7569,7 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'VehicleCheckInResType[2]', 'expected CH of ParkingSpace')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('VehicleCheckInResType.ParkingSpace', f'value {iv} outside -32768..32767')
-        f_ParkingSpace = iv
+        f_ParkingSpace = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of ParkingSpace')
         s = 3
@@ -7785,12 +7578,7 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'VehicleCheckInResType[2]', 'expected CH of DeviceLocation')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('VehicleCheckInResType.DeviceLocation', f'value {iv} outside -32768..32767')
-        f_DeviceLocation = iv
+        f_DeviceLocation = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of DeviceLocation')
         s = 4
@@ -7799,12 +7587,7 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'VehicleCheckInResType[2]', 'expected CH of TargetDistance')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('VehicleCheckInResType.TargetDistance', f'value {iv} outside -32768..32767')
-        f_TargetDistance = iv
+        f_TargetDistance = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of TargetDistance')
         s = 5
@@ -7819,12 +7602,7 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'VehicleCheckInResType[3]', 'expected CH of DeviceLocation')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('VehicleCheckInResType.DeviceLocation', f'value {iv} outside -32768..32767')
-            f_DeviceLocation = iv
+            f_DeviceLocation = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInResType[3]', 'expected EE of DeviceLocation')
             s = 4
@@ -7833,12 +7611,7 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'VehicleCheckInResType[3]', 'expected CH of TargetDistance')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('VehicleCheckInResType.TargetDistance', f'value {iv} outside -32768..32767')
-            f_TargetDistance = iv
+            f_TargetDistance = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInResType[3]', 'expected EE of TargetDistance')
             s = 5
@@ -7853,12 +7626,7 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'VehicleCheckInResType[4]', 'expected CH of TargetDistance')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('VehicleCheckInResType.TargetDistance', f'value {iv} outside -32768..32767')
-            f_TargetDistance = iv
+            f_TargetDistance = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInResType[4]', 'expected EE of TargetDistance')
             s = 5
@@ -7885,21 +7653,21 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
     s = 2
     if o.ParkingSpace is not None:
         w.bits(0x0, 4)
-        if o.ParkingSpace < -32768 or o.ParkingSpace > 32767:
+        if (w.strict and (o.ParkingSpace < -32768 or o.ParkingSpace > 32767)):
             raise encode_error('VehicleCheckInResType.ParkingSpace', f'{o.ParkingSpace!r} outside -32768..32767')
         w.integer(o.ParkingSpace)
         w.bits(0x0, 1)
         s = 3
     elif o.DeviceLocation is not None:
         w.bits(0x2, 4)
-        if o.DeviceLocation < -32768 or o.DeviceLocation > 32767:
+        if (w.strict and (o.DeviceLocation < -32768 or o.DeviceLocation > 32767)):
             raise encode_error('VehicleCheckInResType.DeviceLocation', f'{o.DeviceLocation!r} outside -32768..32767')
         w.integer(o.DeviceLocation)
         w.bits(0x0, 1)
         s = 4
     elif o.TargetDistance is not None:
         w.bits(0x4, 4)
-        if o.TargetDistance < -32768 or o.TargetDistance > 32767:
+        if (w.strict and (o.TargetDistance < -32768 or o.TargetDistance > 32767)):
             raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
         w.integer(o.TargetDistance)
         w.bits(0x0, 1)
@@ -7910,14 +7678,14 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
     if s == 3:
         if o.DeviceLocation is not None:
             w.bits(0x0, 3)
-            if o.DeviceLocation < -32768 or o.DeviceLocation > 32767:
+            if (w.strict and (o.DeviceLocation < -32768 or o.DeviceLocation > 32767)):
                 raise encode_error('VehicleCheckInResType.DeviceLocation', f'{o.DeviceLocation!r} outside -32768..32767')
             w.integer(o.DeviceLocation)
             w.bits(0x0, 1)
             s = 4
         elif o.TargetDistance is not None:
             w.bits(0x2, 3)
-            if o.TargetDistance < -32768 or o.TargetDistance > 32767:
+            if (w.strict and (o.TargetDistance < -32768 or o.TargetDistance > 32767)):
                 raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
             w.integer(o.TargetDistance)
             w.bits(0x0, 1)
@@ -7928,7 +7696,7 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
     if s == 4:
         if o.TargetDistance is not None:
             w.bits(0x0, 3)
-            if o.TargetDistance < -32768 or o.TargetDistance > 32767:
+            if (w.strict and (o.TargetDistance < -32768 or o.TargetDistance > 32767)):
                 raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
             w.integer(o.TargetDistance)
             w.bits(0x0, 1)
@@ -7955,10 +7723,7 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_comm
     if iv >= 3:
         raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', f'enumeration index {iv}')
     f_EVCheckOutStatus = _E_iso20_common_messages_evCheckOutStatusType[iv]
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('VehicleCheckOutReqType.CheckOutTime', f'value {iv} outside 0..18446744073709551615')
-    f_CheckOutTime = iv
+    f_CheckOutTime = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'VehicleCheckOutReqType', 'expected EE of CheckOutTime, EE')
@@ -7974,7 +7739,7 @@ def _e_iso20_common_messages_VehicleCheckOutReqType(w: BitWriter, o: _iso20_comm
     if o.CheckOutTime is None:
         raise encode_error('VehicleCheckOutReqType.CheckOutTime', 'required value missing')
     w.bits((_I_iso20_common_messages_evCheckOutStatusType[o.EVCheckOutStatus]) << 3, 7)
-    if o.CheckOutTime < 0 or o.CheckOutTime > 18446744073709551615:
+    if o.CheckOutTime < 0 or (w.strict and (o.CheckOutTime > 18446744073709551615)):
         raise encode_error('VehicleCheckOutReqType.CheckOutTime', f'{o.CheckOutTime!r} outside 0..18446744073709551615')
     w.uint(o.CheckOutTime)
     w.bits(0x0, 2)
@@ -8262,10 +8027,7 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
-    f_TaxRuleID = iv
+    f_TaxRuleID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
@@ -8278,7 +8040,7 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     if o.TaxRuleID is None:
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.TaxRuleID < 1 or o.TaxRuleID > 4294967295:
+    if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
         raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
     w.uint(o.TaxRuleID)
     if o.Amount is None:
@@ -8305,65 +8067,44 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
-        f_PresentSOC = iv
+        f_PresentSOC = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-        f_MaximumSOC = iv
+        f_MaximumSOC = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToMinimumSOC = iv
+        f_RemainingTimeToMinimumSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToTargetSOC = iv
+        f_RemainingTimeToTargetSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToMaximumSOC = iv
+        f_RemainingTimeToMaximumSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
@@ -8392,56 +8133,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8470,47 +8193,32 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8539,38 +8247,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8598,30 +8294,21 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8649,20 +8336,14 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8690,10 +8371,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8773,42 +8451,42 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
     if o.PresentSOC is not None:
-        if o.PresentSOC < 0 or o.PresentSOC > 100:
+        if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
         w.bits((o.PresentSOC) << 1, 13)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 13)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 13)
         s = 3
     elif o.MaximumSOC is not None:
-        if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+        if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
         w.bits((o.MaximumSOC) << 1 | 0x600, 13)
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
         w.bits(0x8, 5)
-        if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+        if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMinimumSOC)
         w.bits(0x0, 1)
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
         w.bits(0xa, 5)
-        if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+        if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToTargetSOC)
         w.bits(0x0, 1)
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
         w.bits(0xc, 5)
-        if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+        if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMaximumSOC)
         w.bits(0x0, 1)
@@ -8828,37 +8506,37 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 13)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1 | 0x400, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x8, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0xa, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -8878,32 +8556,32 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1 | 0x200, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x4, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x8, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -8923,27 +8601,27 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x2, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x4, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -8964,21 +8642,21 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x2, 4)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x4, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -8999,14 +8677,14 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x2, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -9027,7 +8705,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -9093,10 +8771,7 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -9127,7 +8802,7 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 3)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
@@ -9169,10 +8844,7 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -9180,27 +8852,18 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        iv = r.uint()
-        if iv > 65535:
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-        f_AckMaxDelay = iv
+        f_AckMaxDelay = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
@@ -9214,27 +8877,18 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
@@ -9248,18 +8902,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
@@ -9272,10 +8920,7 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
@@ -9293,24 +8938,24 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 4)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
         w.bits(0x6, 4)
-        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
         w.bits(0x0, 1)
@@ -9320,18 +8965,18 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x4, 4)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -9341,13 +8986,13 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x2, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -9358,7 +9003,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     if s == 3:
         if o.AckMaxDelay is not None:
             w.bits(0x0, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -9377,10 +9022,7 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
-    f_NotificationMaxDelay = iv
+    f_NotificationMaxDelay = r.uint()
     c = r.bits(8)
     if c & 0xe3 != 0x0:
         raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -9394,7 +9036,7 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
     w.bits(0x0, 2)
-    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
     w.uint(o.NotificationMaxDelay)
     if o.EVSENotification is None:
@@ -9474,10 +9116,7 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     s = 1
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
-    f_TimeStamp = iv
+    f_TimeStamp = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
@@ -9508,7 +9147,7 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
         raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
     w.bits(0x0, 3)
     s = 1
-    if o.TimeStamp < 0 or o.TimeStamp > 18446744073709551615:
+    if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
         raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
     w.uint(o.TimeStamp)
     w.bits(0x0, 1)
@@ -9543,10 +9182,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if c != 0x0:
         raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     s = 1
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
-    f_ChargedEnergyReadingWh = iv
+    f_ChargedEnergyReadingWh = r.uint()
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
@@ -9555,30 +9191,21 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
-        f_BPT_DischargedEnergyReadingWh = iv
+        f_BPT_DischargedEnergyReadingWh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-        f_CapacitiveEnergyReadingVARh = iv
+        f_CapacitiveEnergyReadingVARh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-        f_BPT_InductiveEnergyReadingVARh = iv
+        f_BPT_InductiveEnergyReadingVARh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
@@ -9594,22 +9221,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-        f_MeterStatus = iv
+        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-        f_MeterTimestamp = iv
+        f_MeterTimestamp = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
@@ -9622,20 +9241,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_CapacitiveEnergyReadingVARh = iv
+            f_CapacitiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_BPT_InductiveEnergyReadingVARh = iv
+            f_BPT_InductiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
@@ -9651,22 +9264,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
@@ -9679,10 +9284,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_BPT_InductiveEnergyReadingVARh = iv
+            f_BPT_InductiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
@@ -9698,22 +9300,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
@@ -9735,22 +9329,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
@@ -9765,22 +9351,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
@@ -9793,10 +9371,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
@@ -9822,28 +9397,28 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
     w.bits(0x0, 3)
     s = 1
-    if o.ChargedEnergyReadingWh < 0 or o.ChargedEnergyReadingWh > 18446744073709551615:
+    if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
     w.uint(o.ChargedEnergyReadingWh)
     w.bits(0x0, 1)
     s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
         w.bits(0x0, 4)
-        if o.BPT_DischargedEnergyReadingWh < 0 or o.BPT_DischargedEnergyReadingWh > 18446744073709551615:
+        if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_DischargedEnergyReadingWh)
         w.bits(0x0, 1)
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
         w.bits(0x2, 4)
-        if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
+        if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.CapacitiveEnergyReadingVARh)
         w.bits(0x0, 1)
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
         w.bits(0x4, 4)
-        if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+        if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_InductiveEnergyReadingVARh)
         w.bits(0x0, 1)
@@ -9857,14 +9432,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         s = 6
     elif o.MeterStatus is not None:
         w.bits(0x8, 4)
-        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
         w.bits(0x0, 1)
         s = 7
     elif o.MeterTimestamp is not None:
         w.bits(0xa, 4)
-        if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+        if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
         w.uint(o.MeterTimestamp)
         w.bits(0x0, 1)
@@ -9875,14 +9450,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
             w.bits(0x0, 4)
-            if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
+            if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.CapacitiveEnergyReadingVARh)
             w.bits(0x0, 1)
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
             w.bits(0x2, 4)
-            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
             w.bits(0x0, 1)
@@ -9896,14 +9471,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x6, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x8, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -9914,7 +9489,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
             w.bits(0x0, 4)
-            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
             w.bits(0x0, 1)
@@ -9928,14 +9503,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x4, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x6, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -9953,14 +9528,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x2, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x4, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -9971,14 +9546,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 6:
         if o.MeterStatus is not None:
             w.bits(0x0, 3)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x2, 3)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -9989,7 +9564,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 7:
         if o.MeterTimestamp is not None:
             w.bits(0x0, 3)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -10010,12 +9585,7 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_Exponent = ((c >> 4) & 255) - 128
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
-    f_Value = iv
+    f_Value = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
@@ -10029,7 +9599,7 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     w.bits((o.Exponent + 128) << 3, 13)
-    if o.Value < -32768 or o.Value > 32767:
+    if (w.strict and (o.Value < -32768 or o.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
     w.integer(o.Value)
     w.bits(0x0, 2)
@@ -10045,10 +9615,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-    f_TimeAnchor = iv
+    f_TimeAnchor = r.uint()
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
@@ -10154,7 +9721,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     if o.TimeAnchor is None:
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
     w.bits(0x0, 2)
-    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
     w.uint(o.TimeAnchor)
     w.bits(0x0, 1)
@@ -10453,17 +10020,14 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('value', f'value {iv} outside 0..65535')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 65535:
+    if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
     w.bits(0x0, 1)
@@ -10501,17 +10065,14 @@ def _e_v5(w: BitWriter, o: Any) -> None:
 def _d_v6(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 18446744073709551615:
+    if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
     w.uint(o)
     w.bits(0x0, 1)
@@ -10587,17 +10148,14 @@ def _e_v11(w: BitWriter, o: Any) -> None:
 def _d_v12(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 0..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 4294967295:
+    if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
     w.bits(0x0, 1)
@@ -10607,19 +10165,14 @@ def _d_v13(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('value', f'value {iv} outside -32768..32767')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -32768 or o > 32767:
+    if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
     w.bits(0x0, 1)
@@ -10786,10 +10339,7 @@ def _d_v26(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10830,14 +10380,11 @@ def _d_v29(r: BitReader) -> object:
     c = r.bits(9)
     if c & 0x101 != 0x0:
         raise r.fail_back(9, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 127)
-    if iv > 100:
-        raise r.fail('value', f'value {iv} outside 0..100')
-    v = iv
+    v = ((c >> 1) & 127)
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
-    if o < 0 or o > 100:
+    if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
     w.bits((o) << 1, 9)
 
@@ -10845,14 +10392,11 @@ def _d_v30(r: BitReader) -> object:
     c = r.bits(12)
     if c & 0x801 != 0x0:
         raise r.fail_back(12, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 1023) + 12
-    if iv > 1024:
-        raise r.fail('value', f'value {iv} outside 12..1024')
-    v = iv
+    v = ((c >> 1) & 1023) + 12
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
-    if o < 12 or o > 1024:
+    if o < 12 or o > 1035 or (w.strict and (o > 1024)):
         raise encode_error('value', f'{o!r} outside 12..1024')
     w.bits((o - 12) << 1, 12)
 
@@ -10902,17 +10446,14 @@ def _e_v33(w: BitWriter, o: Any) -> None:
 def _d_v34(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('value', f'value {iv} outside 0..65535')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v34(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 65535:
+    if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
     w.bits(0x0, 1)
@@ -10943,17 +10484,14 @@ def _e_v36(w: BitWriter, o: Any) -> None:
 def _d_v37(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 1..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 1 or o > 4294967295:
+    if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 1..4294967295')
     w.uint(o)
     w.bits(0x0, 1)
@@ -11036,10 +10574,7 @@ def _d_v43(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -11054,19 +10589,14 @@ def _d_v44(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -2147483648 or iv > 2147483647:
-        raise r.fail('value', f'value {iv} outside -2147483648..2147483647')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v44(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -2147483648 or o > 2147483647:
+    if (w.strict and (o < -2147483648 or o > 2147483647)):
         raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
     w.integer(o)
     w.bits(0x0, 1)

@@ -1352,10 +1352,7 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            f_HMACOutputLength = iv
+            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -2113,10 +2110,7 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    f_X509SerialNumber = iv
+    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2388,10 +2382,7 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
-    f_TaxRuleID = iv
+    f_TaxRuleID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
@@ -2404,7 +2395,7 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     if o.TaxRuleID is None:
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.TaxRuleID < 1 or o.TaxRuleID > 4294967295:
+    if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
         raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
     w.uint(o.TaxRuleID)
     if o.Amount is None:
@@ -2431,65 +2422,44 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
-        f_PresentSOC = iv
+        f_PresentSOC = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-        f_MaximumSOC = iv
+        f_MaximumSOC = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToMinimumSOC = iv
+        f_RemainingTimeToMinimumSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToTargetSOC = iv
+        f_RemainingTimeToTargetSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToMaximumSOC = iv
+        f_RemainingTimeToMaximumSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
@@ -2518,56 +2488,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2596,47 +2548,32 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2665,38 +2602,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2724,30 +2649,21 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2775,20 +2691,14 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2816,10 +2726,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2899,42 +2806,42 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
     if o.PresentSOC is not None:
-        if o.PresentSOC < 0 or o.PresentSOC > 100:
+        if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
         w.bits((o.PresentSOC) << 1, 13)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 13)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 13)
         s = 3
     elif o.MaximumSOC is not None:
-        if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+        if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
         w.bits((o.MaximumSOC) << 1 | 0x600, 13)
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
         w.bits(0x8, 5)
-        if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+        if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMinimumSOC)
         w.bits(0x0, 1)
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
         w.bits(0xa, 5)
-        if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+        if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToTargetSOC)
         w.bits(0x0, 1)
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
         w.bits(0xc, 5)
-        if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+        if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMaximumSOC)
         w.bits(0x0, 1)
@@ -2954,37 +2861,37 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 13)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1 | 0x400, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x8, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0xa, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3004,32 +2911,32 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1 | 0x200, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x4, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x8, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3049,27 +2956,27 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x2, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x4, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3090,21 +2997,21 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x2, 4)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x4, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3125,14 +3032,14 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x2, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3153,7 +3060,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3219,10 +3126,7 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3253,7 +3157,7 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 3)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
@@ -3295,10 +3199,7 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3306,27 +3207,18 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        iv = r.uint()
-        if iv > 65535:
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-        f_AckMaxDelay = iv
+        f_AckMaxDelay = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
@@ -3340,27 +3232,18 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3374,18 +3257,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3398,10 +3275,7 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3419,24 +3293,24 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 4)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
         w.bits(0x6, 4)
-        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
         w.bits(0x0, 1)
@@ -3446,18 +3320,18 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x4, 4)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -3467,13 +3341,13 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x2, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -3484,7 +3358,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     if s == 3:
         if o.AckMaxDelay is not None:
             w.bits(0x0, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -3503,10 +3377,7 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
-    f_NotificationMaxDelay = iv
+    f_NotificationMaxDelay = r.uint()
     c = r.bits(8)
     if c & 0xe3 != 0x0:
         raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -3520,7 +3391,7 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
     w.bits(0x0, 2)
-    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
     w.uint(o.NotificationMaxDelay)
     if o.EVSENotification is None:
@@ -3600,10 +3471,7 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     s = 1
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
-    f_TimeStamp = iv
+    f_TimeStamp = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
@@ -3634,7 +3502,7 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
         raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
     w.bits(0x0, 3)
     s = 1
-    if o.TimeStamp < 0 or o.TimeStamp > 18446744073709551615:
+    if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
         raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
     w.uint(o.TimeStamp)
     w.bits(0x0, 1)
@@ -3669,10 +3537,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if c != 0x0:
         raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     s = 1
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
-    f_ChargedEnergyReadingWh = iv
+    f_ChargedEnergyReadingWh = r.uint()
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
@@ -3681,30 +3546,21 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
-        f_BPT_DischargedEnergyReadingWh = iv
+        f_BPT_DischargedEnergyReadingWh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-        f_CapacitiveEnergyReadingVARh = iv
+        f_CapacitiveEnergyReadingVARh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-        f_BPT_InductiveEnergyReadingVARh = iv
+        f_BPT_InductiveEnergyReadingVARh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
@@ -3720,22 +3576,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-        f_MeterStatus = iv
+        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-        f_MeterTimestamp = iv
+        f_MeterTimestamp = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
@@ -3748,20 +3596,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_CapacitiveEnergyReadingVARh = iv
+            f_CapacitiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_BPT_InductiveEnergyReadingVARh = iv
+            f_BPT_InductiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
@@ -3777,22 +3619,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3805,10 +3639,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_BPT_InductiveEnergyReadingVARh = iv
+            f_BPT_InductiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
@@ -3824,22 +3655,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3861,22 +3684,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3891,22 +3706,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3919,10 +3726,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3948,28 +3752,28 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
     w.bits(0x0, 3)
     s = 1
-    if o.ChargedEnergyReadingWh < 0 or o.ChargedEnergyReadingWh > 18446744073709551615:
+    if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
     w.uint(o.ChargedEnergyReadingWh)
     w.bits(0x0, 1)
     s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
         w.bits(0x0, 4)
-        if o.BPT_DischargedEnergyReadingWh < 0 or o.BPT_DischargedEnergyReadingWh > 18446744073709551615:
+        if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_DischargedEnergyReadingWh)
         w.bits(0x0, 1)
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
         w.bits(0x2, 4)
-        if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
+        if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.CapacitiveEnergyReadingVARh)
         w.bits(0x0, 1)
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
         w.bits(0x4, 4)
-        if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+        if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_InductiveEnergyReadingVARh)
         w.bits(0x0, 1)
@@ -3983,14 +3787,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         s = 6
     elif o.MeterStatus is not None:
         w.bits(0x8, 4)
-        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
         w.bits(0x0, 1)
         s = 7
     elif o.MeterTimestamp is not None:
         w.bits(0xa, 4)
-        if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+        if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
         w.uint(o.MeterTimestamp)
         w.bits(0x0, 1)
@@ -4001,14 +3805,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
             w.bits(0x0, 4)
-            if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
+            if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.CapacitiveEnergyReadingVARh)
             w.bits(0x0, 1)
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
             w.bits(0x2, 4)
-            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
             w.bits(0x0, 1)
@@ -4022,14 +3826,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x6, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x8, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4040,7 +3844,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
             w.bits(0x0, 4)
-            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
             w.bits(0x0, 1)
@@ -4054,14 +3858,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x4, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x6, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4079,14 +3883,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x2, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x4, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4097,14 +3901,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 6:
         if o.MeterStatus is not None:
             w.bits(0x0, 3)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x2, 3)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4115,7 +3919,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 7:
         if o.MeterTimestamp is not None:
             w.bits(0x0, 3)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4136,12 +3940,7 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_Exponent = ((c >> 4) & 255) - 128
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
-    f_Value = iv
+    f_Value = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
@@ -4155,7 +3954,7 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     w.bits((o.Exponent + 128) << 3, 13)
-    if o.Value < -32768 or o.Value > 32767:
+    if (w.strict and (o.Value < -32768 or o.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
     w.integer(o.Value)
     w.bits(0x0, 2)
@@ -4171,10 +3970,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-    f_TimeAnchor = iv
+    f_TimeAnchor = r.uint()
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
@@ -4280,7 +4076,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     if o.TimeAnchor is None:
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
     w.bits(0x0, 2)
-    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
     w.uint(o.TimeAnchor)
     w.bits(0x0, 1)
@@ -4593,10 +4389,7 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 7
     elif ec == 1:
         f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
@@ -4658,7 +4451,7 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
     s = 6
     if o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1, 11)
         s = 7
@@ -4850,10 +4643,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -4938,7 +4728,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 3)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
@@ -5049,10 +4839,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -5060,27 +4847,18 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        iv = r.uint()
-        if iv > 65535:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-        f_AckMaxDelay = iv
+        f_AckMaxDelay = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
@@ -5095,27 +4873,18 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
@@ -5130,18 +4899,12 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
@@ -5155,10 +4918,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
@@ -5209,24 +4969,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 4)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
         w.bits(0x6, 4)
-        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
         w.bits(0x0, 1)
@@ -5239,18 +4999,18 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x4, 4)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -5263,13 +5023,13 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x2, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -5283,7 +5043,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     if s == 3:
         if o.AckMaxDelay is not None:
             w.bits(0x0, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -6195,10 +5955,7 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DC_CPDReqEnergyTransferModeType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 7
     elif ec == 1:
         s = -1
@@ -6243,7 +6000,7 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
     s = 6
     if o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('DC_CPDReqEnergyTransferModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1, 11)
         s = 7
@@ -6984,10 +6741,7 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_DC_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -7038,7 +6792,7 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 3)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_DC_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
@@ -7109,10 +6863,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_DC_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -7120,27 +6871,18 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        iv = r.uint()
-        if iv > 65535:
-            raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-        f_AckMaxDelay = iv
+        f_AckMaxDelay = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
@@ -7155,27 +6897,18 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_DC_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
@@ -7190,18 +6923,12 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_DC_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
@@ -7215,10 +6942,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
@@ -7253,24 +6977,24 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 4)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_DC_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
         w.bits(0x6, 4)
-        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
         w.bits(0x0, 1)
@@ -7283,18 +7007,18 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x4, 4)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -7307,13 +7031,13 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x2, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -7327,7 +7051,7 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     if s == 3:
         if o.AckMaxDelay is not None:
             w.bits(0x0, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -7803,17 +7527,14 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('value', f'value {iv} outside 0..65535')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 65535:
+    if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
     w.bits(0x0, 1)
@@ -7821,17 +7542,14 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 18446744073709551615:
+    if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
     w.uint(o)
     w.bits(0x0, 1)
@@ -7849,17 +7567,14 @@ def _e_v4(w: BitWriter, o: Any) -> None:
 def _d_v5(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 0..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 4294967295:
+    if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
     w.bits(0x0, 1)
@@ -7920,10 +7635,7 @@ def _d_v10(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7937,14 +7649,11 @@ def _d_v11(r: BitReader) -> object:
     c = r.bits(9)
     if c & 0x101 != 0x0:
         raise r.fail_back(9, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 127)
-    if iv > 100:
-        raise r.fail('value', f'value {iv} outside 0..100')
-    v = iv
+    v = ((c >> 1) & 127)
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    if o < 0 or o > 100:
+    if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
     w.bits((o) << 1, 9)
 
@@ -7983,19 +7692,14 @@ def _d_v14(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('value', f'value {iv} outside -32768..32767')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -32768 or o > 32767:
+    if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
     w.bits(0x0, 1)
@@ -8044,17 +7748,14 @@ def _e_v17(w: BitWriter, o: Any) -> None:
 def _d_v18(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 1..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 1 or o > 4294967295:
+    if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 1..4294967295')
     w.uint(o)
     w.bits(0x0, 1)
@@ -8064,10 +7765,7 @@ def _d_v19(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

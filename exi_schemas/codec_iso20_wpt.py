@@ -1366,10 +1366,7 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            f_HMACOutputLength = iv
+            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -2127,10 +2124,7 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    f_X509SerialNumber = iv
+    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2402,10 +2396,7 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('DetailedTaxType.TaxRuleID', f'value {iv} outside 1..4294967295')
-    f_TaxRuleID = iv
+    f_TaxRuleID = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
@@ -2418,7 +2409,7 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     if o.TaxRuleID is None:
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
     w.bits(0x0, 2)
-    if o.TaxRuleID < 1 or o.TaxRuleID > 4294967295:
+    if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
         raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
     w.uint(o.TaxRuleID)
     if o.Amount is None:
@@ -2445,65 +2436,44 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.PresentSOC', f'value {iv} outside 0..100')
-        f_PresentSOC = iv
+        f_PresentSOC = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-        f_MaximumSOC = iv
+        f_MaximumSOC = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToMinimumSOC = iv
+        f_RemainingTimeToMinimumSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToTargetSOC = iv
+        f_RemainingTimeToTargetSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-        f_RemainingTimeToMaximumSOC = iv
+        f_RemainingTimeToMaximumSOC = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
@@ -2532,56 +2502,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2610,47 +2562,32 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2679,38 +2616,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('DisplayParametersType.MaximumSOC', f'value {iv} outside 0..100')
-            f_MaximumSOC = iv
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2738,30 +2663,21 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMinimumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMinimumSOC = iv
+            f_RemainingTimeToMinimumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2789,20 +2705,14 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToTargetSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToTargetSOC = iv
+            f_RemainingTimeToTargetSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2830,10 +2740,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
-            iv = r.uint()
-            if iv > 4294967295:
-                raise r.fail('DisplayParametersType.RemainingTimeToMaximumSOC', f'value {iv} outside 0..4294967295')
-            f_RemainingTimeToMaximumSOC = iv
+            f_RemainingTimeToMaximumSOC = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2913,42 +2820,42 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
     if o.PresentSOC is not None:
-        if o.PresentSOC < 0 or o.PresentSOC > 100:
+        if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
         w.bits((o.PresentSOC) << 1, 13)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 13)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 13)
         s = 3
     elif o.MaximumSOC is not None:
-        if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+        if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
         w.bits((o.MaximumSOC) << 1 | 0x600, 13)
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
         w.bits(0x8, 5)
-        if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+        if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMinimumSOC)
         w.bits(0x0, 1)
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
         w.bits(0xa, 5)
-        if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+        if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToTargetSOC)
         w.bits(0x0, 1)
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
         w.bits(0xc, 5)
-        if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+        if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
         w.uint(o.RemainingTimeToMaximumSOC)
         w.bits(0x0, 1)
@@ -2968,37 +2875,37 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 13)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1 | 0x400, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x8, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0xa, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3018,32 +2925,32 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 13)
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1 | 0x200, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x4, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x8, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3063,27 +2970,27 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 100:
+            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
             w.bits((o.MaximumSOC) << 1, 13)
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x2, 5)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x4, 5)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x6, 5)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3104,21 +3011,21 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToMinimumSOC < 0 or o.RemainingTimeToMinimumSOC > 4294967295:
+            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMinimumSOC)
             w.bits(0x0, 1)
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
             w.bits(0x2, 4)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x4, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3139,14 +3046,14 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToTargetSOC < 0 or o.RemainingTimeToTargetSOC > 4294967295:
+            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToTargetSOC)
             w.bits(0x0, 1)
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x2, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3167,7 +3074,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
             w.bits(0x0, 4)
-            if o.RemainingTimeToMaximumSOC < 0 or o.RemainingTimeToMaximumSOC > 4294967295:
+            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
             w.uint(o.RemainingTimeToMaximumSOC)
             w.bits(0x0, 1)
@@ -3233,10 +3140,7 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_CLReqControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3267,7 +3171,7 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 3)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
@@ -3309,10 +3213,7 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        iv = r.uint()
-        if iv > 4294967295:
-            raise r.fail('Dynamic_CLResControlModeType.DepartureTime', f'value {iv} outside 0..4294967295')
-        f_DepartureTime = iv
+        f_DepartureTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3320,27 +3221,18 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-        f_MinimumSOC = iv
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        iv = ((c >> 1) & 127)
-        if iv > 100:
-            raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-        f_TargetSOC = iv
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        iv = r.uint()
-        if iv > 65535:
-            raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-        f_AckMaxDelay = iv
+        f_AckMaxDelay = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
@@ -3354,27 +3246,18 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.MinimumSOC', f'value {iv} outside 0..100')
-            f_MinimumSOC = iv
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3388,18 +3271,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            iv = ((c >> 1) & 127)
-            if iv > 100:
-                raise r.fail('Dynamic_CLResControlModeType.TargetSOC', f'value {iv} outside 0..100')
-            f_TargetSOC = iv
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3412,10 +3289,7 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('Dynamic_CLResControlModeType.AckMaxDelay', f'value {iv} outside 0..65535')
-            f_AckMaxDelay = iv
+            f_AckMaxDelay = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3433,24 +3307,24 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     s = 0
     if o.DepartureTime is not None:
         w.bits(0x0, 4)
-        if o.DepartureTime < 0 or o.DepartureTime > 4294967295:
+        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
         w.uint(o.DepartureTime)
         w.bits(0x0, 1)
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
         w.bits((o.MinimumSOC) << 1 | 0x200, 12)
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 100:
+        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
         w.bits((o.TargetSOC) << 1 | 0x400, 12)
         s = 3
     elif o.AckMaxDelay is not None:
         w.bits(0x6, 4)
-        if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
         w.uint(o.AckMaxDelay)
         w.bits(0x0, 1)
@@ -3460,18 +3334,18 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 100:
+            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
             w.bits((o.MinimumSOC) << 1, 12)
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1 | 0x200, 12)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x4, 4)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -3481,13 +3355,13 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 100:
+            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
             w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.AckMaxDelay is not None:
             w.bits(0x2, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -3498,7 +3372,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     if s == 3:
         if o.AckMaxDelay is not None:
             w.bits(0x0, 3)
-            if o.AckMaxDelay < 0 or o.AckMaxDelay > 65535:
+            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
             w.uint(o.AckMaxDelay)
             w.bits(0x0, 1)
@@ -3517,10 +3391,7 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('EVSEStatusType.NotificationMaxDelay', f'value {iv} outside 0..65535')
-    f_NotificationMaxDelay = iv
+    f_NotificationMaxDelay = r.uint()
     c = r.bits(8)
     if c & 0xe3 != 0x0:
         raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -3534,7 +3405,7 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
     w.bits(0x0, 2)
-    if o.NotificationMaxDelay < 0 or o.NotificationMaxDelay > 65535:
+    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
     w.uint(o.NotificationMaxDelay)
     if o.EVSENotification is None:
@@ -3614,10 +3485,7 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     s = 1
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('MessageHeaderType.TimeStamp', f'value {iv} outside 0..18446744073709551615')
-    f_TimeStamp = iv
+    f_TimeStamp = r.uint()
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
@@ -3648,7 +3516,7 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
         raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
     w.bits(0x0, 3)
     s = 1
-    if o.TimeStamp < 0 or o.TimeStamp > 18446744073709551615:
+    if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
         raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
     w.uint(o.TimeStamp)
     w.bits(0x0, 1)
@@ -3683,10 +3551,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if c != 0x0:
         raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     s = 1
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('MeterInfoType.ChargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
-    f_ChargedEnergyReadingWh = iv
+    f_ChargedEnergyReadingWh = r.uint()
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
@@ -3695,30 +3560,21 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_DischargedEnergyReadingWh', f'value {iv} outside 0..18446744073709551615')
-        f_BPT_DischargedEnergyReadingWh = iv
+        f_BPT_DischargedEnergyReadingWh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-        f_CapacitiveEnergyReadingVARh = iv
+        f_CapacitiveEnergyReadingVARh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-        f_BPT_InductiveEnergyReadingVARh = iv
+        f_BPT_InductiveEnergyReadingVARh = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
@@ -3734,22 +3590,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if c & 0x2 != 0x0:
             raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
         sg = (c & 1)
-        iv = r.uint()
-        if sg:
-            iv = -iv - 1
-        if iv < -32768 or iv > 32767:
-            raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-        f_MeterStatus = iv
+        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        iv = r.uint()
-        if iv > 18446744073709551615:
-            raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-        f_MeterTimestamp = iv
+        f_MeterTimestamp = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
@@ -3762,20 +3610,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.CapacitiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_CapacitiveEnergyReadingVARh = iv
+            f_CapacitiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_BPT_InductiveEnergyReadingVARh = iv
+            f_BPT_InductiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
@@ -3791,22 +3633,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3819,10 +3653,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'value {iv} outside 0..18446744073709551615')
-            f_BPT_InductiveEnergyReadingVARh = iv
+            f_BPT_InductiveEnergyReadingVARh = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
@@ -3838,22 +3669,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3875,22 +3698,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3905,22 +3720,14 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            if iv < -32768 or iv > 32767:
-                raise r.fail('MeterInfoType.MeterStatus', f'value {iv} outside -32768..32767')
-            f_MeterStatus = iv
+            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3933,10 +3740,7 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
-            iv = r.uint()
-            if iv > 18446744073709551615:
-                raise r.fail('MeterInfoType.MeterTimestamp', f'value {iv} outside 0..18446744073709551615')
-            f_MeterTimestamp = iv
+            f_MeterTimestamp = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3962,28 +3766,28 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
     w.bits(0x0, 3)
     s = 1
-    if o.ChargedEnergyReadingWh < 0 or o.ChargedEnergyReadingWh > 18446744073709551615:
+    if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
     w.uint(o.ChargedEnergyReadingWh)
     w.bits(0x0, 1)
     s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
         w.bits(0x0, 4)
-        if o.BPT_DischargedEnergyReadingWh < 0 or o.BPT_DischargedEnergyReadingWh > 18446744073709551615:
+        if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_DischargedEnergyReadingWh)
         w.bits(0x0, 1)
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
         w.bits(0x2, 4)
-        if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
+        if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.CapacitiveEnergyReadingVARh)
         w.bits(0x0, 1)
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
         w.bits(0x4, 4)
-        if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+        if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
         w.uint(o.BPT_InductiveEnergyReadingVARh)
         w.bits(0x0, 1)
@@ -3997,14 +3801,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         s = 6
     elif o.MeterStatus is not None:
         w.bits(0x8, 4)
-        if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
         w.integer(o.MeterStatus)
         w.bits(0x0, 1)
         s = 7
     elif o.MeterTimestamp is not None:
         w.bits(0xa, 4)
-        if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+        if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
         w.uint(o.MeterTimestamp)
         w.bits(0x0, 1)
@@ -4015,14 +3819,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
             w.bits(0x0, 4)
-            if o.CapacitiveEnergyReadingVARh < 0 or o.CapacitiveEnergyReadingVARh > 18446744073709551615:
+            if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.CapacitiveEnergyReadingVARh)
             w.bits(0x0, 1)
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
             w.bits(0x2, 4)
-            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
             w.bits(0x0, 1)
@@ -4036,14 +3840,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x6, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x8, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4054,7 +3858,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
             w.bits(0x0, 4)
-            if o.BPT_InductiveEnergyReadingVARh < 0 or o.BPT_InductiveEnergyReadingVARh > 18446744073709551615:
+            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
             w.uint(o.BPT_InductiveEnergyReadingVARh)
             w.bits(0x0, 1)
@@ -4068,14 +3872,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x4, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x6, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4093,14 +3897,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = 6
         elif o.MeterStatus is not None:
             w.bits(0x2, 4)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x4, 4)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4111,14 +3915,14 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 6:
         if o.MeterStatus is not None:
             w.bits(0x0, 3)
-            if o.MeterStatus < -32768 or o.MeterStatus > 32767:
+            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
             w.integer(o.MeterStatus)
             w.bits(0x0, 1)
             s = 7
         elif o.MeterTimestamp is not None:
             w.bits(0x2, 3)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4129,7 +3933,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if s == 7:
         if o.MeterTimestamp is not None:
             w.bits(0x0, 3)
-            if o.MeterTimestamp < 0 or o.MeterTimestamp > 18446744073709551615:
+            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
             w.uint(o.MeterTimestamp)
             w.bits(0x0, 1)
@@ -4150,12 +3954,7 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_Exponent = ((c >> 4) & 255) - 128
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('RationalNumberType.Value', f'value {iv} outside -32768..32767')
-    f_Value = iv
+    f_Value = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
@@ -4169,7 +3968,7 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     w.bits((o.Exponent + 128) << 3, 13)
-    if o.Value < -32768 or o.Value > 32767:
+    if (w.strict and (o.Value < -32768 or o.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
     w.integer(o.Value)
     w.bits(0x0, 2)
@@ -4185,10 +3984,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('ReceiptType.TimeAnchor', f'value {iv} outside 0..18446744073709551615')
-    f_TimeAnchor = iv
+    f_TimeAnchor = r.uint()
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
@@ -4294,7 +4090,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     if o.TimeAnchor is None:
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
     w.bits(0x0, 2)
-    if o.TimeAnchor < 0 or o.TimeAnchor > 18446744073709551615:
+    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
     w.uint(o.TimeAnchor)
     w.bits(0x0, 1)
@@ -4656,10 +4452,7 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
     elif ec == 3:
         if r.bits(1):
             raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected CH of Port')
-        iv = r.uint()
-        if iv > 65535:
-            raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
-        f_Port = iv
+        f_Port = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of Port')
         s = 4
@@ -4686,10 +4479,7 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         elif ec == 2:
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected CH of Port')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
-            f_Port = iv
+            f_Port = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected EE of Port')
             s = 4
@@ -4709,10 +4499,7 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected CH of Port')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
-            f_Port = iv
+            f_Port = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected EE of Port')
             s = 4
@@ -4725,10 +4512,7 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         if ec == 0:
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[3]', 'expected CH of Port')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('AlternativeSECCType.Port', f'value {iv} outside 0..65535')
-            f_Port = iv
+            f_Port = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[3]', 'expected EE of Port')
             s = 4
@@ -4767,7 +4551,7 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
         s = 3
     elif o.Port is not None:
         w.bits(0x6, 4)
-        if o.Port < 0 or o.Port > 65535:
+        if o.Port < 0 or (w.strict and (o.Port > 65535)):
             raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
         w.uint(o.Port)
         w.bits(0x0, 1)
@@ -4792,7 +4576,7 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
             s = 3
         elif o.Port is not None:
             w.bits(0x4, 4)
-            if o.Port < 0 or o.Port > 65535:
+            if o.Port < 0 or (w.strict and (o.Port > 65535)):
                 raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
             w.uint(o.Port)
             w.bits(0x0, 1)
@@ -4810,7 +4594,7 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
             s = 3
         elif o.Port is not None:
             w.bits(0x2, 3)
-            if o.Port < 0 or o.Port > 65535:
+            if o.Port < 0 or (w.strict and (o.Port > 65535)):
                 raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
             w.uint(o.Port)
             w.bits(0x0, 1)
@@ -4821,7 +4605,7 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
     if s == 3:
         if o.Port is not None:
             w.bits(0x0, 3)
-            if o.Port < 0 or o.Port > 65535:
+            if o.Port < 0 or (w.strict and (o.Port > 65535)):
                 raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
             w.uint(o.Port)
             w.bits(0x0, 1)
@@ -5795,18 +5579,12 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     if c != 0x0:
         raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
     s = 2
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'value {iv} outside 0..65535')
-    f_SDMaxGroundClearence = iv
+    f_SDMaxGroundClearence = r.uint()
     c = r.bits(3)
     if c != 0x0:
         raise r.fail_back(3, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
     s = 3
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'value {iv} outside 0..65535')
-    f_SDMinGroundClearence = iv
+    f_SDMinGroundClearence = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMinGroundClearence, SE(EVPCNaturalFrequency)')
@@ -5858,14 +5636,14 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'required value missing')
     w.bits(0x0, 2)
     s = 2
-    if o.SDMaxGroundClearence < 0 or o.SDMaxGroundClearence > 65535:
+    if o.SDMaxGroundClearence < 0 or (w.strict and (o.SDMaxGroundClearence > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'{o.SDMaxGroundClearence!r} outside 0..65535')
     w.uint(o.SDMaxGroundClearence)
     if o.SDMinGroundClearence is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'required value missing')
     w.bits(0x0, 3)
     s = 3
-    if o.SDMinGroundClearence < 0 or o.SDMinGroundClearence > 65535:
+    if o.SDMinGroundClearence < 0 or (w.strict and (o.SDMinGroundClearence > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'{o.SDMinGroundClearence!r} outside 0..65535')
     w.uint(o.SDMinGroundClearence)
     if o.EVPCNaturalFrequency is None:
@@ -5938,18 +5716,12 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     if c != 0x0:
         raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
     s = 5
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'value {iv} outside 0..65535')
-    f_SDMaxGroundClearanceSupport = iv
+    f_SDMaxGroundClearanceSupport = r.uint()
     c = r.bits(3)
     if c != 0x0:
         raise r.fail_back(3, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
     s = 6
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'value {iv} outside 0..65535')
-    f_SDMinGroundClearanceSupport = iv
+    f_SDMinGroundClearanceSupport = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMinGroundClearanceSupport, SE(PDMinCoilCurrent)')
@@ -6011,14 +5783,14 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'required value missing')
     w.bits(0x0, 2)
     s = 5
-    if o.SDMaxGroundClearanceSupport < 0 or o.SDMaxGroundClearanceSupport > 65535:
+    if o.SDMaxGroundClearanceSupport < 0 or (w.strict and (o.SDMaxGroundClearanceSupport > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'{o.SDMaxGroundClearanceSupport!r} outside 0..65535')
     w.uint(o.SDMaxGroundClearanceSupport)
     if o.SDMinGroundClearanceSupport is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'required value missing')
     w.bits(0x0, 3)
     s = 6
-    if o.SDMinGroundClearanceSupport < 0 or o.SDMinGroundClearanceSupport > 65535:
+    if o.SDMinGroundClearanceSupport < 0 or (w.strict and (o.SDMinGroundClearanceSupport > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'{o.SDMinGroundClearanceSupport!r} outside 0..65535')
     w.uint(o.SDMinGroundClearanceSupport)
     if o.PDMinCoilCurrent is None:
@@ -6065,32 +5837,17 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_Coordinat
     if c & 0x6 != 0x0:
         raise r.fail_back(3, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('WPT_CoordinateXYZType.Coord_X', f'value {iv} outside -32768..32767')
-    f_Coord_X = iv
+    f_Coord_X = -r.uint() - 1 if sg else r.uint()
     c = r.bits(4)
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('WPT_CoordinateXYZType.Coord_Y', f'value {iv} outside -32768..32767')
-    f_Coord_Y = iv
+    f_Coord_Y = -r.uint() - 1 if sg else r.uint()
     c = r.bits(4)
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('WPT_CoordinateXYZType.Coord_Z', f'value {iv} outside -32768..32767')
-    f_Coord_Z = iv
+    f_Coord_Z = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_CoordinateXYZType', 'expected EE of Coord_Z, EE')
@@ -6100,19 +5857,19 @@ def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_Coordinat
     if o.Coord_X is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
     w.bits(0x0, 2)
-    if o.Coord_X < -32768 or o.Coord_X > 32767:
+    if (w.strict and (o.Coord_X < -32768 or o.Coord_X > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.Coord_X!r} outside -32768..32767')
     w.integer(o.Coord_X)
     if o.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
     w.bits(0x0, 3)
-    if o.Coord_Y < -32768 or o.Coord_Y > 32767:
+    if (w.strict and (o.Coord_Y < -32768 or o.Coord_Y > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.Coord_Y!r} outside -32768..32767')
     w.integer(o.Coord_Y)
     if o.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
     w.bits(0x0, 3)
-    if o.Coord_Z < -32768 or o.Coord_Z > 32767:
+    if (w.strict and (o.Coord_Z < -32768 or o.Coord_Z > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.Coord_Z!r} outside -32768..32767')
     w.integer(o.Coord_Z)
     w.bits(0x0, 2)
@@ -6488,10 +6245,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     if c != 0x0:
         raise r.fail_back(2, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
     s = 5
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('WPT_FinePositioningSetupReqType.NaturalOffset', f'value {iv} outside 0..65535')
-    f_NaturalOffset = iv
+    f_NaturalOffset = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected EE of NaturalOffset')
     s = 6
@@ -6561,7 +6315,7 @@ def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT
         raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', 'required value missing')
     w.bits(0x0, 2)
     s = 5
-    if o.NaturalOffset < 0 or o.NaturalOffset > 65535:
+    if o.NaturalOffset < 0 or (w.strict and (o.NaturalOffset > 65535)):
         raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', f'{o.NaturalOffset!r} outside 0..65535')
     w.uint(o.NaturalOffset)
     w.bits(0x0, 1)
@@ -6639,10 +6393,7 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     if c != 0x0:
         raise r.fail_back(2, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
     s = 5
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('WPT_FinePositioningSetupResType.NaturalOffset', f'value {iv} outside 0..65535')
-    f_NaturalOffset = iv
+    f_NaturalOffset = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected EE of NaturalOffset')
     s = 6
@@ -6712,7 +6463,7 @@ def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT
         raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', 'required value missing')
     w.bits(0x0, 2)
     s = 5
-    if o.NaturalOffset < 0 or o.NaturalOffset > 65535:
+    if o.NaturalOffset < 0 or (w.strict and (o.NaturalOffset > 65535)):
         raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', f'{o.NaturalOffset!r} outside 0..65535')
     w.uint(o.NaturalOffset)
     w.bits(0x0, 1)
@@ -6919,10 +6670,7 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('WPT_LF_RxDataType.RxIdentifier', f'value {iv} outside 1..4294967295')
-    f_RxIdentifier = iv
+    f_RxIdentifier = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData)')
@@ -6935,7 +6683,7 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
     if o.RxIdentifier is None:
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
     w.bits(0x0, 2)
-    if o.RxIdentifier < 1 or o.RxIdentifier > 4294967295:
+    if o.RxIdentifier < 0 or (w.strict and (o.RxIdentifier < 1 or o.RxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.RxIdentifier!r} outside 1..4294967295')
     w.uint(o.RxIdentifier)
     if o.RSSIData is None:
@@ -6966,10 +6714,7 @@ def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('WPT_LF_RxRSSIType.TxIdentifier', f'value {iv} outside 1..4294967295')
-    f_TxIdentifier = iv
+    f_TxIdentifier = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI)')
@@ -6982,7 +6727,7 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
     if o.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
     w.bits(0x0, 2)
-    if o.TxIdentifier < 1 or o.TxIdentifier > 4294967295:
+    if o.TxIdentifier < 0 or (w.strict and (o.TxIdentifier < 1 or o.TxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.TxIdentifier!r} outside 1..4294967295')
     w.uint(o.TxIdentifier)
     if o.RSSI is None:
@@ -7159,10 +6904,7 @@ def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('WPT_LF_TxDataType.TxIdentifier', f'value {iv} outside 1..4294967295')
-    f_TxIdentifier = iv
+    f_TxIdentifier = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP)')
@@ -7175,7 +6917,7 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
     if o.TxIdentifier is None:
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
     w.bits(0x0, 2)
-    if o.TxIdentifier < 1 or o.TxIdentifier > 4294967295:
+    if o.TxIdentifier < 0 or (w.strict and (o.TxIdentifier < 1 or o.TxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.TxIdentifier!r} outside 1..4294967295')
     w.uint(o.TxIdentifier)
     if o.EIRP is None:
@@ -7275,10 +7017,7 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'WPT_PairingReqType[2]', 'expected CH of ObservedIDCode')
-        iv = r.uint()
-        if iv < 1 or iv > 4294967295:
-            raise r.fail('WPT_PairingReqType.ObservedIDCode', f'value {iv} outside 1..4294967295')
-        f_ObservedIDCode = iv
+        f_ObservedIDCode = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'WPT_PairingReqType[2]', 'expected EE of ObservedIDCode')
         s = 3
@@ -7340,7 +7079,7 @@ def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqTy
     s = 2
     if o.ObservedIDCode is not None:
         w.bits(0x0, 3)
-        if o.ObservedIDCode < 1 or o.ObservedIDCode > 4294967295:
+        if o.ObservedIDCode < 0 or (w.strict and (o.ObservedIDCode < 1 or o.ObservedIDCode > 4294967295)):
             raise encode_error('WPT_PairingReqType.ObservedIDCode', f'{o.ObservedIDCode!r} outside 1..4294967295')
         w.uint(o.ObservedIDCode)
         w.bits(0x0, 1)
@@ -7410,10 +7149,7 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     if ec == 0:
         if r.bits(1):
             raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected CH of ObservedIDCode')
-        iv = r.uint()
-        if iv < 1 or iv > 4294967295:
-            raise r.fail('WPT_PairingResType.ObservedIDCode', f'value {iv} outside 1..4294967295')
-        f_ObservedIDCode = iv
+        f_ObservedIDCode = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode')
         s = 4
@@ -7502,7 +7238,7 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
     s = 3
     if o.ObservedIDCode is not None:
         w.bits(0x0, 4)
-        if o.ObservedIDCode < 1 or o.ObservedIDCode > 4294967295:
+        if o.ObservedIDCode < 0 or (w.strict and (o.ObservedIDCode < 1 or o.ObservedIDCode > 4294967295)):
             raise encode_error('WPT_PairingResType.ObservedIDCode', f'{o.ObservedIDCode!r} outside 1..4294967295')
         w.uint(o.ObservedIDCode)
         w.bits(0x0, 1)
@@ -7621,10 +7357,7 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
         elif ec == 1:
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
-            iv = r.uint()
-            if iv > 65535:
-                raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'value {iv} outside 0..65535')
-            f_PulseSeparationTime = iv
+            f_PulseSeparationTime = r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of PulseSeparationTime')
             s = 4
@@ -7635,28 +7368,19 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
         c = r.bits(2)
         if c != 0x0:
             raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
-        iv = r.uint()
-        if iv > 65535:
-            raise r.fail('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'value {iv} outside 0..65535')
-        f_PulseSeparationTime = iv
+        f_PulseSeparationTime = r.uint()
         if r.bits(1):
             raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[258]', 'expected EE of PulseSeparationTime')
         s = 4
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('WPT_TxRxPackageSpecDataType.PulseDuration', f'value {iv} outside 0..65535')
-    f_PulseDuration = iv
+    f_PulseDuration = r.uint()
     c = r.bits(3)
     if c != 0x0:
         raise r.fail_back(3, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
     s = 6
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'value {iv} outside 0..65535')
-    f_PackageSeparationTime = iv
+    f_PackageSeparationTime = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType', 'expected EE of PackageSeparationTime, EE')
@@ -7698,7 +7422,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
                 break
         elif o.PulseSeparationTime is not None:
             w.bits(0x2, 3)
-            if o.PulseSeparationTime < 0 or o.PulseSeparationTime > 65535:
+            if o.PulseSeparationTime < 0 or (w.strict and (o.PulseSeparationTime > 65535)):
                 raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{o.PulseSeparationTime!r} outside 0..65535')
             w.uint(o.PulseSeparationTime)
             w.bits(0x0, 1)
@@ -7709,7 +7433,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     if s == 258:
         if o.PulseSeparationTime is not None:
             w.bits(0x0, 2)
-            if o.PulseSeparationTime < 0 or o.PulseSeparationTime > 65535:
+            if o.PulseSeparationTime < 0 or (w.strict and (o.PulseSeparationTime > 65535)):
                 raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{o.PulseSeparationTime!r} outside 0..65535')
             w.uint(o.PulseSeparationTime)
             w.bits(0x0, 1)
@@ -7719,14 +7443,14 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     if o.PulseDuration is None:
         raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', 'required value missing')
     w.bits(0x0, 2)
-    if o.PulseDuration < 0 or o.PulseDuration > 65535:
+    if o.PulseDuration < 0 or (w.strict and (o.PulseDuration > 65535)):
         raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', f'{o.PulseDuration!r} outside 0..65535')
     w.uint(o.PulseDuration)
     if o.PackageSeparationTime is None:
         raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'required value missing')
     w.bits(0x0, 3)
     s = 6
-    if o.PackageSeparationTime < 0 or o.PackageSeparationTime > 65535:
+    if o.PackageSeparationTime < 0 or (w.strict and (o.PackageSeparationTime > 65535)):
         raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'{o.PackageSeparationTime!r} outside 0..65535')
     w.uint(o.PackageSeparationTime)
     w.bits(0x0, 2)
@@ -7739,17 +7463,11 @@ def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPuls
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('WPT_TxRxPulseOrderType.IndexNumber', f'value {iv} outside 0..65535')
-    f_IndexNumber = iv
+    f_IndexNumber = r.uint()
     c = r.bits(3)
     if c != 0x0:
         raise r.fail_back(3, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('WPT_TxRxPulseOrderType.TxRxIdentifier', f'value {iv} outside 1..4294967295')
-    f_TxRxIdentifier = iv
+    f_TxRxIdentifier = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_TxRxPulseOrderType', 'expected EE of TxRxIdentifier, EE')
@@ -7759,13 +7477,13 @@ def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPuls
     if o.IndexNumber is None:
         raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
     w.bits(0x0, 2)
-    if o.IndexNumber < 0 or o.IndexNumber > 65535:
+    if o.IndexNumber < 0 or (w.strict and (o.IndexNumber > 65535)):
         raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{o.IndexNumber!r} outside 0..65535')
     w.uint(o.IndexNumber)
     if o.TxRxIdentifier is None:
         raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
     w.bits(0x0, 3)
-    if o.TxRxIdentifier < 1 or o.TxRxIdentifier > 4294967295:
+    if o.TxRxIdentifier < 0 or (w.strict and (o.TxRxIdentifier < 1 or o.TxRxIdentifier > 4294967295)):
         raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{o.TxRxIdentifier!r} outside 1..4294967295')
     w.uint(o.TxRxIdentifier)
     w.bits(0x0, 2)
@@ -7777,10 +7495,7 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('WPT_TxRxSpecDataType.TxRxIdentifier', f'value {iv} outside 1..4294967295')
-    f_TxRxIdentifier = iv
+    f_TxRxIdentifier = r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition)')
@@ -7796,7 +7511,7 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
     if o.TxRxIdentifier is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
     w.bits(0x0, 2)
-    if o.TxRxIdentifier < 1 or o.TxRxIdentifier > 4294967295:
+    if o.TxRxIdentifier < 0 or (w.strict and (o.TxRxIdentifier < 1 or o.TxRxIdentifier > 4294967295)):
         raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{o.TxRxIdentifier!r} outside 1..4294967295')
     w.uint(o.TxRxIdentifier)
     if o.TxRxPosition is None:
@@ -7838,17 +7553,14 @@ def _e_v1(w: BitWriter, o: Any) -> None:
 def _d_v2(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 65535:
-        raise r.fail('value', f'value {iv} outside 0..65535')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 65535:
+    if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
     w.uint(o)
     w.bits(0x0, 1)
@@ -7856,17 +7568,14 @@ def _e_v2(w: BitWriter, o: Any) -> None:
 def _d_v3(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 18446744073709551615:
-        raise r.fail('value', f'value {iv} outside 0..18446744073709551615')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 18446744073709551615:
+    if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
     w.uint(o)
     w.bits(0x0, 1)
@@ -7901,19 +7610,14 @@ def _d_v6(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    if iv < -32768 or iv > 32767:
-        raise r.fail('value', f'value {iv} outside -32768..32767')
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < -32768 or o > 32767:
+    if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
     w.integer(o)
     w.bits(0x0, 1)
@@ -7921,17 +7625,14 @@ def _e_v6(w: BitWriter, o: Any) -> None:
 def _d_v7(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 0..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 0 or o > 4294967295:
+    if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
     w.uint(o)
     w.bits(0x0, 1)
@@ -8015,10 +7716,7 @@ def _d_v14(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8062,14 +7760,11 @@ def _d_v17(r: BitReader) -> object:
     c = r.bits(9)
     if c & 0x101 != 0x0:
         raise r.fail_back(9, 'value', 'expected CH, EE')
-    iv = ((c >> 1) & 127)
-    if iv > 100:
-        raise r.fail('value', f'value {iv} outside 0..100')
-    v = iv
+    v = ((c >> 1) & 127)
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    if o < 0 or o > 100:
+    if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
     w.bits((o) << 1, 9)
 
@@ -8118,17 +7813,14 @@ def _e_v20(w: BitWriter, o: Any) -> None:
 def _d_v21(r: BitReader) -> object:
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected CH')
-    iv = r.uint()
-    if iv < 1 or iv > 4294967295:
-        raise r.fail('value', f'value {iv} outside 1..4294967295')
-    v = iv
+    v = r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
-    if o < 1 or o > 4294967295:
+    if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 1..4294967295')
     w.uint(o)
     w.bits(0x0, 1)
@@ -8256,10 +7948,7 @@ def _d_v31(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

@@ -1344,10 +1344,7 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             if c & 0x2 != 0x0:
                 raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = (c & 1)
-            iv = r.uint()
-            if sg:
-                iv = -iv - 1
-            f_HMACOutputLength = iv
+            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -2105,10 +2102,7 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c & 0xe != 0x0:
         raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    f_X509SerialNumber = iv
+    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2169,10 +2163,7 @@ def _d_v3(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -2200,10 +2191,7 @@ def _d_v5(r: BitReader) -> object:
     if c & 0x2 != 0x0:
         raise r.fail_back(2, 'value', 'expected CH')
     sg = (c & 1)
-    iv = r.uint()
-    if sg:
-        iv = -iv - 1
-    v = iv
+    v = -r.uint() - 1 if sg else r.uint()
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
