@@ -27,18 +27,27 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
     f_VersionNumberMinor: int
     f_SchemaID: int
     f_Priority: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'AppProtocolType', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
-    f_ProtocolNamespace = r.string(100)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
-    f_VersionNumberMajor = r.uint()
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
-    f_VersionNumberMinor = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'AppProtocolType', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ProtocolNamespace = r.string_of(u, 100)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_VersionNumberMajor = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_VersionNumberMinor = u
     c = r.bits(21)
     if c & 0x1c0383 != 0x0:
         raise r.fail_back(21, 'AppProtocolType', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
@@ -78,15 +87,65 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
 def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppProtocolReq:
     f_AppProtocol: list[_apphand.AppProtocolType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'supportedAppProtocolReq', 'expected SE(AppProtocol)')
-    f_AppProtocol.append(_d_apphand_AppProtocolType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'supportedAppProtocolReq', 'expected SE(AppProtocol), SE(ProtocolNamespace), CH of ProtocolNamespace')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_ProtocolNamespace = r.string_of(u, 100)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'supportedAppProtocolReq', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_VersionNumberMajor = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'supportedAppProtocolReq', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_VersionNumberMinor = u
+    c = r.bits(21)
+    if c & 0x1c0383 != 0x0:
+        raise r.fail_back(21, 'supportedAppProtocolReq', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
+    f_1_SchemaID = ((c >> 10) & 255)
+    f_1_Priority = ((c >> 2) & 31) + 1
+    f_AppProtocol.append(_apphand.AppProtocolType(ProtocolNamespace=f_1_ProtocolNamespace, VersionNumberMajor=f_1_VersionNumberMajor, VersionNumberMinor=f_1_VersionNumberMinor, SchemaID=f_1_SchemaID, Priority=f_1_Priority))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_AppProtocol.append(_d_apphand_AppProtocolType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'supportedAppProtocolReq[1]', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_ProtocolNamespace = r.string_of(u, 100)
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'supportedAppProtocolReq[1]', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_VersionNumberMajor = u
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_VersionNumberMinor = u
+            c = r.bits(21)
+            if c & 0x1c0383 != 0x0:
+                raise r.fail_back(21, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
+            f_2_SchemaID = ((c >> 10) & 255)
+            f_2_Priority = ((c >> 2) & 31) + 1
+            f_AppProtocol.append(_apphand.AppProtocolType(ProtocolNamespace=f_2_ProtocolNamespace, VersionNumberMajor=f_2_VersionNumberMajor, VersionNumberMinor=f_2_VersionNumberMinor, SchemaID=f_2_SchemaID, Priority=f_2_Priority))
             n += 1
             if n == 19:
                 s = 20
@@ -109,7 +168,33 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
         w.bits(0x0, 1)
         x_AppProtocol = o.AppProtocol[i_AppProtocol]
         i_AppProtocol += 1
-        _e_apphand_AppProtocolType(w, x_AppProtocol)
+        if x_AppProtocol.ProtocolNamespace is None:
+            raise encode_error('AppProtocolType.ProtocolNamespace', 'required value missing')
+        w.bits(0x0, 2)
+        if len(x_AppProtocol.ProtocolNamespace) > 100:
+            raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(x_AppProtocol.ProtocolNamespace)} outside 0..100')
+        w.string(x_AppProtocol.ProtocolNamespace)
+        if x_AppProtocol.VersionNumberMajor is None:
+            raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
+        w.bits(0x0, 3)
+        if x_AppProtocol.VersionNumberMajor < 0 or (w.strict and (x_AppProtocol.VersionNumberMajor > 4294967295)):
+            raise encode_error('AppProtocolType.VersionNumberMajor', f'{x_AppProtocol.VersionNumberMajor!r} outside 0..4294967295')
+        w.uint(x_AppProtocol.VersionNumberMajor)
+        if x_AppProtocol.VersionNumberMinor is None:
+            raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
+        w.bits(0x0, 3)
+        if x_AppProtocol.VersionNumberMinor < 0 or (w.strict and (x_AppProtocol.VersionNumberMinor > 4294967295)):
+            raise encode_error('AppProtocolType.VersionNumberMinor', f'{x_AppProtocol.VersionNumberMinor!r} outside 0..4294967295')
+        w.uint(x_AppProtocol.VersionNumberMinor)
+        if x_AppProtocol.SchemaID is None:
+            raise encode_error('AppProtocolType.SchemaID', 'required value missing')
+        if x_AppProtocol.SchemaID < 0 or x_AppProtocol.SchemaID > 255:
+            raise encode_error('AppProtocolType.SchemaID', f'{x_AppProtocol.SchemaID!r} outside 0..255')
+        if x_AppProtocol.Priority is None:
+            raise encode_error('AppProtocolType.Priority', 'required value missing')
+        if x_AppProtocol.Priority < 1 or x_AppProtocol.Priority > 32 or (w.strict and (x_AppProtocol.Priority > 20)):
+            raise encode_error('AppProtocolType.Priority', f'{x_AppProtocol.Priority!r} outside 1..20')
+        w.bits((x_AppProtocol.SchemaID) << 10 | (x_AppProtocol.Priority - 1) << 2, 21)
         s = 1
     else:
         raise encode_error('supportedAppProtocolReq', 'missing SE(AppProtocol)')
@@ -119,7 +204,33 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             w.bits(0x0, 2)
             x_AppProtocol = o.AppProtocol[i_AppProtocol]
             i_AppProtocol += 1
-            _e_apphand_AppProtocolType(w, x_AppProtocol)
+            if x_AppProtocol.ProtocolNamespace is None:
+                raise encode_error('AppProtocolType.ProtocolNamespace', 'required value missing')
+            w.bits(0x0, 2)
+            if len(x_AppProtocol.ProtocolNamespace) > 100:
+                raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(x_AppProtocol.ProtocolNamespace)} outside 0..100')
+            w.string(x_AppProtocol.ProtocolNamespace)
+            if x_AppProtocol.VersionNumberMajor is None:
+                raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
+            w.bits(0x0, 3)
+            if x_AppProtocol.VersionNumberMajor < 0 or (w.strict and (x_AppProtocol.VersionNumberMajor > 4294967295)):
+                raise encode_error('AppProtocolType.VersionNumberMajor', f'{x_AppProtocol.VersionNumberMajor!r} outside 0..4294967295')
+            w.uint(x_AppProtocol.VersionNumberMajor)
+            if x_AppProtocol.VersionNumberMinor is None:
+                raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
+            w.bits(0x0, 3)
+            if x_AppProtocol.VersionNumberMinor < 0 or (w.strict and (x_AppProtocol.VersionNumberMinor > 4294967295)):
+                raise encode_error('AppProtocolType.VersionNumberMinor', f'{x_AppProtocol.VersionNumberMinor!r} outside 0..4294967295')
+            w.uint(x_AppProtocol.VersionNumberMinor)
+            if x_AppProtocol.SchemaID is None:
+                raise encode_error('AppProtocolType.SchemaID', 'required value missing')
+            if x_AppProtocol.SchemaID < 0 or x_AppProtocol.SchemaID > 255:
+                raise encode_error('AppProtocolType.SchemaID', f'{x_AppProtocol.SchemaID!r} outside 0..255')
+            if x_AppProtocol.Priority is None:
+                raise encode_error('AppProtocolType.Priority', 'required value missing')
+            if x_AppProtocol.Priority < 1 or x_AppProtocol.Priority > 32 or (w.strict and (x_AppProtocol.Priority > 20)):
+                raise encode_error('AppProtocolType.Priority', f'{x_AppProtocol.Priority!r} outside 1..20')
+            w.bits((x_AppProtocol.SchemaID) << 10 | (x_AppProtocol.Priority - 1) << 2, 21)
             n += 1
             if n == 19:
                 s = 20
@@ -196,9 +307,13 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     w.bits((o - 1) << 1, 7)
 
 def _d_v1(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(100)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 100)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -236,9 +351,13 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     w.bits((o) << 1, 10)
 
 def _d_v4(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

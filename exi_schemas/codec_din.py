@@ -51,9 +51,13 @@ _I_din_valueType = {m: i for i, m in enumerate(_E_din_valueType)}
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -107,75 +111,109 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
-        f_P = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_P = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
-        f_G = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_G = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        f_Q = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Q = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
-            f_G = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_G = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
-            f_Y = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Y = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
-        f_J = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_J = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        f_Seed = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Seed = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
@@ -186,9 +224,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
-            f_Seed = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Seed = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
@@ -197,10 +239,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
-        f_PgenCounter = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PgenCounter = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
@@ -296,9 +341,13 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -353,12 +402,20 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     c = r.bits(4)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
-        f_KeyName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_KeyName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
@@ -378,9 +435,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         s = 2
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
-        f_MgmtData.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MgmtData.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
@@ -394,9 +455,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         while True:
             ec = r.bits(4)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
-                f_KeyName.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_KeyName.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
@@ -422,9 +487,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 6:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
-                f_MgmtData.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_MgmtData.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
@@ -438,9 +507,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     while True:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
-            f_KeyName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_KeyName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
@@ -454,9 +527,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 5:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
-            f_MgmtData.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MgmtData.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
@@ -628,7 +705,24 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
             break
         elif ec == 1:
-            f_RSAKeyValue = _d_xmldsig_RSAKeyValueType(r)
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Modulus = r.binary_of(u, None)
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Exponent = r.binary_of(u, None)
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
             raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
@@ -653,8 +747,15 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(0x1, 3)
-        _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
+        if o.RSAKeyValue.Modulus is None:
+            raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+        w.bits(0x4, 5)
+        w.binary(o.RSAKeyValue.Modulus)
+        if o.RSAKeyValue.Exponent is None:
+            raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+        w.bits(0x0, 3)
+        w.binary(o.RSAKeyValue.Exponent)
+        w.bits(0x0, 2)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
@@ -668,7 +769,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -754,13 +859,25 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Encoding = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Encoding = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_MimeType = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_MimeType = r.string_of(u, None)
         s = 3
     elif ec == 3:
         raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
@@ -773,10 +890,18 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Id = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Id = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 2:
             raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
@@ -789,7 +914,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 1:
             raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
@@ -878,16 +1007,24 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
-        f_PGPKeyID = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyID = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        f_PGPKeyPacket.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyPacket.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
@@ -896,9 +1033,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
-            f_PGPKeyPacket.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_PGPKeyPacket.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
@@ -998,14 +1139,20 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
-    f_Modulus = r.binary(None)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
-    f_Exponent = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Modulus = r.binary_of(u, None)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Exponent = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
@@ -1033,13 +1180,25 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 3
     elif ec == 3:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1052,10 +1211,18 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Type = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Type = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 2:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1068,7 +1235,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1093,10 +1264,13 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
-    f_DigestValue = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DigestValue = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
@@ -1196,10 +1370,18 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 2
     elif ec == 2:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1211,7 +1393,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 2
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1282,10 +1468,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(2)
-            if c != 0x0:
-                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
-            f_SPKISexp.append(r.binary(None))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_SPKISexp.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
@@ -1293,9 +1482,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
-                    f_SPKISexp.append(r.binary(None))
+                    c = r.bits(9)
+                    if c & 0x100 != 0x0:
+                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                    u = (c & 255)
+                    if u > 127:
+                        u = r.uint_more(u)
+                    f_SPKISexp.append(r.binary_of(u, None))
                     if r.bits(1):
                         raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
@@ -1308,9 +1501,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
         if s == 2:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
-                f_SPKISexp.append(r.binary(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_SPKISexp.append(r.binary_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
@@ -1362,18 +1559,25 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
-            sg = (c & 1)
-            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_HMACOutputLength = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -1444,7 +1648,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -1529,17 +1737,29 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Target = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     else:
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        f_Target = r.string(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     while True:
         ec = r.bits(2)
@@ -1613,7 +1833,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -1729,17 +1953,29 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_value = r.binary(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     else:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
-        f_value = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     if r.bits(1):
         raise r.fail_back(1, 'SignatureValueType', 'expected EE')
@@ -1777,7 +2013,11 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -1875,15 +2115,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     while True:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
-            f_XPath.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_XPath.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
@@ -1983,29 +2231,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509IssuerName = r.string_of(u, None)
+        c = r.bits(12)
+        if c & 0xe00 != 0x0:
+            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509SerialNumber = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
-        f_X509SKI.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SKI.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
-        f_X509SubjectName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SubjectName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
-        f_X509Certificate.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509Certificate.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
-        f_X509CRL.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509CRL.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
@@ -2015,29 +2297,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     while True:
         ec = r.bits(3)
         if ec == 0:
-            f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
-            f_X509SKI.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SKI.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
-            f_X509SubjectName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SubjectName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
-            f_X509Certificate.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509Certificate.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
-            f_X509CRL.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509CRL.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
@@ -2058,7 +2374,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+        if x_X509IssuerSerial.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_X509IssuerSerial.X509IssuerName)
+        if x_X509IssuerSerial.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_X509IssuerSerial.X509SerialNumber)
+        w.bits(0x0, 2)
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
@@ -2090,7 +2414,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+            if x_X509IssuerSerial.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_X509IssuerSerial.X509IssuerName)
+            if x_X509IssuerSerial.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_X509IssuerSerial.X509SerialNumber)
+            w.bits(0x0, 2)
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
@@ -2123,15 +2455,21 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
-    f_X509IssuerName = r.string(None)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
-    sg = (c & 1)
-    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509SerialNumber = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2202,33 +2540,47 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
-        f_OEMProvisioningCert = r.binary(1200)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_OEMProvisioningCert = r.binary_of(u, 1200)
         if r.bits(1):
             raise r.fail_back(1, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
         s = 2
     else:
         raise r.fail('CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
-        f_OEMProvisioningCert = r.binary(1200)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_OEMProvisioningCert = r.binary_of(u, 1200)
         if r.bits(1):
             raise r.fail_back(1, 'CertificateInstallationReqType[1]', 'expected EE of OEMProvisioningCert')
         s = 2
     if r.bits(1):
         raise r.fail_back(1, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
     f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'CertificateInstallationReqType', 'expected SE(DHParams), CH of DHParams')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateInstallationReqType', 'expected SE(DHParams), CH of DHParams')
+    u = (c & 255)
     s = 3
-    f_DHParams = r.binary(256)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DHParams = r.binary_of(u, 256)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'CertificateInstallationReqType', 'expected EE of DHParams, EE')
@@ -2283,9 +2635,13 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
     f_ContractSignatureEncryptedPrivateKey: bytes
     f_DHParams: bytes
     f_ContractID: str
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationResType', 'expected AT(Id)')
-    f_Id = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CertificateInstallationResType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
     c = r.bits(9)
     if c & 0x183 != 0x0:
         raise r.fail_back(9, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
@@ -2294,18 +2650,27 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
         raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
-    f_ContractSignatureEncryptedPrivateKey = r.binary(128)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'CertificateInstallationResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
-    f_DHParams = r.binary(256)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'CertificateInstallationResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
-    f_ContractID = r.string(24)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'CertificateInstallationResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DHParams = r.binary_of(u, 256)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'CertificateInstallationResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ContractID = r.string_of(u, 24)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'CertificateInstallationResType', 'expected EE of ContractID, EE')
@@ -2352,7 +2717,11 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
@@ -2364,20 +2733,26 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
             raise r.fail_back(1, 'CertificateUpdateReqType[1]', 'expected SE(ContractSignatureCertChain)')
         f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
         s = 2
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected SE(ContractID), CH of ContractID')
-    f_ContractID = r.string(24)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateUpdateReqType', 'expected SE(ContractID), CH of ContractID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ContractID = r.string_of(u, 24)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'CertificateUpdateReqType', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
     s = 3
     f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected SE(DHParams), CH of DHParams')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateUpdateReqType', 'expected SE(DHParams), CH of DHParams')
+    u = (c & 255)
     s = 4
-    f_DHParams = r.binary(256)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DHParams = r.binary_of(u, 256)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'CertificateUpdateReqType', 'expected EE of DHParams, EE')
@@ -2434,9 +2809,13 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     f_DHParams: bytes
     f_ContractID: str
     f_RetryCounter: int
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateUpdateResType', 'expected AT(Id)')
-    f_Id = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CertificateUpdateResType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
     c = r.bits(9)
     if c & 0x183 != 0x0:
         raise r.fail_back(9, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
@@ -2445,23 +2824,35 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
         raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
-    f_ContractSignatureEncryptedPrivateKey = r.binary(128)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'CertificateUpdateResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
-    f_DHParams = r.binary(256)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'CertificateUpdateResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
-    f_ContractID = r.string(24)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'CertificateUpdateResType', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter')
-    sg = (c & 1)
-    f_RetryCounter = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'CertificateUpdateResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DHParams = r.binary_of(u, 256)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'CertificateUpdateResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ContractID = r.string_of(u, 24)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'CertificateUpdateResType', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_RetryCounter = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'CertificateUpdateResType', 'expected EE of RetryCounter, EE')
@@ -2522,7 +2913,9 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
     elif ec == 1:
         f_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r)
     elif ec == 2:
-        f_EVChargeParameter = _d_din_EVChargeParameterType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+        f_EVChargeParameter = _din.EVChargeParameterType()
     else:
         raise r.fail('ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     if r.bits(1):
@@ -2546,8 +2939,7 @@ def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameter
         if o.EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with DC_EVChargeParameter')
     elif o.EVChargeParameter is not None:
-        w.bits(0x2, 2)
-        _e_din_EVChargeParameterType(w, o.EVChargeParameter)
+        w.bits(0x4, 3)
     else:
         raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     w.bits(0x0, 1)
@@ -2572,7 +2964,9 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
     if ec == 0:
         f_SAScheduleList = _d_din_SAScheduleListType(r)
     elif ec == 1:
-        f_SASchedules = _d_din_SASchedulesType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+        f_SASchedules = _din.SASchedulesType()
     else:
         raise r.fail('ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
     c = r.bits(2)
@@ -2582,7 +2976,9 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
     elif ec == 1:
         f_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r)
     elif ec == 2:
-        f_EVSEChargeParameter = _d_din_EVSEChargeParameterType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+        f_EVSEChargeParameter = _din.EVSEChargeParameterType()
     else:
         raise r.fail('ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if r.bits(1):
@@ -2601,8 +2997,7 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
         if o.SASchedules is not None:
             raise encode_error('ChargeParameterDiscoveryResType.SASchedules', 'cannot be combined with SAScheduleList')
     elif o.SASchedules is not None:
-        w.bits(0x1, 2)
-        _e_din_SASchedulesType(w, o.SASchedules)
+        w.bits(0x2, 3)
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(SAScheduleList), SE(SASchedules)')
     if o.AC_EVSEChargeParameter is not None:
@@ -2618,8 +3013,7 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
         if o.EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
     elif o.EVSEChargeParameter is not None:
-        w.bits(0x2, 2)
-        _e_din_EVSEChargeParameterType(w, o.EVSEChargeParameter)
+        w.bits(0x4, 3)
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     w.bits(0x0, 1)
@@ -2641,21 +3035,27 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     f_ReceiptRequired: bool
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
     s = 0
-    c = r.bits(10)
-    if c & 0x307 != 0x0:
-        raise r.fail_back(10, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
-    iv = ((c >> 3) & 31)
+    c = r.bits(18)
+    if c & 0x30700 != 0x0:
+        raise r.fail_back(18, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+    iv = ((c >> 11) & 31)
     if iv >= 23:
         raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    u = (c & 255)
     s = 1
-    f_EVSEID = r.binary(32)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID')
-    sg = (c & 1)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVSEID = r.binary_of(u, 32)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 2
-    f_SAScheduleTupleID = -r.uint() - 1 if sg else r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_SAScheduleTupleID = -u - 1 if sg else u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ChargingStatusResType', 'expected EE of SAScheduleTupleID')
@@ -2694,11 +3094,23 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
             raise r.fail_back(4, 'ChargingStatusResType[5]', 'expected SE(ReceiptRequired), CH of ReceiptRequired, EE of ReceiptRequired')
         f_ReceiptRequired = ((c >> 1) & 1) == 1
         s = 6
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus)')
-    f_AC_EVSEStatus = _d_din_AC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargingStatusResType', 'expected EE')
+    c = r.bits(19)
+    if c & 0x77700 != 0x0:
+        raise r.fail_back(19, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    f_1_PowerSwitchClosed = ((c >> 15) & 1) == 1
+    f_1_RCD = ((c >> 11) & 1) == 1
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_NotificationMaxDelay = u
+    c = r.bits(8)
+    if c & 0xe7 != 0x0:
+        raise r.fail_back(8, 'ChargingStatusResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE')
+    iv = ((c >> 3) & 3)
+    if iv >= 3:
+        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_din_EVSENotificationType[iv]
+    f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
     s = 7
     s = -1
     return _din.ChargingStatusResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, EVSEMaxCurrent=f_EVSEMaxCurrent, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired, AC_EVSEStatus=f_AC_EVSEStatus)
@@ -2754,9 +3166,19 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired)')
     if o.AC_EVSEStatus is None:
         raise encode_error('ChargingStatusResType.AC_EVSEStatus', 'required value missing')
-    w.bits(0x0, 1)
-    _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
-    w.bits(0x0, 1)
+    if o.AC_EVSEStatus.PowerSwitchClosed is None:
+        raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
+    if o.AC_EVSEStatus.RCD is None:
+        raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+    if o.AC_EVSEStatus.NotificationMaxDelay is None:
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits((1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3, 11)
+    if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
+    w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+    if o.AC_EVSEStatus.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+    w.bits((_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3, 8)
     s = 7
     s = -1
 
@@ -2767,12 +3189,20 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'ContractAuthenticationReqType[0]', 'expected CH of GenChallenge')
-        f_GenChallenge = r.string(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ContractAuthenticationReqType[0]', 'expected CH of GenChallenge')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_GenChallenge = r.string_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
         s = 2
@@ -2783,9 +3213,13 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'ContractAuthenticationReqType[1]', 'expected CH of GenChallenge')
-            f_GenChallenge = r.string(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'ContractAuthenticationReqType[1]', 'expected CH of GenChallenge')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_GenChallenge = r.string_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'ContractAuthenticationReqType[1]', 'expected EE of GenChallenge')
             s = 2
@@ -3259,33 +3693,47 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
-        f_SessionID = r.binary(8)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SessionID = r.binary_of(u, 8)
         if r.bits(1):
             raise r.fail_back(1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         s = 2
     else:
         raise r.fail('MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
-        f_SessionID = r.binary(8)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SessionID = r.binary_of(u, 8)
         if r.bits(1):
             raise r.fail_back(1, 'MeteringReceiptReqType[1]', 'expected EE of SessionID')
         s = 2
     c = r.bits(2)
     ec = c
     if ec == 0:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID')
-        sg = (c & 1)
-        f_SAScheduleTupleID = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SAScheduleTupleID = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID')
         s = 3
@@ -3355,16 +3803,27 @@ def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) 
 def _d_din_MeteringReceiptResType(r: BitReader) -> _din.MeteringReceiptResType:
     f_ResponseCode: _din.responseCodeType
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
-    c = r.bits(9)
-    if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus)')
-    iv = ((c >> 2) & 31)
+    c = r.bits(27)
+    if c & 0x60f7700 != 0x0:
+        raise r.fail_back(27, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    iv = ((c >> 20) & 31)
     if iv >= 23:
         raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    f_AC_EVSEStatus = _d_din_AC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'MeteringReceiptResType', 'expected EE')
+    f_1_PowerSwitchClosed = ((c >> 15) & 1) == 1
+    f_1_RCD = ((c >> 11) & 1) == 1
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_NotificationMaxDelay = u
+    c = r.bits(8)
+    if c & 0xe7 != 0x0:
+        raise r.fail_back(8, 'MeteringReceiptResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE')
+    iv = ((c >> 3) & 3)
+    if iv >= 3:
+        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_din_EVSENotificationType[iv]
+    f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
     return _din.MeteringReceiptResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus)
 
 def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) -> None:
@@ -3372,17 +3831,30 @@ def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) 
         raise encode_error('MeteringReceiptResType.ResponseCode', 'required value missing')
     if o.AC_EVSEStatus is None:
         raise encode_error('MeteringReceiptResType.AC_EVSEStatus', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
-    _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
-    w.bits(0x0, 1)
+    if o.AC_EVSEStatus.PowerSwitchClosed is None:
+        raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
+    if o.AC_EVSEStatus.RCD is None:
+        raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+    if o.AC_EVSEStatus.NotificationMaxDelay is None:
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 12 | (1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3, 19)
+    if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
+    w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+    if o.AC_EVSEStatus.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+    w.bits((_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3, 8)
 
 def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
     f_ContractID: str
     f_ContractSignatureCertChain: _din.CertificateChainType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PaymentDetailsReqType', 'expected SE(ContractID), CH of ContractID')
-    f_ContractID = r.string(24)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'PaymentDetailsReqType', 'expected SE(ContractID), CH of ContractID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ContractID = r.string_of(u, 24)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PaymentDetailsReqType', 'expected EE of ContractID, SE(ContractSignatureCertChain)')
@@ -3408,19 +3880,25 @@ def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
     f_ResponseCode: _din.responseCodeType
     f_GenChallenge: str
     f_DateTimeNow: int
-    c = r.bits(10)
-    if c & 0x307 != 0x0:
-        raise r.fail_back(10, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
-    iv = ((c >> 3) & 31)
+    c = r.bits(18)
+    if c & 0x30700 != 0x0:
+        raise r.fail_back(18, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
+    iv = ((c >> 11) & 31)
     if iv >= 23:
         raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    f_GenChallenge = r.string(None)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow')
-    sg = (c & 1)
-    f_DateTimeNow = -r.uint() - 1 if sg else r.uint()
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_GenChallenge = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DateTimeNow = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PaymentDetailsResType', 'expected EE of DateTimeNow, EE')
@@ -3460,7 +3938,9 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
         f_DC_EVPowerDeliveryParameter = _d_din_DC_EVPowerDeliveryParameterType(r)
         s = 3
     elif ec == 2:
-        f_EVPowerDeliveryParameter = _d_din_EVPowerDeliveryParameterType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'PowerDeliveryReqType[1]', 'expected EE')
+        f_EVPowerDeliveryParameter = _din.EVPowerDeliveryParameterType()
         s = 3
     elif ec == 3:
         s = -1
@@ -3472,7 +3952,9 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
             f_DC_EVPowerDeliveryParameter = _d_din_DC_EVPowerDeliveryParameterType(r)
             s = 3
         elif ec == 1:
-            f_EVPowerDeliveryParameter = _d_din_EVPowerDeliveryParameterType(r)
+            if r.bits(1):
+                raise r.fail_back(1, 'PowerDeliveryReqType[2]', 'expected EE')
+            f_EVPowerDeliveryParameter = _din.EVPowerDeliveryParameterType()
             s = 3
         elif ec == 2:
             s = -1
@@ -3501,8 +3983,7 @@ def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> N
             raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
         s = 3
     elif o.EVPowerDeliveryParameter is not None:
-        w.bits(0x2, 3)
-        _e_din_EVPowerDeliveryParameterType(w, o.EVPowerDeliveryParameter)
+        w.bits(0x4, 4)
         s = 3
     else:
         w.bits(0x3, 3)
@@ -3515,8 +3996,7 @@ def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> N
                 raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
             s = 3
         elif o.EVPowerDeliveryParameter is not None:
-            w.bits(0x1, 2)
-            _e_din_EVPowerDeliveryParameterType(w, o.EVPowerDeliveryParameter)
+            w.bits(0x2, 3)
             s = 3
         else:
             w.bits(0x2, 2)
@@ -3540,11 +4020,29 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
     f_ResponseCode = _E_din_responseCodeType[iv]
     ec = (c & 3)
     if ec == 0:
-        f_AC_EVSEStatus = _d_din_AC_EVSEStatusType(r)
+        c = r.bits(18)
+        if c & 0x37700 != 0x0:
+            raise r.fail_back(18, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        f_1_PowerSwitchClosed = ((c >> 15) & 1) == 1
+        f_1_RCD = ((c >> 11) & 1) == 1
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_NotificationMaxDelay = u
+        c = r.bits(7)
+        if c & 0x73 != 0x0:
+            raise r.fail_back(7, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 3)
+        if iv >= 3:
+            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_1_EVSENotification = _E_din_EVSENotificationType[iv]
+        f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
     elif ec == 1:
         f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
     elif ec == 2:
-        f_EVSEStatus = _d_din_EVSEStatusType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'PowerDeliveryResType[1]', 'expected EE')
+        f_EVSEStatus = _din.EVSEStatusType()
     else:
         raise r.fail('PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     if r.bits(1):
@@ -3556,8 +4054,19 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
         raise encode_error('PowerDeliveryResType.ResponseCode', 'required value missing')
     w.bits((_I_din_responseCodeType[o.ResponseCode]) << 1, 8)
     if o.AC_EVSEStatus is not None:
-        w.bits(0x0, 2)
-        _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+        if o.AC_EVSEStatus.PowerSwitchClosed is None:
+            raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
+        if o.AC_EVSEStatus.RCD is None:
+            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+        if o.AC_EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits((1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3, 12)
+        if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
+        w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+        if o.AC_EVSEStatus.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 2, 7)
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
@@ -3568,8 +4077,7 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        w.bits(0x2, 2)
-        _e_din_EVSEStatusType(w, o.EVSEStatus)
+        w.bits(0x4, 3)
     else:
         raise encode_error('PowerDeliveryResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     w.bits(0x0, 1)
@@ -3640,10 +4148,13 @@ def _e_din_PreChargeResType(w: BitWriter, o: _din.PreChargeResType) -> None:
 
 def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
     f_ServiceID: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
@@ -3663,15 +4174,18 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
     f_ServiceID: int
     f_ServiceParameterList: _din.ServiceParameterListType | None = None
     s = 0
-    c = r.bits(10)
-    if c & 0x307 != 0x0:
-        raise r.fail_back(10, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
-    iv = ((c >> 3) & 31)
+    c = r.bits(18)
+    if c & 0x30700 != 0x0:
+        raise r.fail_back(18, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+    iv = ((c >> 11) & 31)
     if iv >= 23:
         raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    u = (c & 255)
     s = 1
-    f_ServiceID = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ServiceDetailResType', 'expected EE of ServiceID')
@@ -3722,9 +4236,13 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
-        f_ServiceScope = r.string(32)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ServiceScope = r.string_of(u, 32)
         if r.bits(1):
             raise r.fail_back(1, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
         s = 1
@@ -3884,10 +4402,13 @@ def _e_din_ServicePaymentSelectionResType(w: BitWriter, o: _din.ServicePaymentSe
 
 def _d_din_SessionSetupReqType(r: BitReader) -> _din.SessionSetupReqType:
     f_EVCCID: bytes
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
-    f_EVCCID = r.binary(8)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVCCID = r.binary_of(u, 8)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
@@ -3907,26 +4428,32 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
     f_EVSEID: bytes
     f_DateTimeNow: int | None = None
     s = 0
-    c = r.bits(10)
-    if c & 0x307 != 0x0:
-        raise r.fail_back(10, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
-    iv = ((c >> 3) & 31)
+    c = r.bits(18)
+    if c & 0x30700 != 0x0:
+        raise r.fail_back(18, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+    iv = ((c >> 11) & 31)
     if iv >= 23:
         raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    u = (c & 255)
     s = 1
-    f_EVSEID = r.binary(32)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVSEID = r.binary_of(u, 32)
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SessionSetupResType', 'expected EE of EVSEID')
     ec = (c & 3)
     s = 2
     if ec == 0:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'SessionSetupResType[2]', 'expected CH of DateTimeNow')
-        sg = (c & 1)
-        f_DateTimeNow = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'SessionSetupResType[2]', 'expected CH of DateTimeNow')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DateTimeNow = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'SessionSetupResType[2]', 'expected EE of DateTimeNow')
         s = 3
@@ -4046,10 +4573,13 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
     f_EVMaxVoltage: _din.PhysicalValueType
     f_EVMaxCurrent: _din.PhysicalValueType
     f_EVMinCurrent: _din.PhysicalValueType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'AC_EVChargeParameterType', 'expected SE(DepartureTime), CH of DepartureTime')
-    f_DepartureTime = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'AC_EVChargeParameterType', 'expected SE(DepartureTime), CH of DepartureTime')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DepartureTime = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'AC_EVChargeParameterType', 'expected EE of DepartureTime, SE(EAmount)')
@@ -4097,11 +4627,23 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
     f_EVSEMaxVoltage: _din.PhysicalValueType
     f_EVSEMaxCurrent: _din.PhysicalValueType
     f_EVSEMinCurrent: _din.PhysicalValueType
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus)')
-    f_AC_EVSEStatus = _d_din_AC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMaxVoltage)')
+    c = r.bits(19)
+    if c & 0x77700 != 0x0:
+        raise r.fail_back(19, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    f_1_PowerSwitchClosed = ((c >> 15) & 1) == 1
+    f_1_RCD = ((c >> 11) & 1) == 1
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_NotificationMaxDelay = u
+    c = r.bits(8)
+    if c & 0xe7 != 0x0:
+        raise r.fail_back(8, 'AC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)')
+    iv = ((c >> 3) & 3)
+    if iv >= 3:
+        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_din_EVSENotificationType[iv]
+    f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
     f_EVSEMaxVoltage = _d_din_PhysicalValueType(r)
     if r.bits(1):
         raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMaxCurrent)')
@@ -4116,11 +4658,21 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
 def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParameterType) -> None:
     if o.AC_EVSEStatus is None:
         raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
-    w.bits(0x0, 1)
-    _e_din_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+    if o.AC_EVSEStatus.PowerSwitchClosed is None:
+        raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
+    if o.AC_EVSEStatus.RCD is None:
+        raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+    if o.AC_EVSEStatus.NotificationMaxDelay is None:
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits((1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3, 11)
+    if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
+    w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+    if o.AC_EVSEStatus.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
     if o.EVSEMaxVoltage is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSEMaxVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    w.bits((_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3, 8)
     _e_din_PhysicalValueType(w, o.EVSEMaxVoltage)
     if o.EVSEMaxCurrent is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
@@ -4137,12 +4689,15 @@ def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
     f_RCD: bool
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
-    c = r.bits(10)
-    if c & 0x377 != 0x0:
-        raise r.fail_back(10, 'AC_EVSEStatusType', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    f_PowerSwitchClosed = ((c >> 7) & 1) == 1
-    f_RCD = ((c >> 3) & 1) == 1
-    f_NotificationMaxDelay = r.uint()
+    c = r.bits(18)
+    if c & 0x37700 != 0x0:
+        raise r.fail_back(18, 'AC_EVSEStatusType', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    f_PowerSwitchClosed = ((c >> 15) & 1) == 1
+    f_RCD = ((c >> 11) & 1) == 1
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_NotificationMaxDelay = u
     c = r.bits(7)
     if c & 0x73 != 0x0:
         raise r.fail_back(7, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -4171,10 +4726,13 @@ def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
     f_Certificate: bytes
     f_SubCertificates: _din.SubCertificatesType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
-    f_Certificate = r.binary(1200)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Certificate = r.binary_of(u, 1200)
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'CertificateChainType', 'expected EE of Certificate')
@@ -4219,21 +4777,56 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
     f_SAScheduleTupleID: int
     f_ProfileEntry: list[_din.ProfileEntryType] = []
     s = 0
-    c = r.bits(3)
-    if c & 0x6 != 0x0:
-        raise r.fail_back(3, 'ChargingProfileType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
-    sg = (c & 1)
-    f_SAScheduleTupleID = -r.uint() - 1 if sg else r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ChargingProfileType', 'expected EE of SAScheduleTupleID, SE(ProfileEntry)')
+    c = r.bits(11)
+    if c & 0x600 != 0x0:
+        raise r.fail_back(11, 'ChargingProfileType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SAScheduleTupleID = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xf00 != 0x0:
+        raise r.fail_back(12, 'ChargingProfileType', 'expected EE of SAScheduleTupleID, SE(ProfileEntry), SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+    u = (c & 255)
     s = 1
-    f_ProfileEntry.append(_d_din_ProfileEntryType(r))
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_ChargingProfileEntryStart = u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ChargingProfileType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_ChargingProfileEntryMaxPower = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'ChargingProfileType', 'expected EE of ChargingProfileEntryMaxPower, EE')
+    ec = (c & 3)
+    f_ProfileEntry.append(_din.ProfileEntryType(ChargingProfileEntryStart=f_1_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_1_ChargingProfileEntryMaxPower))
     s = 2
     if ec == 0:
-        f_ProfileEntry.append(_d_din_ProfileEntryType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'ChargingProfileType[2]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_ChargingProfileEntryStart = u
+        c = r.bits(12)
+        if c & 0xe00 != 0x0:
+            raise r.fail_back(12, 'ChargingProfileType[2]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_ChargingProfileEntryMaxPower = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'ChargingProfileType[2]', 'expected EE of ChargingProfileEntryMaxPower, EE')
+        f_ProfileEntry.append(_din.ProfileEntryType(ChargingProfileEntryStart=f_2_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_2_ChargingProfileEntryMaxPower))
         s = 3
     elif ec == 1:
         s = -1
@@ -4243,7 +4836,25 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
         while True:
             ec = r.bits(2)
             if ec == 0:
-                f_ProfileEntry.append(_d_din_ProfileEntryType(r))
+                c = r.bits(10)
+                if c & 0x300 != 0x0:
+                    raise r.fail_back(10, 'ChargingProfileType[3]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_3_ChargingProfileEntryStart = u
+                c = r.bits(12)
+                if c & 0xe00 != 0x0:
+                    raise r.fail_back(12, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_3_ChargingProfileEntryMaxPower = -u - 1 if sg else u
+                c = r.bits(2)
+                if c != 0x0:
+                    raise r.fail_back(2, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryMaxPower, EE')
+                f_ProfileEntry.append(_din.ProfileEntryType(ChargingProfileEntryStart=f_3_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_3_ChargingProfileEntryMaxPower))
             elif ec == 1:
                 s = -1
                 break
@@ -4266,7 +4877,19 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         w.bits(0x0, 1)
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
-        _e_din_ProfileEntryType(w, x_ProfileEntry)
+        if x_ProfileEntry.ChargingProfileEntryStart is None:
+            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
+        w.bits(0x0, 2)
+        if x_ProfileEntry.ChargingProfileEntryStart < 0 or (w.strict and (x_ProfileEntry.ChargingProfileEntryStart > 4294967295)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{x_ProfileEntry.ChargingProfileEntryStart!r} outside 0..4294967295')
+        w.uint(x_ProfileEntry.ChargingProfileEntryStart)
+        if x_ProfileEntry.ChargingProfileEntryMaxPower is None:
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_ProfileEntry.ChargingProfileEntryMaxPower < -32768 or x_ProfileEntry.ChargingProfileEntryMaxPower > 32767)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{x_ProfileEntry.ChargingProfileEntryMaxPower!r} outside -32768..32767')
+        w.integer(x_ProfileEntry.ChargingProfileEntryMaxPower)
+        w.bits(0x0, 2)
         s = 2
     else:
         raise encode_error('ChargingProfileType', 'missing SE(ProfileEntry)')
@@ -4274,7 +4897,19 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         w.bits(0x0, 2)
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
-        _e_din_ProfileEntryType(w, x_ProfileEntry)
+        if x_ProfileEntry.ChargingProfileEntryStart is None:
+            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
+        w.bits(0x0, 2)
+        if x_ProfileEntry.ChargingProfileEntryStart < 0 or (w.strict and (x_ProfileEntry.ChargingProfileEntryStart > 4294967295)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{x_ProfileEntry.ChargingProfileEntryStart!r} outside 0..4294967295')
+        w.uint(x_ProfileEntry.ChargingProfileEntryStart)
+        if x_ProfileEntry.ChargingProfileEntryMaxPower is None:
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_ProfileEntry.ChargingProfileEntryMaxPower < -32768 or x_ProfileEntry.ChargingProfileEntryMaxPower > 32767)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{x_ProfileEntry.ChargingProfileEntryMaxPower!r} outside -32768..32767')
+        w.integer(x_ProfileEntry.ChargingProfileEntryMaxPower)
+        w.bits(0x0, 2)
         s = 3
     else:
         w.bits(0x1, 2)
@@ -4285,7 +4920,19 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
                 w.bits(0x0, 2)
                 x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
                 i_ProfileEntry += 1
-                _e_din_ProfileEntryType(w, x_ProfileEntry)
+                if x_ProfileEntry.ChargingProfileEntryStart is None:
+                    raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
+                w.bits(0x0, 2)
+                if x_ProfileEntry.ChargingProfileEntryStart < 0 or (w.strict and (x_ProfileEntry.ChargingProfileEntryStart > 4294967295)):
+                    raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{x_ProfileEntry.ChargingProfileEntryStart!r} outside 0..4294967295')
+                w.uint(x_ProfileEntry.ChargingProfileEntryStart)
+                if x_ProfileEntry.ChargingProfileEntryMaxPower is None:
+                    raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
+                w.bits(0x0, 3)
+                if (w.strict and (x_ProfileEntry.ChargingProfileEntryMaxPower < -32768 or x_ProfileEntry.ChargingProfileEntryMaxPower > 32767)):
+                    raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{x_ProfileEntry.ChargingProfileEntryMaxPower!r} outside -32768..32767')
+                w.integer(x_ProfileEntry.ChargingProfileEntryMaxPower)
+                w.bits(0x0, 2)
             else:
                 w.bits(0x1, 2)
                 s = -1
@@ -4295,10 +4942,13 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
     f_startValue: int
     f_Cost: list[_din.CostType] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ConsumptionCostType', 'expected SE(startValue), CH of startValue')
-    f_startValue = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ConsumptionCostType', 'expected SE(startValue), CH of startValue')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_startValue = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ConsumptionCostType', 'expected EE of startValue')
@@ -4360,15 +5010,18 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
     f_amount: int
     f_amountMultiplier: int | None = None
     s = 0
-    c = r.bits(7)
-    if c & 0x67 != 0x0:
-        raise r.fail_back(7, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
-    iv = ((c >> 3) & 3)
+    c = r.bits(15)
+    if c & 0x6700 != 0x0:
+        raise r.fail_back(15, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+    iv = ((c >> 11) & 3)
     if iv >= 3:
         raise r.fail('CostType.costKind', f'enumeration index {iv}')
     f_costKind = _E_din_costKindType[iv]
+    u = (c & 255)
     s = 1
-    f_amount = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_amount = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'CostType', 'expected EE of amount')
@@ -4860,10 +5513,13 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
             raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
         s = 2
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    f_NotificationMaxDelay = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_NotificationMaxDelay = u
     c = r.bits(7)
     if c & 0x73 != 0x0:
         raise r.fail_back(7, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -5065,7 +5721,9 @@ def _d_din_EntryType(r: BitReader) -> _din.EntryType:
     if ec == 0:
         f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
     elif ec == 1:
-        f_TimeInterval = _d_din_IntervalType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'EntryType[0]', 'expected EE')
+        f_TimeInterval = _din.IntervalType()
     else:
         raise r.fail('EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if r.bits(1):
@@ -5079,8 +5737,7 @@ def _e_din_EntryType(w: BitWriter, o: _din.EntryType) -> None:
         if o.TimeInterval is not None:
             raise encode_error('EntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(0x1, 2)
-        _e_din_IntervalType(w, o.TimeInterval)
+        w.bits(0x2, 3)
     else:
         raise encode_error('EntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     w.bits(0x0, 1)
@@ -5096,19 +5753,26 @@ def _e_din_IntervalType(w: BitWriter, o: _din.IntervalType) -> None:
 def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[str] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), CH of RootCertificateID')
-    f_RootCertificateID.append(r.string(40))
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), CH of RootCertificateID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_RootCertificateID.append(r.string_of(u, 40))
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ListOfRootCertificateIDsType', 'expected EE of RootCertificateID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'ListOfRootCertificateIDsType[1]', 'expected CH of RootCertificateID')
-        f_RootCertificateID.append(r.string(40))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ListOfRootCertificateIDsType[1]', 'expected CH of RootCertificateID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_RootCertificateID.append(r.string_of(u, 40))
         if r.bits(1):
             raise r.fail_back(1, 'ListOfRootCertificateIDsType[1]', 'expected EE of RootCertificateID')
         s = 2
@@ -5120,9 +5784,13 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertific
         while True:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'ListOfRootCertificateIDsType[2]', 'expected CH of RootCertificateID')
-                f_RootCertificateID.append(r.string(40))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'ListOfRootCertificateIDsType[2]', 'expected CH of RootCertificateID')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_RootCertificateID.append(r.string_of(u, 40))
                 if r.bits(1):
                     raise r.fail_back(1, 'ListOfRootCertificateIDsType[2]', 'expected EE of RootCertificateID')
             elif ec == 1:
@@ -5180,10 +5848,13 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     f_MeterStatus: int | None = None
     f_TMeter: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
-    f_MeterID = r.string(32)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_MeterID = r.string_of(u, 32)
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'MeterInfoType', 'expected EE of MeterID')
@@ -5193,27 +5864,37 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         f_MeterReading = _d_din_PhysicalValueType(r)
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
-        f_SigMeterReading = r.binary(32)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SigMeterReading = r.binary_of(u, 32)
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
         s = 3
     elif ec == 2:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of MeterStatus')
-        sg = (c & 1)
-        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'MeterInfoType[1]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterStatus = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
         s = 4
     elif ec == 3:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of TMeter')
-        sg = (c & 1)
-        f_TMeter = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'MeterInfoType[1]', 'expected CH of TMeter')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_TMeter = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of TMeter')
         s = 5
@@ -5224,27 +5905,37 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
-            f_SigMeterReading = r.binary(32)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_SigMeterReading = r.binary_of(u, 32)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
         elif ec == 1:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 2:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of TMeter')
-            sg = (c & 1)
-            f_TMeter = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of TMeter')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_TMeter = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of TMeter')
             s = 5
@@ -5255,20 +5946,26 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 1:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of TMeter')
-            sg = (c & 1)
-            f_TMeter = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of TMeter')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_TMeter = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of TMeter')
             s = 5
@@ -5279,11 +5976,14 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of TMeter')
-            sg = (c & 1)
-            f_TMeter = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of TMeter')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_TMeter = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of TMeter')
             s = 5
@@ -5408,9 +6108,13 @@ def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'NotificationType[1]', 'expected CH of FaultMsg')
-        f_FaultMsg = r.string(64)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'NotificationType[1]', 'expected CH of FaultMsg')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_FaultMsg = r.string_of(u, 64)
         if r.bits(1):
             raise r.fail_back(1, 'NotificationType[1]', 'expected EE of FaultMsg')
         s = 2
@@ -5454,14 +6158,19 @@ def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
     if ec == 0:
         f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
     elif ec == 1:
-        f_TimeInterval = _d_din_IntervalType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'PMaxScheduleEntryType[0]', 'expected EE')
+        f_TimeInterval = _din.IntervalType()
     else:
         raise r.fail('PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    c = r.bits(3)
-    if c & 0x6 != 0x0:
-        raise r.fail_back(3, 'PMaxScheduleEntryType', 'expected SE(PMax), CH of PMax')
-    sg = (c & 1)
-    f_PMax = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(11)
+    if c & 0x600 != 0x0:
+        raise r.fail_back(11, 'PMaxScheduleEntryType', 'expected SE(PMax), CH of PMax')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_PMax = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PMaxScheduleEntryType', 'expected EE of PMax, EE')
@@ -5474,8 +6183,7 @@ def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) ->
         if o.TimeInterval is not None:
             raise encode_error('PMaxScheduleEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(0x1, 2)
-        _e_din_IntervalType(w, o.TimeInterval)
+        w.bits(0x2, 3)
     else:
         raise encode_error('PMaxScheduleEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.PMax is None:
@@ -5490,11 +6198,14 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
     f_PMaxScheduleID: int
     f_PMaxScheduleEntry: list[_din.PMaxScheduleEntryType] = []
     s = 0
-    c = r.bits(3)
-    if c & 0x6 != 0x0:
-        raise r.fail_back(3, 'PMaxScheduleType', 'expected SE(PMaxScheduleID), CH of PMaxScheduleID')
-    sg = (c & 1)
-    f_PMaxScheduleID = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(11)
+    if c & 0x600 != 0x0:
+        raise r.fail_back(11, 'PMaxScheduleType', 'expected SE(PMaxScheduleID), CH of PMaxScheduleID')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_PMaxScheduleID = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)')
@@ -5566,11 +6277,14 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
     f_ParameterSetID: int
     f_Parameter: list[_din.ParameterType] = []
     s = 0
-    c = r.bits(3)
-    if c & 0x6 != 0x0:
-        raise r.fail_back(3, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
-    sg = (c & 1)
-    f_ParameterSetID = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(11)
+    if c & 0x600 != 0x0:
+        raise r.fail_back(11, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ParameterSetID = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
@@ -5647,9 +6361,13 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
     f_intValue: int | None = None
     f_physicalValue: _din.PhysicalValueType | None = None
     f_stringValue: str | None = None
-    if r.bits(1):
-        raise r.fail_back(1, 'ParameterType', 'expected AT(Name)')
-    f_Name = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'ParameterType', 'expected AT(Name)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Name = r.string_of(u, None)
     c = r.bits(7)
     if c & 0x40 != 0x0:
         raise r.fail_back(7, 'ParameterType', 'expected AT(ValueType)')
@@ -5669,27 +6387,37 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
             raise r.fail_back(10, 'ParameterType[2]', 'expected CH of byteValue, EE of byteValue')
         f_byteValue = ((c >> 1) & 255) - 128
     elif ec == 2:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'ParameterType[2]', 'expected CH of shortValue')
-        sg = (c & 1)
-        f_shortValue = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'ParameterType[2]', 'expected CH of shortValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_shortValue = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[2]', 'expected EE of shortValue')
     elif ec == 3:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'ParameterType[2]', 'expected CH of intValue')
-        sg = (c & 1)
-        f_intValue = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'ParameterType[2]', 'expected CH of intValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_intValue = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[2]', 'expected EE of intValue')
     elif ec == 4:
         f_physicalValue = _d_din_PhysicalValueType(r)
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[2]', 'expected CH of stringValue')
-        f_stringValue = r.string(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ParameterType[2]', 'expected CH of stringValue')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_stringValue = r.string_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[2]', 'expected EE of stringValue')
     else:
@@ -5849,22 +6577,28 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
         f_Unit = _E_din_unitSymbolType[iv]
         s = 2
     elif ec == 1:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'PhysicalValueType[1]', 'expected CH of Value')
-        sg = (c & 1)
-        f_Value = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Value = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'PhysicalValueType[1]', 'expected EE of Value')
         s = 3
     else:
         raise r.fail('PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if s == 2:
-        c = r.bits(3)
-        if c & 0x6 != 0x0:
-            raise r.fail_back(3, 'PhysicalValueType[2]', 'expected SE(Value), CH of Value')
-        sg = (c & 1)
-        f_Value = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(11)
+        if c & 0x600 != 0x0:
+            raise r.fail_back(11, 'PhysicalValueType[2]', 'expected SE(Value), CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Value = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'PhysicalValueType[2]', 'expected EE of Value')
         s = 3
@@ -5909,15 +6643,21 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
 def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
     f_ChargingProfileEntryStart: int
     f_ChargingProfileEntryMaxPower: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    f_ChargingProfileEntryStart = r.uint()
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
-    sg = (c & 1)
-    f_ChargingProfileEntryMaxPower = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ChargingProfileEntryStart = u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ChargingProfileEntryMaxPower = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ProfileEntryType', 'expected EE of ChargingProfileEntryMaxPower, EE')
@@ -5942,19 +6682,26 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
     f_start: int
     f_duration: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
-    f_start = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_start = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'RelativeTimeIntervalType', 'expected EE of start')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-        f_duration = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_duration = u
         if r.bits(1):
             raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
         s = 2
@@ -6058,11 +6805,14 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
     f_PMaxSchedule: _din.PMaxScheduleType
     f_SalesTariff: _din.SalesTariffType | None = None
     s = 0
-    c = r.bits(3)
-    if c & 0x6 != 0x0:
-        raise r.fail_back(3, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
-    sg = (c & 1)
-    f_SAScheduleTupleID = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(11)
+    if c & 0x600 != 0x0:
+        raise r.fail_back(11, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SAScheduleTupleID = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SAScheduleTupleType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
@@ -6130,7 +6880,9 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
         f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
         s = 1
     elif ec == 1:
-        f_TimeInterval = _d_din_IntervalType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'SalesTariffEntryType[0]', 'expected EE')
+        f_TimeInterval = _din.IntervalType()
         s = 1
     else:
         raise r.fail('SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
@@ -6169,8 +6921,7 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
             raise encode_error('SalesTariffEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
         s = 1
     elif o.TimeInterval is not None:
-        w.bits(0x1, 2)
-        _e_din_IntervalType(w, o.TimeInterval)
+        w.bits(0x2, 3)
         s = 1
     else:
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
@@ -6208,24 +6959,35 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
     f_NumEPriceLevels: int
     f_SalesTariffEntry: list[_din.SalesTariffEntryType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SalesTariffType', 'expected AT(Id)')
-    f_Id = r.string(None)
-    c = r.bits(3)
-    if c & 0x6 != 0x0:
-        raise r.fail_back(3, 'SalesTariffType', 'expected SE(SalesTariffID), CH of SalesTariffID')
-    sg = (c & 1)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SalesTariffType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
+    c = r.bits(11)
+    if c & 0x600 != 0x0:
+        raise r.fail_back(11, 'SalesTariffType', 'expected SE(SalesTariffID), CH of SalesTariffID')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 1
-    f_SalesTariffID = -r.uint() - 1 if sg else r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_SalesTariffID = -u - 1 if sg else u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SalesTariffType', 'expected EE of SalesTariffID')
     ec = (c & 3)
     s = 2
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
-        f_SalesTariffDescription = r.string(32)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SalesTariffDescription = r.string_of(u, 32)
         if r.bits(1):
             raise r.fail_back(1, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
         s = 3
@@ -6399,21 +7161,27 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
     f_ServiceID: int
     f_ParameterSetID: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
-        sg = (c & 1)
-        f_ParameterSetID = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ParameterSetID = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
         s = 2
@@ -6606,19 +7374,26 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
     f_ServiceCategory: _din.serviceCategoryType
     f_ServiceScope: str | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ServiceTagType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ServiceTagType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ServiceTagType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceTagType[1]', 'expected CH of ServiceName')
-        f_ServiceName = r.string(32)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ServiceTagType[1]', 'expected CH of ServiceName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ServiceName = r.string_of(u, 32)
         if r.bits(1):
             raise r.fail_back(1, 'ServiceTagType[1]', 'expected EE of ServiceName')
         s = 2
@@ -6639,9 +7414,13 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceTagType[3]', 'expected CH of ServiceScope')
-        f_ServiceScope = r.string(32)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ServiceScope = r.string_of(u, 32)
         if r.bits(1):
             raise r.fail_back(1, 'ServiceTagType[3]', 'expected EE of ServiceScope')
         s = 4
@@ -6722,19 +7501,26 @@ def _e_din_ServiceType(w: BitWriter, o: _din.ServiceType) -> None:
 def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
     f_Certificate: list[bytes] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
-    f_Certificate.append(r.binary(1200))
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Certificate.append(r.binary_of(u, 1200))
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SubCertificatesType', 'expected EE of Certificate')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected CH of Certificate')
-        f_Certificate.append(r.binary(1200))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Certificate.append(r.binary_of(u, 1200))
         if r.bits(1):
             raise r.fail_back(1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
@@ -6746,9 +7532,13 @@ def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
         while True:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'SubCertificatesType[2]', 'expected CH of Certificate')
-                f_Certificate.append(r.binary(1200))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_Certificate.append(r.binary_of(u, 1200))
                 if r.bits(1):
                     raise r.fail_back(1, 'SubCertificatesType[2]', 'expected EE of Certificate')
             elif ec == 1:
@@ -6808,148 +7598,205 @@ def _e_din_BodyBaseType(w: BitWriter, o: _din.BodyBaseType) -> None:
     w.bits(0x0, 1)
 
 def _d_din_BodyType(r: BitReader) -> _din.BodyType:
-    f_BodyElement: _din.BodyBaseType | None = None
-    f_CableCheckReq: _din.CableCheckReqType | None = None
-    f_CableCheckRes: _din.CableCheckResType | None = None
-    f_CertificateInstallationReq: _din.CertificateInstallationReqType | None = None
-    f_CertificateInstallationRes: _din.CertificateInstallationResType | None = None
-    f_CertificateUpdateReq: _din.CertificateUpdateReqType | None = None
-    f_CertificateUpdateRes: _din.CertificateUpdateResType | None = None
-    f_ChargeParameterDiscoveryReq: _din.ChargeParameterDiscoveryReqType | None = None
-    f_ChargeParameterDiscoveryRes: _din.ChargeParameterDiscoveryResType | None = None
-    f_ChargingStatusReq: _din.ChargingStatusReqType | None = None
-    f_ChargingStatusRes: _din.ChargingStatusResType | None = None
-    f_ContractAuthenticationReq: _din.ContractAuthenticationReqType | None = None
-    f_ContractAuthenticationRes: _din.ContractAuthenticationResType | None = None
-    f_CurrentDemandReq: _din.CurrentDemandReqType | None = None
-    f_CurrentDemandRes: _din.CurrentDemandResType | None = None
-    f_MeteringReceiptReq: _din.MeteringReceiptReqType | None = None
-    f_MeteringReceiptRes: _din.MeteringReceiptResType | None = None
-    f_PaymentDetailsReq: _din.PaymentDetailsReqType | None = None
-    f_PaymentDetailsRes: _din.PaymentDetailsResType | None = None
-    f_PowerDeliveryReq: _din.PowerDeliveryReqType | None = None
-    f_PowerDeliveryRes: _din.PowerDeliveryResType | None = None
-    f_PreChargeReq: _din.PreChargeReqType | None = None
-    f_PreChargeRes: _din.PreChargeResType | None = None
-    f_ServiceDetailReq: _din.ServiceDetailReqType | None = None
-    f_ServiceDetailRes: _din.ServiceDetailResType | None = None
-    f_ServiceDiscoveryReq: _din.ServiceDiscoveryReqType | None = None
-    f_ServiceDiscoveryRes: _din.ServiceDiscoveryResType | None = None
-    f_ServicePaymentSelectionReq: _din.ServicePaymentSelectionReqType | None = None
-    f_ServicePaymentSelectionRes: _din.ServicePaymentSelectionResType | None = None
-    f_SessionSetupReq: _din.SessionSetupReqType | None = None
-    f_SessionSetupRes: _din.SessionSetupResType | None = None
-    f_SessionStopReq: _din.SessionStopType | None = None
-    f_SessionStopRes: _din.SessionStopResType | None = None
-    f_WeldingDetectionReq: _din.WeldingDetectionReqType | None = None
-    f_WeldingDetectionRes: _din.WeldingDetectionResType | None = None
+    kw: dict[str, Any] = {}
     s = 0
     c = r.bits(6)
     ec = c
     if ec == 0:
-        f_BodyElement = _d_din_BodyBaseType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'BodyType[0]', 'expected EE')
+        kw['BodyElement'] = _din.BodyBaseType()
         s = 1
     elif ec == 1:
-        f_CableCheckReq = _d_din_CableCheckReqType(r)
+        kw['CableCheckReq'] = _d_din_CableCheckReqType(r)
         s = 1
     elif ec == 2:
-        f_CableCheckRes = _d_din_CableCheckResType(r)
+        kw['CableCheckRes'] = _d_din_CableCheckResType(r)
         s = 1
     elif ec == 3:
-        f_CertificateInstallationReq = _d_din_CertificateInstallationReqType(r)
+        kw['CertificateInstallationReq'] = _d_din_CertificateInstallationReqType(r)
         s = 1
     elif ec == 4:
-        f_CertificateInstallationRes = _d_din_CertificateInstallationResType(r)
+        kw['CertificateInstallationRes'] = _d_din_CertificateInstallationResType(r)
         s = 1
     elif ec == 5:
-        f_CertificateUpdateReq = _d_din_CertificateUpdateReqType(r)
+        kw['CertificateUpdateReq'] = _d_din_CertificateUpdateReqType(r)
         s = 1
     elif ec == 6:
-        f_CertificateUpdateRes = _d_din_CertificateUpdateResType(r)
+        kw['CertificateUpdateRes'] = _d_din_CertificateUpdateResType(r)
         s = 1
     elif ec == 7:
-        f_ChargeParameterDiscoveryReq = _d_din_ChargeParameterDiscoveryReqType(r)
+        kw['ChargeParameterDiscoveryReq'] = _d_din_ChargeParameterDiscoveryReqType(r)
         s = 1
     elif ec == 8:
-        f_ChargeParameterDiscoveryRes = _d_din_ChargeParameterDiscoveryResType(r)
+        kw['ChargeParameterDiscoveryRes'] = _d_din_ChargeParameterDiscoveryResType(r)
         s = 1
     elif ec == 9:
-        f_ChargingStatusReq = _d_din_ChargingStatusReqType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'BodyType[0]', 'expected EE')
+        kw['ChargingStatusReq'] = _din.ChargingStatusReqType()
         s = 1
     elif ec == 10:
-        f_ChargingStatusRes = _d_din_ChargingStatusResType(r)
+        kw['ChargingStatusRes'] = _d_din_ChargingStatusResType(r)
         s = 1
     elif ec == 11:
-        f_ContractAuthenticationReq = _d_din_ContractAuthenticationReqType(r)
+        kw['ContractAuthenticationReq'] = _d_din_ContractAuthenticationReqType(r)
         s = 1
     elif ec == 12:
-        f_ContractAuthenticationRes = _d_din_ContractAuthenticationResType(r)
+        c = r.bits(13)
+        if c & 0x183b != 0x0:
+            raise r.fail_back(13, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        iv = ((c >> 6) & 31)
+        if iv >= 23:
+            raise r.fail('ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}')
+        f_3_ResponseCode = _E_din_responseCodeType[iv]
+        f_3_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
+        kw['ContractAuthenticationRes'] = _din.ContractAuthenticationResType(ResponseCode=f_3_ResponseCode, EVSEProcessing=f_3_EVSEProcessing)
         s = 1
     elif ec == 13:
-        f_CurrentDemandReq = _d_din_CurrentDemandReqType(r)
+        kw['CurrentDemandReq'] = _d_din_CurrentDemandReqType(r)
         s = 1
     elif ec == 14:
-        f_CurrentDemandRes = _d_din_CurrentDemandResType(r)
+        kw['CurrentDemandRes'] = _d_din_CurrentDemandResType(r)
         s = 1
     elif ec == 15:
-        f_MeteringReceiptReq = _d_din_MeteringReceiptReqType(r)
+        kw['MeteringReceiptReq'] = _d_din_MeteringReceiptReqType(r)
         s = 1
     elif ec == 16:
-        f_MeteringReceiptRes = _d_din_MeteringReceiptResType(r)
+        c = r.bits(27)
+        if c & 0x60f7700 != 0x0:
+            raise r.fail_back(27, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        iv = ((c >> 20) & 31)
+        if iv >= 23:
+            raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
+        f_4_ResponseCode = _E_din_responseCodeType[iv]
+        f_5_PowerSwitchClosed = ((c >> 15) & 1) == 1
+        f_5_RCD = ((c >> 11) & 1) == 1
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_NotificationMaxDelay = u
+        c = r.bits(8)
+        if c & 0xe7 != 0x0:
+            raise r.fail_back(8, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE')
+        iv = ((c >> 3) & 3)
+        if iv >= 3:
+            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_5_EVSENotification = _E_din_EVSENotificationType[iv]
+        f_4_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_5_PowerSwitchClosed, RCD=f_5_RCD, NotificationMaxDelay=f_5_NotificationMaxDelay, EVSENotification=f_5_EVSENotification)
+        kw['MeteringReceiptRes'] = _din.MeteringReceiptResType(ResponseCode=f_4_ResponseCode, AC_EVSEStatus=f_4_AC_EVSEStatus)
         s = 1
     elif ec == 17:
-        f_PaymentDetailsReq = _d_din_PaymentDetailsReqType(r)
+        kw['PaymentDetailsReq'] = _d_din_PaymentDetailsReqType(r)
         s = 1
     elif ec == 18:
-        f_PaymentDetailsRes = _d_din_PaymentDetailsResType(r)
+        c = r.bits(18)
+        if c & 0x30700 != 0x0:
+            raise r.fail_back(18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
+        iv = ((c >> 11) & 31)
+        if iv >= 23:
+            raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
+        f_6_ResponseCode = _E_din_responseCodeType[iv]
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_GenChallenge = r.string_of(u, None)
+        c = r.bits(12)
+        if c & 0xe00 != 0x0:
+            raise r.fail_back(12, 'BodyType[0]', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_DateTimeNow = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BodyType[0]', 'expected EE of DateTimeNow, EE')
+        kw['PaymentDetailsRes'] = _din.PaymentDetailsResType(ResponseCode=f_6_ResponseCode, GenChallenge=f_6_GenChallenge, DateTimeNow=f_6_DateTimeNow)
         s = 1
     elif ec == 19:
-        f_PowerDeliveryReq = _d_din_PowerDeliveryReqType(r)
+        kw['PowerDeliveryReq'] = _d_din_PowerDeliveryReqType(r)
         s = 1
     elif ec == 20:
-        f_PowerDeliveryRes = _d_din_PowerDeliveryResType(r)
+        kw['PowerDeliveryRes'] = _d_din_PowerDeliveryResType(r)
         s = 1
     elif ec == 21:
-        f_PreChargeReq = _d_din_PreChargeReqType(r)
+        kw['PreChargeReq'] = _d_din_PreChargeReqType(r)
         s = 1
     elif ec == 22:
-        f_PreChargeRes = _d_din_PreChargeResType(r)
+        kw['PreChargeRes'] = _d_din_PreChargeResType(r)
         s = 1
     elif ec == 23:
-        f_ServiceDetailReq = _d_din_ServiceDetailReqType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_ServiceID = u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BodyType[0]', 'expected EE of ServiceID, EE')
+        kw['ServiceDetailReq'] = _din.ServiceDetailReqType(ServiceID=f_7_ServiceID)
         s = 1
     elif ec == 24:
-        f_ServiceDetailRes = _d_din_ServiceDetailResType(r)
+        kw['ServiceDetailRes'] = _d_din_ServiceDetailResType(r)
         s = 1
     elif ec == 25:
-        f_ServiceDiscoveryReq = _d_din_ServiceDiscoveryReqType(r)
+        kw['ServiceDiscoveryReq'] = _d_din_ServiceDiscoveryReqType(r)
         s = 1
     elif ec == 26:
-        f_ServiceDiscoveryRes = _d_din_ServiceDiscoveryResType(r)
+        kw['ServiceDiscoveryRes'] = _d_din_ServiceDiscoveryResType(r)
         s = 1
     elif ec == 27:
-        f_ServicePaymentSelectionReq = _d_din_ServicePaymentSelectionReqType(r)
+        kw['ServicePaymentSelectionReq'] = _d_din_ServicePaymentSelectionReqType(r)
         s = 1
     elif ec == 28:
-        f_ServicePaymentSelectionRes = _d_din_ServicePaymentSelectionResType(r)
+        c = r.bits(9)
+        if c & 0x183 != 0x0:
+            raise r.fail_back(9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        iv = ((c >> 2) & 31)
+        if iv >= 23:
+            raise r.fail('ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}')
+        f_8_ResponseCode = _E_din_responseCodeType[iv]
+        kw['ServicePaymentSelectionRes'] = _din.ServicePaymentSelectionResType(ResponseCode=f_8_ResponseCode)
         s = 1
     elif ec == 29:
-        f_SessionSetupReq = _d_din_SessionSetupReqType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_9_EVCCID = r.binary_of(u, 8)
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BodyType[0]', 'expected EE of EVCCID, EE')
+        kw['SessionSetupReq'] = _din.SessionSetupReqType(EVCCID=f_9_EVCCID)
         s = 1
     elif ec == 30:
-        f_SessionSetupRes = _d_din_SessionSetupResType(r)
+        kw['SessionSetupRes'] = _d_din_SessionSetupResType(r)
         s = 1
     elif ec == 31:
-        f_SessionStopReq = _d_din_SessionStopType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'BodyType[0]', 'expected EE')
+        kw['SessionStopReq'] = _din.SessionStopType()
         s = 1
     elif ec == 32:
-        f_SessionStopRes = _d_din_SessionStopResType(r)
+        c = r.bits(9)
+        if c & 0x183 != 0x0:
+            raise r.fail_back(9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        iv = ((c >> 2) & 31)
+        if iv >= 23:
+            raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv}')
+        f_11_ResponseCode = _E_din_responseCodeType[iv]
+        kw['SessionStopRes'] = _din.SessionStopResType(ResponseCode=f_11_ResponseCode)
         s = 1
     elif ec == 33:
-        f_WeldingDetectionReq = _d_din_WeldingDetectionReqType(r)
+        kw['WeldingDetectionReq'] = _d_din_WeldingDetectionReqType(r)
         s = 1
     elif ec == 34:
-        f_WeldingDetectionRes = _d_din_WeldingDetectionResType(r)
+        kw['WeldingDetectionRes'] = _d_din_WeldingDetectionResType(r)
         s = 1
     elif ec == 35:
         s = -1
@@ -6959,13 +7806,12 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         if r.bits(1):
             raise r.fail_back(1, 'BodyType[1]', 'expected EE')
         s = -1
-    return _din.BodyType(BodyElement=f_BodyElement, CableCheckReq=f_CableCheckReq, CableCheckRes=f_CableCheckRes, CertificateInstallationReq=f_CertificateInstallationReq, CertificateInstallationRes=f_CertificateInstallationRes, CertificateUpdateReq=f_CertificateUpdateReq, CertificateUpdateRes=f_CertificateUpdateRes, ChargeParameterDiscoveryReq=f_ChargeParameterDiscoveryReq, ChargeParameterDiscoveryRes=f_ChargeParameterDiscoveryRes, ChargingStatusReq=f_ChargingStatusReq, ChargingStatusRes=f_ChargingStatusRes, ContractAuthenticationReq=f_ContractAuthenticationReq, ContractAuthenticationRes=f_ContractAuthenticationRes, CurrentDemandReq=f_CurrentDemandReq, CurrentDemandRes=f_CurrentDemandRes, MeteringReceiptReq=f_MeteringReceiptReq, MeteringReceiptRes=f_MeteringReceiptRes, PaymentDetailsReq=f_PaymentDetailsReq, PaymentDetailsRes=f_PaymentDetailsRes, PowerDeliveryReq=f_PowerDeliveryReq, PowerDeliveryRes=f_PowerDeliveryRes, PreChargeReq=f_PreChargeReq, PreChargeRes=f_PreChargeRes, ServiceDetailReq=f_ServiceDetailReq, ServiceDetailRes=f_ServiceDetailRes, ServiceDiscoveryReq=f_ServiceDiscoveryReq, ServiceDiscoveryRes=f_ServiceDiscoveryRes, ServicePaymentSelectionReq=f_ServicePaymentSelectionReq, ServicePaymentSelectionRes=f_ServicePaymentSelectionRes, SessionSetupReq=f_SessionSetupReq, SessionSetupRes=f_SessionSetupRes, SessionStopReq=f_SessionStopReq, SessionStopRes=f_SessionStopRes, WeldingDetectionReq=f_WeldingDetectionReq, WeldingDetectionRes=f_WeldingDetectionRes)
+    return _din.BodyType(**kw)
 
 def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
     s = 0
     if o.BodyElement is not None:
-        w.bits(0x0, 6)
-        _e_din_BodyBaseType(w, o.BodyElement)
+        w.bits(0x0, 7)
         if o.CableCheckReq is not None:
             raise encode_error('BodyType.CableCheckReq', 'cannot be combined with BodyElement')
         if o.CableCheckRes is not None:
@@ -7540,8 +8386,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryRes')
         s = 1
     elif o.ChargingStatusReq is not None:
-        w.bits(0x9, 6)
-        _e_din_ChargingStatusReqType(w, o.ChargingStatusReq)
+        w.bits(0x12, 7)
         if o.ChargingStatusRes is not None:
             raise encode_error('BodyType.ChargingStatusRes', 'cannot be combined with ChargingStatusReq')
         if o.ContractAuthenticationReq is not None:
@@ -7696,8 +8541,11 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ContractAuthenticationReq')
         s = 1
     elif o.ContractAuthenticationRes is not None:
-        w.bits(0xc, 6)
-        _e_din_ContractAuthenticationResType(w, o.ContractAuthenticationRes)
+        if o.ContractAuthenticationRes.ResponseCode is None:
+            raise encode_error('ContractAuthenticationResType.ResponseCode', 'required value missing')
+        if o.ContractAuthenticationRes.EVSEProcessing is None:
+            raise encode_error('ContractAuthenticationResType.EVSEProcessing', 'required value missing')
+        w.bits((_I_din_responseCodeType[o.ContractAuthenticationRes.ResponseCode]) << 6 | (_I_din_EVSEProcessingType[o.ContractAuthenticationRes.EVSEProcessing]) << 2 | 0x18000, 19)
         if o.CurrentDemandReq is not None:
             raise encode_error('BodyType.CurrentDemandReq', 'cannot be combined with ContractAuthenticationRes')
         if o.CurrentDemandRes is not None:
@@ -7876,8 +8724,23 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptReq')
         s = 1
     elif o.MeteringReceiptRes is not None:
-        w.bits(0x10, 6)
-        _e_din_MeteringReceiptResType(w, o.MeteringReceiptRes)
+        if o.MeteringReceiptRes.ResponseCode is None:
+            raise encode_error('MeteringReceiptResType.ResponseCode', 'required value missing')
+        if o.MeteringReceiptRes.AC_EVSEStatus is None:
+            raise encode_error('MeteringReceiptResType.AC_EVSEStatus', 'required value missing')
+        if o.MeteringReceiptRes.AC_EVSEStatus.PowerSwitchClosed is None:
+            raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
+        if o.MeteringReceiptRes.AC_EVSEStatus.RCD is None:
+            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+        if o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits((_I_din_responseCodeType[o.MeteringReceiptRes.ResponseCode]) << 12 | (1 if o.MeteringReceiptRes.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.MeteringReceiptRes.AC_EVSEStatus.RCD else 0) << 3 | 0x800000, 25)
+        if o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
+        w.uint(o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay)
+        if o.MeteringReceiptRes.AC_EVSEStatus.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_din_EVSENotificationType[o.MeteringReceiptRes.AC_EVSEStatus.EVSENotification]) << 3, 8)
         if o.PaymentDetailsReq is not None:
             raise encode_error('BodyType.PaymentDetailsReq', 'cannot be combined with MeteringReceiptRes')
         if o.PaymentDetailsRes is not None:
@@ -7954,8 +8817,19 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsReq')
         s = 1
     elif o.PaymentDetailsRes is not None:
-        w.bits(0x12, 6)
-        _e_din_PaymentDetailsResType(w, o.PaymentDetailsRes)
+        if o.PaymentDetailsRes.ResponseCode is None:
+            raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
+        if o.PaymentDetailsRes.GenChallenge is None:
+            raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
+        w.bits((_I_din_responseCodeType[o.PaymentDetailsRes.ResponseCode]) << 3 | 0x4800, 16)
+        w.string(o.PaymentDetailsRes.GenChallenge)
+        if o.PaymentDetailsRes.DateTimeNow is None:
+            raise encode_error('PaymentDetailsResType.DateTimeNow', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (o.PaymentDetailsRes.DateTimeNow < -9223372036854775808 or o.PaymentDetailsRes.DateTimeNow > 9223372036854775807)):
+            raise encode_error('PaymentDetailsResType.DateTimeNow', f'{o.PaymentDetailsRes.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
+        w.integer(o.PaymentDetailsRes.DateTimeNow)
+        w.bits(0x0, 2)
         if o.PowerDeliveryReq is not None:
             raise encode_error('BodyType.PowerDeliveryReq', 'cannot be combined with PaymentDetailsRes')
         if o.PowerDeliveryRes is not None:
@@ -8114,8 +8988,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeRes')
         s = 1
     elif o.ServiceDetailReq is not None:
-        w.bits(0x17, 6)
-        _e_din_ServiceDetailReqType(w, o.ServiceDetailReq)
+        if o.ServiceDetailReq.ServiceID is None:
+            raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
+        w.bits(0x5c, 8)
+        if o.ServiceDetailReq.ServiceID < 0 or (w.strict and (o.ServiceDetailReq.ServiceID > 65535)):
+            raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceDetailReq.ServiceID!r} outside 0..65535')
+        w.uint(o.ServiceDetailReq.ServiceID)
+        w.bits(0x0, 2)
         if o.ServiceDetailRes is not None:
             raise encode_error('BodyType.ServiceDetailRes', 'cannot be combined with ServiceDetailReq')
         if o.ServiceDiscoveryReq is not None:
@@ -8224,8 +9103,9 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServicePaymentSelectionReq')
         s = 1
     elif o.ServicePaymentSelectionRes is not None:
-        w.bits(0x1c, 6)
-        _e_din_ServicePaymentSelectionResType(w, o.ServicePaymentSelectionRes)
+        if o.ServicePaymentSelectionRes.ResponseCode is None:
+            raise encode_error('ServicePaymentSelectionResType.ResponseCode', 'required value missing')
+        w.bits((_I_din_responseCodeType[o.ServicePaymentSelectionRes.ResponseCode]) << 2 | 0x3800, 15)
         if o.SessionSetupReq is not None:
             raise encode_error('BodyType.SessionSetupReq', 'cannot be combined with ServicePaymentSelectionRes')
         if o.SessionSetupRes is not None:
@@ -8240,8 +9120,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServicePaymentSelectionRes')
         s = 1
     elif o.SessionSetupReq is not None:
-        w.bits(0x1d, 6)
-        _e_din_SessionSetupReqType(w, o.SessionSetupReq)
+        if o.SessionSetupReq.EVCCID is None:
+            raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
+        w.bits(0x74, 8)
+        if len(o.SessionSetupReq.EVCCID) > 8:
+            raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.SessionSetupReq.EVCCID)} outside 0..8')
+        w.binary(o.SessionSetupReq.EVCCID)
+        w.bits(0x0, 2)
         if o.SessionSetupRes is not None:
             raise encode_error('BodyType.SessionSetupRes', 'cannot be combined with SessionSetupReq')
         if o.SessionStopReq is not None:
@@ -8266,8 +9151,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupRes')
         s = 1
     elif o.SessionStopReq is not None:
-        w.bits(0x1f, 6)
-        _e_din_SessionStopType(w, o.SessionStopReq)
+        w.bits(0x3e, 7)
         if o.SessionStopRes is not None:
             raise encode_error('BodyType.SessionStopRes', 'cannot be combined with SessionStopReq')
         if o.WeldingDetectionReq is not None:
@@ -8276,8 +9160,9 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopReq')
         s = 1
     elif o.SessionStopRes is not None:
-        w.bits(0x20, 6)
-        _e_din_SessionStopResType(w, o.SessionStopRes)
+        if o.SessionStopRes.ResponseCode is None:
+            raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
+        w.bits((_I_din_responseCodeType[o.SessionStopRes.ResponseCode]) << 2 | 0x4000, 15)
         if o.WeldingDetectionReq is not None:
             raise encode_error('BodyType.WeldingDetectionReq', 'cannot be combined with SessionStopRes')
         if o.WeldingDetectionRes is not None:
@@ -8330,10 +9215,13 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
     f_Notification: _din.NotificationType | None = None
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
-    f_SessionID = r.binary(8)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SessionID = r.binary_of(u, 8)
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID')
@@ -8399,9 +9287,13 @@ def _e_din_MessageHeaderType(w: BitWriter, o: _din.MessageHeaderType) -> None:
             s = -1
 
 def _d_v0(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8412,9 +9304,13 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8447,9 +9343,13 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     w.bits((o) << 1, 9)
 
 def _d_v4(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(1200)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 1200)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8462,11 +9362,14 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v5(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8479,9 +9382,13 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v6(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8494,9 +9401,13 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v7(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(24)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 24)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8509,9 +9420,13 @@ def _e_v7(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v8(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(128)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 128)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8524,9 +9439,13 @@ def _e_v8(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v9(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(256)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 256)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8539,11 +9458,14 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v10(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8568,9 +9490,13 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     w.bits((o) << 1, 10)
 
 def _d_v12(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(8)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 8)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8609,9 +9535,13 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     w.bits((_I_din_EVRequestedEnergyTransferType[o]) << 1, 5)
 
 def _d_v15(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8683,9 +9613,13 @@ def _e_v20(w: BitWriter, o: Any) -> None:
     w.bits((_I_din_EVSESupportedEnergyTransferType[o]) << 1, 6)
 
 def _d_v21(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8709,9 +9643,13 @@ def _e_v22(w: BitWriter, o: Any) -> None:
     w.bits((_I_din_faultCodeType[o]) << 1, 4)
 
 def _d_v23(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(64)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 64)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8724,9 +9662,13 @@ def _e_v23(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v24(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8737,11 +9679,14 @@ def _e_v24(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v25(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8752,9 +9697,13 @@ def _e_v25(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v26(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8767,11 +9716,14 @@ def _e_v26(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v27(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8796,9 +9748,13 @@ def _e_v28(w: BitWriter, o: Any) -> None:
     w.bits((o + 3) << 1, 5)
 
 def _d_v29(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8809,11 +9765,14 @@ def _e_v29(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v30(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8826,11 +9785,14 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v31(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8866,9 +9828,13 @@ def _e_v33(w: BitWriter, o: Any) -> None:
     w.bits((_I_din_responseCodeType[o]) << 1, 7)
 
 def _d_v34(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(40)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 40)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8881,9 +9847,13 @@ def _e_v34(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v35(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8906,9 +9876,13 @@ def _e_v36(w: BitWriter, o: Any) -> None:
     w.bits((_I_din_serviceCategoryType[o]) << 1, 4)
 
 def _d_v37(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8921,9 +9895,13 @@ def _e_v37(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v38(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8936,9 +9914,13 @@ def _e_v38(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v39(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8951,9 +9933,13 @@ def _e_v39(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v40(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(8)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 8)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8966,9 +9952,13 @@ def _e_v40(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v41(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8994,11 +9984,14 @@ def _e_v42(w: BitWriter, o: Any) -> None:
     w.bits((_I_din_unitSymbolType[o]) << 1, 6)
 
 def _d_v43(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9034,11 +10027,14 @@ def _e_v45(w: BitWriter, o: Any) -> None:
     w.bits((_I_din_costKindType[o]) << 1, 4)
 
 def _d_v46(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

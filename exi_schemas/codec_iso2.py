@@ -51,9 +51,13 @@ _I_iso2_unitSymbolType = {m: i for i, m in enumerate(_E_iso2_unitSymbolType)}
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -107,75 +111,109 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
-        f_P = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_P = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
-        f_G = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_G = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        f_Q = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Q = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
-            f_G = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_G = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
-            f_Y = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Y = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
-        f_J = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_J = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        f_Seed = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Seed = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
@@ -186,9 +224,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
-            f_Seed = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Seed = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
@@ -197,10 +239,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
-        f_PgenCounter = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PgenCounter = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
@@ -296,9 +341,13 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -353,12 +402,20 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     c = r.bits(4)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
-        f_KeyName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_KeyName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
@@ -378,9 +435,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         s = 2
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
-        f_MgmtData.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MgmtData.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
@@ -394,9 +455,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         while True:
             ec = r.bits(4)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
-                f_KeyName.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_KeyName.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
@@ -422,9 +487,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 6:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
-                f_MgmtData.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_MgmtData.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
@@ -438,9 +507,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     while True:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
-            f_KeyName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_KeyName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
@@ -454,9 +527,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 5:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
-            f_MgmtData.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MgmtData.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
@@ -628,7 +705,24 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
             break
         elif ec == 1:
-            f_RSAKeyValue = _d_xmldsig_RSAKeyValueType(r)
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Modulus = r.binary_of(u, None)
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Exponent = r.binary_of(u, None)
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
             raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
@@ -653,8 +747,15 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(0x1, 3)
-        _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
+        if o.RSAKeyValue.Modulus is None:
+            raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+        w.bits(0x4, 5)
+        w.binary(o.RSAKeyValue.Modulus)
+        if o.RSAKeyValue.Exponent is None:
+            raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+        w.bits(0x0, 3)
+        w.binary(o.RSAKeyValue.Exponent)
+        w.bits(0x0, 2)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
@@ -668,7 +769,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -754,13 +859,25 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Encoding = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Encoding = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_MimeType = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_MimeType = r.string_of(u, None)
         s = 3
     elif ec == 3:
         raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
@@ -773,10 +890,18 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Id = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Id = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 2:
             raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
@@ -789,7 +914,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 1:
             raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
@@ -878,16 +1007,24 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
-        f_PGPKeyID = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyID = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        f_PGPKeyPacket.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyPacket.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
@@ -896,9 +1033,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
-            f_PGPKeyPacket.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_PGPKeyPacket.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
@@ -998,14 +1139,20 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
-    f_Modulus = r.binary(None)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
-    f_Exponent = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Modulus = r.binary_of(u, None)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Exponent = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
@@ -1033,13 +1180,25 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 3
     elif ec == 3:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1052,10 +1211,18 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Type = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Type = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 2:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1068,7 +1235,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1093,10 +1264,13 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
-    f_DigestValue = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DigestValue = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
@@ -1196,10 +1370,18 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 2
     elif ec == 2:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1211,7 +1393,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 2
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1282,10 +1468,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(2)
-            if c != 0x0:
-                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
-            f_SPKISexp.append(r.binary(None))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_SPKISexp.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
@@ -1293,9 +1482,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
-                    f_SPKISexp.append(r.binary(None))
+                    c = r.bits(9)
+                    if c & 0x100 != 0x0:
+                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                    u = (c & 255)
+                    if u > 127:
+                        u = r.uint_more(u)
+                    f_SPKISexp.append(r.binary_of(u, None))
                     if r.bits(1):
                         raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
@@ -1308,9 +1501,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
         if s == 2:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
-                f_SPKISexp.append(r.binary(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_SPKISexp.append(r.binary_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
@@ -1362,18 +1559,25 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
-            sg = (c & 1)
-            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_HMACOutputLength = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -1444,7 +1648,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -1529,17 +1737,29 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Target = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     else:
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        f_Target = r.string(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     while True:
         ec = r.bits(2)
@@ -1613,7 +1833,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -1729,17 +1953,29 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_value = r.binary(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     else:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
-        f_value = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     if r.bits(1):
         raise r.fail_back(1, 'SignatureValueType', 'expected EE')
@@ -1777,7 +2013,11 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -1875,15 +2115,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     while True:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
-            f_XPath.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_XPath.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
@@ -1983,29 +2231,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509IssuerName = r.string_of(u, None)
+        c = r.bits(12)
+        if c & 0xe00 != 0x0:
+            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509SerialNumber = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
-        f_X509SKI.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SKI.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
-        f_X509SubjectName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SubjectName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
-        f_X509Certificate.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509Certificate.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
-        f_X509CRL.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509CRL.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
@@ -2015,29 +2297,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     while True:
         ec = r.bits(3)
         if ec == 0:
-            f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
-            f_X509SKI.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SKI.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
-            f_X509SubjectName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SubjectName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
-            f_X509Certificate.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509Certificate.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
-            f_X509CRL.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509CRL.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
@@ -2058,7 +2374,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+        if x_X509IssuerSerial.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_X509IssuerSerial.X509IssuerName)
+        if x_X509IssuerSerial.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_X509IssuerSerial.X509SerialNumber)
+        w.bits(0x0, 2)
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
@@ -2090,7 +2414,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+            if x_X509IssuerSerial.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_X509IssuerSerial.X509IssuerName)
+            if x_X509IssuerSerial.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_X509IssuerSerial.X509SerialNumber)
+            w.bits(0x0, 2)
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
@@ -2123,15 +2455,21 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
-    f_X509IssuerName = r.string(None)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
-    sg = (c & 1)
-    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509SerialNumber = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2155,12 +2493,20 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
-        f_GenChallenge = r.binary(16)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_GenChallenge = r.binary_of(u, 16)
         if r.bits(1):
             raise r.fail_back(1, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
         s = 2
@@ -2171,9 +2517,13 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'AuthorizationReqType[1]', 'expected CH of GenChallenge')
-            f_GenChallenge = r.binary(16)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'AuthorizationReqType[1]', 'expected CH of GenChallenge')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_GenChallenge = r.binary_of(u, 16)
             if r.bits(1):
                 raise r.fail_back(1, 'AuthorizationReqType[1]', 'expected EE of GenChallenge')
             s = 2
@@ -2251,148 +2601,247 @@ def _e_iso2_BodyBaseType(w: BitWriter, o: _iso2.BodyBaseType) -> None:
     w.bits(0x0, 1)
 
 def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
-    f_AuthorizationReq: _iso2.AuthorizationReqType | None = None
-    f_AuthorizationRes: _iso2.AuthorizationResType | None = None
-    f_BodyElement: _iso2.BodyBaseType | None = None
-    f_CableCheckReq: _iso2.CableCheckReqType | None = None
-    f_CableCheckRes: _iso2.CableCheckResType | None = None
-    f_CertificateInstallationReq: _iso2.CertificateInstallationReqType | None = None
-    f_CertificateInstallationRes: _iso2.CertificateInstallationResType | None = None
-    f_CertificateUpdateReq: _iso2.CertificateUpdateReqType | None = None
-    f_CertificateUpdateRes: _iso2.CertificateUpdateResType | None = None
-    f_ChargeParameterDiscoveryReq: _iso2.ChargeParameterDiscoveryReqType | None = None
-    f_ChargeParameterDiscoveryRes: _iso2.ChargeParameterDiscoveryResType | None = None
-    f_ChargingStatusReq: _iso2.ChargingStatusReqType | None = None
-    f_ChargingStatusRes: _iso2.ChargingStatusResType | None = None
-    f_CurrentDemandReq: _iso2.CurrentDemandReqType | None = None
-    f_CurrentDemandRes: _iso2.CurrentDemandResType | None = None
-    f_MeteringReceiptReq: _iso2.MeteringReceiptReqType | None = None
-    f_MeteringReceiptRes: _iso2.MeteringReceiptResType | None = None
-    f_PaymentDetailsReq: _iso2.PaymentDetailsReqType | None = None
-    f_PaymentDetailsRes: _iso2.PaymentDetailsResType | None = None
-    f_PaymentServiceSelectionReq: _iso2.PaymentServiceSelectionReqType | None = None
-    f_PaymentServiceSelectionRes: _iso2.PaymentServiceSelectionResType | None = None
-    f_PowerDeliveryReq: _iso2.PowerDeliveryReqType | None = None
-    f_PowerDeliveryRes: _iso2.PowerDeliveryResType | None = None
-    f_PreChargeReq: _iso2.PreChargeReqType | None = None
-    f_PreChargeRes: _iso2.PreChargeResType | None = None
-    f_ServiceDetailReq: _iso2.ServiceDetailReqType | None = None
-    f_ServiceDetailRes: _iso2.ServiceDetailResType | None = None
-    f_ServiceDiscoveryReq: _iso2.ServiceDiscoveryReqType | None = None
-    f_ServiceDiscoveryRes: _iso2.ServiceDiscoveryResType | None = None
-    f_SessionSetupReq: _iso2.SessionSetupReqType | None = None
-    f_SessionSetupRes: _iso2.SessionSetupResType | None = None
-    f_SessionStopReq: _iso2.SessionStopReqType | None = None
-    f_SessionStopRes: _iso2.SessionStopResType | None = None
-    f_WeldingDetectionReq: _iso2.WeldingDetectionReqType | None = None
-    f_WeldingDetectionRes: _iso2.WeldingDetectionResType | None = None
+    kw: dict[str, Any] = {}
     s = 0
     c = r.bits(6)
     ec = c
     if ec == 0:
-        f_AuthorizationReq = _d_iso2_AuthorizationReqType(r)
+        kw['AuthorizationReq'] = _d_iso2_AuthorizationReqType(r)
         s = 1
     elif ec == 1:
-        f_AuthorizationRes = _d_iso2_AuthorizationResType(r)
+        c = r.bits(14)
+        if c & 0x3073 != 0x0:
+            raise r.fail_back(14, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        iv = ((c >> 7) & 31)
+        if iv >= 26:
+            raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {iv}')
+        f_1_ResponseCode = _E_iso2_responseCodeType[iv]
+        iv = ((c >> 2) & 3)
+        if iv >= 3:
+            raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
+        f_1_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
+        kw['AuthorizationRes'] = _iso2.AuthorizationResType(ResponseCode=f_1_ResponseCode, EVSEProcessing=f_1_EVSEProcessing)
         s = 1
     elif ec == 2:
-        f_BodyElement = _d_iso2_BodyBaseType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'BodyType[0]', 'expected EE')
+        kw['BodyElement'] = _iso2.BodyBaseType()
         s = 1
     elif ec == 3:
-        f_CableCheckReq = _d_iso2_CableCheckReqType(r)
+        c = r.bits(24)
+        if c & 0xee1c07 != 0x0:
+            raise r.fail_back(24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+        f_4_EVReady = ((c >> 20) & 1) == 1
+        iv = ((c >> 13) & 15)
+        if iv >= 12:
+            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        f_4_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_4_EVRESSSOC = ((c >> 3) & 127)
+        f_3_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_4_EVReady, EVErrorCode=f_4_EVErrorCode, EVRESSSOC=f_4_EVRESSSOC)
+        kw['CableCheckReq'] = _iso2.CableCheckReqType(DC_EVStatus=f_3_DC_EVStatus)
         s = 1
     elif ec == 4:
-        f_CableCheckRes = _d_iso2_CableCheckResType(r)
+        kw['CableCheckRes'] = _d_iso2_CableCheckResType(r)
         s = 1
     elif ec == 5:
-        f_CertificateInstallationReq = _d_iso2_CertificateInstallationReqType(r)
+        kw['CertificateInstallationReq'] = _d_iso2_CertificateInstallationReqType(r)
         s = 1
     elif ec == 6:
-        f_CertificateInstallationRes = _d_iso2_CertificateInstallationResType(r)
+        kw['CertificateInstallationRes'] = _d_iso2_CertificateInstallationResType(r)
         s = 1
     elif ec == 7:
-        f_CertificateUpdateReq = _d_iso2_CertificateUpdateReqType(r)
+        kw['CertificateUpdateReq'] = _d_iso2_CertificateUpdateReqType(r)
         s = 1
     elif ec == 8:
-        f_CertificateUpdateRes = _d_iso2_CertificateUpdateResType(r)
+        kw['CertificateUpdateRes'] = _d_iso2_CertificateUpdateResType(r)
         s = 1
     elif ec == 9:
-        f_ChargeParameterDiscoveryReq = _d_iso2_ChargeParameterDiscoveryReqType(r)
+        kw['ChargeParameterDiscoveryReq'] = _d_iso2_ChargeParameterDiscoveryReqType(r)
         s = 1
     elif ec == 10:
-        f_ChargeParameterDiscoveryRes = _d_iso2_ChargeParameterDiscoveryResType(r)
+        kw['ChargeParameterDiscoveryRes'] = _d_iso2_ChargeParameterDiscoveryResType(r)
         s = 1
     elif ec == 11:
-        f_ChargingStatusReq = _d_iso2_ChargingStatusReqType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'BodyType[0]', 'expected EE')
+        kw['ChargingStatusReq'] = _iso2.ChargingStatusReqType()
         s = 1
     elif ec == 12:
-        f_ChargingStatusRes = _d_iso2_ChargingStatusResType(r)
+        kw['ChargingStatusRes'] = _d_iso2_ChargingStatusResType(r)
         s = 1
     elif ec == 13:
-        f_CurrentDemandReq = _d_iso2_CurrentDemandReqType(r)
+        kw['CurrentDemandReq'] = _d_iso2_CurrentDemandReqType(r)
         s = 1
     elif ec == 14:
-        f_CurrentDemandRes = _d_iso2_CurrentDemandResType(r)
+        kw['CurrentDemandRes'] = _d_iso2_CurrentDemandResType(r)
         s = 1
     elif ec == 15:
-        f_MeteringReceiptReq = _d_iso2_MeteringReceiptReqType(r)
+        kw['MeteringReceiptReq'] = _d_iso2_MeteringReceiptReqType(r)
         s = 1
     elif ec == 16:
-        f_MeteringReceiptRes = _d_iso2_MeteringReceiptResType(r)
+        kw['MeteringReceiptRes'] = _d_iso2_MeteringReceiptResType(r)
         s = 1
     elif ec == 17:
-        f_PaymentDetailsReq = _d_iso2_PaymentDetailsReqType(r)
+        kw['PaymentDetailsReq'] = _d_iso2_PaymentDetailsReqType(r)
         s = 1
     elif ec == 18:
-        f_PaymentDetailsRes = _d_iso2_PaymentDetailsResType(r)
+        c = r.bits(18)
+        if c & 0x30700 != 0x0:
+            raise r.fail_back(18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
+        iv = ((c >> 11) & 31)
+        if iv >= 26:
+            raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
+        f_6_ResponseCode = _E_iso2_responseCodeType[iv]
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_GenChallenge = r.binary_of(u, 16)
+        c = r.bits(12)
+        if c & 0xe00 != 0x0:
+            raise r.fail_back(12, 'BodyType[0]', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_EVSETimeStamp = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BodyType[0]', 'expected EE of EVSETimeStamp, EE')
+        kw['PaymentDetailsRes'] = _iso2.PaymentDetailsResType(ResponseCode=f_6_ResponseCode, GenChallenge=f_6_GenChallenge, EVSETimeStamp=f_6_EVSETimeStamp)
         s = 1
     elif ec == 19:
-        f_PaymentServiceSelectionReq = _d_iso2_PaymentServiceSelectionReqType(r)
+        kw['PaymentServiceSelectionReq'] = _d_iso2_PaymentServiceSelectionReqType(r)
         s = 1
     elif ec == 20:
-        f_PaymentServiceSelectionRes = _d_iso2_PaymentServiceSelectionResType(r)
+        c = r.bits(9)
+        if c & 0x183 != 0x0:
+            raise r.fail_back(9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        iv = ((c >> 2) & 31)
+        if iv >= 26:
+            raise r.fail('PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
+        f_7_ResponseCode = _E_iso2_responseCodeType[iv]
+        kw['PaymentServiceSelectionRes'] = _iso2.PaymentServiceSelectionResType(ResponseCode=f_7_ResponseCode)
         s = 1
     elif ec == 21:
-        f_PowerDeliveryReq = _d_iso2_PowerDeliveryReqType(r)
+        kw['PowerDeliveryReq'] = _d_iso2_PowerDeliveryReqType(r)
         s = 1
     elif ec == 22:
-        f_PowerDeliveryRes = _d_iso2_PowerDeliveryResType(r)
+        kw['PowerDeliveryRes'] = _d_iso2_PowerDeliveryResType(r)
         s = 1
     elif ec == 23:
-        f_PreChargeReq = _d_iso2_PreChargeReqType(r)
+        c = r.bits(47)
+        if c & 0x770e03e38e00 != 0x0:
+            raise r.fail_back(47, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_9_EVReady = ((c >> 43) & 1) == 1
+        iv = ((c >> 36) & 15)
+        if iv >= 12:
+            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        f_9_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_9_EVRESSSOC = ((c >> 26) & 127)
+        f_10_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_10_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_8_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_9_EVReady, EVErrorCode=f_9_EVErrorCode, EVRESSSOC=f_9_EVRESSSOC)
+        if u > 127:
+            u = r.uint_more(u)
+        f_10_Value = -u - 1 if sg else u
+        c = r.bits(26)
+        if c & 0x3e38e00 != 0x0:
+            raise r.fail_back(26, 'BodyType[0]', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_11_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_11_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_8_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_10_Multiplier, Unit=f_10_Unit, Value=f_10_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_11_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'BodyType[0]', 'expected EE of Value, EE, EE')
+        f_8_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_11_Multiplier, Unit=f_11_Unit, Value=f_11_Value)
+        kw['PreChargeReq'] = _iso2.PreChargeReqType(DC_EVStatus=f_8_DC_EVStatus, EVTargetVoltage=f_8_EVTargetVoltage, EVTargetCurrent=f_8_EVTargetCurrent)
         s = 1
     elif ec == 24:
-        f_PreChargeRes = _d_iso2_PreChargeResType(r)
+        kw['PreChargeRes'] = _d_iso2_PreChargeResType(r)
         s = 1
     elif ec == 25:
-        f_ServiceDetailReq = _d_iso2_ServiceDetailReqType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_12_ServiceID = u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BodyType[0]', 'expected EE of ServiceID, EE')
+        kw['ServiceDetailReq'] = _iso2.ServiceDetailReqType(ServiceID=f_12_ServiceID)
         s = 1
     elif ec == 26:
-        f_ServiceDetailRes = _d_iso2_ServiceDetailResType(r)
+        kw['ServiceDetailRes'] = _d_iso2_ServiceDetailResType(r)
         s = 1
     elif ec == 27:
-        f_ServiceDiscoveryReq = _d_iso2_ServiceDiscoveryReqType(r)
+        kw['ServiceDiscoveryReq'] = _d_iso2_ServiceDiscoveryReqType(r)
         s = 1
     elif ec == 28:
-        f_ServiceDiscoveryRes = _d_iso2_ServiceDiscoveryResType(r)
+        kw['ServiceDiscoveryRes'] = _d_iso2_ServiceDiscoveryResType(r)
         s = 1
     elif ec == 29:
-        f_SessionSetupReq = _d_iso2_SessionSetupReqType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_13_EVCCID = r.binary_of(u, 6)
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BodyType[0]', 'expected EE of EVCCID, EE')
+        kw['SessionSetupReq'] = _iso2.SessionSetupReqType(EVCCID=f_13_EVCCID)
         s = 1
     elif ec == 30:
-        f_SessionSetupRes = _d_iso2_SessionSetupResType(r)
+        kw['SessionSetupRes'] = _d_iso2_SessionSetupResType(r)
         s = 1
     elif ec == 31:
-        f_SessionStopReq = _d_iso2_SessionStopReqType(r)
+        c = r.bits(5)
+        if c & 0x1b != 0x0:
+            raise r.fail_back(5, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
+        f_14_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
+        kw['SessionStopReq'] = _iso2.SessionStopReqType(ChargingSession=f_14_ChargingSession)
         s = 1
     elif ec == 32:
-        f_SessionStopRes = _d_iso2_SessionStopResType(r)
+        c = r.bits(9)
+        if c & 0x183 != 0x0:
+            raise r.fail_back(9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        iv = ((c >> 2) & 31)
+        if iv >= 26:
+            raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv}')
+        f_15_ResponseCode = _E_iso2_responseCodeType[iv]
+        kw['SessionStopRes'] = _iso2.SessionStopResType(ResponseCode=f_15_ResponseCode)
         s = 1
     elif ec == 33:
-        f_WeldingDetectionReq = _d_iso2_WeldingDetectionReqType(r)
+        c = r.bits(24)
+        if c & 0xee1c07 != 0x0:
+            raise r.fail_back(24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+        f_17_EVReady = ((c >> 20) & 1) == 1
+        iv = ((c >> 13) & 15)
+        if iv >= 12:
+            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        f_17_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_17_EVRESSSOC = ((c >> 3) & 127)
+        f_16_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_17_EVReady, EVErrorCode=f_17_EVErrorCode, EVRESSSOC=f_17_EVRESSSOC)
+        kw['WeldingDetectionReq'] = _iso2.WeldingDetectionReqType(DC_EVStatus=f_16_DC_EVStatus)
         s = 1
     elif ec == 34:
-        f_WeldingDetectionRes = _d_iso2_WeldingDetectionResType(r)
+        kw['WeldingDetectionRes'] = _d_iso2_WeldingDetectionResType(r)
         s = 1
     elif ec == 35:
         s = -1
@@ -2402,7 +2851,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if r.bits(1):
             raise r.fail_back(1, 'BodyType[1]', 'expected EE')
         s = -1
-    return _iso2.BodyType(AuthorizationReq=f_AuthorizationReq, AuthorizationRes=f_AuthorizationRes, BodyElement=f_BodyElement, CableCheckReq=f_CableCheckReq, CableCheckRes=f_CableCheckRes, CertificateInstallationReq=f_CertificateInstallationReq, CertificateInstallationRes=f_CertificateInstallationRes, CertificateUpdateReq=f_CertificateUpdateReq, CertificateUpdateRes=f_CertificateUpdateRes, ChargeParameterDiscoveryReq=f_ChargeParameterDiscoveryReq, ChargeParameterDiscoveryRes=f_ChargeParameterDiscoveryRes, ChargingStatusReq=f_ChargingStatusReq, ChargingStatusRes=f_ChargingStatusRes, CurrentDemandReq=f_CurrentDemandReq, CurrentDemandRes=f_CurrentDemandRes, MeteringReceiptReq=f_MeteringReceiptReq, MeteringReceiptRes=f_MeteringReceiptRes, PaymentDetailsReq=f_PaymentDetailsReq, PaymentDetailsRes=f_PaymentDetailsRes, PaymentServiceSelectionReq=f_PaymentServiceSelectionReq, PaymentServiceSelectionRes=f_PaymentServiceSelectionRes, PowerDeliveryReq=f_PowerDeliveryReq, PowerDeliveryRes=f_PowerDeliveryRes, PreChargeReq=f_PreChargeReq, PreChargeRes=f_PreChargeRes, ServiceDetailReq=f_ServiceDetailReq, ServiceDetailRes=f_ServiceDetailRes, ServiceDiscoveryReq=f_ServiceDiscoveryReq, ServiceDiscoveryRes=f_ServiceDiscoveryRes, SessionSetupReq=f_SessionSetupReq, SessionSetupRes=f_SessionSetupRes, SessionStopReq=f_SessionStopReq, SessionStopRes=f_SessionStopRes, WeldingDetectionReq=f_WeldingDetectionReq, WeldingDetectionRes=f_WeldingDetectionRes)
+    return _iso2.BodyType(**kw)
 
 def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
     s = 0
@@ -2479,8 +2928,11 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with AuthorizationReq')
         s = 1
     elif o.AuthorizationRes is not None:
-        w.bits(0x1, 6)
-        _e_iso2_AuthorizationResType(w, o.AuthorizationRes)
+        if o.AuthorizationRes.ResponseCode is None:
+            raise encode_error('AuthorizationResType.ResponseCode', 'required value missing')
+        if o.AuthorizationRes.EVSEProcessing is None:
+            raise encode_error('AuthorizationResType.EVSEProcessing', 'required value missing')
+        w.bits((_I_iso2_responseCodeType[o.AuthorizationRes.ResponseCode]) << 7 | (_I_iso2_EVSEProcessingType[o.AuthorizationRes.EVSEProcessing]) << 2 | 0x4000, 20)
         if o.BodyElement is not None:
             raise encode_error('BodyType.BodyElement', 'cannot be combined with AuthorizationRes')
         if o.CableCheckReq is not None:
@@ -2549,8 +3001,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with AuthorizationRes')
         s = 1
     elif o.BodyElement is not None:
-        w.bits(0x2, 6)
-        _e_iso2_BodyBaseType(w, o.BodyElement)
+        w.bits(0x4, 7)
         if o.CableCheckReq is not None:
             raise encode_error('BodyType.CableCheckReq', 'cannot be combined with BodyElement')
         if o.CableCheckRes is not None:
@@ -2617,8 +3068,17 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with BodyElement')
         s = 1
     elif o.CableCheckReq is not None:
-        w.bits(0x3, 6)
-        _e_iso2_CableCheckReqType(w, o.CableCheckReq)
+        if o.CableCheckReq.DC_EVStatus is None:
+            raise encode_error('CableCheckReqType.DC_EVStatus', 'required value missing')
+        if o.CableCheckReq.DC_EVStatus.EVReady is None:
+            raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+        if o.CableCheckReq.DC_EVStatus.EVErrorCode is None:
+            raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+        if o.CableCheckReq.DC_EVStatus.EVRESSSOC is None:
+            raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+        if o.CableCheckReq.DC_EVStatus.EVRESSSOC < 0 or o.CableCheckReq.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.CableCheckReq.DC_EVStatus.EVRESSSOC > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.CableCheckReq.DC_EVStatus.EVRESSSOC!r} outside 0..100')
+        w.bits((1 if o.CableCheckReq.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.CableCheckReq.DC_EVStatus.EVErrorCode]) << 13 | (o.CableCheckReq.DC_EVStatus.EVRESSSOC) << 3 | 0x3000000, 30)
         if o.CableCheckRes is not None:
             raise encode_error('BodyType.CableCheckRes', 'cannot be combined with CableCheckReq')
         if o.CertificateInstallationReq is not None:
@@ -3089,8 +3549,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryRes')
         s = 1
     elif o.ChargingStatusReq is not None:
-        w.bits(0xb, 6)
-        _e_iso2_ChargingStatusReqType(w, o.ChargingStatusReq)
+        w.bits(0x16, 7)
         if o.ChargingStatusRes is not None:
             raise encode_error('BodyType.ChargingStatusRes', 'cannot be combined with ChargingStatusReq')
         if o.CurrentDemandReq is not None:
@@ -3397,8 +3856,21 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsReq')
         s = 1
     elif o.PaymentDetailsRes is not None:
-        w.bits(0x12, 6)
-        _e_iso2_PaymentDetailsResType(w, o.PaymentDetailsRes)
+        if o.PaymentDetailsRes.ResponseCode is None:
+            raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
+        if o.PaymentDetailsRes.GenChallenge is None:
+            raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
+        w.bits((_I_iso2_responseCodeType[o.PaymentDetailsRes.ResponseCode]) << 3 | 0x4800, 16)
+        if (len(o.PaymentDetailsRes.GenChallenge) < 16 and w.strict) or len(o.PaymentDetailsRes.GenChallenge) > 16:
+            raise encode_error('PaymentDetailsResType.GenChallenge', f'length {len(o.PaymentDetailsRes.GenChallenge)} outside 16..16')
+        w.binary(o.PaymentDetailsRes.GenChallenge)
+        if o.PaymentDetailsRes.EVSETimeStamp is None:
+            raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (o.PaymentDetailsRes.EVSETimeStamp < -9223372036854775808 or o.PaymentDetailsRes.EVSETimeStamp > 9223372036854775807)):
+            raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{o.PaymentDetailsRes.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
+        w.integer(o.PaymentDetailsRes.EVSETimeStamp)
+        w.bits(0x0, 2)
         if o.PaymentServiceSelectionReq is not None:
             raise encode_error('BodyType.PaymentServiceSelectionReq', 'cannot be combined with PaymentDetailsRes')
         if o.PaymentServiceSelectionRes is not None:
@@ -3467,8 +3939,9 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentServiceSelectionReq')
         s = 1
     elif o.PaymentServiceSelectionRes is not None:
-        w.bits(0x14, 6)
-        _e_iso2_PaymentServiceSelectionResType(w, o.PaymentServiceSelectionRes)
+        if o.PaymentServiceSelectionRes.ResponseCode is None:
+            raise encode_error('PaymentServiceSelectionResType.ResponseCode', 'required value missing')
+        w.bits((_I_iso2_responseCodeType[o.PaymentServiceSelectionRes.ResponseCode]) << 2 | 0x2800, 15)
         if o.PowerDeliveryReq is not None:
             raise encode_error('BodyType.PowerDeliveryReq', 'cannot be combined with PaymentServiceSelectionRes')
         if o.PowerDeliveryRes is not None:
@@ -3557,8 +4030,45 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryRes')
         s = 1
     elif o.PreChargeReq is not None:
-        w.bits(0x17, 6)
-        _e_iso2_PreChargeReqType(w, o.PreChargeReq)
+        if o.PreChargeReq.DC_EVStatus is None:
+            raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
+        if o.PreChargeReq.DC_EVStatus.EVReady is None:
+            raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+        if o.PreChargeReq.DC_EVStatus.EVErrorCode is None:
+            raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+        if o.PreChargeReq.DC_EVStatus.EVRESSSOC is None:
+            raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+        if o.PreChargeReq.DC_EVStatus.EVRESSSOC < 0 or o.PreChargeReq.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.PreChargeReq.DC_EVStatus.EVRESSSOC > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.PreChargeReq.DC_EVStatus.EVRESSSOC!r} outside 0..100')
+        if o.PreChargeReq.EVTargetVoltage is None:
+            raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
+        if o.PreChargeReq.EVTargetVoltage.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.PreChargeReq.EVTargetVoltage.Multiplier < -3 or o.PreChargeReq.EVTargetVoltage.Multiplier > 4 or (w.strict and (o.PreChargeReq.EVTargetVoltage.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.PreChargeReq.EVTargetVoltage.Multiplier!r} outside -3..3')
+        if o.PreChargeReq.EVTargetVoltage.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.PreChargeReq.EVTargetVoltage.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((1 if o.PreChargeReq.DC_EVStatus.EVReady else 0) << 34 | (_I_iso2_DC_EVErrorCodeType[o.PreChargeReq.DC_EVStatus.EVErrorCode]) << 27 | (o.PreChargeReq.DC_EVStatus.EVRESSSOC) << 17 | (o.PreChargeReq.EVTargetVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.PreChargeReq.EVTargetVoltage.Unit]) << 3 | 0x5c000000000, 44)
+        if (w.strict and (o.PreChargeReq.EVTargetVoltage.Value < -32768 or o.PreChargeReq.EVTargetVoltage.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.PreChargeReq.EVTargetVoltage.Value!r} outside -32768..32767')
+        w.integer(o.PreChargeReq.EVTargetVoltage.Value)
+        if o.PreChargeReq.EVTargetCurrent is None:
+            raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
+        if o.PreChargeReq.EVTargetCurrent.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.PreChargeReq.EVTargetCurrent.Multiplier < -3 or o.PreChargeReq.EVTargetCurrent.Multiplier > 4 or (w.strict and (o.PreChargeReq.EVTargetCurrent.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.PreChargeReq.EVTargetCurrent.Multiplier!r} outside -3..3')
+        if o.PreChargeReq.EVTargetCurrent.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.PreChargeReq.EVTargetCurrent.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.PreChargeReq.EVTargetCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.PreChargeReq.EVTargetCurrent.Unit]) << 3, 17)
+        if (w.strict and (o.PreChargeReq.EVTargetCurrent.Value < -32768 or o.PreChargeReq.EVTargetCurrent.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.PreChargeReq.EVTargetCurrent.Value!r} outside -32768..32767')
+        w.integer(o.PreChargeReq.EVTargetCurrent.Value)
+        w.bits(0x0, 3)
         if o.PreChargeRes is not None:
             raise encode_error('BodyType.PreChargeRes', 'cannot be combined with PreChargeReq')
         if o.ServiceDetailReq is not None:
@@ -3607,8 +4117,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeRes')
         s = 1
     elif o.ServiceDetailReq is not None:
-        w.bits(0x19, 6)
-        _e_iso2_ServiceDetailReqType(w, o.ServiceDetailReq)
+        if o.ServiceDetailReq.ServiceID is None:
+            raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
+        w.bits(0x64, 8)
+        if o.ServiceDetailReq.ServiceID < 0 or (w.strict and (o.ServiceDetailReq.ServiceID > 65535)):
+            raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceDetailReq.ServiceID!r} outside 0..65535')
+        w.uint(o.ServiceDetailReq.ServiceID)
+        w.bits(0x0, 2)
         if o.ServiceDetailRes is not None:
             raise encode_error('BodyType.ServiceDetailRes', 'cannot be combined with ServiceDetailReq')
         if o.ServiceDiscoveryReq is not None:
@@ -3683,8 +4198,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryRes')
         s = 1
     elif o.SessionSetupReq is not None:
-        w.bits(0x1d, 6)
-        _e_iso2_SessionSetupReqType(w, o.SessionSetupReq)
+        if o.SessionSetupReq.EVCCID is None:
+            raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
+        w.bits(0x74, 8)
+        if len(o.SessionSetupReq.EVCCID) > 6:
+            raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.SessionSetupReq.EVCCID)} outside 0..6')
+        w.binary(o.SessionSetupReq.EVCCID)
+        w.bits(0x0, 2)
         if o.SessionSetupRes is not None:
             raise encode_error('BodyType.SessionSetupRes', 'cannot be combined with SessionSetupReq')
         if o.SessionStopReq is not None:
@@ -3709,8 +4229,9 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupRes')
         s = 1
     elif o.SessionStopReq is not None:
-        w.bits(0x1f, 6)
-        _e_iso2_SessionStopReqType(w, o.SessionStopReq)
+        if o.SessionStopReq.ChargingSession is None:
+            raise encode_error('SessionStopReqType.ChargingSession', 'required value missing')
+        w.bits((_I_iso2_chargingSessionType[o.SessionStopReq.ChargingSession]) << 2 | 0x3e0, 11)
         if o.SessionStopRes is not None:
             raise encode_error('BodyType.SessionStopRes', 'cannot be combined with SessionStopReq')
         if o.WeldingDetectionReq is not None:
@@ -3719,16 +4240,26 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopReq')
         s = 1
     elif o.SessionStopRes is not None:
-        w.bits(0x20, 6)
-        _e_iso2_SessionStopResType(w, o.SessionStopRes)
+        if o.SessionStopRes.ResponseCode is None:
+            raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
+        w.bits((_I_iso2_responseCodeType[o.SessionStopRes.ResponseCode]) << 2 | 0x4000, 15)
         if o.WeldingDetectionReq is not None:
             raise encode_error('BodyType.WeldingDetectionReq', 'cannot be combined with SessionStopRes')
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopRes')
         s = 1
     elif o.WeldingDetectionReq is not None:
-        w.bits(0x21, 6)
-        _e_iso2_WeldingDetectionReqType(w, o.WeldingDetectionReq)
+        if o.WeldingDetectionReq.DC_EVStatus is None:
+            raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
+        if o.WeldingDetectionReq.DC_EVStatus.EVReady is None:
+            raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+        if o.WeldingDetectionReq.DC_EVStatus.EVErrorCode is None:
+            raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+        if o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC is None:
+            raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+        if o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC < 0 or o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC!r} outside 0..100')
+        w.bits((1 if o.WeldingDetectionReq.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.WeldingDetectionReq.DC_EVStatus.EVErrorCode]) << 13 | (o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC) << 3 | 0x21000000, 30)
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
@@ -3746,19 +4277,30 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
 
 def _d_iso2_CableCheckReqType(r: BitReader) -> _iso2.CableCheckReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
-    if r.bits(1):
-        raise r.fail_back(1, 'CableCheckReqType', 'expected SE(DC_EVStatus)')
-    f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CableCheckReqType', 'expected EE')
+    c = r.bits(24)
+    if c & 0xee1c07 != 0x0:
+        raise r.fail_back(24, 'CableCheckReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+    f_1_EVReady = ((c >> 20) & 1) == 1
+    iv = ((c >> 13) & 15)
+    if iv >= 12:
+        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+    f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+    f_1_EVRESSSOC = ((c >> 3) & 127)
+    f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
     return _iso2.CableCheckReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
     if o.DC_EVStatus is None:
         raise encode_error('CableCheckReqType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
-    w.bits(0x0, 1)
+    if o.DC_EVStatus.EVReady is None:
+        raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+    if o.DC_EVStatus.EVErrorCode is None:
+        raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+    if o.DC_EVStatus.EVRESSSOC is None:
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+    if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
+    w.bits((1 if o.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 13 | (o.DC_EVStatus.EVRESSSOC) << 3, 24)
 
 def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -3796,13 +4338,20 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateIns
     f_Id: str
     f_OEMProvisioningCert: bytes
     f_ListOfRootCertificateIDs: _iso2.ListOfRootCertificateIDsType
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected AT(Id)')
-    f_Id = r.string(None)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
-    f_OEMProvisioningCert = r.binary(800)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CertificateInstallationReqType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_OEMProvisioningCert = r.binary_of(u, 800)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'CertificateInstallationReqType', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
@@ -3846,17 +4395,54 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     if r.bits(1):
         raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey)')
-    f_ContractSignatureEncryptedPrivateKey = _d_iso2_ContractSignatureEncryptedPrivateKeyType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(DHpublickey)')
-    f_DHpublickey = _d_iso2_DiffieHellmanPublickeyType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(eMAID)')
-    f_eMAID = _d_iso2_EMAIDType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationResType', 'expected EE')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Id = r.string_of(u, None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CertificateInstallationResType', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_value = r.binary_of(u, 48)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'CertificateInstallationResType', 'expected EE, SE(DHpublickey), AT(Id)')
+    u = (c & 255)
+    f_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_1_Id, value=f_1_value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Id = r.string_of(u, None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CertificateInstallationResType', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_value = r.binary_of(u, 65)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'CertificateInstallationResType', 'expected EE, SE(eMAID), AT(Id)')
+    u = (c & 255)
+    f_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_2_Id, value=f_2_value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Id = r.string_of(u, None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CertificateInstallationResType', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_value = r.string_of(u, 15)
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'CertificateInstallationResType', 'expected EE, EE')
+    f_eMAID = _iso2.EMAIDType(Id=f_3_Id, value=f_3_value)
     return _iso2.CertificateInstallationResType(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID)
 
 def _e_iso2_CertificateInstallationResType(w: BitWriter, o: _iso2.CertificateInstallationResType) -> None:
@@ -3872,33 +4458,64 @@ def _e_iso2_CertificateInstallationResType(w: BitWriter, o: _iso2.CertificateIns
     _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
     if o.ContractSignatureEncryptedPrivateKey is None:
         raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
+    if o.ContractSignatureEncryptedPrivateKey.Id is None:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
+    w.bits(0x0, 2)
+    w.string(o.ContractSignatureEncryptedPrivateKey.Id)
+    if o.ContractSignatureEncryptedPrivateKey.value is None:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
     w.bits(0x0, 1)
-    _e_iso2_ContractSignatureEncryptedPrivateKeyType(w, o.ContractSignatureEncryptedPrivateKey)
+    if len(o.ContractSignatureEncryptedPrivateKey.value) > 48:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(o.ContractSignatureEncryptedPrivateKey.value)} outside 0..48')
+    w.binary(o.ContractSignatureEncryptedPrivateKey.value)
     if o.DHpublickey is None:
         raise encode_error('CertificateInstallationResType.DHpublickey', 'required value missing')
+    if o.DHpublickey.Id is None:
+        raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
+    w.bits(0x0, 3)
+    w.string(o.DHpublickey.Id)
+    if o.DHpublickey.value is None:
+        raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
     w.bits(0x0, 1)
-    _e_iso2_DiffieHellmanPublickeyType(w, o.DHpublickey)
+    if len(o.DHpublickey.value) > 65:
+        raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(o.DHpublickey.value)} outside 0..65')
+    w.binary(o.DHpublickey.value)
     if o.eMAID is None:
         raise encode_error('CertificateInstallationResType.eMAID', 'required value missing')
+    if o.eMAID.Id is None:
+        raise encode_error('EMAIDType.Id', 'required value missing')
+    w.bits(0x0, 3)
+    w.string(o.eMAID.Id)
+    if o.eMAID.value is None:
+        raise encode_error('EMAIDType.value', 'required value missing')
     w.bits(0x0, 1)
-    _e_iso2_EMAIDType(w, o.eMAID)
-    w.bits(0x0, 1)
+    if (len(o.eMAID.value) < 14 and w.strict) or len(o.eMAID.value) > 15:
+        raise encode_error('EMAIDType.value', f'length {len(o.eMAID.value)} outside 14..15')
+    w.string(o.eMAID.value)
+    w.bits(0x0, 2)
 
 def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReqType:
     f_Id: str
     f_ContractSignatureCertChain: _iso2.CertificateChainType
     f_eMAID: str
     f_ListOfRootCertificateIDs: _iso2.ListOfRootCertificateIDsType
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateUpdateReqType', 'expected AT(Id)')
-    f_Id = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CertificateUpdateReqType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'CertificateUpdateReqType', 'expected SE(ContractSignatureCertChain)')
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected SE(eMAID), CH of eMAID')
-    f_eMAID = r.string(15)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateUpdateReqType', 'expected SE(eMAID), CH of eMAID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_eMAID = r.string_of(u, 15)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'CertificateUpdateReqType', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
@@ -3950,27 +4567,68 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         raise r.fail_back(1, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)')
     s = 2
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey)')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
+    u = (c & 255)
     s = 3
-    f_ContractSignatureEncryptedPrivateKey = _d_iso2_ContractSignatureEncryptedPrivateKeyType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateUpdateResType', 'expected SE(DHpublickey)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Id = r.string_of(u, None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CertificateUpdateResType', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_value = r.binary_of(u, 48)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'CertificateUpdateResType', 'expected EE, SE(DHpublickey), AT(Id)')
+    u = (c & 255)
+    f_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_1_Id, value=f_1_value)
     s = 4
-    f_DHpublickey = _d_iso2_DiffieHellmanPublickeyType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateUpdateResType', 'expected SE(eMAID)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Id = r.string_of(u, None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CertificateUpdateResType', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_value = r.binary_of(u, 65)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'CertificateUpdateResType', 'expected EE, SE(eMAID), AT(Id)')
+    u = (c & 255)
+    f_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_2_Id, value=f_2_value)
     s = 5
-    f_eMAID = _d_iso2_EMAIDType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Id = r.string_of(u, None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CertificateUpdateResType', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_value = r.string_of(u, 15)
+    c = r.bits(3)
+    if c & 0x4 != 0x0:
+        raise r.fail_back(3, 'CertificateUpdateResType', 'expected EE')
+    ec = (c & 3)
+    f_eMAID = _iso2.EMAIDType(Id=f_3_Id, value=f_3_value)
     s = 6
     if ec == 0:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'CertificateUpdateResType[6]', 'expected CH of RetryCounter')
-        sg = (c & 1)
-        f_RetryCounter = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'CertificateUpdateResType[6]', 'expected CH of RetryCounter')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_RetryCounter = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'CertificateUpdateResType[6]', 'expected EE of RetryCounter')
         s = 7
@@ -4000,19 +4658,44 @@ def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateRes
     _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
     if o.ContractSignatureEncryptedPrivateKey is None:
         raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
-    w.bits(0x0, 1)
+    if o.ContractSignatureEncryptedPrivateKey.Id is None:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
+    w.bits(0x0, 2)
     s = 3
-    _e_iso2_ContractSignatureEncryptedPrivateKeyType(w, o.ContractSignatureEncryptedPrivateKey)
+    w.string(o.ContractSignatureEncryptedPrivateKey.Id)
+    if o.ContractSignatureEncryptedPrivateKey.value is None:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
+    w.bits(0x0, 1)
+    if len(o.ContractSignatureEncryptedPrivateKey.value) > 48:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(o.ContractSignatureEncryptedPrivateKey.value)} outside 0..48')
+    w.binary(o.ContractSignatureEncryptedPrivateKey.value)
     if o.DHpublickey is None:
         raise encode_error('CertificateUpdateResType.DHpublickey', 'required value missing')
-    w.bits(0x0, 1)
+    if o.DHpublickey.Id is None:
+        raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
+    w.bits(0x0, 3)
     s = 4
-    _e_iso2_DiffieHellmanPublickeyType(w, o.DHpublickey)
+    w.string(o.DHpublickey.Id)
+    if o.DHpublickey.value is None:
+        raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
+    w.bits(0x0, 1)
+    if len(o.DHpublickey.value) > 65:
+        raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(o.DHpublickey.value)} outside 0..65')
+    w.binary(o.DHpublickey.value)
     if o.eMAID is None:
         raise encode_error('CertificateUpdateResType.eMAID', 'required value missing')
-    w.bits(0x0, 1)
+    if o.eMAID.Id is None:
+        raise encode_error('EMAIDType.Id', 'required value missing')
+    w.bits(0x0, 3)
     s = 5
-    _e_iso2_EMAIDType(w, o.eMAID)
+    w.string(o.eMAID.Id)
+    if o.eMAID.value is None:
+        raise encode_error('EMAIDType.value', 'required value missing')
+    w.bits(0x0, 1)
+    if (len(o.eMAID.value) < 14 and w.strict) or len(o.eMAID.value) > 15:
+        raise encode_error('EMAIDType.value', f'length {len(o.eMAID.value)} outside 14..15')
+    w.string(o.eMAID.value)
+    w.bits(0x0, 1)
     s = 6
     if o.RetryCounter is not None:
         w.bits(0x0, 3)
@@ -4039,9 +4722,13 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
-        f_MaxEntriesSAScheduleTuple = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MaxEntriesSAScheduleTuple = u
         if r.bits(1):
             raise r.fail_back(1, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple')
         s = 1
@@ -4153,29 +4840,123 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         f_SAScheduleList = _d_iso2_SAScheduleListType(r)
         s = 3
     elif ec == 1:
-        f_SASchedules = _d_iso2_SASchedulesType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+        f_SASchedules = _iso2.SASchedulesType()
         s = 3
     elif ec == 2:
-        f_AC_EVSEChargeParameter = _d_iso2_AC_EVSEChargeParameterType(r)
+        c = r.bits(11)
+        if c & 0x700 != 0x0:
+            raise r.fail_back(11, 'ChargeParameterDiscoveryResType[2]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_NotificationMaxDelay = u
+        c = r.bits(35)
+        if c & 0x73be38e00 != 0x0:
+            raise r.fail_back(35, 'ChargeParameterDiscoveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 30) & 3)
+        if iv >= 3:
+            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        f_3_RCD = ((c >> 26) & 1) == 1
+        f_4_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_4_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_2_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_3_NotificationMaxDelay, EVSENotification=f_3_EVSENotification, RCD=f_3_RCD)
+        if u > 127:
+            u = r.uint_more(u)
+        f_4_Value = -u - 1 if sg else u
+        c = r.bits(26)
+        if c & 0x3e38e00 != 0x0:
+            raise r.fail_back(26, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_5_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_5_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_2_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, EE')
+        f_2_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
+        f_AC_EVSEChargeParameter = _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_2_AC_EVSEStatus, EVSENominalVoltage=f_2_EVSENominalVoltage, EVSEMaxCurrent=f_2_EVSEMaxCurrent)
         s = 4
     elif ec == 3:
         f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r)
         s = 4
     elif ec == 4:
-        f_EVSEChargeParameter = _d_iso2_EVSEChargeParameterType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+        f_EVSEChargeParameter = _iso2.EVSEChargeParameterType()
         s = 4
     else:
         raise r.fail('ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            f_AC_EVSEChargeParameter = _d_iso2_AC_EVSEChargeParameterType(r)
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_NotificationMaxDelay = u
+            c = r.bits(35)
+            if c & 0x73be38e00 != 0x0:
+                raise r.fail_back(35, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 30) & 3)
+            if iv >= 3:
+                raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_8_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            f_8_RCD = ((c >> 26) & 1) == 1
+            f_9_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_9_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_7_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_8_NotificationMaxDelay, EVSENotification=f_8_EVSENotification, RCD=f_8_RCD)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(26)
+            if c & 0x3e38e00 != 0x0:
+                raise r.fail_back(26, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_10_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_10_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_7_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_10_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, EE')
+            f_7_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_10_Multiplier, Unit=f_10_Unit, Value=f_10_Value)
+            f_AC_EVSEChargeParameter = _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_7_AC_EVSEStatus, EVSENominalVoltage=f_7_EVSENominalVoltage, EVSEMaxCurrent=f_7_EVSEMaxCurrent)
             s = 4
         elif ec == 1:
             f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r)
             s = 4
         elif ec == 2:
-            f_EVSEChargeParameter = _d_iso2_EVSEChargeParameterType(r)
+            if r.bits(1):
+                raise r.fail_back(1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+            f_EVSEChargeParameter = _iso2.EVSEChargeParameterType()
             s = 4
         else:
             raise r.fail('ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
@@ -4200,12 +4981,50 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('ChargeParameterDiscoveryResType.SASchedules', 'cannot be combined with SAScheduleList')
         s = 3
     elif o.SASchedules is not None:
-        w.bits(0x1, 3)
-        _e_iso2_SASchedulesType(w, o.SASchedules)
+        w.bits(0x2, 4)
         s = 3
     elif o.AC_EVSEChargeParameter is not None:
-        w.bits(0x2, 3)
-        _e_iso2_AC_EVSEChargeParameterType(w, o.AC_EVSEChargeParameter)
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus is None:
+            raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x10, 6)
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay)
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD is None:
+            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+        if o.AC_EVSEChargeParameter.EVSENominalVoltage is None:
+            raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
+        if o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier < -3 or o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier > 4 or (w.strict and (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier!r} outside -3..3')
+        if o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification]) << 21 | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD else 0) << 17 | (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit]) << 3, 26)
+        if (w.strict and (o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < -32768 or o.AC_EVSEChargeParameter.EVSENominalVoltage.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSENominalVoltage.Value!r} outside -32768..32767')
+        w.integer(o.AC_EVSEChargeParameter.EVSENominalVoltage.Value)
+        if o.AC_EVSEChargeParameter.EVSEMaxCurrent is None:
+            raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
+        if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier < -3 or o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier > 4 or (w.strict and (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier!r} outside -3..3')
+        if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit]) << 3, 17)
+        if (w.strict and (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < -32768 or o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value!r} outside -32768..32767')
+        w.integer(o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value)
+        w.bits(0x0, 3)
         if o.DC_EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
         if o.EVSEChargeParameter is not None:
@@ -4218,15 +5037,53 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
         s = 4
     elif o.EVSEChargeParameter is not None:
-        w.bits(0x4, 3)
-        _e_iso2_EVSEChargeParameterType(w, o.EVSEChargeParameter)
+        w.bits(0x8, 4)
         s = 4
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if s == 3:
         if o.AC_EVSEChargeParameter is not None:
-            w.bits(0x0, 2)
-            _e_iso2_AC_EVSEChargeParameterType(w, o.AC_EVSEChargeParameter)
+            if o.AC_EVSEChargeParameter.AC_EVSEStatus is None:
+                raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
+            if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay is None:
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+            w.bits(0x0, 5)
+            if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+            w.uint(o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay)
+            if o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification is None:
+                raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+            if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD is None:
+                raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+            if o.AC_EVSEChargeParameter.EVSENominalVoltage is None:
+                raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
+            if o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier < -3 or o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier > 4 or (w.strict and (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier!r} outside -3..3')
+            if o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification]) << 21 | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD else 0) << 17 | (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit]) << 3, 26)
+            if (w.strict and (o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < -32768 or o.AC_EVSEChargeParameter.EVSENominalVoltage.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSENominalVoltage.Value!r} outside -32768..32767')
+            w.integer(o.AC_EVSEChargeParameter.EVSENominalVoltage.Value)
+            if o.AC_EVSEChargeParameter.EVSEMaxCurrent is None:
+                raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
+            if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier < -3 or o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier > 4 or (w.strict and (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier!r} outside -3..3')
+            if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit]) << 3, 17)
+            if (w.strict and (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < -32768 or o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value!r} outside -32768..32767')
+            w.integer(o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value)
+            w.bits(0x0, 3)
             if o.DC_EVSEChargeParameter is not None:
                 raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
             if o.EVSEChargeParameter is not None:
@@ -4239,8 +5096,7 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
                 raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
             s = 4
         elif o.EVSEChargeParameter is not None:
-            w.bits(0x2, 2)
-            _e_iso2_EVSEChargeParameterType(w, o.EVSEChargeParameter)
+            w.bits(0x4, 3)
             s = 4
         else:
             raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
@@ -4264,15 +5120,18 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     f_ReceiptRequired: bool | None = None
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
     s = 0
-    c = r.bits(10)
-    if c & 0x307 != 0x0:
-        raise r.fail_back(10, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
-    iv = ((c >> 3) & 31)
+    c = r.bits(18)
+    if c & 0x30700 != 0x0:
+        raise r.fail_back(18, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+    iv = ((c >> 11) & 31)
     if iv >= 26:
         raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
+    u = (c & 255)
     s = 1
-    f_EVSEID = r.string(37)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVSEID = r.string_of(u, 37)
     c = r.bits(15)
     if c & 0x7008 != 0x0:
         raise r.fail_back(15, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
@@ -4281,7 +5140,23 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     s = 2
     s = 3
     if ec == 0:
-        f_EVSEMaxCurrent = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'ChargingStatusResType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_1_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_1_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'ChargingStatusResType[3]', 'expected EE of Value, EE')
+        f_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
         s = 4
     elif ec == 1:
         f_MeterInfo = _d_iso2_MeterInfoType(r)
@@ -4293,7 +5168,22 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
         f_ReceiptRequired = ((c >> 1) & 1) == 1
         s = 6
     elif ec == 3:
-        f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'ChargingStatusResType[3]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_NotificationMaxDelay = u
+        c = r.bits(11)
+        if c & 0x73b != 0x0:
+            raise r.fail_back(11, 'ChargingStatusResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+        iv = ((c >> 6) & 3)
+        if iv >= 3:
+            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        f_2_RCD = ((c >> 2) & 1) == 1
+        f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_2_NotificationMaxDelay, EVSENotification=f_2_EVSENotification, RCD=f_2_RCD)
         s = 7
     else:
         raise r.fail('ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -4309,7 +5199,22 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             f_ReceiptRequired = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 2:
-            f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ChargingStatusResType[4]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_NotificationMaxDelay = u
+            c = r.bits(11)
+            if c & 0x73b != 0x0:
+                raise r.fail_back(11, 'ChargingStatusResType[4]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+            iv = ((c >> 6) & 3)
+            if iv >= 3:
+                raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            f_3_RCD = ((c >> 2) & 1) == 1
+            f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_3_NotificationMaxDelay, EVSENotification=f_3_EVSENotification, RCD=f_3_RCD)
             s = 7
         else:
             raise r.fail('ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -4322,14 +5227,42 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             f_ReceiptRequired = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 1:
-            f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ChargingStatusResType[5]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_NotificationMaxDelay = u
+            c = r.bits(11)
+            if c & 0x73b != 0x0:
+                raise r.fail_back(11, 'ChargingStatusResType[5]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+            iv = ((c >> 6) & 3)
+            if iv >= 3:
+                raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_4_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            f_4_RCD = ((c >> 2) & 1) == 1
+            f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_4_NotificationMaxDelay, EVSENotification=f_4_EVSENotification, RCD=f_4_RCD)
             s = 7
         else:
             raise r.fail('ChargingStatusResType[5]', f'event code {ec}, expected SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 6:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargingStatusResType[6]', 'expected SE(AC_EVSEStatus)')
-        f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
+        c = r.bits(11)
+        if c & 0x700 != 0x0:
+            raise r.fail_back(11, 'ChargingStatusResType[6]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_NotificationMaxDelay = u
+        c = r.bits(11)
+        if c & 0x73b != 0x0:
+            raise r.fail_back(11, 'ChargingStatusResType[6]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+        iv = ((c >> 6) & 3)
+        if iv >= 3:
+            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_5_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        f_5_RCD = ((c >> 2) & 1) == 1
+        f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_5_NotificationMaxDelay, EVSENotification=f_5_EVSENotification, RCD=f_5_RCD)
         s = 7
     if r.bits(1):
         raise r.fail_back(1, 'ChargingStatusResType', 'expected EE')
@@ -4355,8 +5288,19 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
     s = 2
     s = 3
     if o.EVSEMaxCurrent is not None:
-        w.bits(0x0, 3)
-        _e_iso2_PhysicalValueType(w, o.EVSEMaxCurrent)
+        if o.EVSEMaxCurrent.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVSEMaxCurrent.Multiplier < -3 or o.EVSEMaxCurrent.Multiplier > 4 or (w.strict and (o.EVSEMaxCurrent.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaxCurrent.Multiplier!r} outside -3..3')
+        if o.EVSEMaxCurrent.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVSEMaxCurrent.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVSEMaxCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaxCurrent.Unit]) << 3, 17)
+        if (w.strict and (o.EVSEMaxCurrent.Value < -32768 or o.EVSEMaxCurrent.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaxCurrent.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaxCurrent.Value)
+        w.bits(0x0, 2)
         s = 4
     elif o.MeterInfo is not None:
         w.bits(0x1, 3)
@@ -4366,8 +5310,17 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
         w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x10, 6)
         s = 6
     elif o.AC_EVSEStatus is not None:
-        w.bits(0x3, 3)
-        _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+        if o.AC_EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0xc, 5)
+        if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+        if o.AC_EVSEStatus.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        if o.AC_EVSEStatus.RCD is None:
+            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+        w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
         s = 7
     else:
         raise encode_error('ChargingStatusResType', 'missing SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -4380,8 +5333,17 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x8, 5)
             s = 6
         elif o.AC_EVSEStatus is not None:
-            w.bits(0x2, 2)
-            _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+            if o.AC_EVSEStatus.NotificationMaxDelay is None:
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+            w.bits(0x8, 4)
+            if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+            w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+            if o.AC_EVSEStatus.EVSENotification is None:
+                raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+            if o.AC_EVSEStatus.RCD is None:
+                raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+            w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -4390,15 +5352,33 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             w.bits((1 if o.ReceiptRequired else 0) << 1, 5)
             s = 6
         elif o.AC_EVSEStatus is not None:
-            w.bits(0x1, 2)
-            _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+            if o.AC_EVSEStatus.NotificationMaxDelay is None:
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+            w.bits(0x4, 4)
+            if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+            w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+            if o.AC_EVSEStatus.EVSENotification is None:
+                raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+            if o.AC_EVSEStatus.RCD is None:
+                raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+            w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 6:
         if o.AC_EVSEStatus is not None:
-            w.bits(0x0, 1)
-            _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+            if o.AC_EVSEStatus.NotificationMaxDelay is None:
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+            w.bits(0x0, 3)
+            if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+            w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+            if o.AC_EVSEStatus.EVSENotification is None:
+                raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+            if o.AC_EVSEStatus.RCD is None:
+                raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+            w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(AC_EVSEStatus)')
@@ -4417,24 +5397,89 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     f_RemainingTimeToBulkSoC: _iso2.PhysicalValueType | None = None
     f_EVTargetVoltage: _iso2.PhysicalValueType
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'CurrentDemandReqType', 'expected SE(DC_EVStatus)')
-    f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CurrentDemandReqType', 'expected SE(EVTargetCurrent)')
+    c = r.bits(47)
+    if c & 0x770e03e38e00 != 0x0:
+        raise r.fail_back(47, 'CurrentDemandReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_1_EVReady = ((c >> 43) & 1) == 1
+    iv = ((c >> 36) & 15)
+    if iv >= 12:
+        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+    f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+    f_1_EVRESSSOC = ((c >> 26) & 127)
+    f_2_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
     s = 1
-    f_EVTargetCurrent = _d_iso2_PhysicalValueType(r)
-    c = r.bits(3)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(5)
+    if c & 0x18 != 0x0:
+        raise r.fail_back(5, 'CurrentDemandReqType', 'expected EE of Value, EE')
+    ec = (c & 7)
+    f_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     s = 2
     if ec == 0:
-        f_EVMaximumVoltageLimit = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_3_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_3_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+        f_EVMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
         s = 3
     elif ec == 1:
-        f_EVMaximumCurrentLimit = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_4_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_4_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_4_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+        f_EVMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
         s = 4
     elif ec == 2:
-        f_EVMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_5_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_5_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+        f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
         s = 5
     elif ec == 3:
         c = r.bits(3)
@@ -4453,10 +5498,42 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            f_EVMaximumCurrentLimit = _d_iso2_PhysicalValueType(r)
+            c = r.bits(23)
+            if c & 0x638e00 != 0x0:
+                raise r.fail_back(23, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_6_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_6_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
+            f_EVMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
             s = 4
         elif ec == 1:
-            f_EVMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
+            c = r.bits(23)
+            if c & 0x638e00 != 0x0:
+                raise r.fail_back(23, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_7_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_7_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
+            f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
             s = 5
         elif ec == 2:
             c = r.bits(3)
@@ -4475,7 +5552,23 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
+            c = r.bits(23)
+            if c & 0x638e00 != 0x0:
+                raise r.fail_back(23, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_8_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_8_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'CurrentDemandReqType[4]', 'expected EE of Value, EE')
+            f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
             s = 5
         elif ec == 1:
             c = r.bits(3)
@@ -4516,30 +5609,124 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_RemainingTimeToFullSoC = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_9_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_9_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_9_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+        f_RemainingTimeToFullSoC = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
         s = 8
     elif ec == 1:
-        f_RemainingTimeToBulkSoC = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_10_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_10_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_10_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+        f_RemainingTimeToBulkSoC = _iso2.PhysicalValueType(Multiplier=f_10_Multiplier, Unit=f_10_Unit, Value=f_10_Value)
         s = 9
     elif ec == 2:
-        f_EVTargetVoltage = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_11_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_11_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_11_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+        f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_11_Multiplier, Unit=f_11_Unit, Value=f_11_Value)
         s = 10
     else:
         raise r.fail('CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 8:
         ec = r.bits(2)
         if ec == 0:
-            f_RemainingTimeToBulkSoC = _d_iso2_PhysicalValueType(r)
+            c = r.bits(23)
+            if c & 0x638e00 != 0x0:
+                raise r.fail_back(23, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_12_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_12_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_12_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
+            f_RemainingTimeToBulkSoC = _iso2.PhysicalValueType(Multiplier=f_12_Multiplier, Unit=f_12_Unit, Value=f_12_Value)
             s = 9
         elif ec == 1:
-            f_EVTargetVoltage = _d_iso2_PhysicalValueType(r)
+            c = r.bits(23)
+            if c & 0x638e00 != 0x0:
+                raise r.fail_back(23, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_13_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_13_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_13_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
+            f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_13_Multiplier, Unit=f_13_Unit, Value=f_13_Value)
             s = 10
         else:
             raise r.fail('CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
-        if r.bits(1):
-            raise r.fail_back(1, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage)')
-        f_EVTargetVoltage = _d_iso2_PhysicalValueType(r)
+        c = r.bits(24)
+        if c & 0xe38e00 != 0x0:
+            raise r.fail_back(24, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_14_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_14_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_14_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandReqType[9]', 'expected EE of Value, EE')
+        f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_14_Multiplier, Unit=f_14_Unit, Value=f_14_Value)
         s = 10
     if r.bits(1):
         raise r.fail_back(1, 'CurrentDemandReqType', 'expected EE')
@@ -4550,25 +5737,75 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
     s = 0
     if o.DC_EVStatus is None:
         raise encode_error('CurrentDemandReqType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
+    if o.DC_EVStatus.EVReady is None:
+        raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+    if o.DC_EVStatus.EVErrorCode is None:
+        raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+    if o.DC_EVStatus.EVRESSSOC is None:
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+    if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
     if o.EVTargetCurrent is None:
         raise encode_error('CurrentDemandReqType.EVTargetCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVTargetCurrent.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVTargetCurrent.Multiplier < -3 or o.EVTargetCurrent.Multiplier > 4 or (w.strict and (o.EVTargetCurrent.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetCurrent.Multiplier!r} outside -3..3')
+    if o.EVTargetCurrent.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVTargetCurrent.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((1 if o.DC_EVStatus.EVReady else 0) << 34 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 27 | (o.DC_EVStatus.EVRESSSOC) << 17 | (o.EVTargetCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetCurrent.Unit]) << 3, 38)
     s = 1
-    _e_iso2_PhysicalValueType(w, o.EVTargetCurrent)
+    if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVTargetCurrent.Value)
+    w.bits(0x0, 2)
     s = 2
     if o.EVMaximumVoltageLimit is not None:
-        w.bits(0x0, 3)
-        _e_iso2_PhysicalValueType(w, o.EVMaximumVoltageLimit)
+        if o.EVMaximumVoltageLimit.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVMaximumVoltageLimit.Multiplier < -3 or o.EVMaximumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVMaximumVoltageLimit.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumVoltageLimit.Multiplier!r} outside -3..3')
+        if o.EVMaximumVoltageLimit.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVMaximumVoltageLimit.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVMaximumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 3, 17)
+        if (w.strict and (o.EVMaximumVoltageLimit.Value < -32768 or o.EVMaximumVoltageLimit.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumVoltageLimit.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumVoltageLimit.Value)
+        w.bits(0x0, 2)
         s = 3
     elif o.EVMaximumCurrentLimit is not None:
-        w.bits(0x1, 3)
-        _e_iso2_PhysicalValueType(w, o.EVMaximumCurrentLimit)
+        if o.EVMaximumCurrentLimit.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVMaximumCurrentLimit.Multiplier < -3 or o.EVMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVMaximumCurrentLimit.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumCurrentLimit.Multiplier!r} outside -3..3')
+        if o.EVMaximumCurrentLimit.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVMaximumCurrentLimit.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 3 | 0x4000, 17)
+        if (w.strict and (o.EVMaximumCurrentLimit.Value < -32768 or o.EVMaximumCurrentLimit.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumCurrentLimit.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumCurrentLimit.Value)
+        w.bits(0x0, 2)
         s = 4
     elif o.EVMaximumPowerLimit is not None:
-        w.bits(0x2, 3)
-        _e_iso2_PhysicalValueType(w, o.EVMaximumPowerLimit)
+        if o.EVMaximumPowerLimit.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVMaximumPowerLimit.Multiplier < -3 or o.EVMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVMaximumPowerLimit.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumPowerLimit.Multiplier!r} outside -3..3')
+        if o.EVMaximumPowerLimit.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVMaximumPowerLimit.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 3 | 0x8000, 17)
+        if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumPowerLimit.Value)
+        w.bits(0x0, 2)
         s = 5
     elif o.BulkChargingComplete is not None:
         w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x18, 6)
@@ -4580,12 +5817,34 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 3:
         if o.EVMaximumCurrentLimit is not None:
-            w.bits(0x0, 3)
-            _e_iso2_PhysicalValueType(w, o.EVMaximumCurrentLimit)
+            if o.EVMaximumCurrentLimit.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVMaximumCurrentLimit.Multiplier < -3 or o.EVMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVMaximumCurrentLimit.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumCurrentLimit.Multiplier!r} outside -3..3')
+            if o.EVMaximumCurrentLimit.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVMaximumCurrentLimit.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 3, 17)
+            if (w.strict and (o.EVMaximumCurrentLimit.Value < -32768 or o.EVMaximumCurrentLimit.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumCurrentLimit.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumCurrentLimit.Value)
+            w.bits(0x0, 2)
             s = 4
         elif o.EVMaximumPowerLimit is not None:
-            w.bits(0x1, 3)
-            _e_iso2_PhysicalValueType(w, o.EVMaximumPowerLimit)
+            if o.EVMaximumPowerLimit.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVMaximumPowerLimit.Multiplier < -3 or o.EVMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVMaximumPowerLimit.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumPowerLimit.Multiplier!r} outside -3..3')
+            if o.EVMaximumPowerLimit.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVMaximumPowerLimit.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 3 | 0x4000, 17)
+            if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumPowerLimit.Value)
+            w.bits(0x0, 2)
             s = 5
         elif o.BulkChargingComplete is not None:
             w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x10, 6)
@@ -4597,8 +5856,19 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
         if o.EVMaximumPowerLimit is not None:
+            if o.EVMaximumPowerLimit.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVMaximumPowerLimit.Multiplier < -3 or o.EVMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVMaximumPowerLimit.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumPowerLimit.Multiplier!r} outside -3..3')
+            if o.EVMaximumPowerLimit.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVMaximumPowerLimit.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 3, 16)
+            if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumPowerLimit.Value)
             w.bits(0x0, 2)
-            _e_iso2_PhysicalValueType(w, o.EVMaximumPowerLimit)
             s = 5
         elif o.BulkChargingComplete is not None:
             w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x8, 5)
@@ -4624,34 +5894,100 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(ChargingComplete)')
     if o.RemainingTimeToFullSoC is not None:
+        if o.RemainingTimeToFullSoC.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.RemainingTimeToFullSoC.Multiplier < -3 or o.RemainingTimeToFullSoC.Multiplier > 4 or (w.strict and (o.RemainingTimeToFullSoC.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.RemainingTimeToFullSoC.Multiplier!r} outside -3..3')
+        if o.RemainingTimeToFullSoC.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.RemainingTimeToFullSoC.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.RemainingTimeToFullSoC.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.RemainingTimeToFullSoC.Unit]) << 3, 16)
+        if (w.strict and (o.RemainingTimeToFullSoC.Value < -32768 or o.RemainingTimeToFullSoC.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.RemainingTimeToFullSoC.Value!r} outside -32768..32767')
+        w.integer(o.RemainingTimeToFullSoC.Value)
         w.bits(0x0, 2)
-        _e_iso2_PhysicalValueType(w, o.RemainingTimeToFullSoC)
         s = 8
     elif o.RemainingTimeToBulkSoC is not None:
-        w.bits(0x1, 2)
-        _e_iso2_PhysicalValueType(w, o.RemainingTimeToBulkSoC)
+        if o.RemainingTimeToBulkSoC.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.RemainingTimeToBulkSoC.Multiplier < -3 or o.RemainingTimeToBulkSoC.Multiplier > 4 or (w.strict and (o.RemainingTimeToBulkSoC.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.RemainingTimeToBulkSoC.Multiplier!r} outside -3..3')
+        if o.RemainingTimeToBulkSoC.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.RemainingTimeToBulkSoC.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.RemainingTimeToBulkSoC.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.RemainingTimeToBulkSoC.Unit]) << 3 | 0x4000, 16)
+        if (w.strict and (o.RemainingTimeToBulkSoC.Value < -32768 or o.RemainingTimeToBulkSoC.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.RemainingTimeToBulkSoC.Value!r} outside -32768..32767')
+        w.integer(o.RemainingTimeToBulkSoC.Value)
+        w.bits(0x0, 2)
         s = 9
     elif o.EVTargetVoltage is not None:
-        w.bits(0x2, 2)
-        _e_iso2_PhysicalValueType(w, o.EVTargetVoltage)
+        if o.EVTargetVoltage.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVTargetVoltage.Multiplier < -3 or o.EVTargetVoltage.Multiplier > 4 or (w.strict and (o.EVTargetVoltage.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetVoltage.Multiplier!r} outside -3..3')
+        if o.EVTargetVoltage.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVTargetVoltage.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVTargetVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 3 | 0x8000, 16)
+        if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetVoltage.Value)
+        w.bits(0x0, 2)
         s = 10
     else:
         raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 8:
         if o.RemainingTimeToBulkSoC is not None:
+            if o.RemainingTimeToBulkSoC.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.RemainingTimeToBulkSoC.Multiplier < -3 or o.RemainingTimeToBulkSoC.Multiplier > 4 or (w.strict and (o.RemainingTimeToBulkSoC.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.RemainingTimeToBulkSoC.Multiplier!r} outside -3..3')
+            if o.RemainingTimeToBulkSoC.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.RemainingTimeToBulkSoC.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.RemainingTimeToBulkSoC.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.RemainingTimeToBulkSoC.Unit]) << 3, 16)
+            if (w.strict and (o.RemainingTimeToBulkSoC.Value < -32768 or o.RemainingTimeToBulkSoC.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.RemainingTimeToBulkSoC.Value!r} outside -32768..32767')
+            w.integer(o.RemainingTimeToBulkSoC.Value)
             w.bits(0x0, 2)
-            _e_iso2_PhysicalValueType(w, o.RemainingTimeToBulkSoC)
             s = 9
         elif o.EVTargetVoltage is not None:
-            w.bits(0x1, 2)
-            _e_iso2_PhysicalValueType(w, o.EVTargetVoltage)
+            if o.EVTargetVoltage.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVTargetVoltage.Multiplier < -3 or o.EVTargetVoltage.Multiplier > 4 or (w.strict and (o.EVTargetVoltage.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetVoltage.Multiplier!r} outside -3..3')
+            if o.EVTargetVoltage.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVTargetVoltage.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVTargetVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetVoltage.Value)
+            w.bits(0x0, 2)
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         if o.EVTargetVoltage is not None:
-            w.bits(0x0, 1)
-            _e_iso2_PhysicalValueType(w, o.EVTargetVoltage)
+            if o.EVTargetVoltage.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVTargetVoltage.Multiplier < -3 or o.EVTargetVoltage.Multiplier > 4 or (w.strict and (o.EVTargetVoltage.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetVoltage.Multiplier!r} outside -3..3')
+            if o.EVTargetVoltage.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVTargetVoltage.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVTargetVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 3, 15)
+            if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetVoltage.Value)
+            w.bits(0x0, 2)
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVTargetVoltage)')
@@ -4683,38 +6019,112 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     s = 1
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CurrentDemandResType', 'expected SE(EVSEPresentVoltage)')
+    c = r.bits(24)
+    if c & 0xe38e00 != 0x0:
+        raise r.fail_back(24, 'CurrentDemandResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_1_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_1_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 2
-    f_EVSEPresentVoltage = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CurrentDemandResType', 'expected SE(EVSEPresentCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(26)
+    if c & 0x3e38e00 != 0x0:
+        raise r.fail_back(26, 'CurrentDemandResType', 'expected EE of Value, EE, SE(EVSEPresentCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_2_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     s = 3
-    f_EVSEPresentCurrent = _d_iso2_PhysicalValueType(r)
-    c = r.bits(15)
-    if c & 0x6ee8 != 0x0:
-        raise r.fail_back(15, 'CurrentDemandResType', 'expected SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(17)
+    if c & 0x1eee8 != 0x0:
+        raise r.fail_back(17, 'CurrentDemandResType', 'expected EE of Value, EE, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved')
     f_EVSECurrentLimitAchieved = ((c >> 12) & 1) == 1
     f_EVSEVoltageLimitAchieved = ((c >> 8) & 1) == 1
     f_EVSEPowerLimitAchieved = ((c >> 4) & 1) == 1
     ec = (c & 7)
+    f_EVSEPresentCurrent = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     s = 4
     s = 5
     s = 6
     s = 7
     if ec == 0:
-        f_EVSEMaximumVoltageLimit = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_3_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_3_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+        f_EVSEMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
         s = 8
     elif ec == 1:
-        f_EVSEMaximumCurrentLimit = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_4_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_4_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_4_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+        f_EVSEMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
         s = 9
     elif ec == 2:
-        f_EVSEMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_5_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_5_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+        f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
         s = 10
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'CurrentDemandResType[7]', 'expected CH of EVSEID')
-        f_EVSEID = r.string(37)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'CurrentDemandResType[7]', 'expected CH of EVSEID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_EVSEID = r.string_of(u, 37)
         if r.bits(1):
             raise r.fail_back(1, 'CurrentDemandResType[7]', 'expected EE of EVSEID')
         s = 11
@@ -4723,15 +6133,51 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     if s == 8:
         ec = r.bits(2)
         if ec == 0:
-            f_EVSEMaximumCurrentLimit = _d_iso2_PhysicalValueType(r)
+            c = r.bits(23)
+            if c & 0x638e00 != 0x0:
+                raise r.fail_back(23, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_6_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_6_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
+            f_EVSEMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
             s = 9
         elif ec == 1:
-            f_EVSEMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
+            c = r.bits(23)
+            if c & 0x638e00 != 0x0:
+                raise r.fail_back(23, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_7_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_7_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
+            f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
             s = 10
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'CurrentDemandResType[8]', 'expected CH of EVSEID')
-            f_EVSEID = r.string(37)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'CurrentDemandResType[8]', 'expected CH of EVSEID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_EVSEID = r.string_of(u, 37)
             if r.bits(1):
                 raise r.fail_back(1, 'CurrentDemandResType[8]', 'expected EE of EVSEID')
             s = 11
@@ -4740,22 +6186,45 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     if s == 9:
         ec = r.bits(2)
         if ec == 0:
-            f_EVSEMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
+            c = r.bits(23)
+            if c & 0x638e00 != 0x0:
+                raise r.fail_back(23, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_8_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_8_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'CurrentDemandResType[9]', 'expected EE of Value, EE')
+            f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
             s = 10
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'CurrentDemandResType[9]', 'expected CH of EVSEID')
-            f_EVSEID = r.string(37)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'CurrentDemandResType[9]', 'expected CH of EVSEID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_EVSEID = r.string_of(u, 37)
             if r.bits(1):
                 raise r.fail_back(1, 'CurrentDemandResType[9]', 'expected EE of EVSEID')
             s = 11
         else:
             raise r.fail('CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 10:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandResType[10]', 'expected SE(EVSEID), CH of EVSEID')
-        f_EVSEID = r.string(37)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'CurrentDemandResType[10]', 'expected SE(EVSEID), CH of EVSEID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_EVSEID = r.string_of(u, 37)
         if r.bits(1):
             raise r.fail_back(1, 'CurrentDemandResType[10]', 'expected EE of EVSEID')
         s = 11
@@ -4807,36 +6276,89 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
     _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
     if o.EVSEPresentVoltage is None:
         raise encode_error('CurrentDemandResType.EVSEPresentVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEPresentVoltage.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSEPresentVoltage.Multiplier < -3 or o.EVSEPresentVoltage.Multiplier > 4 or (w.strict and (o.EVSEPresentVoltage.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPresentVoltage.Multiplier!r} outside -3..3')
+    if o.EVSEPresentVoltage.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSEPresentVoltage.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVSEPresentVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 3, 15)
     s = 2
-    _e_iso2_PhysicalValueType(w, o.EVSEPresentVoltage)
+    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEPresentVoltage.Value)
     if o.EVSEPresentCurrent is None:
         raise encode_error('CurrentDemandResType.EVSEPresentCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEPresentCurrent.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSEPresentCurrent.Multiplier < -3 or o.EVSEPresentCurrent.Multiplier > 4 or (w.strict and (o.EVSEPresentCurrent.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPresentCurrent.Multiplier!r} outside -3..3')
+    if o.EVSEPresentCurrent.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSEPresentCurrent.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVSEPresentCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPresentCurrent.Unit]) << 3, 17)
     s = 3
-    _e_iso2_PhysicalValueType(w, o.EVSEPresentCurrent)
+    if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEPresentCurrent.Value)
     if o.EVSECurrentLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSECurrentLimitAchieved', 'required value missing')
     if o.EVSEVoltageLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSEVoltageLimitAchieved', 'required value missing')
     if o.EVSEPowerLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSEPowerLimitAchieved', 'required value missing')
-    w.bits((1 if o.EVSECurrentLimitAchieved else 0) << 9 | (1 if o.EVSEVoltageLimitAchieved else 0) << 5 | (1 if o.EVSEPowerLimitAchieved else 0) << 1, 12)
+    w.bits((1 if o.EVSECurrentLimitAchieved else 0) << 9 | (1 if o.EVSEVoltageLimitAchieved else 0) << 5 | (1 if o.EVSEPowerLimitAchieved else 0) << 1, 14)
     s = 4
     s = 5
     s = 6
     s = 7
     if o.EVSEMaximumVoltageLimit is not None:
-        w.bits(0x0, 3)
-        _e_iso2_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
+        if o.EVSEMaximumVoltageLimit.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVSEMaximumVoltageLimit.Multiplier < -3 or o.EVSEMaximumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumVoltageLimit.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumVoltageLimit.Multiplier!r} outside -3..3')
+        if o.EVSEMaximumVoltageLimit.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVSEMaximumVoltageLimit.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumVoltageLimit.Unit]) << 3, 17)
+        if (w.strict and (o.EVSEMaximumVoltageLimit.Value < -32768 or o.EVSEMaximumVoltageLimit.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumVoltageLimit.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumVoltageLimit.Value)
+        w.bits(0x0, 2)
         s = 8
     elif o.EVSEMaximumCurrentLimit is not None:
-        w.bits(0x1, 3)
-        _e_iso2_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
+        if o.EVSEMaximumCurrentLimit.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVSEMaximumCurrentLimit.Multiplier < -3 or o.EVSEMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumCurrentLimit.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumCurrentLimit.Multiplier!r} outside -3..3')
+        if o.EVSEMaximumCurrentLimit.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVSEMaximumCurrentLimit.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 3 | 0x4000, 17)
+        if (w.strict and (o.EVSEMaximumCurrentLimit.Value < -32768 or o.EVSEMaximumCurrentLimit.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumCurrentLimit.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumCurrentLimit.Value)
+        w.bits(0x0, 2)
         s = 9
     elif o.EVSEMaximumPowerLimit is not None:
-        w.bits(0x2, 3)
-        _e_iso2_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
+        if o.EVSEMaximumPowerLimit.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVSEMaximumPowerLimit.Multiplier < -3 or o.EVSEMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumPowerLimit.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumPowerLimit.Multiplier!r} outside -3..3')
+        if o.EVSEMaximumPowerLimit.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVSEMaximumPowerLimit.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 3 | 0x8000, 17)
+        if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumPowerLimit.Value)
+        w.bits(0x0, 2)
         s = 10
     elif o.EVSEID is not None:
         w.bits(0x6, 4)
@@ -4849,12 +6371,34 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 8:
         if o.EVSEMaximumCurrentLimit is not None:
+            if o.EVSEMaximumCurrentLimit.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVSEMaximumCurrentLimit.Multiplier < -3 or o.EVSEMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumCurrentLimit.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumCurrentLimit.Multiplier!r} outside -3..3')
+            if o.EVSEMaximumCurrentLimit.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVSEMaximumCurrentLimit.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 3, 16)
+            if (w.strict and (o.EVSEMaximumCurrentLimit.Value < -32768 or o.EVSEMaximumCurrentLimit.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumCurrentLimit.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumCurrentLimit.Value)
             w.bits(0x0, 2)
-            _e_iso2_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
             s = 9
         elif o.EVSEMaximumPowerLimit is not None:
-            w.bits(0x1, 2)
-            _e_iso2_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
+            if o.EVSEMaximumPowerLimit.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVSEMaximumPowerLimit.Multiplier < -3 or o.EVSEMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumPowerLimit.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumPowerLimit.Multiplier!r} outside -3..3')
+            if o.EVSEMaximumPowerLimit.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVSEMaximumPowerLimit.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumPowerLimit.Value)
+            w.bits(0x0, 2)
             s = 10
         elif o.EVSEID is not None:
             w.bits(0x4, 3)
@@ -4867,8 +6411,19 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 9:
         if o.EVSEMaximumPowerLimit is not None:
+            if o.EVSEMaximumPowerLimit.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVSEMaximumPowerLimit.Multiplier < -3 or o.EVSEMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumPowerLimit.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumPowerLimit.Multiplier!r} outside -3..3')
+            if o.EVSEMaximumPowerLimit.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVSEMaximumPowerLimit.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 3, 16)
+            if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumPowerLimit.Value)
             w.bits(0x0, 2)
-            _e_iso2_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
             s = 10
         elif o.EVSEID is not None:
             w.bits(0x2, 3)
@@ -4926,22 +6481,33 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
-        f_SessionID = r.binary(8)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SessionID = r.binary_of(u, 8)
         if r.bits(1):
             raise r.fail_back(1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         s = 2
     else:
         raise r.fail('MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
-        f_SessionID = r.binary(8)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SessionID = r.binary_of(u, 8)
         if r.bits(1):
             raise r.fail_back(1, 'MeteringReceiptReqType[1]', 'expected EE of SessionID')
         s = 2
@@ -5028,11 +6594,40 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     ec = (c & 3)
     if ec == 0:
-        f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_NotificationMaxDelay = u
+        c = r.bits(11)
+        if c & 0x73b != 0x0:
+            raise r.fail_back(11, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+        iv = ((c >> 6) & 3)
+        if iv >= 3:
+            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        f_1_RCD = ((c >> 2) & 1) == 1
+        f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification, RCD=f_1_RCD)
     elif ec == 1:
         f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
     elif ec == 2:
-        f_EVSEStatus = _d_iso2_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_NotificationMaxDelay = u
+        c = r.bits(7)
+        if c & 0x73 != 0x0:
+            raise r.fail_back(7, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 3)
+        if iv >= 3:
+            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        f_EVSEStatus = _iso2.EVSEStatusType(NotificationMaxDelay=f_2_NotificationMaxDelay, EVSENotification=f_2_EVSENotification)
     else:
         raise r.fail('MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     if r.bits(1):
@@ -5044,8 +6639,17 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
         raise encode_error('MeteringReceiptResType.ResponseCode', 'required value missing')
     w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 1, 8)
     if o.AC_EVSEStatus is not None:
-        w.bits(0x0, 2)
-        _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+        if o.AC_EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x0, 4)
+        if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+        if o.AC_EVSEStatus.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        if o.AC_EVSEStatus.RCD is None:
+            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+        w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
         if o.DC_EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
@@ -5056,8 +6660,15 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
         if o.EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        w.bits(0x2, 2)
-        _e_iso2_EVSEStatusType(w, o.EVSEStatus)
+        if o.EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x8, 4)
+        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        if o.EVSEStatus.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_iso2_EVSENotificationType[o.EVSEStatus.EVSENotification]) << 2, 7)
     else:
         raise encode_error('MeteringReceiptResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     w.bits(0x0, 1)
@@ -5065,10 +6676,13 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
 def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
     f_eMAID: str
     f_ContractSignatureCertChain: _iso2.CertificateChainType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PaymentDetailsReqType', 'expected SE(eMAID), CH of eMAID')
-    f_eMAID = r.string(15)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'PaymentDetailsReqType', 'expected SE(eMAID), CH of eMAID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_eMAID = r.string_of(u, 15)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PaymentDetailsReqType', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
@@ -5094,19 +6708,25 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
     f_ResponseCode: _iso2.responseCodeType
     f_GenChallenge: bytes
     f_EVSETimeStamp: int
-    c = r.bits(10)
-    if c & 0x307 != 0x0:
-        raise r.fail_back(10, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
-    iv = ((c >> 3) & 31)
+    c = r.bits(18)
+    if c & 0x30700 != 0x0:
+        raise r.fail_back(18, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
+    iv = ((c >> 11) & 31)
     if iv >= 26:
         raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    f_GenChallenge = r.binary(16)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp')
-    sg = (c & 1)
-    f_EVSETimeStamp = -r.uint() - 1 if sg else r.uint()
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_GenChallenge = r.binary_of(u, 16)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVSETimeStamp = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PaymentDetailsResType', 'expected EE of EVSETimeStamp, EE')
@@ -5191,7 +6811,9 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
         f_DC_EVPowerDeliveryParameter = _d_iso2_DC_EVPowerDeliveryParameterType(r)
         s = 4
     elif ec == 2:
-        f_EVPowerDeliveryParameter = _d_iso2_EVPowerDeliveryParameterType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'PowerDeliveryReqType[2]', 'expected EE')
+        f_EVPowerDeliveryParameter = _iso2.EVPowerDeliveryParameterType()
         s = 4
     elif ec == 3:
         s = -1
@@ -5203,7 +6825,9 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
             f_DC_EVPowerDeliveryParameter = _d_iso2_DC_EVPowerDeliveryParameterType(r)
             s = 4
         elif ec == 1:
-            f_EVPowerDeliveryParameter = _d_iso2_EVPowerDeliveryParameterType(r)
+            if r.bits(1):
+                raise r.fail_back(1, 'PowerDeliveryReqType[3]', 'expected EE')
+            f_EVPowerDeliveryParameter = _iso2.EVPowerDeliveryParameterType()
             s = 4
         elif ec == 2:
             s = -1
@@ -5237,8 +6861,7 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
             raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
         s = 4
     elif o.EVPowerDeliveryParameter is not None:
-        w.bits(0x2, 3)
-        _e_iso2_EVPowerDeliveryParameterType(w, o.EVPowerDeliveryParameter)
+        w.bits(0x4, 4)
         s = 4
     else:
         w.bits(0x3, 3)
@@ -5251,8 +6874,7 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
                 raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
             s = 4
         elif o.EVPowerDeliveryParameter is not None:
-            w.bits(0x1, 2)
-            _e_iso2_EVPowerDeliveryParameterType(w, o.EVPowerDeliveryParameter)
+            w.bits(0x2, 3)
             s = 4
         else:
             w.bits(0x2, 2)
@@ -5276,11 +6898,40 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     ec = (c & 3)
     if ec == 0:
-        f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_NotificationMaxDelay = u
+        c = r.bits(11)
+        if c & 0x73b != 0x0:
+            raise r.fail_back(11, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+        iv = ((c >> 6) & 3)
+        if iv >= 3:
+            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        f_1_RCD = ((c >> 2) & 1) == 1
+        f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification, RCD=f_1_RCD)
     elif ec == 1:
         f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
     elif ec == 2:
-        f_EVSEStatus = _d_iso2_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_NotificationMaxDelay = u
+        c = r.bits(7)
+        if c & 0x73 != 0x0:
+            raise r.fail_back(7, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 3)
+        if iv >= 3:
+            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        f_EVSEStatus = _iso2.EVSEStatusType(NotificationMaxDelay=f_2_NotificationMaxDelay, EVSENotification=f_2_EVSENotification)
     else:
         raise r.fail('PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     if r.bits(1):
@@ -5292,8 +6943,17 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
         raise encode_error('PowerDeliveryResType.ResponseCode', 'required value missing')
     w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 1, 8)
     if o.AC_EVSEStatus is not None:
-        w.bits(0x0, 2)
-        _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+        if o.AC_EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x0, 4)
+        if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+        if o.AC_EVSEStatus.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        if o.AC_EVSEStatus.RCD is None:
+            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+        w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
@@ -5304,8 +6964,15 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        w.bits(0x2, 2)
-        _e_iso2_EVSEStatusType(w, o.EVSEStatus)
+        if o.EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x8, 4)
+        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        if o.EVSEStatus.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_iso2_EVSENotificationType[o.EVSEStatus.EVSENotification]) << 2, 7)
     else:
         raise encode_error('PowerDeliveryResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     w.bits(0x0, 1)
@@ -5314,33 +6981,86 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
     f_EVTargetVoltage: _iso2.PhysicalValueType
     f_EVTargetCurrent: _iso2.PhysicalValueType
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(DC_EVStatus)')
-    f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(EVTargetVoltage)')
-    f_EVTargetVoltage = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(EVTargetCurrent)')
-    f_EVTargetCurrent = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeReqType', 'expected EE')
+    c = r.bits(47)
+    if c & 0x770e03e38e00 != 0x0:
+        raise r.fail_back(47, 'PreChargeReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_1_EVReady = ((c >> 43) & 1) == 1
+    iv = ((c >> 36) & 15)
+    if iv >= 12:
+        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+    f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+    f_1_EVRESSSOC = ((c >> 26) & 127)
+    f_2_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(26)
+    if c & 0x3e38e00 != 0x0:
+        raise r.fail_back(26, 'PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_3_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_3_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'PreChargeReqType', 'expected EE of Value, EE, EE')
+    f_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
     return _iso2.PreChargeReqType(DC_EVStatus=f_DC_EVStatus, EVTargetVoltage=f_EVTargetVoltage, EVTargetCurrent=f_EVTargetCurrent)
 
 def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
     if o.DC_EVStatus is None:
         raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
+    if o.DC_EVStatus.EVReady is None:
+        raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+    if o.DC_EVStatus.EVErrorCode is None:
+        raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+    if o.DC_EVStatus.EVRESSSOC is None:
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+    if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
     if o.EVTargetVoltage is None:
         raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_PhysicalValueType(w, o.EVTargetVoltage)
+    if o.EVTargetVoltage.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVTargetVoltage.Multiplier < -3 or o.EVTargetVoltage.Multiplier > 4 or (w.strict and (o.EVTargetVoltage.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetVoltage.Multiplier!r} outside -3..3')
+    if o.EVTargetVoltage.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVTargetVoltage.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((1 if o.DC_EVStatus.EVReady else 0) << 34 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 27 | (o.DC_EVStatus.EVRESSSOC) << 17 | (o.EVTargetVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 3, 38)
+    if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVTargetVoltage.Value)
     if o.EVTargetCurrent is None:
         raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_PhysicalValueType(w, o.EVTargetCurrent)
-    w.bits(0x0, 1)
+    if o.EVTargetCurrent.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVTargetCurrent.Multiplier < -3 or o.EVTargetCurrent.Multiplier > 4 or (w.strict and (o.EVTargetCurrent.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetCurrent.Multiplier!r} outside -3..3')
+    if o.EVTargetCurrent.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVTargetCurrent.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVTargetCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetCurrent.Unit]) << 3, 17)
+    if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVTargetCurrent.Value)
+    w.bits(0x0, 3)
 
 def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -5354,11 +7074,23 @@ def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
         raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeResType', 'expected SE(EVSEPresentVoltage)')
-    f_EVSEPresentVoltage = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeResType', 'expected EE')
+    c = r.bits(24)
+    if c & 0xe38e00 != 0x0:
+        raise r.fail_back(24, 'PreChargeResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_1_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_1_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'PreChargeResType', 'expected EE of Value, EE, EE')
+    f_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     return _iso2.PreChargeResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
@@ -5370,16 +7102,29 @@ def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
     _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
     if o.EVSEPresentVoltage is None:
         raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_PhysicalValueType(w, o.EVSEPresentVoltage)
-    w.bits(0x0, 1)
+    if o.EVSEPresentVoltage.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSEPresentVoltage.Multiplier < -3 or o.EVSEPresentVoltage.Multiplier > 4 or (w.strict and (o.EVSEPresentVoltage.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPresentVoltage.Multiplier!r} outside -3..3')
+    if o.EVSEPresentVoltage.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSEPresentVoltage.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVSEPresentVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 3, 15)
+    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEPresentVoltage.Value)
+    w.bits(0x0, 3)
 
 def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
     f_ServiceID: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
@@ -5399,15 +7144,18 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
     f_ServiceID: int
     f_ServiceParameterList: _iso2.ServiceParameterListType | None = None
     s = 0
-    c = r.bits(10)
-    if c & 0x307 != 0x0:
-        raise r.fail_back(10, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
-    iv = ((c >> 3) & 31)
+    c = r.bits(18)
+    if c & 0x30700 != 0x0:
+        raise r.fail_back(18, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+    iv = ((c >> 11) & 31)
     if iv >= 26:
         raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
+    u = (c & 255)
     s = 1
-    f_ServiceID = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ServiceDetailResType', 'expected EE of ServiceID')
@@ -5458,9 +7206,13 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
-        f_ServiceScope = r.string(64)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ServiceScope = r.string_of(u, 64)
         if r.bits(1):
             raise r.fail_back(1, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
         s = 1
@@ -5583,10 +7335,13 @@ def _e_iso2_ServiceDiscoveryResType(w: BitWriter, o: _iso2.ServiceDiscoveryResTy
 
 def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
     f_EVCCID: bytes
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
-    f_EVCCID = r.binary(6)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVCCID = r.binary_of(u, 6)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
@@ -5606,26 +7361,32 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
     f_EVSEID: str
     f_EVSETimeStamp: int | None = None
     s = 0
-    c = r.bits(10)
-    if c & 0x307 != 0x0:
-        raise r.fail_back(10, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
-    iv = ((c >> 3) & 31)
+    c = r.bits(18)
+    if c & 0x30700 != 0x0:
+        raise r.fail_back(18, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+    iv = ((c >> 11) & 31)
     if iv >= 26:
         raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
+    u = (c & 255)
     s = 1
-    f_EVSEID = r.string(37)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVSEID = r.string_of(u, 37)
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SessionSetupResType', 'expected EE of EVSEID')
     ec = (c & 3)
     s = 2
     if ec == 0:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp')
-        sg = (c & 1)
-        f_EVSETimeStamp = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_EVSETimeStamp = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp')
         s = 3
@@ -5698,19 +7459,30 @@ def _e_iso2_SessionStopResType(w: BitWriter, o: _iso2.SessionStopResType) -> Non
 
 def _d_iso2_WeldingDetectionReqType(r: BitReader) -> _iso2.WeldingDetectionReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
-    if r.bits(1):
-        raise r.fail_back(1, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus)')
-    f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WeldingDetectionReqType', 'expected EE')
+    c = r.bits(24)
+    if c & 0xee1c07 != 0x0:
+        raise r.fail_back(24, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+    f_1_EVReady = ((c >> 20) & 1) == 1
+    iv = ((c >> 13) & 15)
+    if iv >= 12:
+        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+    f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+    f_1_EVRESSSOC = ((c >> 3) & 127)
+    f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
     return _iso2.WeldingDetectionReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqType) -> None:
     if o.DC_EVStatus is None:
         raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
-    w.bits(0x0, 1)
+    if o.DC_EVStatus.EVReady is None:
+        raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+    if o.DC_EVStatus.EVErrorCode is None:
+        raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+    if o.DC_EVStatus.EVRESSSOC is None:
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+    if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
+    w.bits((1 if o.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 13 | (o.DC_EVStatus.EVRESSSOC) << 3, 24)
 
 def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -5724,11 +7496,23 @@ def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResTy
         raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WeldingDetectionResType', 'expected SE(EVSEPresentVoltage)')
-    f_EVSEPresentVoltage = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WeldingDetectionResType', 'expected EE')
+    c = r.bits(24)
+    if c & 0xe38e00 != 0x0:
+        raise r.fail_back(24, 'WeldingDetectionResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_1_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_1_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'WeldingDetectionResType', 'expected EE of Value, EE, EE')
+    f_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     return _iso2.WeldingDetectionResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResType) -> None:
@@ -5740,9 +7524,19 @@ def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResTy
     _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
     if o.EVSEPresentVoltage is None:
         raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_PhysicalValueType(w, o.EVSEPresentVoltage)
-    w.bits(0x0, 1)
+    if o.EVSEPresentVoltage.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSEPresentVoltage.Multiplier < -3 or o.EVSEPresentVoltage.Multiplier > 4 or (w.strict and (o.EVSEPresentVoltage.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPresentVoltage.Multiplier!r} outside -3..3')
+    if o.EVSEPresentVoltage.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSEPresentVoltage.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVSEPresentVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 3, 15)
+    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEPresentVoltage.Value)
+    w.bits(0x0, 3)
 
 def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameterType:
     f_DepartureTime: int | None = None
@@ -5754,35 +7548,103 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        f_EAmount = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_1_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_1_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+        f_EAmount = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
         s = 2
     else:
         raise r.fail('AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'AC_EVChargeParameterType[1]', 'expected SE(EAmount)')
-        f_EAmount = _d_iso2_PhysicalValueType(r)
+        c = r.bits(24)
+        if c & 0xe38e00 != 0x0:
+            raise r.fail_back(24, 'AC_EVChargeParameterType[1]', 'expected SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_2_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_2_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'AC_EVChargeParameterType[1]', 'expected EE of Value, EE')
+        f_EAmount = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMaxVoltage)')
-    f_EVMaxVoltage = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMaxCurrent)')
+    c = r.bits(24)
+    if c & 0xe38e00 != 0x0:
+        raise r.fail_back(24, 'AC_EVChargeParameterType', 'expected SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_3_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_3_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(26)
+    if c & 0x3e38e00 != 0x0:
+        raise r.fail_back(26, 'AC_EVChargeParameterType', 'expected EE of Value, EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_4_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_4_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaxVoltage = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
     s = 3
-    f_EVMaxCurrent = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMinCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(26)
+    if c & 0x3e38e00 != 0x0:
+        raise r.fail_back(26, 'AC_EVChargeParameterType', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_5_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_5_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
     s = 4
-    f_EVMinCurrent = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected EE')
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'AC_EVChargeParameterType', 'expected EE of Value, EE, EE')
+    f_EVMinCurrent = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
     s = 5
     s = -1
     return _iso2.AC_EVChargeParameterType(DepartureTime=f_DepartureTime, EAmount=f_EAmount, EVMaxVoltage=f_EVMaxVoltage, EVMaxCurrent=f_EVMaxCurrent, EVMinCurrent=f_EVMinCurrent)
@@ -5797,33 +7659,85 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         w.bits(0x0, 1)
         s = 1
     elif o.EAmount is not None:
-        w.bits(0x1, 2)
-        _e_iso2_PhysicalValueType(w, o.EAmount)
+        if o.EAmount.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EAmount.Multiplier < -3 or o.EAmount.Multiplier > 4 or (w.strict and (o.EAmount.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EAmount.Multiplier!r} outside -3..3')
+        if o.EAmount.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EAmount.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EAmount.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EAmount.Unit]) << 3 | 0x4000, 16)
+        if (w.strict and (o.EAmount.Value < -32768 or o.EAmount.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EAmount.Value!r} outside -32768..32767')
+        w.integer(o.EAmount.Value)
+        w.bits(0x0, 2)
         s = 2
     else:
         raise encode_error('AC_EVChargeParameterType', 'missing SE(DepartureTime), SE(EAmount)')
     if s == 1:
         if o.EAmount is not None:
-            w.bits(0x0, 1)
-            _e_iso2_PhysicalValueType(w, o.EAmount)
+            if o.EAmount.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EAmount.Multiplier < -3 or o.EAmount.Multiplier > 4 or (w.strict and (o.EAmount.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EAmount.Multiplier!r} outside -3..3')
+            if o.EAmount.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EAmount.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EAmount.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EAmount.Unit]) << 3, 15)
+            if (w.strict and (o.EAmount.Value < -32768 or o.EAmount.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EAmount.Value!r} outside -32768..32767')
+            w.integer(o.EAmount.Value)
+            w.bits(0x0, 2)
             s = 2
         else:
             raise encode_error('AC_EVChargeParameterType', 'missing SE(EAmount)')
     if o.EVMaxVoltage is None:
         raise encode_error('AC_EVChargeParameterType.EVMaxVoltage', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_PhysicalValueType(w, o.EVMaxVoltage)
+    if o.EVMaxVoltage.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVMaxVoltage.Multiplier < -3 or o.EVMaxVoltage.Multiplier > 4 or (w.strict and (o.EVMaxVoltage.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaxVoltage.Multiplier!r} outside -3..3')
+    if o.EVMaxVoltage.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVMaxVoltage.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVMaxVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaxVoltage.Unit]) << 3, 15)
+    if (w.strict and (o.EVMaxVoltage.Value < -32768 or o.EVMaxVoltage.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVMaxVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVMaxVoltage.Value)
     if o.EVMaxCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMaxCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaxCurrent.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVMaxCurrent.Multiplier < -3 or o.EVMaxCurrent.Multiplier > 4 or (w.strict and (o.EVMaxCurrent.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaxCurrent.Multiplier!r} outside -3..3')
+    if o.EVMaxCurrent.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVMaxCurrent.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVMaxCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaxCurrent.Unit]) << 3, 17)
     s = 3
-    _e_iso2_PhysicalValueType(w, o.EVMaxCurrent)
+    if (w.strict and (o.EVMaxCurrent.Value < -32768 or o.EVMaxCurrent.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVMaxCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMaxCurrent.Value)
     if o.EVMinCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMinCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinCurrent.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVMinCurrent.Multiplier < -3 or o.EVMinCurrent.Multiplier > 4 or (w.strict and (o.EVMinCurrent.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMinCurrent.Multiplier!r} outside -3..3')
+    if o.EVMinCurrent.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVMinCurrent.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVMinCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMinCurrent.Unit]) << 3, 17)
     s = 4
-    _e_iso2_PhysicalValueType(w, o.EVMinCurrent)
-    w.bits(0x0, 1)
+    if (w.strict and (o.EVMinCurrent.Value < -32768 or o.EVMinCurrent.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVMinCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMinCurrent.Value)
+    w.bits(0x0, 3)
     s = 5
     s = -1
 
@@ -5831,42 +7745,106 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
     f_EVSENominalVoltage: _iso2.PhysicalValueType
     f_EVSEMaxCurrent: _iso2.PhysicalValueType
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus)')
-    f_AC_EVSEStatus = _d_iso2_AC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSENominalVoltage)')
-    f_EVSENominalVoltage = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMaxCurrent)')
-    f_EVSEMaxCurrent = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected EE')
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_NotificationMaxDelay = u
+    c = r.bits(35)
+    if c & 0x73be38e00 != 0x0:
+        raise r.fail_back(35, 'AC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    iv = ((c >> 30) & 3)
+    if iv >= 3:
+        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
+    f_1_RCD = ((c >> 26) & 1) == 1
+    f_2_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification, RCD=f_1_RCD)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(26)
+    if c & 0x3e38e00 != 0x0:
+        raise r.fail_back(26, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_3_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_3_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, EE')
+    f_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
     return _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_AC_EVSEStatus, EVSENominalVoltage=f_EVSENominalVoltage, EVSEMaxCurrent=f_EVSEMaxCurrent)
 
 def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParameterType) -> None:
     if o.AC_EVSEStatus is None:
         raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_AC_EVSEStatusType(w, o.AC_EVSEStatus)
+    if o.AC_EVSEStatus.NotificationMaxDelay is None:
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+    w.bits(0x0, 3)
+    if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+    w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+    if o.AC_EVSEStatus.EVSENotification is None:
+        raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+    if o.AC_EVSEStatus.RCD is None:
+        raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if o.EVSENominalVoltage is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_PhysicalValueType(w, o.EVSENominalVoltage)
+    if o.EVSENominalVoltage.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSENominalVoltage.Multiplier < -3 or o.EVSENominalVoltage.Multiplier > 4 or (w.strict and (o.EVSENominalVoltage.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSENominalVoltage.Multiplier!r} outside -3..3')
+    if o.EVSENominalVoltage.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSENominalVoltage.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 21 | (1 if o.AC_EVSEStatus.RCD else 0) << 17 | (o.EVSENominalVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSENominalVoltage.Unit]) << 3, 26)
+    if (w.strict and (o.EVSENominalVoltage.Value < -32768 or o.EVSENominalVoltage.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSENominalVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSENominalVoltage.Value)
     if o.EVSEMaxCurrent is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_PhysicalValueType(w, o.EVSEMaxCurrent)
-    w.bits(0x0, 1)
+    if o.EVSEMaxCurrent.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSEMaxCurrent.Multiplier < -3 or o.EVSEMaxCurrent.Multiplier > 4 or (w.strict and (o.EVSEMaxCurrent.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaxCurrent.Multiplier!r} outside -3..3')
+    if o.EVSEMaxCurrent.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSEMaxCurrent.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVSEMaxCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaxCurrent.Unit]) << 3, 17)
+    if (w.strict and (o.EVSEMaxCurrent.Value < -32768 or o.EVSEMaxCurrent.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaxCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaxCurrent.Value)
+    w.bits(0x0, 3)
 
 def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
     f_RCD: bool
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'AC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    f_NotificationMaxDelay = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'AC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_NotificationMaxDelay = u
     c = r.bits(11)
     if c & 0x73b != 0x0:
         raise r.fail_back(11, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
@@ -5898,22 +7876,33 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateChainType[0]', 'expected CH of Certificate')
-        f_Certificate = r.binary(800)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'CertificateChainType[0]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Certificate = r.binary_of(u, 800)
         if r.bits(1):
             raise r.fail_back(1, 'CertificateChainType[0]', 'expected EE of Certificate')
         s = 2
     else:
         raise r.fail('CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
-        f_Certificate = r.binary(800)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Certificate = r.binary_of(u, 800)
         if r.bits(1):
             raise r.fail_back(1, 'CertificateChainType[1]', 'expected EE of Certificate')
         s = 2
@@ -5977,19 +7966,26 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     f_FreeService: bool
     f_SupportedEnergyTransferMode: _iso2.SupportedEnergyTransferModeType
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ChargeServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ChargeServiceType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ChargeServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeServiceType[1]', 'expected CH of ServiceName')
-        f_ServiceName = r.string(32)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ChargeServiceType[1]', 'expected CH of ServiceName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ServiceName = r.string_of(u, 32)
         if r.bits(1):
             raise r.fail_back(1, 'ChargeServiceType[1]', 'expected EE of ServiceName')
         s = 2
@@ -6010,9 +8006,13 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeServiceType[3]', 'expected CH of ServiceScope')
-        f_ServiceScope = r.string(64)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ChargeServiceType[3]', 'expected CH of ServiceScope')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ServiceScope = r.string_of(u, 64)
         if r.bits(1):
             raise r.fail_back(1, 'ChargeServiceType[3]', 'expected EE of ServiceScope')
         s = 4
@@ -6157,11 +8157,23 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
     f_startValue: _iso2.PhysicalValueType
     f_Cost: list[_iso2.CostType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ConsumptionCostType', 'expected SE(startValue)')
-    f_startValue = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ConsumptionCostType', 'expected SE(Cost)')
+    c = r.bits(24)
+    if c & 0xe38e00 != 0x0:
+        raise r.fail_back(24, 'ConsumptionCostType', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_1_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_1_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'ConsumptionCostType', 'expected EE of Value, EE, SE(Cost)')
+    f_startValue = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     s = 1
     f_Cost.append(_d_iso2_CostType(r))
     c = r.bits(2)
@@ -6194,8 +8206,19 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
     s = 0
     if o.startValue is None:
         raise encode_error('ConsumptionCostType.startValue', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_PhysicalValueType(w, o.startValue)
+    if o.startValue.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.startValue.Multiplier < -3 or o.startValue.Multiplier > 4 or (w.strict and (o.startValue.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.startValue.Multiplier!r} outside -3..3')
+    if o.startValue.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.startValue.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.startValue.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.startValue.Unit]) << 3, 15)
+    if (w.strict and (o.startValue.Value < -32768 or o.startValue.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.startValue.Value!r} outside -32768..32767')
+    w.integer(o.startValue.Value)
+    w.bits(0x0, 2)
     s = 1
     if i_Cost < len(o.Cost):
         w.bits(0x0, 1)
@@ -6234,12 +8257,20 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
 def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.ContractSignatureEncryptedPrivateKeyType:
     f_Id: str
     f_value: bytes
-    if r.bits(1):
-        raise r.fail_back(1, 'ContractSignatureEncryptedPrivateKeyType', 'expected AT(Id)')
-    f_Id = r.string(None)
-    if r.bits(1):
-        raise r.fail_back(1, 'ContractSignatureEncryptedPrivateKeyType', 'expected CH')
-    f_value = r.binary(48)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'ContractSignatureEncryptedPrivateKeyType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'ContractSignatureEncryptedPrivateKeyType', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_value = r.binary_of(u, 48)
     if r.bits(1):
         raise r.fail_back(1, 'ContractSignatureEncryptedPrivateKeyType', 'expected EE')
     return _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_Id, value=f_value)
@@ -6262,15 +8293,18 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
     f_amount: int
     f_amountMultiplier: int | None = None
     s = 0
-    c = r.bits(7)
-    if c & 0x67 != 0x0:
-        raise r.fail_back(7, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
-    iv = ((c >> 3) & 3)
+    c = r.bits(15)
+    if c & 0x6700 != 0x0:
+        raise r.fail_back(15, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+    iv = ((c >> 11) & 3)
     if iv >= 3:
         raise r.fail('CostType.costKind', f'enumeration index {iv}')
     f_costKind = _E_iso2_costKindType[iv]
+    u = (c & 255)
     s = 1
-    f_amount = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_amount = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'CostType', 'expected EE of amount')
@@ -6332,48 +8366,159 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'DC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
+        c = r.bits(22)
+        if c & 0x370e03 != 0x0:
+            raise r.fail_back(22, 'DC_EVChargeParameterType[0]', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+        f_1_EVReady = ((c >> 19) & 1) == 1
+        iv = ((c >> 12) & 15)
+        if iv >= 12:
+            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_1_EVRESSSOC = ((c >> 2) & 127)
+        f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
         s = 2
     else:
         raise r.fail('DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVChargeParameterType[1]', 'expected SE(DC_EVStatus)')
-        f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
+        c = r.bits(23)
+        if c & 0x770e03 != 0x0:
+            raise r.fail_back(23, 'DC_EVChargeParameterType[1]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+        f_2_EVReady = ((c >> 19) & 1) == 1
+        iv = ((c >> 12) & 15)
+        if iv >= 12:
+            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        f_2_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_2_EVRESSSOC = ((c >> 2) & 127)
+        f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_2_EVReady, EVErrorCode=f_2_EVErrorCode, EVRESSSOC=f_2_EVRESSSOC)
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit)')
-    f_EVMaximumCurrentLimit = _d_iso2_PhysicalValueType(r)
-    c = r.bits(2)
-    ec = c
+    c = r.bits(24)
+    if c & 0xe38e00 != 0x0:
+        raise r.fail_back(24, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_3_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_3_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'DC_EVChargeParameterType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    f_EVMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
     s = 3
     if ec == 0:
-        f_EVMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_4_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_4_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_4_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
+        f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
         s = 4
     elif ec == 1:
-        f_EVMaximumVoltageLimit = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_5_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_5_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
+        f_EVMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
         s = 5
     else:
         raise r.fail('DC_EVChargeParameterType[3]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVChargeParameterType[4]', 'expected SE(EVMaximumVoltageLimit)')
-        f_EVMaximumVoltageLimit = _d_iso2_PhysicalValueType(r)
+        c = r.bits(24)
+        if c & 0xe38e00 != 0x0:
+            raise r.fail_back(24, 'DC_EVChargeParameterType[4]', 'expected SE(EVMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_6_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_6_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_EVChargeParameterType[4]', 'expected EE of Value, EE')
+        f_EVMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
         s = 5
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_EVEnergyCapacity = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_7_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_7_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
+        f_EVEnergyCapacity = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
         s = 6
     elif ec == 1:
-        f_EVEnergyRequest = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_8_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_8_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
+        f_EVEnergyRequest = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
         s = 7
     elif ec == 2:
         c = r.bits(9)
@@ -6394,7 +8539,23 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     if s == 6:
         ec = r.bits(3)
         if ec == 0:
-            f_EVEnergyRequest = _d_iso2_PhysicalValueType(r)
+            c = r.bits(23)
+            if c & 0x638e00 != 0x0:
+                raise r.fail_back(23, 'DC_EVChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_9_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_9_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DC_EVChargeParameterType[6]', 'expected EE of Value, EE')
+            f_EVEnergyRequest = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
             s = 7
         elif ec == 1:
             c = r.bits(9)
@@ -6458,47 +8619,127 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         w.bits(0x0, 1)
         s = 1
     elif o.DC_EVStatus is not None:
-        w.bits(0x1, 2)
-        _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
+        if o.DC_EVStatus.EVReady is None:
+            raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+        if o.DC_EVStatus.EVErrorCode is None:
+            raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+        if o.DC_EVStatus.EVRESSSOC is None:
+            raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+        if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
+        w.bits((1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2 | 0x400000, 24)
         s = 2
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(DepartureTime), SE(DC_EVStatus)')
     if s == 1:
         if o.DC_EVStatus is not None:
-            w.bits(0x0, 1)
-            _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
+            if o.DC_EVStatus.EVReady is None:
+                raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+            if o.DC_EVStatus.EVErrorCode is None:
+                raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+            if o.DC_EVStatus.EVRESSSOC is None:
+                raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+            if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
+                raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
+            w.bits((1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2, 23)
             s = 2
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(DC_EVStatus)')
     if o.EVMaximumCurrentLimit is None:
         raise encode_error('DC_EVChargeParameterType.EVMaximumCurrentLimit', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_PhysicalValueType(w, o.EVMaximumCurrentLimit)
+    if o.EVMaximumCurrentLimit.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVMaximumCurrentLimit.Multiplier < -3 or o.EVMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVMaximumCurrentLimit.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumCurrentLimit.Multiplier!r} outside -3..3')
+    if o.EVMaximumCurrentLimit.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVMaximumCurrentLimit.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 3, 15)
+    if (w.strict and (o.EVMaximumCurrentLimit.Value < -32768 or o.EVMaximumCurrentLimit.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumCurrentLimit.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumCurrentLimit.Value)
+    w.bits(0x0, 2)
     s = 3
     if o.EVMaximumPowerLimit is not None:
+        if o.EVMaximumPowerLimit.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVMaximumPowerLimit.Multiplier < -3 or o.EVMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVMaximumPowerLimit.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumPowerLimit.Multiplier!r} outside -3..3')
+        if o.EVMaximumPowerLimit.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVMaximumPowerLimit.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 3, 16)
+        if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumPowerLimit.Value)
         w.bits(0x0, 2)
-        _e_iso2_PhysicalValueType(w, o.EVMaximumPowerLimit)
         s = 4
     elif o.EVMaximumVoltageLimit is not None:
-        w.bits(0x1, 2)
-        _e_iso2_PhysicalValueType(w, o.EVMaximumVoltageLimit)
+        if o.EVMaximumVoltageLimit.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVMaximumVoltageLimit.Multiplier < -3 or o.EVMaximumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVMaximumVoltageLimit.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumVoltageLimit.Multiplier!r} outside -3..3')
+        if o.EVMaximumVoltageLimit.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVMaximumVoltageLimit.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVMaximumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVMaximumVoltageLimit.Value < -32768 or o.EVMaximumVoltageLimit.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumVoltageLimit.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumVoltageLimit.Value)
+        w.bits(0x0, 2)
         s = 5
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 4:
         if o.EVMaximumVoltageLimit is not None:
-            w.bits(0x0, 1)
-            _e_iso2_PhysicalValueType(w, o.EVMaximumVoltageLimit)
+            if o.EVMaximumVoltageLimit.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVMaximumVoltageLimit.Multiplier < -3 or o.EVMaximumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVMaximumVoltageLimit.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumVoltageLimit.Multiplier!r} outside -3..3')
+            if o.EVMaximumVoltageLimit.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVMaximumVoltageLimit.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVMaximumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 3, 15)
+            if (w.strict and (o.EVMaximumVoltageLimit.Value < -32768 or o.EVMaximumVoltageLimit.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumVoltageLimit.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumVoltageLimit.Value)
+            w.bits(0x0, 2)
             s = 5
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumVoltageLimit)')
     if o.EVEnergyCapacity is not None:
-        w.bits(0x0, 3)
-        _e_iso2_PhysicalValueType(w, o.EVEnergyCapacity)
+        if o.EVEnergyCapacity.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVEnergyCapacity.Multiplier < -3 or o.EVEnergyCapacity.Multiplier > 4 or (w.strict and (o.EVEnergyCapacity.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVEnergyCapacity.Multiplier!r} outside -3..3')
+        if o.EVEnergyCapacity.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVEnergyCapacity.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVEnergyCapacity.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVEnergyCapacity.Unit]) << 3, 17)
+        if (w.strict and (o.EVEnergyCapacity.Value < -32768 or o.EVEnergyCapacity.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVEnergyCapacity.Value!r} outside -32768..32767')
+        w.integer(o.EVEnergyCapacity.Value)
+        w.bits(0x0, 2)
         s = 6
     elif o.EVEnergyRequest is not None:
-        w.bits(0x1, 3)
-        _e_iso2_PhysicalValueType(w, o.EVEnergyRequest)
+        if o.EVEnergyRequest.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVEnergyRequest.Multiplier < -3 or o.EVEnergyRequest.Multiplier > 4 or (w.strict and (o.EVEnergyRequest.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVEnergyRequest.Multiplier!r} outside -3..3')
+        if o.EVEnergyRequest.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVEnergyRequest.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVEnergyRequest.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVEnergyRequest.Unit]) << 3 | 0x4000, 17)
+        if (w.strict and (o.EVEnergyRequest.Value < -32768 or o.EVEnergyRequest.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 7
     elif o.FullSOC is not None:
         if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
@@ -6515,8 +8756,19 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         s = -1
     if s == 6:
         if o.EVEnergyRequest is not None:
-            w.bits(0x0, 3)
-            _e_iso2_PhysicalValueType(w, o.EVEnergyRequest)
+            if o.EVEnergyRequest.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVEnergyRequest.Multiplier < -3 or o.EVEnergyRequest.Multiplier > 4 or (w.strict and (o.EVEnergyRequest.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVEnergyRequest.Multiplier!r} outside -3..3')
+            if o.EVEnergyRequest.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVEnergyRequest.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVEnergyRequest.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVEnergyRequest.Unit]) << 3, 17)
+            if (w.strict and (o.EVEnergyRequest.Value < -32768 or o.EVEnergyRequest.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 7
         elif o.FullSOC is not None:
             if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
@@ -6564,11 +8816,17 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
     f_BulkChargingComplete: bool | None = None
     f_ChargingComplete: bool
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus)')
-    f_DC_EVStatus = _d_iso2_DC_EVStatusType(r)
-    c = r.bits(2)
-    ec = c
+    c = r.bits(25)
+    if c & 0x1dc380c != 0x0:
+        raise r.fail_back(25, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+    f_1_EVReady = ((c >> 21) & 1) == 1
+    iv = ((c >> 14) & 15)
+    if iv >= 12:
+        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+    f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+    f_1_EVRESSSOC = ((c >> 4) & 127)
+    ec = (c & 3)
+    f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
     s = 1
     if ec == 0:
         c = r.bits(3)
@@ -6599,8 +8857,15 @@ def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDel
     s = 0
     if o.DC_EVStatus is None:
         raise encode_error('DC_EVPowerDeliveryParameterType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_DC_EVStatusType(w, o.DC_EVStatus)
+    if o.DC_EVStatus.EVReady is None:
+        raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
+    if o.DC_EVStatus.EVErrorCode is None:
+        raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
+    if o.DC_EVStatus.EVRESSSOC is None:
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
+    if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
+    w.bits((1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2, 23)
     s = 1
     if o.BulkChargingComplete is not None:
         w.bits((1 if o.BulkChargingComplete else 0) << 1, 5)
@@ -6633,46 +8898,165 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     if r.bits(1):
         raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit)')
+    c = r.bits(24)
+    if c & 0xe38e00 != 0x0:
+        raise r.fail_back(24, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_1_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_1_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 1
-    f_EVSEMaximumCurrentLimit = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumPowerLimit)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(26)
+    if c & 0x3e38e00 != 0x0:
+        raise r.fail_back(26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumPowerLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_2_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     s = 2
-    f_EVSEMaximumPowerLimit = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumVoltageLimit)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(26)
+    if c & 0x3e38e00 != 0x0:
+        raise r.fail_back(26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_3_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_3_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     s = 3
-    f_EVSEMaximumVoltageLimit = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumCurrentLimit)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(26)
+    if c & 0x3e38e00 != 0x0:
+        raise r.fail_back(26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_4_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_4_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
     s = 4
-    f_EVSEMinimumCurrentLimit = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumVoltageLimit)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(26)
+    if c & 0x3e38e00 != 0x0:
+        raise r.fail_back(26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_5_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_5_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMinimumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
     s = 5
-    f_EVSEMinimumVoltageLimit = _d_iso2_PhysicalValueType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    f_EVSEMinimumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
     s = 6
     if ec == 0:
-        f_EVSECurrentRegulationTolerance = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_6_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_6_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
+        f_EVSECurrentRegulationTolerance = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
         s = 7
     elif ec == 1:
-        f_EVSEPeakCurrentRipple = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_7_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_7_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
+        f_EVSEPeakCurrentRipple = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
         s = 8
     else:
         raise r.fail('DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple)')
-        f_EVSEPeakCurrentRipple = _d_iso2_PhysicalValueType(r)
+        c = r.bits(24)
+        if c & 0xe38e00 != 0x0:
+            raise r.fail_back(24, 'DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_8_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_8_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_EVSEChargeParameterType[7]', 'expected EE of Value, EE')
+        f_EVSEPeakCurrentRipple = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
         s = 8
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_EVSEEnergyToBeDelivered = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'DC_EVSEChargeParameterType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_9_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_9_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_9_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_EVSEChargeParameterType[8]', 'expected EE of Value, EE')
+        f_EVSEEnergyToBeDelivered = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
         s = 9
     elif ec == 1:
         s = -1
@@ -6692,50 +9076,145 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
     if o.EVSEMaximumCurrentLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumCurrentLimit', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumCurrentLimit.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSEMaximumCurrentLimit.Multiplier < -3 or o.EVSEMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumCurrentLimit.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumCurrentLimit.Multiplier!r} outside -3..3')
+    if o.EVSEMaximumCurrentLimit.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSEMaximumCurrentLimit.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 3, 15)
     s = 1
-    _e_iso2_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
+    if (w.strict and (o.EVSEMaximumCurrentLimit.Value < -32768 or o.EVSEMaximumCurrentLimit.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumCurrentLimit.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumCurrentLimit.Value)
     if o.EVSEMaximumPowerLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumPowerLimit', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumPowerLimit.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSEMaximumPowerLimit.Multiplier < -3 or o.EVSEMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumPowerLimit.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumPowerLimit.Multiplier!r} outside -3..3')
+    if o.EVSEMaximumPowerLimit.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSEMaximumPowerLimit.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 3, 17)
     s = 2
-    _e_iso2_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
+    if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumPowerLimit.Value)
     if o.EVSEMaximumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumVoltageLimit', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumVoltageLimit.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSEMaximumVoltageLimit.Multiplier < -3 or o.EVSEMaximumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumVoltageLimit.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumVoltageLimit.Multiplier!r} outside -3..3')
+    if o.EVSEMaximumVoltageLimit.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSEMaximumVoltageLimit.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumVoltageLimit.Unit]) << 3, 17)
     s = 3
-    _e_iso2_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
+    if (w.strict and (o.EVSEMaximumVoltageLimit.Value < -32768 or o.EVSEMaximumVoltageLimit.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumVoltageLimit.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumVoltageLimit.Value)
     if o.EVSEMinimumCurrentLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumCurrentLimit', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumCurrentLimit.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSEMinimumCurrentLimit.Multiplier < -3 or o.EVSEMinimumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVSEMinimumCurrentLimit.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMinimumCurrentLimit.Multiplier!r} outside -3..3')
+    if o.EVSEMinimumCurrentLimit.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSEMinimumCurrentLimit.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMinimumCurrentLimit.Unit]) << 3, 17)
     s = 4
-    _e_iso2_PhysicalValueType(w, o.EVSEMinimumCurrentLimit)
+    if (w.strict and (o.EVSEMinimumCurrentLimit.Value < -32768 or o.EVSEMinimumCurrentLimit.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMinimumCurrentLimit.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumCurrentLimit.Value)
     if o.EVSEMinimumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumVoltageLimit', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumVoltageLimit.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.EVSEMinimumVoltageLimit.Multiplier < -3 or o.EVSEMinimumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVSEMinimumVoltageLimit.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMinimumVoltageLimit.Multiplier!r} outside -3..3')
+    if o.EVSEMinimumVoltageLimit.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.EVSEMinimumVoltageLimit.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMinimumVoltageLimit.Unit]) << 3, 17)
     s = 5
-    _e_iso2_PhysicalValueType(w, o.EVSEMinimumVoltageLimit)
+    if (w.strict and (o.EVSEMinimumVoltageLimit.Value < -32768 or o.EVSEMinimumVoltageLimit.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMinimumVoltageLimit.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumVoltageLimit.Value)
+    w.bits(0x0, 2)
     s = 6
     if o.EVSECurrentRegulationTolerance is not None:
+        if o.EVSECurrentRegulationTolerance.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVSECurrentRegulationTolerance.Multiplier < -3 or o.EVSECurrentRegulationTolerance.Multiplier > 4 or (w.strict and (o.EVSECurrentRegulationTolerance.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSECurrentRegulationTolerance.Multiplier!r} outside -3..3')
+        if o.EVSECurrentRegulationTolerance.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVSECurrentRegulationTolerance.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVSECurrentRegulationTolerance.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSECurrentRegulationTolerance.Unit]) << 3, 16)
+        if (w.strict and (o.EVSECurrentRegulationTolerance.Value < -32768 or o.EVSECurrentRegulationTolerance.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVSECurrentRegulationTolerance.Value!r} outside -32768..32767')
+        w.integer(o.EVSECurrentRegulationTolerance.Value)
         w.bits(0x0, 2)
-        _e_iso2_PhysicalValueType(w, o.EVSECurrentRegulationTolerance)
         s = 7
     elif o.EVSEPeakCurrentRipple is not None:
-        w.bits(0x1, 2)
-        _e_iso2_PhysicalValueType(w, o.EVSEPeakCurrentRipple)
+        if o.EVSEPeakCurrentRipple.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVSEPeakCurrentRipple.Multiplier < -3 or o.EVSEPeakCurrentRipple.Multiplier > 4 or (w.strict and (o.EVSEPeakCurrentRipple.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPeakCurrentRipple.Multiplier!r} outside -3..3')
+        if o.EVSEPeakCurrentRipple.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVSEPeakCurrentRipple.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVSEPeakCurrentRipple.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPeakCurrentRipple.Unit]) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVSEPeakCurrentRipple.Value < -32768 or o.EVSEPeakCurrentRipple.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVSEPeakCurrentRipple.Value!r} outside -32768..32767')
+        w.integer(o.EVSEPeakCurrentRipple.Value)
+        w.bits(0x0, 2)
         s = 8
     else:
         raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
         if o.EVSEPeakCurrentRipple is not None:
-            w.bits(0x0, 1)
-            _e_iso2_PhysicalValueType(w, o.EVSEPeakCurrentRipple)
+            if o.EVSEPeakCurrentRipple.Multiplier is None:
+                raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+            if o.EVSEPeakCurrentRipple.Multiplier < -3 or o.EVSEPeakCurrentRipple.Multiplier > 4 or (w.strict and (o.EVSEPeakCurrentRipple.Multiplier > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPeakCurrentRipple.Multiplier!r} outside -3..3')
+            if o.EVSEPeakCurrentRipple.Unit is None:
+                raise encode_error('PhysicalValueType.Unit', 'required value missing')
+            if o.EVSEPeakCurrentRipple.Value is None:
+                raise encode_error('PhysicalValueType.Value', 'required value missing')
+            w.bits((o.EVSEPeakCurrentRipple.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPeakCurrentRipple.Unit]) << 3, 15)
+            if (w.strict and (o.EVSEPeakCurrentRipple.Value < -32768 or o.EVSEPeakCurrentRipple.Value > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{o.EVSEPeakCurrentRipple.Value!r} outside -32768..32767')
+            w.integer(o.EVSEPeakCurrentRipple.Value)
+            w.bits(0x0, 2)
             s = 8
         else:
             raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEPeakCurrentRipple)')
     if o.EVSEEnergyToBeDelivered is not None:
+        if o.EVSEEnergyToBeDelivered.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.EVSEEnergyToBeDelivered.Multiplier < -3 or o.EVSEEnergyToBeDelivered.Multiplier > 4 or (w.strict and (o.EVSEEnergyToBeDelivered.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEEnergyToBeDelivered.Multiplier!r} outside -3..3')
+        if o.EVSEEnergyToBeDelivered.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.EVSEEnergyToBeDelivered.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.EVSEEnergyToBeDelivered.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEEnergyToBeDelivered.Unit]) << 3, 16)
+        if (w.strict and (o.EVSEEnergyToBeDelivered.Value < -32768 or o.EVSEEnergyToBeDelivered.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.EVSEEnergyToBeDelivered.Value!r} outside -32768..32767')
+        w.integer(o.EVSEEnergyToBeDelivered.Value)
         w.bits(0x0, 2)
-        _e_iso2_PhysicalValueType(w, o.EVSEEnergyToBeDelivered)
         s = 9
     else:
         w.bits(0x1, 2)
@@ -6751,10 +9230,13 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
     f_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     f_EVSEStatusCode: _iso2.DC_EVSEStatusCodeType
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    f_NotificationMaxDelay = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_NotificationMaxDelay = u
     c = r.bits(8)
     if c & 0xe4 != 0x0:
         raise r.fail_back(8, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
@@ -6858,12 +9340,20 @@ def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
 def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPublickeyType:
     f_Id: str
     f_value: bytes
-    if r.bits(1):
-        raise r.fail_back(1, 'DiffieHellmanPublickeyType', 'expected AT(Id)')
-    f_Id = r.string(None)
-    if r.bits(1):
-        raise r.fail_back(1, 'DiffieHellmanPublickeyType', 'expected CH')
-    f_value = r.binary(65)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'DiffieHellmanPublickeyType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'DiffieHellmanPublickeyType', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_value = r.binary_of(u, 65)
     if r.bits(1):
         raise r.fail_back(1, 'DiffieHellmanPublickeyType', 'expected EE')
     return _iso2.DiffieHellmanPublickeyType(Id=f_Id, value=f_value)
@@ -6884,12 +9374,20 @@ def _e_iso2_DiffieHellmanPublickeyType(w: BitWriter, o: _iso2.DiffieHellmanPubli
 def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
     f_Id: str
     f_value: str
-    if r.bits(1):
-        raise r.fail_back(1, 'EMAIDType', 'expected AT(Id)')
-    f_Id = r.string(None)
-    if r.bits(1):
-        raise r.fail_back(1, 'EMAIDType', 'expected CH')
-    f_value = r.string(15)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'EMAIDType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'EMAIDType', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_value = r.string_of(u, 15)
     if r.bits(1):
         raise r.fail_back(1, 'EMAIDType', 'expected EE')
     return _iso2.EMAIDType(Id=f_Id, value=f_value)
@@ -6913,9 +9411,13 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -6965,10 +9467,13 @@ def _e_iso2_EVSEChargeParameterType(w: BitWriter, o: _iso2.EVSEChargeParameterTy
 def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    f_NotificationMaxDelay = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_NotificationMaxDelay = u
     c = r.bits(7)
     if c & 0x73 != 0x0:
         raise r.fail_back(7, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -7005,7 +9510,9 @@ def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
     if ec == 0:
         f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
     elif ec == 1:
-        f_TimeInterval = _d_iso2_IntervalType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'EntryType[0]', 'expected EE')
+        f_TimeInterval = _iso2.IntervalType()
     else:
         raise r.fail('EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if r.bits(1):
@@ -7019,8 +9526,7 @@ def _e_iso2_EntryType(w: BitWriter, o: _iso2.EntryType) -> None:
         if o.TimeInterval is not None:
             raise encode_error('EntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(0x1, 2)
-        _e_iso2_IntervalType(w, o.TimeInterval)
+        w.bits(0x2, 3)
     else:
         raise encode_error('EntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     w.bits(0x0, 1)
@@ -7036,15 +9542,49 @@ def _e_iso2_IntervalType(w: BitWriter, o: _iso2.IntervalType) -> None:
 def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID)')
-    f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_X509SerialNumber = -u - 1 if sg else u
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
+    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
+            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
             n += 1
             if n == 19:
                 s = 20
@@ -7067,7 +9607,15 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
         w.bits(0x0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
+        if x_RootCertificateID.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_RootCertificateID.X509IssuerName)
+        if x_RootCertificateID.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_RootCertificateID.X509SerialNumber)
+        w.bits(0x0, 2)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -7077,7 +9625,15 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
             w.bits(0x0, 2)
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
+            if x_RootCertificateID.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_RootCertificateID.X509IssuerName)
+            if x_RootCertificateID.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_RootCertificateID.X509SerialNumber)
+            w.bits(0x0, 2)
             n += 1
             if n == 19:
                 s = 20
@@ -7100,44 +9656,61 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     f_MeterStatus: int | None = None
     f_TMeter: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
-    f_MeterID = r.string(32)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_MeterID = r.string_of(u, 32)
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'MeterInfoType', 'expected EE of MeterID')
     ec = (c & 7)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[1]', 'expected CH of MeterReading')
-        f_MeterReading = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[1]', 'expected CH of MeterReading')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterReading = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterReading')
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
-        f_SigMeterReading = r.binary(64)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SigMeterReading = r.binary_of(u, 64)
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
         s = 3
     elif ec == 2:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of MeterStatus')
-        sg = (c & 1)
-        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'MeterInfoType[1]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterStatus = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
         s = 4
     elif ec == 3:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'MeterInfoType[1]', 'expected CH of TMeter')
-        sg = (c & 1)
-        f_TMeter = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'MeterInfoType[1]', 'expected CH of TMeter')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_TMeter = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of TMeter')
         s = 5
@@ -7148,27 +9721,37 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
-            f_SigMeterReading = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_SigMeterReading = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
         elif ec == 1:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 2:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of TMeter')
-            sg = (c & 1)
-            f_TMeter = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of TMeter')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_TMeter = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of TMeter')
             s = 5
@@ -7179,20 +9762,26 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 1:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of TMeter')
-            sg = (c & 1)
-            f_TMeter = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of TMeter')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_TMeter = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of TMeter')
             s = 5
@@ -7203,11 +9792,14 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of TMeter')
-            sg = (c & 1)
-            f_TMeter = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of TMeter')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_TMeter = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of TMeter')
             s = 5
@@ -7335,9 +9927,13 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'NotificationType[1]', 'expected CH of FaultMsg')
-        f_FaultMsg = r.string(64)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'NotificationType[1]', 'expected CH of FaultMsg')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_FaultMsg = r.string_of(u, 64)
         if r.bits(1):
             raise r.fail_back(1, 'NotificationType[1]', 'expected EE of FaultMsg')
         s = 2
@@ -7381,14 +9977,28 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
     if ec == 0:
         f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
     elif ec == 1:
-        f_TimeInterval = _d_iso2_IntervalType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'PMaxScheduleEntryType[0]', 'expected EE')
+        f_TimeInterval = _iso2.IntervalType()
     else:
         raise r.fail('PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    if r.bits(1):
-        raise r.fail_back(1, 'PMaxScheduleEntryType', 'expected SE(PMax)')
-    f_PMax = _d_iso2_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PMaxScheduleEntryType', 'expected EE')
+    c = r.bits(24)
+    if c & 0xe38e00 != 0x0:
+        raise r.fail_back(24, 'PMaxScheduleEntryType', 'expected SE(PMax), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_2_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'PMaxScheduleEntryType', 'expected EE of Value, EE, EE')
+    f_PMax = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     return _iso2.PMaxScheduleEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, PMax=f_PMax)
 
 def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) -> None:
@@ -7398,15 +10008,24 @@ def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) 
         if o.TimeInterval is not None:
             raise encode_error('PMaxScheduleEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(0x1, 2)
-        _e_iso2_IntervalType(w, o.TimeInterval)
+        w.bits(0x2, 3)
     else:
         raise encode_error('PMaxScheduleEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.PMax is None:
         raise encode_error('PMaxScheduleEntryType.PMax', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso2_PhysicalValueType(w, o.PMax)
-    w.bits(0x0, 1)
+    if o.PMax.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.PMax.Multiplier < -3 or o.PMax.Multiplier > 4 or (w.strict and (o.PMax.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.PMax.Multiplier!r} outside -3..3')
+    if o.PMax.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.PMax.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.PMax.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.PMax.Unit]) << 3, 15)
+    if (w.strict and (o.PMax.Value < -32768 or o.PMax.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.PMax.Value!r} outside -32768..32767')
+    w.integer(o.PMax.Value)
+    w.bits(0x0, 3)
 
 def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
     f_PMaxScheduleEntry: list[_iso2.PMaxScheduleEntryType] = []
@@ -7472,11 +10091,14 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
     f_ParameterSetID: int
     f_Parameter: list[_iso2.ParameterType] = []
     s = 0
-    c = r.bits(3)
-    if c & 0x6 != 0x0:
-        raise r.fail_back(3, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
-    sg = (c & 1)
-    f_ParameterSetID = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(11)
+    if c & 0x600 != 0x0:
+        raise r.fail_back(11, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ParameterSetID = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
@@ -7552,9 +10174,13 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
     f_intValue: int | None = None
     f_physicalValue: _iso2.PhysicalValueType | None = None
     f_stringValue: str | None = None
-    if r.bits(1):
-        raise r.fail_back(1, 'ParameterType', 'expected AT(Name)')
-    f_Name = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'ParameterType', 'expected AT(Name)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Name = r.string_of(u, None)
     c = r.bits(3)
     ec = c
     if ec == 0:
@@ -7568,27 +10194,53 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
             raise r.fail_back(10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
         f_byteValue = ((c >> 1) & 255) - 128
     elif ec == 2:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'ParameterType[1]', 'expected CH of shortValue')
-        sg = (c & 1)
-        f_shortValue = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of shortValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_shortValue = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[1]', 'expected EE of shortValue')
     elif ec == 3:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'ParameterType[1]', 'expected CH of intValue')
-        sg = (c & 1)
-        f_intValue = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of intValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_intValue = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[1]', 'expected EE of intValue')
     elif ec == 4:
-        f_physicalValue = _d_iso2_PhysicalValueType(r)
+        c = r.bits(23)
+        if c & 0x638e00 != 0x0:
+            raise r.fail_back(23, 'ParameterType[1]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_1_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_1_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'ParameterType[1]', 'expected EE of Value, EE')
+        f_physicalValue = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[1]', 'expected CH of stringValue')
-        f_stringValue = r.string(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ParameterType[1]', 'expected CH of stringValue')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_stringValue = r.string_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[1]', 'expected EE of stringValue')
     else:
@@ -7649,8 +10301,19 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with intValue')
     elif o.physicalValue is not None:
-        w.bits(0x4, 3)
-        _e_iso2_PhysicalValueType(w, o.physicalValue)
+        if o.physicalValue.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.physicalValue.Multiplier < -3 or o.physicalValue.Multiplier > 4 or (w.strict and (o.physicalValue.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.physicalValue.Multiplier!r} outside -3..3')
+        if o.physicalValue.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.physicalValue.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        w.bits((o.physicalValue.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.physicalValue.Unit]) << 3 | 0x10000, 17)
+        if (w.strict and (o.physicalValue.Value < -32768 or o.physicalValue.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.physicalValue.Value!r} outside -32768..32767')
+        w.integer(o.physicalValue.Value)
+        w.bits(0x0, 2)
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with physicalValue')
     elif o.stringValue is not None:
@@ -7715,16 +10378,19 @@ def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
     f_Multiplier: int
     f_Unit: _iso2.unitSymbolType
     f_Value: int
-    c = r.bits(15)
-    if c & 0x638e != 0x0:
-        raise r.fail_back(15, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    f_Multiplier = ((c >> 10) & 7) - 3
-    iv = ((c >> 4) & 7)
+    c = r.bits(23)
+    if c & 0x638e00 != 0x0:
+        raise r.fail_back(23, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
     if iv >= 7:
         raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
     f_Unit = _E_iso2_unitSymbolType[iv]
-    sg = (c & 1)
-    f_Value = -r.uint() - 1 if sg else r.uint()
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Value = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PhysicalValueType', 'expected EE of Value, EE')
@@ -7750,17 +10416,32 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     f_ChargingProfileEntryMaxPower: _iso2.PhysicalValueType
     f_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
-    f_ChargingProfileEntryStart = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower)')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ChargingProfileEntryStart = u
+    c = r.bits(25)
+    if c & 0x1e38e00 != 0x0:
+        raise r.fail_back(25, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_1_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_1_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 1
-    f_ChargingProfileEntryMaxPower = _d_iso2_PhysicalValueType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'ProfileEntryType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    f_ChargingProfileEntryMaxPower = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     s = 2
     if ec == 0:
         c = r.bits(4)
@@ -7788,9 +10469,20 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     w.uint(o.ChargingProfileEntryStart)
     if o.ChargingProfileEntryMaxPower is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-    w.bits(0x0, 2)
+    if o.ChargingProfileEntryMaxPower.Multiplier is None:
+        raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+    if o.ChargingProfileEntryMaxPower.Multiplier < -3 or o.ChargingProfileEntryMaxPower.Multiplier > 4 or (w.strict and (o.ChargingProfileEntryMaxPower.Multiplier > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{o.ChargingProfileEntryMaxPower.Multiplier!r} outside -3..3')
+    if o.ChargingProfileEntryMaxPower.Unit is None:
+        raise encode_error('PhysicalValueType.Unit', 'required value missing')
+    if o.ChargingProfileEntryMaxPower.Value is None:
+        raise encode_error('PhysicalValueType.Value', 'required value missing')
+    w.bits((o.ChargingProfileEntryMaxPower.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.ChargingProfileEntryMaxPower.Unit]) << 3, 16)
     s = 1
-    _e_iso2_PhysicalValueType(w, o.ChargingProfileEntryMaxPower)
+    if (w.strict and (o.ChargingProfileEntryMaxPower.Value < -32768 or o.ChargingProfileEntryMaxPower.Value > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{o.ChargingProfileEntryMaxPower.Value!r} outside -32768..32767')
+    w.integer(o.ChargingProfileEntryMaxPower.Value)
+    w.bits(0x0, 2)
     s = 2
     if o.ChargingProfileEntryMaxNumberOfPhasesInUse is not None:
         if o.ChargingProfileEntryMaxNumberOfPhasesInUse < 1 or o.ChargingProfileEntryMaxNumberOfPhasesInUse > 4 or (w.strict and (o.ChargingProfileEntryMaxNumberOfPhasesInUse > 3)):
@@ -7809,19 +10501,26 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
     f_start: int
     f_duration: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
-    f_start = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_start = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'RelativeTimeIntervalType', 'expected EE of start')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
-        f_duration = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_duration = u
         if r.bits(1):
             raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
         s = 2
@@ -7999,7 +10698,9 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
         f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
         s = 1
     elif ec == 1:
-        f_TimeInterval = _d_iso2_IntervalType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'SalesTariffEntryType[0]', 'expected EE')
+        f_TimeInterval = _iso2.IntervalType()
         s = 1
     else:
         raise r.fail('SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
@@ -8061,8 +10762,7 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
             raise encode_error('SalesTariffEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
         s = 1
     elif o.TimeInterval is not None:
-        w.bits(0x1, 2)
-        _e_iso2_IntervalType(w, o.TimeInterval)
+        w.bits(0x2, 3)
         s = 1
     else:
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
@@ -8127,7 +10827,11 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         c = r.bits(10)
@@ -8146,9 +10850,13 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
-        f_SalesTariffDescription = r.string(32)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SalesTariffDescription = r.string_of(u, 32)
         if r.bits(1):
             raise r.fail_back(1, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
         s = 3
@@ -8352,21 +11060,27 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
     f_ServiceID: int
     f_ParameterSetID: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
-        sg = (c & 1)
-        f_ParameterSetID = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ParameterSetID = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
         s = 2
@@ -8532,19 +11246,26 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
     f_ServiceScope: str | None = None
     f_FreeService: bool
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'ServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceType[1]', 'expected CH of ServiceName')
-        f_ServiceName = r.string(32)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ServiceType[1]', 'expected CH of ServiceName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ServiceName = r.string_of(u, 32)
         if r.bits(1):
             raise r.fail_back(1, 'ServiceType[1]', 'expected EE of ServiceName')
         s = 2
@@ -8565,9 +11286,13 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceType[3]', 'expected CH of ServiceScope')
-        f_ServiceScope = r.string(64)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ServiceType[3]', 'expected CH of ServiceScope')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ServiceScope = r.string_of(u, 64)
         if r.bits(1):
             raise r.fail_back(1, 'ServiceType[3]', 'expected EE of ServiceScope')
         s = 4
@@ -8642,19 +11367,26 @@ def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
 def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
     f_Certificate: list[bytes] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
-    f_Certificate.append(r.binary(800))
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Certificate.append(r.binary_of(u, 800))
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SubCertificatesType', 'expected EE of Certificate')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected CH of Certificate')
-        f_Certificate.append(r.binary(800))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Certificate.append(r.binary_of(u, 800))
         if r.bits(1):
             raise r.fail_back(1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
@@ -8665,9 +11397,13 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'SubCertificatesType[2]', 'expected CH of Certificate')
-            f_Certificate.append(r.binary(800))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Certificate.append(r.binary_of(u, 800))
             if r.bits(1):
                 raise r.fail_back(1, 'SubCertificatesType[2]', 'expected EE of Certificate')
             s = 3
@@ -8678,9 +11414,13 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'SubCertificatesType[3]', 'expected CH of Certificate')
-            f_Certificate.append(r.binary(800))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'SubCertificatesType[3]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Certificate.append(r.binary_of(u, 800))
             if r.bits(1):
                 raise r.fail_back(1, 'SubCertificatesType[3]', 'expected EE of Certificate')
             s = 4
@@ -8850,10 +11590,13 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
     f_Notification: _iso2.NotificationType | None = None
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
-    f_SessionID = r.binary(8)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SessionID = r.binary_of(u, 8)
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID')
@@ -8919,9 +11662,13 @@ def _e_iso2_MessageHeaderType(w: BitWriter, o: _iso2.MessageHeaderType) -> None:
             s = -1
 
 def _d_v0(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8932,9 +11679,13 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -8967,9 +11718,13 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     w.bits((o) << 1, 9)
 
 def _d_v4(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(800)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 800)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9007,9 +11762,13 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     w.bits((o - 1) << 1, 4)
 
 def _d_v7(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9044,9 +11803,13 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     w.bits((o) << 1, 10)
 
 def _d_v10(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(6)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 6)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9072,9 +11835,13 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso2_DC_EVErrorCodeType[o]) << 1, 6)
 
 def _d_v12(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(37)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 37)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9139,11 +11906,14 @@ def _e_v16(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso2_DC_EVSEStatusCodeType[o]) << 1, 6)
 
 def _d_v17(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9169,9 +11939,13 @@ def _e_v18(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso2_EnergyTransferModeType[o]) << 1, 5)
 
 def _d_v19(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9195,9 +11969,13 @@ def _e_v20(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso2_faultCodeType[o]) << 1, 4)
 
 def _d_v21(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(64)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 64)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9210,9 +11988,13 @@ def _e_v21(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v22(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(16)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 16)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9225,11 +12007,14 @@ def _e_v22(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v23(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9240,9 +12025,13 @@ def _e_v23(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v24(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9255,9 +12044,13 @@ def _e_v24(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v25(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9270,9 +12063,13 @@ def _e_v25(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v26(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9285,11 +12082,14 @@ def _e_v26(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v27(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9314,9 +12114,13 @@ def _e_v28(w: BitWriter, o: Any) -> None:
     w.bits((o + 3) << 1, 5)
 
 def _d_v29(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9327,11 +12131,14 @@ def _e_v29(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v30(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9379,9 +12186,13 @@ def _e_v33(w: BitWriter, o: Any) -> None:
     w.bits((o - 1) << 1, 10)
 
 def _d_v34(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9404,9 +12215,13 @@ def _e_v35(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso2_serviceCategoryType[o]) << 1, 4)
 
 def _d_v36(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9419,9 +12234,13 @@ def _e_v36(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v37(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9434,9 +12253,13 @@ def _e_v37(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v38(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(64)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 64)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9449,9 +12272,13 @@ def _e_v38(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v39(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(8)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 8)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9464,9 +12291,13 @@ def _e_v39(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v40(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(64)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 64)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9492,11 +12323,14 @@ def _e_v41(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso2_unitSymbolType[o]) << 1, 5)
 
 def _d_v42(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9532,9 +12366,13 @@ def _e_v44(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso2_costKindType[o]) << 1, 4)
 
 def _d_v45(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9547,11 +12385,14 @@ def _e_v45(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v46(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -9564,9 +12405,13 @@ def _e_v46(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v47(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

@@ -40,9 +40,13 @@ _I_iso20_common_types_responseCodeType = {m: i for i, m in enumerate(_E_iso20_co
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -96,75 +100,109 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
-        f_P = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_P = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
-        f_G = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_G = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        f_Q = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Q = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
-            f_G = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_G = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
-            f_Y = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Y = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
-        f_J = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_J = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        f_Seed = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Seed = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
@@ -175,9 +213,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
-            f_Seed = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Seed = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
@@ -186,10 +228,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
-        f_PgenCounter = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PgenCounter = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
@@ -285,9 +330,13 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -342,12 +391,20 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     c = r.bits(4)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
-        f_KeyName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_KeyName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
@@ -367,9 +424,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         s = 2
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
-        f_MgmtData.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MgmtData.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
@@ -383,9 +444,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         while True:
             ec = r.bits(4)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
-                f_KeyName.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_KeyName.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
@@ -411,9 +476,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 6:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
-                f_MgmtData.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_MgmtData.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
@@ -427,9 +496,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     while True:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
-            f_KeyName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_KeyName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
@@ -443,9 +516,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 5:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
-            f_MgmtData.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MgmtData.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
@@ -617,7 +694,24 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
             break
         elif ec == 1:
-            f_RSAKeyValue = _d_xmldsig_RSAKeyValueType(r)
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Modulus = r.binary_of(u, None)
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Exponent = r.binary_of(u, None)
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
             raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
@@ -642,8 +736,15 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(0x1, 3)
-        _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
+        if o.RSAKeyValue.Modulus is None:
+            raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+        w.bits(0x4, 5)
+        w.binary(o.RSAKeyValue.Modulus)
+        if o.RSAKeyValue.Exponent is None:
+            raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+        w.bits(0x0, 3)
+        w.binary(o.RSAKeyValue.Exponent)
+        w.bits(0x0, 2)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
@@ -657,7 +758,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -743,13 +848,25 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Encoding = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Encoding = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_MimeType = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_MimeType = r.string_of(u, None)
         s = 3
     elif ec == 3:
         raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
@@ -762,10 +879,18 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Id = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Id = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 2:
             raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
@@ -778,7 +903,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 1:
             raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
@@ -867,16 +996,24 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
-        f_PGPKeyID = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyID = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        f_PGPKeyPacket.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyPacket.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
@@ -885,9 +1022,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
-            f_PGPKeyPacket.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_PGPKeyPacket.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
@@ -987,14 +1128,20 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
-    f_Modulus = r.binary(None)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
-    f_Exponent = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Modulus = r.binary_of(u, None)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Exponent = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
@@ -1022,13 +1169,25 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 3
     elif ec == 3:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1041,10 +1200,18 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Type = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Type = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 2:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1057,7 +1224,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1082,10 +1253,13 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
-    f_DigestValue = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DigestValue = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
@@ -1185,10 +1359,18 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 2
     elif ec == 2:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1200,7 +1382,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 2
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1271,10 +1457,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(2)
-            if c != 0x0:
-                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
-            f_SPKISexp.append(r.binary(None))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_SPKISexp.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
@@ -1282,9 +1471,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
-                    f_SPKISexp.append(r.binary(None))
+                    c = r.bits(9)
+                    if c & 0x100 != 0x0:
+                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                    u = (c & 255)
+                    if u > 127:
+                        u = r.uint_more(u)
+                    f_SPKISexp.append(r.binary_of(u, None))
                     if r.bits(1):
                         raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
@@ -1297,9 +1490,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
         if s == 2:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
-                f_SPKISexp.append(r.binary(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_SPKISexp.append(r.binary_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
@@ -1351,18 +1548,25 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
-            sg = (c & 1)
-            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_HMACOutputLength = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -1433,7 +1637,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -1518,17 +1726,29 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Target = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     else:
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        f_Target = r.string(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     while True:
         ec = r.bits(2)
@@ -1602,7 +1822,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -1718,17 +1942,29 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_value = r.binary(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     else:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
-        f_value = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     if r.bits(1):
         raise r.fail_back(1, 'SignatureValueType', 'expected EE')
@@ -1766,7 +2002,11 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -1864,15 +2104,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     while True:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
-            f_XPath.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_XPath.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
@@ -1972,29 +2220,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509IssuerName = r.string_of(u, None)
+        c = r.bits(12)
+        if c & 0xe00 != 0x0:
+            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509SerialNumber = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
-        f_X509SKI.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SKI.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
-        f_X509SubjectName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SubjectName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
-        f_X509Certificate.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509Certificate.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
-        f_X509CRL.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509CRL.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
@@ -2004,29 +2286,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     while True:
         ec = r.bits(3)
         if ec == 0:
-            f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
-            f_X509SKI.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SKI.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
-            f_X509SubjectName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SubjectName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
-            f_X509Certificate.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509Certificate.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
-            f_X509CRL.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509CRL.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
@@ -2047,7 +2363,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+        if x_X509IssuerSerial.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_X509IssuerSerial.X509IssuerName)
+        if x_X509IssuerSerial.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_X509IssuerSerial.X509SerialNumber)
+        w.bits(0x0, 2)
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
@@ -2079,7 +2403,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+            if x_X509IssuerSerial.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_X509IssuerSerial.X509IssuerName)
+            if x_X509IssuerSerial.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_X509IssuerSerial.X509SerialNumber)
+            w.bits(0x0, 2)
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
@@ -2112,15 +2444,21 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
-    f_X509IssuerName = r.string(None)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
-    sg = (c & 1)
-    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509SerialNumber = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2325,35 +2663,47 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     if r.bits(1):
         raise r.fail_back(1, 'ACDP_VehiclePositioningResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(21)
-    if c & 0x181cee != 0x0:
-        raise r.fail_back(21, 'ACDP_VehiclePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEPositioningSupport), CH of EVSEPositioningSupport, EE of EVSEPositioningSupport, SE(EVRelativeXDeviation), CH of EVRelativeXDeviation')
-    iv = ((c >> 13) & 63)
+    c = r.bits(29)
+    if c & 0x181cee00 != 0x0:
+        raise r.fail_back(29, 'ACDP_VehiclePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEPositioningSupport), CH of EVSEPositioningSupport, EE of EVSEPositioningSupport, SE(EVRelativeXDeviation), CH of EVRelativeXDeviation')
+    iv = ((c >> 21) & 63)
     if iv >= 40:
         raise r.fail('ACDP_VehiclePositioningResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    iv = ((c >> 8) & 3)
+    iv = ((c >> 16) & 3)
     if iv >= 3:
         raise r.fail('ACDP_VehiclePositioningResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    f_EVSEPositioningSupport = ((c >> 4) & 1) == 1
-    sg = (c & 1)
-    f_EVRelativeXDeviation = -r.uint() - 1 if sg else r.uint()
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeXDeviation, SE(EVRelativeYDeviation), CH of EVRelativeYDeviation')
-    sg = (c & 1)
-    f_EVRelativeYDeviation = -r.uint() - 1 if sg else r.uint()
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeYDeviation, SE(ContactWindowXc), CH of ContactWindowXc')
-    sg = (c & 1)
-    f_ContactWindowXc = -r.uint() - 1 if sg else r.uint()
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowXc, SE(ContactWindowYc), CH of ContactWindowYc')
-    sg = (c & 1)
-    f_ContactWindowYc = -r.uint() - 1 if sg else r.uint()
+    f_EVSEPositioningSupport = ((c >> 12) & 1) == 1
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVRelativeXDeviation = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeXDeviation, SE(EVRelativeYDeviation), CH of EVRelativeYDeviation')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVRelativeYDeviation = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ACDP_VehiclePositioningResType', 'expected EE of EVRelativeYDeviation, SE(ContactWindowXc), CH of ContactWindowXc')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ContactWindowXc = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowXc, SE(ContactWindowYc), CH of ContactWindowYc')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ContactWindowYc = -u - 1 if sg else u
     c = r.bits(6)
     if c & 0x3b != 0x0:
         raise r.fail_back(6, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowYc, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, EE')
@@ -2424,7 +2774,19 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         f_EVImmobilized = ((c >> 1) & 1) == 1
         s = 3
     elif ec == 1:
-        f_EVWLANStrength = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'EVTechnicalStatusType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'EVTechnicalStatusType[2]', 'expected EE of Value, EE')
+        f_EVWLANStrength = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 4
     elif ec == 2:
         c = r.bits(5)
@@ -2463,7 +2825,19 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            f_EVWLANStrength = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'EVTechnicalStatusType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'EVTechnicalStatusType[3]', 'expected EE of Value, EE')
+            f_EVWLANStrength = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 4
         elif ec == 1:
             c = r.bits(5)
@@ -2614,8 +2988,17 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         w.bits((1 if o.EVImmobilized else 0) << 1, 6)
         s = 3
     elif o.EVWLANStrength is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVWLANStrength)
+        if o.EVWLANStrength.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVWLANStrength.Exponent < -128 or o.EVWLANStrength.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVWLANStrength.Exponent!r} outside -128..127')
+        if o.EVWLANStrength.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVWLANStrength.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.EVWLANStrength.Value < -32768 or o.EVWLANStrength.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVWLANStrength.Value!r} outside -32768..32767')
+        w.integer(o.EVWLANStrength.Value)
+        w.bits(0x0, 2)
         s = 4
     elif o.EVCPStatus is not None:
         w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x40, 8)
@@ -2636,8 +3019,17 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         s = -1
     if s == 3:
         if o.EVWLANStrength is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVWLANStrength)
+            if o.EVWLANStrength.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVWLANStrength.Exponent < -128 or o.EVWLANStrength.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVWLANStrength.Exponent!r} outside -128..127')
+            if o.EVWLANStrength.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVWLANStrength.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVWLANStrength.Value < -32768 or o.EVWLANStrength.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVWLANStrength.Value!r} outside -32768..32767')
+            w.integer(o.EVWLANStrength.Value)
+            w.bits(0x0, 2)
             s = 4
         elif o.EVCPStatus is not None:
             w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x20, 8)
@@ -2806,7 +3198,21 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     s = 1
     s = 2
     if ec == 0:
-        f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_NotificationMaxDelay = u
+        c = r.bits(8)
+        if c & 0xe3 != 0x0:
+            raise r.fail_back(8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 7)
+        if iv >= 6:
+            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -2857,8 +3263,15 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
+        if o.EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x0, 5)
+        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        if o.EVSEStatus.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
         s = 3
     elif o.MeterInfo is not None:
         w.bits(0x1, 3)
@@ -2939,40 +3352,81 @@ def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected SE(Amount)')
-    f_Amount = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected SE(CostPerUnit)')
-    f_CostPerUnit = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected EE')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'DetailedCostType', 'expected EE of Value, EE, EE')
+    f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    if o.Amount.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
+    if o.Amount.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Amount.Exponent + 128) << 3, 14)
+    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
+    w.integer(o.Amount.Value)
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
-    w.bits(0x0, 1)
+    if o.CostPerUnit.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.CostPerUnit.Exponent < -128 or o.CostPerUnit.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
+    if o.CostPerUnit.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.CostPerUnit.Exponent + 128) << 3, 16)
+    if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
+    w.integer(o.CostPerUnit.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    c = r.bits(2)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TaxRuleID = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
     if c != 0x0:
-        raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    f_TaxRuleID = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
-    f_Amount = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedTaxType', 'expected EE')
+        raise r.fail_back(3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
+    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
@@ -2984,21 +3438,20 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     w.uint(o.TaxRuleID)
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    w.bits(0x0, 2)
-    _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    w.bits(0x0, 1)
+    if o.Amount.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
+    if o.Amount.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Amount.Exponent + 128) << 3, 15)
+    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
+    w.integer(o.Amount.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
-    f_PresentSOC: int | None = None
-    f_MinimumSOC: int | None = None
-    f_TargetSOC: int | None = None
-    f_MaximumSOC: int | None = None
-    f_RemainingTimeToMinimumSOC: int | None = None
-    f_RemainingTimeToTargetSOC: int | None = None
-    f_RemainingTimeToMaximumSOC: int | None = None
-    f_ChargingComplete: bool | None = None
-    f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
-    f_InletHot: bool | None = None
+    kw: dict[str, Any] = {}
     s = 0
     c = r.bits(4)
     ec = c
@@ -3006,44 +3459,56 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        f_PresentSOC = ((c >> 1) & 127)
+        kw['PresentSOC'] = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
+        kw['MinimumSOC'] = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
+        kw['TargetSOC'] = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        f_MaximumSOC = ((c >> 1) & 127)
+        kw['MaximumSOC'] = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        f_RemainingTimeToMinimumSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToMinimumSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        f_RemainingTimeToTargetSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToTargetSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        f_RemainingTimeToMaximumSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToMaximumSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
@@ -3051,16 +3516,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(3)
         if c & 0x5 != 0x0:
             raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
+        kw['ChargingComplete'] = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
-        f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+        kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 9
     elif ec == 9:
         c = r.bits(3)
         if c & 0x5 != 0x0:
             raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        f_InletHot = ((c >> 1) & 1) == 1
+        kw['InletHot'] = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -3072,38 +3549,50 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            f_MinimumSOC = ((c >> 1) & 127)
+            kw['MinimumSOC'] = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3111,16 +3600,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 9
         elif ec == 8:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -3132,32 +3633,44 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3165,16 +3678,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 9
         elif ec == 7:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -3186,26 +3711,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3213,16 +3750,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 9
         elif ec == 6:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -3231,23 +3780,35 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 4:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3255,16 +3816,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 9
         elif ec == 5:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -3273,16 +3846,24 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 5:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3290,16 +3871,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 9
         elif ec == 4:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -3308,9 +3901,13 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 6:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -3318,16 +3915,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 9
         elif ec == 3:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -3339,16 +3948,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 9
         elif ec == 2:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -3357,13 +3978,25 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 8:
         ec = r.bits(2)
         if ec == 0:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 9
         elif ec == 1:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -3375,7 +4008,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -3385,7 +4018,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
-    return _iso20_common_types.DisplayParametersType(PresentSOC=f_PresentSOC, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, MaximumSOC=f_MaximumSOC, RemainingTimeToMinimumSOC=f_RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC=f_RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC=f_RemainingTimeToMaximumSOC, ChargingComplete=f_ChargingComplete, BatteryEnergyCapacity=f_BatteryEnergyCapacity, InletHot=f_InletHot)
+    return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
@@ -3434,8 +4067,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        w.bits(0x8, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+        if o.BatteryEnergyCapacity.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+        if o.BatteryEnergyCapacity.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x10000, 17)
+        if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+        w.integer(o.BatteryEnergyCapacity.Value)
+        w.bits(0x0, 2)
         s = 9
     elif o.InletHot is not None:
         w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
@@ -3484,8 +4126,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x7, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xe000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
@@ -3529,8 +4180,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x6, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xc000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
@@ -3569,8 +4229,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x5, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xa000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
@@ -3604,8 +4273,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x4, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x8000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
@@ -3632,8 +4310,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
@@ -3653,8 +4340,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
@@ -3667,8 +4363,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
@@ -3678,8 +4383,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3, 15)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
@@ -3708,31 +4422,72 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
         raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
-    f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
-    f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected EE')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
+    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     s = -1
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
@@ -3747,28 +4502,62 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+            if o.EVTargetEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVTargetEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMaximumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMaximumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumEnergyRequest.Value)
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMinimumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-    w.bits(0x0, 1)
+    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumEnergyRequest.Value)
+    w.bits(0x0, 3)
     s = 4
     s = -1
 
@@ -3781,9 +4570,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     c = r.bits(3)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3800,9 +4593,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        f_AckMaxDelay = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_AckMaxDelay = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
@@ -3825,9 +4622,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3844,9 +4645,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3857,9 +4662,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3958,10 +4767,13 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    f_NotificationMaxDelay = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_NotificationMaxDelay = u
     c = r.bits(8)
     if c & 0xe3 != 0x0:
         raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -3985,15 +4797,49 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID)')
-    f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_X509SerialNumber = -u - 1 if sg else u
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
+    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
+            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
             n += 1
             if n == 19:
                 s = 20
@@ -4016,7 +4862,15 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         w.bits(0x0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
+        if x_RootCertificateID.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_RootCertificateID.X509IssuerName)
+        if x_RootCertificateID.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_RootCertificateID.X509SerialNumber)
+        w.bits(0x0, 2)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -4026,7 +4880,15 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             w.bits(0x0, 2)
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
+            if x_RootCertificateID.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_RootCertificateID.X509IssuerName)
+            if x_RootCertificateID.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_RootCertificateID.X509SerialNumber)
+            w.bits(0x0, 2)
             n += 1
             if n == 19:
                 s = 20
@@ -4047,15 +4909,21 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
-    f_SessionID = r.binary(8)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SessionID = r.binary_of(u, 8)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
     s = 1
-    f_TimeStamp = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeStamp = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
@@ -4113,61 +4981,90 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
-    f_MeterID = r.string(32)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_MeterID = r.string_of(u, 32)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+    u = (c & 255)
     s = 1
-    f_ChargedEnergyReadingWh = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_ChargedEnergyReadingWh = u
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
     ec = (c & 7)
     s = 2
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
-        f_BPT_DischargedEnergyReadingWh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_BPT_DischargedEnergyReadingWh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        f_CapacitiveEnergyReadingVARh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_CapacitiveEnergyReadingVARh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        f_BPT_InductiveEnergyReadingVARh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_BPT_InductiveEnergyReadingVARh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterSignature')
-        f_MeterSignature = r.binary(64)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterSignature = r.binary_of(u, 64)
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
-        sg = (c & 1)
-        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterStatus = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        f_MeterTimestamp = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterTimestamp = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
@@ -4178,39 +5075,58 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
-            f_CapacitiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_CapacitiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            f_BPT_InductiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_BPT_InductiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
@@ -4221,32 +5137,47 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 4:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            f_BPT_InductiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_BPT_InductiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
@@ -4257,25 +5188,36 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 5:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
@@ -4286,18 +5228,25 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
@@ -4308,9 +5257,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 7:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
@@ -4519,12 +5472,15 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
     f_Value: int
-    c = r.bits(14)
-    if c & 0x300e != 0x0:
-        raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_Exponent = ((c >> 4) & 255) - 128
-    sg = (c & 1)
-    f_Value = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(22)
+    if c & 0x300e00 != 0x0:
+        raise r.fail_back(22, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Value = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
@@ -4551,29 +5507,144 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    f_TimeAnchor = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeAnchor = u
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
     ec = (c & 7)
     s = 1
     if ec == 0:
-        f_EnergyCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
         s = 2
     elif ec == 1:
-        f_OccupancyCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
         s = 3
     elif ec == 2:
-        f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_9_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
         s = 4
     elif ec == 3:
-        f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_11_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_12_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
         s = 5
     elif ec == 4:
-        f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_13_TaxRuleID = u
+        c = r.bits(24)
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_back(24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_14_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
         s = 6
     elif ec == 5:
         s = -1
@@ -4582,16 +5653,105 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_OccupancyCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_16_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_17_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
             s = 3
         elif ec == 1:
-            f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_19_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_20_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
             s = 4
         elif ec == 2:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_22_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_23_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
             s = 5
         elif ec == 3:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_24_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_25_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
             s = 6
         elif ec == 4:
             s = -1
@@ -4600,13 +5760,79 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_27_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_27_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_28_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_28_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
             s = 4
         elif ec == 1:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_30_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_30_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_31_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_31_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
             s = 5
         elif ec == 2:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_32_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_33_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_33_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
             s = 6
         elif ec == 3:
             s = -1
@@ -4615,10 +5841,53 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_35_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_35_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_36_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_36_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+            f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
             s = 5
         elif ec == 1:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_37_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_38_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_38_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+            f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
             s = 6
         elif ec == 2:
             s = -1
@@ -4627,7 +5896,27 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_39_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_40_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_40_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
+            f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
             s = 6
         elif ec == 1:
             s = -1
@@ -4638,7 +5927,27 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         while True:
             ec = r.bits(2)
             if ec == 0:
-                f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+                c = r.bits(10)
+                if c & 0x300 != 0x0:
+                    raise r.fail_back(10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_41_TaxRuleID = u
+                c = r.bits(24)
+                if c & 0xf00e00 != 0x0:
+                    raise r.fail_back(24, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_42_Exponent = ((c >> 12) & 255) - 128
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_42_Value = -u - 1 if sg else u
+                c = r.bits(3)
+                if c != 0x0:
+                    raise r.fail_back(3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
+                f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+                f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
                 n += 1
                 if n == 9:
                     s = 15
@@ -4666,80 +5975,382 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     w.bits(0x0, 1)
     s = 1
     if o.EnergyCosts is not None:
+        if o.EnergyCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.EnergyCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EnergyCosts.Amount.Exponent < -128 or o.EnergyCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
+        if o.EnergyCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EnergyCosts.Amount.Exponent + 128) << 3, 17)
+        if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.EnergyCosts.Amount.Value)
+        if o.EnergyCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.EnergyCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EnergyCosts.CostPerUnit.Exponent < -128 or o.EnergyCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.EnergyCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EnergyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.EnergyCosts.CostPerUnit.Value)
         w.bits(0x0, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.EnergyCosts)
         s = 2
     elif o.OccupancyCosts is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
+        if o.OccupancyCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.OccupancyCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
+        if o.OccupancyCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+        if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.OccupancyCosts.Amount.Value)
+        if o.OccupancyCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.OccupancyCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.OccupancyCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.OccupancyCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
+        if o.AdditionalServicesCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.AdditionalServicesCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+        if o.AdditionalServicesCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
+        if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.AdditionalServicesCosts.Amount.Value)
+        if o.AdditionalServicesCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 4
     elif o.OverstayCosts is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+        if o.OverstayCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.OverstayCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+        if o.OverstayCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0xc000, 17)
+        if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.OverstayCosts.Amount.Value)
+        if o.OverstayCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.OverstayCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.OverstayCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.OverstayCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
         w.bits(0x4, 3)
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+        if x_TaxCosts.TaxRuleID is None:
+            raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+        w.bits(0x0, 2)
+        if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+        w.uint(x_TaxCosts.TaxRuleID)
+        if x_TaxCosts.Amount is None:
+            raise encode_error('DetailedTaxType.Amount', 'required value missing')
+        if x_TaxCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+        if x_TaxCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+        if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(x_TaxCosts.Amount.Value)
+        w.bits(0x0, 3)
         s = 6
     else:
         w.bits(0x5, 3)
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
+            if o.OccupancyCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OccupancyCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
+            if o.OccupancyCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3, 17)
+            if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OccupancyCosts.Amount.Value)
+            if o.OccupancyCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OccupancyCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OccupancyCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OccupancyCosts.CostPerUnit.Value)
             w.bits(0x0, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
+            if o.AdditionalServicesCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            if o.AdditionalServicesCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x3, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x4, 3)
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
+            if o.AdditionalServicesCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3, 17)
+            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            if o.AdditionalServicesCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
             w.bits(0x0, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x2, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x3, 3)
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            w.bits(0x0, 2)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x1, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x2, 2)
@@ -4749,7 +6360,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.bits(0x0, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x1, 2)
@@ -4761,7 +6390,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.bits(0x0, 2)
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+                if x_TaxCosts.TaxRuleID is None:
+                    raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+                w.bits(0x0, 2)
+                if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+                w.uint(x_TaxCosts.TaxRuleID)
+                if x_TaxCosts.Amount is None:
+                    raise encode_error('DetailedTaxType.Amount', 'required value missing')
+                if x_TaxCosts.Amount.Exponent is None:
+                    raise encode_error('RationalNumberType.Exponent', 'required value missing')
+                if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+                if x_TaxCosts.Amount.Value is None:
+                    raise encode_error('RationalNumberType.Value', 'required value missing')
+                w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+                if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+                w.integer(x_TaxCosts.Amount.Value)
+                w.bits(0x0, 3)
                 n += 1
                 if n == 9:
                     s = 15
@@ -4785,13 +6432,49 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
         s = -1
@@ -4800,10 +6483,34 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 2
         elif ec == 1:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 3
         elif ec == 2:
             s = -1
@@ -4812,7 +6519,19 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 1:
             s = -1
@@ -4827,36 +6546,90 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+        if o.EVMaximumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMaximumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+        if o.EVMinimumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMinimumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 3
     else:
         w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
+            if o.EVMaximumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMaximumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 3
         else:
             w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
             w.bits(0x1, 2)
@@ -4931,9 +6704,13 @@ def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V
     w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_v0(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -4944,9 +6721,13 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -4957,9 +6738,13 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -4972,9 +6757,13 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v3(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -4997,11 +6786,14 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     w.bits((1 if o else 0) << 1, 3)
 
 def _d_v5(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -5014,9 +6806,13 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v6(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -5126,9 +6922,13 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     w.bits((o) << 1, 9)
 
 def _d_v15(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -5151,11 +6951,14 @@ def _e_v16(w: BitWriter, o: Any) -> None:
     w.bits((o + 128) << 1, 10)
 
 def _d_v17(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -5166,9 +6969,13 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v18(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -5181,9 +6988,13 @@ def _e_v18(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v19(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(64)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 64)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -5196,9 +7007,13 @@ def _e_v19(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v20(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -5222,9 +7037,13 @@ def _e_v21(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
 
 def _d_v22(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(8)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 8)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -5237,9 +7056,13 @@ def _e_v22(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v23(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -5252,11 +7075,14 @@ def _e_v23(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v24(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

@@ -50,9 +50,13 @@ _I_iso20_common_types_responseCodeType = {m: i for i, m in enumerate(_E_iso20_co
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -106,75 +110,109 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
-        f_P = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_P = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
-        f_G = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_G = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        f_Q = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Q = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
-            f_G = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_G = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
-            f_Y = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Y = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
-        f_J = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_J = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        f_Seed = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Seed = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
@@ -185,9 +223,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
-            f_Seed = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Seed = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
@@ -196,10 +238,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
-        f_PgenCounter = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PgenCounter = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
@@ -295,9 +340,13 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -352,12 +401,20 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     c = r.bits(4)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
-        f_KeyName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_KeyName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
@@ -377,9 +434,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         s = 2
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
-        f_MgmtData.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MgmtData.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
@@ -393,9 +454,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         while True:
             ec = r.bits(4)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
-                f_KeyName.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_KeyName.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
@@ -421,9 +486,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 6:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
-                f_MgmtData.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_MgmtData.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
@@ -437,9 +506,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     while True:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
-            f_KeyName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_KeyName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
@@ -453,9 +526,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 5:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
-            f_MgmtData.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MgmtData.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
@@ -627,7 +704,24 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
             break
         elif ec == 1:
-            f_RSAKeyValue = _d_xmldsig_RSAKeyValueType(r)
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Modulus = r.binary_of(u, None)
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Exponent = r.binary_of(u, None)
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
             raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
@@ -652,8 +746,15 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(0x1, 3)
-        _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
+        if o.RSAKeyValue.Modulus is None:
+            raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+        w.bits(0x4, 5)
+        w.binary(o.RSAKeyValue.Modulus)
+        if o.RSAKeyValue.Exponent is None:
+            raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+        w.bits(0x0, 3)
+        w.binary(o.RSAKeyValue.Exponent)
+        w.bits(0x0, 2)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
@@ -667,7 +768,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -753,13 +858,25 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Encoding = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Encoding = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_MimeType = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_MimeType = r.string_of(u, None)
         s = 3
     elif ec == 3:
         raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
@@ -772,10 +889,18 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Id = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Id = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 2:
             raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
@@ -788,7 +913,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 1:
             raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
@@ -877,16 +1006,24 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
-        f_PGPKeyID = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyID = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        f_PGPKeyPacket.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyPacket.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
@@ -895,9 +1032,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
-            f_PGPKeyPacket.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_PGPKeyPacket.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
@@ -997,14 +1138,20 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
-    f_Modulus = r.binary(None)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
-    f_Exponent = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Modulus = r.binary_of(u, None)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Exponent = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
@@ -1032,13 +1179,25 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 3
     elif ec == 3:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1051,10 +1210,18 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Type = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Type = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 2:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1067,7 +1234,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1092,10 +1263,13 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
-    f_DigestValue = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DigestValue = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
@@ -1195,10 +1369,18 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 2
     elif ec == 2:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1210,7 +1392,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 2
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1281,10 +1467,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(2)
-            if c != 0x0:
-                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
-            f_SPKISexp.append(r.binary(None))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_SPKISexp.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
@@ -1292,9 +1481,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
-                    f_SPKISexp.append(r.binary(None))
+                    c = r.bits(9)
+                    if c & 0x100 != 0x0:
+                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                    u = (c & 255)
+                    if u > 127:
+                        u = r.uint_more(u)
+                    f_SPKISexp.append(r.binary_of(u, None))
                     if r.bits(1):
                         raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
@@ -1307,9 +1500,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
         if s == 2:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
-                f_SPKISexp.append(r.binary(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_SPKISexp.append(r.binary_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
@@ -1361,18 +1558,25 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
-            sg = (c & 1)
-            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_HMACOutputLength = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -1443,7 +1647,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -1528,17 +1736,29 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Target = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     else:
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        f_Target = r.string(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     while True:
         ec = r.bits(2)
@@ -1612,7 +1832,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -1728,17 +1952,29 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_value = r.binary(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     else:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
-        f_value = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     if r.bits(1):
         raise r.fail_back(1, 'SignatureValueType', 'expected EE')
@@ -1776,7 +2012,11 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -1874,15 +2114,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     while True:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
-            f_XPath.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_XPath.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
@@ -1982,29 +2230,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509IssuerName = r.string_of(u, None)
+        c = r.bits(12)
+        if c & 0xe00 != 0x0:
+            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509SerialNumber = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
-        f_X509SKI.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SKI.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
-        f_X509SubjectName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SubjectName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
-        f_X509Certificate.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509Certificate.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
-        f_X509CRL.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509CRL.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
@@ -2014,29 +2296,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     while True:
         ec = r.bits(3)
         if ec == 0:
-            f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
-            f_X509SKI.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SKI.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
-            f_X509SubjectName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SubjectName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
-            f_X509Certificate.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509Certificate.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
-            f_X509CRL.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509CRL.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
@@ -2057,7 +2373,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+        if x_X509IssuerSerial.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_X509IssuerSerial.X509IssuerName)
+        if x_X509IssuerSerial.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_X509IssuerSerial.X509SerialNumber)
+        w.bits(0x0, 2)
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
@@ -2089,7 +2413,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+            if x_X509IssuerSerial.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_X509IssuerSerial.X509IssuerName)
+            if x_X509IssuerSerial.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_X509IssuerSerial.X509SerialNumber)
+            w.bits(0x0, 2)
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
@@ -2122,15 +2454,21 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
-    f_X509IssuerName = r.string(None)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
-    sg = (c & 1)
-    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509SerialNumber = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2165,77 +2503,132 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'AbsolutePriceScheduleType[0]', 'expected CH of TimeAnchor')
-        f_TimeAnchor = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'AbsolutePriceScheduleType[0]', 'expected CH of TimeAnchor')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_TimeAnchor = u
         if r.bits(1):
             raise r.fail_back(1, 'AbsolutePriceScheduleType[0]', 'expected EE of TimeAnchor')
         s = 2
     else:
         raise r.fail('AbsolutePriceScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'AbsolutePriceScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
-        f_TimeAnchor = r.uint()
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'AbsolutePriceScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_TimeAnchor = u
         if r.bits(1):
             raise r.fail_back(1, 'AbsolutePriceScheduleType[1]', 'expected EE of TimeAnchor')
         s = 2
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'AbsolutePriceScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
-    f_PriceScheduleID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'AbsolutePriceScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_PriceScheduleID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'AbsolutePriceScheduleType', 'expected EE of PriceScheduleID')
     ec = (c & 3)
     s = 3
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'AbsolutePriceScheduleType[3]', 'expected CH of PriceScheduleDescription')
-        f_PriceScheduleDescription = r.string(160)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'AbsolutePriceScheduleType[3]', 'expected CH of PriceScheduleDescription')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PriceScheduleDescription = r.string_of(u, 160)
         if r.bits(1):
             raise r.fail_back(1, 'AbsolutePriceScheduleType[3]', 'expected EE of PriceScheduleDescription')
         s = 4
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'AbsolutePriceScheduleType[3]', 'expected CH of Currency')
-        f_Currency = r.string(3)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'AbsolutePriceScheduleType[3]', 'expected CH of Currency')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Currency = r.string_of(u, 3)
         if r.bits(1):
             raise r.fail_back(1, 'AbsolutePriceScheduleType[3]', 'expected EE of Currency')
         s = 5
     else:
         raise r.fail('AbsolutePriceScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(Currency)')
     if s == 4:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'AbsolutePriceScheduleType[4]', 'expected SE(Currency), CH of Currency')
-        f_Currency = r.string(3)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'AbsolutePriceScheduleType[4]', 'expected SE(Currency), CH of Currency')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Currency = r.string_of(u, 3)
         if r.bits(1):
             raise r.fail_back(1, 'AbsolutePriceScheduleType[4]', 'expected EE of Currency')
         s = 5
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'AbsolutePriceScheduleType', 'expected SE(Language), CH of Language')
-    f_Language = r.string(3)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'AbsolutePriceScheduleType', 'expected EE of Language, SE(PriceAlgorithm), CH of PriceAlgorithm')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'AbsolutePriceScheduleType', 'expected SE(Language), CH of Language')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Language = r.string_of(u, 3)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'AbsolutePriceScheduleType', 'expected EE of Language, SE(PriceAlgorithm), CH of PriceAlgorithm')
+    u = (c & 255)
     s = 6
-    f_PriceAlgorithm = r.string(255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_PriceAlgorithm = r.string_of(u, 255)
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'AbsolutePriceScheduleType', 'expected EE of PriceAlgorithm')
     ec = (c & 7)
     s = 7
     if ec == 0:
-        f_MinimumCost = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
+        f_MinimumCost = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 8
     elif ec == 1:
-        f_MaximumCost = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
+        f_MaximumCost = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 9
     elif ec == 2:
         f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r)
@@ -2248,7 +2641,19 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
     if s == 8:
         ec = r.bits(2)
         if ec == 0:
-            f_MaximumCost = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'AbsolutePriceScheduleType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'AbsolutePriceScheduleType[8]', 'expected EE of Value, EE')
+            f_MaximumCost = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 9
         elif ec == 1:
             f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r)
@@ -2375,12 +2780,30 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
     w.bits(0x0, 1)
     s = 7
     if o.MinimumCost is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.MinimumCost)
+        if o.MinimumCost.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.MinimumCost.Exponent < -128 or o.MinimumCost.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.MinimumCost.Exponent!r} outside -128..127')
+        if o.MinimumCost.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.MinimumCost.Exponent + 128) << 3, 16)
+        if (w.strict and (o.MinimumCost.Value < -32768 or o.MinimumCost.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.MinimumCost.Value!r} outside -32768..32767')
+        w.integer(o.MinimumCost.Value)
+        w.bits(0x0, 2)
         s = 8
     elif o.MaximumCost is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.MaximumCost)
+        if o.MaximumCost.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.MaximumCost.Exponent < -128 or o.MaximumCost.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.MaximumCost.Exponent!r} outside -128..127')
+        if o.MaximumCost.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.MaximumCost.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.MaximumCost.Value < -32768 or o.MaximumCost.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.MaximumCost.Value!r} outside -32768..32767')
+        w.integer(o.MaximumCost.Value)
+        w.bits(0x0, 2)
         s = 9
     elif o.TaxRules is not None:
         w.bits(0x2, 3)
@@ -2394,8 +2817,17 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
         raise encode_error('AbsolutePriceScheduleType', 'missing SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
     if s == 8:
         if o.MaximumCost is not None:
+            if o.MaximumCost.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.MaximumCost.Exponent < -128 or o.MaximumCost.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.MaximumCost.Exponent!r} outside -128..127')
+            if o.MaximumCost.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.MaximumCost.Exponent + 128) << 3, 15)
+            if (w.strict and (o.MaximumCost.Value < -32768 or o.MaximumCost.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.MaximumCost.Value!r} outside -32768..32767')
+            w.integer(o.MaximumCost.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.MaximumCost)
             s = 9
         elif o.TaxRules is not None:
             w.bits(0x1, 2)
@@ -2452,15 +2884,53 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
 def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_common_messages.AdditionalServiceListType:
     f_AdditionalService: list[_iso20_common_messages.AdditionalServiceType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'AdditionalServiceListType', 'expected SE(AdditionalService)')
-    f_AdditionalService.append(_d_iso20_common_messages_AdditionalServiceType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'AdditionalServiceListType', 'expected SE(AdditionalService), SE(ServiceName), CH of ServiceName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_ServiceName = r.string_of(u, 80)
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'AdditionalServiceListType', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'AdditionalServiceListType', 'expected EE of Value, EE, EE')
+    f_1_ServiceFee = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    f_AdditionalService.append(_iso20_common_messages.AdditionalServiceType(ServiceName=f_1_ServiceName, ServiceFee=f_1_ServiceFee))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_AdditionalService.append(_d_iso20_common_messages_AdditionalServiceType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'AdditionalServiceListType[1]', 'expected SE(ServiceName), CH of ServiceName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_ServiceName = r.string_of(u, 80)
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'AdditionalServiceListType[1]', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'AdditionalServiceListType[1]', 'expected EE of Value, EE, EE')
+            f_3_ServiceFee = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            f_AdditionalService.append(_iso20_common_messages.AdditionalServiceType(ServiceName=f_3_ServiceName, ServiceFee=f_3_ServiceFee))
             n += 1
             if n == 4:
                 s = 5
@@ -2483,7 +2953,25 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
         w.bits(0x0, 1)
         x_AdditionalService = o.AdditionalService[i_AdditionalService]
         i_AdditionalService += 1
-        _e_iso20_common_messages_AdditionalServiceType(w, x_AdditionalService)
+        if x_AdditionalService.ServiceName is None:
+            raise encode_error('AdditionalServiceType.ServiceName', 'required value missing')
+        w.bits(0x0, 2)
+        if len(x_AdditionalService.ServiceName) > 80:
+            raise encode_error('AdditionalServiceType.ServiceName', f'length {len(x_AdditionalService.ServiceName)} outside 0..80')
+        w.string(x_AdditionalService.ServiceName)
+        if x_AdditionalService.ServiceFee is None:
+            raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
+        if x_AdditionalService.ServiceFee.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if x_AdditionalService.ServiceFee.Exponent < -128 or x_AdditionalService.ServiceFee.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{x_AdditionalService.ServiceFee.Exponent!r} outside -128..127')
+        if x_AdditionalService.ServiceFee.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((x_AdditionalService.ServiceFee.Exponent + 128) << 3, 15)
+        if (w.strict and (x_AdditionalService.ServiceFee.Value < -32768 or x_AdditionalService.ServiceFee.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{x_AdditionalService.ServiceFee.Value!r} outside -32768..32767')
+        w.integer(x_AdditionalService.ServiceFee.Value)
+        w.bits(0x0, 3)
         s = 1
     else:
         raise encode_error('AdditionalServiceListType', 'missing SE(AdditionalService)')
@@ -2493,7 +2981,25 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
             w.bits(0x0, 2)
             x_AdditionalService = o.AdditionalService[i_AdditionalService]
             i_AdditionalService += 1
-            _e_iso20_common_messages_AdditionalServiceType(w, x_AdditionalService)
+            if x_AdditionalService.ServiceName is None:
+                raise encode_error('AdditionalServiceType.ServiceName', 'required value missing')
+            w.bits(0x0, 2)
+            if len(x_AdditionalService.ServiceName) > 80:
+                raise encode_error('AdditionalServiceType.ServiceName', f'length {len(x_AdditionalService.ServiceName)} outside 0..80')
+            w.string(x_AdditionalService.ServiceName)
+            if x_AdditionalService.ServiceFee is None:
+                raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
+            if x_AdditionalService.ServiceFee.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_AdditionalService.ServiceFee.Exponent < -128 or x_AdditionalService.ServiceFee.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_AdditionalService.ServiceFee.Exponent!r} outside -128..127')
+            if x_AdditionalService.ServiceFee.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_AdditionalService.ServiceFee.Exponent + 128) << 3, 15)
+            if (w.strict and (x_AdditionalService.ServiceFee.Value < -32768 or x_AdditionalService.ServiceFee.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_AdditionalService.ServiceFee.Value!r} outside -32768..32767')
+            w.integer(x_AdditionalService.ServiceFee.Value)
+            w.bits(0x0, 3)
             n += 1
             if n == 4:
                 s = 5
@@ -2512,16 +3018,26 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
 def _d_iso20_common_messages_AdditionalServiceType(r: BitReader) -> _iso20_common_messages.AdditionalServiceType:
     f_ServiceName: str
     f_ServiceFee: _iso20_common_types.RationalNumberType
-    c = r.bits(2)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'AdditionalServiceType', 'expected SE(ServiceName), CH of ServiceName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceName = r.string_of(u, 80)
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'AdditionalServiceType', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
     if c != 0x0:
-        raise r.fail_back(2, 'AdditionalServiceType', 'expected SE(ServiceName), CH of ServiceName')
-    f_ServiceName = r.string(80)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'AdditionalServiceType', 'expected EE of ServiceName, SE(ServiceFee)')
-    f_ServiceFee = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AdditionalServiceType', 'expected EE')
+        raise r.fail_back(3, 'AdditionalServiceType', 'expected EE of Value, EE, EE')
+    f_ServiceFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_common_messages.AdditionalServiceType(ServiceName=f_ServiceName, ServiceFee=f_ServiceFee)
 
 def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_common_messages.AdditionalServiceType) -> None:
@@ -2533,9 +3049,17 @@ def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_commo
     w.string(o.ServiceName)
     if o.ServiceFee is None:
         raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
-    w.bits(0x0, 2)
-    _e_iso20_common_types_RationalNumberType(w, o.ServiceFee)
-    w.bits(0x0, 1)
+    if o.ServiceFee.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.ServiceFee.Exponent < -128 or o.ServiceFee.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.ServiceFee.Exponent!r} outside -128..127')
+    if o.ServiceFee.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.ServiceFee.Exponent + 128) << 3, 15)
+    if (w.strict and (o.ServiceFee.Value < -32768 or o.ServiceFee.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.ServiceFee.Value!r} outside -32768..32767')
+    w.integer(o.ServiceFee.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common_messages.AuthorizationReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2551,7 +3075,9 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
     f_SelectedAuthorizationService = _E_iso20_common_messages_authorizationType[((c >> 3) & 1)]
     ec = (c & 3)
     if ec == 0:
-        f_EIM_AReqAuthorizationMode = _d_iso20_common_messages_EIM_AReqAuthorizationModeType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'AuthorizationReqType[2]', 'expected EE')
+        f_EIM_AReqAuthorizationMode = _iso20_common_messages.EIM_AReqAuthorizationModeType()
     elif ec == 1:
         f_PnC_AReqAuthorizationMode = _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r)
     else:
@@ -2569,8 +3095,7 @@ def _e_iso20_common_messages_AuthorizationReqType(w: BitWriter, o: _iso20_common
         raise encode_error('AuthorizationReqType.SelectedAuthorizationService', 'required value missing')
     w.bits((_I_iso20_common_messages_authorizationType[o.SelectedAuthorizationService]) << 1, 4)
     if o.EIM_AReqAuthorizationMode is not None:
-        w.bits(0x0, 2)
-        _e_iso20_common_messages_EIM_AReqAuthorizationModeType(w, o.EIM_AReqAuthorizationMode)
+        w.bits(0x0, 3)
         if o.PnC_AReqAuthorizationMode is not None:
             raise encode_error('AuthorizationReqType.PnC_AReqAuthorizationMode', 'cannot be combined with EIM_AReqAuthorizationMode')
     elif o.PnC_AReqAuthorizationMode is not None:
@@ -2673,7 +3198,9 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_EIM_ASResAuthorizationMode = _d_iso20_common_messages_EIM_ASResAuthorizationModeType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'AuthorizationSetupResType[5]', 'expected EE')
+        f_EIM_ASResAuthorizationMode = _iso20_common_messages.EIM_ASResAuthorizationModeType()
         s = 6
     elif ec == 1:
         f_PnC_ASResAuthorizationMode = _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r)
@@ -2723,8 +3250,7 @@ def _e_iso20_common_messages_AuthorizationSetupResType(w: BitWriter, o: _iso20_c
         else:
             raise encode_error('AuthorizationSetupResType', 'missing SE(CertificateInstallationService)')
     if o.EIM_ASResAuthorizationMode is not None:
-        w.bits(0x0, 2)
-        _e_iso20_common_messages_EIM_ASResAuthorizationModeType(w, o.EIM_ASResAuthorizationMode)
+        w.bits(0x0, 3)
         if o.PnC_ASResAuthorizationMode is not None:
             raise encode_error('AuthorizationSetupResType.PnC_ASResAuthorizationMode', 'cannot be combined with EIM_ASResAuthorizationMode')
         s = 6
@@ -2741,10 +3267,13 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
-    f_Certificate = r.binary(1600)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Certificate = r.binary_of(u, 1600)
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'CertificateChainType', 'expected EE of Certificate')
@@ -2967,10 +3496,13 @@ def _e_iso20_common_messages_ChargingScheduleType(w: BitWriter, o: _iso20_common
 def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader) -> _iso20_common_messages.ContractCertificateChainType:
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ContractCertificateChainType', 'expected SE(Certificate), CH of Certificate')
-    f_Certificate = r.binary(1600)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ContractCertificateChainType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Certificate = r.binary_of(u, 1600)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ContractCertificateChainType', 'expected EE of Certificate, SE(SubCertificates)')
@@ -3010,10 +3542,13 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'Dynamic_SEReqControlModeType', 'expected SE(DepartureTime), CH of DepartureTime')
-    f_DepartureTime = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'Dynamic_SEReqControlModeType', 'expected SE(DepartureTime), CH of DepartureTime')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DepartureTime = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'Dynamic_SEReqControlModeType', 'expected EE of DepartureTime')
@@ -3032,7 +3567,19 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 2:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Dynamic_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_SEReqControlModeType[1]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 4
     else:
         raise r.fail('Dynamic_SEReqControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
@@ -3045,30 +3592,92 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Dynamic_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Dynamic_SEReqControlModeType[2]', 'expected EE of Value, EE')
+            f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 4
         else:
             raise r.fail('Dynamic_SEReqControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_SEReqControlModeType[3]', 'expected SE(EVTargetEnergyRequest)')
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'Dynamic_SEReqControlModeType[3]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_SEReqControlModeType[3]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 4
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_SEReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
-    f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_SEReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'Dynamic_SEReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_SEReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 5
-    f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'Dynamic_SEReqControlModeType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 6
     if ec == 0:
-        f_EVMaximumV2XEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
+        f_EVMaximumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         s = 7
     elif ec == 1:
-        f_EVMinimumV2XEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
+        f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 8
     elif ec == 2:
         s = -1
@@ -3077,7 +3686,19 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     if s == 7:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumV2XEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Dynamic_SEReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Dynamic_SEReqControlModeType[7]', 'expected EE of Value, EE')
+            f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 8
         elif ec == 1:
             s = -1
@@ -3110,8 +3731,17 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         w.bits((o.TargetSOC) << 1 | 0x200, 11)
         s = 3
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(0x2, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x4000, 15)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 4
     else:
         raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
@@ -3122,43 +3752,105 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             w.bits((o.TargetSOC) << 1, 11)
             s = 3
         elif o.EVTargetEnergyRequest is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+            if o.EVTargetEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVTargetEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 4
         else:
             raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 3:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+            if o.EVTargetEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVTargetEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 4
         else:
             raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_SEReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMaximumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMaximumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumEnergyRequest.Value)
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_SEReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMinimumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
     s = 5
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumEnergyRequest.Value)
+    w.bits(0x0, 2)
     s = 6
     if o.EVMaximumV2XEnergyRequest is not None:
+        if o.EVMaximumV2XEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumV2XEnergyRequest.Exponent < -128 or o.EVMaximumV2XEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumV2XEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMaximumV2XEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumV2XEnergyRequest.Exponent + 128) << 3, 15)
+        if (w.strict and (o.EVMaximumV2XEnergyRequest.Value < -32768 or o.EVMaximumV2XEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumV2XEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumV2XEnergyRequest.Value)
         w.bits(0x0, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumV2XEnergyRequest)
         s = 7
     elif o.EVMinimumV2XEnergyRequest is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumV2XEnergyRequest)
+        if o.EVMinimumV2XEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumV2XEnergyRequest.Exponent < -128 or o.EVMinimumV2XEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMinimumV2XEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumV2XEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumV2XEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 8
     else:
         w.bits(0x2, 2)
         s = -1
     if s == 7:
         if o.EVMinimumV2XEnergyRequest is not None:
+            if o.EVMinimumV2XEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumV2XEnergyRequest.Exponent < -128 or o.EVMinimumV2XEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumV2XEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumV2XEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumV2XEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumV2XEnergyRequest)
             s = 8
         else:
             w.bits(0x1, 2)
@@ -3178,9 +3870,13 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
     c = r.bits(3)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_SEResControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_SEResControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_SEResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3387,10 +4083,13 @@ def _e_iso20_common_messages_EIM_ASResAuthorizationModeType(w: BitWriter, o: _is
 def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messages.EMAIDListType:
     f_EMAID: list[str] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EMAIDListType', 'expected SE(EMAID), CH of EMAID')
-    f_EMAID.append(r.string(255))
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EMAIDListType', 'expected SE(EMAID), CH of EMAID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EMAID.append(r.string_of(u, 255))
     if r.bits(1):
         raise r.fail_back(1, 'EMAIDListType', 'expected EE of EMAID')
     s = 1
@@ -3398,9 +4097,13 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messag
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'EMAIDListType[1]', 'expected CH of EMAID')
-            f_EMAID.append(r.string(255))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'EMAIDListType[1]', 'expected CH of EMAID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_EMAID.append(r.string_of(u, 255))
             if r.bits(1):
                 raise r.fail_back(1, 'EMAIDListType[1]', 'expected EE of EMAID')
             n += 1
@@ -3462,18 +4165,27 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20
     f_Currency: str
     f_PriceAlgorithm: str
     f_EVPriceRuleStacks: _iso20_common_messages.EVPriceRuleStackListType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVAbsolutePriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    f_TimeAnchor = r.uint()
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'EVAbsolutePriceScheduleType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
-    f_Currency = r.string(3)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'EVAbsolutePriceScheduleType', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
-    f_PriceAlgorithm = r.string(255)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EVAbsolutePriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeAnchor = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'EVAbsolutePriceScheduleType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Currency = r.string_of(u, 3)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'EVAbsolutePriceScheduleType', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_PriceAlgorithm = r.string_of(u, 255)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVAbsolutePriceScheduleType', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
@@ -3596,16 +4308,21 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_m
     f_Dynamic_EVPPTControlMode: _iso20_common_messages.Dynamic_EVPPTControlModeType | None = None
     f_Scheduled_EVPPTControlMode: _iso20_common_messages.Scheduled_EVPPTControlModeType | None = None
     f_EVPowerProfileEntries: _iso20_common_messages.EVPowerProfileEntryListType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVPowerProfileType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    f_TimeAnchor = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EVPowerProfileType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeAnchor = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'EVPowerProfileType', 'expected EE of TimeAnchor')
     ec = (c & 3)
     if ec == 0:
-        f_Dynamic_EVPPTControlMode = _d_iso20_common_messages_Dynamic_EVPPTControlModeType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'EVPowerProfileType[1]', 'expected EE')
+        f_Dynamic_EVPPTControlMode = _iso20_common_messages.Dynamic_EVPPTControlModeType()
     elif ec == 1:
         f_Scheduled_EVPPTControlMode = _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r)
     else:
@@ -3626,8 +4343,7 @@ def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_m
     w.uint(o.TimeAnchor)
     w.bits(0x0, 1)
     if o.Dynamic_EVPPTControlMode is not None:
-        w.bits(0x0, 2)
-        _e_iso20_common_messages_Dynamic_EVPPTControlModeType(w, o.Dynamic_EVPPTControlMode)
+        w.bits(0x0, 3)
         if o.Scheduled_EVPPTControlMode is not None:
             raise encode_error('EVPowerProfileType.Scheduled_EVPPTControlMode', 'cannot be combined with Dynamic_EVPPTControlMode')
     elif o.Scheduled_EVPPTControlMode is not None:
@@ -3644,15 +4360,53 @@ def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_m
 def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleEntryListType:
     f_EVPowerScheduleEntry: list[_iso20_common_messages.EVPowerScheduleEntryType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPowerScheduleEntryListType', 'expected SE(EVPowerScheduleEntry)')
-    f_EVPowerScheduleEntry.append(_d_iso20_common_messages_EVPowerScheduleEntryType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'EVPowerScheduleEntryListType', 'expected SE(EVPowerScheduleEntry), SE(Duration), CH of Duration')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Duration = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'EVPowerScheduleEntryListType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'EVPowerScheduleEntryListType', 'expected EE of Value, EE, EE')
+    f_1_Power = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    f_EVPowerScheduleEntry.append(_iso20_common_messages.EVPowerScheduleEntryType(Duration=f_1_Duration, Power=f_1_Power))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_EVPowerScheduleEntry.append(_d_iso20_common_messages_EVPowerScheduleEntryType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'EVPowerScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Duration = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'EVPowerScheduleEntryListType[1]', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'EVPowerScheduleEntryListType[1]', 'expected EE of Value, EE, EE')
+            f_3_Power = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            f_EVPowerScheduleEntry.append(_iso20_common_messages.EVPowerScheduleEntryType(Duration=f_3_Duration, Power=f_3_Power))
             n += 1
             if n == 1023:
                 s = 1024
@@ -3675,7 +4429,25 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
         w.bits(0x0, 1)
         x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
         i_EVPowerScheduleEntry += 1
-        _e_iso20_common_messages_EVPowerScheduleEntryType(w, x_EVPowerScheduleEntry)
+        if x_EVPowerScheduleEntry.Duration is None:
+            raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
+        w.bits(0x0, 2)
+        if x_EVPowerScheduleEntry.Duration < 0 or (w.strict and (x_EVPowerScheduleEntry.Duration > 4294967295)):
+            raise encode_error('EVPowerScheduleEntryType.Duration', f'{x_EVPowerScheduleEntry.Duration!r} outside 0..4294967295')
+        w.uint(x_EVPowerScheduleEntry.Duration)
+        if x_EVPowerScheduleEntry.Power is None:
+            raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
+        if x_EVPowerScheduleEntry.Power.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if x_EVPowerScheduleEntry.Power.Exponent < -128 or x_EVPowerScheduleEntry.Power.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{x_EVPowerScheduleEntry.Power.Exponent!r} outside -128..127')
+        if x_EVPowerScheduleEntry.Power.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((x_EVPowerScheduleEntry.Power.Exponent + 128) << 3, 15)
+        if (w.strict and (x_EVPowerScheduleEntry.Power.Value < -32768 or x_EVPowerScheduleEntry.Power.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{x_EVPowerScheduleEntry.Power.Value!r} outside -32768..32767')
+        w.integer(x_EVPowerScheduleEntry.Power.Value)
+        w.bits(0x0, 3)
         s = 1
     else:
         raise encode_error('EVPowerScheduleEntryListType', 'missing SE(EVPowerScheduleEntry)')
@@ -3685,7 +4457,25 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
             w.bits(0x0, 2)
             x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
             i_EVPowerScheduleEntry += 1
-            _e_iso20_common_messages_EVPowerScheduleEntryType(w, x_EVPowerScheduleEntry)
+            if x_EVPowerScheduleEntry.Duration is None:
+                raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
+            w.bits(0x0, 2)
+            if x_EVPowerScheduleEntry.Duration < 0 or (w.strict and (x_EVPowerScheduleEntry.Duration > 4294967295)):
+                raise encode_error('EVPowerScheduleEntryType.Duration', f'{x_EVPowerScheduleEntry.Duration!r} outside 0..4294967295')
+            w.uint(x_EVPowerScheduleEntry.Duration)
+            if x_EVPowerScheduleEntry.Power is None:
+                raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
+            if x_EVPowerScheduleEntry.Power.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_EVPowerScheduleEntry.Power.Exponent < -128 or x_EVPowerScheduleEntry.Power.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_EVPowerScheduleEntry.Power.Exponent!r} outside -128..127')
+            if x_EVPowerScheduleEntry.Power.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_EVPowerScheduleEntry.Power.Exponent + 128) << 3, 15)
+            if (w.strict and (x_EVPowerScheduleEntry.Power.Value < -32768 or x_EVPowerScheduleEntry.Power.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_EVPowerScheduleEntry.Power.Value!r} outside -32768..32767')
+            w.integer(x_EVPowerScheduleEntry.Power.Value)
+            w.bits(0x0, 3)
             n += 1
             if n == 1023:
                 s = 1024
@@ -3704,16 +4494,26 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
 def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleEntryType:
     f_Duration: int
     f_Power: _iso20_common_types.RationalNumberType
-    c = r.bits(2)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EVPowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Duration = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'EVPowerScheduleEntryType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
     if c != 0x0:
-        raise r.fail_back(2, 'EVPowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
-    f_Duration = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVPowerScheduleEntryType', 'expected EE of Duration, SE(Power)')
-    f_Power = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPowerScheduleEntryType', 'expected EE')
+        raise r.fail_back(3, 'EVPowerScheduleEntryType', 'expected EE of Value, EE, EE')
+    f_Power = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_common_messages.EVPowerScheduleEntryType(Duration=f_Duration, Power=f_Power)
 
 def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleEntryType) -> None:
@@ -3725,17 +4525,28 @@ def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_co
     w.uint(o.Duration)
     if o.Power is None:
         raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
-    w.bits(0x0, 2)
-    _e_iso20_common_types_RationalNumberType(w, o.Power)
-    w.bits(0x0, 1)
+    if o.Power.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Power.Exponent < -128 or o.Power.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Power.Exponent!r} outside -128..127')
+    if o.Power.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Power.Exponent + 128) << 3, 15)
+    if (w.strict and (o.Power.Value < -32768 or o.Power.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.Power.Value!r} outside -32768..32767')
+    w.integer(o.Power.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_messages_EVPowerScheduleType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleType:
     f_TimeAnchor: int
     f_EVPowerScheduleEntries: _iso20_common_messages.EVPowerScheduleEntryListType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVPowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    f_TimeAnchor = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EVPowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeAnchor = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'EVPowerScheduleType', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
@@ -3821,21 +4632,67 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
     f_Duration: int
     f_EVPriceRule: list[_iso20_common_messages.EVPriceRuleType] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVPriceRuleStackType', 'expected SE(Duration), CH of Duration')
-    f_Duration = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVPriceRuleStackType', 'expected EE of Duration, SE(EVPriceRule)')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EVPriceRuleStackType', 'expected SE(Duration), CH of Duration')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Duration = u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'EVPriceRuleStackType', 'expected EE of Duration, SE(EVPriceRule), SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 1
-    f_EVPriceRule.append(_d_iso20_common_messages_EVPriceRuleType(r))
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'EVPriceRuleStackType', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_1_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'EVPriceRuleStackType', 'expected EE of Value, EE, EE')
+    f_1_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    f_EVPriceRule.append(_iso20_common_messages.EVPriceRuleType(EnergyFee=f_1_EnergyFee, PowerRangeStart=f_1_PowerRangeStart))
     s = 2
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_EVPriceRule.append(_d_iso20_common_messages_EVPriceRuleType(r))
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'EVPriceRuleStackType[2]', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'EVPriceRuleStackType[2]', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_4_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'EVPriceRuleStackType[2]', 'expected EE of Value, EE, EE')
+            f_4_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            f_EVPriceRule.append(_iso20_common_messages.EVPriceRuleType(EnergyFee=f_4_EnergyFee, PowerRangeStart=f_4_PowerRangeStart))
             n += 1
             if n == 7:
                 s = 9
@@ -3866,7 +4723,31 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
         w.bits(0x0, 1)
         x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
         i_EVPriceRule += 1
-        _e_iso20_common_messages_EVPriceRuleType(w, x_EVPriceRule)
+        if x_EVPriceRule.EnergyFee is None:
+            raise encode_error('EVPriceRuleType.EnergyFee', 'required value missing')
+        if x_EVPriceRule.EnergyFee.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if x_EVPriceRule.EnergyFee.Exponent < -128 or x_EVPriceRule.EnergyFee.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.EnergyFee.Exponent!r} outside -128..127')
+        if x_EVPriceRule.EnergyFee.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((x_EVPriceRule.EnergyFee.Exponent + 128) << 3, 14)
+        if (w.strict and (x_EVPriceRule.EnergyFee.Value < -32768 or x_EVPriceRule.EnergyFee.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.EnergyFee.Value!r} outside -32768..32767')
+        w.integer(x_EVPriceRule.EnergyFee.Value)
+        if x_EVPriceRule.PowerRangeStart is None:
+            raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
+        if x_EVPriceRule.PowerRangeStart.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if x_EVPriceRule.PowerRangeStart.Exponent < -128 or x_EVPriceRule.PowerRangeStart.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.PowerRangeStart.Exponent!r} outside -128..127')
+        if x_EVPriceRule.PowerRangeStart.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((x_EVPriceRule.PowerRangeStart.Exponent + 128) << 3, 16)
+        if (w.strict and (x_EVPriceRule.PowerRangeStart.Value < -32768 or x_EVPriceRule.PowerRangeStart.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.PowerRangeStart.Value!r} outside -32768..32767')
+        w.integer(x_EVPriceRule.PowerRangeStart.Value)
+        w.bits(0x0, 3)
         s = 2
     else:
         raise encode_error('EVPriceRuleStackType', 'missing SE(EVPriceRule)')
@@ -3876,7 +4757,31 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
             w.bits(0x0, 2)
             x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
             i_EVPriceRule += 1
-            _e_iso20_common_messages_EVPriceRuleType(w, x_EVPriceRule)
+            if x_EVPriceRule.EnergyFee is None:
+                raise encode_error('EVPriceRuleType.EnergyFee', 'required value missing')
+            if x_EVPriceRule.EnergyFee.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_EVPriceRule.EnergyFee.Exponent < -128 or x_EVPriceRule.EnergyFee.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.EnergyFee.Exponent!r} outside -128..127')
+            if x_EVPriceRule.EnergyFee.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_EVPriceRule.EnergyFee.Exponent + 128) << 3, 14)
+            if (w.strict and (x_EVPriceRule.EnergyFee.Value < -32768 or x_EVPriceRule.EnergyFee.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.EnergyFee.Value!r} outside -32768..32767')
+            w.integer(x_EVPriceRule.EnergyFee.Value)
+            if x_EVPriceRule.PowerRangeStart is None:
+                raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
+            if x_EVPriceRule.PowerRangeStart.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_EVPriceRule.PowerRangeStart.Exponent < -128 or x_EVPriceRule.PowerRangeStart.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.PowerRangeStart.Exponent!r} outside -128..127')
+            if x_EVPriceRule.PowerRangeStart.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_EVPriceRule.PowerRangeStart.Exponent + 128) << 3, 16)
+            if (w.strict and (x_EVPriceRule.PowerRangeStart.Value < -32768 or x_EVPriceRule.PowerRangeStart.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.PowerRangeStart.Value!r} outside -32768..32767')
+            w.integer(x_EVPriceRule.PowerRangeStart.Value)
+            w.bits(0x0, 3)
             n += 1
             if n == 7:
                 s = 9
@@ -3895,26 +4800,57 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
 def _d_iso20_common_messages_EVPriceRuleType(r: BitReader) -> _iso20_common_messages.EVPriceRuleType:
     f_EnergyFee: _iso20_common_types.RationalNumberType
     f_PowerRangeStart: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPriceRuleType', 'expected SE(EnergyFee)')
-    f_EnergyFee = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPriceRuleType', 'expected SE(PowerRangeStart)')
-    f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPriceRuleType', 'expected EE')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'EVPriceRuleType', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'EVPriceRuleType', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'EVPriceRuleType', 'expected EE of Value, EE, EE')
+    f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     return _iso20_common_messages.EVPriceRuleType(EnergyFee=f_EnergyFee, PowerRangeStart=f_PowerRangeStart)
 
 def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleType) -> None:
     if o.EnergyFee is None:
         raise encode_error('EVPriceRuleType.EnergyFee', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EnergyFee)
+    if o.EnergyFee.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EnergyFee.Exponent < -128 or o.EnergyFee.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EnergyFee.Exponent!r} outside -128..127')
+    if o.EnergyFee.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EnergyFee.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EnergyFee.Value < -32768 or o.EnergyFee.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EnergyFee.Value!r} outside -32768..32767')
+    w.integer(o.EnergyFee.Value)
     if o.PowerRangeStart is None:
         raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
-    w.bits(0x0, 1)
+    if o.PowerRangeStart.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
+    if o.PowerRangeStart.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.PowerRangeStart.Exponent + 128) << 3, 16)
+    if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
+    w.integer(o.PowerRangeStart.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader) -> _iso20_common_messages.MeteringConfirmationReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3972,14 +4908,30 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'OverstayRuleListType[0]', 'expected CH of OverstayTimeThreshold')
-        f_OverstayTimeThreshold = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'OverstayRuleListType[0]', 'expected CH of OverstayTimeThreshold')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_OverstayTimeThreshold = u
         if r.bits(1):
             raise r.fail_back(1, 'OverstayRuleListType[0]', 'expected EE of OverstayTimeThreshold')
         s = 1
     elif ec == 1:
-        f_OverstayPowerThreshold = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'OverstayRuleListType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'OverstayRuleListType[0]', 'expected EE of Value, EE')
+        f_OverstayPowerThreshold = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     elif ec == 2:
         f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
@@ -3989,7 +4941,19 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_OverstayPowerThreshold = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'OverstayRuleListType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'OverstayRuleListType[1]', 'expected EE of Value, EE')
+            f_OverstayPowerThreshold = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 2
         elif ec == 1:
             f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
@@ -4032,8 +4996,17 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
         w.bits(0x0, 1)
         s = 1
     elif o.OverstayPowerThreshold is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.OverstayPowerThreshold)
+        if o.OverstayPowerThreshold.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OverstayPowerThreshold.Exponent < -128 or o.OverstayPowerThreshold.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayPowerThreshold.Exponent!r} outside -128..127')
+        if o.OverstayPowerThreshold.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OverstayPowerThreshold.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.OverstayPowerThreshold.Value < -32768 or o.OverstayPowerThreshold.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OverstayPowerThreshold.Value!r} outside -32768..32767')
+        w.integer(o.OverstayPowerThreshold.Value)
+        w.bits(0x0, 2)
         s = 2
     elif i_OverstayRule < len(o.OverstayRule):
         w.bits(0x2, 2)
@@ -4045,8 +5018,17 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
         raise encode_error('OverstayRuleListType', 'missing SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 1:
         if o.OverstayPowerThreshold is not None:
+            if o.OverstayPowerThreshold.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayPowerThreshold.Exponent < -128 or o.OverstayPowerThreshold.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayPowerThreshold.Exponent!r} outside -128..127')
+            if o.OverstayPowerThreshold.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayPowerThreshold.Exponent + 128) << 3, 15)
+            if (w.strict and (o.OverstayPowerThreshold.Value < -32768 or o.OverstayPowerThreshold.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayPowerThreshold.Value!r} outside -32768..32767')
+            w.integer(o.OverstayPowerThreshold.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.OverstayPowerThreshold)
             s = 2
         elif i_OverstayRule < len(o.OverstayRule):
             w.bits(0x1, 2)
@@ -4096,37 +5078,58 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
-        f_OverstayRuleDescription = r.string(160)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_OverstayRuleDescription = r.string_of(u, 160)
         if r.bits(1):
             raise r.fail_back(1, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'OverstayRuleType[0]', 'expected CH of StartTime')
-        f_StartTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'OverstayRuleType[0]', 'expected CH of StartTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_StartTime = u
         if r.bits(1):
             raise r.fail_back(1, 'OverstayRuleType[0]', 'expected EE of StartTime')
         s = 2
     else:
         raise r.fail('OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'OverstayRuleType[1]', 'expected SE(StartTime), CH of StartTime')
-        f_StartTime = r.uint()
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'OverstayRuleType[1]', 'expected SE(StartTime), CH of StartTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_StartTime = u
         if r.bits(1):
             raise r.fail_back(1, 'OverstayRuleType[1]', 'expected EE of StartTime')
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'OverstayRuleType', 'expected SE(OverstayFee)')
-    f_OverstayFee = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'OverstayRuleType', 'expected SE(OverstayFeePeriod), CH of OverstayFeePeriod')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'OverstayRuleType', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xf00 != 0x0:
+        raise r.fail_back(12, 'OverstayRuleType', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
+    u = (c & 255)
+    f_OverstayFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 3
-    f_OverstayFeePeriod = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_OverstayFeePeriod = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'OverstayRuleType', 'expected EE of OverstayFeePeriod, EE')
@@ -4164,11 +5167,19 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
             raise encode_error('OverstayRuleType', 'missing SE(StartTime)')
     if o.OverstayFee is None:
         raise encode_error('OverstayRuleType.OverstayFee', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.OverstayFee)
+    if o.OverstayFee.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.OverstayFee.Exponent < -128 or o.OverstayFee.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.OverstayFee.Exponent!r} outside -128..127')
+    if o.OverstayFee.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.OverstayFee.Exponent + 128) << 3, 14)
+    if (w.strict and (o.OverstayFee.Value < -32768 or o.OverstayFee.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.OverstayFee.Value!r} outside -32768..32767')
+    w.integer(o.OverstayFee.Value)
     if o.OverstayFeePeriod is None:
         raise encode_error('OverstayRuleType.OverstayFeePeriod', 'required value missing')
-    w.bits(0x0, 2)
+    w.bits(0x0, 4)
     s = 3
     if o.OverstayFeePeriod < 0 or (w.strict and (o.OverstayFeePeriod > 4294967295)):
         raise encode_error('OverstayRuleType.OverstayFeePeriod', f'{o.OverstayFeePeriod!r} outside 0..4294967295')
@@ -4181,10 +5192,13 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_mes
     f_ParameterSetID: int
     f_Parameter: list[_iso20_common_messages.ParameterType] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
-    f_ParameterSetID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ParameterSetID = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
@@ -4260,9 +5274,13 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
     f_intValue: int | None = None
     f_rationalNumber: _iso20_common_types.RationalNumberType | None = None
     f_finiteString: str | None = None
-    if r.bits(1):
-        raise r.fail_back(1, 'ParameterType', 'expected AT(Name)')
-    f_Name = r.string(80)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'ParameterType', 'expected AT(Name)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Name = r.string_of(u, 80)
     c = r.bits(3)
     ec = c
     if ec == 0:
@@ -4276,27 +5294,49 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
             raise r.fail_back(10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
         f_byteValue = ((c >> 1) & 255) - 128
     elif ec == 2:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'ParameterType[1]', 'expected CH of shortValue')
-        sg = (c & 1)
-        f_shortValue = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of shortValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_shortValue = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[1]', 'expected EE of shortValue')
     elif ec == 3:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'ParameterType[1]', 'expected CH of intValue')
-        sg = (c & 1)
-        f_intValue = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of intValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_intValue = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[1]', 'expected EE of intValue')
     elif ec == 4:
-        f_rationalNumber = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'ParameterType[1]', 'expected EE of Value, EE')
+        f_rationalNumber = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[1]', 'expected CH of finiteString')
-        f_finiteString = r.string(80)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'ParameterType[1]', 'expected CH of finiteString')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_finiteString = r.string_of(u, 80)
         if r.bits(1):
             raise r.fail_back(1, 'ParameterType[1]', 'expected EE of finiteString')
     else:
@@ -4359,8 +5399,17 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with intValue')
     elif o.rationalNumber is not None:
-        w.bits(0x4, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.rationalNumber)
+        if o.rationalNumber.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.rationalNumber.Exponent < -128 or o.rationalNumber.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.rationalNumber.Exponent!r} outside -128..127')
+        if o.rationalNumber.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.rationalNumber.Exponent + 128) << 3 | 0x8000, 16)
+        if (w.strict and (o.rationalNumber.Value < -32768 or o.rationalNumber.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.rationalNumber.Value!r} outside -32768..32767')
+        w.integer(o.rationalNumber.Value)
+        w.bits(0x0, 2)
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with rationalNumber')
     elif o.finiteString is not None:
@@ -4377,13 +5426,20 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso
     f_Id: str
     f_GenChallenge: bytes
     f_ContractCertificateChain: _iso20_common_messages.ContractCertificateChainType
-    if r.bits(1):
-        raise r.fail_back(1, 'PnC_AReqAuthorizationModeType', 'expected AT(Id)')
-    f_Id = r.string(None)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PnC_AReqAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
-    f_GenChallenge = r.binary(16)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'PnC_AReqAuthorizationModeType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'PnC_AReqAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_GenChallenge = r.binary_of(u, 16)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PnC_AReqAuthorizationModeType', 'expected EE of GenChallenge, SE(ContractCertificateChain)')
@@ -4413,10 +5469,13 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _is
     f_GenChallenge: bytes
     f_SupportedProviders: _iso20_common_messages.SupportedProvidersListType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PnC_ASResAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
-    f_GenChallenge = r.binary(16)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'PnC_ASResAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_GenChallenge = r.binary_of(u, 16)
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'PnC_ASResAuthorizationModeType', 'expected EE of GenChallenge')
@@ -4565,7 +5624,21 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
     s = 1
     s = 2
     if ec == 0:
-        f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'PowerDeliveryResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_NotificationMaxDelay = u
+        c = r.bits(8)
+        if c & 0xe3 != 0x0:
+            raise r.fail_back(8, 'PowerDeliveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 7)
+        if iv >= 6:
+            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
         s = -1
@@ -4589,8 +5662,15 @@ def _e_iso20_common_messages_PowerDeliveryResType(w: BitWriter, o: _iso20_common
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        w.bits(0x0, 2)
-        _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
+        if o.EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x0, 4)
+        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        if o.EVSEStatus.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
         s = 3
     else:
         w.bits(0x1, 2)
@@ -4666,23 +5746,58 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
     f_Power_L2: _iso20_common_types.RationalNumberType | None = None
     f_Power_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
-    f_Duration = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PowerScheduleEntryType', 'expected EE of Duration, SE(Power)')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'PowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Duration = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'PowerScheduleEntryType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 1
-    f_Power = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'PowerScheduleEntryType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    f_Power = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 2
     if ec == 0:
-        f_Power_L2 = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
+        f_Power_L2 = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 3
     elif ec == 1:
-        f_Power_L3 = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
+        f_Power_L3 = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 4
     elif ec == 2:
         s = -1
@@ -4691,7 +5806,19 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            f_Power_L3 = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'PowerScheduleEntryType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'PowerScheduleEntryType[3]', 'expected EE of Value, EE')
+            f_Power_L3 = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 4
         elif ec == 1:
             s = -1
@@ -4713,25 +5840,61 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
     w.uint(o.Duration)
     if o.Power is None:
         raise encode_error('PowerScheduleEntryType.Power', 'required value missing')
-    w.bits(0x0, 2)
+    if o.Power.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Power.Exponent < -128 or o.Power.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Power.Exponent!r} outside -128..127')
+    if o.Power.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Power.Exponent + 128) << 3, 15)
     s = 1
-    _e_iso20_common_types_RationalNumberType(w, o.Power)
+    if (w.strict and (o.Power.Value < -32768 or o.Power.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.Power.Value!r} outside -32768..32767')
+    w.integer(o.Power.Value)
+    w.bits(0x0, 2)
     s = 2
     if o.Power_L2 is not None:
+        if o.Power_L2.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.Power_L2.Exponent < -128 or o.Power_L2.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.Power_L2.Exponent!r} outside -128..127')
+        if o.Power_L2.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.Power_L2.Exponent + 128) << 3, 15)
+        if (w.strict and (o.Power_L2.Value < -32768 or o.Power_L2.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.Power_L2.Value!r} outside -32768..32767')
+        w.integer(o.Power_L2.Value)
         w.bits(0x0, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.Power_L2)
         s = 3
     elif o.Power_L3 is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.Power_L3)
+        if o.Power_L3.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.Power_L3.Exponent < -128 or o.Power_L3.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.Power_L3.Exponent!r} outside -128..127')
+        if o.Power_L3.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.Power_L3.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.Power_L3.Value < -32768 or o.Power_L3.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.Power_L3.Value!r} outside -32768..32767')
+        w.integer(o.Power_L3.Value)
+        w.bits(0x0, 2)
         s = 4
     else:
         w.bits(0x2, 2)
         s = -1
     if s == 3:
         if o.Power_L3 is not None:
+            if o.Power_L3.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.Power_L3.Exponent < -128 or o.Power_L3.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.Power_L3.Exponent!r} outside -128..127')
+            if o.Power_L3.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.Power_L3.Exponent + 128) << 3, 15)
+            if (w.strict and (o.Power_L3.Value < -32768 or o.Power_L3.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.Power_L3.Value!r} outside -32768..32767')
+            w.integer(o.Power_L3.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.Power_L3)
             s = 4
         else:
             w.bits(0x1, 2)
@@ -4747,20 +5910,47 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
     f_PowerTolerance: _iso20_common_types.RationalNumberType | None = None
     f_PowerScheduleEntries: _iso20_common_messages.PowerScheduleEntryListType
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    f_TimeAnchor = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'PowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeAnchor = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'PowerScheduleType', 'expected EE of TimeAnchor')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        f_AvailableEnergy = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
+        f_AvailableEnergy = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     elif ec == 1:
-        f_PowerTolerance = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
+        f_PowerTolerance = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 3
     elif ec == 2:
         f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r)
@@ -4770,7 +5960,19 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_PowerTolerance = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'PowerScheduleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'PowerScheduleType[2]', 'expected EE of Value, EE')
+            f_PowerTolerance = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 3
         elif ec == 1:
             f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r)
@@ -4798,12 +6000,30 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
     w.bits(0x0, 1)
     s = 1
     if o.AvailableEnergy is not None:
+        if o.AvailableEnergy.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.AvailableEnergy.Exponent < -128 or o.AvailableEnergy.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.AvailableEnergy.Exponent!r} outside -128..127')
+        if o.AvailableEnergy.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.AvailableEnergy.Exponent + 128) << 3, 15)
+        if (w.strict and (o.AvailableEnergy.Value < -32768 or o.AvailableEnergy.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.AvailableEnergy.Value!r} outside -32768..32767')
+        w.integer(o.AvailableEnergy.Value)
         w.bits(0x0, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.AvailableEnergy)
         s = 2
     elif o.PowerTolerance is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.PowerTolerance)
+        if o.PowerTolerance.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.PowerTolerance.Exponent < -128 or o.PowerTolerance.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.PowerTolerance.Exponent!r} outside -128..127')
+        if o.PowerTolerance.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.PowerTolerance.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.PowerTolerance.Value < -32768 or o.PowerTolerance.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.PowerTolerance.Value!r} outside -32768..32767')
+        w.integer(o.PowerTolerance.Value)
+        w.bits(0x0, 2)
         s = 3
     elif o.PowerScheduleEntries is not None:
         w.bits(0x2, 2)
@@ -4813,8 +6033,17 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
         raise encode_error('PowerScheduleType', 'missing SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 2:
         if o.PowerTolerance is not None:
+            if o.PowerTolerance.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.PowerTolerance.Exponent < -128 or o.PowerTolerance.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.PowerTolerance.Exponent!r} outside -128..127')
+            if o.PowerTolerance.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.PowerTolerance.Exponent + 128) << 3, 15)
+            if (w.strict and (o.PowerTolerance.Value < -32768 or o.PowerTolerance.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.PowerTolerance.Value!r} outside -32768..32767')
+            w.integer(o.PowerTolerance.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.PowerTolerance)
             s = 3
         elif o.PowerScheduleEntries is not None:
             w.bits(0x1, 2)
@@ -4835,15 +6064,35 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
 def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleEntryListType:
     f_PriceLevelScheduleEntry: list[_iso20_common_messages.PriceLevelScheduleEntryType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'PriceLevelScheduleEntryListType', 'expected SE(PriceLevelScheduleEntry)')
-    f_PriceLevelScheduleEntry.append(_d_iso20_common_messages_PriceLevelScheduleEntryType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'PriceLevelScheduleEntryListType', 'expected SE(PriceLevelScheduleEntry), SE(Duration), CH of Duration')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Duration = u
+    c = r.bits(13)
+    if c & 0x1c03 != 0x0:
+        raise r.fail_back(13, 'PriceLevelScheduleEntryListType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
+    f_1_PriceLevel = ((c >> 2) & 255)
+    f_PriceLevelScheduleEntry.append(_iso20_common_messages.PriceLevelScheduleEntryType(Duration=f_1_Duration, PriceLevel=f_1_PriceLevel))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_PriceLevelScheduleEntry.append(_d_iso20_common_messages_PriceLevelScheduleEntryType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'PriceLevelScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_Duration = u
+            c = r.bits(13)
+            if c & 0x1c03 != 0x0:
+                raise r.fail_back(13, 'PriceLevelScheduleEntryListType[1]', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
+            f_2_PriceLevel = ((c >> 2) & 255)
+            f_PriceLevelScheduleEntry.append(_iso20_common_messages.PriceLevelScheduleEntryType(Duration=f_2_Duration, PriceLevel=f_2_PriceLevel))
             n += 1
             if n == 1023:
                 s = 1024
@@ -4866,7 +6115,17 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
         w.bits(0x0, 1)
         x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
         i_PriceLevelScheduleEntry += 1
-        _e_iso20_common_messages_PriceLevelScheduleEntryType(w, x_PriceLevelScheduleEntry)
+        if x_PriceLevelScheduleEntry.Duration is None:
+            raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
+        w.bits(0x0, 2)
+        if x_PriceLevelScheduleEntry.Duration < 0 or (w.strict and (x_PriceLevelScheduleEntry.Duration > 4294967295)):
+            raise encode_error('PriceLevelScheduleEntryType.Duration', f'{x_PriceLevelScheduleEntry.Duration!r} outside 0..4294967295')
+        w.uint(x_PriceLevelScheduleEntry.Duration)
+        if x_PriceLevelScheduleEntry.PriceLevel is None:
+            raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
+        if x_PriceLevelScheduleEntry.PriceLevel < 0 or x_PriceLevelScheduleEntry.PriceLevel > 255:
+            raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{x_PriceLevelScheduleEntry.PriceLevel!r} outside 0..255')
+        w.bits((x_PriceLevelScheduleEntry.PriceLevel) << 2, 13)
         s = 1
     else:
         raise encode_error('PriceLevelScheduleEntryListType', 'missing SE(PriceLevelScheduleEntry)')
@@ -4876,7 +6135,17 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
             w.bits(0x0, 2)
             x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
             i_PriceLevelScheduleEntry += 1
-            _e_iso20_common_messages_PriceLevelScheduleEntryType(w, x_PriceLevelScheduleEntry)
+            if x_PriceLevelScheduleEntry.Duration is None:
+                raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
+            w.bits(0x0, 2)
+            if x_PriceLevelScheduleEntry.Duration < 0 or (w.strict and (x_PriceLevelScheduleEntry.Duration > 4294967295)):
+                raise encode_error('PriceLevelScheduleEntryType.Duration', f'{x_PriceLevelScheduleEntry.Duration!r} outside 0..4294967295')
+            w.uint(x_PriceLevelScheduleEntry.Duration)
+            if x_PriceLevelScheduleEntry.PriceLevel is None:
+                raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
+            if x_PriceLevelScheduleEntry.PriceLevel < 0 or x_PriceLevelScheduleEntry.PriceLevel > 255:
+                raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{x_PriceLevelScheduleEntry.PriceLevel!r} outside 0..255')
+            w.bits((x_PriceLevelScheduleEntry.PriceLevel) << 2, 13)
             n += 1
             if n == 1023:
                 s = 1024
@@ -4895,10 +6164,13 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
 def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleEntryType:
     f_Duration: int
     f_PriceLevel: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PriceLevelScheduleEntryType', 'expected SE(Duration), CH of Duration')
-    f_Duration = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'PriceLevelScheduleEntryType', 'expected SE(Duration), CH of Duration')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Duration = u
     c = r.bits(13)
     if c & 0x1c03 != 0x0:
         raise r.fail_back(13, 'PriceLevelScheduleEntryType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
@@ -4929,38 +6201,56 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceLevelScheduleType[0]', 'expected CH of TimeAnchor')
-        f_TimeAnchor = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PriceLevelScheduleType[0]', 'expected CH of TimeAnchor')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_TimeAnchor = u
         if r.bits(1):
             raise r.fail_back(1, 'PriceLevelScheduleType[0]', 'expected EE of TimeAnchor')
         s = 2
     else:
         raise r.fail('PriceLevelScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'PriceLevelScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
-        f_TimeAnchor = r.uint()
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'PriceLevelScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_TimeAnchor = u
         if r.bits(1):
             raise r.fail_back(1, 'PriceLevelScheduleType[1]', 'expected EE of TimeAnchor')
         s = 2
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PriceLevelScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
-    f_PriceScheduleID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'PriceLevelScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_PriceScheduleID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'PriceLevelScheduleType', 'expected EE of PriceScheduleID')
     ec = (c & 3)
     s = 3
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceLevelScheduleType[3]', 'expected CH of PriceScheduleDescription')
-        f_PriceScheduleDescription = r.string(160)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PriceLevelScheduleType[3]', 'expected CH of PriceScheduleDescription')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PriceScheduleDescription = r.string_of(u, 160)
         if r.bits(1):
             raise r.fail_back(1, 'PriceLevelScheduleType[3]', 'expected EE of PriceScheduleDescription')
         s = 4
@@ -5114,10 +6404,13 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_m
     f_Duration: int
     f_PriceRule: list[_iso20_common_messages.PriceRuleType] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PriceRuleStackType', 'expected SE(Duration), CH of Duration')
-    f_Duration = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'PriceRuleStackType', 'expected SE(Duration), CH of Duration')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Duration = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'PriceRuleStackType', 'expected EE of Duration, SE(PriceRule)')
@@ -5193,26 +6486,55 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
     f_RenewableGenerationPercentage: int | None = None
     f_PowerRangeStart: _iso20_common_types.RationalNumberType
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'PriceRuleType', 'expected SE(EnergyFee)')
-    f_EnergyFee = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(3)
-    ec = c
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'PriceRuleType', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(5)
+    if c & 0x18 != 0x0:
+        raise r.fail_back(5, 'PriceRuleType', 'expected EE of Value, EE')
+    ec = (c & 7)
+    f_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 1
     if ec == 0:
-        f_ParkingFee = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'PriceRuleType[1]', 'expected EE of Value, EE')
+        f_ParkingFee = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
-        f_ParkingFeePeriod = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ParkingFeePeriod = u
         if r.bits(1):
             raise r.fail_back(1, 'PriceRuleType[1]', 'expected EE of ParkingFeePeriod')
         s = 3
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
-        f_CarbonDioxideEmission = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_CarbonDioxideEmission = u
         if r.bits(1):
             raise r.fail_back(1, 'PriceRuleType[1]', 'expected EE of CarbonDioxideEmission')
         s = 4
@@ -5223,23 +6545,43 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         f_RenewableGenerationPercentage = ((c >> 1) & 255)
         s = 5
     elif ec == 4:
-        f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'PriceRuleType[1]', 'expected EE of Value, EE')
+        f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 6
     else:
         raise r.fail('PriceRuleType[1]', f'event code {ec}, expected SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'PriceRuleType[2]', 'expected CH of ParkingFeePeriod')
-            f_ParkingFeePeriod = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'PriceRuleType[2]', 'expected CH of ParkingFeePeriod')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_ParkingFeePeriod = u
             if r.bits(1):
                 raise r.fail_back(1, 'PriceRuleType[2]', 'expected EE of ParkingFeePeriod')
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'PriceRuleType[2]', 'expected CH of CarbonDioxideEmission')
-            f_CarbonDioxideEmission = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'PriceRuleType[2]', 'expected CH of CarbonDioxideEmission')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_CarbonDioxideEmission = u
             if r.bits(1):
                 raise r.fail_back(1, 'PriceRuleType[2]', 'expected EE of CarbonDioxideEmission')
             s = 4
@@ -5250,16 +6592,32 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             f_RenewableGenerationPercentage = ((c >> 1) & 255)
             s = 5
         elif ec == 3:
-            f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'PriceRuleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'PriceRuleType[2]', 'expected EE of Value, EE')
+            f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 6
         else:
             raise r.fail('PriceRuleType[2]', f'event code {ec}, expected SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'PriceRuleType[3]', 'expected CH of CarbonDioxideEmission')
-            f_CarbonDioxideEmission = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'PriceRuleType[3]', 'expected CH of CarbonDioxideEmission')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_CarbonDioxideEmission = u
             if r.bits(1):
                 raise r.fail_back(1, 'PriceRuleType[3]', 'expected EE of CarbonDioxideEmission')
             s = 4
@@ -5270,7 +6628,19 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             f_RenewableGenerationPercentage = ((c >> 1) & 255)
             s = 5
         elif ec == 2:
-            f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'PriceRuleType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'PriceRuleType[3]', 'expected EE of Value, EE')
+            f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 6
         else:
             raise r.fail('PriceRuleType[3]', f'event code {ec}, expected SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
@@ -5283,14 +6653,36 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             f_RenewableGenerationPercentage = ((c >> 1) & 255)
             s = 5
         elif ec == 1:
-            f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'PriceRuleType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'PriceRuleType[4]', 'expected EE of Value, EE')
+            f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 6
         else:
             raise r.fail('PriceRuleType[4]', f'event code {ec}, expected SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceRuleType[5]', 'expected SE(PowerRangeStart)')
-        f_PowerRangeStart = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'PriceRuleType[5]', 'expected SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'PriceRuleType[5]', 'expected EE of Value, EE')
+        f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 6
     if r.bits(1):
         raise r.fail_back(1, 'PriceRuleType', 'expected EE')
@@ -5301,12 +6693,30 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     s = 0
     if o.EnergyFee is None:
         raise encode_error('PriceRuleType.EnergyFee', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EnergyFee)
+    if o.EnergyFee.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EnergyFee.Exponent < -128 or o.EnergyFee.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EnergyFee.Exponent!r} outside -128..127')
+    if o.EnergyFee.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EnergyFee.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EnergyFee.Value < -32768 or o.EnergyFee.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EnergyFee.Value!r} outside -32768..32767')
+    w.integer(o.EnergyFee.Value)
+    w.bits(0x0, 2)
     s = 1
     if o.ParkingFee is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.ParkingFee)
+        if o.ParkingFee.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.ParkingFee.Exponent < -128 or o.ParkingFee.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.ParkingFee.Exponent!r} outside -128..127')
+        if o.ParkingFee.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.ParkingFee.Exponent + 128) << 3, 16)
+        if (w.strict and (o.ParkingFee.Value < -32768 or o.ParkingFee.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.ParkingFee.Value!r} outside -32768..32767')
+        w.integer(o.ParkingFee.Value)
+        w.bits(0x0, 2)
         s = 2
     elif o.ParkingFeePeriod is not None:
         w.bits(0x2, 4)
@@ -5328,8 +6738,17 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         w.bits((o.RenewableGenerationPercentage) << 1 | 0xc00, 13)
         s = 5
     elif o.PowerRangeStart is not None:
-        w.bits(0x4, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
+        if o.PowerRangeStart.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
+        if o.PowerRangeStart.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.PowerRangeStart.Exponent + 128) << 3 | 0x8000, 16)
+        if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
+        w.integer(o.PowerRangeStart.Value)
+        w.bits(0x0, 2)
         s = 6
     else:
         raise encode_error('PriceRuleType', 'missing SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
@@ -5354,8 +6773,17 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             w.bits((o.RenewableGenerationPercentage) << 1 | 0x800, 13)
             s = 5
         elif o.PowerRangeStart is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
+            if o.PowerRangeStart.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
+            if o.PowerRangeStart.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.PowerRangeStart.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
+            w.integer(o.PowerRangeStart.Value)
+            w.bits(0x0, 2)
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
@@ -5373,8 +6801,17 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             w.bits((o.RenewableGenerationPercentage) << 1 | 0x400, 12)
             s = 5
         elif o.PowerRangeStart is not None:
-            w.bits(0x2, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
+            if o.PowerRangeStart.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
+            if o.PowerRangeStart.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.PowerRangeStart.Exponent + 128) << 3 | 0x4000, 15)
+            if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
+            w.integer(o.PowerRangeStart.Value)
+            w.bits(0x0, 2)
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
@@ -5385,15 +6822,33 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             w.bits((o.RenewableGenerationPercentage) << 1, 12)
             s = 5
         elif o.PowerRangeStart is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
+            if o.PowerRangeStart.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
+            if o.PowerRangeStart.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.PowerRangeStart.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
+            w.integer(o.PowerRangeStart.Value)
+            w.bits(0x0, 2)
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 5:
         if o.PowerRangeStart is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.PowerRangeStart)
+            if o.PowerRangeStart.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
+            if o.PowerRangeStart.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.PowerRangeStart.Exponent + 128) << 3, 14)
+            if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
+            w.integer(o.PowerRangeStart.Value)
+            w.bits(0x0, 2)
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(PowerRangeStart)')
@@ -5405,24 +6860,34 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
     f_PriceScheduleID: int
     f_PriceScheduleDescription: str | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'PriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    f_TimeAnchor = r.uint()
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'PriceScheduleType', 'expected EE of TimeAnchor, SE(PriceScheduleID), CH of PriceScheduleID')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'PriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeAnchor = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'PriceScheduleType', 'expected EE of TimeAnchor, SE(PriceScheduleID), CH of PriceScheduleID')
+    u = (c & 255)
     s = 1
-    f_PriceScheduleID = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_PriceScheduleID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'PriceScheduleType', 'expected EE of PriceScheduleID')
     ec = (c & 3)
     s = 2
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceScheduleType[2]', 'expected CH of PriceScheduleDescription')
-        f_PriceScheduleDescription = r.string(160)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PriceScheduleType[2]', 'expected CH of PriceScheduleDescription')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PriceScheduleDescription = r.string_of(u, 160)
         if r.bits(1):
             raise r.fail_back(1, 'PriceScheduleType[2]', 'expected EE of PriceScheduleDescription')
         s = 3
@@ -5618,10 +7083,13 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_me
     f_ChargingSchedule: _iso20_common_messages.ChargingScheduleType
     f_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ScheduleTupleType', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-    f_ScheduleTupleID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ScheduleTupleType', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ScheduleTupleID = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ScheduleTupleType', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
@@ -5673,10 +7141,13 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _is
     f_SelectedScheduleTupleID: int
     f_PowerToleranceAcceptance: _iso20_common_messages.powerToleranceAcceptanceType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'Scheduled_EVPPTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
-    f_SelectedScheduleTupleID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'Scheduled_EVPPTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SelectedScheduleTupleID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'Scheduled_EVPPTControlModeType', 'expected EE of SelectedScheduleTupleID')
@@ -5729,20 +7200,60 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
     c = r.bits(3)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_SEReqControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Scheduled_SEReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Scheduled_SEReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     elif ec == 2:
-        f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 3
     elif ec == 3:
-        f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 4
     elif ec == 4:
         f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
@@ -5754,13 +7265,49 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 2
         elif ec == 1:
-            f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 3
         elif ec == 2:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 4
         elif ec == 3:
             f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
@@ -5772,10 +7319,34 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Value, EE')
+            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 3
         elif ec == 1:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 4
         elif ec == 2:
             f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
@@ -5787,7 +7358,19 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[3]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 4
         elif ec == 1:
             f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
@@ -5821,16 +7404,43 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+        if o.EVMaximumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMaximumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 3
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+        if o.EVMinimumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMinimumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x6000, 16)
+        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 4
     elif o.EVEnergyOffer is not None:
         w.bits(0x4, 3)
@@ -5841,16 +7451,43 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         s = -1
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+            if o.EVTargetEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVTargetEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 2
         elif o.EVMaximumEnergyRequest is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+            if o.EVMaximumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMaximumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 3
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 4
         elif o.EVEnergyOffer is not None:
             w.bits(0x3, 3)
@@ -5861,12 +7498,30 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             s = -1
     if s == 2:
         if o.EVMaximumEnergyRequest is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+            if o.EVMaximumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMaximumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 3
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 4
         elif o.EVEnergyOffer is not None:
             w.bits(0x2, 3)
@@ -5877,8 +7532,17 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             s = -1
     if s == 3:
         if o.EVMinimumEnergyRequest is not None:
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 4
         elif o.EVEnergyOffer is not None:
             w.bits(0x1, 2)
@@ -5970,10 +7634,13 @@ def _e_iso20_common_messages_Scheduled_SEResControlModeType(w: BitWriter, o: _is
 
 def _d_iso20_common_messages_Scheduled_SMDTControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_SMDTControlModeType:
     f_SelectedScheduleTupleID: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'Scheduled_SMDTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
-    f_SelectedScheduleTupleID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'Scheduled_SMDTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SelectedScheduleTupleID = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'Scheduled_SMDTControlModeType', 'expected EE of SelectedScheduleTupleID, EE')
@@ -5991,15 +7658,47 @@ def _e_iso20_common_messages_Scheduled_SMDTControlModeType(w: BitWriter, o: _iso
 def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_common_messages.SelectedServiceListType:
     f_SelectedService: list[_iso20_common_messages.SelectedServiceType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SelectedServiceListType', 'expected SE(SelectedService)')
-    f_SelectedService.append(_d_iso20_common_messages_SelectedServiceType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_ServiceID = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'SelectedServiceListType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_ParameterSetID = u
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'SelectedServiceListType', 'expected EE of ParameterSetID, EE')
+    f_SelectedService.append(_iso20_common_messages.SelectedServiceType(ServiceID=f_1_ServiceID, ParameterSetID=f_1_ParameterSetID))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_SelectedService.append(_d_iso20_common_messages_SelectedServiceType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_ServiceID = u
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'SelectedServiceListType[1]', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_ParameterSetID = u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'SelectedServiceListType[1]', 'expected EE of ParameterSetID, EE')
+            f_SelectedService.append(_iso20_common_messages.SelectedServiceType(ServiceID=f_2_ServiceID, ParameterSetID=f_2_ParameterSetID))
             n += 1
             if n == 15:
                 s = 16
@@ -6022,7 +7721,19 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
         w.bits(0x0, 1)
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
-        _e_iso20_common_messages_SelectedServiceType(w, x_SelectedService)
+        if x_SelectedService.ServiceID is None:
+            raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
+        w.bits(0x0, 2)
+        if x_SelectedService.ServiceID < 0 or (w.strict and (x_SelectedService.ServiceID > 65535)):
+            raise encode_error('SelectedServiceType.ServiceID', f'{x_SelectedService.ServiceID!r} outside 0..65535')
+        w.uint(x_SelectedService.ServiceID)
+        if x_SelectedService.ParameterSetID is None:
+            raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
+        w.bits(0x0, 3)
+        if x_SelectedService.ParameterSetID < 0 or (w.strict and (x_SelectedService.ParameterSetID > 65535)):
+            raise encode_error('SelectedServiceType.ParameterSetID', f'{x_SelectedService.ParameterSetID!r} outside 0..65535')
+        w.uint(x_SelectedService.ParameterSetID)
+        w.bits(0x0, 2)
         s = 1
     else:
         raise encode_error('SelectedServiceListType', 'missing SE(SelectedService)')
@@ -6032,7 +7743,19 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
             w.bits(0x0, 2)
             x_SelectedService = o.SelectedService[i_SelectedService]
             i_SelectedService += 1
-            _e_iso20_common_messages_SelectedServiceType(w, x_SelectedService)
+            if x_SelectedService.ServiceID is None:
+                raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_SelectedService.ServiceID < 0 or (w.strict and (x_SelectedService.ServiceID > 65535)):
+                raise encode_error('SelectedServiceType.ServiceID', f'{x_SelectedService.ServiceID!r} outside 0..65535')
+            w.uint(x_SelectedService.ServiceID)
+            if x_SelectedService.ParameterSetID is None:
+                raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
+            w.bits(0x0, 3)
+            if x_SelectedService.ParameterSetID < 0 or (w.strict and (x_SelectedService.ParameterSetID > 65535)):
+                raise encode_error('SelectedServiceType.ParameterSetID', f'{x_SelectedService.ParameterSetID!r} outside 0..65535')
+            w.uint(x_SelectedService.ParameterSetID)
+            w.bits(0x0, 2)
             n += 1
             if n == 15:
                 s = 16
@@ -6051,14 +7774,20 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
 def _d_iso20_common_messages_SelectedServiceType(r: BitReader) -> _iso20_common_messages.SelectedServiceType:
     f_ServiceID: int
     f_ParameterSetID: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID = r.uint()
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
-    f_ParameterSetID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'SelectedServiceType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ParameterSetID = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SelectedServiceType', 'expected EE of ParameterSetID, EE')
@@ -6085,10 +7814,13 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common
     if r.bits(1):
         raise r.fail_back(1, 'ServiceDetailReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
@@ -6115,14 +7847,17 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common
     if r.bits(1):
         raise r.fail_back(1, 'ServiceDetailResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(11)
-    if c & 0x607 != 0x0:
-        raise r.fail_back(11, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
-    iv = ((c >> 3) & 63)
+    c = r.bits(19)
+    if c & 0x60700 != 0x0:
+        raise r.fail_back(19, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+    iv = ((c >> 11) & 63)
     if iv >= 40:
         raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    f_ServiceID = r.uint()
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ServiceDetailResType', 'expected EE of ServiceID, SE(ServiceParameterList)')
@@ -6263,10 +7998,13 @@ def _e_iso20_common_messages_ServiceDiscoveryResType(w: BitWriter, o: _iso20_com
 def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_messages.ServiceIDListType:
     f_ServiceID: list[int] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ServiceIDListType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID.append(r.uint())
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ServiceIDListType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID.append(u)
     if r.bits(1):
         raise r.fail_back(1, 'ServiceIDListType', 'expected EE of ServiceID')
     s = 1
@@ -6274,9 +8012,13 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'ServiceIDListType[1]', 'expected CH of ServiceID')
-            f_ServiceID.append(r.uint())
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'ServiceIDListType[1]', 'expected CH of ServiceID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_ServiceID.append(u)
             if r.bits(1):
                 raise r.fail_back(1, 'ServiceIDListType[1]', 'expected EE of ServiceID')
             n += 1
@@ -6336,15 +8078,35 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
 def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_messages.ServiceListType:
     f_Service: list[_iso20_common_messages.ServiceType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceListType', 'expected SE(Service)')
-    f_Service.append(_d_iso20_common_messages_ServiceType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'ServiceListType', 'expected SE(Service), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_ServiceID = u
+    c = r.bits(6)
+    if c & 0x3b != 0x0:
+        raise r.fail_back(6, 'ServiceListType', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
+    f_1_FreeService = ((c >> 2) & 1) == 1
+    f_Service.append(_iso20_common_messages.ServiceType(ServiceID=f_1_ServiceID, FreeService=f_1_FreeService))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_Service.append(_d_iso20_common_messages_ServiceType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_ServiceID = u
+            c = r.bits(6)
+            if c & 0x3b != 0x0:
+                raise r.fail_back(6, 'ServiceListType[1]', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
+            f_2_FreeService = ((c >> 2) & 1) == 1
+            f_Service.append(_iso20_common_messages.ServiceType(ServiceID=f_2_ServiceID, FreeService=f_2_FreeService))
             n += 1
             if n == 7:
                 s = 8
@@ -6367,7 +8129,15 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
         w.bits(0x0, 1)
         x_Service = o.Service[i_Service]
         i_Service += 1
-        _e_iso20_common_messages_ServiceType(w, x_Service)
+        if x_Service.ServiceID is None:
+            raise encode_error('ServiceType.ServiceID', 'required value missing')
+        w.bits(0x0, 2)
+        if x_Service.ServiceID < 0 or (w.strict and (x_Service.ServiceID > 65535)):
+            raise encode_error('ServiceType.ServiceID', f'{x_Service.ServiceID!r} outside 0..65535')
+        w.uint(x_Service.ServiceID)
+        if x_Service.FreeService is None:
+            raise encode_error('ServiceType.FreeService', 'required value missing')
+        w.bits((1 if x_Service.FreeService else 0) << 2, 6)
         s = 1
     else:
         raise encode_error('ServiceListType', 'missing SE(Service)')
@@ -6377,7 +8147,15 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
             w.bits(0x0, 2)
             x_Service = o.Service[i_Service]
             i_Service += 1
-            _e_iso20_common_messages_ServiceType(w, x_Service)
+            if x_Service.ServiceID is None:
+                raise encode_error('ServiceType.ServiceID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_Service.ServiceID < 0 or (w.strict and (x_Service.ServiceID > 65535)):
+                raise encode_error('ServiceType.ServiceID', f'{x_Service.ServiceID!r} outside 0..65535')
+            w.uint(x_Service.ServiceID)
+            if x_Service.FreeService is None:
+                raise encode_error('ServiceType.FreeService', 'required value missing')
+            w.bits((1 if x_Service.FreeService else 0) << 2, 6)
             n += 1
             if n == 7:
                 s = 8
@@ -6461,12 +8239,26 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
     if r.bits(1):
         raise r.fail_back(1, 'ServiceSelectionReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceSelectionReqType', 'expected SE(SelectedEnergyTransferService)')
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'ServiceSelectionReqType', 'expected SE(SelectedEnergyTransferService), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
     s = 1
-    f_SelectedEnergyTransferService = _d_iso20_common_messages_SelectedServiceType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_ServiceID = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'ServiceSelectionReqType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_ParameterSetID = u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'ServiceSelectionReqType', 'expected EE of ParameterSetID, EE')
+    ec = (c & 3)
+    f_SelectedEnergyTransferService = _iso20_common_messages.SelectedServiceType(ServiceID=f_1_ServiceID, ParameterSetID=f_1_ParameterSetID)
     s = 2
     if ec == 0:
         f_SelectedVASList = _d_iso20_common_messages_SelectedServiceListType(r)
@@ -6489,9 +8281,20 @@ def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_com
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
     if o.SelectedEnergyTransferService is None:
         raise encode_error('ServiceSelectionReqType.SelectedEnergyTransferService', 'required value missing')
-    w.bits(0x0, 1)
+    if o.SelectedEnergyTransferService.ServiceID is None:
+        raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
+    w.bits(0x0, 3)
     s = 1
-    _e_iso20_common_messages_SelectedServiceType(w, o.SelectedEnergyTransferService)
+    if o.SelectedEnergyTransferService.ServiceID < 0 or (w.strict and (o.SelectedEnergyTransferService.ServiceID > 65535)):
+        raise encode_error('SelectedServiceType.ServiceID', f'{o.SelectedEnergyTransferService.ServiceID!r} outside 0..65535')
+    w.uint(o.SelectedEnergyTransferService.ServiceID)
+    if o.SelectedEnergyTransferService.ParameterSetID is None:
+        raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
+    w.bits(0x0, 3)
+    if o.SelectedEnergyTransferService.ParameterSetID < 0 or (w.strict and (o.SelectedEnergyTransferService.ParameterSetID > 65535)):
+        raise encode_error('SelectedServiceType.ParameterSetID', f'{o.SelectedEnergyTransferService.ParameterSetID!r} outside 0..65535')
+    w.uint(o.SelectedEnergyTransferService.ParameterSetID)
+    w.bits(0x0, 2)
     s = 2
     if o.SelectedVASList is not None:
         w.bits(0x0, 2)
@@ -6532,10 +8335,13 @@ def _e_iso20_common_messages_ServiceSelectionResType(w: BitWriter, o: _iso20_com
 def _d_iso20_common_messages_ServiceType(r: BitReader) -> _iso20_common_messages.ServiceType:
     f_ServiceID: int
     f_FreeService: bool
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
-    f_ServiceID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ServiceID = u
     c = r.bits(6)
     if c & 0x3b != 0x0:
         raise r.fail_back(6, 'ServiceType', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
@@ -6559,10 +8365,13 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader) -> _iso20_common_
     if r.bits(1):
         raise r.fail_back(1, 'SessionSetupReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
-    f_EVCCID = r.string(255)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVCCID = r.string_of(u, 255)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
@@ -6588,14 +8397,17 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader) -> _iso20_common_
     if r.bits(1):
         raise r.fail_back(1, 'SessionSetupResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(11)
-    if c & 0x607 != 0x0:
-        raise r.fail_back(11, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
-    iv = ((c >> 3) & 63)
+    c = r.bits(19)
+    if c & 0x60700 != 0x0:
+        raise r.fail_back(19, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+    iv = ((c >> 11) & 63)
     if iv >= 40:
         raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    f_EVSEID = r.string(255)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_EVSEID = r.string_of(u, 255)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SessionSetupResType', 'expected EE of EVSEID, EE')
@@ -6636,16 +8448,24 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
     s = 1
     s = 2
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'SessionStopReqType[2]', 'expected CH of EVTerminationCode')
-        f_EVTerminationCode = r.string(80)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SessionStopReqType[2]', 'expected CH of EVTerminationCode')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_EVTerminationCode = r.string_of(u, 80)
         if r.bits(1):
             raise r.fail_back(1, 'SessionStopReqType[2]', 'expected EE of EVTerminationCode')
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SessionStopReqType[2]', 'expected CH of EVTerminationExplanation')
-        f_EVTerminationExplanation = r.string(160)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SessionStopReqType[2]', 'expected CH of EVTerminationExplanation')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_EVTerminationExplanation = r.string_of(u, 160)
         if r.bits(1):
             raise r.fail_back(1, 'SessionStopReqType[2]', 'expected EE of EVTerminationExplanation')
         s = 4
@@ -6656,9 +8476,13 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'SessionStopReqType[3]', 'expected CH of EVTerminationExplanation')
-            f_EVTerminationExplanation = r.string(160)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'SessionStopReqType[3]', 'expected CH of EVTerminationExplanation')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_EVTerminationExplanation = r.string_of(u, 160)
             if r.bits(1):
                 raise r.fail_back(1, 'SessionStopReqType[3]', 'expected EE of EVTerminationExplanation')
             s = 4
@@ -6745,14 +8569,21 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedCertificateChainType', 'expected AT(Id)')
-    f_Id = r.string(None)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SignedCertificateChainType', 'expected SE(Certificate), CH of Certificate')
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SignedCertificateChainType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SignedCertificateChainType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
     s = 1
-    f_Certificate = r.binary(1600)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Certificate = r.binary_of(u, 1600)
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SignedCertificateChainType', 'expected EE of Certificate')
@@ -6806,37 +8637,56 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
     f_SECP521_EncryptedPrivateKey: bytes | None = None
     f_X448_EncryptedPrivateKey: bytes | None = None
     f_TPM_EncryptedPrivateKey: bytes | None = None
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInstallationDataType', 'expected AT(Id)')
-    f_Id = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SignedInstallationDataType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'SignedInstallationDataType', 'expected SE(ContractCertificateChain)')
     f_ContractCertificateChain = _d_iso20_common_messages_ContractCertificateChainType(r)
-    c = r.bits(6)
-    if c & 0x37 != 0x0:
-        raise r.fail_back(6, 'SignedInstallationDataType', 'expected SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey')
-    f_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[((c >> 3) & 1)]
-    f_DHPublicKey = r.binary(133)
+    c = r.bits(14)
+    if c & 0x3700 != 0x0:
+        raise r.fail_back(14, 'SignedInstallationDataType', 'expected SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey')
+    f_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[((c >> 11) & 1)]
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DHPublicKey = r.binary_of(u, 133)
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SignedInstallationDataType', 'expected EE of DHPublicKey')
     ec = (c & 3)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
-        f_SECP521_EncryptedPrivateKey = r.binary(94)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SECP521_EncryptedPrivateKey = r.binary_of(u, 94)
         if r.bits(1):
             raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected EE of SECP521_EncryptedPrivateKey')
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
-        f_X448_EncryptedPrivateKey = r.binary(84)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X448_EncryptedPrivateKey = r.binary_of(u, 84)
         if r.bits(1):
             raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
-        f_TPM_EncryptedPrivateKey = r.binary(206)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_TPM_EncryptedPrivateKey = r.binary_of(u, 206)
         if r.bits(1):
             raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
     else:
@@ -6899,14 +8749,21 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
     f_Dynamic_SMDTControlMode: _iso20_common_messages.Dynamic_SMDTControlModeType | None = None
     f_Scheduled_SMDTControlMode: _iso20_common_messages.Scheduled_SMDTControlModeType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedMeteringDataType', 'expected AT(Id)')
-    f_Id = r.string(None)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SignedMeteringDataType', 'expected SE(SessionID), CH of SessionID')
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SignedMeteringDataType', 'expected AT(Id)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Id = r.string_of(u, None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SignedMeteringDataType', 'expected SE(SessionID), CH of SessionID')
+    u = (c & 255)
     s = 1
-    f_SessionID = r.binary(8)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SessionID = r.binary_of(u, 8)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'SignedMeteringDataType', 'expected EE of SessionID, SE(MeterInfo)')
@@ -6919,20 +8776,44 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
         s = 4
     elif ec == 1:
-        f_Dynamic_SMDTControlMode = _d_iso20_common_messages_Dynamic_SMDTControlModeType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'SignedMeteringDataType[3]', 'expected EE')
+        f_Dynamic_SMDTControlMode = _iso20_common_messages.Dynamic_SMDTControlModeType()
         s = 5
     elif ec == 2:
-        f_Scheduled_SMDTControlMode = _d_iso20_common_messages_Scheduled_SMDTControlModeType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_SelectedScheduleTupleID = u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
+        f_Scheduled_SMDTControlMode = _iso20_common_messages.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=f_2_SelectedScheduleTupleID)
         s = 5
     else:
         raise r.fail('SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            f_Dynamic_SMDTControlMode = _d_iso20_common_messages_Dynamic_SMDTControlModeType(r)
+            if r.bits(1):
+                raise r.fail_back(1, 'SignedMeteringDataType[4]', 'expected EE')
+            f_Dynamic_SMDTControlMode = _iso20_common_messages.Dynamic_SMDTControlModeType()
             s = 5
         elif ec == 1:
-            f_Scheduled_SMDTControlMode = _d_iso20_common_messages_Scheduled_SMDTControlModeType(r)
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'SignedMeteringDataType[4]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_SelectedScheduleTupleID = u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'SignedMeteringDataType[4]', 'expected EE of SelectedScheduleTupleID, EE')
+            f_Scheduled_SMDTControlMode = _iso20_common_messages.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=f_4_SelectedScheduleTupleID)
             s = 5
         else:
             raise r.fail('SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
@@ -6965,27 +8846,35 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
         s = 4
     elif o.Dynamic_SMDTControlMode is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_messages_Dynamic_SMDTControlModeType(w, o.Dynamic_SMDTControlMode)
+        w.bits(0x2, 3)
         if o.Scheduled_SMDTControlMode is not None:
             raise encode_error('SignedMeteringDataType.Scheduled_SMDTControlMode', 'cannot be combined with Dynamic_SMDTControlMode')
         s = 5
     elif o.Scheduled_SMDTControlMode is not None:
-        w.bits(0x2, 2)
-        _e_iso20_common_messages_Scheduled_SMDTControlModeType(w, o.Scheduled_SMDTControlMode)
+        if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID is None:
+            raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
+        w.bits(0x8, 4)
+        if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 0 or (w.strict and (o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 1 or o.Scheduled_SMDTControlMode.SelectedScheduleTupleID > 4294967295)):
+            raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.Scheduled_SMDTControlMode.SelectedScheduleTupleID!r} outside 1..4294967295')
+        w.uint(o.Scheduled_SMDTControlMode.SelectedScheduleTupleID)
+        w.bits(0x0, 2)
         s = 5
     else:
         raise encode_error('SignedMeteringDataType', 'missing SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if s == 4:
         if o.Dynamic_SMDTControlMode is not None:
-            w.bits(0x0, 2)
-            _e_iso20_common_messages_Dynamic_SMDTControlModeType(w, o.Dynamic_SMDTControlMode)
+            w.bits(0x0, 3)
             if o.Scheduled_SMDTControlMode is not None:
                 raise encode_error('SignedMeteringDataType.Scheduled_SMDTControlMode', 'cannot be combined with Dynamic_SMDTControlMode')
             s = 5
         elif o.Scheduled_SMDTControlMode is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_messages_Scheduled_SMDTControlModeType(w, o.Scheduled_SMDTControlMode)
+            if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID is None:
+                raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
+            w.bits(0x4, 4)
+            if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 0 or (w.strict and (o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 1 or o.Scheduled_SMDTControlMode.SelectedScheduleTupleID > 4294967295)):
+                raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.Scheduled_SMDTControlMode.SelectedScheduleTupleID!r} outside 1..4294967295')
+            w.uint(o.Scheduled_SMDTControlMode.SelectedScheduleTupleID)
+            w.bits(0x0, 2)
             s = 5
         else:
             raise encode_error('SignedMeteringDataType', 'missing SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
@@ -6995,19 +8884,26 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
 def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_messages.SubCertificatesType:
     f_Certificate: list[bytes] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
-    f_Certificate.append(r.binary(1600))
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Certificate.append(r.binary_of(u, 1600))
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'SubCertificatesType', 'expected EE of Certificate')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected CH of Certificate')
-        f_Certificate.append(r.binary(1600))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Certificate.append(r.binary_of(u, 1600))
         if r.bits(1):
             raise r.fail_back(1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
@@ -7018,9 +8914,13 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'SubCertificatesType[2]', 'expected CH of Certificate')
-            f_Certificate.append(r.binary(1600))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Certificate.append(r.binary_of(u, 1600))
             if r.bits(1):
                 raise r.fail_back(1, 'SubCertificatesType[2]', 'expected EE of Certificate')
             s = 3
@@ -7083,10 +8983,13 @@ def _e_iso20_common_messages_SubCertificatesType(w: BitWriter, o: _iso20_common_
 def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_common_messages.SupportedProvidersListType:
     f_ProviderID: list[str] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'SupportedProvidersListType', 'expected SE(ProviderID), CH of ProviderID')
-    f_ProviderID.append(r.string(80))
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'SupportedProvidersListType', 'expected SE(ProviderID), CH of ProviderID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_ProviderID.append(r.string_of(u, 80))
     if r.bits(1):
         raise r.fail_back(1, 'SupportedProvidersListType', 'expected EE of ProviderID')
     s = 1
@@ -7094,9 +8997,13 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'SupportedProvidersListType[1]', 'expected CH of ProviderID')
-            f_ProviderID.append(r.string(80))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'SupportedProvidersListType[1]', 'expected CH of ProviderID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_ProviderID.append(r.string_of(u, 80))
             if r.bits(1):
                 raise r.fail_back(1, 'SupportedProvidersListType[1]', 'expected EE of ProviderID')
             n += 1
@@ -7156,14 +9063,20 @@ def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_
 def _d_iso20_common_messages_TargetPositionType(r: BitReader) -> _iso20_common_messages.TargetPositionType:
     f_TargetOffsetX: int
     f_TargetOffsetY: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'TargetPositionType', 'expected SE(TargetOffsetX), CH of TargetOffsetX')
-    f_TargetOffsetX = r.uint()
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'TargetPositionType', 'expected EE of TargetOffsetX, SE(TargetOffsetY), CH of TargetOffsetY')
-    f_TargetOffsetY = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'TargetPositionType', 'expected SE(TargetOffsetX), CH of TargetOffsetX')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TargetOffsetX = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'TargetPositionType', 'expected EE of TargetOffsetX, SE(TargetOffsetY), CH of TargetOffsetY')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TargetOffsetY = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'TargetPositionType', 'expected EE of TargetOffsetY, EE')
@@ -7254,31 +9167,60 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     f_AppliesToOverstayFee: bool
     f_AppliesMinimumMaximumCost: bool
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'TaxRuleType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    f_TaxRuleID = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'TaxRuleType', 'expected SE(TaxRuleID), CH of TaxRuleID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TaxRuleID = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'TaxRuleType', 'expected EE of TaxRuleID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'TaxRuleType[1]', 'expected CH of TaxRuleName')
-        f_TaxRuleName = r.string(80)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'TaxRuleType[1]', 'expected CH of TaxRuleName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_TaxRuleName = r.string_of(u, 80)
         if r.bits(1):
             raise r.fail_back(1, 'TaxRuleType[1]', 'expected EE of TaxRuleName')
         s = 2
     elif ec == 1:
-        f_TaxRate = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'TaxRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'TaxRuleType[1]', 'expected EE of Value, EE')
+        f_TaxRate = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 3
     else:
         raise r.fail('TaxRuleType[1]', f'event code {ec}, expected SE(TaxRuleName), SE(TaxRate)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'TaxRuleType[2]', 'expected SE(TaxRate)')
-        f_TaxRate = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'TaxRuleType[2]', 'expected SE(TaxRate), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'TaxRuleType[2]', 'expected EE of Value, EE')
+        f_TaxRate = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 3
     c = r.bits(2)
     ec = c
@@ -7332,15 +9274,33 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
         w.bits(0x0, 1)
         s = 2
     elif o.TaxRate is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.TaxRate)
+        if o.TaxRate.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.TaxRate.Exponent < -128 or o.TaxRate.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.TaxRate.Exponent!r} outside -128..127')
+        if o.TaxRate.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.TaxRate.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.TaxRate.Value < -32768 or o.TaxRate.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.TaxRate.Value!r} outside -32768..32767')
+        w.integer(o.TaxRate.Value)
+        w.bits(0x0, 2)
         s = 3
     else:
         raise encode_error('TaxRuleType', 'missing SE(TaxRuleName), SE(TaxRate)')
     if s == 2:
         if o.TaxRate is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.TaxRate)
+            if o.TaxRate.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.TaxRate.Exponent < -128 or o.TaxRate.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.TaxRate.Exponent!r} outside -128..127')
+            if o.TaxRate.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.TaxRate.Exponent + 128) << 3, 14)
+            if (w.strict and (o.TaxRate.Value < -32768 or o.TaxRate.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.TaxRate.Value!r} outside -32768..32767')
+            w.integer(o.TaxRate.Value)
+            w.bits(0x0, 2)
             s = 3
         else:
             raise encode_error('TaxRuleType', 'missing SE(TaxRate)')
@@ -7397,29 +9357,38 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
     s = 2
     s = 3
     if ec == 0:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'VehicleCheckInReqType[3]', 'expected CH of VehicleFrame')
-        sg = (c & 1)
-        f_VehicleFrame = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'VehicleCheckInReqType[3]', 'expected CH of VehicleFrame')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_VehicleFrame = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame')
         s = 4
     elif ec == 1:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'VehicleCheckInReqType[3]', 'expected CH of DeviceOffset')
-        sg = (c & 1)
-        f_DeviceOffset = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'VehicleCheckInReqType[3]', 'expected CH of DeviceOffset')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DeviceOffset = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of DeviceOffset')
         s = 5
     elif ec == 2:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'VehicleCheckInReqType[3]', 'expected CH of VehicleTravel')
-        sg = (c & 1)
-        f_VehicleTravel = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'VehicleCheckInReqType[3]', 'expected CH of VehicleTravel')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_VehicleTravel = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleTravel')
         s = 6
@@ -7430,20 +9399,26 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'VehicleCheckInReqType[4]', 'expected CH of DeviceOffset')
-            sg = (c & 1)
-            f_DeviceOffset = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'VehicleCheckInReqType[4]', 'expected CH of DeviceOffset')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_DeviceOffset = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInReqType[4]', 'expected EE of DeviceOffset')
             s = 5
         elif ec == 1:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'VehicleCheckInReqType[4]', 'expected CH of VehicleTravel')
-            sg = (c & 1)
-            f_VehicleTravel = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'VehicleCheckInReqType[4]', 'expected CH of VehicleTravel')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VehicleTravel = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInReqType[4]', 'expected EE of VehicleTravel')
             s = 6
@@ -7454,11 +9429,14 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'VehicleCheckInReqType[5]', 'expected CH of VehicleTravel')
-            sg = (c & 1)
-            f_VehicleTravel = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'VehicleCheckInReqType[5]', 'expected CH of VehicleTravel')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VehicleTravel = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInReqType[5]', 'expected EE of VehicleTravel')
             s = 6
@@ -7565,29 +9543,38 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'VehicleCheckInResType[2]', 'expected CH of ParkingSpace')
-        sg = (c & 1)
-        f_ParkingSpace = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'VehicleCheckInResType[2]', 'expected CH of ParkingSpace')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ParkingSpace = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of ParkingSpace')
         s = 3
     elif ec == 1:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'VehicleCheckInResType[2]', 'expected CH of DeviceLocation')
-        sg = (c & 1)
-        f_DeviceLocation = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'VehicleCheckInResType[2]', 'expected CH of DeviceLocation')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DeviceLocation = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of DeviceLocation')
         s = 4
     elif ec == 2:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'VehicleCheckInResType[2]', 'expected CH of TargetDistance')
-        sg = (c & 1)
-        f_TargetDistance = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'VehicleCheckInResType[2]', 'expected CH of TargetDistance')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_TargetDistance = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of TargetDistance')
         s = 5
@@ -7598,20 +9585,26 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'VehicleCheckInResType[3]', 'expected CH of DeviceLocation')
-            sg = (c & 1)
-            f_DeviceLocation = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'VehicleCheckInResType[3]', 'expected CH of DeviceLocation')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_DeviceLocation = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInResType[3]', 'expected EE of DeviceLocation')
             s = 4
         elif ec == 1:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'VehicleCheckInResType[3]', 'expected CH of TargetDistance')
-            sg = (c & 1)
-            f_TargetDistance = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'VehicleCheckInResType[3]', 'expected CH of TargetDistance')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_TargetDistance = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInResType[3]', 'expected EE of TargetDistance')
             s = 5
@@ -7622,11 +9615,14 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'VehicleCheckInResType[4]', 'expected CH of TargetDistance')
-            sg = (c & 1)
-            f_TargetDistance = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'VehicleCheckInResType[4]', 'expected CH of TargetDistance')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_TargetDistance = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'VehicleCheckInResType[4]', 'expected EE of TargetDistance')
             s = 5
@@ -7716,14 +9712,17 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_comm
     if r.bits(1):
         raise r.fail_back(1, 'VehicleCheckOutReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(7)
-    if c & 0x67 != 0x0:
-        raise r.fail_back(7, 'VehicleCheckOutReqType', 'expected SE(EVCheckOutStatus), CH of EVCheckOutStatus, EE of EVCheckOutStatus, SE(CheckOutTime), CH of CheckOutTime')
-    iv = ((c >> 3) & 3)
+    c = r.bits(15)
+    if c & 0x6700 != 0x0:
+        raise r.fail_back(15, 'VehicleCheckOutReqType', 'expected SE(EVCheckOutStatus), CH of EVCheckOutStatus, EE of EVCheckOutStatus, SE(CheckOutTime), CH of CheckOutTime')
+    iv = ((c >> 11) & 3)
     if iv >= 3:
         raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', f'enumeration index {iv}')
     f_EVCheckOutStatus = _E_iso20_common_messages_evCheckOutStatusType[iv]
-    f_CheckOutTime = r.uint()
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_CheckOutTime = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'VehicleCheckOutReqType', 'expected EE of CheckOutTime, EE')
@@ -7867,7 +9866,21 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     s = 1
     s = 2
     if ec == 0:
-        f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_NotificationMaxDelay = u
+        c = r.bits(8)
+        if c & 0xe3 != 0x0:
+            raise r.fail_back(8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 7)
+        if iv >= 6:
+            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -7918,8 +9931,15 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
+        if o.EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x0, 5)
+        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        if o.EVSEStatus.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
         s = 3
     elif o.MeterInfo is not None:
         w.bits(0x1, 3)
@@ -8000,40 +10020,81 @@ def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected SE(Amount)')
-    f_Amount = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected SE(CostPerUnit)')
-    f_CostPerUnit = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected EE')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'DetailedCostType', 'expected EE of Value, EE, EE')
+    f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    if o.Amount.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
+    if o.Amount.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Amount.Exponent + 128) << 3, 14)
+    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
+    w.integer(o.Amount.Value)
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
-    w.bits(0x0, 1)
+    if o.CostPerUnit.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.CostPerUnit.Exponent < -128 or o.CostPerUnit.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
+    if o.CostPerUnit.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.CostPerUnit.Exponent + 128) << 3, 16)
+    if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
+    w.integer(o.CostPerUnit.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    c = r.bits(2)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TaxRuleID = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
     if c != 0x0:
-        raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    f_TaxRuleID = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
-    f_Amount = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedTaxType', 'expected EE')
+        raise r.fail_back(3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
+    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
@@ -8045,21 +10106,20 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     w.uint(o.TaxRuleID)
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    w.bits(0x0, 2)
-    _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    w.bits(0x0, 1)
+    if o.Amount.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
+    if o.Amount.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Amount.Exponent + 128) << 3, 15)
+    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
+    w.integer(o.Amount.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
-    f_PresentSOC: int | None = None
-    f_MinimumSOC: int | None = None
-    f_TargetSOC: int | None = None
-    f_MaximumSOC: int | None = None
-    f_RemainingTimeToMinimumSOC: int | None = None
-    f_RemainingTimeToTargetSOC: int | None = None
-    f_RemainingTimeToMaximumSOC: int | None = None
-    f_ChargingComplete: bool | None = None
-    f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
-    f_InletHot: bool | None = None
+    kw: dict[str, Any] = {}
     s = 0
     c = r.bits(4)
     ec = c
@@ -8067,44 +10127,56 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        f_PresentSOC = ((c >> 1) & 127)
+        kw['PresentSOC'] = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
+        kw['MinimumSOC'] = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
+        kw['TargetSOC'] = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        f_MaximumSOC = ((c >> 1) & 127)
+        kw['MaximumSOC'] = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        f_RemainingTimeToMinimumSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToMinimumSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        f_RemainingTimeToTargetSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToTargetSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        f_RemainingTimeToMaximumSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToMaximumSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
@@ -8112,16 +10184,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(3)
         if c & 0x5 != 0x0:
             raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
+        kw['ChargingComplete'] = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
-        f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+        kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 9
     elif ec == 9:
         c = r.bits(3)
         if c & 0x5 != 0x0:
             raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        f_InletHot = ((c >> 1) & 1) == 1
+        kw['InletHot'] = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -8133,38 +10217,50 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            f_MinimumSOC = ((c >> 1) & 127)
+            kw['MinimumSOC'] = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8172,16 +10268,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 9
         elif ec == 8:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -8193,32 +10301,44 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8226,16 +10346,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 9
         elif ec == 7:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -8247,26 +10379,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8274,16 +10418,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 9
         elif ec == 6:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -8292,23 +10448,35 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 4:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8316,16 +10484,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 9
         elif ec == 5:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -8334,16 +10514,24 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 5:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8351,16 +10539,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 9
         elif ec == 4:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -8369,9 +10569,13 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 6:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -8379,16 +10583,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 9
         elif ec == 3:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -8400,16 +10616,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 9
         elif ec == 2:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -8418,13 +10646,25 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 8:
         ec = r.bits(2)
         if ec == 0:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 9
         elif ec == 1:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -8436,7 +10676,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -8446,7 +10686,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
-    return _iso20_common_types.DisplayParametersType(PresentSOC=f_PresentSOC, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, MaximumSOC=f_MaximumSOC, RemainingTimeToMinimumSOC=f_RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC=f_RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC=f_RemainingTimeToMaximumSOC, ChargingComplete=f_ChargingComplete, BatteryEnergyCapacity=f_BatteryEnergyCapacity, InletHot=f_InletHot)
+    return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
@@ -8495,8 +10735,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        w.bits(0x8, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+        if o.BatteryEnergyCapacity.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+        if o.BatteryEnergyCapacity.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x10000, 17)
+        if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+        w.integer(o.BatteryEnergyCapacity.Value)
+        w.bits(0x0, 2)
         s = 9
     elif o.InletHot is not None:
         w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
@@ -8545,8 +10794,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x7, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xe000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
@@ -8590,8 +10848,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x6, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xc000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
@@ -8630,8 +10897,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x5, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xa000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
@@ -8665,8 +10941,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x4, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x8000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
@@ -8693,8 +10978,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
@@ -8714,8 +11008,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
@@ -8728,8 +11031,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
@@ -8739,8 +11051,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3, 15)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
@@ -8769,31 +11090,72 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
         raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
-    f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
-    f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected EE')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
+    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     s = -1
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
@@ -8808,28 +11170,62 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+            if o.EVTargetEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVTargetEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMaximumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMaximumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumEnergyRequest.Value)
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMinimumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-    w.bits(0x0, 1)
+    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumEnergyRequest.Value)
+    w.bits(0x0, 3)
     s = 4
     s = -1
 
@@ -8842,9 +11238,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     c = r.bits(3)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -8861,9 +11261,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        f_AckMaxDelay = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_AckMaxDelay = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
@@ -8886,9 +11290,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
@@ -8905,9 +11313,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
@@ -8918,9 +11330,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
@@ -9019,10 +11435,13 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    f_NotificationMaxDelay = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_NotificationMaxDelay = u
     c = r.bits(8)
     if c & 0xe3 != 0x0:
         raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -9046,15 +11465,49 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID)')
-    f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_X509SerialNumber = -u - 1 if sg else u
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
+    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
+            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
             n += 1
             if n == 19:
                 s = 20
@@ -9077,7 +11530,15 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         w.bits(0x0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
+        if x_RootCertificateID.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_RootCertificateID.X509IssuerName)
+        if x_RootCertificateID.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_RootCertificateID.X509SerialNumber)
+        w.bits(0x0, 2)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -9087,7 +11548,15 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             w.bits(0x0, 2)
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
+            if x_RootCertificateID.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_RootCertificateID.X509IssuerName)
+            if x_RootCertificateID.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_RootCertificateID.X509SerialNumber)
+            w.bits(0x0, 2)
             n += 1
             if n == 19:
                 s = 20
@@ -9108,15 +11577,21 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
-    f_SessionID = r.binary(8)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SessionID = r.binary_of(u, 8)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
     s = 1
-    f_TimeStamp = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeStamp = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
@@ -9174,61 +11649,90 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
-    f_MeterID = r.string(32)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_MeterID = r.string_of(u, 32)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+    u = (c & 255)
     s = 1
-    f_ChargedEnergyReadingWh = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_ChargedEnergyReadingWh = u
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
     ec = (c & 7)
     s = 2
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
-        f_BPT_DischargedEnergyReadingWh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_BPT_DischargedEnergyReadingWh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        f_CapacitiveEnergyReadingVARh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_CapacitiveEnergyReadingVARh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        f_BPT_InductiveEnergyReadingVARh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_BPT_InductiveEnergyReadingVARh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterSignature')
-        f_MeterSignature = r.binary(64)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterSignature = r.binary_of(u, 64)
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
-        sg = (c & 1)
-        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterStatus = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        f_MeterTimestamp = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterTimestamp = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
@@ -9239,39 +11743,58 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
-            f_CapacitiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_CapacitiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            f_BPT_InductiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_BPT_InductiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
@@ -9282,32 +11805,47 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 4:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            f_BPT_InductiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_BPT_InductiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
@@ -9318,25 +11856,36 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 5:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
@@ -9347,18 +11896,25 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
@@ -9369,9 +11925,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 7:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
@@ -9580,12 +12140,15 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
     f_Value: int
-    c = r.bits(14)
-    if c & 0x300e != 0x0:
-        raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_Exponent = ((c >> 4) & 255) - 128
-    sg = (c & 1)
-    f_Value = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(22)
+    if c & 0x300e00 != 0x0:
+        raise r.fail_back(22, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Value = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
@@ -9612,29 +12175,144 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    f_TimeAnchor = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeAnchor = u
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
     ec = (c & 7)
     s = 1
     if ec == 0:
-        f_EnergyCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
         s = 2
     elif ec == 1:
-        f_OccupancyCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
         s = 3
     elif ec == 2:
-        f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_9_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
         s = 4
     elif ec == 3:
-        f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_11_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_12_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
         s = 5
     elif ec == 4:
-        f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_13_TaxRuleID = u
+        c = r.bits(24)
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_back(24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_14_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
         s = 6
     elif ec == 5:
         s = -1
@@ -9643,16 +12321,105 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_OccupancyCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_16_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_17_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
             s = 3
         elif ec == 1:
-            f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_19_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_20_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
             s = 4
         elif ec == 2:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_22_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_23_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
             s = 5
         elif ec == 3:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_24_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_25_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
             s = 6
         elif ec == 4:
             s = -1
@@ -9661,13 +12428,79 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_27_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_27_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_28_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_28_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
             s = 4
         elif ec == 1:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_30_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_30_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_31_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_31_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
             s = 5
         elif ec == 2:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_32_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_33_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_33_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
             s = 6
         elif ec == 3:
             s = -1
@@ -9676,10 +12509,53 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_35_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_35_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_36_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_36_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+            f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
             s = 5
         elif ec == 1:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_37_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_38_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_38_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+            f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
             s = 6
         elif ec == 2:
             s = -1
@@ -9688,7 +12564,27 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_39_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_40_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_40_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
+            f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
             s = 6
         elif ec == 1:
             s = -1
@@ -9699,7 +12595,27 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         while True:
             ec = r.bits(2)
             if ec == 0:
-                f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+                c = r.bits(10)
+                if c & 0x300 != 0x0:
+                    raise r.fail_back(10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_41_TaxRuleID = u
+                c = r.bits(24)
+                if c & 0xf00e00 != 0x0:
+                    raise r.fail_back(24, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_42_Exponent = ((c >> 12) & 255) - 128
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_42_Value = -u - 1 if sg else u
+                c = r.bits(3)
+                if c != 0x0:
+                    raise r.fail_back(3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
+                f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+                f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
                 n += 1
                 if n == 9:
                     s = 15
@@ -9727,80 +12643,382 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     w.bits(0x0, 1)
     s = 1
     if o.EnergyCosts is not None:
+        if o.EnergyCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.EnergyCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EnergyCosts.Amount.Exponent < -128 or o.EnergyCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
+        if o.EnergyCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EnergyCosts.Amount.Exponent + 128) << 3, 17)
+        if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.EnergyCosts.Amount.Value)
+        if o.EnergyCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.EnergyCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EnergyCosts.CostPerUnit.Exponent < -128 or o.EnergyCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.EnergyCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EnergyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.EnergyCosts.CostPerUnit.Value)
         w.bits(0x0, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.EnergyCosts)
         s = 2
     elif o.OccupancyCosts is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
+        if o.OccupancyCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.OccupancyCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
+        if o.OccupancyCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+        if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.OccupancyCosts.Amount.Value)
+        if o.OccupancyCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.OccupancyCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.OccupancyCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.OccupancyCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
+        if o.AdditionalServicesCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.AdditionalServicesCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+        if o.AdditionalServicesCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
+        if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.AdditionalServicesCosts.Amount.Value)
+        if o.AdditionalServicesCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 4
     elif o.OverstayCosts is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+        if o.OverstayCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.OverstayCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+        if o.OverstayCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0xc000, 17)
+        if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.OverstayCosts.Amount.Value)
+        if o.OverstayCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.OverstayCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.OverstayCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.OverstayCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
         w.bits(0x4, 3)
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+        if x_TaxCosts.TaxRuleID is None:
+            raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+        w.bits(0x0, 2)
+        if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+        w.uint(x_TaxCosts.TaxRuleID)
+        if x_TaxCosts.Amount is None:
+            raise encode_error('DetailedTaxType.Amount', 'required value missing')
+        if x_TaxCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+        if x_TaxCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+        if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(x_TaxCosts.Amount.Value)
+        w.bits(0x0, 3)
         s = 6
     else:
         w.bits(0x5, 3)
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
+            if o.OccupancyCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OccupancyCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
+            if o.OccupancyCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3, 17)
+            if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OccupancyCosts.Amount.Value)
+            if o.OccupancyCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OccupancyCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OccupancyCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OccupancyCosts.CostPerUnit.Value)
             w.bits(0x0, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
+            if o.AdditionalServicesCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            if o.AdditionalServicesCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x3, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x4, 3)
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
+            if o.AdditionalServicesCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3, 17)
+            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            if o.AdditionalServicesCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
             w.bits(0x0, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x2, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x3, 3)
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            w.bits(0x0, 2)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x1, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x2, 2)
@@ -9810,7 +13028,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.bits(0x0, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x1, 2)
@@ -9822,7 +13058,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.bits(0x0, 2)
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+                if x_TaxCosts.TaxRuleID is None:
+                    raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+                w.bits(0x0, 2)
+                if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+                w.uint(x_TaxCosts.TaxRuleID)
+                if x_TaxCosts.Amount is None:
+                    raise encode_error('DetailedTaxType.Amount', 'required value missing')
+                if x_TaxCosts.Amount.Exponent is None:
+                    raise encode_error('RationalNumberType.Exponent', 'required value missing')
+                if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+                if x_TaxCosts.Amount.Value is None:
+                    raise encode_error('RationalNumberType.Value', 'required value missing')
+                w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+                if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+                w.integer(x_TaxCosts.Amount.Value)
+                w.bits(0x0, 3)
                 n += 1
                 if n == 9:
                     s = 15
@@ -9846,13 +13100,49 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
         s = -1
@@ -9861,10 +13151,34 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 2
         elif ec == 1:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 3
         elif ec == 2:
             s = -1
@@ -9873,7 +13187,19 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 1:
             s = -1
@@ -9888,36 +13214,90 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+        if o.EVMaximumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMaximumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+        if o.EVMinimumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMinimumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 3
     else:
         w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
+            if o.EVMaximumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMaximumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 3
         else:
             w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
             w.bits(0x1, 2)
@@ -9992,9 +13372,13 @@ def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V
     w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
 
 def _d_v0(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10005,9 +13389,13 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10018,9 +13406,13 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10063,9 +13455,13 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_common_messages_channelSelectionType[o]) << 1, 3)
 
 def _d_v6(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10078,9 +13474,13 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v7(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(1600)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 1600)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10116,9 +13516,13 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_common_messages_chargingSessionType[o]) << 1, 4)
 
 def _d_v10(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(3)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 3)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10131,9 +13535,13 @@ def _e_v10(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v11(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(133)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 133)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10146,9 +13554,13 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v12(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10161,11 +13573,14 @@ def _e_v12(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v13(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10188,9 +13603,13 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_common_messages_ecdhCurveType[o]) << 1, 3)
 
 def _d_v15(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(255)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 255)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10265,9 +13684,13 @@ def _e_v20(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
 
 def _d_v21(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(80)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 80)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10280,9 +13703,13 @@ def _e_v21(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v22(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(160)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 160)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10295,9 +13722,13 @@ def _e_v22(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v23(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10320,9 +13751,13 @@ def _e_v24(w: BitWriter, o: Any) -> None:
     w.bits((o + 128) << 1, 10)
 
 def _d_v25(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(16)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 16)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10335,11 +13770,14 @@ def _e_v25(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v26(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10350,9 +13788,13 @@ def _e_v26(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v27(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(3)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 3)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10401,9 +13843,13 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     w.bits((o - 12) << 1, 12)
 
 def _d_v31(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10416,9 +13862,13 @@ def _e_v31(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v32(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(64)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 64)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10431,9 +13881,13 @@ def _e_v32(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v33(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10444,9 +13898,13 @@ def _e_v33(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v34(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10482,9 +13940,13 @@ def _e_v36(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_common_messages_powerToleranceAcceptanceType[o]) << 1, 3)
 
 def _d_v37(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10510,9 +13972,13 @@ def _e_v38(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
 
 def _d_v39(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(94)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 94)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10525,9 +13991,13 @@ def _e_v39(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v40(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(8)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 8)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10540,9 +14010,13 @@ def _e_v40(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v41(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(206)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 206)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10555,9 +14029,13 @@ def _e_v41(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v42(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(84)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 84)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10570,11 +14048,14 @@ def _e_v42(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v43(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -10585,11 +14066,14 @@ def _e_v43(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v44(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

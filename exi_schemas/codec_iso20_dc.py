@@ -30,9 +30,13 @@ _I_iso20_common_types_responseCodeType = {m: i for i, m in enumerate(_E_iso20_co
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -86,75 +90,109 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
-        f_P = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_P = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
-        f_G = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_G = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        f_Q = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Q = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
-            f_G = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_G = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
-            f_Y = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Y = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
-        f_J = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_J = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        f_Seed = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Seed = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
@@ -165,9 +203,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
-            f_Seed = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Seed = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
@@ -176,10 +218,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
-        f_PgenCounter = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PgenCounter = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
@@ -275,9 +320,13 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -332,12 +381,20 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     c = r.bits(4)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
-        f_KeyName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_KeyName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
@@ -357,9 +414,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         s = 2
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
-        f_MgmtData.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MgmtData.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
@@ -373,9 +434,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         while True:
             ec = r.bits(4)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
-                f_KeyName.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_KeyName.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
@@ -401,9 +466,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 6:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
-                f_MgmtData.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_MgmtData.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
@@ -417,9 +486,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     while True:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
-            f_KeyName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_KeyName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
@@ -433,9 +506,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 5:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
-            f_MgmtData.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MgmtData.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
@@ -607,7 +684,24 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
             break
         elif ec == 1:
-            f_RSAKeyValue = _d_xmldsig_RSAKeyValueType(r)
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Modulus = r.binary_of(u, None)
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Exponent = r.binary_of(u, None)
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
             raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
@@ -632,8 +726,15 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(0x1, 3)
-        _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
+        if o.RSAKeyValue.Modulus is None:
+            raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+        w.bits(0x4, 5)
+        w.binary(o.RSAKeyValue.Modulus)
+        if o.RSAKeyValue.Exponent is None:
+            raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+        w.bits(0x0, 3)
+        w.binary(o.RSAKeyValue.Exponent)
+        w.bits(0x0, 2)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
@@ -647,7 +748,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -733,13 +838,25 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Encoding = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Encoding = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_MimeType = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_MimeType = r.string_of(u, None)
         s = 3
     elif ec == 3:
         raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
@@ -752,10 +869,18 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Id = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Id = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 2:
             raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
@@ -768,7 +893,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 1:
             raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
@@ -857,16 +986,24 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
-        f_PGPKeyID = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyID = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        f_PGPKeyPacket.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyPacket.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
@@ -875,9 +1012,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
-            f_PGPKeyPacket.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_PGPKeyPacket.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
@@ -977,14 +1118,20 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
-    f_Modulus = r.binary(None)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
-    f_Exponent = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Modulus = r.binary_of(u, None)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Exponent = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
@@ -1012,13 +1159,25 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 3
     elif ec == 3:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1031,10 +1190,18 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Type = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Type = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 2:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1047,7 +1214,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1072,10 +1243,13 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
-    f_DigestValue = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DigestValue = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
@@ -1175,10 +1349,18 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 2
     elif ec == 2:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1190,7 +1372,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 2
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1261,10 +1447,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(2)
-            if c != 0x0:
-                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
-            f_SPKISexp.append(r.binary(None))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_SPKISexp.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
@@ -1272,9 +1461,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
-                    f_SPKISexp.append(r.binary(None))
+                    c = r.bits(9)
+                    if c & 0x100 != 0x0:
+                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                    u = (c & 255)
+                    if u > 127:
+                        u = r.uint_more(u)
+                    f_SPKISexp.append(r.binary_of(u, None))
                     if r.bits(1):
                         raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
@@ -1287,9 +1480,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
         if s == 2:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
-                f_SPKISexp.append(r.binary(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_SPKISexp.append(r.binary_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
@@ -1341,18 +1538,25 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
-            sg = (c & 1)
-            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_HMACOutputLength = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -1423,7 +1627,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -1508,17 +1716,29 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Target = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     else:
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        f_Target = r.string(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     while True:
         ec = r.bits(2)
@@ -1592,7 +1812,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -1708,17 +1932,29 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_value = r.binary(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     else:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
-        f_value = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     if r.bits(1):
         raise r.fail_back(1, 'SignatureValueType', 'expected EE')
@@ -1756,7 +1992,11 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -1854,15 +2094,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     while True:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
-            f_XPath.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_XPath.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
@@ -1962,29 +2210,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509IssuerName = r.string_of(u, None)
+        c = r.bits(12)
+        if c & 0xe00 != 0x0:
+            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509SerialNumber = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
-        f_X509SKI.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SKI.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
-        f_X509SubjectName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SubjectName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
-        f_X509Certificate.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509Certificate.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
-        f_X509CRL.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509CRL.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
@@ -1994,29 +2276,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     while True:
         ec = r.bits(3)
         if ec == 0:
-            f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
-            f_X509SKI.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SKI.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
-            f_X509SubjectName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SubjectName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
-            f_X509Certificate.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509Certificate.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
-            f_X509CRL.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509CRL.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
@@ -2037,7 +2353,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+        if x_X509IssuerSerial.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_X509IssuerSerial.X509IssuerName)
+        if x_X509IssuerSerial.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_X509IssuerSerial.X509SerialNumber)
+        w.bits(0x0, 2)
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
@@ -2069,7 +2393,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+            if x_X509IssuerSerial.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_X509IssuerSerial.X509IssuerName)
+            if x_X509IssuerSerial.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_X509IssuerSerial.X509SerialNumber)
+            w.bits(0x0, 2)
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
@@ -2102,15 +2434,21 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
-    f_X509IssuerName = r.string(None)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
-    sg = (c & 1)
-    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509SerialNumber = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2222,7 +2560,21 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     s = 1
     s = 2
     if ec == 0:
-        f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_NotificationMaxDelay = u
+        c = r.bits(8)
+        if c & 0xe3 != 0x0:
+            raise r.fail_back(8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 7)
+        if iv >= 6:
+            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -2273,8 +2625,15 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
+        if o.EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x0, 5)
+        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        if o.EVSEStatus.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
         s = 3
     elif o.MeterInfo is not None:
         w.bits(0x1, 3)
@@ -2355,40 +2714,81 @@ def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected SE(Amount)')
-    f_Amount = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected SE(CostPerUnit)')
-    f_CostPerUnit = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected EE')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'DetailedCostType', 'expected EE of Value, EE, EE')
+    f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    if o.Amount.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
+    if o.Amount.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Amount.Exponent + 128) << 3, 14)
+    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
+    w.integer(o.Amount.Value)
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
-    w.bits(0x0, 1)
+    if o.CostPerUnit.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.CostPerUnit.Exponent < -128 or o.CostPerUnit.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
+    if o.CostPerUnit.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.CostPerUnit.Exponent + 128) << 3, 16)
+    if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
+    w.integer(o.CostPerUnit.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    c = r.bits(2)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TaxRuleID = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
     if c != 0x0:
-        raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    f_TaxRuleID = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
-    f_Amount = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedTaxType', 'expected EE')
+        raise r.fail_back(3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
+    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
@@ -2400,21 +2800,20 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     w.uint(o.TaxRuleID)
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    w.bits(0x0, 2)
-    _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    w.bits(0x0, 1)
+    if o.Amount.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
+    if o.Amount.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Amount.Exponent + 128) << 3, 15)
+    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
+    w.integer(o.Amount.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
-    f_PresentSOC: int | None = None
-    f_MinimumSOC: int | None = None
-    f_TargetSOC: int | None = None
-    f_MaximumSOC: int | None = None
-    f_RemainingTimeToMinimumSOC: int | None = None
-    f_RemainingTimeToTargetSOC: int | None = None
-    f_RemainingTimeToMaximumSOC: int | None = None
-    f_ChargingComplete: bool | None = None
-    f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
-    f_InletHot: bool | None = None
+    kw: dict[str, Any] = {}
     s = 0
     c = r.bits(4)
     ec = c
@@ -2422,44 +2821,56 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        f_PresentSOC = ((c >> 1) & 127)
+        kw['PresentSOC'] = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
+        kw['MinimumSOC'] = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
+        kw['TargetSOC'] = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        f_MaximumSOC = ((c >> 1) & 127)
+        kw['MaximumSOC'] = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        f_RemainingTimeToMinimumSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToMinimumSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        f_RemainingTimeToTargetSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToTargetSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        f_RemainingTimeToMaximumSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToMaximumSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
@@ -2467,16 +2878,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(3)
         if c & 0x5 != 0x0:
             raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
+        kw['ChargingComplete'] = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
-        f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+        kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 9
     elif ec == 9:
         c = r.bits(3)
         if c & 0x5 != 0x0:
             raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        f_InletHot = ((c >> 1) & 1) == 1
+        kw['InletHot'] = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -2488,38 +2911,50 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            f_MinimumSOC = ((c >> 1) & 127)
+            kw['MinimumSOC'] = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2527,16 +2962,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 9
         elif ec == 8:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -2548,32 +2995,44 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2581,16 +3040,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 9
         elif ec == 7:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -2602,26 +3073,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2629,16 +3112,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 9
         elif ec == 6:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -2647,23 +3142,35 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 4:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2671,16 +3178,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 9
         elif ec == 5:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -2689,16 +3208,24 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 5:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2706,16 +3233,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 9
         elif ec == 4:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -2724,9 +3263,13 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 6:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2734,16 +3277,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 9
         elif ec == 3:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -2755,16 +3310,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 9
         elif ec == 2:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -2773,13 +3340,25 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 8:
         ec = r.bits(2)
         if ec == 0:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 9
         elif ec == 1:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -2791,7 +3370,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -2801,7 +3380,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
-    return _iso20_common_types.DisplayParametersType(PresentSOC=f_PresentSOC, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, MaximumSOC=f_MaximumSOC, RemainingTimeToMinimumSOC=f_RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC=f_RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC=f_RemainingTimeToMaximumSOC, ChargingComplete=f_ChargingComplete, BatteryEnergyCapacity=f_BatteryEnergyCapacity, InletHot=f_InletHot)
+    return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
@@ -2850,8 +3429,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        w.bits(0x8, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+        if o.BatteryEnergyCapacity.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+        if o.BatteryEnergyCapacity.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x10000, 17)
+        if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+        w.integer(o.BatteryEnergyCapacity.Value)
+        w.bits(0x0, 2)
         s = 9
     elif o.InletHot is not None:
         w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
@@ -2900,8 +3488,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x7, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xe000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
@@ -2945,8 +3542,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x6, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xc000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
@@ -2985,8 +3591,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x5, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xa000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
@@ -3020,8 +3635,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x4, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x8000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
@@ -3048,8 +3672,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
@@ -3069,8 +3702,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
@@ -3083,8 +3725,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
@@ -3094,8 +3745,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3, 15)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
@@ -3124,31 +3784,72 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
         raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
-    f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
-    f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected EE')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
+    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     s = -1
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
@@ -3163,28 +3864,62 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+            if o.EVTargetEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVTargetEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMaximumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMaximumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumEnergyRequest.Value)
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMinimumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-    w.bits(0x0, 1)
+    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumEnergyRequest.Value)
+    w.bits(0x0, 3)
     s = 4
     s = -1
 
@@ -3197,9 +3932,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     c = r.bits(3)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3216,9 +3955,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        f_AckMaxDelay = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_AckMaxDelay = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
@@ -3241,9 +3984,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3260,9 +4007,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3273,9 +4024,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3374,10 +4129,13 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    f_NotificationMaxDelay = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_NotificationMaxDelay = u
     c = r.bits(8)
     if c & 0xe3 != 0x0:
         raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -3401,15 +4159,49 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID)')
-    f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_X509SerialNumber = -u - 1 if sg else u
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
+    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
+            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
             n += 1
             if n == 19:
                 s = 20
@@ -3432,7 +4224,15 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         w.bits(0x0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
+        if x_RootCertificateID.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_RootCertificateID.X509IssuerName)
+        if x_RootCertificateID.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_RootCertificateID.X509SerialNumber)
+        w.bits(0x0, 2)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -3442,7 +4242,15 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             w.bits(0x0, 2)
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
+            if x_RootCertificateID.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_RootCertificateID.X509IssuerName)
+            if x_RootCertificateID.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_RootCertificateID.X509SerialNumber)
+            w.bits(0x0, 2)
             n += 1
             if n == 19:
                 s = 20
@@ -3463,15 +4271,21 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
-    f_SessionID = r.binary(8)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SessionID = r.binary_of(u, 8)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
     s = 1
-    f_TimeStamp = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeStamp = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
@@ -3529,61 +4343,90 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
-    f_MeterID = r.string(32)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_MeterID = r.string_of(u, 32)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+    u = (c & 255)
     s = 1
-    f_ChargedEnergyReadingWh = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_ChargedEnergyReadingWh = u
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
     ec = (c & 7)
     s = 2
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
-        f_BPT_DischargedEnergyReadingWh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_BPT_DischargedEnergyReadingWh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        f_CapacitiveEnergyReadingVARh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_CapacitiveEnergyReadingVARh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        f_BPT_InductiveEnergyReadingVARh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_BPT_InductiveEnergyReadingVARh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterSignature')
-        f_MeterSignature = r.binary(64)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterSignature = r.binary_of(u, 64)
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
-        sg = (c & 1)
-        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterStatus = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        f_MeterTimestamp = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterTimestamp = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
@@ -3594,39 +4437,58 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
-            f_CapacitiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_CapacitiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            f_BPT_InductiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_BPT_InductiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3637,32 +4499,47 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 4:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            f_BPT_InductiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_BPT_InductiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3673,25 +4550,36 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 5:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3702,18 +4590,25 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3724,9 +4619,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 7:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3935,12 +4834,15 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
     f_Value: int
-    c = r.bits(14)
-    if c & 0x300e != 0x0:
-        raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_Exponent = ((c >> 4) & 255) - 128
-    sg = (c & 1)
-    f_Value = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(22)
+    if c & 0x300e00 != 0x0:
+        raise r.fail_back(22, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Value = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
@@ -3967,29 +4869,144 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    f_TimeAnchor = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeAnchor = u
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
     ec = (c & 7)
     s = 1
     if ec == 0:
-        f_EnergyCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
         s = 2
     elif ec == 1:
-        f_OccupancyCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
         s = 3
     elif ec == 2:
-        f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_9_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
         s = 4
     elif ec == 3:
-        f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_11_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_12_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
         s = 5
     elif ec == 4:
-        f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_13_TaxRuleID = u
+        c = r.bits(24)
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_back(24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_14_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
         s = 6
     elif ec == 5:
         s = -1
@@ -3998,16 +5015,105 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_OccupancyCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_16_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_17_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
             s = 3
         elif ec == 1:
-            f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_19_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_20_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
             s = 4
         elif ec == 2:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_22_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_23_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
             s = 5
         elif ec == 3:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_24_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_25_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
             s = 6
         elif ec == 4:
             s = -1
@@ -4016,13 +5122,79 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_27_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_27_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_28_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_28_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
             s = 4
         elif ec == 1:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_30_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_30_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_31_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_31_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
             s = 5
         elif ec == 2:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_32_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_33_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_33_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
             s = 6
         elif ec == 3:
             s = -1
@@ -4031,10 +5203,53 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_35_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_35_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_36_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_36_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+            f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
             s = 5
         elif ec == 1:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_37_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_38_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_38_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+            f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
             s = 6
         elif ec == 2:
             s = -1
@@ -4043,7 +5258,27 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_39_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_40_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_40_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
+            f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
             s = 6
         elif ec == 1:
             s = -1
@@ -4054,7 +5289,27 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         while True:
             ec = r.bits(2)
             if ec == 0:
-                f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+                c = r.bits(10)
+                if c & 0x300 != 0x0:
+                    raise r.fail_back(10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_41_TaxRuleID = u
+                c = r.bits(24)
+                if c & 0xf00e00 != 0x0:
+                    raise r.fail_back(24, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_42_Exponent = ((c >> 12) & 255) - 128
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_42_Value = -u - 1 if sg else u
+                c = r.bits(3)
+                if c != 0x0:
+                    raise r.fail_back(3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
+                f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+                f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
                 n += 1
                 if n == 9:
                     s = 15
@@ -4082,80 +5337,382 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     w.bits(0x0, 1)
     s = 1
     if o.EnergyCosts is not None:
+        if o.EnergyCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.EnergyCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EnergyCosts.Amount.Exponent < -128 or o.EnergyCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
+        if o.EnergyCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EnergyCosts.Amount.Exponent + 128) << 3, 17)
+        if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.EnergyCosts.Amount.Value)
+        if o.EnergyCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.EnergyCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EnergyCosts.CostPerUnit.Exponent < -128 or o.EnergyCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.EnergyCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EnergyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.EnergyCosts.CostPerUnit.Value)
         w.bits(0x0, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.EnergyCosts)
         s = 2
     elif o.OccupancyCosts is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
+        if o.OccupancyCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.OccupancyCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
+        if o.OccupancyCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+        if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.OccupancyCosts.Amount.Value)
+        if o.OccupancyCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.OccupancyCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.OccupancyCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.OccupancyCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
+        if o.AdditionalServicesCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.AdditionalServicesCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+        if o.AdditionalServicesCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
+        if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.AdditionalServicesCosts.Amount.Value)
+        if o.AdditionalServicesCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 4
     elif o.OverstayCosts is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+        if o.OverstayCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.OverstayCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+        if o.OverstayCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0xc000, 17)
+        if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.OverstayCosts.Amount.Value)
+        if o.OverstayCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.OverstayCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.OverstayCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.OverstayCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
         w.bits(0x4, 3)
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+        if x_TaxCosts.TaxRuleID is None:
+            raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+        w.bits(0x0, 2)
+        if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+        w.uint(x_TaxCosts.TaxRuleID)
+        if x_TaxCosts.Amount is None:
+            raise encode_error('DetailedTaxType.Amount', 'required value missing')
+        if x_TaxCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+        if x_TaxCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+        if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(x_TaxCosts.Amount.Value)
+        w.bits(0x0, 3)
         s = 6
     else:
         w.bits(0x5, 3)
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
+            if o.OccupancyCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OccupancyCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
+            if o.OccupancyCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3, 17)
+            if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OccupancyCosts.Amount.Value)
+            if o.OccupancyCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OccupancyCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OccupancyCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OccupancyCosts.CostPerUnit.Value)
             w.bits(0x0, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
+            if o.AdditionalServicesCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            if o.AdditionalServicesCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x3, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x4, 3)
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
+            if o.AdditionalServicesCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3, 17)
+            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            if o.AdditionalServicesCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
             w.bits(0x0, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x2, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x3, 3)
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            w.bits(0x0, 2)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x1, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x2, 2)
@@ -4165,7 +5722,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.bits(0x0, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x1, 2)
@@ -4177,7 +5752,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.bits(0x0, 2)
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+                if x_TaxCosts.TaxRuleID is None:
+                    raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+                w.bits(0x0, 2)
+                if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+                w.uint(x_TaxCosts.TaxRuleID)
+                if x_TaxCosts.Amount is None:
+                    raise encode_error('DetailedTaxType.Amount', 'required value missing')
+                if x_TaxCosts.Amount.Exponent is None:
+                    raise encode_error('RationalNumberType.Exponent', 'required value missing')
+                if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+                if x_TaxCosts.Amount.Value is None:
+                    raise encode_error('RationalNumberType.Value', 'required value missing')
+                w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+                if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+                w.integer(x_TaxCosts.Amount.Value)
+                w.bits(0x0, 3)
                 n += 1
                 if n == 9:
                     s = 15
@@ -4201,13 +5794,49 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
         s = -1
@@ -4216,10 +5845,34 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 2
         elif ec == 1:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 3
         elif ec == 2:
             s = -1
@@ -4228,7 +5881,19 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 1:
             s = -1
@@ -4243,36 +5908,90 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+        if o.EVMaximumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMaximumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+        if o.EVMinimumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMinimumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 3
     else:
         w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
+            if o.EVMaximumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMaximumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 3
         else:
             w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
             w.bits(0x1, 2)
@@ -4359,31 +6078,75 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower)')
-    f_EVMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumChargePower)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 1
-    f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 2
-    f_EVMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumChargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
-    f_EVMinimumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
-    f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
-    f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if ec == 0:
         c = r.bits(9)
@@ -4392,28 +6155,72 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         f_TargetSOC = ((c >> 1) & 127)
         s = 7
     elif ec == 1:
-        f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
+        f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 8
     else:
         raise r.fail('BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType[7]', 'expected SE(EVMaximumDischargePower)')
-        f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'BPT_DC_CPDReqEnergyTransferModeType[7]', 'expected SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_DC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         s = 8
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumDischargePower)')
-    f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumDischargeCurrent)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_9_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_9_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_10_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
     s = 9
-    f_EVMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumDischargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_10_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
     s = 10
-    f_EVMinimumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE')
+    if u > 127:
+        u = r.uint_more(u)
+    f_11_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, EE')
+    f_EVMinimumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 11
     s = -1
     return _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMinimumChargeCurrent=f_EVMinimumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, TargetSOC=f_TargetSOC, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent, EVMinimumDischargeCurrent=f_EVMinimumDischargeCurrent)
@@ -4422,33 +6229,82 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     s = 0
     if o.EVMaximumChargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumChargePower', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
+    if o.EVMaximumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
+    if o.EVMaximumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumChargePower.Value)
     if o.EVMinimumChargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumChargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
+    if o.EVMinimumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 16)
     s = 1
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
+    if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumChargePower.Value)
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVMaximumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
     s = 2
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargeCurrent)
+    if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumChargeCurrent.Value)
     if o.EVMinimumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumChargeCurrent.Exponent < -128 or o.EVMinimumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVMinimumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumChargeCurrent.Exponent + 128) << 3, 16)
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargeCurrent)
+    if (w.strict and (o.EVMinimumChargeCurrent.Value < -32768 or o.EVMinimumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumChargeCurrent.Value)
     if o.EVMaximumVoltage is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+    if o.EVMaximumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 16)
     s = 4
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+    if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumVoltage.Value)
     if o.EVMinimumVoltage is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+    if o.EVMinimumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 16)
     s = 5
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+    if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumVoltage.Value)
+    w.bits(0x0, 2)
     s = 6
     if o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
@@ -4456,33 +6312,75 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         w.bits((o.TargetSOC) << 1, 11)
         s = 7
     elif o.EVMaximumDischargePower is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
+        if o.EVMaximumDischargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
+        if o.EVMaximumDischargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumDischargePower.Value)
+        w.bits(0x0, 2)
         s = 8
     else:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType', 'missing SE(TargetSOC), SE(EVMaximumDischargePower)')
     if s == 7:
         if o.EVMaximumDischargePower is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
+            if o.EVMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 8
         else:
             raise encode_error('BPT_DC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumDischargePower)')
     if o.EVMinimumDischargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumDischargePower', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
+    if o.EVMinimumDischargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
+    if o.EVMinimumDischargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumDischargePower.Value)
     if o.EVMaximumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumDischargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumDischargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
+    if o.EVMaximumDischargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3, 16)
     s = 9
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargeCurrent)
+    if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumDischargeCurrent.Value)
     if o.EVMinimumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumDischargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumDischargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumDischargeCurrent.Exponent < -128 or o.EVMinimumDischargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargeCurrent.Exponent!r} outside -128..127')
+    if o.EVMinimumDischargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumDischargeCurrent.Exponent + 128) << 3, 16)
     s = 10
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargeCurrent)
-    w.bits(0x0, 1)
+    if (w.strict and (o.EVMinimumDischargeCurrent.Value < -32768 or o.EVMinimumDischargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumDischargeCurrent.Value)
+    w.bits(0x0, 3)
     s = 11
     s = -1
 
@@ -4499,58 +6397,158 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower)')
-    f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumChargePower)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 1
-    f_EVSEMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 2
-    f_EVSEMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumChargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
-    f_EVSEMinimumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
-    f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
-    f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if ec == 0:
-        f_EVSEPowerRampLimitation = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+        f_EVSEPowerRampLimitation = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 7
     elif ec == 1:
-        f_EVSEMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+        f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         s = 8
     else:
         raise r.fail('BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType[7]', 'expected SE(EVSEMaximumDischargePower)')
-        f_EVSEMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'BPT_DC_CPDResEnergyTransferModeType[7]', 'expected SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_9_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_DC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
         s = 8
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumDischargePower)')
-    f_EVSEMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumDischargeCurrent)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_10_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_10_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
     s = 9
-    f_EVSEMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumDischargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_11_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_12_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 10
-    f_EVSEMinimumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE')
+    if u > 127:
+        u = r.uint_more(u)
+    f_12_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, EE')
+    f_EVSEMinimumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
     s = 11
     s = -1
     return _iso20_dc.BPT_DC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent=f_EVSEMinimumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMinimumVoltage=f_EVSEMinimumVoltage, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumDischargeCurrent=f_EVSEMinimumDischargeCurrent)
@@ -4559,66 +6557,166 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     s = 0
     if o.EVSEMaximumChargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumChargePower', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+    if o.EVSEMaximumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+    if o.EVSEMaximumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumChargePower.Value)
     if o.EVSEMinimumChargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumChargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
+    if o.EVSEMinimumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 16)
     s = 1
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
+    if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumChargePower.Value)
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVSEMaximumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 16)
     s = 2
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargeCurrent)
+    if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumChargeCurrent.Value)
     if o.EVSEMinimumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumChargeCurrent.Exponent < -128 or o.EVSEMinimumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVSEMinimumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumChargeCurrent.Exponent + 128) << 3, 16)
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargeCurrent)
+    if (w.strict and (o.EVSEMinimumChargeCurrent.Value < -32768 or o.EVSEMinimumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumChargeCurrent.Value)
     if o.EVSEMaximumVoltage is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+    if o.EVSEMaximumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 16)
     s = 4
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
+    if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumVoltage.Value)
     if o.EVSEMinimumVoltage is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+    if o.EVSEMinimumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3, 16)
     s = 5
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
+    if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumVoltage.Value)
+    w.bits(0x0, 2)
     s = 6
     if o.EVSEPowerRampLimitation is not None:
+        if o.EVSEPowerRampLimitation.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEPowerRampLimitation.Exponent < -128 or o.EVSEPowerRampLimitation.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPowerRampLimitation.Exponent!r} outside -128..127')
+        if o.EVSEPowerRampLimitation.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEPowerRampLimitation.Exponent + 128) << 3, 15)
+        if (w.strict and (o.EVSEPowerRampLimitation.Value < -32768 or o.EVSEPowerRampLimitation.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEPowerRampLimitation.Value!r} outside -32768..32767')
+        w.integer(o.EVSEPowerRampLimitation.Value)
         w.bits(0x0, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEPowerRampLimitation)
         s = 7
     elif o.EVSEMaximumDischargePower is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
+        if o.EVSEMaximumDischargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
+        if o.EVSEMaximumDischargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumDischargePower.Value)
+        w.bits(0x0, 2)
         s = 8
     else:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType', 'missing SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
     if s == 7:
         if o.EVSEMaximumDischargePower is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
+            if o.EVSEMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 8
         else:
             raise encode_error('BPT_DC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumDischargePower)')
     if o.EVSEMinimumDischargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumDischargePower', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
+    if o.EVSEMinimumDischargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
+    if o.EVSEMinimumDischargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumDischargePower.Value)
     if o.EVSEMaximumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumDischargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumDischargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
+    if o.EVSEMaximumDischargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3, 16)
     s = 9
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargeCurrent)
+    if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumDischargeCurrent.Value)
     if o.EVSEMinimumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumDischargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumDischargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumDischargeCurrent.Exponent < -128 or o.EVSEMinimumDischargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargeCurrent.Exponent!r} outside -128..127')
+    if o.EVSEMinimumDischargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumDischargeCurrent.Exponent + 128) << 3, 16)
     s = 10
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargeCurrent)
-    w.bits(0x0, 1)
+    if (w.strict and (o.EVSEMinimumDischargeCurrent.Value < -32768 or o.EVSEMinimumDischargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumDischargeCurrent.Value)
+    w.bits(0x0, 3)
     s = 11
     s = -1
 
@@ -4641,69 +6739,191 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
         raise r.fail('BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'BPT_Dynamic_DC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Dynamic_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
-    f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
-    f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumChargePower)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
-    f_EVMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMinimumChargePower)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
-    f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumChargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_7_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
-    f_EVMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_7_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_8_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
     s = 7
-    f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMinimumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_8_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_9_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
     s = 8
-    f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumDischargePower)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_9_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_10_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
     s = 9
-    f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMinimumDischargePower)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_10_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
     s = 10
-    f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumDischargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_11_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_12_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 11
-    f_EVMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_12_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    f_EVMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
     s = 12
     if ec == 0:
-        f_EVMaximumV2XEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_13_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+        f_EVMaximumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
         s = 13
     elif ec == 1:
-        f_EVMinimumV2XEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_14_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+        f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
         s = 14
     elif ec == 2:
         s = -1
@@ -4712,7 +6932,19 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if s == 13:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumV2XEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_15_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_15_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected EE of Value, EE')
+            f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
             s = 14
         elif ec == 1:
             s = -1
@@ -4734,83 +6966,209 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     else:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+            if o.EVTargetEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVTargetEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 2
         else:
             raise encode_error('BPT_Dynamic_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMaximumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMaximumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumEnergyRequest.Value)
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMinimumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumEnergyRequest.Value)
     if o.EVMaximumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
+    if o.EVMaximumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 16)
     s = 4
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
+    if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumChargePower.Value)
     if o.EVMinimumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumChargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
+    if o.EVMinimumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 16)
     s = 5
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
+    if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumChargePower.Value)
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVMaximumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
     s = 6
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargeCurrent)
+    if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumChargeCurrent.Value)
     if o.EVMaximumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+    if o.EVMaximumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 16)
     s = 7
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+    if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumVoltage.Value)
     if o.EVMinimumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+    if o.EVMinimumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 16)
     s = 8
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+    if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumVoltage.Value)
     if o.EVMaximumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumDischargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumDischargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
+    if o.EVMaximumDischargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3, 16)
     s = 9
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
+    if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumDischargePower.Value)
     if o.EVMinimumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumDischargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumDischargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
+    if o.EVMinimumDischargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3, 16)
     s = 10
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
+    if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumDischargePower.Value)
     if o.EVMaximumDischargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumDischargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumDischargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
+    if o.EVMaximumDischargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3, 16)
     s = 11
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargeCurrent)
+    if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumDischargeCurrent.Value)
+    w.bits(0x0, 2)
     s = 12
     if o.EVMaximumV2XEnergyRequest is not None:
+        if o.EVMaximumV2XEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumV2XEnergyRequest.Exponent < -128 or o.EVMaximumV2XEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumV2XEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMaximumV2XEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumV2XEnergyRequest.Exponent + 128) << 3, 15)
+        if (w.strict and (o.EVMaximumV2XEnergyRequest.Value < -32768 or o.EVMaximumV2XEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumV2XEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumV2XEnergyRequest.Value)
         w.bits(0x0, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumV2XEnergyRequest)
         s = 13
     elif o.EVMinimumV2XEnergyRequest is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumV2XEnergyRequest)
+        if o.EVMinimumV2XEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumV2XEnergyRequest.Exponent < -128 or o.EVMinimumV2XEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMinimumV2XEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumV2XEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumV2XEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 14
     else:
         w.bits(0x2, 2)
         s = -1
     if s == 13:
         if o.EVMinimumV2XEnergyRequest is not None:
+            if o.EVMinimumV2XEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumV2XEnergyRequest.Exponent < -128 or o.EVMinimumV2XEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumV2XEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumV2XEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumV2XEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumV2XEnergyRequest)
             s = 14
         else:
             w.bits(0x1, 2)
@@ -4837,9 +7195,13 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     c = r.bits(3)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -4856,14 +7218,30 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        f_AckMaxDelay = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_AckMaxDelay = u
         if r.bits(1):
             raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
-        f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 5
     else:
         raise r.fail('BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -4882,14 +7260,30 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
-            f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 5
         else:
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -4902,65 +7296,157 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
-            f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 5
         else:
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
-            f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 5
         else:
             raise r.fail('BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower)')
-        f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         s = 5
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower)')
-    f_EVSEMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumChargeCurrent)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_7_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
-    f_EVSEMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_7_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_8_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
     s = 7
-    f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumDischargePower)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_8_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_9_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
     s = 8
-    f_EVSEMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumDischargePower)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_9_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_10_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
     s = 9
-    f_EVSEMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumDischargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_10_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
     s = 10
-    f_EVSEMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_11_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_12_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 11
-    f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE')
+    if u > 127:
+        u = r.uint_more(u)
+    f_12_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
+    f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
     s = 12
     s = -1
     return _iso20_dc.BPT_Dynamic_DC_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumVoltage=f_EVSEMinimumVoltage)
@@ -4992,8 +7478,17 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         w.bits(0x0, 1)
         s = 4
     elif o.EVSEMaximumChargePower is not None:
-        w.bits(0x4, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+        if o.EVSEMaximumChargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+        if o.EVSEMaximumChargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x8000, 16)
+        if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumChargePower.Value)
+        w.bits(0x0, 2)
         s = 5
     else:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -5016,8 +7511,17 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             w.bits(0x0, 1)
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+            if o.EVSEMaximumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -5035,8 +7539,17 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             w.bits(0x0, 1)
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            w.bits(0x2, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+            if o.EVSEMaximumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x4000, 15)
+            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -5049,144 +7562,431 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             w.bits(0x0, 1)
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+            if o.EVSEMaximumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
         if o.EVSEMaximumChargePower is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+            if o.EVSEMaximumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(EVSEMaximumChargePower)')
     if o.EVSEMinimumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumChargePower', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
+    if o.EVSEMinimumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
+    if o.EVSEMinimumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumChargePower.Value)
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVSEMaximumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 16)
     s = 6
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargeCurrent)
+    if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumChargeCurrent.Value)
     if o.EVSEMaximumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+    if o.EVSEMaximumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 16)
     s = 7
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
+    if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumVoltage.Value)
     if o.EVSEMaximumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumDischargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumDischargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
+    if o.EVSEMaximumDischargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3, 16)
     s = 8
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
+    if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumDischargePower.Value)
     if o.EVSEMinimumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumDischargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumDischargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
+    if o.EVSEMinimumDischargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3, 16)
     s = 9
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
+    if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumDischargePower.Value)
     if o.EVSEMaximumDischargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumDischargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumDischargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
+    if o.EVSEMaximumDischargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3, 16)
     s = 10
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargeCurrent)
+    if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumDischargeCurrent.Value)
     if o.EVSEMinimumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+    if o.EVSEMinimumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3, 16)
     s = 11
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
-    w.bits(0x0, 1)
+    if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumVoltage.Value)
+    w.bits(0x0, 3)
     s = 12
     s = -1
 
 def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType:
-    f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
-    f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
-    f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
+    kw: dict[str, Any] = {}
     f_EVTargetCurrent: _iso20_common_types.RationalNumberType
     f_EVTargetVoltage: _iso20_common_types.RationalNumberType
-    f_EVMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
-    f_EVMinimumChargePower: _iso20_common_types.RationalNumberType | None = None
-    f_EVMaximumChargeCurrent: _iso20_common_types.RationalNumberType | None = None
-    f_EVMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
-    f_EVMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
-    f_EVMaximumDischargePower: _iso20_common_types.RationalNumberType | None = None
-    f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType | None = None
-    f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     s = 0
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        kw['EVTargetEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        kw['EVMaximumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
-        f_EVTargetCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_4_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
         s = 4
     else:
         raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            kw['EVMaximumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 2
         elif ec == 1:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 2:
-            f_EVTargetCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 4
         else:
             raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 3
         elif ec == 1:
-            f_EVTargetCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 4
         else:
             raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent)')
-        f_EVTargetCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_10_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
+        f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
         s = 4
-    if r.bits(1):
-        raise r.fail_back(1, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage)')
-    f_EVTargetVoltage = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(4)
-    ec = c
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_11_Value = -u - 1 if sg else u
+    c = r.bits(6)
+    if c & 0x30 != 0x0:
+        raise r.fail_back(6, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
+    ec = (c & 15)
+    f_EVTargetVoltage = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 5
     if ec == 0:
-        f_EVMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_12_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
         s = 6
     elif ec == 1:
-        f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_13_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
         s = 7
     elif ec == 2:
-        f_EVMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_14_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        kw['EVMaximumChargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
         s = 8
     elif ec == 3:
-        f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_15_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
         s = 9
     elif ec == 4:
-        f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_16_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
         s = 10
     elif ec == 5:
-        f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_17_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
         s = 11
     elif ec == 6:
-        f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_18_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_18_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
         s = 12
     elif ec == 7:
-        f_EVMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_19_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
         s = 13
     elif ec == 8:
         s = -1
@@ -5195,25 +7995,109 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     if s == 6:
         ec = r.bits(4)
         if ec == 0:
-            f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_20_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
             s = 7
         elif ec == 1:
-            f_EVMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_21_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_21_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            kw['EVMaximumChargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
             s = 8
         elif ec == 2:
-            f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_22_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             s = 9
         elif ec == 3:
-            f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_23_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
             s = 10
         elif ec == 4:
-            f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_24_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_24_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
             s = 11
         elif ec == 5:
-            f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_25_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
             s = 12
         elif ec == 6:
-            f_EVMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_26_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_26_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
             s = 13
         elif ec == 7:
             s = -1
@@ -5222,22 +8106,94 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     if s == 7:
         ec = r.bits(3)
         if ec == 0:
-            f_EVMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_27_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_27_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            kw['EVMaximumChargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
             s = 8
         elif ec == 1:
-            f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_28_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_28_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
             s = 9
         elif ec == 2:
-            f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_29_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_29_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
             s = 10
         elif ec == 3:
-            f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_30_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_30_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
             s = 11
         elif ec == 4:
-            f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_31_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_31_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
             s = 12
         elif ec == 5:
-            f_EVMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_32_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_32_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
             s = 13
         elif ec == 6:
             s = -1
@@ -5246,19 +8202,79 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     if s == 8:
         ec = r.bits(3)
         if ec == 0:
-            f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_33_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_33_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
             s = 9
         elif ec == 1:
-            f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_34_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_34_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
             s = 10
         elif ec == 2:
-            f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_35_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_35_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
             s = 11
         elif ec == 3:
-            f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_36_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_36_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
             s = 12
         elif ec == 4:
-            f_EVMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_37_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_37_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
             s = 13
         elif ec == 5:
             s = -1
@@ -5267,16 +8283,64 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     if s == 9:
         ec = r.bits(3)
         if ec == 0:
-            f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_38_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_38_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+            kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
             s = 10
         elif ec == 1:
-            f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_39_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_39_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
             s = 11
         elif ec == 2:
-            f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_40_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_40_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
             s = 12
         elif ec == 3:
-            f_EVMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_41_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_41_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
             s = 13
         elif ec == 4:
             s = -1
@@ -5285,13 +8349,49 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     if s == 10:
         ec = r.bits(3)
         if ec == 0:
-            f_EVMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_42_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_42_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
             s = 11
         elif ec == 1:
-            f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_43_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_43_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_43_Exponent, Value=f_43_Value)
             s = 12
         elif ec == 2:
-            f_EVMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_44_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_44_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_44_Exponent, Value=f_44_Value)
             s = 13
         elif ec == 3:
             s = -1
@@ -5300,10 +8400,34 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     if s == 11:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_45_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_45_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_45_Exponent, Value=f_45_Value)
             s = 12
         elif ec == 1:
-            f_EVMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_46_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_46_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_46_Exponent, Value=f_46_Value)
             s = 13
         elif ec == 2:
             s = -1
@@ -5312,7 +8436,19 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     if s == 12:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_47_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_47_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_47_Exponent, Value=f_47_Value)
             s = 13
         elif ec == 1:
             s = -1
@@ -5322,237 +8458,660 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         if r.bits(1):
             raise r.fail_back(1, 'BPT_Scheduled_DC_CLReqControlModeType[13]', 'expected EE')
         s = -1
-    return _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVTargetCurrent=f_EVTargetCurrent, EVTargetVoltage=f_EVTargetVoltage, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent)
+    return _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType(EVTargetCurrent=f_EVTargetCurrent, EVTargetVoltage=f_EVTargetVoltage, **kw)
 
 def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+        if o.EVMaximumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMaximumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+        if o.EVMinimumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMinimumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 3
     elif o.EVTargetCurrent is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetCurrent)
+        if o.EVTargetCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
+        if o.EVTargetCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x6000, 16)
+        if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetCurrent.Value)
+        w.bits(0x0, 2)
         s = 4
     else:
         raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
+            if o.EVMaximumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMaximumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 3
         elif o.EVTargetCurrent is not None:
-            w.bits(0x2, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetCurrent)
+            if o.EVTargetCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
+            if o.EVTargetCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x4000, 15)
+            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetCurrent.Value)
+            w.bits(0x0, 2)
             s = 4
         else:
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         elif o.EVTargetCurrent is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetCurrent)
+            if o.EVTargetCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
+            if o.EVTargetCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetCurrent.Value)
+            w.bits(0x0, 2)
             s = 4
         else:
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
         if o.EVTargetCurrent is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetCurrent)
+            if o.EVTargetCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
+            if o.EVTargetCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetCurrent.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetCurrent.Value)
+            w.bits(0x0, 2)
             s = 4
         else:
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetCurrent)')
     if o.EVTargetVoltage is None:
         raise encode_error('BPT_Scheduled_DC_CLReqControlModeType.EVTargetVoltage', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVTargetVoltage)
+    if o.EVTargetVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVTargetVoltage.Exponent < -128 or o.EVTargetVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetVoltage.Exponent!r} outside -128..127')
+    if o.EVTargetVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVTargetVoltage.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVTargetVoltage.Value)
+    w.bits(0x0, 2)
     s = 5
     if o.EVMaximumChargePower is not None:
-        w.bits(0x0, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
+        if o.EVMaximumChargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
+        if o.EVMaximumChargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 17)
+        if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumChargePower.Value)
+        w.bits(0x0, 2)
         s = 6
     elif o.EVMinimumChargePower is not None:
-        w.bits(0x1, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
+        if o.EVMinimumChargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
+        if o.EVMinimumChargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumChargePower.Exponent + 128) << 3 | 0x2000, 17)
+        if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumChargePower.Value)
+        w.bits(0x0, 2)
         s = 7
     elif o.EVMaximumChargeCurrent is not None:
-        w.bits(0x2, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargeCurrent)
+        if o.EVMaximumChargeCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
+        if o.EVMaximumChargeCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3 | 0x4000, 17)
+        if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumChargeCurrent.Value)
+        w.bits(0x0, 2)
         s = 8
     elif o.EVMaximumVoltage is not None:
-        w.bits(0x3, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+        if o.EVMaximumVoltage.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+        if o.EVMaximumVoltage.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x6000, 17)
+        if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumVoltage.Value)
+        w.bits(0x0, 2)
         s = 9
     elif o.EVMinimumVoltage is not None:
-        w.bits(0x4, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+        if o.EVMinimumVoltage.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+        if o.EVMinimumVoltage.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x8000, 17)
+        if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumVoltage.Value)
+        w.bits(0x0, 2)
         s = 10
     elif o.EVMaximumDischargePower is not None:
-        w.bits(0x5, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
+        if o.EVMaximumDischargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
+        if o.EVMaximumDischargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0xa000, 17)
+        if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumDischargePower.Value)
+        w.bits(0x0, 2)
         s = 11
     elif o.EVMinimumDischargePower is not None:
-        w.bits(0x6, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
+        if o.EVMinimumDischargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
+        if o.EVMinimumDischargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0xc000, 17)
+        if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumDischargePower.Value)
+        w.bits(0x0, 2)
         s = 12
     elif o.EVMaximumDischargeCurrent is not None:
-        w.bits(0x7, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargeCurrent)
+        if o.EVMaximumDischargeCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
+        if o.EVMaximumDischargeCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0xe000, 17)
+        if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumDischargeCurrent.Value)
+        w.bits(0x0, 2)
         s = 13
     else:
         w.bits(0x8, 4)
         s = -1
     if s == 6:
         if o.EVMinimumChargePower is not None:
-            w.bits(0x0, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
+            if o.EVMinimumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
+            if o.EVMinimumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 17)
+            if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumChargePower.Value)
+            w.bits(0x0, 2)
             s = 7
         elif o.EVMaximumChargeCurrent is not None:
-            w.bits(0x1, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargeCurrent)
+            if o.EVMaximumChargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumChargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3 | 0x2000, 17)
+            if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumChargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 8
         elif o.EVMaximumVoltage is not None:
-            w.bits(0x2, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+            if o.EVMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x4000, 17)
+            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumVoltage.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.EVMinimumVoltage is not None:
-            w.bits(0x3, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+            if o.EVMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x6000, 17)
+            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            w.bits(0x4, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
+            if o.EVMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0x8000, 17)
+            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            w.bits(0x5, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
+            if o.EVMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0xa000, 17)
+            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            w.bits(0x6, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargeCurrent)
+            if o.EVMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0xc000, 17)
+            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 13
         else:
             w.bits(0x7, 4)
             s = -1
     if s == 7:
         if o.EVMaximumChargeCurrent is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargeCurrent)
+            if o.EVMaximumChargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumChargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumChargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 8
         elif o.EVMaximumVoltage is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+            if o.EVMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumVoltage.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.EVMinimumVoltage is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+            if o.EVMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
+            if o.EVMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            w.bits(0x4, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
+            if o.EVMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0x8000, 16)
+            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            w.bits(0x5, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargeCurrent)
+            if o.EVMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0xa000, 16)
+            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 13
         else:
             w.bits(0x6, 3)
             s = -1
     if s == 8:
         if o.EVMaximumVoltage is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+            if o.EVMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumVoltage.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.EVMinimumVoltage is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+            if o.EVMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
+            if o.EVMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
+            if o.EVMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            w.bits(0x4, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargeCurrent)
+            if o.EVMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0x8000, 16)
+            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 13
         else:
             w.bits(0x5, 3)
             s = -1
     if s == 9:
         if o.EVMinimumVoltage is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+            if o.EVMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
+            if o.EVMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
+            if o.EVMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargeCurrent)
+            if o.EVMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 13
         else:
             w.bits(0x4, 3)
             s = -1
     if s == 10:
         if o.EVMaximumDischargePower is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargePower)
+            if o.EVMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
+            if o.EVMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargeCurrent)
+            if o.EVMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 13
         else:
             w.bits(0x3, 3)
             s = -1
     if s == 11:
         if o.EVMinimumDischargePower is not None:
+            if o.EVMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumDischargePower.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumDischargePower)
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargeCurrent)
+            if o.EVMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 13
         else:
             w.bits(0x2, 2)
             s = -1
     if s == 12:
         if o.EVMaximumDischargeCurrent is not None:
+            if o.EVMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumDischargeCurrent.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumDischargeCurrent)
             s = 13
         else:
             w.bits(0x1, 2)
@@ -5575,28 +9134,124 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     c = r.bits(4)
     ec = c
     if ec == 0:
-        f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        f_EVSEMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        f_EVSEMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
-        f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_4_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
         s = 4
     elif ec == 4:
-        f_EVSEMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         s = 5
     elif ec == 5:
-        f_EVSEMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         s = 6
     elif ec == 6:
-        f_EVSEMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 7
     elif ec == 7:
-        f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         s = 8
     elif ec == 8:
         s = -1
@@ -5605,25 +9260,109 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     if s == 1:
         ec = r.bits(4)
         if ec == 0:
-            f_EVSEMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 2
         elif ec == 1:
-            f_EVSEMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_10_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_10_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
             s = 3
         elif ec == 2:
-            f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_11_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_11_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
             s = 4
         elif ec == 3:
-            f_EVSEMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_12_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_12_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
             s = 5
         elif ec == 4:
-            f_EVSEMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_13_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_13_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
             s = 6
         elif ec == 5:
-            f_EVSEMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_14_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_14_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
             s = 7
         elif ec == 6:
-            f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_15_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_15_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
             s = 8
         elif ec == 7:
             s = -1
@@ -5632,22 +9371,94 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_EVSEMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_16_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
             s = 3
         elif ec == 1:
-            f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_17_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
             s = 4
         elif ec == 2:
-            f_EVSEMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_18_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_18_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
             s = 5
         elif ec == 3:
-            f_EVSEMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_19_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
             s = 6
         elif ec == 4:
-            f_EVSEMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_20_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
             s = 7
         elif ec == 5:
-            f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_21_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_21_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
             s = 8
         elif ec == 6:
             s = -1
@@ -5656,19 +9467,79 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_22_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             s = 4
         elif ec == 1:
-            f_EVSEMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_23_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
             s = 5
         elif ec == 2:
-            f_EVSEMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_24_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_24_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
             s = 6
         elif ec == 3:
-            f_EVSEMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_25_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
             s = 7
         elif ec == 4:
-            f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_26_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_26_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
             s = 8
         elif ec == 5:
             s = -1
@@ -5677,16 +9548,64 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     if s == 4:
         ec = r.bits(3)
         if ec == 0:
-            f_EVSEMaximumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_27_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_27_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
             s = 5
         elif ec == 1:
-            f_EVSEMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_28_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_28_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
             s = 6
         elif ec == 2:
-            f_EVSEMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_29_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_29_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
             s = 7
         elif ec == 3:
-            f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_30_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_30_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
             s = 8
         elif ec == 4:
             s = -1
@@ -5695,13 +9614,49 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     if s == 5:
         ec = r.bits(3)
         if ec == 0:
-            f_EVSEMinimumDischargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_31_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_31_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
             s = 6
         elif ec == 1:
-            f_EVSEMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_32_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_32_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
             s = 7
         elif ec == 2:
-            f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_33_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_33_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
             s = 8
         elif ec == 3:
             s = -1
@@ -5710,10 +9665,34 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            f_EVSEMaximumDischargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_34_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_34_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
+            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
             s = 7
         elif ec == 1:
-            f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_35_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_35_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
+            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
             s = 8
         elif ec == 2:
             s = -1
@@ -5722,7 +9701,19 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     if s == 7:
         ec = r.bits(2)
         if ec == 0:
-            f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_36_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_36_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected EE of Value, EE')
+            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
             s = 8
         elif ec == 1:
             s = -1
@@ -5737,176 +9728,500 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
 def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.BPT_Scheduled_DC_CLResControlModeType) -> None:
     s = 0
     if o.EVSEMaximumChargePower is not None:
-        w.bits(0x0, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+        if o.EVSEMaximumChargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+        if o.EVSEMaximumChargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 17)
+        if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumChargePower.Value)
+        w.bits(0x0, 2)
         s = 1
     elif o.EVSEMinimumChargePower is not None:
-        w.bits(0x1, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
+        if o.EVSEMinimumChargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
+        if o.EVSEMinimumChargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3 | 0x2000, 17)
+        if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMinimumChargePower.Value)
+        w.bits(0x0, 2)
         s = 2
     elif o.EVSEMaximumChargeCurrent is not None:
-        w.bits(0x2, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargeCurrent)
+        if o.EVSEMaximumChargeCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
+        if o.EVSEMaximumChargeCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3 | 0x4000, 17)
+        if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumChargeCurrent.Value)
+        w.bits(0x0, 2)
         s = 3
     elif o.EVSEMaximumVoltage is not None:
-        w.bits(0x3, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
+        if o.EVSEMaximumVoltage.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+        if o.EVSEMaximumVoltage.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x6000, 17)
+        if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumVoltage.Value)
+        w.bits(0x0, 2)
         s = 4
     elif o.EVSEMaximumDischargePower is not None:
-        w.bits(0x4, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
+        if o.EVSEMaximumDischargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
+        if o.EVSEMaximumDischargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3 | 0x8000, 17)
+        if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumDischargePower.Value)
+        w.bits(0x0, 2)
         s = 5
     elif o.EVSEMinimumDischargePower is not None:
-        w.bits(0x5, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
+        if o.EVSEMinimumDischargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
+        if o.EVSEMinimumDischargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3 | 0xa000, 17)
+        if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMinimumDischargePower.Value)
+        w.bits(0x0, 2)
         s = 6
     elif o.EVSEMaximumDischargeCurrent is not None:
-        w.bits(0x6, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargeCurrent)
+        if o.EVSEMaximumDischargeCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
+        if o.EVSEMaximumDischargeCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0xc000, 17)
+        if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumDischargeCurrent.Value)
+        w.bits(0x0, 2)
         s = 7
     elif o.EVSEMinimumVoltage is not None:
-        w.bits(0x7, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
+        if o.EVSEMinimumVoltage.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+        if o.EVSEMinimumVoltage.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0xe000, 17)
+        if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMinimumVoltage.Value)
+        w.bits(0x0, 2)
         s = 8
     else:
         w.bits(0x8, 4)
         s = -1
     if s == 1:
         if o.EVSEMinimumChargePower is not None:
-            w.bits(0x0, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
+            if o.EVSEMinimumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
+            if o.EVSEMinimumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 17)
+            if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumChargePower.Value)
+            w.bits(0x0, 2)
             s = 2
         elif o.EVSEMaximumChargeCurrent is not None:
-            w.bits(0x1, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargeCurrent)
+            if o.EVSEMaximumChargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3 | 0x2000, 17)
+            if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            w.bits(0x2, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
+            if o.EVSEMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x4000, 17)
+            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumVoltage.Value)
+            w.bits(0x0, 2)
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
-            w.bits(0x3, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
+            if o.EVSEMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3 | 0x6000, 17)
+            if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            w.bits(0x4, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
+            if o.EVSEMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVSEMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3 | 0x8000, 17)
+            if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            w.bits(0x5, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargeCurrent)
+            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0xa000, 17)
+            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            w.bits(0x6, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
+            if o.EVSEMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0xc000, 17)
+            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 8
         else:
             w.bits(0x7, 4)
             s = -1
     if s == 2:
         if o.EVSEMaximumChargeCurrent is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargeCurrent)
+            if o.EVSEMaximumChargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
+            if o.EVSEMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumVoltage.Value)
+            w.bits(0x0, 2)
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
+            if o.EVSEMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
+            if o.EVSEMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVSEMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            w.bits(0x4, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargeCurrent)
+            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0x8000, 16)
+            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            w.bits(0x5, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
+            if o.EVSEMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0xa000, 16)
+            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 8
         else:
             w.bits(0x6, 3)
             s = -1
     if s == 3:
         if o.EVSEMaximumVoltage is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
+            if o.EVSEMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumVoltage.Value)
+            w.bits(0x0, 2)
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
+            if o.EVSEMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
+            if o.EVSEMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVSEMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargeCurrent)
+            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            w.bits(0x4, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
+            if o.EVSEMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0x8000, 16)
+            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 8
         else:
             w.bits(0x5, 3)
             s = -1
     if s == 4:
         if o.EVSEMaximumDischargePower is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargePower)
+            if o.EVSEMaximumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
+            if o.EVSEMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVSEMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargeCurrent)
+            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
+            if o.EVSEMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 8
         else:
             w.bits(0x4, 3)
             s = -1
     if s == 5:
         if o.EVSEMinimumDischargePower is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumDischargePower)
+            if o.EVSEMinimumDischargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
+            if o.EVSEMinimumDischargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumDischargePower.Value)
+            w.bits(0x0, 2)
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargeCurrent)
+            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
+            if o.EVSEMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 8
         else:
             w.bits(0x3, 3)
             s = -1
     if s == 6:
         if o.EVSEMaximumDischargeCurrent is not None:
+            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
+            if o.EVSEMaximumDischargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumDischargeCurrent.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumDischargeCurrent)
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
+            if o.EVSEMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 8
         else:
             w.bits(0x2, 2)
             s = -1
     if s == 7:
         if o.EVSEMinimumVoltage is not None:
+            if o.EVSEMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumVoltage.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
             s = 8
         else:
             w.bits(0x1, 2)
@@ -5925,31 +10240,75 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
     f_TargetSOC: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower)')
-    f_EVMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumChargePower)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 1
-    f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 2
-    f_EVMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumChargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
-    f_EVMinimumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
-    f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
-    f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if ec == 0:
         c = r.bits(9)
@@ -5971,33 +10330,82 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     s = 0
     if o.EVMaximumChargePower is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumChargePower', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
+    if o.EVMaximumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
+    if o.EVMaximumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumChargePower.Value)
     if o.EVMinimumChargePower is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumChargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
+    if o.EVMinimumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 16)
     s = 1
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
+    if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumChargePower.Value)
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVMaximumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
     s = 2
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargeCurrent)
+    if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumChargeCurrent.Value)
     if o.EVMinimumChargeCurrent is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumChargeCurrent.Exponent < -128 or o.EVMinimumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVMinimumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumChargeCurrent.Exponent + 128) << 3, 16)
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargeCurrent)
+    if (w.strict and (o.EVMinimumChargeCurrent.Value < -32768 or o.EVMinimumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumChargeCurrent.Value)
     if o.EVMaximumVoltage is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+    if o.EVMaximumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 16)
     s = 4
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+    if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumVoltage.Value)
     if o.EVMinimumVoltage is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+    if o.EVMinimumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 16)
     s = 5
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+    if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumVoltage.Value)
+    w.bits(0x0, 2)
     s = 6
     if o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
@@ -6021,34 +10429,90 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType
     f_EVSEPowerRampLimitation: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower)')
-    f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumChargePower)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 1
-    f_EVSEMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 2
-    f_EVSEMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumChargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
-    f_EVSEMinimumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
-    f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
-    f_EVSEMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(2)
-    ec = c
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c & 0xc != 0x0:
+        raise r.fail_back(4, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if ec == 0:
-        f_EVSEPowerRampLimitation = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+        f_EVSEPowerRampLimitation = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 7
     elif ec == 1:
         s = -1
@@ -6064,37 +10528,95 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     s = 0
     if o.EVSEMaximumChargePower is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumChargePower', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+    if o.EVSEMaximumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+    if o.EVSEMaximumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumChargePower.Value)
     if o.EVSEMinimumChargePower is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumChargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
+    if o.EVSEMinimumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 16)
     s = 1
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
+    if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumChargePower.Value)
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVSEMaximumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 16)
     s = 2
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargeCurrent)
+    if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumChargeCurrent.Value)
     if o.EVSEMinimumChargeCurrent is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumChargeCurrent.Exponent < -128 or o.EVSEMinimumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVSEMinimumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumChargeCurrent.Exponent + 128) << 3, 16)
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargeCurrent)
+    if (w.strict and (o.EVSEMinimumChargeCurrent.Value < -32768 or o.EVSEMinimumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumChargeCurrent.Value)
     if o.EVSEMaximumVoltage is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+    if o.EVSEMaximumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 16)
     s = 4
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
+    if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumVoltage.Value)
     if o.EVSEMinimumVoltage is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMinimumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
+    if o.EVSEMinimumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3, 16)
     s = 5
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumVoltage)
+    if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumVoltage.Value)
+    w.bits(0x0, 2)
     s = 6
     if o.EVSEPowerRampLimitation is not None:
+        if o.EVSEPowerRampLimitation.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEPowerRampLimitation.Exponent < -128 or o.EVSEPowerRampLimitation.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPowerRampLimitation.Exponent!r} outside -128..127')
+        if o.EVSEPowerRampLimitation.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEPowerRampLimitation.Exponent + 128) << 3, 15)
+        if (w.strict and (o.EVSEPowerRampLimitation.Value < -32768 or o.EVSEPowerRampLimitation.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEPowerRampLimitation.Value!r} outside -32768..32767')
+        w.integer(o.EVSEPowerRampLimitation.Value)
         w.bits(0x0, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEPowerRampLimitation)
         s = 7
     else:
         w.bits(0x1, 2)
@@ -6185,11 +10707,20 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
             raise r.fail_back(4, 'DC_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_ChargeLoopReqType', 'expected SE(EVPresentVoltage)')
-    f_EVPresentVoltage = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(3)
-    ec = c
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'DC_ChargeLoopReqType', 'expected SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(5)
+    if c & 0x18 != 0x0:
+        raise r.fail_back(5, 'DC_ChargeLoopReqType', 'expected EE of Value, EE')
+    ec = (c & 7)
+    f_EVPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 4
     if ec == 0:
         f_BPT_Dynamic_DC_CLReqControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r)
@@ -6198,7 +10729,9 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
         f_BPT_Scheduled_DC_CLReqControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r)
         s = 5
     elif ec == 2:
-        f_CLReqControlMode = _d_iso20_common_types_CLReqControlModeType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'DC_ChargeLoopReqType[4]', 'expected EE')
+        f_CLReqControlMode = _iso20_common_types.CLReqControlModeType()
         s = 5
     elif ec == 3:
         f_Dynamic_DC_CLReqControlMode = _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r)
@@ -6237,8 +10770,17 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
             raise encode_error('DC_ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
     if o.EVPresentVoltage is None:
         raise encode_error('DC_ChargeLoopReqType.EVPresentVoltage', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVPresentVoltage)
+    if o.EVPresentVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVPresentVoltage.Exponent < -128 or o.EVPresentVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVPresentVoltage.Exponent!r} outside -128..127')
+    if o.EVPresentVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVPresentVoltage.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVPresentVoltage.Value < -32768 or o.EVPresentVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVPresentVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVPresentVoltage.Value)
+    w.bits(0x0, 2)
     s = 4
     if o.BPT_Dynamic_DC_CLReqControlMode is not None:
         w.bits(0x0, 3)
@@ -6263,8 +10805,7 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
             raise encode_error('DC_ChargeLoopReqType.Scheduled_DC_CLReqControlMode', 'cannot be combined with BPT_Scheduled_DC_CLReqControlMode')
         s = 5
     elif o.CLReqControlMode is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_CLReqControlModeType(w, o.CLReqControlMode)
+        w.bits(0x4, 4)
         if o.Dynamic_DC_CLReqControlMode is not None:
             raise encode_error('DC_ChargeLoopReqType.Dynamic_DC_CLReqControlMode', 'cannot be combined with CLReqControlMode')
         if o.Scheduled_DC_CLReqControlMode is not None:
@@ -6316,7 +10857,21 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     s = 1
     s = 2
     if ec == 0:
-        f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DC_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_NotificationMaxDelay = u
+        c = r.bits(8)
+        if c & 0xe3 != 0x0:
+            raise r.fail_back(8, 'DC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 7)
+        if iv >= 6:
+            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -6325,7 +10880,19 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
         s = 5
     elif ec == 3:
-        f_EVSEPresentCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
+        f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 6
     else:
         raise r.fail('DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
@@ -6338,7 +10905,19 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
             s = 5
         elif ec == 2:
-            f_EVSEPresentCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DC_ChargeLoopResType[3]', 'expected EE of Value, EE')
+            f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 6
         else:
             raise r.fail('DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
@@ -6348,25 +10927,54 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
             s = 5
         elif ec == 1:
-            f_EVSEPresentCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DC_ChargeLoopResType[4]', 'expected EE of Value, EE')
+            f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 6
         else:
             raise r.fail('DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_ChargeLoopResType[5]', 'expected SE(EVSEPresentCurrent)')
-        f_EVSEPresentCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'DC_ChargeLoopResType[5]', 'expected SE(EVSEPresentCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DC_ChargeLoopResType[5]', 'expected EE of Value, EE')
+        f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         s = 6
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentVoltage)')
-    f_EVSEPresentVoltage = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(15)
-    if c & 0x6ee8 != 0x0:
-        raise r.fail_back(15, 'DC_ChargeLoopResType', 'expected SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Value = -u - 1 if sg else u
+    c = r.bits(17)
+    if c & 0x1eee8 != 0x0:
+        raise r.fail_back(17, 'DC_ChargeLoopResType', 'expected EE of Value, EE, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved')
     f_EVSEPowerLimitAchieved = ((c >> 12) & 1) == 1
     f_EVSECurrentLimitAchieved = ((c >> 8) & 1) == 1
     f_EVSEVoltageLimitAchieved = ((c >> 4) & 1) == 1
     ec = (c & 7)
+    f_EVSEPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 7
     s = 8
     s = 9
@@ -6378,7 +10986,9 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         f_BPT_Scheduled_DC_CLResControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r)
         s = 11
     elif ec == 2:
-        f_CLResControlMode = _d_iso20_common_types_CLResControlModeType(r)
+        if r.bits(1):
+            raise r.fail_back(1, 'DC_ChargeLoopResType[10]', 'expected EE')
+        f_CLResControlMode = _iso20_common_types.CLResControlModeType()
         s = 11
     elif ec == 3:
         f_Dynamic_DC_CLResControlMode = _d_iso20_dc_Dynamic_DC_CLResControlModeType(r)
@@ -6405,8 +11015,15 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
+        if o.EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x0, 5)
+        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        if o.EVSEStatus.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
         s = 3
     elif o.MeterInfo is not None:
         w.bits(0x1, 3)
@@ -6417,8 +11034,17 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
         s = 5
     elif o.EVSEPresentCurrent is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentCurrent)
+        if o.EVSEPresentCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEPresentCurrent.Exponent < -128 or o.EVSEPresentCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
+        if o.EVSEPresentCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEPresentCurrent.Exponent + 128) << 3 | 0x6000, 16)
+        if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
+        w.integer(o.EVSEPresentCurrent.Value)
+        w.bits(0x0, 2)
         s = 6
     else:
         raise encode_error('DC_ChargeLoopResType', 'missing SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
@@ -6432,8 +11058,17 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         elif o.EVSEPresentCurrent is not None:
-            w.bits(0x2, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentCurrent)
+            if o.EVSEPresentCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEPresentCurrent.Exponent < -128 or o.EVSEPresentCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
+            if o.EVSEPresentCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEPresentCurrent.Exponent + 128) << 3 | 0x4000, 15)
+            if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEPresentCurrent.Value)
+            w.bits(0x0, 2)
             s = 6
         else:
             raise encode_error('DC_ChargeLoopResType', 'missing SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
@@ -6443,29 +11078,55 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         elif o.EVSEPresentCurrent is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentCurrent)
+            if o.EVSEPresentCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEPresentCurrent.Exponent < -128 or o.EVSEPresentCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
+            if o.EVSEPresentCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEPresentCurrent.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEPresentCurrent.Value)
+            w.bits(0x0, 2)
             s = 6
         else:
             raise encode_error('DC_ChargeLoopResType', 'missing SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 5:
         if o.EVSEPresentCurrent is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentCurrent)
+            if o.EVSEPresentCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEPresentCurrent.Exponent < -128 or o.EVSEPresentCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
+            if o.EVSEPresentCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEPresentCurrent.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEPresentCurrent.Value)
+            w.bits(0x0, 2)
             s = 6
         else:
             raise encode_error('DC_ChargeLoopResType', 'missing SE(EVSEPresentCurrent)')
     if o.EVSEPresentVoltage is None:
         raise encode_error('DC_ChargeLoopResType.EVSEPresentVoltage', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentVoltage)
+    if o.EVSEPresentVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEPresentVoltage.Exponent < -128 or o.EVSEPresentVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentVoltage.Exponent!r} outside -128..127')
+    if o.EVSEPresentVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEPresentVoltage.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEPresentVoltage.Value)
     if o.EVSEPowerLimitAchieved is None:
         raise encode_error('DC_ChargeLoopResType.EVSEPowerLimitAchieved', 'required value missing')
     if o.EVSECurrentLimitAchieved is None:
         raise encode_error('DC_ChargeLoopResType.EVSECurrentLimitAchieved', 'required value missing')
     if o.EVSEVoltageLimitAchieved is None:
         raise encode_error('DC_ChargeLoopResType.EVSEVoltageLimitAchieved', 'required value missing')
-    w.bits((1 if o.EVSEPowerLimitAchieved else 0) << 9 | (1 if o.EVSECurrentLimitAchieved else 0) << 5 | (1 if o.EVSEVoltageLimitAchieved else 0) << 1, 12)
+    w.bits((1 if o.EVSEPowerLimitAchieved else 0) << 9 | (1 if o.EVSECurrentLimitAchieved else 0) << 5 | (1 if o.EVSEVoltageLimitAchieved else 0) << 1, 14)
     s = 7
     s = 8
     s = 9
@@ -6493,8 +11154,7 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('DC_ChargeLoopResType.Scheduled_DC_CLResControlMode', 'cannot be combined with BPT_Scheduled_DC_CLResControlMode')
         s = 11
     elif o.CLResControlMode is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_CLResControlModeType(w, o.CLResControlMode)
+        w.bits(0x4, 4)
         if o.Dynamic_DC_CLResControlMode is not None:
             raise encode_error('DC_ChargeLoopResType.Dynamic_DC_CLResControlMode', 'cannot be combined with CLResControlMode')
         if o.Scheduled_DC_CLResControlMode is not None:
@@ -6605,19 +11265,33 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
     if r.bits(1):
         raise r.fail_back(1, 'DC_PreChargeReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(6)
-    if c & 0x33 != 0x0:
-        raise r.fail_back(6, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage)')
-    iv = ((c >> 2) & 3)
+    c = r.bits(28)
+    if c & 0xcf00e00 != 0x0:
+        raise r.fail_back(28, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    iv = ((c >> 24) & 3)
     if iv >= 3:
         raise r.fail('DC_PreChargeReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    f_EVPresentVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_PreChargeReqType', 'expected SE(EVTargetVoltage)')
-    f_EVTargetVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_PreChargeReqType', 'expected EE')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DC_PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'DC_PreChargeReqType', 'expected EE of Value, EE, EE')
+    f_EVTargetVoltage = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     return _iso20_dc.DC_PreChargeReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVPresentVoltage=f_EVPresentVoltage, EVTargetVoltage=f_EVTargetVoltage)
 
 def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqType) -> None:
@@ -6629,13 +11303,29 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
         raise encode_error('DC_PreChargeReqType.EVProcessing', 'required value missing')
     if o.EVPresentVoltage is None:
         raise encode_error('DC_PreChargeReqType.EVPresentVoltage', 'required value missing')
-    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 2, 6)
-    _e_iso20_common_types_RationalNumberType(w, o.EVPresentVoltage)
+    if o.EVPresentVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVPresentVoltage.Exponent < -128 or o.EVPresentVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVPresentVoltage.Exponent!r} outside -128..127')
+    if o.EVPresentVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 15 | (o.EVPresentVoltage.Exponent + 128) << 3, 19)
+    if (w.strict and (o.EVPresentVoltage.Value < -32768 or o.EVPresentVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVPresentVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVPresentVoltage.Value)
     if o.EVTargetVoltage is None:
         raise encode_error('DC_PreChargeReqType.EVTargetVoltage', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVTargetVoltage)
-    w.bits(0x0, 1)
+    if o.EVTargetVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVTargetVoltage.Exponent < -128 or o.EVTargetVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetVoltage.Exponent!r} outside -128..127')
+    if o.EVTargetVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVTargetVoltage.Exponent + 128) << 3, 16)
+    if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVTargetVoltage.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6644,16 +11334,23 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
     if r.bits(1):
         raise r.fail_back(1, 'DC_PreChargeResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
-    if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'DC_PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage)')
-    iv = ((c >> 2) & 63)
+    c = r.bits(32)
+    if c & 0xc0f00e00 != 0x0:
+        raise r.fail_back(32, 'DC_PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    iv = ((c >> 24) & 63)
     if iv >= 40:
         raise r.fail('DC_PreChargeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    f_EVSEPresentVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_PreChargeResType', 'expected EE')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'DC_PreChargeResType', 'expected EE of Value, EE, EE')
+    f_EVSEPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_dc.DC_PreChargeResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResType) -> None:
@@ -6665,9 +11362,17 @@ def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResTy
         raise encode_error('DC_PreChargeResType.ResponseCode', 'required value missing')
     if o.EVSEPresentVoltage is None:
         raise encode_error('DC_PreChargeResType.EVSEPresentVoltage', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentVoltage)
-    w.bits(0x0, 1)
+    if o.EVSEPresentVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEPresentVoltage.Exponent < -128 or o.EVSEPresentVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentVoltage.Exponent!r} outside -128..127')
+    if o.EVSEPresentVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 15 | (o.EVSEPresentVoltage.Exponent + 128) << 3, 23)
+    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEPresentVoltage.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_WeldingDetectionReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6700,16 +11405,23 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
     if r.bits(1):
         raise r.fail_back(1, 'DC_WeldingDetectionResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
-    if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'DC_WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage)')
-    iv = ((c >> 2) & 63)
+    c = r.bits(32)
+    if c & 0xc0f00e00 != 0x0:
+        raise r.fail_back(32, 'DC_WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    iv = ((c >> 24) & 63)
     if iv >= 40:
         raise r.fail('DC_WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    f_EVSEPresentVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_WeldingDetectionResType', 'expected EE')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'DC_WeldingDetectionResType', 'expected EE of Value, EE, EE')
+    f_EVSEPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_dc.DC_WeldingDetectionResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_WeldingDetectionResType) -> None:
@@ -6721,9 +11433,17 @@ def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_Welding
         raise encode_error('DC_WeldingDetectionResType.ResponseCode', 'required value missing')
     if o.EVSEPresentVoltage is None:
         raise encode_error('DC_WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEPresentVoltage)
-    w.bits(0x0, 1)
+    if o.EVSEPresentVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEPresentVoltage.Exponent < -128 or o.EVSEPresentVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentVoltage.Exponent!r} outside -128..127')
+    if o.EVSEPresentVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 15 | (o.EVSEPresentVoltage.Exponent + 128) << 3, 23)
+    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEPresentVoltage.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynamic_DC_CLReqControlModeType:
     f_DepartureTime: int | None = None
@@ -6739,51 +11459,127 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
         raise r.fail('Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'Dynamic_DC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
-    f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
-    f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumChargePower)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_5_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
-    f_EVMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMinimumChargePower)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
-    f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumChargeCurrent)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_7_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
-    f_EVMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_7_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_8_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
     s = 7
-    f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMinimumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_8_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_9_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
     s = 8
-    f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType', 'expected EE')
+    if u > 127:
+        u = r.uint_more(u)
+    f_9_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, EE')
+    f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
     s = 9
     s = -1
     return _iso20_dc.Dynamic_DC_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage)
@@ -6798,53 +11594,127 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     else:
         raise encode_error('Dynamic_DC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+            if o.EVTargetEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVTargetEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 2
         else:
             raise encode_error('Dynamic_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMaximumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMaximumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumEnergyRequest.Value)
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMinimumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumEnergyRequest.Value)
     if o.EVMaximumChargePower is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
+    if o.EVMaximumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 16)
     s = 4
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
+    if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumChargePower.Value)
     if o.EVMinimumChargePower is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumChargePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
+    if o.EVMinimumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 16)
     s = 5
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
+    if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumChargePower.Value)
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVMaximumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
     s = 6
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargeCurrent)
+    if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumChargeCurrent.Value)
     if o.EVMaximumVoltage is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMaximumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+    if o.EVMaximumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 16)
     s = 7
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+    if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumVoltage.Value)
     if o.EVMinimumVoltage is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+    if o.EVMinimumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 16)
     s = 8
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
-    w.bits(0x0, 1)
+    if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumVoltage.Value)
+    w.bits(0x0, 3)
     s = 9
     s = -1
 
@@ -6861,9 +11731,13 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     c = r.bits(3)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -6880,14 +11754,30 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        f_AckMaxDelay = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_AckMaxDelay = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
-        f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 5
     else:
         raise r.fail('Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -6906,14 +11796,30 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
-            f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 5
         else:
             raise r.fail('Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -6926,49 +11832,113 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
-            f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 5
         else:
             raise r.fail('Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
-            f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 5
         else:
             raise r.fail('Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower)')
-        f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         s = 5
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower)')
-    f_EVSEMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumChargeCurrent)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_6_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_7_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
-    f_EVSEMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumVoltage)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_7_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_8_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
     s = 7
-    f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType', 'expected EE')
+    if u > 127:
+        u = r.uint_more(u)
+    f_8_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
+    f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
     s = 8
     s = -1
     return _iso20_dc.Dynamic_DC_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage)
@@ -7000,8 +11970,17 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         w.bits(0x0, 1)
         s = 4
     elif o.EVSEMaximumChargePower is not None:
-        w.bits(0x4, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+        if o.EVSEMaximumChargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+        if o.EVSEMaximumChargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x8000, 16)
+        if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumChargePower.Value)
+        w.bits(0x0, 2)
         s = 5
     else:
         raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -7024,8 +12003,17 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             w.bits(0x0, 1)
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+            if o.EVSEMaximumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -7043,8 +12031,17 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             w.bits(0x0, 1)
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            w.bits(0x2, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+            if o.EVSEMaximumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x4000, 15)
+            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -7057,33 +12054,75 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             w.bits(0x0, 1)
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+            if o.EVSEMaximumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
         if o.EVSEMaximumChargePower is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+            if o.EVSEMaximumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargePower.Value)
+            w.bits(0x0, 2)
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(EVSEMaximumChargePower)')
     if o.EVSEMinimumChargePower is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMinimumChargePower', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
+    if o.EVSEMinimumChargePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
+    if o.EVSEMinimumChargePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMinimumChargePower.Value)
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumChargeCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
+    if o.EVSEMaximumChargeCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 16)
     s = 6
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargeCurrent)
+    if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumChargeCurrent.Value)
     if o.EVSEMaximumVoltage is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMaximumVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVSEMaximumVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+    if o.EVSEMaximumVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 16)
     s = 7
-    _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
-    w.bits(0x0, 1)
+    if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVSEMaximumVoltage.Value)
+    w.bits(0x0, 3)
     s = 8
     s = -1
 
@@ -7102,67 +12141,254 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
-        f_EVTargetCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_4_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
         s = 4
     else:
         raise r.fail('Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 2
         elif ec == 1:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 2:
-            f_EVTargetCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 4
         else:
             raise r.fail('Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 3
         elif ec == 1:
-            f_EVTargetCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 4
         else:
             raise r.fail('Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent)')
-        f_EVTargetCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_10_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
+        f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
         s = 4
-    if r.bits(1):
-        raise r.fail_back(1, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage)')
-    f_EVTargetVoltage = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(3)
-    ec = c
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_11_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_11_Value = -u - 1 if sg else u
+    c = r.bits(5)
+    if c & 0x18 != 0x0:
+        raise r.fail_back(5, 'Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
+    ec = (c & 7)
+    f_EVTargetVoltage = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 5
     if ec == 0:
-        f_EVMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_12_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
         s = 6
     elif ec == 1:
-        f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_13_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
         s = 7
     elif ec == 2:
-        f_EVMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_14_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
         s = 8
     elif ec == 3:
-        f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_15_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
         s = 9
     elif ec == 4:
-        f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_16_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
         s = 10
     elif ec == 5:
         s = -1
@@ -7171,16 +12397,64 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     if s == 6:
         ec = r.bits(3)
         if ec == 0:
-            f_EVMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_17_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
             s = 7
         elif ec == 1:
-            f_EVMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_18_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_18_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
             s = 8
         elif ec == 2:
-            f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_19_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
             s = 9
         elif ec == 3:
-            f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_20_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+            f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
             s = 10
         elif ec == 4:
             s = -1
@@ -7189,13 +12463,49 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     if s == 7:
         ec = r.bits(3)
         if ec == 0:
-            f_EVMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_21_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_21_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
             s = 8
         elif ec == 1:
-            f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_22_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             s = 9
         elif ec == 2:
-            f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_23_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+            f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
             s = 10
         elif ec == 3:
             s = -1
@@ -7204,10 +12514,34 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     if s == 8:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_24_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_24_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
             s = 9
         elif ec == 1:
-            f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_25_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
             s = 10
         elif ec == 2:
             s = -1
@@ -7216,7 +12550,19 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     if s == 9:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_26_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_26_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+            f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
             s = 10
         elif ec == 1:
             s = -1
@@ -7231,136 +12577,370 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
 def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Scheduled_DC_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+        if o.EVMaximumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMaximumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+        if o.EVMinimumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMinimumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 3
     elif o.EVTargetCurrent is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetCurrent)
+        if o.EVTargetCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
+        if o.EVTargetCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x6000, 16)
+        if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetCurrent.Value)
+        w.bits(0x0, 2)
         s = 4
     else:
         raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
+            if o.EVMaximumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMaximumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 3
         elif o.EVTargetCurrent is not None:
-            w.bits(0x2, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetCurrent)
+            if o.EVTargetCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
+            if o.EVTargetCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x4000, 15)
+            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetCurrent.Value)
+            w.bits(0x0, 2)
             s = 4
         else:
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         elif o.EVTargetCurrent is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetCurrent)
+            if o.EVTargetCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
+            if o.EVTargetCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetCurrent.Value)
+            w.bits(0x0, 2)
             s = 4
         else:
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
         if o.EVTargetCurrent is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetCurrent)
+            if o.EVTargetCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
+            if o.EVTargetCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetCurrent.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetCurrent.Value)
+            w.bits(0x0, 2)
             s = 4
         else:
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetCurrent)')
     if o.EVTargetVoltage is None:
         raise encode_error('Scheduled_DC_CLReqControlModeType.EVTargetVoltage', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVTargetVoltage)
+    if o.EVTargetVoltage.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVTargetVoltage.Exponent < -128 or o.EVTargetVoltage.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetVoltage.Exponent!r} outside -128..127')
+    if o.EVTargetVoltage.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVTargetVoltage.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
+    w.integer(o.EVTargetVoltage.Value)
+    w.bits(0x0, 2)
     s = 5
     if o.EVMaximumChargePower is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargePower)
+        if o.EVMaximumChargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
+        if o.EVMaximumChargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumChargePower.Value)
+        w.bits(0x0, 2)
         s = 6
     elif o.EVMinimumChargePower is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
+        if o.EVMinimumChargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
+        if o.EVMinimumChargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumChargePower.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumChargePower.Value)
+        w.bits(0x0, 2)
         s = 7
     elif o.EVMaximumChargeCurrent is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargeCurrent)
+        if o.EVMaximumChargeCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
+        if o.EVMaximumChargeCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumChargeCurrent.Value)
+        w.bits(0x0, 2)
         s = 8
     elif o.EVMaximumVoltage is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+        if o.EVMaximumVoltage.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+        if o.EVMaximumVoltage.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x6000, 16)
+        if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumVoltage.Value)
+        w.bits(0x0, 2)
         s = 9
     elif o.EVMinimumVoltage is not None:
-        w.bits(0x4, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+        if o.EVMinimumVoltage.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+        if o.EVMinimumVoltage.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x8000, 16)
+        if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumVoltage.Value)
+        w.bits(0x0, 2)
         s = 10
     else:
         w.bits(0x5, 3)
         s = -1
     if s == 6:
         if o.EVMinimumChargePower is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumChargePower)
+            if o.EVMinimumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
+            if o.EVMinimumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumChargePower.Value)
+            w.bits(0x0, 2)
             s = 7
         elif o.EVMaximumChargeCurrent is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargeCurrent)
+            if o.EVMaximumChargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumChargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumChargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 8
         elif o.EVMaximumVoltage is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+            if o.EVMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumVoltage.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.EVMinimumVoltage is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+            if o.EVMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 10
         else:
             w.bits(0x4, 3)
             s = -1
     if s == 7:
         if o.EVMaximumChargeCurrent is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumChargeCurrent)
+            if o.EVMaximumChargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
+            if o.EVMaximumChargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumChargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 8
         elif o.EVMaximumVoltage is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
+            if o.EVMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumVoltage.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.EVMinimumVoltage is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+            if o.EVMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 10
         else:
             w.bits(0x3, 3)
             s = -1
     if s == 8:
         if o.EVMaximumVoltage is not None:
+            if o.EVMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumVoltage.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumVoltage)
             s = 9
         elif o.EVMinimumVoltage is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
+            if o.EVMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumVoltage.Value)
+            w.bits(0x0, 2)
             s = 10
         else:
             w.bits(0x2, 2)
             s = -1
     if s == 9:
         if o.EVMinimumVoltage is not None:
+            if o.EVMinimumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
+            if o.EVMinimumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumVoltage.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumVoltage)
             s = 10
         else:
             w.bits(0x1, 2)
@@ -7379,16 +12959,64 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_EVSEMaximumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        f_EVSEMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        f_EVSEMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
-        f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_4_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
         s = 4
     elif ec == 4:
         s = -1
@@ -7397,13 +13025,49 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_EVSEMinimumChargePower = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 2
         elif ec == 1:
-            f_EVSEMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 2:
-            f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 4
         elif ec == 3:
             s = -1
@@ -7412,10 +13076,34 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_EVSEMaximumChargeCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 3
         elif ec == 1:
-            f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 4
         elif ec == 2:
             s = -1
@@ -7424,7 +13112,19 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            f_EVSEMaximumVoltage = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_10_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_10_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
             s = 4
         elif ec == 1:
             s = -1
@@ -7439,56 +13139,146 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
 def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Scheduled_DC_CLResControlModeType) -> None:
     s = 0
     if o.EVSEMaximumChargePower is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargePower)
+        if o.EVSEMaximumChargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
+        if o.EVSEMaximumChargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumChargePower.Value)
+        w.bits(0x0, 2)
         s = 1
     elif o.EVSEMinimumChargePower is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
+        if o.EVSEMinimumChargePower.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
+        if o.EVSEMinimumChargePower.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMinimumChargePower.Value)
+        w.bits(0x0, 2)
         s = 2
     elif o.EVSEMaximumChargeCurrent is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargeCurrent)
+        if o.EVSEMaximumChargeCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
+        if o.EVSEMaximumChargeCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumChargeCurrent.Value)
+        w.bits(0x0, 2)
         s = 3
     elif o.EVSEMaximumVoltage is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
+        if o.EVSEMaximumVoltage.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+        if o.EVSEMaximumVoltage.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x6000, 16)
+        if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+        w.integer(o.EVSEMaximumVoltage.Value)
+        w.bits(0x0, 2)
         s = 4
     else:
         w.bits(0x4, 3)
         s = -1
     if s == 1:
         if o.EVSEMinimumChargePower is not None:
-            w.bits(0x0, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMinimumChargePower)
+            if o.EVSEMinimumChargePower.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
+            if o.EVSEMinimumChargePower.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMinimumChargePower.Value)
+            w.bits(0x0, 2)
             s = 2
         elif o.EVSEMaximumChargeCurrent is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargeCurrent)
+            if o.EVSEMaximumChargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargeCurrent.Value)
+            w.bits(0x0, 2)
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
+            if o.EVSEMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumVoltage.Value)
+            w.bits(0x0, 2)
             s = 4
         else:
             w.bits(0x3, 3)
             s = -1
     if s == 2:
         if o.EVSEMaximumChargeCurrent is not None:
+            if o.EVSEMaximumChargeCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
+            if o.EVSEMaximumChargeCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumChargeCurrent.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumChargeCurrent)
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
+            if o.EVSEMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumVoltage.Value)
+            w.bits(0x0, 2)
             s = 4
         else:
             w.bits(0x2, 2)
             s = -1
     if s == 3:
         if o.EVSEMaximumVoltage is not None:
+            if o.EVSEMaximumVoltage.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
+            if o.EVSEMaximumVoltage.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
+            w.integer(o.EVSEMaximumVoltage.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVSEMaximumVoltage)
             s = 4
         else:
             w.bits(0x1, 2)
@@ -7499,9 +13289,13 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
 
 def _d_v0(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7512,9 +13306,13 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7525,9 +13323,13 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7540,9 +13342,13 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v3(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7565,9 +13371,13 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     w.bits((1 if o else 0) << 1, 3)
 
 def _d_v5(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7606,9 +13416,13 @@ def _e_v7(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
 
 def _d_v8(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7631,11 +13445,14 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     w.bits((o + 128) << 1, 10)
 
 def _d_v10(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7658,9 +13475,13 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     w.bits((o) << 1, 9)
 
 def _d_v12(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7673,9 +13494,13 @@ def _e_v12(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v13(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(64)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 64)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7688,11 +13513,14 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v14(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7705,9 +13533,13 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v15(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7731,9 +13563,13 @@ def _e_v16(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
 
 def _d_v17(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(8)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 8)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7746,9 +13582,13 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v18(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7761,11 +13601,14 @@ def _e_v18(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v19(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

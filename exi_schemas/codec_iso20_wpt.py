@@ -44,9 +44,13 @@ _I_iso20_wpt_WPT_SPCChargeDiagnosticsType = {m: i for i, m in enumerate(_E_iso20
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -100,75 +104,109 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
-        f_P = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_P = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
-        f_G = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_G = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        f_Q = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Q = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
-            f_G = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_G = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
-            f_Y = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Y = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
-        f_J = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_J = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        f_Seed = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Seed = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
@@ -179,9 +217,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
-            f_Seed = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Seed = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
@@ -190,10 +232,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
-        f_PgenCounter = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PgenCounter = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
@@ -289,9 +334,13 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -346,12 +395,20 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     c = r.bits(4)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
-        f_KeyName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_KeyName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
@@ -371,9 +428,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         s = 2
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
-        f_MgmtData.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MgmtData.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
@@ -387,9 +448,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         while True:
             ec = r.bits(4)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
-                f_KeyName.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_KeyName.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
@@ -415,9 +480,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 6:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
-                f_MgmtData.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_MgmtData.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
@@ -431,9 +500,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     while True:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
-            f_KeyName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_KeyName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
@@ -447,9 +520,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 5:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
-            f_MgmtData.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MgmtData.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
@@ -621,7 +698,24 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
             break
         elif ec == 1:
-            f_RSAKeyValue = _d_xmldsig_RSAKeyValueType(r)
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Modulus = r.binary_of(u, None)
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Exponent = r.binary_of(u, None)
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
             raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
@@ -646,8 +740,15 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(0x1, 3)
-        _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
+        if o.RSAKeyValue.Modulus is None:
+            raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+        w.bits(0x4, 5)
+        w.binary(o.RSAKeyValue.Modulus)
+        if o.RSAKeyValue.Exponent is None:
+            raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+        w.bits(0x0, 3)
+        w.binary(o.RSAKeyValue.Exponent)
+        w.bits(0x0, 2)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
@@ -661,7 +762,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -747,13 +852,25 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Encoding = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Encoding = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_MimeType = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_MimeType = r.string_of(u, None)
         s = 3
     elif ec == 3:
         raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
@@ -766,10 +883,18 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Id = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Id = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 2:
             raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
@@ -782,7 +907,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 1:
             raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
@@ -871,16 +1000,24 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
-        f_PGPKeyID = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyID = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        f_PGPKeyPacket.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyPacket.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
@@ -889,9 +1026,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
-            f_PGPKeyPacket.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_PGPKeyPacket.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
@@ -991,14 +1132,20 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
-    f_Modulus = r.binary(None)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
-    f_Exponent = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Modulus = r.binary_of(u, None)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Exponent = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
@@ -1026,13 +1173,25 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 3
     elif ec == 3:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1045,10 +1204,18 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Type = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Type = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 2:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1061,7 +1228,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1086,10 +1257,13 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
-    f_DigestValue = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DigestValue = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
@@ -1189,10 +1363,18 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 2
     elif ec == 2:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1204,7 +1386,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 2
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1275,10 +1461,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(2)
-            if c != 0x0:
-                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
-            f_SPKISexp.append(r.binary(None))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_SPKISexp.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
@@ -1286,9 +1475,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
-                    f_SPKISexp.append(r.binary(None))
+                    c = r.bits(9)
+                    if c & 0x100 != 0x0:
+                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                    u = (c & 255)
+                    if u > 127:
+                        u = r.uint_more(u)
+                    f_SPKISexp.append(r.binary_of(u, None))
                     if r.bits(1):
                         raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
@@ -1301,9 +1494,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
         if s == 2:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
-                f_SPKISexp.append(r.binary(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_SPKISexp.append(r.binary_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
@@ -1355,18 +1552,25 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
-            sg = (c & 1)
-            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_HMACOutputLength = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -1437,7 +1641,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -1522,17 +1730,29 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Target = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     else:
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        f_Target = r.string(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     while True:
         ec = r.bits(2)
@@ -1606,7 +1826,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -1722,17 +1946,29 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_value = r.binary(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     else:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
-        f_value = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     if r.bits(1):
         raise r.fail_back(1, 'SignatureValueType', 'expected EE')
@@ -1770,7 +2006,11 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -1868,15 +2108,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     while True:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
-            f_XPath.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_XPath.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
@@ -1976,29 +2224,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509IssuerName = r.string_of(u, None)
+        c = r.bits(12)
+        if c & 0xe00 != 0x0:
+            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509SerialNumber = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
-        f_X509SKI.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SKI.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
-        f_X509SubjectName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SubjectName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
-        f_X509Certificate.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509Certificate.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
-        f_X509CRL.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509CRL.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
@@ -2008,29 +2290,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     while True:
         ec = r.bits(3)
         if ec == 0:
-            f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
-            f_X509SKI.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SKI.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
-            f_X509SubjectName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SubjectName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
-            f_X509Certificate.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509Certificate.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
-            f_X509CRL.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509CRL.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
@@ -2051,7 +2367,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+        if x_X509IssuerSerial.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_X509IssuerSerial.X509IssuerName)
+        if x_X509IssuerSerial.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_X509IssuerSerial.X509SerialNumber)
+        w.bits(0x0, 2)
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
@@ -2083,7 +2407,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+            if x_X509IssuerSerial.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_X509IssuerSerial.X509IssuerName)
+            if x_X509IssuerSerial.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_X509IssuerSerial.X509SerialNumber)
+            w.bits(0x0, 2)
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
@@ -2116,15 +2448,21 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
-    f_X509IssuerName = r.string(None)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
-    sg = (c & 1)
-    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509SerialNumber = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2236,7 +2574,21 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     s = 1
     s = 2
     if ec == 0:
-        f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_NotificationMaxDelay = u
+        c = r.bits(8)
+        if c & 0xe3 != 0x0:
+            raise r.fail_back(8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 7)
+        if iv >= 6:
+            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -2287,8 +2639,15 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
+        if o.EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x0, 5)
+        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        if o.EVSEStatus.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
         s = 3
     elif o.MeterInfo is not None:
         w.bits(0x1, 3)
@@ -2369,40 +2728,81 @@ def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected SE(Amount)')
-    f_Amount = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected SE(CostPerUnit)')
-    f_CostPerUnit = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedCostType', 'expected EE')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'DetailedCostType', 'expected EE of Value, EE, EE')
+    f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.Amount)
+    if o.Amount.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
+    if o.Amount.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Amount.Exponent + 128) << 3, 14)
+    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
+    w.integer(o.Amount.Value)
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.CostPerUnit)
-    w.bits(0x0, 1)
+    if o.CostPerUnit.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.CostPerUnit.Exponent < -128 or o.CostPerUnit.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
+    if o.CostPerUnit.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.CostPerUnit.Exponent + 128) << 3, 16)
+    if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
+    w.integer(o.CostPerUnit.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    c = r.bits(2)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TaxRuleID = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
     if c != 0x0:
-        raise r.fail_back(2, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
-    f_TaxRuleID = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount)')
-    f_Amount = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DetailedTaxType', 'expected EE')
+        raise r.fail_back(3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
+    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
@@ -2414,21 +2814,20 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     w.uint(o.TaxRuleID)
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    w.bits(0x0, 2)
-    _e_iso20_common_types_RationalNumberType(w, o.Amount)
-    w.bits(0x0, 1)
+    if o.Amount.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
+    if o.Amount.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.Amount.Exponent + 128) << 3, 15)
+    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
+    w.integer(o.Amount.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
-    f_PresentSOC: int | None = None
-    f_MinimumSOC: int | None = None
-    f_TargetSOC: int | None = None
-    f_MaximumSOC: int | None = None
-    f_RemainingTimeToMinimumSOC: int | None = None
-    f_RemainingTimeToTargetSOC: int | None = None
-    f_RemainingTimeToMaximumSOC: int | None = None
-    f_ChargingComplete: bool | None = None
-    f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
-    f_InletHot: bool | None = None
+    kw: dict[str, Any] = {}
     s = 0
     c = r.bits(4)
     ec = c
@@ -2436,44 +2835,56 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        f_PresentSOC = ((c >> 1) & 127)
+        kw['PresentSOC'] = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
+        kw['MinimumSOC'] = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
+        kw['TargetSOC'] = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         c = r.bits(9)
         if c & 0x101 != 0x0:
             raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        f_MaximumSOC = ((c >> 1) & 127)
+        kw['MaximumSOC'] = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        f_RemainingTimeToMinimumSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToMinimumSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        f_RemainingTimeToTargetSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToTargetSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        f_RemainingTimeToMaximumSOC = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        kw['RemainingTimeToMaximumSOC'] = u
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
@@ -2481,16 +2892,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = r.bits(3)
         if c & 0x5 != 0x0:
             raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
+        kw['ChargingComplete'] = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
-        f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+        kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 9
     elif ec == 9:
         c = r.bits(3)
         if c & 0x5 != 0x0:
             raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        f_InletHot = ((c >> 1) & 1) == 1
+        kw['InletHot'] = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -2502,38 +2925,50 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            f_MinimumSOC = ((c >> 1) & 127)
+            kw['MinimumSOC'] = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2541,16 +2976,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 9
         elif ec == 8:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -2562,32 +3009,44 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            f_TargetSOC = ((c >> 1) & 127)
+            kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2595,16 +3054,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 9
         elif ec == 7:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -2616,26 +3087,38 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(9)
             if c & 0x101 != 0x0:
                 raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            f_MaximumSOC = ((c >> 1) & 127)
+            kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2643,16 +3126,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 9
         elif ec == 6:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -2661,23 +3156,35 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 4:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
-            f_RemainingTimeToMinimumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMinimumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2685,16 +3192,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 9
         elif ec == 5:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -2703,16 +3222,24 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 5:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
-            f_RemainingTimeToTargetSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToTargetSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2720,16 +3247,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 9
         elif ec == 4:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -2738,9 +3277,13 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 6:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
-            f_RemainingTimeToMaximumSOC = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            kw['RemainingTimeToMaximumSOC'] = u
             if r.bits(1):
                 raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
@@ -2748,16 +3291,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 9
         elif ec == 3:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -2769,16 +3324,28 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            f_ChargingComplete = ((c >> 1) & 1) == 1
+            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 9
         elif ec == 2:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -2787,13 +3354,25 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     if s == 8:
         ec = r.bits(2)
         if ec == 0:
-            f_BatteryEnergyCapacity = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
+            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 9
         elif ec == 1:
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -2805,7 +3384,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = r.bits(3)
             if c & 0x5 != 0x0:
                 raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
-            f_InletHot = ((c >> 1) & 1) == 1
+            kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -2815,7 +3394,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         if r.bits(1):
             raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
-    return _iso20_common_types.DisplayParametersType(PresentSOC=f_PresentSOC, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, MaximumSOC=f_MaximumSOC, RemainingTimeToMinimumSOC=f_RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC=f_RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC=f_RemainingTimeToMaximumSOC, ChargingComplete=f_ChargingComplete, BatteryEnergyCapacity=f_BatteryEnergyCapacity, InletHot=f_InletHot)
+    return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     s = 0
@@ -2864,8 +3443,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        w.bits(0x8, 4)
-        _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+        if o.BatteryEnergyCapacity.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+        if o.BatteryEnergyCapacity.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x10000, 17)
+        if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+        w.integer(o.BatteryEnergyCapacity.Value)
+        w.bits(0x0, 2)
         s = 9
     elif o.InletHot is not None:
         w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
@@ -2914,8 +3502,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x7, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xe000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
@@ -2959,8 +3556,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x6, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xc000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
@@ -2999,8 +3605,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x5, 4)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xa000, 17)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
@@ -3034,8 +3649,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x4, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x8000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
@@ -3062,8 +3686,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x3, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x6000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
@@ -3083,8 +3716,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x4000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
@@ -3097,8 +3739,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             w.bits((1 if o.ChargingComplete else 0) << 1, 6)
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x2000, 16)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
+            w.bits(0x0, 2)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
@@ -3108,8 +3759,17 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
+            if o.BatteryEnergyCapacity.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
+            if o.BatteryEnergyCapacity.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3, 15)
+            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
+            w.integer(o.BatteryEnergyCapacity.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.BatteryEnergyCapacity)
             s = 9
         elif o.InletHot is not None:
             w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
@@ -3138,31 +3798,72 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
         raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest)')
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest)')
-    f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected SE(EVMinimumEnergyRequest)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
-    f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_CLReqControlModeType', 'expected EE')
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
+    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     s = -1
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
@@ -3177,28 +3878,62 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         w.bits(0x0, 1)
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+            if o.EVTargetEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVTargetEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVTargetEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+    if o.EVMaximumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMaximumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMaximumEnergyRequest.Value)
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVMinimumEnergyRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+    if o.EVMinimumEnergyRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
-    w.bits(0x0, 1)
+    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVMinimumEnergyRequest.Value)
+    w.bits(0x0, 3)
     s = 4
     s = -1
 
@@ -3211,9 +3946,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     c = r.bits(3)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
-        f_DepartureTime = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_DepartureTime = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
@@ -3230,9 +3969,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        f_AckMaxDelay = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_AckMaxDelay = u
         if r.bits(1):
             raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
@@ -3255,9 +3998,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3274,9 +4021,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3287,9 +4038,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
-            f_AckMaxDelay = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_AckMaxDelay = u
             if r.bits(1):
                 raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
@@ -3388,10 +4143,13 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    f_NotificationMaxDelay = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_NotificationMaxDelay = u
     c = r.bits(8)
     if c & 0xe3 != 0x0:
         raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
@@ -3415,15 +4173,49 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID)')
-    f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_X509SerialNumber = -u - 1 if sg else u
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
+    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     s = 1
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_RootCertificateID.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
+            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
             n += 1
             if n == 19:
                 s = 20
@@ -3446,7 +4238,15 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         w.bits(0x0, 1)
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
+        if x_RootCertificateID.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_RootCertificateID.X509IssuerName)
+        if x_RootCertificateID.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_RootCertificateID.X509SerialNumber)
+        w.bits(0x0, 2)
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
@@ -3456,7 +4256,15 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             w.bits(0x0, 2)
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_RootCertificateID)
+            if x_RootCertificateID.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_RootCertificateID.X509IssuerName)
+            if x_RootCertificateID.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_RootCertificateID.X509SerialNumber)
+            w.bits(0x0, 2)
             n += 1
             if n == 19:
                 s = 20
@@ -3477,15 +4285,21 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
-    f_SessionID = r.binary(8)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_SessionID = r.binary_of(u, 8)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
     s = 1
-    f_TimeStamp = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeStamp = u
     c = r.bits(3)
     if c & 0x4 != 0x0:
         raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
@@ -3543,61 +4357,90 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
-    f_MeterID = r.string(32)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_MeterID = r.string_of(u, 32)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+    u = (c & 255)
     s = 1
-    f_ChargedEnergyReadingWh = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_ChargedEnergyReadingWh = u
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
     ec = (c & 7)
     s = 2
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
-        f_BPT_DischargedEnergyReadingWh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_BPT_DischargedEnergyReadingWh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        f_CapacitiveEnergyReadingVARh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_CapacitiveEnergyReadingVARh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        f_BPT_InductiveEnergyReadingVARh = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_BPT_InductiveEnergyReadingVARh = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterSignature')
-        f_MeterSignature = r.binary(64)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterSignature = r.binary_of(u, 64)
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        c = r.bits(2)
-        if c & 0x2 != 0x0:
-            raise r.fail_back(2, 'MeterInfoType[2]', 'expected CH of MeterStatus')
-        sg = (c & 1)
-        f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+        c = r.bits(10)
+        if c & 0x200 != 0x0:
+            raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterStatus = -u - 1 if sg else u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        f_MeterTimestamp = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MeterTimestamp = u
         if r.bits(1):
             raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
@@ -3608,39 +4451,58 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
-            f_CapacitiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_CapacitiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            f_BPT_InductiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_BPT_InductiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[3]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3651,32 +4513,47 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 4:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-            f_BPT_InductiveEnergyReadingVARh = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_BPT_InductiveEnergyReadingVARh = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[4]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3687,25 +4564,36 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 5:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterSignature')
-            f_MeterSignature = r.binary(64)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterSignature = r.binary_of(u, 64)
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[5]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3716,18 +4604,25 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 6:
         ec = r.bits(2)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'MeterInfoType[6]', 'expected CH of MeterStatus')
-            sg = (c & 1)
-            f_MeterStatus = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterStatus = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3738,9 +4633,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     if s == 7:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
-            f_MeterTimestamp = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MeterTimestamp = u
             if r.bits(1):
                 raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
@@ -3949,12 +4848,15 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
     f_Value: int
-    c = r.bits(14)
-    if c & 0x300e != 0x0:
-        raise r.fail_back(14, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_Exponent = ((c >> 4) & 255) - 128
-    sg = (c & 1)
-    f_Value = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(22)
+    if c & 0x300e00 != 0x0:
+        raise r.fail_back(22, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Value = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
@@ -3981,29 +4883,144 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
-    f_TimeAnchor = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TimeAnchor = u
     c = r.bits(4)
     if c & 0x8 != 0x0:
         raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
     ec = (c & 7)
     s = 1
     if ec == 0:
-        f_EnergyCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
         s = 2
     elif ec == 1:
-        f_OccupancyCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
         s = 3
     elif ec == 2:
-        f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_9_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
         s = 4
     elif ec == 3:
-        f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_11_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_12_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
         s = 5
     elif ec == 4:
-        f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_13_TaxRuleID = u
+        c = r.bits(24)
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_back(24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_14_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
         s = 6
     elif ec == 5:
         s = -1
@@ -4012,16 +5029,105 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_OccupancyCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_16_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_17_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
             s = 3
         elif ec == 1:
-            f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_19_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_20_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
             s = 4
         elif ec == 2:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_22_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_23_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
             s = 5
         elif ec == 3:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_24_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_25_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+            f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
             s = 6
         elif ec == 4:
             s = -1
@@ -4030,13 +5136,79 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 3:
         ec = r.bits(3)
         if ec == 0:
-            f_AdditionalServicesCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_27_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_27_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_28_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_28_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
             s = 4
         elif ec == 1:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_30_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_30_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_31_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_31_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
             s = 5
         elif ec == 2:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_32_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_33_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_33_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+            f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
             s = 6
         elif ec == 3:
             s = -1
@@ -4045,10 +5217,53 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            f_OverstayCosts = _d_iso20_common_types_DetailedCostType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_35_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_35_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_36_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_36_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+            f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
             s = 5
         elif ec == 1:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_37_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_38_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_38_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+            f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
             s = 6
         elif ec == 2:
             s = -1
@@ -4057,7 +5272,27 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_39_TaxRuleID = u
+            c = r.bits(24)
+            if c & 0xf00e00 != 0x0:
+                raise r.fail_back(24, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_40_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_40_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
+            f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
             s = 6
         elif ec == 1:
             s = -1
@@ -4068,7 +5303,27 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         while True:
             ec = r.bits(2)
             if ec == 0:
-                f_TaxCosts.append(_d_iso20_common_types_DetailedTaxType(r))
+                c = r.bits(10)
+                if c & 0x300 != 0x0:
+                    raise r.fail_back(10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_41_TaxRuleID = u
+                c = r.bits(24)
+                if c & 0xf00e00 != 0x0:
+                    raise r.fail_back(24, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_42_Exponent = ((c >> 12) & 255) - 128
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_42_Value = -u - 1 if sg else u
+                c = r.bits(3)
+                if c != 0x0:
+                    raise r.fail_back(3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
+                f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+                f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
                 n += 1
                 if n == 9:
                     s = 15
@@ -4096,80 +5351,382 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     w.bits(0x0, 1)
     s = 1
     if o.EnergyCosts is not None:
+        if o.EnergyCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.EnergyCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EnergyCosts.Amount.Exponent < -128 or o.EnergyCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
+        if o.EnergyCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EnergyCosts.Amount.Exponent + 128) << 3, 17)
+        if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.EnergyCosts.Amount.Value)
+        if o.EnergyCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.EnergyCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EnergyCosts.CostPerUnit.Exponent < -128 or o.EnergyCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.EnergyCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EnergyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.EnergyCosts.CostPerUnit.Value)
         w.bits(0x0, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.EnergyCosts)
         s = 2
     elif o.OccupancyCosts is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
+        if o.OccupancyCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.OccupancyCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
+        if o.OccupancyCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+        if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.OccupancyCosts.Amount.Value)
+        if o.OccupancyCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.OccupancyCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.OccupancyCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.OccupancyCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
+        if o.AdditionalServicesCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.AdditionalServicesCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+        if o.AdditionalServicesCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
+        if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.AdditionalServicesCosts.Amount.Value)
+        if o.AdditionalServicesCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 4
     elif o.OverstayCosts is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+        if o.OverstayCosts.Amount is None:
+            raise encode_error('DetailedCostType.Amount', 'required value missing')
+        if o.OverstayCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+        if o.OverstayCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0xc000, 17)
+        if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(o.OverstayCosts.Amount.Value)
+        if o.OverstayCosts.CostPerUnit is None:
+            raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+        if o.OverstayCosts.CostPerUnit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+        if o.OverstayCosts.CostPerUnit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+        if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+        w.integer(o.OverstayCosts.CostPerUnit.Value)
+        w.bits(0x0, 3)
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
         w.bits(0x4, 3)
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+        if x_TaxCosts.TaxRuleID is None:
+            raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+        w.bits(0x0, 2)
+        if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+        w.uint(x_TaxCosts.TaxRuleID)
+        if x_TaxCosts.Amount is None:
+            raise encode_error('DetailedTaxType.Amount', 'required value missing')
+        if x_TaxCosts.Amount.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+        if x_TaxCosts.Amount.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+        if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+        w.integer(x_TaxCosts.Amount.Value)
+        w.bits(0x0, 3)
         s = 6
     else:
         w.bits(0x5, 3)
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
+            if o.OccupancyCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OccupancyCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
+            if o.OccupancyCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3, 17)
+            if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OccupancyCosts.Amount.Value)
+            if o.OccupancyCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OccupancyCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OccupancyCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OccupancyCosts.CostPerUnit.Value)
             w.bits(0x0, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OccupancyCosts)
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
+            if o.AdditionalServicesCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            if o.AdditionalServicesCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(0x2, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x3, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x4, 3)
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
+            if o.AdditionalServicesCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3, 17)
+            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            if o.AdditionalServicesCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
             w.bits(0x0, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.AdditionalServicesCosts)
             s = 4
         elif o.OverstayCosts is not None:
-            w.bits(0x1, 3)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x2, 3)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x3, 3)
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            w.bits(0x0, 2)
-            _e_iso20_common_types_DetailedCostType(w, o.OverstayCosts)
+            if o.OverstayCosts.Amount is None:
+                raise encode_error('DetailedCostType.Amount', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
+            if o.OverstayCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.Amount.Value)
+            if o.OverstayCosts.CostPerUnit is None:
+                raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
+            if o.OverstayCosts.CostPerUnit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
+            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
+            w.integer(o.OverstayCosts.CostPerUnit.Value)
+            w.bits(0x0, 3)
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
             w.bits(0x1, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x2, 2)
@@ -4179,7 +5736,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.bits(0x0, 2)
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+            if x_TaxCosts.TaxRuleID is None:
+                raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+            w.uint(x_TaxCosts.TaxRuleID)
+            if x_TaxCosts.Amount is None:
+                raise encode_error('DetailedTaxType.Amount', 'required value missing')
+            if x_TaxCosts.Amount.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+            if x_TaxCosts.Amount.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+            w.integer(x_TaxCosts.Amount.Value)
+            w.bits(0x0, 3)
             s = 6
         else:
             w.bits(0x1, 2)
@@ -4191,7 +5766,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.bits(0x0, 2)
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                _e_iso20_common_types_DetailedTaxType(w, x_TaxCosts)
+                if x_TaxCosts.TaxRuleID is None:
+                    raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
+                w.bits(0x0, 2)
+                if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
+                w.uint(x_TaxCosts.TaxRuleID)
+                if x_TaxCosts.Amount is None:
+                    raise encode_error('DetailedTaxType.Amount', 'required value missing')
+                if x_TaxCosts.Amount.Exponent is None:
+                    raise encode_error('RationalNumberType.Exponent', 'required value missing')
+                if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
+                if x_TaxCosts.Amount.Value is None:
+                    raise encode_error('RationalNumberType.Value', 'required value missing')
+                w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
+                if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
+                w.integer(x_TaxCosts.Amount.Value)
+                w.bits(0x0, 3)
                 n += 1
                 if n == 9:
                     s = 15
@@ -4215,13 +5808,49 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_EVTargetEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
         s = -1
@@ -4230,10 +5859,34 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMaximumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 2
         elif ec == 1:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_5_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 3
         elif ec == 2:
             s = -1
@@ -4242,7 +5895,19 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_EVMinimumEnergyRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_6_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 1:
             s = -1
@@ -4257,36 +5922,90 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVTargetEnergyRequest)
+        if o.EVTargetEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVTargetEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVTargetEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
+        if o.EVMaximumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMaximumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMaximumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        w.bits(0x2, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+        if o.EVMinimumEnergyRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+        if o.EVMinimumEnergyRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
+        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVMinimumEnergyRequest.Value)
+        w.bits(0x0, 2)
         s = 3
     else:
         w.bits(0x3, 3)
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
+            if o.EVMaximumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMaximumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMaximumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMaximumEnergyRequest)
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
+            w.bits(0x0, 2)
             s = 3
         else:
             w.bits(0x2, 2)
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
+            if o.EVMinimumEnergyRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
+            if o.EVMinimumEnergyRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
+            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVMinimumEnergyRequest.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVMinimumEnergyRequest)
             s = 3
         else:
             w.bits(0x1, 2)
@@ -4429,30 +6148,46 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
     c = r.bits(3)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected CH of SSID')
-        f_SSID = r.string(255)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'AlternativeSECCType[0]', 'expected CH of SSID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_SSID = r.string_of(u, 255)
         if r.bits(1):
             raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of SSID')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected CH of BSSID')
-        f_BSSID = r.string(12)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_BSSID = r.string_of(u, 12)
         if r.bits(1):
             raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of BSSID')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
-        f_IPAddress = r.string(39)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_IPAddress = r.string_of(u, 39)
         if r.bits(1):
             raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
         s = 3
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected CH of Port')
-        f_Port = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'AlternativeSECCType[0]', 'expected CH of Port')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Port = u
         if r.bits(1):
             raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of Port')
         s = 4
@@ -4463,23 +6198,35 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected CH of BSSID')
-            f_BSSID = r.string(12)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'AlternativeSECCType[1]', 'expected CH of BSSID')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_BSSID = r.string_of(u, 12)
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected EE of BSSID')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected CH of IPAddress')
-            f_IPAddress = r.string(39)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'AlternativeSECCType[1]', 'expected CH of IPAddress')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_IPAddress = r.string_of(u, 39)
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected EE of IPAddress')
             s = 3
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected CH of Port')
-            f_Port = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'AlternativeSECCType[1]', 'expected CH of Port')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Port = u
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected EE of Port')
             s = 4
@@ -4490,16 +6237,24 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected CH of IPAddress')
-            f_IPAddress = r.string(39)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'AlternativeSECCType[2]', 'expected CH of IPAddress')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_IPAddress = r.string_of(u, 39)
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected EE of IPAddress')
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected CH of Port')
-            f_Port = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'AlternativeSECCType[2]', 'expected CH of Port')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Port = u
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected EE of Port')
             s = 4
@@ -4510,9 +6265,13 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
     if s == 3:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[3]', 'expected CH of Port')
-            f_Port = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'AlternativeSECCType[3]', 'expected CH of Port')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Port = u
             if r.bits(1):
                 raise r.fail_back(1, 'AlternativeSECCType[3]', 'expected EE of Port')
             s = 4
@@ -4707,7 +6466,19 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
     s = 1
     s = 2
     if ec == 0:
-        f_TargetCoilCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'WPT_AlignmentCheckReqType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_AlignmentCheckReqType[2]', 'expected EE of Value, EE')
+        f_TargetCoilCurrent = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 3
     elif ec == 1:
         c = r.bits(4)
@@ -4733,9 +6504,13 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_AlignmentCheckReqType[4]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_AlignmentCheckReqType[4]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_AlignmentCheckReqType[4]', 'expected EE of VendorSpecificDataContainer')
             n += 1
@@ -4766,8 +6541,17 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
     s = 1
     s = 2
     if o.TargetCoilCurrent is not None:
+        if o.TargetCoilCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.TargetCoilCurrent.Exponent < -128 or o.TargetCoilCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.TargetCoilCurrent.Exponent!r} outside -128..127')
+        if o.TargetCoilCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.TargetCoilCurrent.Exponent + 128) << 3, 15)
+        if (w.strict and (o.TargetCoilCurrent.Value < -32768 or o.TargetCoilCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.TargetCoilCurrent.Value!r} outside -32768..32767')
+        w.integer(o.TargetCoilCurrent.Value)
         w.bits(0x0, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.TargetCoilCurrent)
         s = 3
     elif o.EVResultCode is not None:
         w.bits((_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1 | 0x10, 6)
@@ -4832,15 +6616,43 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     s = 2
     s = 3
     if ec == 0:
-        f_PowerTransmitted = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_1_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
+        f_PowerTransmitted = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 4
     elif ec == 1:
-        f_SupplyDeviceCurrent = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
+        f_SupplyDeviceCurrent = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 5
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
-        f_VendorSpecificDataContainer.append(r.binary(256))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
         if r.bits(1):
             raise r.fail_back(1, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
@@ -4851,12 +6663,28 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            f_SupplyDeviceCurrent = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'WPT_AlignmentCheckResType[4]', 'expected EE of Value, EE')
+            f_SupplyDeviceCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_AlignmentCheckResType[4]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_AlignmentCheckResType[4]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_AlignmentCheckResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
@@ -4867,9 +6695,13 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_AlignmentCheckResType[5]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_AlignmentCheckResType[5]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_AlignmentCheckResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
@@ -4882,9 +6714,13 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         while True:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'WPT_AlignmentCheckResType[6]', 'expected CH of VendorSpecificDataContainer')
-                f_VendorSpecificDataContainer.append(r.binary(256))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'WPT_AlignmentCheckResType[6]', 'expected CH of VendorSpecificDataContainer')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
                 if r.bits(1):
                     raise r.fail_back(1, 'WPT_AlignmentCheckResType[6]', 'expected EE of VendorSpecificDataContainer')
                 n += 1
@@ -4918,12 +6754,30 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
     s = 2
     s = 3
     if o.PowerTransmitted is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.PowerTransmitted)
+        if o.PowerTransmitted.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.PowerTransmitted.Exponent < -128 or o.PowerTransmitted.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.PowerTransmitted.Exponent!r} outside -128..127')
+        if o.PowerTransmitted.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.PowerTransmitted.Exponent + 128) << 3, 16)
+        if (w.strict and (o.PowerTransmitted.Value < -32768 or o.PowerTransmitted.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.PowerTransmitted.Value!r} outside -32768..32767')
+        w.integer(o.PowerTransmitted.Value)
+        w.bits(0x0, 2)
         s = 4
     elif o.SupplyDeviceCurrent is not None:
-        w.bits(0x1, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.SupplyDeviceCurrent)
+        if o.SupplyDeviceCurrent.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.SupplyDeviceCurrent.Exponent < -128 or o.SupplyDeviceCurrent.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.SupplyDeviceCurrent.Exponent!r} outside -128..127')
+        if o.SupplyDeviceCurrent.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.SupplyDeviceCurrent.Exponent + 128) << 3 | 0x2000, 16)
+        if (w.strict and (o.SupplyDeviceCurrent.Value < -32768 or o.SupplyDeviceCurrent.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.SupplyDeviceCurrent.Value!r} outside -32768..32767')
+        w.integer(o.SupplyDeviceCurrent.Value)
+        w.bits(0x0, 2)
         s = 5
     elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
         x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
@@ -4939,8 +6793,17 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         s = -1
     if s == 4:
         if o.SupplyDeviceCurrent is not None:
+            if o.SupplyDeviceCurrent.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.SupplyDeviceCurrent.Exponent < -128 or o.SupplyDeviceCurrent.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.SupplyDeviceCurrent.Exponent!r} outside -128..127')
+            if o.SupplyDeviceCurrent.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.SupplyDeviceCurrent.Exponent + 128) << 3, 15)
+            if (w.strict and (o.SupplyDeviceCurrent.Value < -32768 or o.SupplyDeviceCurrent.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.SupplyDeviceCurrent.Value!r} outside -32768..32767')
+            w.integer(o.SupplyDeviceCurrent.Value)
             w.bits(0x0, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.SupplyDeviceCurrent)
             s = 5
         elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
@@ -5027,30 +6890,103 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_back(4, 'WPT_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerRequest)')
-    f_EVPCPowerRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerOutput)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCPowerOutput), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 4
-    f_EVPCPowerOutput = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(8)
-    if c & 0xc8 != 0x0:
-        raise r.fail_back(8, 'WPT_ChargeLoopReqType', 'expected SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(10)
+    if c & 0x3c8 != 0x0:
+        raise r.fail_back(10, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics')
     f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 4) & 3)]
     ec = (c & 7)
+    f_EVPCPowerOutput = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 5
     s = 6
     if ec == 0:
-        f_EVPCOperatingFrequency = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'WPT_ChargeLoopReqType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
+        f_EVPCOperatingFrequency = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 7
     elif ec == 1:
-        f_EVPCPowerControlParameter = _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'WPT_ChargeLoopReqType[6]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_4_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_4_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_Value = -u - 1 if sg else u
+        c = r.bits(25)
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_back(25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_4_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, EE')
+        f_4_EVPCVoltageOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        f_EVPCPowerControlParameter = _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_4_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_4_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_4_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_4_EVPCVoltageOutputInformation)
         s = 8
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_ChargeLoopReqType[6]', 'expected CH of ManufacturerSpecificDataContainer')
-        f_ManufacturerSpecificDataContainer.append(r.binary(256))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'WPT_ChargeLoopReqType[6]', 'expected CH of ManufacturerSpecificDataContainer')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
         if r.bits(1):
             raise r.fail_back(1, 'WPT_ChargeLoopReqType[6]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 9
@@ -5061,12 +6997,59 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     if s == 7:
         ec = r.bits(2)
         if ec == 0:
-            f_EVPCPowerControlParameter = _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_10_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_10_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_11_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_9_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_11_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_12_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_9_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_12_Value = -u - 1 if sg else u
+            c = r.bits(25)
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_back(25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_13_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_9_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+            if u > 127:
+                u = r.uint_more(u)
+            f_13_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
+            f_9_EVPCVoltageOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+            f_EVPCPowerControlParameter = _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_9_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_9_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_9_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_9_EVPCVoltageOutputInformation)
             s = 8
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeLoopReqType[7]', 'expected CH of ManufacturerSpecificDataContainer')
-            f_ManufacturerSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_ChargeLoopReqType[7]', 'expected CH of ManufacturerSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_ChargeLoopReqType[7]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
@@ -5077,9 +7060,13 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     if s == 8:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeLoopReqType[8]', 'expected CH of ManufacturerSpecificDataContainer')
-            f_ManufacturerSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_ChargeLoopReqType[8]', 'expected CH of ManufacturerSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_ChargeLoopReqType[8]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
@@ -5092,9 +7079,13 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         while True:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'WPT_ChargeLoopReqType[9]', 'expected CH of ManufacturerSpecificDataContainer')
-                f_ManufacturerSpecificDataContainer.append(r.binary(256))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'WPT_ChargeLoopReqType[9]', 'expected CH of ManufacturerSpecificDataContainer')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
                 if r.bits(1):
                     raise r.fail_back(1, 'WPT_ChargeLoopReqType[9]', 'expected EE of ManufacturerSpecificDataContainer')
                 n += 1
@@ -5137,25 +7128,97 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('WPT_ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
     if o.EVPCPowerRequest is None:
         raise encode_error('WPT_ChargeLoopReqType.EVPCPowerRequest', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
+    if o.EVPCPowerRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVPCPowerRequest.Exponent < -128 or o.EVPCPowerRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
+    if o.EVPCPowerRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVPCPowerRequest.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVPCPowerRequest.Value)
     if o.EVPCPowerOutput is None:
         raise encode_error('WPT_ChargeLoopReqType.EVPCPowerOutput', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVPCPowerOutput.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVPCPowerOutput.Exponent < -128 or o.EVPCPowerOutput.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerOutput.Exponent!r} outside -128..127')
+    if o.EVPCPowerOutput.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVPCPowerOutput.Exponent + 128) << 3, 16)
     s = 4
-    _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerOutput)
+    if (w.strict and (o.EVPCPowerOutput.Value < -32768 or o.EVPCPowerOutput.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerOutput.Value!r} outside -32768..32767')
+    w.integer(o.EVPCPowerOutput.Value)
     if o.EVPCChargeDiagnostics is None:
         raise encode_error('WPT_ChargeLoopReqType.EVPCChargeDiagnostics', 'required value missing')
-    w.bits((_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics]) << 1, 5)
+    w.bits((_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics]) << 1, 7)
     s = 5
     s = 6
     if o.EVPCOperatingFrequency is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVPCOperatingFrequency)
+        if o.EVPCOperatingFrequency.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVPCOperatingFrequency.Exponent < -128 or o.EVPCOperatingFrequency.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCOperatingFrequency.Exponent!r} outside -128..127')
+        if o.EVPCOperatingFrequency.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVPCOperatingFrequency.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVPCOperatingFrequency.Value < -32768 or o.EVPCOperatingFrequency.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVPCOperatingFrequency.Value!r} outside -32768..32767')
+        w.integer(o.EVPCOperatingFrequency.Value)
+        w.bits(0x0, 2)
         s = 7
     elif o.EVPCPowerControlParameter is not None:
-        w.bits(0x1, 3)
-        _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w, o.EVPCPowerControlParameter)
+        if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest is None:
+            raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentRequest', 'required value missing')
+        if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent!r} outside -128..127')
+        if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent + 128) << 3 | 0x4000, 17)
+        if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value)
+        if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation is None:
+            raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
+        if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent!r} outside -128..127')
+        if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value!r} outside -32768..32767')
+        w.integer(o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value)
+        if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation is None:
+            raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
+        if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent!r} outside -128..127')
+        if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value!r} outside -32768..32767')
+        w.integer(o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value)
+        if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation is None:
+            raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
+        if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent!r} outside -128..127')
+        if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent + 128) << 3, 16)
+        if (w.strict and (o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value!r} outside -32768..32767')
+        w.integer(o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value)
+        w.bits(0x0, 3)
         s = 8
     elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
         x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
@@ -5171,8 +7234,55 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         s = -1
     if s == 7:
         if o.EVPCPowerControlParameter is not None:
-            w.bits(0x0, 2)
-            _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w, o.EVPCPowerControlParameter)
+            if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest is None:
+                raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentRequest', 'required value missing')
+            if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent!r} outside -128..127')
+            if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value)
+            if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation is None:
+                raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
+            if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent!r} outside -128..127')
+            if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value!r} outside -32768..32767')
+            w.integer(o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value)
+            if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation is None:
+                raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
+            if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent!r} outside -128..127')
+            if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value!r} outside -32768..32767')
+            w.integer(o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value)
+            if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation is None:
+                raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
+            if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent!r} outside -128..127')
+            if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent + 128) << 3, 16)
+            if (w.strict and (o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value!r} outside -32768..32767')
+            w.integer(o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value)
+            w.bits(0x0, 3)
             s = 8
         elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
@@ -5254,7 +7364,21 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     s = 1
     s = 2
     if ec == 0:
-        f_EVSEStatus = _d_iso20_common_types_EVSEStatusType(r)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'WPT_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_NotificationMaxDelay = u
+        c = r.bits(8)
+        if c & 0xe3 != 0x0:
+            raise r.fail_back(8, 'WPT_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 7)
+        if iv >= 6:
+            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -5263,7 +7387,19 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
         s = 5
     elif ec == 3:
-        f_EVPCPowerRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
+        f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 6
     else:
         raise r.fail('WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
@@ -5276,7 +7412,19 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
             s = 5
         elif ec == 2:
-            f_EVPCPowerRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'WPT_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'WPT_ChargeLoopResType[3]', 'expected EE of Value, EE')
+            f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 6
         else:
             raise r.fail('WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
@@ -5286,53 +7434,145 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
             s = 5
         elif ec == 1:
-            f_EVPCPowerRequest = _d_iso20_common_types_RationalNumberType(r)
+            c = r.bits(22)
+            if c & 0x300e00 != 0x0:
+                raise r.fail_back(22, 'WPT_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_4_Value = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'WPT_ChargeLoopResType[4]', 'expected EE of Value, EE')
+            f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 6
         else:
             raise r.fail('WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_ChargeLoopResType[5]', 'expected SE(EVPCPowerRequest)')
-        f_EVPCPowerRequest = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'WPT_ChargeLoopResType[5]', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_ChargeLoopResType[5]', 'expected EE of Value, EE')
+        f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         s = 6
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_SDPowerInput = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_6_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
+        f_SDPowerInput = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         s = 7
     elif ec == 1:
-        f_SPCMaxOutputPowerLimit = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
+        f_SPCMaxOutputPowerLimit = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 8
     else:
         raise r.fail('WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_ChargeLoopResType[7]', 'expected SE(SPCMaxOutputPowerLimit)')
-        f_SPCMaxOutputPowerLimit = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'WPT_ChargeLoopResType[7]', 'expected SE(SPCMaxOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_ChargeLoopResType[7]', 'expected EE of Value, EE')
+        f_SPCMaxOutputPowerLimit = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         s = 8
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit)')
-    f_SPCMinOutputPowerLimit = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(9)
-    if c & 0x188 != 0x0:
-        raise r.fail_back(9, 'WPT_ChargeLoopResType', 'expected SE(SPCChargeDiagnostics), CH of SPCChargeDiagnostics, EE of SPCChargeDiagnostics')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_9_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_9_Value = -u - 1 if sg else u
+    c = r.bits(11)
+    if c & 0x788 != 0x0:
+        raise r.fail_back(11, 'WPT_ChargeLoopResType', 'expected EE of Value, EE, SE(SPCChargeDiagnostics), CH of SPCChargeDiagnostics, EE of SPCChargeDiagnostics')
     iv = ((c >> 4) & 7)
     if iv >= 6:
         raise r.fail('WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}')
     f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
     ec = (c & 7)
+    f_SPCMinOutputPowerLimit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
     s = 9
     s = 10
     if ec == 0:
-        f_SPCOperatingFrequency = _d_iso20_common_types_RationalNumberType(r)
+        c = r.bits(22)
+        if c & 0x300e00 != 0x0:
+            raise r.fail_back(22, 'WPT_ChargeLoopResType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_10_Value = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
+        f_SPCOperatingFrequency = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
         s = 11
     elif ec == 1:
-        f_SPCPowerControlParameter = _d_iso20_wpt_WPT_SPCPowerControlParameterType(r)
+        c = r.bits(23)
+        if c & 0x700e00 != 0x0:
+            raise r.fail_back(23, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_12_Value = -u - 1 if sg else u
+        c = r.bits(3)
+        if c != 0x0:
+            raise r.fail_back(3, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE, EE')
+        f_11_SPCPrimaryDeviceCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        f_SPCPowerControlParameter = _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_11_SPCPrimaryDeviceCoilCurrentInformation)
         s = 12
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_ChargeLoopResType[10]', 'expected CH of ManufacturerSpecificDataContainer')
-        f_ManufacturerSpecificDataContainer.append(r.binary(256))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'WPT_ChargeLoopResType[10]', 'expected CH of ManufacturerSpecificDataContainer')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
         if r.bits(1):
             raise r.fail_back(1, 'WPT_ChargeLoopResType[10]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 13
@@ -5343,12 +7583,29 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     if s == 11:
         ec = r.bits(2)
         if ec == 0:
-            f_SPCPowerControlParameter = _d_iso20_wpt_WPT_SPCPowerControlParameterType(r)
+            c = r.bits(23)
+            if c & 0x700e00 != 0x0:
+                raise r.fail_back(23, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_14_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_14_Value = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'WPT_ChargeLoopResType[11]', 'expected EE of Value, EE, EE')
+            f_13_SPCPrimaryDeviceCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+            f_SPCPowerControlParameter = _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_13_SPCPrimaryDeviceCoilCurrentInformation)
             s = 12
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeLoopResType[11]', 'expected CH of ManufacturerSpecificDataContainer')
-            f_ManufacturerSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_ChargeLoopResType[11]', 'expected CH of ManufacturerSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_ChargeLoopResType[11]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
@@ -5359,9 +7616,13 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     if s == 12:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeLoopResType[12]', 'expected CH of ManufacturerSpecificDataContainer')
-            f_ManufacturerSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_ChargeLoopResType[12]', 'expected CH of ManufacturerSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_ChargeLoopResType[12]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
@@ -5374,9 +7635,13 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         while True:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'WPT_ChargeLoopResType[13]', 'expected CH of ManufacturerSpecificDataContainer')
-                f_ManufacturerSpecificDataContainer.append(r.binary(256))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'WPT_ChargeLoopResType[13]', 'expected CH of ManufacturerSpecificDataContainer')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
                 if r.bits(1):
                     raise r.fail_back(1, 'WPT_ChargeLoopResType[13]', 'expected EE of ManufacturerSpecificDataContainer')
                 n += 1
@@ -5407,8 +7672,15 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_EVSEStatusType(w, o.EVSEStatus)
+        if o.EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        w.bits(0x0, 5)
+        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
+        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        if o.EVSEStatus.EVSENotification is None:
+            raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
+        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
         s = 3
     elif o.MeterInfo is not None:
         w.bits(0x1, 3)
@@ -5419,8 +7691,17 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
         s = 5
     elif o.EVPCPowerRequest is not None:
-        w.bits(0x3, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
+        if o.EVPCPowerRequest.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.EVPCPowerRequest.Exponent < -128 or o.EVPCPowerRequest.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
+        if o.EVPCPowerRequest.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.EVPCPowerRequest.Exponent + 128) << 3 | 0x6000, 16)
+        if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
+        w.integer(o.EVPCPowerRequest.Value)
+        w.bits(0x0, 2)
         s = 6
     else:
         raise encode_error('WPT_ChargeLoopResType', 'missing SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
@@ -5434,8 +7715,17 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         elif o.EVPCPowerRequest is not None:
-            w.bits(0x2, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
+            if o.EVPCPowerRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVPCPowerRequest.Exponent < -128 or o.EVPCPowerRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
+            if o.EVPCPowerRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVPCPowerRequest.Exponent + 128) << 3 | 0x4000, 15)
+            if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVPCPowerRequest.Value)
+            w.bits(0x0, 2)
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
@@ -5445,51 +7735,124 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
             s = 5
         elif o.EVPCPowerRequest is not None:
-            w.bits(0x1, 2)
-            _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
+            if o.EVPCPowerRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVPCPowerRequest.Exponent < -128 or o.EVPCPowerRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
+            if o.EVPCPowerRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVPCPowerRequest.Exponent + 128) << 3 | 0x2000, 15)
+            if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVPCPowerRequest.Value)
+            w.bits(0x0, 2)
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(Receipt), SE(EVPCPowerRequest)')
     if s == 5:
         if o.EVPCPowerRequest is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.EVPCPowerRequest)
+            if o.EVPCPowerRequest.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.EVPCPowerRequest.Exponent < -128 or o.EVPCPowerRequest.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
+            if o.EVPCPowerRequest.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.EVPCPowerRequest.Exponent + 128) << 3, 14)
+            if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
+            w.integer(o.EVPCPowerRequest.Value)
+            w.bits(0x0, 2)
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(EVPCPowerRequest)')
     if o.SDPowerInput is not None:
+        if o.SDPowerInput.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.SDPowerInput.Exponent < -128 or o.SDPowerInput.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.SDPowerInput.Exponent!r} outside -128..127')
+        if o.SDPowerInput.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.SDPowerInput.Exponent + 128) << 3, 15)
+        if (w.strict and (o.SDPowerInput.Value < -32768 or o.SDPowerInput.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.SDPowerInput.Value!r} outside -32768..32767')
+        w.integer(o.SDPowerInput.Value)
         w.bits(0x0, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.SDPowerInput)
         s = 7
     elif o.SPCMaxOutputPowerLimit is not None:
-        w.bits(0x1, 2)
-        _e_iso20_common_types_RationalNumberType(w, o.SPCMaxOutputPowerLimit)
+        if o.SPCMaxOutputPowerLimit.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.SPCMaxOutputPowerLimit.Exponent < -128 or o.SPCMaxOutputPowerLimit.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.SPCMaxOutputPowerLimit.Exponent!r} outside -128..127')
+        if o.SPCMaxOutputPowerLimit.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.SPCMaxOutputPowerLimit.Exponent + 128) << 3 | 0x2000, 15)
+        if (w.strict and (o.SPCMaxOutputPowerLimit.Value < -32768 or o.SPCMaxOutputPowerLimit.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.SPCMaxOutputPowerLimit.Value!r} outside -32768..32767')
+        w.integer(o.SPCMaxOutputPowerLimit.Value)
+        w.bits(0x0, 2)
         s = 8
     else:
         raise encode_error('WPT_ChargeLoopResType', 'missing SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     if s == 7:
         if o.SPCMaxOutputPowerLimit is not None:
-            w.bits(0x0, 1)
-            _e_iso20_common_types_RationalNumberType(w, o.SPCMaxOutputPowerLimit)
+            if o.SPCMaxOutputPowerLimit.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.SPCMaxOutputPowerLimit.Exponent < -128 or o.SPCMaxOutputPowerLimit.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.SPCMaxOutputPowerLimit.Exponent!r} outside -128..127')
+            if o.SPCMaxOutputPowerLimit.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.SPCMaxOutputPowerLimit.Exponent + 128) << 3, 14)
+            if (w.strict and (o.SPCMaxOutputPowerLimit.Value < -32768 or o.SPCMaxOutputPowerLimit.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.SPCMaxOutputPowerLimit.Value!r} outside -32768..32767')
+            w.integer(o.SPCMaxOutputPowerLimit.Value)
+            w.bits(0x0, 2)
             s = 8
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(SPCMaxOutputPowerLimit)')
     if o.SPCMinOutputPowerLimit is None:
         raise encode_error('WPT_ChargeLoopResType.SPCMinOutputPowerLimit', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.SPCMinOutputPowerLimit)
+    if o.SPCMinOutputPowerLimit.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.SPCMinOutputPowerLimit.Exponent < -128 or o.SPCMinOutputPowerLimit.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.SPCMinOutputPowerLimit.Exponent!r} outside -128..127')
+    if o.SPCMinOutputPowerLimit.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.SPCMinOutputPowerLimit.Exponent + 128) << 3, 14)
+    if (w.strict and (o.SPCMinOutputPowerLimit.Value < -32768 or o.SPCMinOutputPowerLimit.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.SPCMinOutputPowerLimit.Value!r} outside -32768..32767')
+    w.integer(o.SPCMinOutputPowerLimit.Value)
     if o.SPCChargeDiagnostics is None:
         raise encode_error('WPT_ChargeLoopResType.SPCChargeDiagnostics', 'required value missing')
-    w.bits((_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics]) << 1, 6)
+    w.bits((_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics]) << 1, 8)
     s = 9
     s = 10
     if o.SPCOperatingFrequency is not None:
-        w.bits(0x0, 3)
-        _e_iso20_common_types_RationalNumberType(w, o.SPCOperatingFrequency)
+        if o.SPCOperatingFrequency.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.SPCOperatingFrequency.Exponent < -128 or o.SPCOperatingFrequency.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.SPCOperatingFrequency.Exponent!r} outside -128..127')
+        if o.SPCOperatingFrequency.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.SPCOperatingFrequency.Exponent + 128) << 3, 16)
+        if (w.strict and (o.SPCOperatingFrequency.Value < -32768 or o.SPCOperatingFrequency.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.SPCOperatingFrequency.Value!r} outside -32768..32767')
+        w.integer(o.SPCOperatingFrequency.Value)
+        w.bits(0x0, 2)
         s = 11
     elif o.SPCPowerControlParameter is not None:
-        w.bits(0x1, 3)
-        _e_iso20_wpt_WPT_SPCPowerControlParameterType(w, o.SPCPowerControlParameter)
+        if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation is None:
+            raise encode_error('WPT_SPCPowerControlParameterType.SPCPrimaryDeviceCoilCurrentInformation', 'required value missing')
+        if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent < -128 or o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent!r} outside -128..127')
+        if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 3 | 0x4000, 17)
+        if (w.strict and (o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < -32768 or o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value!r} outside -32768..32767')
+        w.integer(o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value)
+        w.bits(0x0, 3)
         s = 12
     elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
         x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
@@ -5505,8 +7868,19 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         s = -1
     if s == 11:
         if o.SPCPowerControlParameter is not None:
-            w.bits(0x0, 2)
-            _e_iso20_wpt_WPT_SPCPowerControlParameterType(w, o.SPCPowerControlParameter)
+            if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation is None:
+                raise encode_error('WPT_SPCPowerControlParameterType.SPCPrimaryDeviceCoilCurrentInformation', 'required value missing')
+            if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent < -128 or o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent!r} outside -128..127')
+            if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            w.bits((o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 3, 16)
+            if (w.strict and (o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < -32768 or o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value!r} outside -32768..32767')
+            w.integer(o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value)
+            w.bits(0x0, 3)
             s = 12
         elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
@@ -5571,38 +7945,61 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     if r.bits(1):
         raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower)')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 1
-    f_EVPCMaxReceivablePower = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xf00 != 0x0:
+        raise r.fail_back(12, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
+    u = (c & 255)
+    f_EVPCMaxReceivablePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 2
-    f_SDMaxGroundClearence = r.uint()
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
+    if u > 127:
+        u = r.uint_more(u)
+    f_SDMaxGroundClearence = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
+    u = (c & 255)
     s = 3
-    f_SDMinGroundClearence = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMinGroundClearence, SE(EVPCNaturalFrequency)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_SDMinGroundClearence = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMinGroundClearence, SE(EVPCNaturalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 4
-    f_EVPCNaturalFrequency = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(4)
-    if c & 0xd != 0x0:
-        raise r.fail_back(4, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCDeviceLocalControl), CH of EVPCDeviceLocalControl, EE of EVPCDeviceLocalControl')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(6)
+    if c & 0x3d != 0x0:
+        raise r.fail_back(6, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(EVPCDeviceLocalControl), CH of EVPCDeviceLocalControl, EE of EVPCDeviceLocalControl')
     f_EVPCDeviceLocalControl = ((c >> 1) & 1) == 1
+    f_EVPCNaturalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 5
     s = 6
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected EE of VendorSpecificDataContainer')
             n += 1
@@ -5629,12 +8026,20 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
     if o.EVPCMaxReceivablePower is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCMaxReceivablePower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.EVPCMaxReceivablePower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVPCMaxReceivablePower.Exponent < -128 or o.EVPCMaxReceivablePower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCMaxReceivablePower.Exponent!r} outside -128..127')
+    if o.EVPCMaxReceivablePower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVPCMaxReceivablePower.Exponent + 128) << 3, 14)
     s = 1
-    _e_iso20_common_types_RationalNumberType(w, o.EVPCMaxReceivablePower)
+    if (w.strict and (o.EVPCMaxReceivablePower.Value < -32768 or o.EVPCMaxReceivablePower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVPCMaxReceivablePower.Value!r} outside -32768..32767')
+    w.integer(o.EVPCMaxReceivablePower.Value)
     if o.SDMaxGroundClearence is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'required value missing')
-    w.bits(0x0, 2)
+    w.bits(0x0, 4)
     s = 2
     if o.SDMaxGroundClearence < 0 or (w.strict and (o.SDMaxGroundClearence > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'{o.SDMaxGroundClearence!r} outside 0..65535')
@@ -5648,12 +8053,20 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     w.uint(o.SDMinGroundClearence)
     if o.EVPCNaturalFrequency is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCNaturalFrequency', 'required value missing')
-    w.bits(0x0, 2)
+    if o.EVPCNaturalFrequency.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVPCNaturalFrequency.Exponent < -128 or o.EVPCNaturalFrequency.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCNaturalFrequency.Exponent!r} outside -128..127')
+    if o.EVPCNaturalFrequency.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVPCNaturalFrequency.Exponent + 128) << 3, 15)
     s = 4
-    _e_iso20_common_types_RationalNumberType(w, o.EVPCNaturalFrequency)
+    if (w.strict and (o.EVPCNaturalFrequency.Value < -32768 or o.EVPCNaturalFrequency.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVPCNaturalFrequency.Value!r} outside -32768..32767')
+    w.integer(o.EVPCNaturalFrequency.Value)
     if o.EVPCDeviceLocalControl is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCDeviceLocalControl', 'required value missing')
-    w.bits((1 if o.EVPCDeviceLocalControl else 0) << 1, 4)
+    w.bits((1 if o.EVPCDeviceLocalControl else 0) << 1, 6)
     s = 5
     s = 6
     n = 0
@@ -5696,49 +8109,88 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     if r.bits(1):
         raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(Header)')
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(15)
-    if c & 0x6073 != 0x0:
-        raise r.fail_back(15, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PDInputPowerClass), CH of PDInputPowerClass, EE of PDInputPowerClass, SE(SDMinOutputPower)')
-    iv = ((c >> 7) & 63)
+    c = r.bits(37)
+    if c & 0x181cf00e00 != 0x0:
+        raise r.fail_back(37, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PDInputPowerClass), CH of PDInputPowerClass, EE of PDInputPowerClass, SE(SDMinOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    iv = ((c >> 29) & 63)
     if iv >= 40:
         raise r.fail('WPT_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    f_PDInputPowerClass = _E_iso20_wpt_WPT_PowerClassType[((c >> 2) & 3)]
+    f_PDInputPowerClass = _E_iso20_wpt_WPT_PowerClassType[((c >> 24) & 3)]
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 1
     s = 2
     s = 3
-    f_SDMinOutputPower = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(SDMaxOutputPower)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_SDMinOutputPower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 4
-    f_SDMaxOutputPower = _d_iso20_common_types_RationalNumberType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xf00 != 0x0:
+        raise r.fail_back(12, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
+    u = (c & 255)
+    f_SDMaxOutputPower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 5
-    f_SDMaxGroundClearanceSupport = r.uint()
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
+    if u > 127:
+        u = r.uint_more(u)
+    f_SDMaxGroundClearanceSupport = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
+    u = (c & 255)
     s = 6
-    f_SDMinGroundClearanceSupport = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_SDMinGroundClearanceSupport = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMinGroundClearanceSupport, SE(PDMinCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    s = 7
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(PDMaxCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_PDMinCoilCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    s = 8
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
-        raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMinGroundClearanceSupport, SE(PDMinCoilCurrent)')
-    s = 7
-    f_PDMinCoilCurrent = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(PDMaxCoilCurrent)')
-    s = 8
-    f_PDMaxCoilCurrent = _d_iso20_common_types_RationalNumberType(r)
+        raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE')
+    f_PDMaxCoilCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 9
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected CH of SDManufacturerSpecificDataContainer')
-            f_SDManufacturerSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected CH of SDManufacturerSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_SDManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected EE of SDManufacturerSpecificDataContainer')
             n += 1
@@ -5769,19 +8221,35 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDInputPowerClass', 'required value missing')
     if o.SDMinOutputPower is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinOutputPower', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 7 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 2, 15)
+    if o.SDMinOutputPower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.SDMinOutputPower.Exponent < -128 or o.SDMinOutputPower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.SDMinOutputPower.Exponent!r} outside -128..127')
+    if o.SDMinOutputPower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 20 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 15 | (o.SDMinOutputPower.Exponent + 128) << 3, 28)
     s = 1
     s = 2
     s = 3
-    _e_iso20_common_types_RationalNumberType(w, o.SDMinOutputPower)
+    if (w.strict and (o.SDMinOutputPower.Value < -32768 or o.SDMinOutputPower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.SDMinOutputPower.Value!r} outside -32768..32767')
+    w.integer(o.SDMinOutputPower.Value)
     if o.SDMaxOutputPower is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxOutputPower', 'required value missing')
-    w.bits(0x0, 1)
+    if o.SDMaxOutputPower.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.SDMaxOutputPower.Exponent < -128 or o.SDMaxOutputPower.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.SDMaxOutputPower.Exponent!r} outside -128..127')
+    if o.SDMaxOutputPower.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.SDMaxOutputPower.Exponent + 128) << 3, 16)
     s = 4
-    _e_iso20_common_types_RationalNumberType(w, o.SDMaxOutputPower)
+    if (w.strict and (o.SDMaxOutputPower.Value < -32768 or o.SDMaxOutputPower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.SDMaxOutputPower.Value!r} outside -32768..32767')
+    w.integer(o.SDMaxOutputPower.Value)
     if o.SDMaxGroundClearanceSupport is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'required value missing')
-    w.bits(0x0, 2)
+    w.bits(0x0, 4)
     s = 5
     if o.SDMaxGroundClearanceSupport < 0 or (w.strict and (o.SDMaxGroundClearanceSupport > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'{o.SDMaxGroundClearanceSupport!r} outside 0..65535')
@@ -5795,14 +8263,31 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     w.uint(o.SDMinGroundClearanceSupport)
     if o.PDMinCoilCurrent is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMinCoilCurrent', 'required value missing')
-    w.bits(0x0, 2)
+    if o.PDMinCoilCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.PDMinCoilCurrent.Exponent < -128 or o.PDMinCoilCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.PDMinCoilCurrent.Exponent!r} outside -128..127')
+    if o.PDMinCoilCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.PDMinCoilCurrent.Exponent + 128) << 3, 15)
     s = 7
-    _e_iso20_common_types_RationalNumberType(w, o.PDMinCoilCurrent)
+    if (w.strict and (o.PDMinCoilCurrent.Value < -32768 or o.PDMinCoilCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.PDMinCoilCurrent.Value!r} outside -32768..32767')
+    w.integer(o.PDMinCoilCurrent.Value)
     if o.PDMaxCoilCurrent is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMaxCoilCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    if o.PDMaxCoilCurrent.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.PDMaxCoilCurrent.Exponent < -128 or o.PDMaxCoilCurrent.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.PDMaxCoilCurrent.Exponent!r} outside -128..127')
+    if o.PDMaxCoilCurrent.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.PDMaxCoilCurrent.Exponent + 128) << 3, 16)
     s = 8
-    _e_iso20_common_types_RationalNumberType(w, o.PDMaxCoilCurrent)
+    if (w.strict and (o.PDMaxCoilCurrent.Value < -32768 or o.PDMaxCoilCurrent.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.PDMaxCoilCurrent.Value!r} outside -32768..32767')
+    w.integer(o.PDMaxCoilCurrent.Value)
+    w.bits(0x0, 2)
     s = 9
     n = 0
     while True:
@@ -5833,21 +8318,30 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_Coordinat
     f_Coord_X: int
     f_Coord_Y: int
     f_Coord_Z: int
-    c = r.bits(3)
-    if c & 0x6 != 0x0:
-        raise r.fail_back(3, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X')
-    sg = (c & 1)
-    f_Coord_X = -r.uint() - 1 if sg else r.uint()
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
-    sg = (c & 1)
-    f_Coord_Y = -r.uint() - 1 if sg else r.uint()
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
-    sg = (c & 1)
-    f_Coord_Z = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(11)
+    if c & 0x600 != 0x0:
+        raise r.fail_back(11, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Coord_Z = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_CoordinateXYZType', 'expected EE of Coord_Z, EE')
@@ -5879,40 +8373,101 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     f_EVPCCoilCurrentInformation: _iso20_common_types.RationalNumberType
     f_EVPCCurrentOutputInformation: _iso20_common_types.RationalNumberType
     f_EVPCVoltageOutputInformation: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentRequest)')
-    f_EVPCCoilCurrentRequest = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentInformation)')
-    f_EVPCCoilCurrentInformation = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCurrentOutputInformation)')
-    f_EVPCCurrentOutputInformation = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCVoltageOutputInformation)')
-    f_EVPCVoltageOutputInformation = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_EVPCPowerControlParameterType', 'expected EE')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(25)
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_back(25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, EE')
+    f_EVPCVoltageOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     return _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_EVPCVoltageOutputInformation)
 
 def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WPT_EVPCPowerControlParameterType) -> None:
     if o.EVPCCoilCurrentRequest is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentRequest', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVPCCoilCurrentRequest)
+    if o.EVPCCoilCurrentRequest.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVPCCoilCurrentRequest.Exponent < -128 or o.EVPCCoilCurrentRequest.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCCoilCurrentRequest.Exponent!r} outside -128..127')
+    if o.EVPCCoilCurrentRequest.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVPCCoilCurrentRequest.Exponent + 128) << 3, 14)
+    if (w.strict and (o.EVPCCoilCurrentRequest.Value < -32768 or o.EVPCCoilCurrentRequest.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVPCCoilCurrentRequest.Value!r} outside -32768..32767')
+    w.integer(o.EVPCCoilCurrentRequest.Value)
     if o.EVPCCoilCurrentInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVPCCoilCurrentInformation)
+    if o.EVPCCoilCurrentInformation.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVPCCoilCurrentInformation.Exponent < -128 or o.EVPCCoilCurrentInformation.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCCoilCurrentInformation.Exponent!r} outside -128..127')
+    if o.EVPCCoilCurrentInformation.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVPCCoilCurrentInformation.Exponent + 128) << 3, 16)
+    if (w.strict and (o.EVPCCoilCurrentInformation.Value < -32768 or o.EVPCCoilCurrentInformation.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVPCCoilCurrentInformation.Value!r} outside -32768..32767')
+    w.integer(o.EVPCCoilCurrentInformation.Value)
     if o.EVPCCurrentOutputInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVPCCurrentOutputInformation)
+    if o.EVPCCurrentOutputInformation.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVPCCurrentOutputInformation.Exponent < -128 or o.EVPCCurrentOutputInformation.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCCurrentOutputInformation.Exponent!r} outside -128..127')
+    if o.EVPCCurrentOutputInformation.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVPCCurrentOutputInformation.Exponent + 128) << 3, 16)
+    if (w.strict and (o.EVPCCurrentOutputInformation.Value < -32768 or o.EVPCCurrentOutputInformation.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVPCCurrentOutputInformation.Value!r} outside -32768..32767')
+    w.integer(o.EVPCCurrentOutputInformation.Value)
     if o.EVPCVoltageOutputInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.EVPCVoltageOutputInformation)
-    w.bits(0x0, 1)
+    if o.EVPCVoltageOutputInformation.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EVPCVoltageOutputInformation.Exponent < -128 or o.EVPCVoltageOutputInformation.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCVoltageOutputInformation.Exponent!r} outside -128..127')
+    if o.EVPCVoltageOutputInformation.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EVPCVoltageOutputInformation.Exponent + 128) << 3, 16)
+    if (w.strict and (o.EVPCVoltageOutputInformation.Value < -32768 or o.EVPCVoltageOutputInformation.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EVPCVoltageOutputInformation.Value!r} outside -32768..32767')
+    w.integer(o.EVPCVoltageOutputInformation.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningMethodListType:
     f_WPT_FinePositioningMethod: list[_iso20_wpt.WPT_FinePositioningMethodType] = []
@@ -6010,9 +8565,13 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_FinePositioningReqType[3]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_FinePositioningReqType[3]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_FinePositioningReqType[3]', 'expected EE of VendorSpecificDataContainer')
             n += 1
@@ -6124,9 +8683,13 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_FinePositioningResType[3]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_FinePositioningResType[3]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_FinePositioningResType[3]', 'expected EE of VendorSpecificDataContainer')
             n += 1
@@ -6241,11 +8804,14 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
         raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDeviceAlignmentCheckMethodList)')
     s = 4
     f_EVDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
+    u = (c & 255)
     s = 5
-    f_NaturalOffset = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_NaturalOffset = u
     if r.bits(1):
         raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected EE of NaturalOffset')
     s = 6
@@ -6253,9 +8819,13 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_FinePositioningSetupReqType[6]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_FinePositioningSetupReqType[6]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_FinePositioningSetupReqType[6]', 'expected EE of VendorSpecificDataContainer')
             n += 1
@@ -6389,11 +8959,14 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
         raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDeviceAlignmentCheckMethodList)')
     s = 4
     f_PrimaryDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r)
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
+    u = (c & 255)
     s = 5
-    f_NaturalOffset = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_NaturalOffset = u
     if r.bits(1):
         raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected EE of NaturalOffset')
     s = 6
@@ -6401,9 +8974,13 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_FinePositioningSetupResType[6]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_FinePositioningSetupResType[6]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_FinePositioningSetupResType[6]', 'expected EE of VendorSpecificDataContainer')
             n += 1
@@ -6539,9 +9116,60 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
     f_PackageIndex = ((c >> 3) & 255)
     ec = (c & 3)
     if ec == 0:
-        f_LF_TxData = _d_iso20_wpt_WPT_LF_TxDataListType(r)
+        c = r.bits(11)
+        if c & 0x700 != 0x0:
+            raise r.fail_back(11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_2_TxIdentifier = u
+        c = r.bits(24)
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_back(24, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_3_Value = -u - 1 if sg else u
+        c = r.bits(4)
+        if c != 0x0:
+            raise r.fail_back(4, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE')
+        f_2_EIRP = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        f_1_WPT_LF_TxDataList = _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_2_TxIdentifier, EIRP=f_2_EIRP)
+        f_LF_TxData = _iso20_wpt.WPT_LF_TxDataListType(WPT_LF_TxDataList=f_1_WPT_LF_TxDataList)
     elif ec == 1:
-        f_LF_RxData = _d_iso20_wpt_WPT_LF_RxDataListType(r)
+        c = r.bits(11)
+        if c & 0x700 != 0x0:
+            raise r.fail_back(11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_5_RxIdentifier = u
+        c = r.bits(13)
+        if c & 0x1f00 != 0x0:
+            raise r.fail_back(13, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_7_TxIdentifier = u
+        c = r.bits(24)
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_back(24, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_8_Value = -u - 1 if sg else u
+        c = r.bits(6)
+        if c != 0x0:
+            raise r.fail_back(6, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE, EE, EE')
+        f_7_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        f_6_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_7_TxIdentifier, RSSI=f_7_RSSI)
+        f_5_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_6_RSSIDataList)
+        f_4_WPT_LF_RxDataList = _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_5_RxIdentifier, RSSIData=f_5_RSSIData)
+        f_LF_RxData = _iso20_wpt.WPT_LF_RxDataListType(WPT_LF_RxDataList=f_4_WPT_LF_RxDataList)
     else:
         raise r.fail('WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
     if r.bits(1):
@@ -6555,13 +9183,61 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
         raise encode_error('WPT_LF_DataPackageType.PackageIndex', f'{o.PackageIndex!r} outside 0..255')
     w.bits((o.PackageIndex) << 1, 11)
     if o.LF_TxData is not None:
-        w.bits(0x0, 2)
-        _e_iso20_wpt_WPT_LF_TxDataListType(w, o.LF_TxData)
+        if o.LF_TxData.WPT_LF_TxDataList is None:
+            raise encode_error('WPT_LF_TxDataListType.WPT_LF_TxDataList', 'required value missing')
+        if o.LF_TxData.WPT_LF_TxDataList.TxIdentifier is None:
+            raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
+        w.bits(0x0, 5)
+        if o.LF_TxData.WPT_LF_TxDataList.TxIdentifier < 0 or (w.strict and (o.LF_TxData.WPT_LF_TxDataList.TxIdentifier < 1 or o.LF_TxData.WPT_LF_TxDataList.TxIdentifier > 4294967295)):
+            raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.LF_TxData.WPT_LF_TxDataList.TxIdentifier!r} outside 1..4294967295')
+        w.uint(o.LF_TxData.WPT_LF_TxDataList.TxIdentifier)
+        if o.LF_TxData.WPT_LF_TxDataList.EIRP is None:
+            raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
+        if o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent < -128 or o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent!r} outside -128..127')
+        if o.LF_TxData.WPT_LF_TxDataList.EIRP.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent + 128) << 3, 15)
+        if (w.strict and (o.LF_TxData.WPT_LF_TxDataList.EIRP.Value < -32768 or o.LF_TxData.WPT_LF_TxDataList.EIRP.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.LF_TxData.WPT_LF_TxDataList.EIRP.Value!r} outside -32768..32767')
+        w.integer(o.LF_TxData.WPT_LF_TxDataList.EIRP.Value)
+        w.bits(0x0, 4)
         if o.LF_RxData is not None:
             raise encode_error('WPT_LF_DataPackageType.LF_RxData', 'cannot be combined with LF_TxData')
     elif o.LF_RxData is not None:
-        w.bits(0x1, 2)
-        _e_iso20_wpt_WPT_LF_RxDataListType(w, o.LF_RxData)
+        if o.LF_RxData.WPT_LF_RxDataList is None:
+            raise encode_error('WPT_LF_RxDataListType.WPT_LF_RxDataList', 'required value missing')
+        if o.LF_RxData.WPT_LF_RxDataList.RxIdentifier is None:
+            raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
+        w.bits(0x8, 5)
+        if o.LF_RxData.WPT_LF_RxDataList.RxIdentifier < 0 or (w.strict and (o.LF_RxData.WPT_LF_RxDataList.RxIdentifier < 1 or o.LF_RxData.WPT_LF_RxDataList.RxIdentifier > 4294967295)):
+            raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.LF_RxData.WPT_LF_RxDataList.RxIdentifier!r} outside 1..4294967295')
+        w.uint(o.LF_RxData.WPT_LF_RxDataList.RxIdentifier)
+        if o.LF_RxData.WPT_LF_RxDataList.RSSIData is None:
+            raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
+        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList is None:
+            raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
+        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier is None:
+            raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
+        w.bits(0x0, 5)
+        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 1 or o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier > 4294967295)):
+            raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
+        w.uint(o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier)
+        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI is None:
+            raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
+        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent is None:
+            raise encode_error('RationalNumberType.Exponent', 'required value missing')
+        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent < -128 or o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent!r} outside -128..127')
+        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value is None:
+            raise encode_error('RationalNumberType.Value', 'required value missing')
+        w.bits((o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 3, 15)
+        if (w.strict and (o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < -32768 or o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value!r} outside -32768..32767')
+        w.integer(o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value)
+        w.bits(0x0, 6)
     else:
         raise encode_error('WPT_LF_DataPackageType', 'missing SE(LF_TxData), SE(LF_RxData)')
     w.bits(0x0, 1)
@@ -6570,22 +9246,194 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     f_NumberOfReceivers: int
     f_RxSpecData: list[_iso20_wpt.WPT_TxRxSpecDataType] = []
     s = 0
-    c = r.bits(12)
-    if c & 0xc03 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected SE(NumberOfReceivers), CH of NumberOfReceivers, EE of NumberOfReceivers, SE(RxSpecData)')
-    f_NumberOfReceivers = ((c >> 2) & 255)
+    c = r.bits(22)
+    if c & 0x300f00 != 0x0:
+        raise r.fail_back(22, 'WPT_LF_ReceiverDataType', 'expected SE(NumberOfReceivers), CH of NumberOfReceivers, EE of NumberOfReceivers, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+    f_NumberOfReceivers = ((c >> 12) & 255)
+    u = (c & 255)
     s = 1
-    f_RxSpecData.append(_d_iso20_wpt_WPT_TxRxSpecDataType(r))
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_ReceiverDataType', 'expected SE(RxSpecData)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_TxRxIdentifier = u
+    c = r.bits(13)
+    if c & 0x1e00 != 0x0:
+        raise r.fail_back(13, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Coord_Z = -u - 1 if sg else u
+    c = r.bits(14)
+    if c & 0x3e00 != 0x0:
+        raise r.fail_back(14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_1_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_2_Coord_X, Coord_Y=f_2_Coord_Y, Coord_Z=f_2_Coord_Z)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Coord_Z = -u - 1 if sg else u
+    c = r.bits(14)
+    if c & 0x3f00 != 0x0:
+        raise r.fail_back(14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = (c & 255)
+    f_1_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_3_Coord_X, Coord_Y=f_3_Coord_Y, Coord_Z=f_3_Coord_Z)
+    f_RxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_1_TxRxIdentifier, TxRxPosition=f_1_TxRxPosition, TxRxOrientation=f_1_TxRxOrientation))
     s = 2
-    f_RxSpecData.append(_d_iso20_wpt_WPT_TxRxSpecDataType(r))
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_TxRxIdentifier = u
+    c = r.bits(13)
+    if c & 0x1e00 != 0x0:
+        raise r.fail_back(13, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_Coord_Z = -u - 1 if sg else u
+    c = r.bits(14)
+    if c & 0x3e00 != 0x0:
+        raise r.fail_back(14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_4_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_5_Coord_X, Coord_Y=f_5_Coord_Y, Coord_Z=f_5_Coord_Z)
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Coord_Z = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE')
+    f_4_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_6_Coord_X, Coord_Y=f_6_Coord_Y, Coord_Z=f_6_Coord_Z)
+    f_RxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_4_TxRxIdentifier, TxRxPosition=f_4_TxRxPosition, TxRxOrientation=f_4_TxRxOrientation))
     s = 3
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_RxSpecData.append(_d_iso20_wpt_WPT_TxRxSpecDataType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'WPT_LF_ReceiverDataType[3]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_7_TxRxIdentifier = u
+            c = r.bits(13)
+            if c & 0x1e00 != 0x0:
+                raise r.fail_back(13, 'WPT_LF_ReceiverDataType[3]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Coord_X = -u - 1 if sg else u
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Coord_Y = -u - 1 if sg else u
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_Coord_Z = -u - 1 if sg else u
+            c = r.bits(14)
+            if c & 0x3e00 != 0x0:
+                raise r.fail_back(14, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_7_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_8_Coord_X, Coord_Y=f_8_Coord_Y, Coord_Z=f_8_Coord_Z)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Coord_X = -u - 1 if sg else u
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Coord_Y = -u - 1 if sg else u
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Coord_Z = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, EE')
+            f_7_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_9_Coord_X, Coord_Y=f_9_Coord_Y, Coord_Z=f_9_Coord_Z)
+            f_RxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_7_TxRxIdentifier, TxRxPosition=f_7_TxRxPosition, TxRxOrientation=f_7_TxRxOrientation))
             n += 1
             if n == 253:
                 s = 256
@@ -6614,7 +9462,53 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         w.bits(0x0, 1)
         x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
-        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_RxSpecData)
+        if x_RxSpecData.TxRxIdentifier is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
+        w.bits(0x0, 2)
+        if x_RxSpecData.TxRxIdentifier < 0 or (w.strict and (x_RxSpecData.TxRxIdentifier < 1 or x_RxSpecData.TxRxIdentifier > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_RxSpecData.TxRxIdentifier!r} outside 1..4294967295')
+        w.uint(x_RxSpecData.TxRxIdentifier)
+        if x_RxSpecData.TxRxPosition is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
+        if x_RxSpecData.TxRxPosition.Coord_X is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+        w.bits(0x0, 4)
+        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_X < -32768 or x_RxSpecData.TxRxPosition.Coord_X > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxPosition.Coord_X)
+        if x_RxSpecData.TxRxPosition.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Y < -32768 or x_RxSpecData.TxRxPosition.Coord_Y > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxPosition.Coord_Y)
+        if x_RxSpecData.TxRxPosition.Coord_Z is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Z < -32768 or x_RxSpecData.TxRxPosition.Coord_Z > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxPosition.Coord_Z)
+        if x_RxSpecData.TxRxOrientation is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
+        if x_RxSpecData.TxRxOrientation.Coord_X is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+        w.bits(0x0, 5)
+        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_X < -32768 or x_RxSpecData.TxRxOrientation.Coord_X > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxOrientation.Coord_X)
+        if x_RxSpecData.TxRxOrientation.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Y < -32768 or x_RxSpecData.TxRxOrientation.Coord_Y > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxOrientation.Coord_Y)
+        if x_RxSpecData.TxRxOrientation.Coord_Z is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Z < -32768 or x_RxSpecData.TxRxOrientation.Coord_Z > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxOrientation.Coord_Z)
+        w.bits(0x0, 3)
         s = 2
     else:
         raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(RxSpecData)')
@@ -6622,7 +9516,53 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         w.bits(0x0, 1)
         x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
-        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_RxSpecData)
+        if x_RxSpecData.TxRxIdentifier is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
+        w.bits(0x0, 2)
+        if x_RxSpecData.TxRxIdentifier < 0 or (w.strict and (x_RxSpecData.TxRxIdentifier < 1 or x_RxSpecData.TxRxIdentifier > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_RxSpecData.TxRxIdentifier!r} outside 1..4294967295')
+        w.uint(x_RxSpecData.TxRxIdentifier)
+        if x_RxSpecData.TxRxPosition is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
+        if x_RxSpecData.TxRxPosition.Coord_X is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+        w.bits(0x0, 4)
+        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_X < -32768 or x_RxSpecData.TxRxPosition.Coord_X > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxPosition.Coord_X)
+        if x_RxSpecData.TxRxPosition.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Y < -32768 or x_RxSpecData.TxRxPosition.Coord_Y > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxPosition.Coord_Y)
+        if x_RxSpecData.TxRxPosition.Coord_Z is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Z < -32768 or x_RxSpecData.TxRxPosition.Coord_Z > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxPosition.Coord_Z)
+        if x_RxSpecData.TxRxOrientation is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
+        if x_RxSpecData.TxRxOrientation.Coord_X is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+        w.bits(0x0, 5)
+        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_X < -32768 or x_RxSpecData.TxRxOrientation.Coord_X > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxOrientation.Coord_X)
+        if x_RxSpecData.TxRxOrientation.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Y < -32768 or x_RxSpecData.TxRxOrientation.Coord_Y > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxOrientation.Coord_Y)
+        if x_RxSpecData.TxRxOrientation.Coord_Z is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Z < -32768 or x_RxSpecData.TxRxOrientation.Coord_Z > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
+        w.integer(x_RxSpecData.TxRxOrientation.Coord_Z)
+        w.bits(0x0, 3)
         s = 3
     else:
         raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(RxSpecData)')
@@ -6632,7 +9572,53 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.bits(0x0, 2)
             x_RxSpecData = o.RxSpecData[i_RxSpecData]
             i_RxSpecData += 1
-            _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_RxSpecData)
+            if x_RxSpecData.TxRxIdentifier is None:
+                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
+            w.bits(0x0, 2)
+            if x_RxSpecData.TxRxIdentifier < 0 or (w.strict and (x_RxSpecData.TxRxIdentifier < 1 or x_RxSpecData.TxRxIdentifier > 4294967295)):
+                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_RxSpecData.TxRxIdentifier!r} outside 1..4294967295')
+            w.uint(x_RxSpecData.TxRxIdentifier)
+            if x_RxSpecData.TxRxPosition is None:
+                raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
+            if x_RxSpecData.TxRxPosition.Coord_X is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+            w.bits(0x0, 4)
+            if (w.strict and (x_RxSpecData.TxRxPosition.Coord_X < -32768 or x_RxSpecData.TxRxPosition.Coord_X > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
+            w.integer(x_RxSpecData.TxRxPosition.Coord_X)
+            if x_RxSpecData.TxRxPosition.Coord_Y is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+            w.bits(0x0, 3)
+            if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Y < -32768 or x_RxSpecData.TxRxPosition.Coord_Y > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
+            w.integer(x_RxSpecData.TxRxPosition.Coord_Y)
+            if x_RxSpecData.TxRxPosition.Coord_Z is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+            w.bits(0x0, 3)
+            if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Z < -32768 or x_RxSpecData.TxRxPosition.Coord_Z > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
+            w.integer(x_RxSpecData.TxRxPosition.Coord_Z)
+            if x_RxSpecData.TxRxOrientation is None:
+                raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
+            if x_RxSpecData.TxRxOrientation.Coord_X is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+            w.bits(0x0, 5)
+            if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_X < -32768 or x_RxSpecData.TxRxOrientation.Coord_X > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
+            w.integer(x_RxSpecData.TxRxOrientation.Coord_X)
+            if x_RxSpecData.TxRxOrientation.Coord_Y is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+            w.bits(0x0, 3)
+            if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Y < -32768 or x_RxSpecData.TxRxOrientation.Coord_Y > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
+            w.integer(x_RxSpecData.TxRxOrientation.Coord_Y)
+            if x_RxSpecData.TxRxOrientation.Coord_Z is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+            w.bits(0x0, 3)
+            if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Z < -32768 or x_RxSpecData.TxRxOrientation.Coord_Z > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
+            w.integer(x_RxSpecData.TxRxOrientation.Coord_Z)
+            w.bits(0x0, 3)
             n += 1
             if n == 253:
                 s = 256
@@ -6650,33 +9636,103 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
 
 def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataListType:
     f_WPT_LF_RxDataList: _iso20_wpt.WPT_LF_RxDataType
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList)')
-    f_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_RxDataListType', 'expected EE')
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_RxIdentifier = u
+    c = r.bits(13)
+    if c & 0x1f00 != 0x0:
+        raise r.fail_back(13, 'WPT_LF_RxDataListType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_TxIdentifier = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'WPT_LF_RxDataListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_4_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Value = -u - 1 if sg else u
+    c = r.bits(6)
+    if c != 0x0:
+        raise r.fail_back(6, 'WPT_LF_RxDataListType', 'expected EE of Value, EE, EE, EE, EE, EE')
+    f_3_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    f_2_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_3_TxIdentifier, RSSI=f_3_RSSI)
+    f_1_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_2_RSSIDataList)
+    f_WPT_LF_RxDataList = _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_1_RxIdentifier, RSSIData=f_1_RSSIData)
     return _iso20_wpt.WPT_LF_RxDataListType(WPT_LF_RxDataList=f_WPT_LF_RxDataList)
 
 def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataListType) -> None:
     if o.WPT_LF_RxDataList is None:
         raise encode_error('WPT_LF_RxDataListType.WPT_LF_RxDataList', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_wpt_WPT_LF_RxDataType(w, o.WPT_LF_RxDataList)
-    w.bits(0x0, 1)
+    if o.WPT_LF_RxDataList.RxIdentifier is None:
+        raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
+    w.bits(0x0, 3)
+    if o.WPT_LF_RxDataList.RxIdentifier < 0 or (w.strict and (o.WPT_LF_RxDataList.RxIdentifier < 1 or o.WPT_LF_RxDataList.RxIdentifier > 4294967295)):
+        raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.WPT_LF_RxDataList.RxIdentifier!r} outside 1..4294967295')
+    w.uint(o.WPT_LF_RxDataList.RxIdentifier)
+    if o.WPT_LF_RxDataList.RSSIData is None:
+        raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
+    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList is None:
+        raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
+    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier is None:
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
+    w.bits(0x0, 5)
+    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 1 or o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
+    w.uint(o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier)
+    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI is None:
+        raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
+    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent < -128 or o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent!r} outside -128..127')
+    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 3, 15)
+    if (w.strict and (o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < -32768 or o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value!r} outside -32768..32767')
+    w.integer(o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value)
+    w.bits(0x0, 6)
 
 def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType:
     f_RxIdentifier: int
     f_RSSIData: _iso20_wpt.WPT_LF_RxRSSIListType
-    c = r.bits(2)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_RxIdentifier = u
+    c = r.bits(13)
+    if c & 0x1f00 != 0x0:
+        raise r.fail_back(13, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_TxIdentifier = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'WPT_LF_RxDataType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Value = -u - 1 if sg else u
+    c = r.bits(5)
     if c != 0x0:
-        raise r.fail_back(2, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
-    f_RxIdentifier = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData)')
-    f_RSSIData = _d_iso20_wpt_WPT_LF_RxRSSIListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_RxDataType', 'expected EE')
+        raise r.fail_back(5, 'WPT_LF_RxDataType', 'expected EE of Value, EE, EE, EE, EE')
+    f_2_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    f_1_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_2_TxIdentifier, RSSI=f_2_RSSI)
+    f_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_1_RSSIDataList)
     return _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_RxIdentifier, RSSIData=f_RSSIData)
 
 def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType) -> None:
@@ -6688,39 +9744,99 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
     w.uint(o.RxIdentifier)
     if o.RSSIData is None:
         raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
-    w.bits(0x0, 2)
-    _e_iso20_wpt_WPT_LF_RxRSSIListType(w, o.RSSIData)
-    w.bits(0x0, 1)
+    if o.RSSIData.RSSIDataList is None:
+        raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
+    if o.RSSIData.RSSIDataList.TxIdentifier is None:
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
+    w.bits(0x0, 5)
+    if o.RSSIData.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.RSSIData.RSSIDataList.TxIdentifier < 1 or o.RSSIData.RSSIDataList.TxIdentifier > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.RSSIData.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
+    w.uint(o.RSSIData.RSSIDataList.TxIdentifier)
+    if o.RSSIData.RSSIDataList.RSSI is None:
+        raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
+    if o.RSSIData.RSSIDataList.RSSI.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.RSSIData.RSSIDataList.RSSI.Exponent < -128 or o.RSSIData.RSSIDataList.RSSI.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.RSSIData.RSSIDataList.RSSI.Exponent!r} outside -128..127')
+    if o.RSSIData.RSSIDataList.RSSI.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 3, 15)
+    if (w.strict and (o.RSSIData.RSSIDataList.RSSI.Value < -32768 or o.RSSIData.RSSIDataList.RSSI.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.RSSIData.RSSIDataList.RSSI.Value!r} outside -32768..32767')
+    w.integer(o.RSSIData.RSSIDataList.RSSI.Value)
+    w.bits(0x0, 5)
 
 def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIListType:
     f_RSSIDataList: _iso20_wpt.WPT_LF_RxRSSIType
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList)')
-    f_RSSIDataList = _d_iso20_wpt_WPT_LF_RxRSSIType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_RxRSSIListType', 'expected EE')
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_TxIdentifier = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'WPT_LF_RxRSSIListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c != 0x0:
+        raise r.fail_back(4, 'WPT_LF_RxRSSIListType', 'expected EE of Value, EE, EE, EE')
+    f_1_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    f_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_1_TxIdentifier, RSSI=f_1_RSSI)
     return _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_RSSIDataList)
 
 def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIListType) -> None:
     if o.RSSIDataList is None:
         raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_wpt_WPT_LF_RxRSSIType(w, o.RSSIDataList)
-    w.bits(0x0, 1)
+    if o.RSSIDataList.TxIdentifier is None:
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
+    w.bits(0x0, 3)
+    if o.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.RSSIDataList.TxIdentifier < 1 or o.RSSIDataList.TxIdentifier > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
+    w.uint(o.RSSIDataList.TxIdentifier)
+    if o.RSSIDataList.RSSI is None:
+        raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
+    if o.RSSIDataList.RSSI.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.RSSIDataList.RSSI.Exponent < -128 or o.RSSIDataList.RSSI.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.RSSIDataList.RSSI.Exponent!r} outside -128..127')
+    if o.RSSIDataList.RSSI.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.RSSIDataList.RSSI.Exponent + 128) << 3, 15)
+    if (w.strict and (o.RSSIDataList.RSSI.Value < -32768 or o.RSSIDataList.RSSI.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.RSSIDataList.RSSI.Value!r} outside -32768..32767')
+    w.integer(o.RSSIDataList.RSSI.Value)
+    w.bits(0x0, 4)
 
 def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType:
     f_TxIdentifier: int
     f_RSSI: _iso20_common_types.RationalNumberType
-    c = r.bits(2)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TxIdentifier = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
     if c != 0x0:
-        raise r.fail_back(2, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
-    f_TxIdentifier = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI)')
-    f_RSSI = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_RxRSSIType', 'expected EE')
+        raise r.fail_back(3, 'WPT_LF_RxRSSIType', 'expected EE of Value, EE, EE')
+    f_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_TxIdentifier, RSSI=f_RSSI)
 
 def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType) -> None:
@@ -6732,9 +9848,17 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
     w.uint(o.TxIdentifier)
     if o.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
-    w.bits(0x0, 2)
-    _e_iso20_common_types_RationalNumberType(w, o.RSSI)
-    w.bits(0x0, 1)
+    if o.RSSI.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.RSSI.Exponent < -128 or o.RSSI.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.RSSI.Exponent!r} outside -128..127')
+    if o.RSSI.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.RSSI.Exponent + 128) << 3, 15)
+    if (w.strict and (o.RSSI.Value < -32768 or o.RSSI.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.RSSI.Value!r} outside -32768..32767')
+    w.integer(o.RSSI.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_SystemSetupDataType:
     f_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
@@ -6770,26 +9894,205 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     f_TxSpecData: list[_iso20_wpt.WPT_TxRxSpecDataType] = []
     f_TxPackageSpecData: _iso20_wpt.WPT_TxRxPackageSpecDataType | None = None
     s = 0
-    c = r.bits(12)
-    if c & 0xc03 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected SE(NumberOfTransmitters), CH of NumberOfTransmitters, EE of NumberOfTransmitters, SE(SignalFrequency)')
-    f_NumberOfTransmitters = ((c >> 2) & 255)
+    c = r.bits(34)
+    if c & 0x300f00e00 != 0x0:
+        raise r.fail_back(34, 'WPT_LF_TransmitterDataType', 'expected SE(NumberOfTransmitters), CH of NumberOfTransmitters, EE of NumberOfTransmitters, SE(SignalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_NumberOfTransmitters = ((c >> 24) & 255)
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
     s = 1
-    f_SignalFrequency = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_TransmitterDataType', 'expected SE(TxSpecData)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(13)
+    if c & 0x1f00 != 0x0:
+        raise r.fail_back(13, 'WPT_LF_TransmitterDataType', 'expected EE of Value, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = (c & 255)
+    f_SignalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 2
-    f_TxSpecData.append(_d_iso20_wpt_WPT_TxRxSpecDataType(r))
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_TransmitterDataType', 'expected SE(TxSpecData)')
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_TxRxIdentifier = u
+    c = r.bits(13)
+    if c & 0x1e00 != 0x0:
+        raise r.fail_back(13, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_3_Coord_Z = -u - 1 if sg else u
+    c = r.bits(14)
+    if c & 0x3e00 != 0x0:
+        raise r.fail_back(14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_2_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_3_Coord_X, Coord_Y=f_3_Coord_Y, Coord_Z=f_3_Coord_Z)
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_4_Coord_Z = -u - 1 if sg else u
+    c = r.bits(14)
+    if c & 0x3f00 != 0x0:
+        raise r.fail_back(14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = (c & 255)
+    f_2_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_4_Coord_X, Coord_Y=f_4_Coord_Y, Coord_Z=f_4_Coord_Z)
+    f_TxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_2_TxRxIdentifier, TxRxPosition=f_2_TxRxPosition, TxRxOrientation=f_2_TxRxOrientation))
     s = 3
-    f_TxSpecData.append(_d_iso20_wpt_WPT_TxRxSpecDataType(r))
+    if u > 127:
+        u = r.uint_more(u)
+    f_5_TxRxIdentifier = u
+    c = r.bits(13)
+    if c & 0x1e00 != 0x0:
+        raise r.fail_back(13, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_6_Coord_Z = -u - 1 if sg else u
+    c = r.bits(14)
+    if c & 0x3e00 != 0x0:
+        raise r.fail_back(14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_5_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_6_Coord_X, Coord_Y=f_6_Coord_Y, Coord_Z=f_6_Coord_Z)
+    if u > 127:
+        u = r.uint_more(u)
+    f_7_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_7_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_7_Coord_Z = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE')
+    f_5_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_7_Coord_X, Coord_Y=f_7_Coord_Y, Coord_Z=f_7_Coord_Z)
+    f_TxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_5_TxRxIdentifier, TxRxPosition=f_5_TxRxPosition, TxRxOrientation=f_5_TxRxOrientation))
     s = 4
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_TxSpecData.append(_d_iso20_wpt_WPT_TxRxSpecDataType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'WPT_LF_TransmitterDataType[4]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_8_TxRxIdentifier = u
+            c = r.bits(13)
+            if c & 0x1e00 != 0x0:
+                raise r.fail_back(13, 'WPT_LF_TransmitterDataType[4]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Coord_X = -u - 1 if sg else u
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Coord_Y = -u - 1 if sg else u
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_9_Coord_Z = -u - 1 if sg else u
+            c = r.bits(14)
+            if c & 0x3e00 != 0x0:
+                raise r.fail_back(14, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            f_8_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_9_Coord_X, Coord_Y=f_9_Coord_Y, Coord_Z=f_9_Coord_Z)
+            if u > 127:
+                u = r.uint_more(u)
+            f_10_Coord_X = -u - 1 if sg else u
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_10_Coord_Y = -u - 1 if sg else u
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_10_Coord_Z = -u - 1 if sg else u
+            c = r.bits(3)
+            if c != 0x0:
+                raise r.fail_back(3, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, EE')
+            f_8_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_10_Coord_X, Coord_Y=f_10_Coord_Y, Coord_Z=f_10_Coord_Z)
+            f_TxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_8_TxRxIdentifier, TxRxPosition=f_8_TxRxPosition, TxRxOrientation=f_8_TxRxOrientation))
             n += 1
             if n == 253:
                 s = 258
@@ -6827,15 +10130,70 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', f'{o.NumberOfTransmitters!r} outside 0..255')
     if o.SignalFrequency is None:
         raise encode_error('WPT_LF_TransmitterDataType.SignalFrequency', 'required value missing')
-    w.bits((o.NumberOfTransmitters) << 2, 12)
+    if o.SignalFrequency.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.SignalFrequency.Exponent < -128 or o.SignalFrequency.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.SignalFrequency.Exponent!r} outside -128..127')
+    if o.SignalFrequency.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.NumberOfTransmitters) << 15 | (o.SignalFrequency.Exponent + 128) << 3, 25)
     s = 1
-    _e_iso20_common_types_RationalNumberType(w, o.SignalFrequency)
+    if (w.strict and (o.SignalFrequency.Value < -32768 or o.SignalFrequency.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.SignalFrequency.Value!r} outside -32768..32767')
+    w.integer(o.SignalFrequency.Value)
+    w.bits(0x0, 2)
     s = 2
     if i_TxSpecData < len(o.TxSpecData):
         w.bits(0x0, 1)
         x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
-        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_TxSpecData)
+        if x_TxSpecData.TxRxIdentifier is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
+        w.bits(0x0, 2)
+        if x_TxSpecData.TxRxIdentifier < 0 or (w.strict and (x_TxSpecData.TxRxIdentifier < 1 or x_TxSpecData.TxRxIdentifier > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_TxSpecData.TxRxIdentifier!r} outside 1..4294967295')
+        w.uint(x_TxSpecData.TxRxIdentifier)
+        if x_TxSpecData.TxRxPosition is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
+        if x_TxSpecData.TxRxPosition.Coord_X is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+        w.bits(0x0, 4)
+        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_X < -32768 or x_TxSpecData.TxRxPosition.Coord_X > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxPosition.Coord_X)
+        if x_TxSpecData.TxRxPosition.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Y < -32768 or x_TxSpecData.TxRxPosition.Coord_Y > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxPosition.Coord_Y)
+        if x_TxSpecData.TxRxPosition.Coord_Z is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Z < -32768 or x_TxSpecData.TxRxPosition.Coord_Z > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxPosition.Coord_Z)
+        if x_TxSpecData.TxRxOrientation is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
+        if x_TxSpecData.TxRxOrientation.Coord_X is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+        w.bits(0x0, 5)
+        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_X < -32768 or x_TxSpecData.TxRxOrientation.Coord_X > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxOrientation.Coord_X)
+        if x_TxSpecData.TxRxOrientation.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Y < -32768 or x_TxSpecData.TxRxOrientation.Coord_Y > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxOrientation.Coord_Y)
+        if x_TxSpecData.TxRxOrientation.Coord_Z is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Z < -32768 or x_TxSpecData.TxRxOrientation.Coord_Z > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxOrientation.Coord_Z)
+        w.bits(0x0, 3)
         s = 3
     else:
         raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(TxSpecData)')
@@ -6843,7 +10201,53 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         w.bits(0x0, 1)
         x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
-        _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_TxSpecData)
+        if x_TxSpecData.TxRxIdentifier is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
+        w.bits(0x0, 2)
+        if x_TxSpecData.TxRxIdentifier < 0 or (w.strict and (x_TxSpecData.TxRxIdentifier < 1 or x_TxSpecData.TxRxIdentifier > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_TxSpecData.TxRxIdentifier!r} outside 1..4294967295')
+        w.uint(x_TxSpecData.TxRxIdentifier)
+        if x_TxSpecData.TxRxPosition is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
+        if x_TxSpecData.TxRxPosition.Coord_X is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+        w.bits(0x0, 4)
+        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_X < -32768 or x_TxSpecData.TxRxPosition.Coord_X > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxPosition.Coord_X)
+        if x_TxSpecData.TxRxPosition.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Y < -32768 or x_TxSpecData.TxRxPosition.Coord_Y > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxPosition.Coord_Y)
+        if x_TxSpecData.TxRxPosition.Coord_Z is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Z < -32768 or x_TxSpecData.TxRxPosition.Coord_Z > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxPosition.Coord_Z)
+        if x_TxSpecData.TxRxOrientation is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
+        if x_TxSpecData.TxRxOrientation.Coord_X is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+        w.bits(0x0, 5)
+        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_X < -32768 or x_TxSpecData.TxRxOrientation.Coord_X > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxOrientation.Coord_X)
+        if x_TxSpecData.TxRxOrientation.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Y < -32768 or x_TxSpecData.TxRxOrientation.Coord_Y > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxOrientation.Coord_Y)
+        if x_TxSpecData.TxRxOrientation.Coord_Z is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+        w.bits(0x0, 3)
+        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Z < -32768 or x_TxSpecData.TxRxOrientation.Coord_Z > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
+        w.integer(x_TxSpecData.TxRxOrientation.Coord_Z)
+        w.bits(0x0, 3)
         s = 4
     else:
         raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(TxSpecData)')
@@ -6853,7 +10257,53 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             w.bits(0x0, 2)
             x_TxSpecData = o.TxSpecData[i_TxSpecData]
             i_TxSpecData += 1
-            _e_iso20_wpt_WPT_TxRxSpecDataType(w, x_TxSpecData)
+            if x_TxSpecData.TxRxIdentifier is None:
+                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
+            w.bits(0x0, 2)
+            if x_TxSpecData.TxRxIdentifier < 0 or (w.strict and (x_TxSpecData.TxRxIdentifier < 1 or x_TxSpecData.TxRxIdentifier > 4294967295)):
+                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_TxSpecData.TxRxIdentifier!r} outside 1..4294967295')
+            w.uint(x_TxSpecData.TxRxIdentifier)
+            if x_TxSpecData.TxRxPosition is None:
+                raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
+            if x_TxSpecData.TxRxPosition.Coord_X is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+            w.bits(0x0, 4)
+            if (w.strict and (x_TxSpecData.TxRxPosition.Coord_X < -32768 or x_TxSpecData.TxRxPosition.Coord_X > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
+            w.integer(x_TxSpecData.TxRxPosition.Coord_X)
+            if x_TxSpecData.TxRxPosition.Coord_Y is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+            w.bits(0x0, 3)
+            if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Y < -32768 or x_TxSpecData.TxRxPosition.Coord_Y > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
+            w.integer(x_TxSpecData.TxRxPosition.Coord_Y)
+            if x_TxSpecData.TxRxPosition.Coord_Z is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+            w.bits(0x0, 3)
+            if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Z < -32768 or x_TxSpecData.TxRxPosition.Coord_Z > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
+            w.integer(x_TxSpecData.TxRxPosition.Coord_Z)
+            if x_TxSpecData.TxRxOrientation is None:
+                raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
+            if x_TxSpecData.TxRxOrientation.Coord_X is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+            w.bits(0x0, 5)
+            if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_X < -32768 or x_TxSpecData.TxRxOrientation.Coord_X > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
+            w.integer(x_TxSpecData.TxRxOrientation.Coord_X)
+            if x_TxSpecData.TxRxOrientation.Coord_Y is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+            w.bits(0x0, 3)
+            if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Y < -32768 or x_TxSpecData.TxRxOrientation.Coord_Y > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
+            w.integer(x_TxSpecData.TxRxOrientation.Coord_Y)
+            if x_TxSpecData.TxRxOrientation.Coord_Z is None:
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+            w.bits(0x0, 3)
+            if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Z < -32768 or x_TxSpecData.TxRxOrientation.Coord_Z > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
+            w.integer(x_TxSpecData.TxRxOrientation.Coord_Z)
+            w.bits(0x0, 3)
             n += 1
             if n == 253:
                 s = 258
@@ -6884,33 +10334,75 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
 
 def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataListType:
     f_WPT_LF_TxDataList: _iso20_wpt.WPT_LF_TxDataType
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList)')
-    f_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_TxDataListType', 'expected EE')
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_TxIdentifier = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'WPT_LF_TxDataListType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Value = -u - 1 if sg else u
+    c = r.bits(4)
+    if c != 0x0:
+        raise r.fail_back(4, 'WPT_LF_TxDataListType', 'expected EE of Value, EE, EE, EE')
+    f_1_EIRP = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    f_WPT_LF_TxDataList = _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_1_TxIdentifier, EIRP=f_1_EIRP)
     return _iso20_wpt.WPT_LF_TxDataListType(WPT_LF_TxDataList=f_WPT_LF_TxDataList)
 
 def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataListType) -> None:
     if o.WPT_LF_TxDataList is None:
         raise encode_error('WPT_LF_TxDataListType.WPT_LF_TxDataList', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_wpt_WPT_LF_TxDataType(w, o.WPT_LF_TxDataList)
-    w.bits(0x0, 1)
+    if o.WPT_LF_TxDataList.TxIdentifier is None:
+        raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
+    w.bits(0x0, 3)
+    if o.WPT_LF_TxDataList.TxIdentifier < 0 or (w.strict and (o.WPT_LF_TxDataList.TxIdentifier < 1 or o.WPT_LF_TxDataList.TxIdentifier > 4294967295)):
+        raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.WPT_LF_TxDataList.TxIdentifier!r} outside 1..4294967295')
+    w.uint(o.WPT_LF_TxDataList.TxIdentifier)
+    if o.WPT_LF_TxDataList.EIRP is None:
+        raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
+    if o.WPT_LF_TxDataList.EIRP.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.WPT_LF_TxDataList.EIRP.Exponent < -128 or o.WPT_LF_TxDataList.EIRP.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.WPT_LF_TxDataList.EIRP.Exponent!r} outside -128..127')
+    if o.WPT_LF_TxDataList.EIRP.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.WPT_LF_TxDataList.EIRP.Exponent + 128) << 3, 15)
+    if (w.strict and (o.WPT_LF_TxDataList.EIRP.Value < -32768 or o.WPT_LF_TxDataList.EIRP.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.WPT_LF_TxDataList.EIRP.Value!r} outside -32768..32767')
+    w.integer(o.WPT_LF_TxDataList.EIRP.Value)
+    w.bits(0x0, 4)
 
 def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType:
     f_TxIdentifier: int
     f_EIRP: _iso20_common_types.RationalNumberType
-    c = r.bits(2)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TxIdentifier = u
+    c = r.bits(24)
+    if c & 0xf00e00 != 0x0:
+        raise r.fail_back(24, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
     if c != 0x0:
-        raise r.fail_back(2, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
-    f_TxIdentifier = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP)')
-    f_EIRP = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_TxDataType', 'expected EE')
+        raise r.fail_back(3, 'WPT_LF_TxDataType', 'expected EE of Value, EE, EE')
+    f_EIRP = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_TxIdentifier, EIRP=f_EIRP)
 
 def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType) -> None:
@@ -6922,9 +10414,17 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
     w.uint(o.TxIdentifier)
     if o.EIRP is None:
         raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
-    w.bits(0x0, 2)
-    _e_iso20_common_types_RationalNumberType(w, o.EIRP)
-    w.bits(0x0, 1)
+    if o.EIRP.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.EIRP.Exponent < -128 or o.EIRP.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.EIRP.Exponent!r} outside -128..127')
+    if o.EIRP.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.EIRP.Exponent + 128) << 3, 15)
+    if (w.strict and (o.EIRP.Value < -32768 or o.EIRP.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.EIRP.Value!r} outside -32768..32767')
+    w.integer(o.EIRP.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_PairingMethodListType:
     f_WPT_PairingMethod: list[_iso20_wpt.WPT_PairingMethodType] = []
@@ -7015,9 +10515,13 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
     s = 1
     s = 2
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_PairingReqType[2]', 'expected CH of ObservedIDCode')
-        f_ObservedIDCode = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'WPT_PairingReqType[2]', 'expected CH of ObservedIDCode')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ObservedIDCode = u
         if r.bits(1):
             raise r.fail_back(1, 'WPT_PairingReqType[2]', 'expected EE of ObservedIDCode')
         s = 3
@@ -7045,9 +10549,13 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
     while True:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_PairingReqType[4]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_PairingReqType[4]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_PairingReqType[4]', 'expected EE of VendorSpecificDataContainer')
             n += 1
@@ -7147,9 +10655,13 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     s = 2
     s = 3
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected CH of ObservedIDCode')
-        f_ObservedIDCode = r.uint()
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'WPT_PairingResType[3]', 'expected CH of ObservedIDCode')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_ObservedIDCode = u
         if r.bits(1):
             raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode')
         s = 4
@@ -7157,9 +10669,13 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
         s = 5
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
-        f_VendorSpecificDataContainer.append(r.binary(256))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
         if r.bits(1):
             raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
@@ -7173,9 +10689,13 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
             s = 5
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_PairingResType[4]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_PairingResType[4]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_PairingResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
@@ -7186,9 +10706,13 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_PairingResType[5]', 'expected CH of VendorSpecificDataContainer')
-            f_VendorSpecificDataContainer.append(r.binary(256))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_PairingResType[5]', 'expected CH of VendorSpecificDataContainer')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_PairingResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
@@ -7201,9 +10725,13 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         while True:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'WPT_PairingResType[6]', 'expected CH of VendorSpecificDataContainer')
-                f_VendorSpecificDataContainer.append(r.binary(256))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'WPT_PairingResType[6]', 'expected CH of VendorSpecificDataContainer')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
                 if r.bits(1):
                     raise r.fail_back(1, 'WPT_PairingResType[6]', 'expected EE of VendorSpecificDataContainer')
                 n += 1
@@ -7317,19 +10845,35 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
 
 def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WPT_SPCPowerControlParameterType:
     f_SPCPrimaryDeviceCoilCurrentInformation: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_SPCPowerControlParameterType', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation)')
-    f_SPCPrimaryDeviceCoilCurrentInformation = _d_iso20_common_types_RationalNumberType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_SPCPowerControlParameterType', 'expected EE')
+    c = r.bits(23)
+    if c & 0x700e00 != 0x0:
+        raise r.fail_back(23, 'WPT_SPCPowerControlParameterType', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_1_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Value = -u - 1 if sg else u
+    c = r.bits(3)
+    if c != 0x0:
+        raise r.fail_back(3, 'WPT_SPCPowerControlParameterType', 'expected EE of Value, EE, EE')
+    f_SPCPrimaryDeviceCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     return _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_SPCPrimaryDeviceCoilCurrentInformation)
 
 def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WPT_SPCPowerControlParameterType) -> None:
     if o.SPCPrimaryDeviceCoilCurrentInformation is None:
         raise encode_error('WPT_SPCPowerControlParameterType.SPCPrimaryDeviceCoilCurrentInformation', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_common_types_RationalNumberType(w, o.SPCPrimaryDeviceCoilCurrentInformation)
-    w.bits(0x0, 1)
+    if o.SPCPrimaryDeviceCoilCurrentInformation.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    if o.SPCPrimaryDeviceCoilCurrentInformation.Exponent < -128 or o.SPCPrimaryDeviceCoilCurrentInformation.Exponent > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{o.SPCPrimaryDeviceCoilCurrentInformation.Exponent!r} outside -128..127')
+    if o.SPCPrimaryDeviceCoilCurrentInformation.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    w.bits((o.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 3, 14)
+    if (w.strict and (o.SPCPrimaryDeviceCoilCurrentInformation.Value < -32768 or o.SPCPrimaryDeviceCoilCurrentInformation.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.SPCPrimaryDeviceCoilCurrentInformation.Value!r} outside -32768..32767')
+    w.integer(o.SPCPrimaryDeviceCoilCurrentInformation.Value)
+    w.bits(0x0, 3)
 
 def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxPackageSpecDataType:
     f_PulseSequenceOrder: list[_iso20_wpt.WPT_TxRxPulseOrderType] = []
@@ -7337,27 +10881,75 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     f_PulseDuration: int
     f_PackageSeparationTime: int
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder)')
-    f_PulseSequenceOrder.append(_d_iso20_wpt_WPT_TxRxPulseOrderType(r))
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder)')
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_IndexNumber = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_TxRxIdentifier = u
+    c = r.bits(13)
+    if c & 0x1f00 != 0x0:
+        raise r.fail_back(13, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE, SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
+    u = (c & 255)
+    f_PulseSequenceOrder.append(_iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_1_IndexNumber, TxRxIdentifier=f_1_TxRxIdentifier))
     s = 1
-    f_PulseSequenceOrder.append(_d_iso20_wpt_WPT_TxRxPulseOrderType(r))
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_IndexNumber = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_TxRxIdentifier = u
+    c = r.bits(2)
+    if c != 0x0:
+        raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE')
+    f_PulseSequenceOrder.append(_iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_2_IndexNumber, TxRxIdentifier=f_2_TxRxIdentifier))
     s = 2
     n = 0
     while True:
         ec = r.bits(2)
         if ec == 0:
-            f_PulseSequenceOrder.append(_d_iso20_wpt_WPT_TxRxPulseOrderType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'WPT_TxRxPackageSpecDataType[2]', 'expected SE(IndexNumber), CH of IndexNumber')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_IndexNumber = u
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_3_TxRxIdentifier = u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of TxRxIdentifier, EE')
+            f_PulseSequenceOrder.append(_iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_3_IndexNumber, TxRxIdentifier=f_3_TxRxIdentifier))
             n += 1
             if n == 253:
                 s = 258
                 break
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
-            f_PulseSeparationTime = r.uint()
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_PulseSeparationTime = u
             if r.bits(1):
                 raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of PulseSeparationTime')
             s = 4
@@ -7365,22 +10957,31 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
         else:
             raise r.fail('WPT_TxRxPackageSpecDataType[2]', f'event code {ec}, expected SE(PulseSequenceOrder), SE(PulseSeparationTime)')
     if s == 258:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
-        f_PulseSeparationTime = r.uint()
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PulseSeparationTime = u
         if r.bits(1):
             raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[258]', 'expected EE of PulseSeparationTime')
         s = 4
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
-    f_PulseDuration = r.uint()
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_PulseDuration = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
+    u = (c & 255)
     s = 6
-    f_PackageSeparationTime = r.uint()
+    if u > 127:
+        u = r.uint_more(u)
+    f_PackageSeparationTime = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType', 'expected EE of PackageSeparationTime, EE')
@@ -7395,7 +10996,19 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         w.bits(0x0, 1)
         x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
-        _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x_PulseSequenceOrder)
+        if x_PulseSequenceOrder.IndexNumber is None:
+            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
+        w.bits(0x0, 2)
+        if x_PulseSequenceOrder.IndexNumber < 0 or (w.strict and (x_PulseSequenceOrder.IndexNumber > 65535)):
+            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{x_PulseSequenceOrder.IndexNumber!r} outside 0..65535')
+        w.uint(x_PulseSequenceOrder.IndexNumber)
+        if x_PulseSequenceOrder.TxRxIdentifier is None:
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
+        w.bits(0x0, 3)
+        if x_PulseSequenceOrder.TxRxIdentifier < 0 or (w.strict and (x_PulseSequenceOrder.TxRxIdentifier < 1 or x_PulseSequenceOrder.TxRxIdentifier > 4294967295)):
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{x_PulseSequenceOrder.TxRxIdentifier!r} outside 1..4294967295')
+        w.uint(x_PulseSequenceOrder.TxRxIdentifier)
+        w.bits(0x0, 2)
         s = 1
     else:
         raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder)')
@@ -7403,7 +11016,19 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         w.bits(0x0, 1)
         x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
-        _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x_PulseSequenceOrder)
+        if x_PulseSequenceOrder.IndexNumber is None:
+            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
+        w.bits(0x0, 2)
+        if x_PulseSequenceOrder.IndexNumber < 0 or (w.strict and (x_PulseSequenceOrder.IndexNumber > 65535)):
+            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{x_PulseSequenceOrder.IndexNumber!r} outside 0..65535')
+        w.uint(x_PulseSequenceOrder.IndexNumber)
+        if x_PulseSequenceOrder.TxRxIdentifier is None:
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
+        w.bits(0x0, 3)
+        if x_PulseSequenceOrder.TxRxIdentifier < 0 or (w.strict and (x_PulseSequenceOrder.TxRxIdentifier < 1 or x_PulseSequenceOrder.TxRxIdentifier > 4294967295)):
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{x_PulseSequenceOrder.TxRxIdentifier!r} outside 1..4294967295')
+        w.uint(x_PulseSequenceOrder.TxRxIdentifier)
+        w.bits(0x0, 2)
         s = 2
     else:
         raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder)')
@@ -7413,7 +11038,19 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             w.bits(0x0, 2)
             x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
             i_PulseSequenceOrder += 1
-            _e_iso20_wpt_WPT_TxRxPulseOrderType(w, x_PulseSequenceOrder)
+            if x_PulseSequenceOrder.IndexNumber is None:
+                raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
+            w.bits(0x0, 2)
+            if x_PulseSequenceOrder.IndexNumber < 0 or (w.strict and (x_PulseSequenceOrder.IndexNumber > 65535)):
+                raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{x_PulseSequenceOrder.IndexNumber!r} outside 0..65535')
+            w.uint(x_PulseSequenceOrder.IndexNumber)
+            if x_PulseSequenceOrder.TxRxIdentifier is None:
+                raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
+            w.bits(0x0, 3)
+            if x_PulseSequenceOrder.TxRxIdentifier < 0 or (w.strict and (x_PulseSequenceOrder.TxRxIdentifier < 1 or x_PulseSequenceOrder.TxRxIdentifier > 4294967295)):
+                raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{x_PulseSequenceOrder.TxRxIdentifier!r} outside 1..4294967295')
+            w.uint(x_PulseSequenceOrder.TxRxIdentifier)
+            w.bits(0x0, 2)
             n += 1
             if n == 253:
                 s = 258
@@ -7460,14 +11097,20 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
 def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPulseOrderType:
     f_IndexNumber: int
     f_TxRxIdentifier: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
-    f_IndexNumber = r.uint()
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
-    f_TxRxIdentifier = r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_IndexNumber = u
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TxRxIdentifier = u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'WPT_TxRxPulseOrderType', 'expected EE of TxRxIdentifier, EE')
@@ -7492,19 +11135,66 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     f_TxRxIdentifier: int
     f_TxRxPosition: _iso20_wpt.WPT_CoordinateXYZType
     f_TxRxOrientation: _iso20_wpt.WPT_CoordinateXYZType
-    c = r.bits(2)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_TxRxIdentifier = u
+    c = r.bits(13)
+    if c & 0x1e00 != 0x0:
+        raise r.fail_back(13, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_1_Coord_Z = -u - 1 if sg else u
+    c = r.bits(14)
+    if c & 0x3e00 != 0x0:
+        raise r.fail_back(14, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_1_Coord_X, Coord_Y=f_1_Coord_Y, Coord_Z=f_1_Coord_Z)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Coord_X = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Coord_Y = -u - 1 if sg else u
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_2_Coord_Z = -u - 1 if sg else u
+    c = r.bits(3)
     if c != 0x0:
-        raise r.fail_back(2, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
-    f_TxRxIdentifier = r.uint()
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition)')
-    f_TxRxPosition = _d_iso20_wpt_WPT_CoordinateXYZType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_TxRxSpecDataType', 'expected SE(TxRxOrientation)')
-    f_TxRxOrientation = _d_iso20_wpt_WPT_CoordinateXYZType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_TxRxSpecDataType', 'expected EE')
+        raise r.fail_back(3, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, EE')
+    f_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_2_Coord_X, Coord_Y=f_2_Coord_Y, Coord_Z=f_2_Coord_Z)
     return _iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_TxRxIdentifier, TxRxPosition=f_TxRxPosition, TxRxOrientation=f_TxRxOrientation)
 
 def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDataType) -> None:
@@ -7516,18 +11206,54 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
     w.uint(o.TxRxIdentifier)
     if o.TxRxPosition is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-    w.bits(0x0, 2)
-    _e_iso20_wpt_WPT_CoordinateXYZType(w, o.TxRxPosition)
+    if o.TxRxPosition.Coord_X is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+    w.bits(0x0, 4)
+    if (w.strict and (o.TxRxPosition.Coord_X < -32768 or o.TxRxPosition.Coord_X > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.TxRxPosition.Coord_X!r} outside -32768..32767')
+    w.integer(o.TxRxPosition.Coord_X)
+    if o.TxRxPosition.Coord_Y is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+    w.bits(0x0, 3)
+    if (w.strict and (o.TxRxPosition.Coord_Y < -32768 or o.TxRxPosition.Coord_Y > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.TxRxPosition.Coord_Y!r} outside -32768..32767')
+    w.integer(o.TxRxPosition.Coord_Y)
+    if o.TxRxPosition.Coord_Z is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+    w.bits(0x0, 3)
+    if (w.strict and (o.TxRxPosition.Coord_Z < -32768 or o.TxRxPosition.Coord_Z > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.TxRxPosition.Coord_Z!r} outside -32768..32767')
+    w.integer(o.TxRxPosition.Coord_Z)
     if o.TxRxOrientation is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-    w.bits(0x0, 1)
-    _e_iso20_wpt_WPT_CoordinateXYZType(w, o.TxRxOrientation)
-    w.bits(0x0, 1)
+    if o.TxRxOrientation.Coord_X is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+    w.bits(0x0, 5)
+    if (w.strict and (o.TxRxOrientation.Coord_X < -32768 or o.TxRxOrientation.Coord_X > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.TxRxOrientation.Coord_X!r} outside -32768..32767')
+    w.integer(o.TxRxOrientation.Coord_X)
+    if o.TxRxOrientation.Coord_Y is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+    w.bits(0x0, 3)
+    if (w.strict and (o.TxRxOrientation.Coord_Y < -32768 or o.TxRxOrientation.Coord_Y > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.TxRxOrientation.Coord_Y!r} outside -32768..32767')
+    w.integer(o.TxRxOrientation.Coord_Y)
+    if o.TxRxOrientation.Coord_Z is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+    w.bits(0x0, 3)
+    if (w.strict and (o.TxRxOrientation.Coord_Z < -32768 or o.TxRxOrientation.Coord_Z > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.TxRxOrientation.Coord_Z!r} outside -32768..32767')
+    w.integer(o.TxRxOrientation.Coord_Z)
+    w.bits(0x0, 3)
 
 def _d_v0(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7538,9 +11264,13 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7551,9 +11281,13 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7566,9 +11300,13 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v3(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7581,9 +11319,13 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v4(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(12)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 12)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7606,11 +11348,14 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     w.bits((1 if o else 0) << 1, 3)
 
 def _d_v6(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7623,9 +11368,13 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v7(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7687,9 +11436,13 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
 
 def _d_v12(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7712,11 +11465,14 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     w.bits((o + 128) << 1, 10)
 
 def _d_v14(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7727,9 +11483,13 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v15(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(39)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 39)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7742,9 +11502,13 @@ def _e_v15(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v16(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(256)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 256)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7769,9 +11533,13 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     w.bits((o) << 1, 9)
 
 def _d_v18(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(32)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 32)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7784,9 +11552,13 @@ def _e_v18(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v19(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(64)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 64)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7811,9 +11583,13 @@ def _e_v20(w: BitWriter, o: Any) -> None:
     w.bits((o) << 1, 10)
 
 def _d_v21(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.uint()
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7836,9 +11612,13 @@ def _e_v22(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_wpt_WPT_PowerClassType[o]) << 1, 4)
 
 def _d_v23(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7875,9 +11655,13 @@ def _e_v25(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o]) << 1, 5)
 
 def _d_v26(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(255)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, 255)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7890,9 +11674,13 @@ def _e_v26(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v27(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(8)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, 8)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -7944,11 +11732,14 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     w.bits((_I_iso20_wpt_WPT_PairingMethodType[o]) << 1, 5)
 
 def _d_v31(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

@@ -22,9 +22,13 @@ FRAGMENT_WIDTH = 6  # 45 elements + SE(*) + ED
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -78,75 +82,109 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of P')
-        f_P = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_P = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of G')
-        f_G = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_G = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
         raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        f_Q = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Q = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of G')
-            f_G = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_G = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected CH of Y')
-            f_Y = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Y = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
             raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
-        f_Y = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Y = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of J')
-        f_J = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_J = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        f_Seed = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Seed = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
@@ -157,9 +195,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     if s == 5:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected CH of Seed')
-            f_Seed = r.binary(None)
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_Seed = r.binary_of(u, None)
             if r.bits(1):
                 raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
@@ -168,10 +210,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         else:
             raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(2)
-        if c != 0x0:
-            raise r.fail_back(2, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
-        f_PgenCounter = r.binary(None)
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PgenCounter = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
@@ -267,9 +312,13 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DigestMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(2)
@@ -324,12 +373,20 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     c = r.bits(4)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of KeyName')
-        f_KeyName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_KeyName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
@@ -349,9 +406,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         s = 2
     elif ec == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected CH of MgmtData')
-        f_MgmtData.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_MgmtData.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
@@ -365,9 +426,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         while True:
             ec = r.bits(4)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of KeyName')
-                f_KeyName.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_KeyName.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
@@ -393,9 +458,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 s = 2
                 break
             elif ec == 6:
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected CH of MgmtData')
-                f_MgmtData.append(r.string(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_MgmtData.append(r.string_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
@@ -409,9 +478,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     while True:
         ec = r.bits(4)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of KeyName')
-            f_KeyName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_KeyName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
@@ -425,9 +498,13 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         elif ec == 5:
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
         elif ec == 6:
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected CH of MgmtData')
-            f_MgmtData.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_MgmtData.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
@@ -599,7 +676,24 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
             break
         elif ec == 1:
-            f_RSAKeyValue = _d_xmldsig_RSAKeyValueType(r)
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Modulus = r.binary_of(u, None)
+            c = r.bits(11)
+            if c & 0x700 != 0x0:
+                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_1_Exponent = r.binary_of(u, None)
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
             raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
@@ -624,8 +718,15 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        w.bits(0x1, 3)
-        _e_xmldsig_RSAKeyValueType(w, o.RSAKeyValue)
+        if o.RSAKeyValue.Modulus is None:
+            raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
+        w.bits(0x4, 5)
+        w.binary(o.RSAKeyValue.Modulus)
+        if o.RSAKeyValue.Exponent is None:
+            raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
+        w.bits(0x0, 3)
+        w.binary(o.RSAKeyValue.Exponent)
+        w.bits(0x0, 2)
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
@@ -639,7 +740,11 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -725,13 +830,25 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Encoding = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Encoding = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_MimeType = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_MimeType = r.string_of(u, None)
         s = 3
     elif ec == 3:
         raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
@@ -744,10 +861,18 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Id = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Id = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 2:
             raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
@@ -760,7 +885,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     if s == 2:
         ec = r.bits(3)
         if ec == 0:
-            f_MimeType = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_MimeType = r.string_of(u, None)
             s = 3
         elif ec == 1:
             raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
@@ -849,16 +978,24 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyID')
-        f_PGPKeyID = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyID = r.binary_of(u, None)
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        f_PGPKeyPacket.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_PGPKeyPacket.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
@@ -867,9 +1004,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
-            f_PGPKeyPacket.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_PGPKeyPacket.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
@@ -969,14 +1110,20 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
-    f_Modulus = r.binary(None)
-    c = r.bits(3)
-    if c != 0x0:
-        raise r.fail_back(3, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
-    f_Exponent = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Modulus = r.binary_of(u, None)
+    c = r.bits(11)
+    if c & 0x700 != 0x0:
+        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Exponent = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
@@ -1004,13 +1151,25 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 2
     elif ec == 2:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 3
     elif ec == 3:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1023,10 +1182,18 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 1:
         ec = r.bits(3)
         if ec == 0:
-            f_Type = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_Type = r.string_of(u, None)
             s = 2
         elif ec == 1:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 2:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1039,7 +1206,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     if s == 2:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 3
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1064,10 +1235,13 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
         s = 5
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
-    f_DigestValue = r.binary(None)
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_DigestValue = r.binary_of(u, None)
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
@@ -1167,10 +1341,18 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_Type = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Type = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_URI = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_URI = r.string_of(u, None)
         s = 2
     elif ec == 2:
         f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1182,7 +1364,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     if s == 1:
         ec = r.bits(2)
         if ec == 0:
-            f_URI = r.string(None)
+            c = r.bits(8)
+            u = c
+            if u > 127:
+                u = r.uint_more(u)
+            f_URI = r.string_of(u, None)
             s = 2
         elif ec == 1:
             f_Transforms = _d_xmldsig_TransformsType(r)
@@ -1253,10 +1439,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(2)
-            if c != 0x0:
-                raise r.fail_back(2, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
-            f_SPKISexp.append(r.binary(None))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_SPKISexp.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
@@ -1264,9 +1453,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             while True:
                 ec = r.bits(2)
                 if ec == 0:
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected CH of SPKISexp')
-                    f_SPKISexp.append(r.binary(None))
+                    c = r.bits(9)
+                    if c & 0x100 != 0x0:
+                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                    u = (c & 255)
+                    if u > 127:
+                        u = r.uint_more(u)
+                    f_SPKISexp.append(r.binary_of(u, None))
                     if r.bits(1):
                         raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
@@ -1279,9 +1472,13 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
         if s == 2:
             ec = r.bits(2)
             if ec == 0:
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected CH of SPKISexp')
-                f_SPKISexp.append(r.binary(None))
+                c = r.bits(9)
+                if c & 0x100 != 0x0:
+                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                u = (c & 255)
+                if u > 127:
+                    u = r.uint_more(u)
+                f_SPKISexp.append(r.binary_of(u, None))
                 if r.bits(1):
                     raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
@@ -1333,18 +1530,25 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureMethodType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     s = 1
     while True:
         ec = r.bits(3)
         if ec == 0:
-            c = r.bits(2)
-            if c & 0x2 != 0x0:
-                raise r.fail_back(2, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
-            sg = (c & 1)
-            f_HMACOutputLength = -r.uint() - 1 if sg else r.uint()
+            c = r.bits(10)
+            if c & 0x200 != 0x0:
+                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_HMACOutputLength = -u - 1 if sg else u
             if r.bits(1):
                 raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
@@ -1415,7 +1619,11 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -1500,17 +1708,29 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_Target = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     else:
         raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        f_Target = r.string(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_Target = r.string_of(u, None)
         s = 2
     while True:
         ec = r.bits(2)
@@ -1584,7 +1804,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -1700,17 +1924,29 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
-        f_value = r.binary(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     else:
         raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureValueType[1]', 'expected CH')
-        f_value = r.binary(None)
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_value = r.binary_of(u, None)
         s = 2
     if r.bits(1):
         raise r.fail_back(1, 'SignatureValueType', 'expected EE')
@@ -1748,7 +1984,11 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     c = r.bits(2)
     ec = c
     if ec == 0:
-        f_Id = r.string(None)
+        c = r.bits(8)
+        u = c
+        if u > 127:
+            u = r.uint_more(u)
+        f_Id = r.string_of(u, None)
         s = 1
     elif ec == 1:
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -1846,15 +2086,23 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
     f_XPath: list[str] = []
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformType', 'expected AT(Algorithm)')
-    f_Algorithm = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_Algorithm = r.string_of(u, None)
     while True:
         ec = r.bits(3)
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected CH of XPath')
-            f_XPath.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_XPath.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
@@ -1954,29 +2202,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     c = r.bits(3)
     ec = c
     if ec == 0:
-        f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+        c = r.bits(10)
+        if c & 0x300 != 0x0:
+            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509IssuerName = r.string_of(u, None)
+        c = r.bits(12)
+        if c & 0xe00 != 0x0:
+            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_1_X509SerialNumber = -u - 1 if sg else u
+        c = r.bits(2)
+        if c != 0x0:
+            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SKI')
-        f_X509SKI.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SKI.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509SubjectName')
-        f_X509SubjectName.append(r.string(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509SubjectName.append(r.string_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509Certificate')
-        f_X509Certificate.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509Certificate.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected CH of X509CRL')
-        f_X509CRL.append(r.binary(None))
+        c = r.bits(9)
+        if c & 0x100 != 0x0:
+            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+        u = (c & 255)
+        if u > 127:
+            u = r.uint_more(u)
+        f_X509CRL.append(r.binary_of(u, None))
         if r.bits(1):
             raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
@@ -1986,29 +2268,63 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     while True:
         ec = r.bits(3)
         if ec == 0:
-            f_X509IssuerSerial.append(_d_xmldsig_X509IssuerSerialType(r))
+            c = r.bits(10)
+            if c & 0x300 != 0x0:
+                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509IssuerName = r.string_of(u, None)
+            c = r.bits(12)
+            if c & 0xe00 != 0x0:
+                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_2_X509SerialNumber = -u - 1 if sg else u
+            c = r.bits(2)
+            if c != 0x0:
+                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SKI')
-            f_X509SKI.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SKI.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509SubjectName')
-            f_X509SubjectName.append(r.string(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509SubjectName.append(r.string_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509Certificate')
-            f_X509Certificate.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509Certificate.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected CH of X509CRL')
-            f_X509CRL.append(r.binary(None))
+            c = r.bits(9)
+            if c & 0x100 != 0x0:
+                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+            u = (c & 255)
+            if u > 127:
+                u = r.uint_more(u)
+            f_X509CRL.append(r.binary_of(u, None))
             if r.bits(1):
                 raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
@@ -2029,7 +2345,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.bits(0x0, 3)
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+        if x_X509IssuerSerial.X509IssuerName is None:
+            raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+        w.bits(0x0, 2)
+        w.string(x_X509IssuerSerial.X509IssuerName)
+        if x_X509IssuerSerial.X509SerialNumber is None:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+        w.bits(0x0, 3)
+        w.integer(x_X509IssuerSerial.X509SerialNumber)
+        w.bits(0x0, 2)
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
@@ -2061,7 +2385,15 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             w.bits(0x0, 3)
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            _e_xmldsig_X509IssuerSerialType(w, x_X509IssuerSerial)
+            if x_X509IssuerSerial.X509IssuerName is None:
+                raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
+            w.bits(0x0, 2)
+            w.string(x_X509IssuerSerial.X509IssuerName)
+            if x_X509IssuerSerial.X509SerialNumber is None:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
+            w.bits(0x0, 3)
+            w.integer(x_X509IssuerSerial.X509SerialNumber)
+            w.bits(0x0, 2)
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
@@ -2094,15 +2426,21 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(2)
-    if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
-    f_X509IssuerName = r.string(None)
-    c = r.bits(4)
-    if c & 0xe != 0x0:
-        raise r.fail_back(4, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
-    sg = (c & 1)
-    f_X509SerialNumber = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x300 != 0x0:
+        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509IssuerName = r.string_of(u, None)
+    c = r.bits(12)
+    if c & 0xe00 != 0x0:
+        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    f_X509SerialNumber = -u - 1 if sg else u
     c = r.bits(2)
     if c != 0x0:
         raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
@@ -2120,9 +2458,13 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     w.bits(0x0, 2)
 
 def _d_v0(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -2133,9 +2475,13 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v1(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.string(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.string_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -2146,9 +2492,13 @@ def _e_v1(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v2(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -2159,11 +2509,14 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v3(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -2174,9 +2527,13 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v4(r: BitReader) -> object:
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected CH')
-    v = r.binary(None)
+    c = r.bits(9)
+    if c & 0x100 != 0x0:
+        raise r.fail_back(9, 'value', 'expected CH')
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = r.binary_of(u, None)
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v
@@ -2187,11 +2544,14 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     w.bits(0x0, 1)
 
 def _d_v5(r: BitReader) -> object:
-    c = r.bits(2)
-    if c & 0x2 != 0x0:
-        raise r.fail_back(2, 'value', 'expected CH')
-    sg = (c & 1)
-    v = -r.uint() - 1 if sg else r.uint()
+    c = r.bits(10)
+    if c & 0x200 != 0x0:
+        raise r.fail_back(10, 'value', 'expected CH')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        u = r.uint_more(u)
+    v = -u - 1 if sg else u
     if r.bits(1):
         raise r.fail_back(1, 'value', 'expected EE')
     return v

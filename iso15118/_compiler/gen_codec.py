@@ -6,7 +6,6 @@ from __future__ import annotations
 from .chunks import ReadBits, WriteBits, flush_reads, flush_writes
 from .gen_functions import FunctionWriter, _indent
 from .gen_types import HEADER, enum_name
-from .grammar import type_grammar
 from .model import ClassModel, LoadedSet, module_of
 from .xsd import ComplexType, ElementDecl, QName, SimpleType
 
@@ -71,7 +70,7 @@ def generate_codec_module(loaded: LoadedSet, classes: dict[QName, ClassModel]) -
     functions: list[str] = []
     for key in sorted(loaded.complex_types, key=lambda q: (q[0], q[1])):
         ct = loaded.complex_types[key]
-        g = type_grammar(loaded.schemas, ct)
+        g = w.grammar(ct)
         functions += [*w.decode_function(ct, g), "", *w.encode_function(ct, g), ""]
     schemas = loaded.schemas
     globals_sorted = sorted(schemas.elements.values(), key=lambda d: (d.name[1], d.name[0]))

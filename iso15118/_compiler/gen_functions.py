@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from .chunks import Raw, ReadBits, Stmt, WriteBits, flush_reads, flush_writes
 from .gen_types import enum_name
-from .grammar import AT, CH, CH_UNTYPED, EE, SE, SE_ANY, Grammar, Production
+from .grammar import AT, CH, CH_UNTYPED, EE, SE, SE_ANY, Grammar, Production, type_grammar
 from .layout import chains as find_chains
 from .layout import count_exit, describe, layout, reachable, skip_chain_interiors
 from .model import ClassModel, FieldModel, LoadedSet, module_of
-from .xsd import ComplexType, QName, SimpleType
+from .xsd import ComplexType, ElementDecl, QName, SimpleType
 
 _IND = "    "
 _PY_SCALAR = {"boolean": "bool", "integer": "int", "base64Binary": "bytes", "hexBinary": "bytes"}
@@ -30,6 +30,15 @@ def int_plan(st: SimpleType) -> tuple[str, int | None, int | None, int]:
     if lo is not None and lo >= 0:
         return "uint", lo, hi, 0
     return "int", lo, hi, 0
+
+
+def _first_octet(where: str) -> list[ReadBits]:
+    """The first octet of an Unsigned Integer, read with the fixed-width run before it."""
+    return [ReadBits(8, where, lines=["u = {x}"])]
+
+
+def _more_octets() -> list[str]:
+    return ["if u > 127:", _IND + "u = r.uint_more(u)"]
 
 
 def _indent(lines: list[str], depth: int = 1) -> list[str]:
@@ -63,6 +72,44 @@ class FunctionWriter:
         self.need_s = True
         self.chains: dict[int, tuple[int, int, int]] = {}
         self.grammar_of: dict[int, Grammar] = {}
+        self.prefix = ""  # of decode locals, while a child type is inlined
+        self.obj = "o"  # the object being encoded
+        self.inlined = 0
+        self.kw_fields: set[str] = set()
+
+    def grammar(self, ct: ComplexType) -> Grammar:
+        g = self.grammar_of.get(id(ct))
+        if g is None:
+            g = self.grammar_of[id(ct)] = type_grammar(self.loaded.schemas, ct)
+        return g
+
+    def straight(self, ct: ComplexType) -> bool:
+        """A type whose grammar has no choice at all: its code is inlined into the parent."""
+        g = self.grammar(ct)
+        if len(g.states) > 16:
+            return False
+        cm = self.classes[self.key_of(ct)]
+        if any(fm.is_list for fm in cm.fields):
+            return False
+        return all(
+            len(st.productions) == 1
+            and st.productions[0].target != i
+            and st.productions[0].kind in (AT, SE, CH, EE)
+            and not (
+                st.productions[0].kind == SE
+                and isinstance(st.productions[0].element, ElementDecl)
+                and isinstance(st.productions[0].element.type, ComplexType)
+                and not self.straight(st.productions[0].element.type)
+            )
+            for i, st in enumerate(g.states)
+        )
+
+    def straight_path(self, g: Grammar) -> list[int]:
+        path, k = [], 0
+        while k >= 0:
+            path.append(k)
+            k = g.states[k].productions[0].target
+        return path
 
     # -- names --------------------------------------------------------------------------------
     def cls_ref(self, key: QName) -> str:
@@ -143,15 +190,15 @@ class FunctionWriter:
                 value = "{x}" + ("" if not lo else f" + {lo}" if lo > 0 else f" - {-lo}")
                 return [ReadBits(bits, where, lines=[put(value)])]
             if kind == "uint":
-                return [Raw([put("r.uint()")])]
+                return [*_first_octet(where), Raw([*_more_octets(), put("u")])]
             sign = ReadBits(1, where, lines=["sg = {x}"])
-            return [sign, Raw([put("-r.uint() - 1 if sg else r.uint()")])]
+            return [sign, *_first_octet(where), Raw([*_more_octets(), put("-u - 1 if sg else u")])]
         f = st.facets
         hi_len = f.length if f.length is not None else f.max_length
         if prim in ("base64Binary", "hexBinary"):
-            return [Raw([put(f"r.binary({hi_len})")])]
+            return [*_first_octet(where), Raw([*_more_octets(), put(f"r.binary_of(u, {hi_len})")])]
         if prim == "string":
-            return [Raw([put(f"r.string({hi_len})")])]
+            return [*_first_octet(where), Raw([*_more_octets(), put(f"r.string_of(u, {hi_len})")])]
         raise NotImplementedError(f"EXI datatype for {prim}")
 
     def write_value(self, st: SimpleType, expr: str, where: str, pre: list[str]) -> list[WriteItem]:
@@ -207,9 +254,17 @@ class FunctionWriter:
         self.need_s = cyclic or any(k not in mandatory for k in order)
         self.chains = find_chains(g)
         order = skip_chain_interiors(order, g, self.chains)
+        self.inlined = 0
         out = [f"def {self.fn(key, 'd')}(r: BitReader) -> {self.cls_ref(key)}:"]
+        # a type with many optional fields (Body: one of 35) is built from the ones present
+        optional = [fm.py for fm in cm.fields if fm.min == 0 and not fm.is_list]
+        self.kw_fields = set(optional) if len(optional) > 8 else set()
+        if self.kw_fields:
+            out.append(f"{_IND}kw: dict[str, Any] = {{}}")
         for fm in cm.fields:
             t = self.py_type(fm)
+            if fm.py in self.kw_fields:
+                continue
             if fm.is_list:
                 out.append(f"{_IND}f_{fm.py}: list[{t}] = []")
             elif fm.min == 0 or cyclic:
@@ -226,7 +281,10 @@ class FunctionWriter:
             out += [f"{_IND}while s >= 0:", *_indent(body, 2)]
         else:
             out += _indent(body)
-        args = ", ".join(f"{fm.py}=f_{fm.py}" for fm in cm.fields)
+        args = ", ".join(
+            [f"{fm.py}=f_{fm.py}" for fm in cm.fields if fm.py not in self.kw_fields]
+            + (["**kw"] if self.kw_fields else [])
+        )
         ignore = ""
         if cyclic and any(fm.min > 0 and not fm.is_list for fm in cm.fields):
             ignore = "  # type: ignore[arg-type]"
@@ -286,8 +344,13 @@ class FunctionWriter:
             return [Raw([f"raise r.fail({where!r}, '{what} content is not supported')"])]
         fm = self.field_for(cm, p)
         fwhere = f"{cm.name}.{fm.py}"
-        target = f"f_{fm.py}.append({{v}})" if fm.is_list else f"f_{fm.py} = {{v}}"
+        local = f"f_{self.prefix}{fm.py}"
+        target = f"{local}.append({{v}})" if fm.is_list else f"{local} = {{v}}"
+        if not self.prefix and fm.py in self.kw_fields:
+            target = f"kw[{fm.py!r}] = {{v}}"
         if p.kind == SE and p.element is not None and isinstance(p.element.type, ComplexType):
+            if self.straight(p.element.type):
+                return self.inline_decode(p.element.type, target)
             call = f"{self.fn(self.key_of(p.element.type), 'd')}(r)"
             return [Raw([target.replace("{v}", call)])]
         if p.kind == SE:
@@ -300,6 +363,47 @@ class FunctionWriter:
         st = p.simple if p.kind == CH else (p.attribute.type if p.attribute else None)
         assert st is not None
         return self.read_value(st, target, fwhere)
+
+    def inline_decode(self, ct: ComplexType, target: str) -> list[ReadItem]:
+        """The reads of a straight-line child type, in the parent's runs."""
+        cm = self.classes[self.key_of(ct)]
+        g = self.grammar(ct)
+        saved = self.prefix, self.need_s
+        self.inlined += 1
+        self.prefix, self.need_s = f"{self.inlined}_", False
+        items: list[ReadItem] = []
+        for k in self.straight_path(g):
+            p = g.states[k].productions[0]
+            items.append(ReadBits(g.states[k].width, describe(p), expect=0))
+            items += self.decode_action(cm, p, f"{cm.name}[{k}]")
+        args = ", ".join(f"{fm.py}=f_{self.prefix}{fm.py}" for fm in cm.fields)
+        items.append(Stmt([target.replace("{v}", f"{self.cls_ref(self.key_of(ct))}({args})")]))
+        self.prefix, self.need_s = saved
+        return items
+
+    def inline_encode(self, ct: ComplexType, obj: str) -> list[WriteItem]:
+        """The writes of a straight-line child type, in the parent's runs."""
+        cm = self.classes[self.key_of(ct)]
+        g = self.grammar(ct)
+        saved = self.obj, self.need_s
+        self.obj, self.need_s = obj, False
+        items: list[WriteItem] = []
+        for k in self.straight_path(g):
+            p = g.states[k].productions[0]
+            if p.kind == EE:
+                items.append(WriteBits(g.states[k].width, 0))
+                continue
+            fm = self.field_for(cm, p)
+            items.append(WriteBits(g.states[k].width, 0, self.missing(cm, fm)))
+            items += self.encode_action(cm, p, fm)
+        self.obj, self.need_s = saved
+        return items
+
+    def missing(self, cm: ClassModel, fm: FieldModel) -> list[str]:
+        return [
+            f"if {self.obj}.{fm.py} is None:",
+            _IND + f"raise encode_error('{cm.name}.{fm.py}', 'required value missing')",
+        ]
 
     # -- encoding -----------------------------------------------------------------------------
     def encode_function(self, ct: ComplexType, g: Grammar) -> list[str]:
@@ -344,11 +448,7 @@ class FunctionWriter:
                 return [WriteBits(state.width, 0), *([Stmt(["s = -1"])] if self.need_s else [])]
             fm = self.field_for(cm, p)
             if not fm.is_list:
-                missing = [
-                    f"if o.{fm.py} is None:",
-                    _IND + f"raise encode_error('{cm.name}.{fm.py}', 'required value missing')",
-                ]
-                items: list[WriteItem] = [WriteBits(state.width, 0, missing)]
+                items: list[WriteItem] = [WriteBits(state.width, 0, self.missing(cm, fm))]
                 items += self.encode_action(cm, p, fm)
                 if self.need_s:
                     items.append(Stmt([f"s = {p.target}"]))
@@ -446,11 +546,14 @@ class FunctionWriter:
         fwhere = f"{cm.name}.{fm.py}"
         pre: list[str] = []
         if fm.is_list:
-            pre = [f"x_{fm.py} = o.{fm.py}[i_{fm.py}]", f"i_{fm.py} += 1"]
+            pre = [f"x_{fm.py} = {self.obj}.{fm.py}[i_{fm.py}]", f"i_{fm.py} += 1"]
             expr = f"x_{fm.py}"
         else:
-            expr = f"o.{fm.py}"
+            expr = f"{self.obj}.{fm.py}"
         if p.kind == SE and p.element is not None and isinstance(p.element.type, ComplexType):
+            if self.straight(p.element.type):
+                items: list[WriteItem] = [Raw(pre)] if pre else []
+                return items + self.inline_encode(p.element.type, expr)
             return [Raw([*pre, f"{self.fn(self.key_of(p.element.type), 'e')}(w, {expr})"])]
         if p.kind == SE:
             assert p.element is not None and isinstance(p.element.type, SimpleType)

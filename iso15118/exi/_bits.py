@@ -7,26 +7,41 @@ from __future__ import annotations
 
 from .errors import ExiDecodeError, ExiEncodeError
 
-SMALL_STREAM = 8192  # octets; longer streams are read by slicing (see LargeBitReader)
+WINDOW = 64  # octets loaded into the read window at a time
 
 
 def reader(data: bytes) -> BitReader:
-    """The fastest reader for a stream of this size."""
-    return BitReader(data) if len(data) <= SMALL_STREAM else LargeBitReader(data)
+    return BitReader(data)
 
 
 class BitReader:
     """Reads an EXI body MSB-first.  Every failure raises `ExiDecodeError` with the bit offset.
 
-    The whole stream is held as one integer, so that a read is a shift and a mask."""
+    Reads come from a window of at most WINDOW octets held as an int, so that a read is a
+    shift and a mask whatever the length of the stream."""
 
-    __slots__ = ("big", "data", "end", "pos")
+    __slots__ = ("avail", "data", "end", "next", "win")
 
     def __init__(self, data: bytes) -> None:
         self.data = bytes(data)
-        self.pos = 0
         self.end = len(self.data) * 8
-        self.big = int.from_bytes(self.data, "big") if len(self.data) <= SMALL_STREAM else 0
+        self.win = 0  # the window; its low `avail` bits are unread
+        self.avail = 0
+        self.next = 0  # index of the first octet not yet in the window
+
+    @property
+    def pos(self) -> int:
+        """Bit offset of the next read."""
+        return self.next * 8 - self.avail
+
+    @pos.setter
+    def pos(self, value: int) -> None:
+        self.next = value >> 3
+        self.win = self.avail = 0
+        if value & 7:
+            self.win = self.data[self.next]
+            self.next += 1
+            self.avail = 8 - (value & 7)
 
     def fail(self, where: str, reason: str) -> ExiDecodeError:
         return ExiDecodeError(reason, bit_offset=self.pos, position=where)
@@ -36,16 +51,38 @@ class BitReader:
         return ExiDecodeError(reason, bit_offset=self.pos - nbits, position=where)
 
     def bits(self, n: int) -> int:
-        end = self.pos + n
-        if end > self.end:
+        avail = self.avail - n
+        if avail < 0:
+            self._load(n)
+            avail = self.avail - n
+        self.avail = avail
+        return (self.win >> avail) & ((1 << n) - 1)
+
+    def _load(self, n: int) -> None:
+        start = self.next
+        chunk = self.data[start : start + WINDOW]
+        if self.avail + len(chunk) * 8 < n:
             raise ExiDecodeError("unexpected end of stream", bit_offset=self.pos)
-        self.pos = end
-        return (self.big >> (self.end - end)) & ((1 << n) - 1)
+        rest = self.win & ((1 << self.avail) - 1)
+        self.win = (rest << (len(chunk) * 8)) | int.from_bytes(chunk, "big")
+        self.avail += len(chunk) * 8
+        self.next = start + len(chunk)
 
     def uint(self) -> int:
         """EXI Unsigned Integer: 7-bit groups, least significant first (section 7.1.6)."""
         value = 0
         shift = 0
+        while True:
+            octet = self.bits(8)
+            value |= (octet & 0x7F) << shift
+            if octet < 0x80:
+                return value
+            shift += 7
+
+    def uint_more(self, first: int) -> int:
+        """The rest of an Unsigned Integer whose first octet (`first` >= 0x80) was read."""
+        value = first & 0x7F
+        shift = 7
         while True:
             octet = self.bits(8)
             value |= (octet & 0x7F) << shift
@@ -63,19 +100,26 @@ class BitReader:
         pos = self.pos
         if count * 8 > self.end - pos:
             raise ExiDecodeError(f"length {count} exceeds the remaining input", bit_offset=pos)
+        if count <= 7:
+            return self.bits(count * 8).to_bytes(count, "big") if count else b""
         end = pos + count * 8
-        self.pos = end
-        if not pos & 7:
-            return self.data[pos >> 3 : end >> 3]
         first = pos >> 3
-        chunk = int.from_bytes(self.data[first : (end >> 3) + 1], "big")
-        chunk >>= 8 - (pos & 7)
-        return (chunk & ((1 << (count * 8)) - 1)).to_bytes(count, "big")
+        if not pos & 7:
+            value = self.data[first : end >> 3]
+        else:
+            chunk = int.from_bytes(self.data[first : (end >> 3) + 1], "big")
+            chunk >>= 8 - (pos & 7)
+            value = (chunk & ((1 << (count * 8)) - 1)).to_bytes(count, "big")
+        self.pos = end
+        return value
 
     def binary(self, max_length: int | None) -> bytes:
         """base64Binary / hexBinary: length then octets (section 7.1.1)."""
+        return self.binary_of(self.uint(), max_length)
+
+    def binary_of(self, length: int, max_length: int | None) -> bytes:
+        """The octets of a binary value whose length was read."""
         start = self.pos
-        length = self.uint()
         if max_length is not None and length > max_length:
             raise ExiDecodeError(
                 f"binary length {length} exceeds maxLength {max_length}", bit_offset=start
@@ -87,8 +131,11 @@ class BitReader:
 
         Under the ISO 15118 profile (valuePartitionCapacity 0) no value is ever a table hit.
         """
+        return self.string_of(self.uint(), max_length)
+
+    def string_of(self, tag: int, max_length: int | None) -> str:
+        """The characters of a string value whose length tag (length + 2) was read."""
         start = self.pos
-        tag = self.uint()
         if tag < 2:
             raise ExiDecodeError("string table hit in a stream without value partitions", start)
         length = tag - 2
@@ -112,21 +159,6 @@ class BitReader:
         if rest and self.bits(rest):
             self.pos -= rest
             raise self.fail(where, "non-zero data after the end of the document")
-
-
-class LargeBitReader(BitReader):
-    """For long streams, where shifting the whole stream for every read would cost too much."""
-
-    __slots__ = ()
-
-    def bits(self, n: int) -> int:
-        pos = self.pos
-        end = pos + n
-        if end > self.end:
-            raise ExiDecodeError("unexpected end of stream", bit_offset=pos)
-        self.pos = end
-        chunk = int.from_bytes(self.data[pos >> 3 : (end + 7) >> 3], "big")
-        return (chunk >> (-end & 7)) & ((1 << n) - 1)
 
 
 class BitWriter:
