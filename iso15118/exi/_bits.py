@@ -5,9 +5,27 @@ The generated codecs in `exi_schemas` call these primitives; they know nothing o
 
 from __future__ import annotations
 
+import sys
+
 from .errors import ExiDecodeError, ExiEncodeError
 
 WINDOW = 64  # octets loaded into the read window at a time
+FLUSH_BITS = 1024  # the writer moves whole octets out of its accumulator past this
+
+
+def _grammar_position() -> str:
+    """The generated decoder a reader error happened in (looked up only on failure)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_name
+        if name.startswith("_d_"):
+            return f"{name[3:]} (generated line {frame.f_lineno})"
+        frame = frame.f_back
+    return ""
+
+
+def _error(reason: str, bit_offset: int) -> ExiDecodeError:
+    return ExiDecodeError(reason, bit_offset=bit_offset, position=_grammar_position())
 
 
 def reader(data: bytes) -> BitReader:
@@ -62,7 +80,7 @@ class BitReader:
         start = self.next
         chunk = self.data[start : start + WINDOW]
         if self.avail + len(chunk) * 8 < n:
-            raise ExiDecodeError("unexpected end of stream", bit_offset=self.pos)
+            raise _error("unexpected end of stream", self.pos)
         rest = self.win & ((1 << self.avail) - 1)
         self.win = (rest << (len(chunk) * 8)) | int.from_bytes(chunk, "big")
         self.avail += len(chunk) * 8
@@ -99,7 +117,7 @@ class BitReader:
     def octets(self, count: int) -> bytes:
         pos = self.pos
         if count * 8 > self.end - pos:
-            raise ExiDecodeError(f"length {count} exceeds the remaining input", bit_offset=pos)
+            raise _error(f"length {count} exceeds the remaining input", pos)
         if count <= 7:
             return self.bits(count * 8).to_bytes(count, "big") if count else b""
         end = pos + count * 8
@@ -121,9 +139,7 @@ class BitReader:
         """The octets of a binary value whose length was read."""
         start = self.pos
         if max_length is not None and length > max_length:
-            raise ExiDecodeError(
-                f"binary length {length} exceeds maxLength {max_length}", bit_offset=start
-            )
+            raise _error(f"binary length {length} exceeds maxLength {max_length}", start)
         return self.octets(length)
 
     def string(self, max_length: int | None) -> str:
@@ -137,10 +153,10 @@ class BitReader:
         """The characters of a string value whose length tag (length + 2) was read."""
         start = self.pos
         if tag < 2:
-            raise ExiDecodeError("string table hit in a stream without value partitions", start)
+            raise _error("string table hit in a stream without value partitions", start)
         length = tag - 2
         if max_length is not None and length > max_length:
-            raise ExiDecodeError(f"string length {length} exceeds maxLength {max_length}", start)
+            raise _error(f"string length {length} exceeds maxLength {max_length}", start)
         raw = self.octets(length)  # every code point takes at least one octet
         if raw.isascii():
             return raw.decode("ascii")
@@ -149,7 +165,7 @@ class BitReader:
         for _ in range(length):
             code = self.uint()
             if code > 0x10FFFF:
-                raise ExiDecodeError(f"invalid code point {code}", bit_offset=self.pos)
+                raise _error(f"invalid code point {code}", self.pos)
             chars.append(chr(code))
         return "".join(chars)
 
@@ -175,7 +191,7 @@ class BitWriter:
     def bits(self, value: int, n: int) -> None:
         acc = (self.acc << n) | value
         total = self.n + n
-        if total >= 64:
+        if total >= FLUSH_BITS:
             keep = total & 7
             self.buf += (acc >> keep).to_bytes((total - keep) >> 3, "big")
             acc &= (1 << keep) - 1
@@ -186,6 +202,9 @@ class BitWriter:
     def uint(self, value: int) -> None:
         if value < 0x80:
             self.bits(value, 8)
+            return
+        if value < 0x4000:
+            self.bits(((value & 0x7F) | 0x80) << 8 | value >> 7, 16)
             return
         while value >= 0x80:
             self.bits((value & 0x7F) | 0x80, 8)
