@@ -6,6 +6,7 @@ The generated codecs in `exi_schemas` call these primitives; they know nothing o
 from __future__ import annotations
 
 import sys
+from types import FrameType
 
 from .errors import ExiDecodeError, ExiEncodeError
 
@@ -15,7 +16,7 @@ FLUSH_BITS = 1024  # the writer moves whole octets out of its accumulator past t
 
 def _grammar_position() -> str:
     """The generated decoder a reader error happened in (looked up only on failure)."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         name = frame.f_code.co_name
         if name.startswith("_d_"):
